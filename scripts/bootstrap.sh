@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian machine (or a fresh clone) to the point where `npm start`,
+# `npm test` and `npm run bench` can run. Each step checks first, so a second run
+# does no needless work.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# 1. System packages. Keyed by a command each provides; installed only when missing.
+declare -A pkg_for=(
+  [clang]=clang [llvm-strip]=llvm [bpftool]=bpftool [ip]=iproute2 [iptables]=iptables
+  [curl]=curl [tcpdump]=tcpdump [haproxy]=haproxy [wrk]=wrk [iperf3]=iperf3
+  [sockperf]=sockperf [nsenter]=util-linux [ps]=procps [make]=make [g++]=g++
+  [python3]=python3 [openssl]=openssl [promtool]=prometheus
+)
+missing=()
+for cmd in "${!pkg_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
+done
+[ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing system packages (${missing[*]}) and not root: install them with apt-get, or run as root"
+  else
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# 2. npm dependencies, including Node 24 itself (the `node` dev dependency).
+if [ ! -x node_modules/node/bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund >&2
+fi
+
+# 3. Build outputs: BPF objects and the native addon. make skips what is up to date.
+if [ -f bpf/Makefile ] && command -v clang >/dev/null 2>&1 && command -v bpftool >/dev/null 2>&1; then
+  make -s -C bpf >&2
+fi
+if [ -f native/binding.gyp ]; then
+  if [ ! -f native/build/Release/weft_native.node ] || [ -n "$(find native -maxdepth 1 -newer native/build/Release/weft_native.node -name '*.c')" ]; then
+    say "building native addon"
+    # N-API is ABI-stable across Node versions, so any installed Node headers will do.
+    nodedir_flag=()
+    [ -f /usr/include/node/node_api.h ] && nodedir_flag=(--nodedir=/usr)
+    (cd native && PATH="$root/node_modules/.bin:$PATH" node-gyp rebuild "${nodedir_flag[@]}" >&2)
+  fi
+fi
