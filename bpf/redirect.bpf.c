@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+// weft transparent capture (IPv4 TCP).
+//
+//   connect4 (pod cgroups)   : remember the original destination under the socket
+//                              cookie, send the connection to the agent instead.
+//   sockops (pod cgroups)    : once established, re-key that record by the 4-tuple,
+//                              which the agent's accepted socket can see too.
+//   getsockopt (agent cgroup): answer getsockopt(SOL_IP, SO_ORIGINAL_DST) from the
+//                              4-tuple map, so the proxy reads it like an iptables
+//                              REDIRECT and has one code path for both modes.
+//
+// Maps are filled by the agent (src/redirect/ebpf-maps.ts holds the byte layouts;
+// keep the two in step). Every address and port in a key or value is in network
+// byte order, so userspace writes the bytes as they appear on the wire.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define SOL_IP 0
+#define SO_ORIGINAL_DST 80
+
+// Sizes of the connection maps. LRU: a record whose connection was never accepted
+// (or whose close we never saw) ages out instead of leaking.
+#define PENDING_ENTRIES 65536
+#define CONN_ENTRIES 262144
+
+// Written once by the agent; all zero (not yet configured) means "capture nothing".
+struct weft_settings {
+	__u32 agent_ip;     // where captured connections go (the pod's gateway)
+	__u16 agent_port;   // the outbound capture port, 15001
+	__u16 reserved;
+	__u64 build_id;     // identifies the object that owns these pins (see loader)
+};
+
+struct weft_orig_dst {
+	__u32 ip;
+	__u16 port;
+	__u16 reserved;
+};
+
+// As the client (pod) sees the connection; the agent's accepted socket sees the
+// same four values with local and remote swapped.
+struct weft_conn_key {
+	__u32 client_ip;
+	__u32 server_ip;
+	__u16 client_port;
+	__u16 server_port;
+};
+
+// The uapi struct sockaddr_in, spelled out: vmlinux.h names its padding
+// differently across kernel versions.
+struct weft_sockaddr_in {
+	__u16 family;
+	__u16 port;
+	__u32 addr;
+	__u8 zero[8];
+};
+
+struct weft_cidr_key {
+	__u32 prefixlen;
+	__u32 ip;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct weft_settings);
+} weft_settings SEC(".maps");
+
+// Destination ports never captured (the agent's own ports, DNS, the user's list).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} weft_skip_ports SEC(".maps");
+
+// Destination networks never captured (loopback, the agent's address, the user's list).
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct weft_cidr_key);
+	__type(value, __u8);
+} weft_skip_cidrs SEC(".maps");
+
+// Socket cookie -> original destination, between connect() and establishment.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PENDING_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct weft_orig_dst);
+} weft_pending SEC(".maps");
+
+// 4-tuple -> original destination, read when the agent asks.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CONN_ENTRIES);
+	__type(key, struct weft_conn_key);
+	__type(value, struct weft_orig_dst);
+} weft_conns SEC(".maps");
+
+static __always_inline int skipped(__u32 ip, __u16 port)
+{
+	struct weft_cidr_key cidr = { .prefixlen = 32, .ip = ip };
+
+	if (bpf_map_lookup_elem(&weft_skip_ports, &port))
+		return 1;
+	return bpf_map_lookup_elem(&weft_skip_cidrs, &cidr) != NULL;
+}
+
+SEC("cgroup/connect4")
+int weft_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct weft_settings *cfg;
+	struct weft_orig_dst orig;
+	__u64 cookie;
+
+	if (ctx->type != SOCK_STREAM || (ctx->protocol != IPPROTO_TCP && ctx->protocol != 0))
+		return 1;
+	cfg = bpf_map_lookup_elem(&weft_settings, &zero);
+	if (!cfg || cfg->agent_ip == 0 || cfg->agent_port == 0)
+		return 1;
+
+	orig.ip = ctx->user_ip4;
+	orig.port = (__u16)ctx->user_port;
+	orig.reserved = 0;
+	if (skipped(orig.ip, orig.port))
+		return 1;
+
+	cookie = bpf_get_socket_cookie(ctx);
+	// Without a record the agent could not route the connection; leave it alone.
+	if (bpf_map_update_elem(&weft_pending, &cookie, &orig, BPF_ANY) != 0)
+		return 1;
+	ctx->user_ip4 = cfg->agent_ip;
+	ctx->user_port = cfg->agent_port;
+	return 1;
+}
+
+SEC("sockops")
+int weft_sockops(struct bpf_sock_ops *skops)
+{
+	struct weft_orig_dst *orig;
+	struct weft_conn_key key;
+	__u64 cookie;
+
+	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || skops->family != AF_INET)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);
+	orig = bpf_map_lookup_elem(&weft_pending, &cookie);
+	if (!orig)
+		return 1;
+
+	key.client_ip = skops->local_ip4;
+	key.server_ip = skops->remote_ip4;
+	// local_port is in host order. remote_port is "network order" in a 32-bit
+	// field: the port's two bytes are the field's first two bytes in memory, so
+	// ntohl yields the host-order port on either endianness.
+	key.client_port = bpf_htons((__u16)skops->local_port);
+	key.server_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+	bpf_map_update_elem(&weft_conns, &key, orig, BPF_ANY);
+	bpf_map_delete_elem(&weft_pending, &cookie);
+	return 1;
+}
+
+SEC("cgroup/getsockopt")
+int weft_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct weft_sockaddr_in *sin;
+	struct weft_orig_dst *orig;
+	struct weft_conn_key key;
+	struct bpf_sock *sk;
+
+	if (ctx->level != SOL_IP || ctx->optname != SO_ORIGINAL_DST)
+		return 1;
+	sk = ctx->sk;
+	if (!sk || sk->family != AF_INET)
+		return 1;
+
+	key.client_ip = sk->dst_ip4;
+	key.server_ip = sk->src_ip4;
+	key.client_port = sk->dst_port;
+	key.server_port = bpf_htons((__u16)sk->src_port);
+	orig = bpf_map_lookup_elem(&weft_conns, &key);
+	if (!orig)
+		return 1; // not ours: keep whatever the kernel (conntrack) answered
+
+	sin = ctx->optval;
+	if ((void *)(sin + 1) > ctx->optval_end)
+		return 1;
+	sin->family = AF_INET;
+	sin->port = orig->port;
+	sin->addr = orig->ip;
+	__builtin_memset(sin->zero, 0, sizeof(sin->zero));
+	ctx->optlen = sizeof(*sin);
+	ctx->retval = 0;
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";
