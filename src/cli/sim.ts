@@ -1,0 +1,91 @@
+// `weft sim up|down|status|exec`: the simulated cluster (see src/sim/).
+
+import { WeftError } from '../core/errors.ts';
+import { readManifests } from '../config/manifest-files.ts';
+import { SimErrors } from '../sim/errors.ts';
+import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
+import { readState, type ClusterState } from '../sim/state.ts';
+import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
+
+const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh off|ebpf|iptables]
+       weft sim down (--name NAME | --all)
+       weft sim status --name NAME [--json]
+       weft sim exec --name NAME POD -- CMD...`;
+
+const MESH_MODES = ['off', 'ebpf', 'iptables'] as const;
+
+export async function simCommand(argv: readonly string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  switch (verb) {
+    case 'up': return simUp(rest);
+    case 'down': return simDown(rest);
+    case 'status': return simStatus(rest);
+    case 'exec': return simExec(rest);
+    default: throw usageError(verb === undefined ? 'missing sim subcommand' : `unknown sim subcommand ${JSON.stringify(verb)}`, USAGE);
+  }
+}
+
+async function simUp(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' },
+  }, USAGE);
+  const name = requiredFlag(values.name, '--name', USAGE);
+  const nodes = intFlag(values.nodes, '--nodes', undefined, USAGE);
+  const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
+  const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
+  const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'off', USAGE);
+  const started = Date.now();
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  printStatus(state);
+  process.stdout.write(`\nTry:  weft sim exec --name ${name} ${state.plan.pods[0]?.name ?? 'POD'} -- curl -s http://${state.plan.pods.at(-1)?.ip ?? 'IP'}:8080/\n      weft sim down --name ${name}\n`);
+  return 0;
+}
+
+async function simDown(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, all: { type: 'boolean' } }, USAGE);
+  if (values.all === true) {
+    if (values.name !== undefined) throw usageError('give either --name or --all, not both', USAGE);
+    const removed = await downAll();
+    process.stdout.write(removed.length === 0 ? 'nothing to remove\n' : `removed: ${removed.join(', ')}\n`);
+    return 0;
+  }
+  const name = requiredFlag(values.name, '--name (or --all)', USAGE);
+  await down(name);
+  process.stdout.write(`cluster ${name} removed\n`);
+  return 0;
+}
+
+async function simStatus(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  if (values.json === true) process.stdout.write(`${JSON.stringify(statusJson(state), null, 2)}\n`);
+  else printStatus(state);
+  return Promise.resolve(0);
+}
+
+async function simExec(argv: readonly string[]): Promise<number> {
+  const dash = argv.indexOf('--');
+  if (dash < 0) throw usageError('missing -- before the command', USAGE);
+  const { values, positionals } = parseFlags(argv.slice(0, dash), { name: { type: 'string' } }, USAGE, true);
+  const name = requiredFlag(values.name, '--name', USAGE);
+  const pod = positionals[0];
+  if (pod === undefined || positionals.length > 1) throw usageError('give exactly one POD before --', USAGE);
+  return exec(name, pod, argv.slice(dash + 1));
+}
+
+function printStatus(state: ClusterState): void {
+  const { plan } = state;
+  const lines = [`cluster ${plan.name} (mesh: ${state.mesh})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
+  for (const n of plan.nodes) lines.push(`${n.name.padEnd(9)} ${n.ip.padEnd(14)} ${n.podCidr.padEnd(17)} ${n.netns}`);
+  lines.push('', 'POD                         NODE      IP              SERVICE ACCOUNT  MESH');
+  for (const p of plan.pods) lines.push(`${`${p.namespace}/${p.name}`.padEnd(27)} ${p.node.padEnd(9)} ${p.ip.padEnd(15)} ${p.serviceAccount.padEnd(16)} ${p.enrolled ? 'yes' : 'no'}`);
+  lines.push('', 'SERVICE                     VIP             PORTS');
+  for (const s of plan.services) lines.push(`${`${s.namespace}/${s.name}`.padEnd(27)} ${s.vip.padEnd(15)} ${s.ports.map((p) => `${p.port}->${p.targetPort}`).join(',')}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+export function isSimError(err: unknown): boolean {
+  return err instanceof WeftError && err.code.startsWith('WEFT_SIM_');
+}
