@@ -51,7 +51,7 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, fn: 
   const errors: unknown[] = [];
   const worker = async (): Promise<void> => {
     while (next < items.length) {
-      const item = items[next++] as T;
+      const item = items[next++];
       try {
         await fn(item);
       } catch (e: unknown) {
