@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planCluster } from '../../../src/sim/plan.ts';
+import { defaultManifests } from '../../../src/sim/defaults.ts';
+import { isWeftError } from '../../../src/core/errors.ts';
+import { SimErrors } from '../../../src/sim/errors.ts';
+
+const file = (text: string, path = 'user.yaml') => [{ path, text }];
+
+test('the default 2x3 plan: addresses from 198.18.0.0/15, services spanning nodes', () => {
+  const plan = planCluster({ name: 'demo', nodes: 2, podsPerNode: 3, manifests: defaultManifests(2, 3) });
+  assert.deepEqual(plan.nodes.map((n) => [n.name, n.ip, n.bridgeIp, n.podCidr, n.netns]), [
+    ['node-1', '198.18.0.11', '198.18.1.1', '198.18.1.0/24', 'weft-demo-n-node-1'],
+    ['node-2', '198.18.0.12', '198.18.2.1', '198.18.2.0/24', 'weft-demo-n-node-2'],
+  ]);
+  assert.deepEqual(plan.pods.map((p) => `${p.node} ${p.name} ${p.ip}`), [
+    'node-1 echo-1-0 198.18.1.10', 'node-1 hello-1-1 198.18.1.11', 'node-1 echo-1-2 198.18.1.12',
+    'node-2 echo-2-0 198.18.2.10', 'node-2 hello-2-1 198.18.2.11', 'node-2 echo-2-2 198.18.2.12',
+  ]);
+  assert.ok(plan.pods.every((p) => p.enrolled && p.netns.startsWith('weft-demo-') && p.cgroup.startsWith('weft-demo/')));
+  const echo = plan.services.find((s) => s.name === 'echo');
+  assert.deepEqual(echo?.ports, [{ port: 80, targetPort: 8080 }]);
+  const nodesOfEcho = new Set(plan.pods.filter((p) => p.labels.app === 'echo').map((p) => p.node));
+  assert.equal(nodesOfEcho.size, 2, 'the echo service selects pods on several nodes');
+});
+
+test('user manifests: explicit node and IP, round-robin scheduling, enrollment by pod label', () => {
+  const plan = planCluster({
+    name: 'u', nodes: 2, podsPerNode: 0, manifests: file(`
+apiVersion: v1
+kind: Pod
+metadata: { name: a, namespace: x, labels: { weft.dev/mesh: enabled } }
+spec: { nodeName: node-2 }
+status: { podIP: 198.18.2.50 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: b, namespace: x }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: c, namespace: x }
+`),
+  });
+  assert.deepEqual(plan.pods.map((p) => [p.name, p.node, p.ip, p.enrolled]), [
+    ['b', 'node-1', '198.18.1.10', false],
+    ['c', 'node-2', '198.18.2.10', false],
+    ['a', 'node-2', '198.18.2.50', true],
+  ]);
+});
+
+const refusals: [string, Parameters<typeof planCluster>[0], string, RegExp][] = [
+  ['zero nodes', { name: 'a', nodes: 0, podsPerNode: 1, manifests: [] }, SimErrors.BAD_ARGUMENT, /--nodes must be a whole number from 1/],
+  ['a bad name', { name: 'Bad_Name', nodes: 1, podsPerNode: 1, manifests: [] }, SimErrors.BAD_ARGUMENT, /not a valid cluster name/],
+  ['a pod on an unknown node', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-7}\n') },
+    SimErrors.BAD_MANIFEST, /user\.yaml: Pod\/default\/p: spec\.nodeName: "node-7" is not a node/],
+  ['a pod IP outside its node', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-1}\nstatus: {podIP: 10.0.0.1}\n') },
+    SimErrors.BAD_MANIFEST, /status\.podIP: 10\.0\.0\.1 is not a free pod address of node-1/],
+  ['a VIP outside the service range', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n') },
+    SimErrors.BAD_MANIFEST, /Service\/default\/s: spec\.clusterIP: 10\.96\.0\.1 is outside/],
+  ['a malformed port', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 198.19.0.1, ports: [{port: http}]}\n', 'svc.yaml') },
+    SimErrors.BAD_MANIFEST, /svc\.yaml: Service\/(default\/)?s: spec\.ports\[0\]\.port: must be a port number/],
+  ['broken YAML', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('kind: Pod\nmetadata: [unclosed\n', 'broken.yaml') },
+    SimErrors.BAD_MANIFEST, /broken\.yaml: document 1: invalid YAML/],
+  ['an unknown kind', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n') },
+    SimErrors.BAD_MANIFEST, /Deployment\/(default\/)?d: kind: unknown kind "Deployment"/],
+  ['a full node', { name: 'a', nodes: 1, podsPerNode: 1, manifests: file('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\n') },
+    SimErrors.BAD_MANIFEST, /node-1 is full/],
+];
+
+for (const [what, req, code, message] of refusals) {
+  test(`refuses ${what} with a message naming it`, () => {
+    assert.throws(() => planCluster(req), (err: unknown) => isWeftError(err, code) && message.test(err.message));
+  });
+}
+
+test('every problem of a manifest set is reported, not just the first', () => {
+  const text = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-9}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 1.2.3.4, ports: [{port: 80}]}\n';
+  assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(text) }),
+    (err: unknown) => isWeftError(err, SimErrors.BAD_MANIFEST) && /2 problem/.test(err.message) && /node-9/.test(err.message) && /1\.2\.3\.4/.test(err.message));
+});
