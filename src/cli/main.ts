@@ -17,6 +17,7 @@ type Command = (argv: readonly string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   sim: () => Promise.resolve(simCommand),
+  demo: async () => (await import('./demo.ts')).demoCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
