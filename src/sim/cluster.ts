@@ -81,7 +81,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     const workloads: Record<string, number> = {};
     for (const p of plan.pods) {
       workloads[`${p.namespace}/${p.name}`] = startDetached(podPlacement(state, p), [process.execPath, ECHO_WORKLOAD], {
-        PATH: process.env.PATH, WEFT_POD: p.name, WEFT_NAMESPACE: p.namespace, WEFT_NODE: p.node, PORT: '8080',
+        PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE, WEFT_POD: p.name, WEFT_NAMESPACE: p.namespace, WEFT_NODE: p.node, PORT: '8080',
         WEFT_READY_FILE: join(dir, 'ready', `${p.namespace}.${p.name}`),
       }, join(dir, 'logs', `pod-${p.namespace}.${p.name}.log`));
     }
