@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from '
 import type { Clock } from '../core/clock.ts';
 import type { CaStore, RevokedSerial, StoredCa } from './ca-store.ts';
 import { identityError } from './errors.ts';
-import { derSerialHex, normalizeSerial } from './pem.ts';
+import { derSerialHex, derToPem, normalizeSerial } from './pem.ts';
 import { DEFAULT_TRUST_DOMAIN, spiffeId, type SpiffeId } from './spiffe.ts';
 import { ecdsaP256, nodeCrypto, x509, type CryptoKey, type EcKeyAlgorithm } from './x509.ts';
 
@@ -218,7 +218,8 @@ export class CertificateAuthority {
       },
       nodeCrypto,
     );
-    const pem = crl.toString('pem') + '\n';
+    // OpenSSL and RFC 7468 call it "X509 CRL"; the library writes "CRL", which openssl cannot read.
+    const pem = derToPem('X509 CRL', crl.rawData);
     this.#crl = { pem, version, refreshAt: now + options.crlTtlMs / 2 };
     return pem;
   }
