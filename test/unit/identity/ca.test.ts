@@ -156,8 +156,9 @@ test('a CA reloaded from its directory keeps its root, its key (0600) and its re
   assert.equal(v.status, 0, v.out);
   assert.equal(verifyPeer(after.certPem, { trustBundle: bundle, now: clock.now() }).uri, web.uri);
   assert.deepEqual(second.revokedSerials(), [before.serial]);
+  const crl = await second.crlPem();
   assert.throws(
-    () => verifyPeer(before.certPem, { trustBundle: bundle, crl: await second.crlPem(), now: clock.now() }),
+    () => verifyPeer(before.certPem, { trustBundle: bundle, crl, now: clock.now() }),
     rejectsWith('WEFT_IDENTITY_PEER_REVOKED'),
   );
 });
