@@ -1,10 +1,20 @@
-// Parses Kubernetes YAML (Namespace, Pod, Service) into model objects. Pure: takes file
-// contents, returns objects plus every problem found, each naming file, object and field.
-// One bad object rejects only itself.
+// Parses Kubernetes objects (Namespace, Pod, Service, EndpointSlice, ServiceAccount and
+// weft.dev AuthorizationPolicy) into model objects. Pure: takes file contents or raw
+// objects, returns objects plus every problem found, each naming file, object and field.
+// One bad object rejects only itself (and, given the previous objects, keeps that
+// object's last good version).
 
 import { parseAllDocuments } from 'yaml';
-import { isIPv4 } from 'node:net';
-import type { Labels, NamespaceObject, PodObject, ServiceObject, ServicePort, SourceRef } from './types.ts';
+import type {
+  AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, PodObject, RawObject,
+  ServiceAccountObject, ServiceObject, SourceRef,
+} from './types.ts';
+import { WEFT_API_VERSION } from './types.ts';
+import { FieldError, isRecord } from './fields.ts';
+import { parseEndpointSlice, parseNamespace, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
+import { parseAuthorizationPolicy } from './policy-kind.ts';
+import { kubernetesSchemaIssues } from './k8s-schema.ts';
+import type { SchemaIssue } from './schema-check.ts';
 
 export interface ManifestFile {
   readonly path: string;
@@ -20,13 +30,21 @@ export interface ManifestProblem {
   readonly message: string;
 }
 
-export interface ParsedManifests {
-  readonly namespaces: readonly NamespaceObject[];
-  readonly pods: readonly PodObject[];
-  readonly services: readonly ServiceObject[];
+export interface ParsedManifests extends MeshObjects {
   readonly problems: readonly ManifestProblem[];
-  /** Documents of kinds this parser does not model (left for other parsers), with their source. */
-  readonly others: readonly { readonly kind: string; readonly body: Record<string, unknown>; readonly source: SourceRef }[];
+  /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
+  readonly others: readonly RawObject[];
+  /** Where each accepted object came from, keyed `Kind/namespace/name` (namespace empty for Namespaces). */
+  readonly origins: ReadonlyMap<string, SourceRef>;
+}
+
+export interface ParseOptions {
+  /** Kinds another parser owns: passed through in `others` even when this parser knows them. */
+  readonly knownOtherKinds?: ReadonlySet<string>;
+  /** The last good objects: an object that is now invalid keeps its previous version. */
+  readonly previous?: MeshObjects;
+  /** Also check core kinds against the Kubernetes OpenAPI schemas (default true). */
+  readonly kubernetesSchema?: boolean;
 }
 
 export function formatProblem(p: ManifestProblem): string {
@@ -34,152 +52,159 @@ export function formatProblem(p: ManifestProblem): string {
   return `${where}: ${p.message}`;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+type Parsed =
+  | { kind: 'Namespace'; value: NamespaceObject }
+  | { kind: 'Pod'; value: PodObject }
+  | { kind: 'Service'; value: ServiceObject }
+  | { kind: 'EndpointSlice'; value: EndpointSliceObject }
+  | { kind: 'ServiceAccount'; value: ServiceAccountObject }
+  | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject };
 
-/** Thrown inside one object's parse; caught per object and turned into a problem. */
-class FieldError extends Error {
-  readonly field: string;
-  constructor(field: string, message: string) {
-    super(message);
-    this.field = field;
-  }
+export type Kind = Parsed['kind'];
+
+const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly namespaced: boolean }>> = {
+  Namespace: { apiVersion: 'v1', namespaced: false },
+  Pod: { apiVersion: 'v1', namespaced: true },
+  Service: { apiVersion: 'v1', namespaced: true },
+  ServiceAccount: { apiVersion: 'v1', namespaced: true },
+  EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true },
+  AuthorizationPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+};
+
+export const KNOWN_KINDS: readonly string[] = Object.keys(KINDS);
+
+function isKind(k: string): k is Kind {
+  return Object.hasOwn(KINDS, k);
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function record(v: unknown, field: string, optional = false): Record<string, unknown> {
-  if (v === undefined && optional) return {};
-  if (!isRecord(v)) throw new FieldError(field, `must be a mapping, got ${JSON.stringify(v) ?? 'nothing'}`);
-  return v;
-}
-
-function str(v: unknown, field: string, pattern?: RegExp, what = 'a string'): string {
-  if (typeof v !== 'string' || v === '') throw new FieldError(field, `must be ${what}, got ${JSON.stringify(v) ?? 'nothing'}`);
-  if (pattern && (!pattern.test(v) || v.length > 253)) throw new FieldError(field, `must be ${what}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function port(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-    throw new FieldError(field, `must be a port number 1-65535, got ${JSON.stringify(v) ?? 'nothing'}`);
-  }
-  return v;
-}
-
-function labels(v: unknown, field: string): Labels {
-  const r = record(v, field, true);
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(r)) {
-    if (typeof val !== 'string' || !LABEL_VALUE.test(val) || val.length > 63) {
-      throw new FieldError(`${field}.${k}`, `must be a label value (string of up to 63 letters, digits, '-', '_', '.'), got ${JSON.stringify(val)}`);
-    }
-    out[k] = val;
-  }
-  return Object.freeze(out);
-}
-
-function metadata(body: Record<string, unknown>, namespaced: boolean): { name: string; namespace: string; labels: Labels } {
-  const md = record(body.metadata, 'metadata');
-  const name = str(md.name, 'metadata.name', DNS_SUBDOMAIN, 'a DNS name (lowercase letters, digits, -, .)');
-  const namespace = namespaced
-    ? md.namespace === undefined
-      ? 'default'
-      : str(md.namespace, 'metadata.namespace', DNS_LABEL, 'a DNS label')
-    : '';
-  return { name, namespace, labels: labels(md.labels, 'metadata.labels') };
-}
-
-function parseNamespace(body: Record<string, unknown>): NamespaceObject {
-  const md = metadata(body, false);
-  return Object.freeze({ name: md.name, labels: md.labels });
-}
-
-function parsePod(body: Record<string, unknown>): PodObject {
-  const md = metadata(body, true);
-  const spec = record(body.spec, 'spec', true);
-  const status = record(body.status, 'status', true);
-  const serviceAccount = spec.serviceAccountName === undefined
-    ? 'default'
-    : str(spec.serviceAccountName, 'spec.serviceAccountName', DNS_SUBDOMAIN, 'a DNS name');
-  const nodeName = spec.nodeName === undefined ? undefined : str(spec.nodeName, 'spec.nodeName', DNS_SUBDOMAIN, 'a DNS name');
-  let ip: string | undefined;
-  if (status.podIP !== undefined) {
-    ip = str(status.podIP, 'status.podIP');
-    if (!isIPv4(ip)) throw new FieldError('status.podIP', `must be an IPv4 address, got ${JSON.stringify(ip)}`);
-  }
-  const containerPorts: number[] = [];
-  if (spec.containers !== undefined) {
-    if (!Array.isArray(spec.containers)) throw new FieldError('spec.containers', 'must be a list');
-    spec.containers.forEach((c: unknown, i) => {
-      const cr = record(c, `spec.containers[${i}]`);
-      if (cr.ports === undefined) return;
-      if (!Array.isArray(cr.ports)) throw new FieldError(`spec.containers[${i}].ports`, 'must be a list');
-      cr.ports.forEach((p: unknown, j) => {
-        const f = `spec.containers[${i}].ports[${j}]`;
-        containerPorts.push(port(record(p, f).containerPort, `${f}.containerPort`));
-      });
-    });
-  }
-  return Object.freeze({
-    name: md.name, namespace: md.namespace, labels: md.labels, serviceAccount, nodeName, ip,
-    containerPorts: Object.freeze(containerPorts),
-  });
-}
-
-function parseService(body: Record<string, unknown>): ServiceObject {
-  const md = metadata(body, true);
-  const spec = record(body.spec, 'spec');
-  const vip = str(spec.clusterIP, 'spec.clusterIP');
-  if (!isIPv4(vip)) throw new FieldError('spec.clusterIP', `must be an IPv4 address, got ${JSON.stringify(vip)}`);
-  if (!Array.isArray(spec.ports) || spec.ports.length === 0) throw new FieldError('spec.ports', 'must be a non-empty list');
-  const seen = new Set<number>();
-  const ports: ServicePort[] = spec.ports.map((p: unknown, i): ServicePort => {
-    const f = `spec.ports[${i}]`;
-    const pr = record(p, f);
-    const number = port(pr.port, `${f}.port`);
-    if (seen.has(number)) throw new FieldError(`${f}.port`, `duplicates port ${number}`);
-    seen.add(number);
-    const targetPort = pr.targetPort === undefined ? number : port(pr.targetPort, `${f}.targetPort`);
-    if (pr.protocol !== undefined && pr.protocol !== 'TCP') {
-      throw new FieldError(`${f}.protocol`, `only TCP is supported, got ${JSON.stringify(pr.protocol)}`);
-    }
-    const name = pr.name === undefined ? undefined : str(pr.name, `${f}.name`, DNS_LABEL, 'a DNS label');
-    return Object.freeze({ name, port: number, targetPort, protocol: 'TCP' });
-  });
-  return Object.freeze({
-    name: md.name, namespace: md.namespace, vip, ports: Object.freeze(ports),
-    selector: labels(spec.selector, 'spec.selector'),
-  });
-}
-
-const PARSERS = {
-  Namespace: { apiVersion: 'v1', parse: parseNamespace },
-  Pod: { apiVersion: 'v1', parse: parsePod },
-  Service: { apiVersion: 'v1', parse: parseService },
-} as const;
-
-function objectName(kind: string, body: Record<string, unknown>): string | undefined {
+function objectName(kind: string, body: Record<string, unknown>): string {
   const md = isRecord(body.metadata) ? body.metadata : {};
   if (typeof md.name !== 'string') return `${kind}/?`;
   return typeof md.namespace === 'string' ? `${kind}/${md.namespace}/${md.name}` : `${kind}/${md.name}`;
 }
 
-/**
- * Parses every document of every file. `knownOtherKinds` are kinds another parser owns
- * (passed through in `others`); any kind outside both sets is a problem.
- */
-export function parseManifests(files: readonly ManifestFile[], knownOtherKinds: ReadonlySet<string> = new Set()): ParsedManifests {
-  const namespaces: NamespaceObject[] = [];
-  const pods: PodObject[] = [];
-  const services: ServiceObject[] = [];
-  const problems: ManifestProblem[] = [];
-  const others: { kind: string; body: Record<string, unknown>; source: SourceRef }[] = [];
-  const seen = new Map<string, string>();
+/** kind/namespace/name, with Kubernetes' default namespace filled in; undefined without a name. */
+function objectKey(kind: Kind, body: Record<string, unknown>): string | undefined {
+  const md = isRecord(body.metadata) ? body.metadata : {};
+  if (typeof md.name !== 'string') return undefined;
+  const ns = KINDS[kind].namespaced ? (typeof md.namespace === 'string' ? md.namespace : 'default') : '';
+  return `${kind}/${ns}/${md.name}`;
+}
 
+function parsedKey(p: Parsed): string {
+  return `${p.kind}/${'namespace' in p.value ? p.value.namespace : ''}/${p.value.name}`;
+}
+
+function fieldIssues(parse: () => Parsed): { parsed?: Parsed; issues: SchemaIssue[] } {
+  try {
+    return { parsed: parse(), issues: [] };
+  } catch (err: unknown) {
+    if (!(err instanceof FieldError)) throw err;
+    return { issues: [{ field: err.field, message: err.message }] };
+  }
+}
+
+/** The key of `origins` for an object of the model. */
+export function originKey(kind: Kind, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+/** Validates one object: weft's field checks, plus the Kubernetes schema for core kinds. */
+function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: boolean): { parsed?: Parsed; issues: SchemaIssue[] } {
+  if (kind === 'AuthorizationPolicy') {
+    const r = parseAuthorizationPolicy(body);
+    return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
+  }
+  const own = fieldIssues((): Parsed => {
+    switch (kind) {
+      case 'Namespace': return { kind, value: parseNamespace(body) };
+      case 'Pod': return { kind, value: parsePod(body) };
+      case 'Service': return { kind, value: parseService(body) };
+      case 'EndpointSlice': return { kind, value: parseEndpointSlice(body) };
+      case 'ServiceAccount': return { kind, value: parseServiceAccount(body) };
+    }
+  });
+  const schema = kubernetesSchema ? kubernetesSchemaIssues(kind, body) : [];
+  if (schema.length === 0) return own;
+  const fields = new Set(schema.map((i) => i.field));
+  return { issues: [...schema, ...own.issues.filter((i) => !fields.has(i.field))] };
+}
+
+function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
+  const out = new Map<string, Parsed>();
+  if (previous === undefined) return out;
+  const add = (p: Parsed): void => void out.set(parsedKey(p), p);
+  previous.namespaces.forEach((value) => add({ kind: 'Namespace', value }));
+  previous.pods.forEach((value) => add({ kind: 'Pod', value }));
+  previous.services.forEach((value) => add({ kind: 'Service', value }));
+  previous.endpointSlices.forEach((value) => add({ kind: 'EndpointSlice', value }));
+  previous.serviceAccounts.forEach((value) => add({ kind: 'ServiceAccount', value }));
+  previous.policies.forEach((value) => add({ kind: 'AuthorizationPolicy', value }));
+  return out;
+}
+
+/** Phase one of applying config: validates every object on its own. */
+export function parseObjects(objects: readonly RawObject[], options: ParseOptions = {}): ParsedManifests {
+  const knownOtherKinds = options.knownOtherKinds ?? new Set<string>();
+  const kubernetesSchema = options.kubernetesSchema ?? true;
+  const previous = previousByKey(options.previous);
+  const out = {
+    namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
+    endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
+    policies: [] as AuthorizationPolicyObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    origins: new Map<string, SourceRef>(),
+  };
+  const accept = (p: Parsed, source: SourceRef, object: string): void => {
+    const key = parsedKey(p);
+    const first = out.origins.get(key);
+    if (first !== undefined) {
+      out.problems.push({ file: source.file, object, field: 'metadata.name', message: `duplicates the object first defined in ${first.file}` });
+      return;
+    }
+    out.origins.set(key, source);
+    switch (p.kind) {
+      case 'Namespace': out.namespaces.push(p.value); break;
+      case 'Pod': out.pods.push(p.value); break;
+      case 'Service': out.services.push(p.value); break;
+      case 'EndpointSlice': out.endpointSlices.push(p.value); break;
+      case 'ServiceAccount': out.serviceAccounts.push(p.value); break;
+      case 'AuthorizationPolicy': out.policies.push(p.value); break;
+    }
+  };
+
+  for (const raw of objects) {
+    const { kind, body } = raw;
+    const file = raw.source.file;
+    const object = objectName(kind, body);
+    if (knownOtherKinds.has(kind)) {
+      out.others.push(raw);
+      continue;
+    }
+    if (!isKind(kind)) {
+      out.problems.push({ file, object, field: 'kind', message: `unknown kind ${JSON.stringify(kind)} (known: ${[...KNOWN_KINDS, ...knownOtherKinds].join(', ')})` });
+      continue;
+    }
+    const expected = KINDS[kind].apiVersion;
+    const { parsed, issues } = body.apiVersion !== expected
+      ? { parsed: undefined, issues: [{ field: 'apiVersion', message: `must be ${JSON.stringify(expected)} for ${kind}, got ${JSON.stringify(body.apiVersion) ?? 'nothing'}` }] }
+      : parseOne(kind, body, kubernetesSchema);
+    if (parsed !== undefined) {
+      accept(parsed, raw.source, object);
+      continue;
+    }
+    const key = objectKey(kind, body);
+    const kept = key === undefined ? undefined : previous.get(key);
+    const suffix = kept === undefined ? '' : ' (keeping the previous version of this object)';
+    for (const i of issues) out.problems.push({ file, object, field: i.field === '' ? undefined : i.field, message: i.message + suffix });
+    if (kept !== undefined) accept(kept, raw.source, object);
+  }
+  return out;
+}
+
+/** Splits YAML files into raw objects; YAML syntax errors and documents without a kind are problems. */
+export function splitManifests(files: readonly ManifestFile[]): { objects: RawObject[]; problems: ManifestProblem[] } {
+  const objects: RawObject[] = [];
+  const problems: ManifestProblem[] = [];
   for (const file of files) {
     const docs = parseAllDocuments(file.text, { prettyErrors: true });
     if (!Array.isArray(docs)) continue; // an empty stream
@@ -195,42 +220,27 @@ export function parseManifests(files: readonly ManifestFile[], knownOtherKinds: 
         problems.push({ file: file.path, object: docName, field: undefined, message: 'must be a mapping with apiVersion, kind and metadata' });
         return;
       }
-      const kind = body.kind;
-      if (typeof kind !== 'string') {
+      if (typeof body.kind !== 'string') {
         problems.push({ file: file.path, object: docName, field: 'kind', message: 'is missing' });
         return;
       }
-      const object = objectName(kind, body);
-      if (knownOtherKinds.has(kind)) {
-        others.push({ kind, body, source: { file: file.path, doc: index } });
-        return;
-      }
-      const parser = (PARSERS as Record<string, (typeof PARSERS)[keyof typeof PARSERS] | undefined>)[kind];
-      if (parser === undefined) {
-        problems.push({ file: file.path, object, field: 'kind', message: `unknown kind ${JSON.stringify(kind)} (known: ${[...Object.keys(PARSERS), ...knownOtherKinds].join(', ')})` });
-        return;
-      }
-      if (body.apiVersion !== parser.apiVersion) {
-        problems.push({ file: file.path, object, field: 'apiVersion', message: `must be ${JSON.stringify(parser.apiVersion)} for ${kind}, got ${JSON.stringify(body.apiVersion) ?? 'nothing'}` });
-        return;
-      }
-      try {
-        const parsed = parser.parse(body);
-        const key = `${kind}/${'namespace' in parsed ? parsed.namespace : ''}/${parsed.name}`;
-        const first = seen.get(key);
-        if (first !== undefined) {
-          problems.push({ file: file.path, object, field: 'metadata.name', message: `duplicates the object first defined in ${first}` });
-          return;
-        }
-        seen.set(key, file.path);
-        if (kind === 'Namespace') namespaces.push(parsed as NamespaceObject);
-        else if (kind === 'Pod') pods.push(parsed as PodObject);
-        else services.push(parsed as ServiceObject);
-      } catch (err: unknown) {
-        if (!(err instanceof FieldError)) throw err;
-        problems.push({ file: file.path, object, field: err.field, message: err.message });
-      }
+      const source: SourceRef = { file: file.path, doc: index };
+      objects.push({ kind: body.kind, body, source });
     });
   }
-  return { namespaces, pods, services, problems, others };
+  return { objects, problems };
+}
+
+/**
+ * Parses every document of every file. `knownOtherKinds` are kinds another parser owns
+ * (passed through in `others`); any kind outside both sets is a problem.
+ */
+export function parseManifests(
+  files: readonly ManifestFile[],
+  knownOtherKinds: ReadonlySet<string> = new Set(),
+  options: Omit<ParseOptions, 'knownOtherKinds'> = {},
+): ParsedManifests {
+  const split = splitManifests(files);
+  const parsed = parseObjects(split.objects, { ...options, knownOtherKinds });
+  return { ...parsed, problems: [...split.problems, ...parsed.problems] };
 }

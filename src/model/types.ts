@@ -23,6 +23,10 @@ export interface PodObject {
   readonly labels: Labels;
   /** Ports the containers declare (informational). */
   readonly containerPorts: readonly number[];
+  /** status.phase; pods that Succeeded or Failed are not workloads (their IP may be reused). */
+  readonly phase?: string | undefined;
+  /** spec.hostNetwork; such pods share the node's IP and are never part of the mesh. */
+  readonly hostNetwork?: boolean | undefined;
 }
 
 export interface ServicePort {
@@ -45,4 +49,145 @@ export interface ServiceObject {
 export interface SourceRef {
   readonly file: string;
   readonly doc: number;
+}
+
+/** Namespace whose AuthorizationPolicies apply mesh-wide (as Istio's root namespace). */
+export const ROOT_NAMESPACE = 'weft-system';
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+/** apiVersion of weft's own kinds. */
+export const WEFT_API_VERSION = 'weft.dev/v1alpha1';
+/** Annotation that makes an AuthorizationPolicy evaluated but not enforced. */
+export const DRY_RUN_ANNOTATION = 'weft.dev/dry-run';
+/** Label on an EndpointSlice naming the Service it belongs to. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface ServiceAccountObject {
+  readonly name: string;
+  readonly namespace: string;
+}
+
+export interface EndpointSlicePort {
+  /** Matches the Service port of the same name; undefined matches an unnamed Service port. */
+  readonly name: string | undefined;
+  readonly port: number;
+}
+
+export interface EndpointSliceEndpoint {
+  readonly addresses: readonly string[];
+  /** conditions.ready; an absent condition counts as ready, as Kubernetes says. */
+  readonly ready: boolean;
+  readonly nodeName: string | undefined;
+  /** Name of the Pod in the slice's namespace, from targetRef (kind Pod). */
+  readonly podName: string | undefined;
+}
+
+export interface EndpointSliceObject {
+  readonly name: string;
+  readonly namespace: string;
+  /** From the kubernetes.io/service-name label. */
+  readonly serviceName: string;
+  readonly ports: readonly EndpointSlicePort[];
+  readonly endpoints: readonly EndpointSliceEndpoint[];
+}
+
+export type PolicyAction = 'ALLOW' | 'DENY';
+
+/** One `from[].source`: every field present must hold; each list matches when any entry does. */
+export interface PolicySource {
+  /** Full SPIFFE ids, or patterns with one leading or trailing `*`. */
+  readonly principals?: readonly string[];
+  readonly notPrincipals?: readonly string[];
+  readonly namespaces?: readonly string[];
+  readonly notNamespaces?: readonly string[];
+  /** IPv4 CIDRs (a bare address means /32). */
+  readonly ipBlocks?: readonly string[];
+  readonly notIpBlocks?: readonly string[];
+}
+
+/** One `to[].operation`. */
+export interface PolicyOperation {
+  readonly ports?: readonly number[];
+  readonly notPorts?: readonly number[];
+}
+
+export interface PolicyRule {
+  /** Empty: any source. */
+  readonly from: readonly PolicySource[];
+  /** Empty: any port. */
+  readonly to: readonly PolicyOperation[];
+}
+
+export interface AuthorizationPolicyObject {
+  readonly name: string;
+  readonly namespace: string;
+  /** spec.selector.matchLabels; empty selects every workload of the namespace (or of the mesh, in ROOT_NAMESPACE). */
+  readonly selector: Labels;
+  readonly action: PolicyAction;
+  /** ALLOW with no rules allows nothing; DENY with no rules denies nothing (as Istio). */
+  readonly rules: readonly PolicyRule[];
+  readonly dryRun: boolean;
+}
+
+/** Every kind the model understands, parsed. */
+export interface MeshObjects {
+  readonly namespaces: readonly NamespaceObject[];
+  readonly pods: readonly PodObject[];
+  readonly services: readonly ServiceObject[];
+  readonly endpointSlices: readonly EndpointSliceObject[];
+  readonly serviceAccounts: readonly ServiceAccountObject[];
+  readonly policies: readonly AuthorizationPolicyObject[];
+}
+
+/** A Kubernetes object before validation, as a source read it. */
+export interface RawObject {
+  readonly kind: string;
+  readonly body: Record<string, unknown>;
+  readonly source: SourceRef;
+}
+
+// ---- The resolved mesh (what MeshState indexes and what agents receive) ----
+
+export interface Workload {
+  /** `namespace/name` */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly node: string | undefined;
+  readonly ip: string | undefined;
+  readonly labels: Labels;
+  /** The Pod or its Namespace carries weft.dev/mesh=enabled. */
+  readonly enrolled: boolean;
+  /** SPIFFE id of its service account. */
+  readonly identity: string;
+}
+
+export interface Endpoint {
+  readonly ip: string;
+  /** The target port on the endpoint. */
+  readonly port: number;
+  readonly node: string | undefined;
+  /** `namespace/name` of the Pod behind the address, when known. */
+  readonly workload: string | undefined;
+  /** Relative weight for load balancing (1 unless a source says otherwise). */
+  readonly weight: number;
+}
+
+export interface ServicePortEndpoints {
+  /** The Service port (not the target port). */
+  readonly port: number;
+  readonly endpoints: readonly Endpoint[];
+}
+
+export interface MeshService {
+  /** `namespace/name` */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly vip: string;
+  readonly ports: readonly ServicePort[];
+  /** Where the endpoints came from. */
+  readonly endpointSource: 'EndpointSlice' | 'selector' | 'none';
+  /** One entry per Service port, in port order. */
+  readonly endpoints: readonly ServicePortEndpoints[];
 }

@@ -1,0 +1,127 @@
+// L4 authorization, with Istio's semantics: DENY policies first; then, if any ALLOW policy
+// applies to the destination workload, the request must match one of them; otherwise it
+// is allowed. Dry-run policies never change the decision; they yield a shadow decision.
+// Pure: everything comes from the request and the precompiled policies.
+
+import type { AuthorizationPolicyObject, PolicyOperation, PolicySource, Workload } from './types.ts';
+import { ROOT_NAMESPACE } from './types.ts';
+import { selects } from './labels.ts';
+import { cidrContains, parseCidr, type Cidr } from './cidr.ts';
+
+interface CompiledSource extends Omit<PolicySource, 'ipBlocks' | 'notIpBlocks'> {
+  readonly ipBlocks?: readonly Cidr[];
+  readonly notIpBlocks?: readonly Cidr[];
+}
+
+interface CompiledRule {
+  readonly from: readonly CompiledSource[];
+  readonly to: readonly PolicyOperation[];
+}
+
+export interface CompiledPolicy {
+  /** `namespace/name` */
+  readonly key: string;
+  readonly policy: AuthorizationPolicyObject;
+  readonly rules: readonly CompiledRule[];
+}
+
+/** The policies that apply to one workload, split as authorize needs them. */
+export interface ApplicablePolicies {
+  readonly deny: readonly CompiledPolicy[];
+  readonly allow: readonly CompiledPolicy[];
+  readonly dryRunDeny: readonly CompiledPolicy[];
+  readonly dryRunAllow: readonly CompiledPolicy[];
+}
+
+/** What authorize needs from the state. */
+export interface PolicyView {
+  policiesFor(workload: Workload): ApplicablePolicies;
+}
+
+export interface AuthorizationRequest {
+  /** SPIFFE id of the peer; undefined for plaintext (no mTLS) sources. */
+  readonly sourcePrincipal: string | undefined;
+  /** Namespace of the peer's identity; undefined for plaintext sources. */
+  readonly sourceNamespace: string | undefined;
+  readonly sourceIp: string;
+  readonly destinationWorkload: Workload;
+  readonly destinationPort: number;
+}
+
+export interface AuthorizationDecision {
+  readonly allowed: boolean;
+  /** `namespace/name` of the policy that decided, when one did. */
+  readonly policy?: string;
+  readonly reason: string;
+  /** Present when dry-run policies apply: what the decision would be were they enforced. */
+  readonly dryRun?: Omit<AuthorizationDecision, 'dryRun'>;
+}
+
+export const NO_POLICIES: ApplicablePolicies = Object.freeze({ deny: [], allow: [], dryRunDeny: [], dryRunAllow: [] });
+
+export function compilePolicy(policy: AuthorizationPolicyObject): CompiledPolicy {
+  const cidrs = (l: readonly string[] | undefined): readonly Cidr[] | undefined => (l === undefined ? undefined : l.map(parseCidr));
+  return Object.freeze({
+    key: `${policy.namespace}/${policy.name}`,
+    policy,
+    rules: policy.rules.map((r) => ({
+      from: r.from.map((s) => ({ ...s, ipBlocks: cidrs(s.ipBlocks), notIpBlocks: cidrs(s.notIpBlocks) })),
+      to: r.to,
+    })),
+  });
+}
+
+/** A policy applies to the workloads its selector picks in its namespace, or mesh-wide from the root namespace. */
+export function policyApplies(policy: AuthorizationPolicyObject, workload: Workload): boolean {
+  if (policy.namespace !== workload.namespace && policy.namespace !== ROOT_NAMESPACE) return false;
+  return Object.keys(policy.selector).length === 0 || selects(policy.selector, workload.labels);
+}
+
+/** `*` matches anything present; one leading or trailing `*` matches a suffix or prefix. */
+export function matchesPattern(pattern: string, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if (pattern === '*') return true;
+  if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
+  if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
+  return value === pattern;
+}
+
+const any = (patterns: readonly string[], value: string | undefined): boolean => patterns.some((p) => matchesPattern(p, value));
+
+function sourceMatches(s: CompiledSource, r: AuthorizationRequest): boolean {
+  if (s.principals !== undefined && !any(s.principals, r.sourcePrincipal)) return false;
+  if (s.notPrincipals !== undefined && any(s.notPrincipals, r.sourcePrincipal)) return false;
+  if (s.namespaces !== undefined && !any(s.namespaces, r.sourceNamespace)) return false;
+  if (s.notNamespaces !== undefined && any(s.notNamespaces, r.sourceNamespace)) return false;
+  if (s.ipBlocks !== undefined && !s.ipBlocks.some((c) => cidrContains(c, r.sourceIp))) return false;
+  if (s.notIpBlocks?.some((c) => cidrContains(c, r.sourceIp)) === true) return false;
+  return true;
+}
+
+function operationMatches(o: PolicyOperation, port: number): boolean {
+  if (o.ports !== undefined && !o.ports.includes(port)) return false;
+  if (o.notPorts?.includes(port) === true) return false;
+  return true;
+}
+
+export function policyMatches(p: CompiledPolicy, r: AuthorizationRequest): boolean {
+  return p.rules.some((rule) =>
+    (rule.from.length === 0 || rule.from.some((s) => sourceMatches(s, r)))
+    && (rule.to.length === 0 || rule.to.some((o) => operationMatches(o, r.destinationPort))));
+}
+
+function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[], r: AuthorizationRequest): Omit<AuthorizationDecision, 'dryRun'> {
+  const denied = deny.find((p) => policyMatches(p, r));
+  if (denied !== undefined) return { allowed: false, policy: denied.key, reason: `denied by DENY policy ${denied.key}` };
+  if (allow.length === 0) return { allowed: true, reason: 'no ALLOW policy applies to the workload' };
+  const allowed = allow.find((p) => policyMatches(p, r));
+  if (allowed !== undefined) return { allowed: true, policy: allowed.key, reason: `allowed by ALLOW policy ${allowed.key}` };
+  return { allowed: false, reason: `no rule of the ${allow.length} ALLOW policy(ies) applying to the workload matched` };
+}
+
+export function authorize(state: PolicyView, request: AuthorizationRequest): AuthorizationDecision {
+  const p = state.policiesFor(request.destinationWorkload);
+  const decision = decide(p.deny, p.allow, request);
+  if (p.dryRunDeny.length === 0 && p.dryRunAllow.length === 0) return decision;
+  return { ...decision, dryRun: decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], request) };
+}

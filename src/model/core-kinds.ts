@@ -1,0 +1,136 @@
+// Field checks and conversion for the Kubernetes kinds weft reads: Namespace, Pod,
+// Service, EndpointSlice, ServiceAccount. Each parser throws FieldError at the first bad field.
+
+import type {
+  EndpointSliceEndpoint, EndpointSliceObject, EndpointSlicePort, NamespaceObject, PodObject, ServiceAccountObject,
+  ServiceObject, ServicePort,
+} from './types.ts';
+import { SERVICE_NAME_LABEL } from './types.ts';
+import { DNS_LABEL, DNS_SUBDOMAIN, FieldError, ipv4, isRecord, labels, list, metadata, port, record, show, str } from './fields.ts';
+
+export function parseNamespace(body: Record<string, unknown>): NamespaceObject {
+  const md = metadata(body, false);
+  return Object.freeze({ name: md.name, labels: md.labels });
+}
+
+export function parseServiceAccount(body: Record<string, unknown>): ServiceAccountObject {
+  const md = metadata(body, true);
+  return Object.freeze({ name: md.name, namespace: md.namespace });
+}
+
+export function parsePod(body: Record<string, unknown>): PodObject {
+  const md = metadata(body, true);
+  const spec = record(body.spec, 'spec', true);
+  const status = record(body.status, 'status', true);
+  const serviceAccount = spec.serviceAccountName === undefined
+    ? 'default'
+    : str(spec.serviceAccountName, 'spec.serviceAccountName', DNS_SUBDOMAIN, 'a DNS name');
+  const nodeName = spec.nodeName === undefined ? undefined : str(spec.nodeName, 'spec.nodeName', DNS_SUBDOMAIN, 'a DNS name');
+  const ip = status.podIP === undefined ? undefined : ipv4(status.podIP, 'status.podIP');
+  const phase = status.phase === undefined ? undefined : str(status.phase, 'status.phase');
+  if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') {
+    throw new FieldError('spec.hostNetwork', `must be true or false, got ${show(spec.hostNetwork)}`);
+  }
+  const containerPorts: number[] = [];
+  list(spec.containers, 'spec.containers', true).forEach((c: unknown, i) => {
+    const cr = record(c, `spec.containers[${i}]`);
+    list(cr.ports, `spec.containers[${i}].ports`, true).forEach((p: unknown, j) => {
+      const f = `spec.containers[${i}].ports[${j}]`;
+      containerPorts.push(port(record(p, f).containerPort, `${f}.containerPort`));
+    });
+  });
+  return Object.freeze({
+    name: md.name, namespace: md.namespace, labels: md.labels, serviceAccount, nodeName, ip,
+    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true,
+  });
+}
+
+/** Why an address cannot be a service VIP (unspecified, loopback, link-local, multicast, reserved, broadcast). */
+export function vipProblem(ip: string): string | undefined {
+  const [a = 0, b = 0] = ip.split('.').map(Number);
+  if (a === 0) return 'it is in 0.0.0.0/8 (this network)';
+  if (a === 127) return 'it is a loopback address';
+  if (a === 169 && b === 254) return 'it is a link-local address';
+  if (a >= 224 && a <= 239) return 'it is a multicast address';
+  if (a >= 240) return 'it is reserved or broadcast';
+  return undefined;
+}
+
+export function parseService(body: Record<string, unknown>): ServiceObject {
+  const md = metadata(body, true);
+  const spec = record(body.spec, 'spec');
+  if (spec.clusterIP === 'None') {
+    throw new FieldError('spec.clusterIP', 'headless Services (clusterIP None) have no virtual IP; clients reach their pods by pod IP, which needs no Service');
+  }
+  const vip = ipv4(spec.clusterIP, 'spec.clusterIP');
+  const bad = vipProblem(vip);
+  if (bad !== undefined) throw new FieldError('spec.clusterIP', `${JSON.stringify(vip)} cannot be a cluster IP: ${bad}`);
+  if (!Array.isArray(spec.ports) || spec.ports.length === 0) throw new FieldError('spec.ports', 'must be a non-empty list');
+  const seen = new Set<number>();
+  const ports: ServicePort[] = spec.ports.map((p: unknown, i): ServicePort => {
+    const f = `spec.ports[${i}]`;
+    const pr = record(p, f);
+    const number = port(pr.port, `${f}.port`);
+    if (seen.has(number)) throw new FieldError(`${f}.port`, `duplicates port ${number}`);
+    seen.add(number);
+    // Named target ports would need container port names, which the model does not keep.
+    const targetPort = pr.targetPort === undefined ? number : port(pr.targetPort, `${f}.targetPort`);
+    if (pr.protocol !== undefined && pr.protocol !== 'TCP') {
+      throw new FieldError(`${f}.protocol`, `only TCP is supported, got ${JSON.stringify(pr.protocol)}`);
+    }
+    const name = pr.name === undefined ? undefined : str(pr.name, `${f}.name`, DNS_LABEL, 'a DNS label');
+    return Object.freeze({ name, port: number, targetPort, protocol: 'TCP' });
+  });
+  return Object.freeze({
+    name: md.name, namespace: md.namespace, vip, ports: Object.freeze(ports),
+    selector: labels(spec.selector, 'spec.selector'),
+  });
+}
+
+function sliceEndpoint(v: unknown, f: string, namespace: string): EndpointSliceEndpoint {
+  const e = record(v, f);
+  const addresses = list(e.addresses, `${f}.addresses`);
+  if (addresses.length === 0) throw new FieldError(`${f}.addresses`, 'must list at least one address');
+  const ips = addresses.map((a, k) => ipv4(a, `${f}.addresses[${k}]`));
+  const conditions = record(e.conditions, `${f}.conditions`, true);
+  if (conditions.ready !== undefined && conditions.ready !== null && typeof conditions.ready !== 'boolean') {
+    throw new FieldError(`${f}.conditions.ready`, `must be true or false, got ${show(conditions.ready)}`);
+  }
+  const nodeName = e.nodeName === undefined || e.nodeName === null ? undefined : str(e.nodeName, `${f}.nodeName`, DNS_SUBDOMAIN, 'a DNS name');
+  let podName: string | undefined;
+  if (isRecord(e.targetRef) && e.targetRef.kind === 'Pod') {
+    const ns = e.targetRef.namespace;
+    if (ns !== undefined && ns !== namespace) {
+      throw new FieldError(`${f}.targetRef.namespace`, `must be the slice's namespace ${JSON.stringify(namespace)}, got ${show(ns)}`);
+    }
+    podName = str(e.targetRef.name, `${f}.targetRef.name`, DNS_SUBDOMAIN, 'a DNS name');
+  }
+  return Object.freeze({ addresses: Object.freeze(ips), ready: conditions.ready !== false, nodeName, podName });
+}
+
+export function parseEndpointSlice(body: Record<string, unknown>): EndpointSliceObject {
+  const md = metadata(body, true);
+  const serviceName = md.labels[SERVICE_NAME_LABEL];
+  if (serviceName === undefined) {
+    throw new FieldError(`metadata.labels.${SERVICE_NAME_LABEL}`, 'is required: it names the Service this slice belongs to');
+  }
+  const addressType = str(body.addressType, 'addressType');
+  if (!['IPv4', 'IPv6', 'FQDN'].includes(addressType)) {
+    throw new FieldError('addressType', `must be IPv4, IPv6 or FQDN, got ${JSON.stringify(addressType)}`);
+  }
+  const ports: EndpointSlicePort[] = [];
+  list(body.ports, 'ports', true).forEach((p: unknown, i) => {
+    const pr = record(p, `ports[${i}]`);
+    // UDP and SCTP ports (e.g. DNS) are not meshed: skipped, not refused.
+    if (pr.protocol !== undefined && pr.protocol !== null && pr.protocol !== 'TCP') return;
+    const name = pr.name === undefined || pr.name === null || pr.name === '' ? undefined : str(pr.name, `ports[${i}].name`, DNS_LABEL, 'a DNS label');
+    ports.push(Object.freeze({ name, port: port(pr.port, `ports[${i}].port`) }));
+  });
+  // A dual-stack cluster also has IPv6 slices; they are valid but carry nothing weft uses.
+  const endpoints = addressType !== 'IPv4'
+    ? []
+    : list(body.endpoints, 'endpoints', true).map((e, i) => sliceEndpoint(e, `endpoints[${i}]`, md.namespace));
+  return Object.freeze({
+    name: md.name, namespace: md.namespace, serviceName, ports: Object.freeze(ports), endpoints: Object.freeze(endpoints),
+  });
+}

@@ -1,0 +1,89 @@
+// Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
+// duplicate pod IPs, selectors matching no pod, slices of unknown services, and policies
+// naming identities that nothing in the manifests has. Pure; used by `weft vet`.
+
+import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
+import type { ManifestProblem } from './manifests.ts';
+import { originKey, type Kind } from './manifests.ts';
+import { selects } from './labels.ts';
+import { tryParseSpiffeId } from './spiffe.ts';
+import { isLivePod } from './resolve.ts';
+
+export interface CrossCheckOptions {
+  readonly trustDomain: string;
+  /** Where each object came from (ParsedManifests.origins). */
+  readonly origins: ReadonlyMap<string, SourceRef>;
+}
+
+export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): ManifestProblem[] {
+  const problems: ManifestProblem[] = [];
+  const report = (kind: Kind, namespace: string, name: string, field: string, message: string): void => {
+    const file = options.origins.get(originKey(kind, namespace, name))?.file ?? '(unknown file)';
+    problems.push({ file, object: namespace === '' ? `${kind}/${name}` : `${kind}/${namespace}/${name}`, field, message });
+  };
+  const byKey = <T extends { namespace: string; name: string }>(a: T, b: T): number =>
+    `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1;
+  const services = [...objects.services].sort(byKey);
+  const pods = objects.pods.filter(isLivePod).sort(byKey);
+
+  const podByIp = new Map<string, string>();
+  for (const p of pods) {
+    if (p.ip === undefined) continue;
+    const other = podByIp.get(p.ip);
+    if (other !== undefined) report('Pod', p.namespace, p.name, 'status.podIP', `${p.ip} is also the IP of Pod ${other}`);
+    else podByIp.set(p.ip, `${p.namespace}/${p.name}`);
+  }
+
+  const vipOwner = new Map<string, string>();
+  for (const s of services) {
+    const other = vipOwner.get(s.vip);
+    if (other !== undefined) report('Service', s.namespace, s.name, 'spec.clusterIP', `${s.vip} is already the cluster IP of Service ${other}`);
+    else vipOwner.set(s.vip, `${s.namespace}/${s.name}`);
+    const pod = podByIp.get(s.vip);
+    if (pod !== undefined) report('Service', s.namespace, s.name, 'spec.clusterIP', `${s.vip} is also the IP of Pod ${pod}`);
+  }
+
+  const sliced = new Set(objects.endpointSlices.map((e) => `${e.namespace}/${e.serviceName}`));
+  for (const s of services) {
+    if (Object.keys(s.selector).length === 0 || sliced.has(`${s.namespace}/${s.name}`)) continue;
+    if (!pods.some((p) => p.namespace === s.namespace && selects(s.selector, p.labels))) {
+      const sel = Object.entries(s.selector).map(([k, v]) => `${k}=${v}`).join(',');
+      report('Service', s.namespace, s.name, 'spec.selector', `selects no Pod in namespace ${s.namespace} (${sel}), so the Service has no endpoints`);
+    }
+  }
+
+  const serviceKeys = new Set(services.map((s) => `${s.namespace}/${s.name}`));
+  for (const e of objects.endpointSlices) {
+    if (!serviceKeys.has(`${e.namespace}/${e.serviceName}`)) {
+      report('EndpointSlice', e.namespace, e.name, 'metadata.labels.kubernetes.io/service-name', `names Service ${e.namespace}/${e.serviceName}, which does not exist`);
+    }
+  }
+
+  const accounts = new Set([
+    ...objects.serviceAccounts.map((a) => `${a.namespace}/${a.name}`),
+    ...objects.pods.map((p) => `${p.namespace}/${p.serviceAccount}`),
+  ]);
+  for (const pol of objects.policies) {
+    checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
+  }
+  return problems;
+}
+
+function checkPrincipals(
+  rules: readonly PolicyRule[], trustDomain: string, accounts: ReadonlySet<string>, report: (field: string, message: string) => void,
+): void {
+  rules.forEach((rule, i) => rule.from.forEach((source, j) => {
+    for (const list of ['principals', 'notPrincipals'] as const) {
+      (source[list] ?? []).forEach((principal, k) => {
+        const id = principal.includes('*') ? undefined : tryParseSpiffeId(principal);
+        if (id === undefined) return; // wildcards name no one in particular
+        const field = `spec.rules[${i}].from[${j}].source.${list}[${k}]`;
+        if (id.trustDomain !== trustDomain) {
+          report(field, `trust domain ${JSON.stringify(id.trustDomain)} is not the mesh's (${JSON.stringify(trustDomain)}), so ${principal} never matches`);
+        } else if (!accounts.has(`${id.namespace}/${id.serviceAccount}`)) {
+          report(field, `no ServiceAccount or Pod has service account ${id.namespace}/${id.serviceAccount}`);
+        }
+      });
+    }
+  }));
+}

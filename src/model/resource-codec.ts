@@ -1,0 +1,134 @@
+// The agent's side of node resources: checks each received resource on its own (a bad one
+// is rejected alone, with its key named) and turns the good ones back into MeshContent,
+// ready for meshStateFromContent.
+
+import { isIPv4 } from 'node:net';
+import type { AuthorizationPolicyObject, MeshService, Workload } from './types.ts';
+import type { MeshContent } from './resolve.ts';
+import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
+import { checkSchema, type Schema } from './schema-check.ts';
+import { parseCidr } from './cidr.ts';
+import { tryParseSpiffeId } from './spiffe.ts';
+
+const str: Schema = { type: 'string' };
+const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
+const int = (min: number, max: number): Schema => ({
+  type: 'custom', what: `an integer ${min}-${max}`,
+  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
+});
+const port = int(1, 65535);
+const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
+const strings: Schema = { type: 'array', items: str };
+const cidrs: Schema = {
+  type: 'array',
+  items: { type: 'string', check: (s) => { try { parseCidr(s); return undefined; } catch { return `must be an IPv4 CIDR, got ${JSON.stringify(s)}`; } } },
+};
+const obj = (properties: Record<string, Schema>, optional: readonly string[] = []): Schema => ({
+  type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
+});
+
+const WORKLOAD = obj({
+  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, labels: { type: 'map', values: str },
+  enrolled: { type: 'boolean' }, identity: spiffe,
+}, ['node', 'ip']);
+const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
+const SERVICE = obj({
+  key: str, name: str, namespace: str, vip: ip,
+  ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] } }, ['name']) },
+  endpointSource: { type: 'string', enum: ['EndpointSlice', 'selector', 'none'] },
+  endpoints: { type: 'array', items: obj({ port, endpoints: { type: 'array', items: ENDPOINT } }) },
+});
+const POLICY = obj({
+  name: str, namespace: str, selector: { type: 'map', values: str }, action: { type: 'string', enum: ['ALLOW', 'DENY'] },
+  dryRun: { type: 'boolean' },
+  rules: {
+    type: 'array',
+    items: obj({
+      from: {
+        type: 'array',
+        items: obj({ principals: strings, notPrincipals: strings, namespaces: strings, notNamespaces: strings, ipBlocks: cidrs, notIpBlocks: cidrs },
+          ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks']),
+      },
+      to: { type: 'array', items: obj({ ports: { type: 'array', items: port }, notPorts: { type: 'array', items: port } }, ['ports', 'notPorts']) },
+    }),
+  },
+});
+const IDENTITY = obj({ namespace: str, serviceAccount: str, identity: spiffe });
+const MESH = obj({ trustDomain: str, node: str });
+
+const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY,
+};
+
+export interface ResourceProblem {
+  /** `type/name` */
+  readonly key: string;
+  readonly message: string;
+}
+
+export interface DecodedResources {
+  readonly node: string | undefined;
+  readonly content: MeshContent;
+  readonly identities: readonly NodeIdentity[];
+  readonly problems: readonly ResourceProblem[];
+}
+
+/** The name a body must carry under its type, so a resource cannot masquerade as another. */
+function nameOf(type: ResourceType, body: Record<string, unknown>): string {
+  switch (type) {
+    case 'mesh': return 'config';
+    case 'workload': case 'service': return String(body.key);
+    case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
+    case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
+  }
+}
+
+export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackTrustDomain = 'cluster.local'): DecodedResources {
+  const problems: ResourceProblem[] = [];
+  const workloads: Workload[] = [];
+  const services: MeshService[] = [];
+  const policies: AuthorizationPolicyObject[] = [];
+  const identities: NodeIdentity[] = [];
+  let mesh: { trustDomain: string; node: string } | undefined;
+  for (const r of resources) {
+    const key = `${String(r.type)}/${String(r.name)}`;
+    const schema = (SCHEMAS as Record<string, Schema | undefined>)[r.type];
+    if (schema === undefined) {
+      problems.push({ key, message: `unknown resource type ${JSON.stringify(r.type)}` });
+      continue;
+    }
+    const issues = checkSchema(schema, r.body, 'body');
+    if (issues.length > 0) {
+      problems.push(...issues.map((i) => ({ key, message: `${i.field} ${i.message}` })));
+      continue;
+    }
+    const body = r.body as Record<string, unknown>;
+    if (nameOf(r.type, body) !== r.name) {
+      problems.push({ key, message: `body names ${JSON.stringify(nameOf(r.type, body))}, not ${JSON.stringify(r.name)}` });
+      continue;
+    }
+    if (resourceVersion(body) !== r.version) {
+      problems.push({ key, message: `version ${JSON.stringify(r.version)} does not match the body's content hash` });
+      continue;
+    }
+    switch (r.type) {
+      case 'mesh': mesh = body as typeof mesh; break;
+      case 'workload': workloads.push(body as unknown as Workload); break;
+      case 'service': services.push(body as unknown as MeshService); break;
+      case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
+      case 'identity': identities.push(body as unknown as NodeIdentity); break;
+    }
+  }
+  const byKey = <T>(k: (t: T) => string) => (a: T, b: T): number => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
+  return {
+    node: mesh?.node,
+    identities: identities.sort(byKey((i) => `${i.namespace}/${i.serviceAccount}`)),
+    problems,
+    content: {
+      trustDomain: mesh?.trustDomain ?? fallbackTrustDomain,
+      workloads: workloads.sort(byKey((w) => w.key)),
+      services: services.sort(byKey((s) => s.key)),
+      policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { crossCheck } from '../../../src/model/crosscheck.ts';
+import { parseManifests } from '../../../src/model/manifests.ts';
+import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
+
+function check(extra: readonly object[]) {
+  const r = parseManifests([{ path: 'base.yaml', text: yamlOf(BASE_DOCS) }, { path: 'extra.yaml', text: yamlOf(extra) }]);
+  assert.deepEqual(r.problems, []);
+  return crossCheck(r, { trustDomain: 'cluster.local', origins: r.origins }).map((p) => `${p.file}: ${p.object}: ${p.field}: ${p.message}`);
+}
+
+test('the base fixture is clean', () => {
+  assert.deepEqual(check([]), []);
+});
+
+test('cross-object problems', () => {
+  const svc = (name: string, vip: string, selector: Record<string, string>) => ({
+    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { clusterIP: vip, selector, ports: [{ port: 80 }] },
+  });
+  const got = check([
+    svc('dup', '198.19.0.10', { app: 'web' }),
+    svc('ghost', '198.19.0.20', { app: 'nothing' }),
+    svc('on-pod', '198.18.1.10', { app: 'web' }),
+    pod('shop', 'twin', { node: 'n1', ip: '198.18.2.11', labels: { app: 'web' } }),
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'orphan', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'gone' } }, addressType: 'IPv4', endpoints: [] },
+    policy('shop', 'p', { rules: [{ from: [{ source: {
+      principals: ['cluster.local/ns/shop/sa/web', 'cluster.local/ns/shop/sa/nobody', 'other.td/ns/shop/sa/web', 'cluster.local/ns/shop/*'],
+      notPrincipals: ['cluster.local/ns/legacy/sa/default', 'cluster.local/ns/legacy/sa/ghost'],
+    } }] }] }),
+    pod('shop', 'far', { node: 'node-that-no-one-declared', ip: '198.18.4.4' }),
+  ]);
+  assert.deepEqual(got, [
+    'extra.yaml: Pod/shop/twin: status.podIP: 198.18.2.11 is also the IP of Pod shop/db-1',
+    'extra.yaml: Service/shop/on-pod: spec.clusterIP: 198.18.1.10 is also the IP of Pod shop/web-1',
+    'base.yaml: Service/shop/web: spec.clusterIP: 198.19.0.10 is already the cluster IP of Service shop/dup',
+    'extra.yaml: Service/shop/ghost: spec.selector: selects no Pod in namespace shop (app=nothing), so the Service has no endpoints',
+    'extra.yaml: EndpointSlice/shop/orphan: metadata.labels.kubernetes.io/service-name: names Service shop/gone, which does not exist',
+    'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.principals[1]: no ServiceAccount or Pod has service account shop/nobody',
+    'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.principals[2]: trust domain "other.td" is not the mesh\'s ("cluster.local"), so spiffe://other.td/ns/shop/sa/web never matches',
+    'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.notPrincipals[1]: no ServiceAccount or Pod has service account legacy/ghost',
+  ]);
+});

@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatProblem, parseManifests, parseObjects, splitManifests } from '../../../src/model/manifests.ts';
+import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
+
+const file = (docs: readonly object[], path = 'm.yaml') => ({ path, text: yamlOf(docs) });
+
+test('parses every kind the model knows', () => {
+  const r = parseManifests([file(BASE_DOCS), file([policy('shop', 'p', { action: 'DENY' })], 'p.yaml')]);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.namespaces.length, 3);
+  assert.equal(r.pods.length, 7);
+  assert.equal(r.services.length, 2);
+  assert.equal(r.serviceAccounts.length, 2);
+  assert.equal(r.endpointSlices.length, 1);
+  assert.deepEqual(r.endpointSlices[0]?.endpoints[0], { addresses: ['198.18.2.11'], ready: true, nodeName: 'n2', podName: 'db-1' });
+  assert.deepEqual(r.policies, [{ name: 'p', namespace: 'shop', selector: {}, action: 'DENY', rules: [], dryRun: false }]);
+  assert.equal(r.origins.get('AuthorizationPolicy/shop/p')?.file, 'p.yaml');
+  assert.equal(r.origins.get('Namespace//shop')?.file, 'm.yaml');
+});
+
+test('knownOtherKinds are passed through even when the model knows them (the simulator relies on it)', () => {
+  const r = parseManifests([file(BASE_DOCS)], new Set(['ServiceAccount', 'EndpointSlice']));
+  assert.equal(r.serviceAccounts.length, 0);
+  assert.deepEqual(r.others.map((o) => o.kind).sort(), ['EndpointSlice', 'ServiceAccount', 'ServiceAccount']);
+  assert.deepEqual(r.problems, []);
+});
+
+interface ProblemCase {
+  readonly name: string;
+  readonly doc: object;
+  readonly object: string;
+  readonly field: string | undefined;
+  readonly message: RegExp;
+}
+
+const PROBLEMS: readonly ProblemCase[] = [
+  { name: 'unknown kind', doc: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }, object: 'ConfigMap/c', field: 'kind', message: /unknown kind "ConfigMap"/ },
+  { name: 'wrong apiVersion', doc: { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'a', namespace: 'x' } }, object: 'AuthorizationPolicy/x/a', field: 'apiVersion', message: /weft\.dev\/v1alpha1/ },
+  { name: 'Kubernetes schema: container without name', doc: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ image: 'x' }] } }, object: 'Pod/p', field: 'spec.containers[0].name', message: /required \(Kubernetes schema\)/ },
+  { name: 'Kubernetes schema: wrong type', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '198.19.0.1', ports: [{ port: 'eighty' }] } }, object: 'Service/s', field: 'spec.ports[0].port', message: /integer/ },
+  { name: 'VIP not an address', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '198.19.0', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /IPv4/ },
+  { name: 'VIP loopback', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '127.0.0.5', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /loopback/ },
+  { name: 'headless service', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: 'None', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /headless/ },
+  { name: 'slice without service label', doc: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'e', namespace: 'x' }, addressType: 'IPv4', endpoints: [] }, object: 'EndpointSlice/x/e', field: 'metadata.labels.kubernetes.io/service-name', message: /required/ },
+  { name: 'slice bad address', doc: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'e', namespace: 'x', labels: { 'kubernetes.io/service-name': 's' } }, addressType: 'IPv4', endpoints: [{ addresses: ['1.2.3'] }] }, object: 'EndpointSlice/x/e', field: 'endpoints[0].addresses[0]', message: /IPv4/ },
+  { name: 'pod bad IP', doc: pod('x', 'p', { ip: '300.1.1.1' }), object: 'Pod/x/p', field: 'status.podIP', message: /IPv4/ },
+  { name: 'service account bad name', doc: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'Bad_Name', namespace: 'x' } }, object: 'ServiceAccount/x/Bad_Name', field: 'metadata.name', message: /DNS name/ },
+];
+
+for (const c of PROBLEMS) {
+  test(`problem: ${c.name}`, () => {
+    const r = parseManifests([file([c.doc], 'bad.yaml')]);
+    assert.ok(r.problems.length >= 1, 'expected a problem');
+    const p = r.problems[0];
+    assert.equal(p?.file, 'bad.yaml');
+    assert.equal(p.object, c.object);
+    assert.equal(p.field, c.field);
+    assert.match(p.message, c.message);
+    assert.equal(r.pods.length + r.services.length + r.endpointSlices.length + r.serviceAccounts.length + r.policies.length, 0, 'the bad object is rejected');
+  });
+}
+
+test('one bad object rejects only itself', () => {
+  const r = parseManifests([file([pod('x', 'good', {}), pod('x', 'bad', { ip: 'nope' }), pod('x', 'also-good', {})])]);
+  assert.deepEqual(r.pods.map((p) => p.name), ['good', 'also-good']);
+  assert.equal(r.problems.length, 1);
+  assert.equal(formatProblem(r.problems[0] ?? assert.fail()), 'm.yaml: Pod/x/bad: status.podIP: must be an IPv4 address, got "nope"');
+});
+
+test('YAML errors name the document; duplicates name the first file', () => {
+  const r = parseManifests([
+    { path: 'a.yaml', text: `${yamlOf([pod('x', 'p', {})])}\n---\nkind: [unclosed\n` },
+    file([pod('x', 'p', {})], 'b.yaml'),
+  ]);
+  assert.deepEqual(r.problems.map((p) => [p.file, p.object, p.field]), [['a.yaml', 'document 2', undefined], ['b.yaml', 'Pod/x/p', 'metadata.name']]);
+  assert.match(r.problems[1]?.message ?? '', /first defined in a\.yaml/);
+});
+
+test('given the previous objects, an object that turned invalid keeps its last good version', () => {
+  const first = parseManifests([file([pod('x', 'p', { ip: '198.18.0.1' }), policy('x', 'deny', { action: 'DENY', rules: [{}] })])]);
+  const next = splitManifests([file([pod('x', 'p', { ip: 'oops' }), policy('x', 'deny', { action: 'DENI' })])]);
+  const r = parseObjects(next.objects, { previous: first });
+  assert.equal(r.pods[0]?.ip, '198.18.0.1');
+  assert.equal(r.policies[0]?.action, 'DENY');
+  assert.equal(r.problems.length, 2);
+  assert.ok(r.problems.every((p) => p.message.endsWith('(keeping the previous version of this object)')));
+  const without = parseObjects(next.objects);
+  assert.equal(without.pods.length + without.policies.length, 0);
+});
+
+test('the Kubernetes schema check can be turned off for hand-written simulator manifests', () => {
+  const doc = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { nodeName: 'n1', containers: [{ image: 'x' }] } };
+  assert.equal(parseManifests([file([doc])]).pods.length, 0);
+  assert.equal(parseManifests([file([doc])], new Set(), { kubernetesSchema: false }).pods.length, 1);
+});
