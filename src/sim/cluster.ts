@@ -12,6 +12,7 @@ import { cgroup2Root, cgroupPids, listCgroups, makeCgroup, removeCgroupTree } fr
 import { buildNetwork, deleteNetns, listNetns, netnsPids } from './network.ts';
 import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './plan.ts';
 import { defaultManifests } from './defaults.ts';
+import { renderScheduled } from './render.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -67,7 +68,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
 
   const dir = clusterDir(plan.name);
   for (const sub of ['logs', 'ready', 'manifests']) mkdirSync(join(dir, sub), { recursive: true });
-  manifests.forEach((m, i) => writeFileSync(join(dir, 'manifests', `${String(i).padStart(2, '0')}-${m.path.replace(/[^A-Za-z0-9._-]/g, '_')}`), m.text));
+  for (const m of renderScheduled(plan, manifests)) writeFileSync(join(dir, 'manifests', m.path), m.text);
   let state: ClusterState = { version: 1, plan, cgroupMount, createdAt: new Date().toISOString(), mesh: opts.mesh, workloads: {}, mesh_processes: {} };
   writeState(state); // first, so `down` can clean up whatever a failure below leaves
 
