@@ -2,11 +2,13 @@
 // 198.18.0.0/15 and lives only inside the cluster's own network namespaces, so two
 // clusters may reuse the same addresses side by side.
 //
-//   198.18.0.0/24      underlay: node K is 198.18.0.(10+K)
+//   198.18.0.0/24      underlay: node K is 198.18.0.(10+K), the control plane .2
 //   198.18.K.0/24      node K's pod CIDR: bridge 198.18.K.1, pods from .10
 //   198.19.0.0/16      service VIPs (routed nowhere: only capture makes them work)
 
 export const MAX_NODES = 200;
+/** The control plane's address on the underlay bridge. */
+export const CONTROL_IP = '198.18.0.2';
 export const MAX_PODS_PER_NODE = 240;
 export const SERVICE_CIDR = '198.19.0.0/16';
 

@@ -13,6 +13,7 @@ import { buildNetwork, deleteNetns, listNetns, netnsPids } from './network.ts';
 import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './plan.ts';
 import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
+import { startMesh, stopMesh } from './mesh.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -90,6 +91,10 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     writeState(state);
     await waitReady(plan, dir);
     log(`workloads: ${plan.pods.length} ready after ${Date.now() - started} ms`);
+    if (opts.mesh !== 'off') {
+      state = await startMesh(state);
+      log(`mesh (${opts.mesh}): control plane and ${plan.nodes.length} agents ready after ${Date.now() - started} ms`);
+    }
     return state;
   } catch (err: unknown) {
     await down(plan.name).catch(() => undefined);
@@ -124,8 +129,8 @@ export async function down(name: string): Promise<void> {
   }
   const cgroupDir = join(cgroupMount, `weft-${name}`);
   const namespaces = await listNetns(prefix);
+  if (state !== undefined) await stopMesh(state);
   const pids = new Set<number>([
-    ...Object.values(state?.mesh_processes ?? {}),
     ...Object.values(state?.workloads ?? {}),
     ...cgroupPids(cgroupDir),
   ]);

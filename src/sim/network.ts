@@ -5,6 +5,7 @@
 import { run, forEachLimited } from '../core/exec.ts';
 import { SimErrors } from './errors.ts';
 import type { ClusterPlan } from './plan.ts';
+import { CONTROL_IP } from './addresses.ts';
 
 const UNDERLAY_BRIDGE = 'ul';
 const NODE_UPLINK = 'ul0';
@@ -23,7 +24,7 @@ async function sysctl(netns: string, key: string, value: string): Promise<void> 
 export async function buildNetwork(plan: ClusterPlan): Promise<void> {
   await ipBatch(undefined, [plan.underlayNetns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)].map((ns) => `netns add ${ns}`));
 
-  const underlay = ['link set lo up', `link add ${UNDERLAY_BRIDGE} type bridge`, `link set ${UNDERLAY_BRIDGE} up`];
+  const underlay = ['link set lo up', `link add ${UNDERLAY_BRIDGE} type bridge`, `addr add ${CONTROL_IP}/${PREFIX_LEN} dev ${UNDERLAY_BRIDGE}`, `link set ${UNDERLAY_BRIDGE} up`];
   for (const n of plan.nodes) {
     underlay.push(`link add n${n.index} type veth peer name ${NODE_UPLINK} netns ${n.netns}`, `link set n${n.index} master ${UNDERLAY_BRIDGE}`, `link set n${n.index} up`);
   }
