@@ -33,7 +33,8 @@ struct weft_settings {
 	__u32 agent_ip;     // where captured connections go (the pod's gateway)
 	__u16 agent_port;   // the outbound capture port, 15001
 	__u16 reserved;
-	__u64 build_id;     // identifies the object that owns these pins (see loader)
+	__u32 build_id;     // which object file these pins came from (see the loader)
+	__u32 reserved2;
 };
 
 struct weft_orig_dst {
@@ -88,6 +89,23 @@ struct {
 	__type(key, struct weft_cidr_key);
 	__type(value, __u8);
 } weft_skip_cidrs SEC(".maps");
+
+// Enrolled pods, pod IPv4 -> who it is. Not read by the programs (being attached to
+// the pod's cgroup is what enrols it): this is the agent's own record, pinned so a
+// restarted agent knows which cgroups it attached to and for which pod.
+#define POD_ID_LEN 128
+#define CGROUP_PATH_LEN 384
+struct weft_pod {
+	char pod_id[POD_ID_LEN];
+	char cgroup_path[CGROUP_PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct weft_pod);
+} weft_pods SEC(".maps");
 
 // Socket cookie -> original destination, between connect() and establishment.
 struct {

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "weft_native",
+      "sources": ["weft_native.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-O2"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

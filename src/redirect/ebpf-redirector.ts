@@ -1,0 +1,259 @@
+// eBPF capture: connect4 + sockops on each enrolled pod's cgroup, getsockopt on the
+// agent's (bpf/redirect.bpf.c). Programs and maps are pinned per node; a restarted agent
+// adopts pins that came from the same object file, so capture never lapses.
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Bpftool, parseCgroupShow, parseMapDump, type AttachType } from './bpftool.ts';
+import {
+  bytesFromJson, decodeCidrKey, decodePodKey, decodePodRecord, decodePortKey, decodeSettings,
+  encodeCidrKey, encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey, MapNames, ONE,
+} from './ebpf-maps.ts';
+import {
+  ATTACH_OF, detachEverywhere, detachIfPresent, loadPins, objectBuildId, pinLayout, readPinnedProgs, reclaimPins,
+  type PinLayout, type PinnedProgs,
+} from './ebpf-pins.ts';
+import { redirectError, RedirectErrors } from './errors.ts';
+import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
+import { probeEbpf } from './probe.ts';
+import { silentLog, type CloseOptions, type RedirectLog, type Redirector, type RedirectorDeps } from './redirector.ts';
+import { Serial } from './serial.ts';
+
+export const DEFAULT_OBJECT = join(import.meta.dirname, '..', '..', 'bpf', 'build', 'redirect.bpf.o');
+
+interface Running {
+  readonly cgroup2: string;
+  readonly progs: PinnedProgs;
+}
+
+export class EbpfRedirector implements Redirector {
+  readonly mode = 'ebpf' as const;
+  readonly #cfg: RedirectorConfig;
+  readonly #log: RedirectLog;
+  readonly #bpftool: Bpftool;
+  readonly #objectPath: string;
+  readonly #layout: PinLayout;
+  readonly #serial = new Serial();
+  readonly #pods = new Map<string, CaptureTarget>();
+  #running: Running | undefined;
+  #started: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(cfg: RedirectorConfig, deps: RedirectorDeps = {}) {
+    this.#cfg = cfg;
+    this.#log = deps.log ?? silentLog;
+    this.#bpftool = new Bpftool(deps.bpftool);
+    this.#objectPath = deps.objectPath ?? DEFAULT_OBJECT;
+    this.#layout = pinLayout(cfg.node);
+  }
+
+  start(): Promise<void> {
+    if (this.#closed !== undefined) return Promise.reject(notRunning('start'));
+    this.#started ??= this.#serial.run(() => this.#start());
+    return this.#started;
+  }
+
+  async #start(): Promise<void> {
+    const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool });
+    this.#checkAgentCgroup(cgroup2);
+    const buildId = await objectBuildId(this.#objectPath);
+
+    let progs = await readPinnedProgs(this.#bpftool, this.#layout);
+    const previous = progs === undefined ? undefined : await this.#readSettings();
+    if (progs !== undefined && previous?.buildId === buildId) {
+      this.#log.info({ node: this.#cfg.node, pins: this.#layout.dir }, 'adopting the eBPF capture a previous agent left');
+    } else {
+      if (existsSync(this.#layout.dir)) {
+        const { detached } = await reclaimPins(this.#bpftool, cgroup2, this.#cfg.node);
+        this.#log.warn({ node: this.#cfg.node, detached, reason: progs === undefined ? 'incomplete pins' : 'pins from another build' }, 'reclaimed earlier eBPF capture');
+      }
+      progs = await loadPins(this.#bpftool, this.#layout, this.#objectPath);
+      this.#log.info({ node: this.#cfg.node, pins: this.#layout.dir, progs }, 'loaded eBPF capture programs');
+    }
+    this.#running = { cgroup2, progs };
+    // Exclusions before the settings: an all-zero settings entry is what keeps a fresh load inert.
+    await this.#syncExclusions();
+    await this.#bpftool.json(['map', 'update', 'pinned', this.#layout.map(MapNames.settings), 'key', ...hexArgs(indexKey(0)),
+      'value', ...hexArgs(encodeSettings({ agentAddress: this.#cfg.agentAddress, agentPort: this.#cfg.outboundPort, buildId }))]);
+    await this.#attach(this.#cfg.agentCgroup, 'getsockopt', progs.getsockopt);
+    await this.#adoptPods();
+  }
+
+  #checkAgentCgroup(cgroup2: string): void {
+    const agent = this.#cfg.agentCgroup;
+    if (!isUnder(cgroup2, agent) || !isDirectory(agent)) {
+      throw redirectError(RedirectErrors.BAD_OPTION, `redirector option agentCgroup=${JSON.stringify(agent)}: not a cgroup directory under the cgroup2 mount ${cgroup2}`);
+    }
+    // getsockopt is answered only inside agentCgroup; warn early if this process is elsewhere.
+    const own = /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1];
+    if (own !== undefined && !isUnder(agent, join(cgroup2, own))) {
+      this.#log.warn({ agentCgroup: agent, ownCgroup: join(cgroup2, own) }, 'this process is not in agentCgroup: SO_ORIGINAL_DST will not be answered here');
+    }
+  }
+
+  async #readSettings(): Promise<ReturnType<typeof decodeSettings> | undefined> {
+    const entry = await this.#bpftool.json(['map', 'lookup', 'pinned', this.#layout.map(MapNames.settings), 'key', ...hexArgs(indexKey(0))]);
+    const [only] = parseMapDump([entry]);
+    return only === undefined ? undefined : decodeSettings(bytesFromJson(only.value, 'weft_settings value'));
+  }
+
+  /** Makes the exclusion maps hold exactly the configured ports and CIDRs. */
+  async #syncExclusions(): Promise<void> {
+    const portsMap = this.#layout.map(MapNames.skipPorts);
+    const cidrsMap = this.#layout.map(MapNames.skipCidrs);
+    // Current keys, decoded for comparison and kept raw for deletion.
+    const havePorts = new Map((await this.#dump(portsMap)).map((e) => {
+      const raw = bytesFromJson(e.key, 'port key');
+      return [decodePortKey(raw), raw] as const;
+    }));
+    const haveCidrs = new Map((await this.#dump(cidrsMap)).map((e) => {
+      const raw = bytesFromJson(e.key, 'cidr key');
+      return [decodeCidrKey(raw), raw] as const;
+    }));
+    const wantPorts = new Set(this.#cfg.excludePorts);
+    const wantCidrs = new Map(this.#cfg.excludeCidrs.map((c) => [c.text, c]));
+    const commands: string[][] = [];
+    for (const port of wantPorts) {
+      if (!havePorts.has(port)) commands.push(['map', 'update', 'pinned', portsMap, 'key', ...hexArgs(encodePortKey(port)), 'value', ...hexArgs(ONE)]);
+    }
+    for (const [port, raw] of havePorts) {
+      if (!wantPorts.has(port)) commands.push(['map', 'delete', 'pinned', portsMap, 'key', ...hexArgs(raw)]);
+    }
+    for (const [text, cidr] of wantCidrs) {
+      if (!haveCidrs.has(text)) commands.push(['map', 'update', 'pinned', cidrsMap, 'key', ...hexArgs(encodeCidrKey(cidr)), 'value', ...hexArgs(ONE)]);
+    }
+    for (const [text, raw] of haveCidrs) {
+      if (!wantCidrs.has(text)) commands.push(['map', 'delete', 'pinned', cidrsMap, 'key', ...hexArgs(raw)]);
+    }
+    await this.#bpftool.batch(commands);
+  }
+
+  async #dump(mapPath: string): Promise<ReturnType<typeof parseMapDump>> {
+    return parseMapDump(await this.#bpftool.json(['map', 'dump', 'pinned', mapPath]));
+  }
+
+  /** Rebuilds the pod list from the pinned pods map; pods whose cgroup is gone are dropped. */
+  async #adoptPods(): Promise<void> {
+    const podsMap = this.#layout.map(MapNames.pods);
+    for (const entry of await this.#dump(podsMap)) {
+      const keyBytes = bytesFromJson(entry.key, 'pod key');
+      const ip = decodePodKey(keyBytes);
+      const record = decodePodRecord(bytesFromJson(entry.value, 'pod record'));
+      if (!isDirectory(record.cgroupPath)) {
+        await this.#bpftool.json(['map', 'delete', 'pinned', podsMap, 'key', ...hexArgs(keyBytes)]);
+        this.#log.info({ podId: record.podId, ip }, 'dropped a pod whose cgroup is gone');
+        continue;
+      }
+      this.#pods.set(record.podId, { podId: record.podId, ip, cgroupPath: record.cgroupPath });
+    }
+    if (this.#pods.size > 0) this.#log.info({ pods: [...this.#pods.keys()] }, 'adopted enrolled pods');
+  }
+
+  enroll(target: CaptureTarget): Promise<void> {
+    const pod = validateTarget(target);
+    return this.#serial.run(async () => {
+      const running = this.#requireRunning('enroll');
+      if (!isUnder(running.cgroup2, pod.cgroupPath) || !isDirectory(pod.cgroupPath)) {
+        throw redirectError(RedirectErrors.BAD_TARGET, `pod ${pod.podId}: cgroupPath ${JSON.stringify(pod.cgroupPath)} is not a cgroup directory under ${running.cgroup2}`);
+      }
+      const before = this.#pods.get(pod.podId);
+      if (before !== undefined && (before.ip !== pod.ip || before.cgroupPath !== pod.cgroupPath)) await this.#remove(before);
+      for (const other of this.#pods.values()) {
+        // An IP now belongs to a new pod: the old one is gone (its cgroup may linger).
+        if (other.podId !== pod.podId && other.ip === pod.ip) await this.#remove(other);
+      }
+      // Record first: an agent that dies right after attaching still knows this cgroup.
+      await this.#bpftool.json(['map', 'update', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip)),
+        'value', ...hexArgs(encodePodRecord(pod))]);
+      // sockops before connect4, so every rewritten connection gets its 4-tuple record.
+      await this.#attach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
+      await this.#attach(pod.cgroupPath, 'connect4', running.progs.connect4);
+      this.#pods.set(pod.podId, pod);
+    });
+  }
+
+  unenroll(podId: string): Promise<void> {
+    return this.#serial.run(async () => {
+      this.#requireRunning('unenroll');
+      const pod = this.#pods.get(podId);
+      if (pod !== undefined) await this.#remove(pod);
+    });
+  }
+
+  enrolled(): readonly string[] {
+    return Object.freeze([...this.#pods.keys()].sort());
+  }
+
+  async #remove(pod: CaptureTarget): Promise<void> {
+    const running = this.#requireRunning('unenroll');
+    // connect4 first: new connections stop being rewritten while established ones keep their records.
+    await this.#detach(pod.cgroupPath, 'connect4', running.progs.connect4);
+    await this.#detach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
+    try {
+      await this.#bpftool.json(['map', 'delete', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip))]);
+    } catch {
+      // already gone
+    }
+    this.#pods.delete(pod.podId);
+  }
+
+  async #attached(cgroup: string): Promise<ReturnType<typeof parseCgroupShow>> {
+    return parseCgroupShow(await this.#bpftool.json(['cgroup', 'show', cgroup]));
+  }
+
+  async #attach(cgroup: string, type: AttachType, id: number): Promise<void> {
+    if ((await this.#attached(cgroup)).some((a) => a.id === id && a.attachType === type)) return;
+    await this.#bpftool.json(['cgroup', 'attach', cgroup, type, 'id', String(id), 'multi']);
+  }
+
+  async #detach(cgroup: string, type: AttachType, id: number): Promise<void> {
+    if (!existsSync(cgroup)) return; // removing a cgroup detaches its programs
+    if (!(await this.#attached(cgroup)).some((a) => a.id === id && a.attachType === type)) return;
+    await detachIfPresent(this.#bpftool, cgroup, type, id);
+  }
+
+  #requireRunning(what: string): Running {
+    if (this.#closed !== undefined || this.#running === undefined) throw notRunning(what);
+    return this.#running;
+  }
+
+  close(opts: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#serial.run(async () => {
+      const running = this.#running;
+      this.#running = undefined;
+      if (running === undefined) return; // never started (or start failed before loading)
+      if (opts.keepCapture === true) {
+        this.#log.info({ node: this.#cfg.node, pods: this.#pods.size }, 'closing with capture kept in place');
+        return;
+      }
+      const ids = new Set(Object.keys(ATTACH_OF).map((k) => running.progs[k as keyof PinnedProgs]));
+      for (const pod of this.#pods.values()) {
+        await this.#detach(pod.cgroupPath, 'connect4', running.progs.connect4);
+        await this.#detach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
+      }
+      // Whatever else still holds our programs (an agent cgroup from before a restart, ...).
+      await detachEverywhere(this.#bpftool, running.cgroup2, ids);
+      await reclaimPins(this.#bpftool, running.cgroup2, this.#cfg.node);
+      this.#pods.clear();
+      this.#log.info({ node: this.#cfg.node }, 'removed eBPF capture');
+    });
+    return this.#closed;
+  }
+}
+
+function notRunning(what: string): Error {
+  return redirectError(RedirectErrors.NOT_RUNNING, `cannot ${what}: the redirector is not running (start() it first; after close() make a new one)`);
+}
+
+function isUnder(parent: string, path: string): boolean {
+  const rel = relative(parent, path);
+  return rel === '' || (!rel.startsWith('..') && !rel.startsWith('/'));
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,69 @@
+// Transparent capture: the public surface the agent wiring (src/app) uses.
+
+import { run } from '../core/exec.ts';
+import { Bpftool } from './bpftool.ts';
+import { EbpfRedirector } from './ebpf-redirector.ts';
+import { reclaimPins } from './ebpf-pins.ts';
+import { redirectError, RedirectErrors } from './errors.ts';
+import { IptablesRedirector, removeNatChains } from './iptables-redirector.ts';
+import { validateOptions, type RedirectorOptions } from './options.ts';
+import { findCgroup2Mount } from './probe.ts';
+import type { RedirectLog, RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
+import { silentLog } from './redirector.ts';
+
+export type { CaptureTarget, RedirectorOptions } from './options.ts';
+export { AGENT_PORTS, DNS_PORT } from './options.ts';
+export type { CloseOptions, RedirectLog, RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
+export { RedirectErrors, type RedirectErrorCode } from './errors.ts';
+export { originalDestination, type OriginalDestination } from './original-dst.ts';
+export { findCgroup2Mount } from './probe.ts';
+export { PIN_BASE } from './ebpf-pins.ts';
+
+/** Validates the options (throws WEFT_REDIRECT_BAD_OPTION naming the field) and builds the mode's redirector. */
+export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, deps: RedirectorDeps = {}): Redirector {
+  const cfg = validateOptions(opts);
+  switch (mode) {
+    case 'ebpf':
+      return new EbpfRedirector(cfg, deps);
+    case 'iptables':
+      return new IptablesRedirector(cfg, deps);
+    default:
+      throw redirectError(RedirectErrors.BAD_OPTION, `redirect mode ${JSON.stringify(mode)}: must be 'ebpf' or 'iptables'`);
+  }
+}
+
+/**
+ * Removes what a crashed agent for `node` left: its eBPF pins and attachments (plus weft
+ * programs nobody has pinned any more) and the WEFT-* chains of the network namespace
+ * this process runs in (the agent runs in its node's). Tools that are not installed
+ * mean there is nothing of theirs to remove.
+ */
+export async function reclaimNode(node: string, deps: RedirectorDeps & { log?: RedirectLog } = {}): Promise<void> {
+  const log = deps.log ?? silentLog;
+  const cfg = validateOptions({ node, agentAddress: '127.0.0.1', outboundPort: 15001, excludePorts: [], excludeCidrs: [], agentCgroup: '/' });
+  if (await commandExists(deps.bpftool ?? 'bpftool')) {
+    let cgroup2: string | undefined;
+    try {
+      cgroup2 = findCgroup2Mount();
+    } catch {
+      cgroup2 = undefined; // no cgroup2: nothing can be attached
+    }
+    if (cgroup2 !== undefined) {
+      const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroup2, cfg.node);
+      if (detached > 0) log.warn({ node, detached }, 'detached leftover eBPF capture programs');
+    }
+  }
+  const save = deps.iptablesSave ?? 'iptables-save';
+  if (await commandExists(save)) {
+    if (await removeNatChains({ save, restore: deps.iptablesRestore ?? 'iptables-restore' })) log.warn({ node }, 'removed leftover WEFT chains');
+  }
+}
+
+async function commandExists(cmd: string): Promise<boolean> {
+  try {
+    await run('sh', ['-c', 'command -v "$1"', 'sh', cmd]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,157 @@
+// iptables capture, for kernels without the eBPF features: REDIRECT enrolled pods' TCP,
+// as it arrives from the pod bridge, to the agent's outbound port. The agent runs in the
+// node's network namespace, so these rules live in that namespace's nat table, and
+// conntrack answers SO_ORIGINAL_DST exactly as the eBPF getsockopt program would.
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { run } from '../core/exec.ts';
+import { redirectError, RedirectErrors } from './errors.ts';
+import { buildNatRemoval, buildNatRules, parseNatSave, type IptablesPod, type NatState } from './iptables-rules.ts';
+import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
+import { silentLog, type CloseOptions, type RedirectLog, type Redirector, type RedirectorDeps } from './redirector.ts';
+import { Serial } from './serial.ts';
+
+// Same-node pod-to-pod traffic is bridged, not routed: iptables sees it only when the
+// bridge hands frames to netfilter. Per network namespace since Linux 5.3.
+export const BRIDGE_NF_CALL_IPTABLES = '/proc/sys/net/bridge/bridge-nf-call-iptables';
+
+export interface IptablesCommands {
+  readonly save: string;
+  readonly restore: string;
+}
+
+export async function readNatState(cmds: IptablesCommands): Promise<NatState> {
+  try {
+    return parseNatSave((await run(cmds.save, ['-t', 'nat'])).stdout);
+  } catch (err: unknown) {
+    throw redirectError(RedirectErrors.NO_IPTABLES, `cannot read the nat table with ${cmds.save} (${err instanceof Error ? err.message : String(err)}); iptables capture needs iptables (nft or legacy) with nat support`, err);
+  }
+}
+
+export async function restoreNat(cmds: IptablesCommands, script: string): Promise<void> {
+  try {
+    await run(cmds.restore, ['-w', '5', '--noflush'], { input: script });
+  } catch (err: unknown) {
+    throw redirectError(RedirectErrors.IPTABLES_FAILED, `${cmds.restore} refused weft's rules: ${err instanceof Error ? err.message : String(err)}\n${script}`, err);
+  }
+}
+
+/** Removes every WEFT-* chain and the jumps into them from this namespace's nat table. */
+export async function removeNatChains(cmds: IptablesCommands): Promise<boolean> {
+  const script = buildNatRemoval(await readNatState(cmds));
+  if (script === undefined) return false;
+  await restoreNat(cmds, script);
+  return true;
+}
+
+export class IptablesRedirector implements Redirector {
+  readonly mode = 'iptables' as const;
+  readonly #cfg: RedirectorConfig;
+  readonly #log: RedirectLog;
+  readonly #cmds: IptablesCommands;
+  readonly #serial = new Serial();
+  readonly #pods = new Map<string, IptablesPod>();
+  #running = false;
+  #started: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(cfg: RedirectorConfig, deps: RedirectorDeps = {}) {
+    this.#cfg = cfg;
+    this.#log = deps.log ?? silentLog;
+    this.#cmds = { save: deps.iptablesSave ?? 'iptables-save', restore: deps.iptablesRestore ?? 'iptables-restore' };
+  }
+
+  start(): Promise<void> {
+    if (this.#closed !== undefined) return Promise.reject(notRunning('start'));
+    this.#started ??= this.#serial.run(async () => {
+      const state = await readNatState(this.#cmds);
+      for (const pod of state.pods) this.#pods.set(pod.podId, pod);
+      if (state.pods.length > 0) this.#log.info({ pods: state.pods.map((p) => p.podId) }, 'adopted enrolled pods from existing WEFT chains');
+      this.#enableBridgeNetfilter();
+      await this.#apply(state);
+      this.#running = true;
+    });
+    return this.#started;
+  }
+
+  #enableBridgeNetfilter(): void {
+    if (!existsSync(BRIDGE_NF_CALL_IPTABLES)) {
+      this.#log.warn({ path: BRIDGE_NF_CALL_IPTABLES }, 'no bridge netfilter in this kernel: connections between pods on the same bridge will not be captured');
+      return;
+    }
+    if (readFileSync(BRIDGE_NF_CALL_IPTABLES, 'utf8').trim() === '1') return;
+    try {
+      writeFileSync(BRIDGE_NF_CALL_IPTABLES, '1\n');
+      this.#log.info({ path: BRIDGE_NF_CALL_IPTABLES }, 'enabled bridge netfilter so same-node pod-to-pod connections are captured');
+    } catch (err: unknown) {
+      throw redirectError(RedirectErrors.IPTABLES_FAILED, `cannot enable ${BRIDGE_NF_CALL_IPTABLES} (same-node pod-to-pod capture needs it): ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+  }
+
+  async #apply(state?: NatState): Promise<void> {
+    await restoreNat(this.#cmds, buildNatRules(this.#cfg, [...this.#pods.values()], state ?? (await readNatState(this.#cmds))));
+  }
+
+  enroll(target: CaptureTarget): Promise<void> {
+    const pod = validateTarget(target);
+    return this.#serial.run(async () => {
+      this.#requireRunning('enroll');
+      const before = this.#pods.get(pod.podId);
+      if (before?.ip === pod.ip) return;
+      for (const other of [...this.#pods.values()]) {
+        if (other.podId !== pod.podId && other.ip === pod.ip) this.#pods.delete(other.podId);
+      }
+      this.#pods.set(pod.podId, { podId: pod.podId, ip: pod.ip });
+      try {
+        await this.#apply();
+      } catch (err: unknown) {
+        if (before === undefined) this.#pods.delete(pod.podId);
+        else this.#pods.set(pod.podId, before);
+        throw err;
+      }
+    });
+  }
+
+  unenroll(podId: string): Promise<void> {
+    return this.#serial.run(async () => {
+      this.#requireRunning('unenroll');
+      const before = this.#pods.get(podId);
+      if (before === undefined) return;
+      this.#pods.delete(podId);
+      try {
+        await this.#apply();
+      } catch (err: unknown) {
+        this.#pods.set(podId, before);
+        throw err;
+      }
+    });
+  }
+
+  enrolled(): readonly string[] {
+    return Object.freeze([...this.#pods.keys()].sort());
+  }
+
+  #requireRunning(what: string): void {
+    if (!this.#running || this.#closed !== undefined) throw notRunning(what);
+  }
+
+  close(opts: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#serial.run(async () => {
+      const wasRunning = this.#running;
+      this.#running = false;
+      if (!wasRunning) return;
+      if (opts.keepCapture === true) {
+        this.#log.info({ pods: this.#pods.size }, 'closing with WEFT chains kept in place');
+        return;
+      }
+      await removeNatChains(this.#cmds);
+      this.#pods.clear();
+      this.#log.info({}, 'removed WEFT chains');
+    });
+    return this.#closed;
+  }
+}
+
+function notRunning(what: string): Error {
+  return redirectError(RedirectErrors.NOT_RUNNING, `cannot ${what}: the redirector is not running (start() it first; after close() make a new one)`);
+}

@@ -1,0 +1,129 @@
+// The redirector's inputs, validated once and frozen. Both modes take the same options
+// and apply the same exclusions, so switching --mode never changes what is captured.
+
+import { isAbsolute } from 'node:path';
+import { isIPv4 } from 'node:net';
+import { parseCidr, type Cidr } from '../model/cidr.ts';
+import { redirectError, RedirectErrors } from './errors.ts';
+
+/** The agent's own listening ports: never captured, whatever the user lists. */
+export const AGENT_PORTS: readonly number[] = Object.freeze([15000, 15001, 15006, 15008, 15020, 15021]);
+export const DNS_PORT = 53;
+export const LOOPBACK_CIDR = '127.0.0.0/8';
+
+/** A pod whose outbound TCP is captured. */
+export interface CaptureTarget {
+  /** Stable id chosen by the caller (e.g. `namespace/name`); at most 127 bytes. */
+  readonly podId: string;
+  /** The pod's IPv4 address. */
+  readonly ip: string;
+  /** Absolute path of the pod's cgroup in the cgroup2 filesystem (eBPF mode attaches there). */
+  readonly cgroupPath: string;
+}
+
+export interface RedirectorOptions {
+  /** Node name; names the pin directory /sys/fs/bpf/weft/<node>. */
+  readonly node: string;
+  /** The IPv4 address pods use as their gateway: where captured connections go. */
+  readonly agentAddress: string;
+  /** The agent's outbound capture port (15001). */
+  readonly outboundPort: number;
+  /** Destination ports never captured, in addition to the agent's ports and DNS. */
+  readonly excludePorts: readonly number[];
+  /** Destination CIDRs never captured, in addition to loopback and the agent's address. */
+  readonly excludeCidrs: readonly string[];
+  /** Absolute cgroup2 path of the agent's own cgroup (eBPF mode answers SO_ORIGINAL_DST there). */
+  readonly agentCgroup: string;
+  /** The pods' bridge on the node (iptables mode matches it as the incoming interface). */
+  readonly podInterface?: string;
+}
+
+export interface RedirectorConfig {
+  readonly node: string;
+  readonly agentAddress: string;
+  readonly outboundPort: number;
+  /** Sorted, unique; includes AGENT_PORTS, DNS and outboundPort. */
+  readonly excludePorts: readonly number[];
+  /** Unique; includes loopback and agentAddress/32. */
+  readonly excludeCidrs: readonly Cidr[];
+  readonly agentCgroup: string;
+  readonly podInterface: string | undefined;
+}
+
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const POD_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]*$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+export const MAX_POD_ID_BYTES = 127;
+export const MAX_CGROUP_PATH_BYTES = 383;
+
+function bad(field: string, value: unknown, why: string): never {
+  throw redirectError(RedirectErrors.BAD_OPTION, `redirector option ${field}=${JSON.stringify(value)}: ${why}`);
+}
+
+// Not Array.isArray: on a typed readonly array it narrows to any[].
+function isArray(x: unknown): boolean {
+  return Array.isArray(x);
+}
+
+function isPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
+  if (typeof opts.node !== 'string' || !NODE_NAME.test(opts.node)) {
+    bad('node', opts.node, 'must be a Kubernetes node name (lowercase letters, digits, "-" and ".")');
+  }
+  if (typeof opts.agentAddress !== 'string' || !isIPv4(opts.agentAddress) || opts.agentAddress === '0.0.0.0') {
+    bad('agentAddress', opts.agentAddress, 'must be a unicast IPv4 address');
+  }
+  if (!isPort(opts.outboundPort)) bad('outboundPort', opts.outboundPort, 'must be an integer port 1-65535');
+  if (!isArray(opts.excludePorts)) bad('excludePorts', opts.excludePorts, 'must be an array of ports');
+  opts.excludePorts.forEach((p, i) => {
+    if (!isPort(p)) bad(`excludePorts[${i}]`, p, 'must be an integer port 1-65535');
+  });
+  if (!isArray(opts.excludeCidrs)) bad('excludeCidrs', opts.excludeCidrs, 'must be an array of IPv4 CIDRs');
+  const cidrs = new Map<string, Cidr>();
+  for (const [i, text] of [LOOPBACK_CIDR, `${opts.agentAddress}/32`, ...opts.excludeCidrs].entries()) {
+    let cidr: Cidr;
+    try {
+      cidr = parseCidr(text);
+    } catch (err: unknown) {
+      bad(`excludeCidrs[${i - 2}]`, text, err instanceof Error ? err.message : String(err));
+    }
+    cidrs.set(cidr.text, cidr);
+  }
+  if (typeof opts.agentCgroup !== 'string' || !isAbsolute(opts.agentCgroup)) {
+    bad('agentCgroup', opts.agentCgroup, 'must be an absolute path in the cgroup2 filesystem');
+  }
+  if (opts.podInterface !== undefined && (typeof opts.podInterface !== 'string' || !IFNAME.test(opts.podInterface))) {
+    bad('podInterface', opts.podInterface, 'must be a network interface name (1-15 characters)');
+  }
+  const ports = [...new Set([...AGENT_PORTS, DNS_PORT, opts.outboundPort, ...opts.excludePorts])].sort((a, b) => a - b);
+  return Object.freeze({
+    node: opts.node,
+    agentAddress: opts.agentAddress,
+    outboundPort: opts.outboundPort,
+    excludePorts: Object.freeze(ports),
+    excludeCidrs: Object.freeze([...cidrs.values()]),
+    agentCgroup: opts.agentCgroup.replace(/\/+$/, ''),
+    podInterface: opts.podInterface,
+  });
+}
+
+function badTarget(field: string, value: unknown, why: string): never {
+  throw redirectError(RedirectErrors.BAD_TARGET, `capture target ${field}=${JSON.stringify(value)}: ${why}`);
+}
+
+/** Checks a pod before enrolment; the cgroup's existence is checked by the eBPF mode, which needs it. */
+export function validateTarget(pod: CaptureTarget): CaptureTarget {
+  if (typeof pod.podId !== 'string' || pod.podId === '' || Buffer.byteLength(pod.podId) > MAX_POD_ID_BYTES || pod.podId.includes('\0')) {
+    badTarget('podId', pod.podId, `must be a non-empty string of at most ${MAX_POD_ID_BYTES} bytes`);
+  }
+  // The id is also kept in an iptables rule comment, where quotes and spaces would need escaping.
+  if (!POD_ID.test(pod.podId)) badTarget('podId', pod.podId, 'may hold only letters, digits and . _ : / @ + = -');
+  if (typeof pod.ip !== 'string' || !isIPv4(pod.ip) || pod.ip === '0.0.0.0') badTarget('ip', pod.ip, 'must be an IPv4 address');
+  if (typeof pod.cgroupPath !== 'string' || !isAbsolute(pod.cgroupPath) || Buffer.byteLength(pod.cgroupPath) > MAX_CGROUP_PATH_BYTES) {
+    badTarget('cgroupPath', pod.cgroupPath, `must be an absolute path of at most ${MAX_CGROUP_PATH_BYTES} bytes`);
+  }
+  return Object.freeze({ podId: pod.podId, ip: pod.ip, cgroupPath: pod.cgroupPath.replace(/\/+$/, '') });
+}
