@@ -1,0 +1,139 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DirectorySource } from '../../../../src/control/source/directory.ts';
+import type { RawObject } from '../../../../src/model/types.ts';
+import type { ManifestProblem } from '../../../../src/model/manifests.ts';
+import { isWeftError } from '../../../../src/core/errors.ts';
+import { SourceErrors } from '../../../../src/control/source/errors.ts';
+
+interface Snap { readonly objects: readonly RawObject[]; readonly problems: readonly ManifestProblem[] }
+
+const ns = (name: string, extra = '') => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n${extra}`;
+const names = (s: Snap) => s.objects.map((o) => String((o.body.metadata as { name: string }).name)).sort();
+
+/** Starts a source on a fresh temp directory and collects its snapshots. */
+async function harness(t: TestContext, setup: (dir: string) => Promise<void> = async () => {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'weft-dirsource-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await setup(dir);
+  const snaps: Snap[] = [];
+  const waiters: { pred: (s: Snap) => boolean; resolve: (s: Snap) => void }[] = [];
+  const source = new DirectorySource({ directory: dir, debounceMs: 20, rewatchMs: 50 });
+  t.after(() => source.close());
+  await source.start((objects, problems) => {
+    const s = { objects, problems };
+    snaps.push(s);
+    for (const w of [...waiters]) if (w.pred(s)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(s); }
+  });
+  /** The next snapshot (delivered after this call) satisfying `pred`; fails after 5 s. */
+  const next = (pred: (s: Snap) => boolean, what: string): Promise<Snap> => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no snapshot with ${what} within 5 s; last: ${JSON.stringify(snaps.at(-1)?.problems)} ${snaps.at(-1) ? names(snaps.at(-1) as Snap).join(',') : ''}`)), 5000);
+    waiters.push({ pred, resolve: (s) => { clearTimeout(timer); resolve(s); } });
+  });
+  return { dir, source, snaps, next };
+}
+
+test('delivers the first snapshot before start resolves, reading nested files and skipping hidden ones', async (t) => {
+  const h = await harness(t, async (dir) => {
+    await writeFile(join(dir, 'a.yaml'), `${ns('a')}---\n${ns('b')}`);
+    await mkdir(join(dir, 'sub'));
+    await writeFile(join(dir, 'sub', 'c.yml'), ns('c'));
+    await writeFile(join(dir, 'd.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'd' } }));
+    await writeFile(join(dir, 'notes.txt'), 'not a manifest');
+    await mkdir(join(dir, '.git'));
+    await writeFile(join(dir, '.git', 'x.yaml'), ns('hidden'));
+  });
+  assert.equal(h.snaps.length, 1);
+  assert.deepEqual(names(h.snaps[0]), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(h.snaps[0]?.problems, []);
+  assert.equal(h.snaps[0]?.objects.find((o) => o.body.metadata && (o.body.metadata as { name: string }).name === 'b')?.source.doc, 1);
+});
+
+test('picks up writes, new files, deletions and files replaced by rename', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await writeFile(join(h.dir, 'a.yaml'), ns('a2'));
+  await h.next((s) => names(s).join() === 'a2', 'a2');
+  await writeFile(join(h.dir, 'b.yaml'), ns('b'));
+  await h.next((s) => names(s).join() === 'a2,b', 'a2,b');
+  // An editor's save: write a temporary file, rename it over the original.
+  await writeFile(join(h.dir, '.b.yaml.swp'), ns('b2'));
+  await rename(join(h.dir, '.b.yaml.swp'), join(h.dir, 'b.yaml'));
+  await h.next((s) => names(s).join() === 'a2,b2', 'a2,b2');
+  await unlink(join(h.dir, 'a.yaml'));
+  await h.next((s) => names(s).join() === 'b2', 'b2 only');
+});
+
+test('a burst of writes is debounced into few snapshots, and an unchanged rescan emits nothing', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await new Promise((r) => setTimeout(r, 100)); // let the post-start rescan settle
+  const before = h.snaps.length;
+  for (let i = 0; i < 20; i++) await writeFile(join(h.dir, 'a.yaml'), ns(`v${i}`));
+  await h.next((s) => names(s).join() === 'v19', 'v19');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(h.snaps.length - before <= 3, `${h.snaps.length - before} snapshots for a burst of 20 writes`);
+  const settled = h.snaps.length;
+  await writeFile(join(h.dir, 'a.yaml'), ns('v19')); // same content
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(h.snaps.length, settled, 'rewriting the same content is not a change');
+});
+
+test('a malformed file keeps its last good objects and reports the problem until it is fixed', async (t) => {
+  const h = await harness(t, async (dir) => {
+    await writeFile(join(dir, 'a.yaml'), ns('a'));
+    await writeFile(join(dir, 'b.yaml'), ns('b'));
+  });
+  await writeFile(join(h.dir, 'a.yaml'), 'kind: [unclosed\n');
+  const bad = await h.next((s) => s.problems.length > 0, 'a problem');
+  assert.deepEqual(names(bad), ['a', 'b'], 'a.yaml keeps its last good objects');
+  assert.equal(bad.problems[0]?.file, join(h.dir, 'a.yaml'));
+  assert.match(bad.problems[0]?.message ?? '', /invalid YAML.*keeping this file's last good objects/);
+  await writeFile(join(h.dir, 'a.yaml'), ns('a3'));
+  const fixed = await h.next((s) => s.problems.length === 0, 'no problem');
+  assert.deepEqual(names(fixed), ['a3', 'b']);
+  // A new file that never parsed contributes nothing but its problem.
+  await writeFile(join(h.dir, 'c.yaml'), '- just\n- a list\n');
+  const c = await h.next((s) => s.problems.length === 1, 'c problem');
+  assert.deepEqual(names(c), ['a3', 'b']);
+  assert.match(c.problems[0]?.message ?? '', /must be a mapping/);
+});
+
+test('a ConfigMap-style volume: files are symlinks through ..data, swapped atomically', async (t) => {
+  const h = await harness(t, async (dir) => {
+    await mkdir(join(dir, '..v1'));
+    await writeFile(join(dir, '..v1', 'mesh.yaml'), ns('one'));
+    await symlink('..v1', join(dir, '..data'));
+    await symlink(join('..data', 'mesh.yaml'), join(dir, 'mesh.yaml'));
+  });
+  assert.deepEqual(names(h.snaps[0]), ['one']);
+  await mkdir(join(h.dir, '..v2'));
+  await writeFile(join(h.dir, '..v2', 'mesh.yaml'), ns('two'));
+  await symlink('..v2', join(h.dir, '..data_tmp'));
+  await rename(join(h.dir, '..data_tmp'), join(h.dir, '..data'));
+  await h.next((s) => names(s).join() === 'two', 'two');
+});
+
+test('the directory vanishing keeps the last good objects; it coming back is picked up', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await rm(h.dir, { recursive: true });
+  const gone = await h.next((s) => s.problems.some((p) => /cannot read the directory/.test(p.message)), 'directory problem');
+  assert.deepEqual(names(gone), ['a']);
+  await mkdir(h.dir);
+  await writeFile(join(h.dir, 'z.yaml'), ns('z'));
+  const back = await h.next((s) => s.problems.length === 0 && names(s).join() === 'z', 'z after re-creation');
+  assert.deepEqual(back.problems, []);
+});
+
+test('start refuses a missing directory; close is idempotent and stops snapshots', async (t) => {
+  await assert.rejects(new DirectorySource({ directory: '/nonexistent/weft' }).start(() => {}), (e: unknown) => isWeftError(e, SourceErrors.NO_DIRECTORY));
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await assert.rejects(h.source.start(() => {}), (e: unknown) => isWeftError(e, SourceErrors.BAD_STATE));
+  await h.source.close();
+  await h.source.close();
+  const count = h.snaps.length;
+  await writeFile(join(h.dir, 'a.yaml'), ns('after-close'));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(h.snaps.length, count);
+});
