@@ -19,6 +19,7 @@ export const identityErrorCodes = Object.freeze({
   WEFT_IDENTITY_SERIAL_INVALID: 'a certificate serial number is not a hexadecimal string',
   WEFT_IDENTITY_BUNDLE_INVALID: 'the trust bundle is empty or holds something other than CA certificates',
   WEFT_IDENTITY_CRL_INVALID: 'the CRL is unparseable or not signed by a CA in the trust bundle',
+  WEFT_IDENTITY_PEER_MISSING: 'the TLS peer presented no certificate',
   WEFT_IDENTITY_PEER_MALFORMED: 'the peer certificate or chain could not be parsed',
   WEFT_IDENTITY_PEER_UNTRUSTED: 'the peer certificate does not chain to the trust bundle',
   WEFT_IDENTITY_PEER_EXPIRED: 'the peer certificate (or a certificate in its chain) has expired',

@@ -30,6 +30,8 @@ export {
 export {
   SecureContextCache,
   createWorkloadSecureContext,
+  serverNameFor,
+  sniCallbackFor,
   spiffeServerIdentityCheck,
   verifyTlsPeer,
   type WorkloadTlsMaterial,

@@ -2,7 +2,7 @@
 // built when the certificate rotates or the bundle changes, never per connection; and the
 // peer checks to run on each handshake.
 
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 
 import type { WorkloadCertificate } from './certificate-store.ts';
@@ -73,12 +73,21 @@ export class SecureContextCache {
 
 /**
  * After a handshake (server 'secureConnection' or client 'secureConnect'): the peer's SPIFFE id,
- * or a WeftError. OpenSSL has already checked the chain against the context's `ca`; this adds
- * what it cannot know: CRL, URI SAN, expected identity, and the injected clock.
+ * or a WeftError. Adds what OpenSSL cannot know (CRL, URI SAN, expected identity, injected
+ * clock) and repeats the chain check, so it is safe as the only gate.
+ *
+ * On servers prefer `{ requestCert: true, rejectUnauthorized: false }` with this call as the
+ * gate: with `rejectUnauthorized: true` Node drops a bad client before the application sees
+ * it and reports only "socket hang up", so the refusal cannot be logged with a reason.
  */
 export function verifyTlsPeer(socket: TLSSocket, verifier: PeerVerifier, expectedIdentity?: SpiffeId | string): SpiffeId {
   const cert = socket.getPeerX509Certificate();
-  if (cert === undefined) throw identityError('WEFT_IDENTITY_PEER_MALFORMED', 'the TLS peer presented no certificate');
+  if (cert === undefined) throw identityError('WEFT_IDENTITY_PEER_MISSING', 'the TLS peer presented no certificate');
+  const opensslVerdict = socket.authorizationError as Error | string | null | undefined;
+  if (opensslVerdict !== undefined && opensslVerdict !== null) {
+    const reason = typeof opensslVerdict === 'string' ? opensslVerdict : opensslVerdict.message;
+    throw identityError('WEFT_IDENTITY_PEER_UNTRUSTED', `TLS verification of peer certificate ${cert.serialNumber} failed: ${reason}`);
+  }
   return verifier.verify(cert, expectedIdentity);
 }
 
@@ -97,5 +106,30 @@ export function spiffeServerIdentityCheck(
     } catch (err: unknown) {
       return err instanceof Error ? err : new Error(String(err));
     }
+  };
+}
+
+/**
+ * The TLS server name (SNI) a client sends so that a shared inbound port can present the
+ * destination workload's certificate. Opaque on purpose: SPIFFE ids do not always fit DNS
+ * syntax or length, and the server maps names back with its own table (see sniCallbackFor).
+ */
+export function serverNameFor(identity: SpiffeId | string): string {
+  const uri = typeof identity === 'string' ? identity : identity.uri;
+  return `${createHash('sha256').update(uri).digest('hex').slice(0, 32)}.id.weft`;
+}
+
+/**
+ * An SNICallback for tls.createServer (which takes no `secureContext`): `lookup` maps a
+ * serverNameFor() name to the current context, e.g. through a SecureContextCache. Unknown
+ * names fail the handshake instead of falling back to some other identity's certificate.
+ */
+export function sniCallbackFor(
+  lookup: (serverName: string) => SecureContext | undefined,
+): (serverName: string, callback: (err: Error | null, context?: SecureContext) => void) => void {
+  return (serverName, callback) => {
+    const context = lookup(serverName);
+    if (context !== undefined) callback(null, context);
+    else callback(identityError('WEFT_IDENTITY_NOT_REQUESTED', `no workload certificate on this node answers to server name ${JSON.stringify(serverName)}`));
   };
 }

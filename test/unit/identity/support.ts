@@ -19,12 +19,16 @@ export function podsOnNodes(placement: Record<string, string[]>): NodeAuthorizer
   };
 }
 
-export function openCa(clock: Clock, options: { store?: CaStore; authorizer?: NodeAuthorizer; trustDomain?: string } = {}): Promise<CertificateAuthority> {
+export function openCa(
+  clock: Clock,
+  options: { store?: CaStore; authorizer?: NodeAuthorizer; trustDomain?: string; workloadTtlMs?: number } = {},
+): Promise<CertificateAuthority> {
   return CertificateAuthority.open({
     store: options.store ?? new MemoryCaStore(),
     authorizer: options.authorizer ?? { mayIssue: () => true },
     clock,
     trustDomain: options.trustDomain,
+    workloadTtlMs: options.workloadTtlMs,
   });
 }
 
