@@ -36,7 +36,7 @@ export interface PeerVerifierOptions {
   readonly trustBundle: TrustBundle;
   readonly crl?: RevocationList;
   readonly clock: Clock;
-  /** Remembered (certificate, issuer) signature checks; cleared when full. 4096 by default. */
+  /** Remembered (certificate, issuer) signature checks; cleared when full. 4096 by default, 0 disables. */
   readonly cacheSize?: number;
 }
 
@@ -63,6 +63,7 @@ export class PeerVerifier {
   verify(peer: X509Certificate | readonly X509Certificate[], expectedIdentity?: SpiffeId | string): SpiffeId {
     return checkPeer(toChain(peer), this.trustBundle, this.crl, expectedIdentity, this.#clock.now(), (child, issuer) => {
       // Keyed by both fingerprints: the same bytes under the same issuer verify the same way.
+      if (this.#cacheSize <= 0) return verifyEdge(child, issuer);
       const key = `${child.fingerprint256}/${issuer.fingerprint256}`;
       if (this.#verified.has(key)) return true;
       if (!verifyEdge(child, issuer)) return false;
