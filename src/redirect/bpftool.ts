@@ -133,7 +133,8 @@ export class Bpftool {
     try {
       r = await run(this.#path, args, { okStatus: Array.from({ length: 256 }, (_, i) => i), code: RedirectErrors.NO_BPFTOOL, ...(input === undefined ? {} : { input }) });
     } catch (err: unknown) {
-      throw redirectError(RedirectErrors.NO_BPFTOOL, `cannot run ${this.#path}: ${err instanceof Error ? err.message : String(err)}; install bpftool, or use --mode iptables`, err);
+      // core/exec already says "cannot run <path>: <reason>".
+      throw redirectError(RedirectErrors.NO_BPFTOOL, err instanceof Error ? err.message : String(err), err);
     }
     if (r.status !== 0) {
       const shown = args.join(' ');

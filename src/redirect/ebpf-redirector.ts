@@ -49,7 +49,10 @@ export class EbpfRedirector implements Redirector {
 
   start(): Promise<void> {
     if (this.#closed !== undefined) return Promise.reject(notRunning('start'));
-    this.#started ??= this.#serial.run(() => this.#start());
+    this.#started ??= this.#serial.run(() => this.#start()).catch((err: unknown) => {
+      this.#started = undefined; // a retry adopts or reclaims whatever this attempt left
+      throw err;
+    });
     return this.#started;
   }
 

@@ -40,4 +40,4 @@ export function redirectError(code: RedirectErrorCode, message: string, cause?: 
 }
 
 /** Appended to every "this kernel/host cannot do eBPF capture" message. */
-export const USE_IPTABLES_HINT = 'eBPF capture is not possible on this host; run the agent with --mode iptables instead';
+export const USE_IPTABLES_HINT = 'eBPF capture is not possible here: fix that, or run the agent with --mode iptables';

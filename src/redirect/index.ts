@@ -6,9 +6,9 @@ import { EbpfRedirector } from './ebpf-redirector.ts';
 import { reclaimPins } from './ebpf-pins.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { IptablesRedirector, removeNatChains } from './iptables-redirector.ts';
-import { validateOptions, type RedirectorOptions } from './options.ts';
+import { validateNode, validateOptions, type RedirectorOptions } from './options.ts';
 import { findCgroup2Mount } from './probe.ts';
-import type { RedirectLog, RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
+import type { RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
 import { silentLog } from './redirector.ts';
 
 export type { CaptureTarget, RedirectorOptions } from './options.ts';
@@ -38,9 +38,9 @@ export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, de
  * this process runs in (the agent runs in its node's). Tools that are not installed
  * mean there is nothing of theirs to remove.
  */
-export async function reclaimNode(node: string, deps: RedirectorDeps & { log?: RedirectLog } = {}): Promise<void> {
+export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Promise<void> {
   const log = deps.log ?? silentLog;
-  const cfg = validateOptions({ node, agentAddress: '127.0.0.1', outboundPort: 15001, excludePorts: [], excludeCidrs: [], agentCgroup: '/' });
+  validateNode(node);
   if (await commandExists(deps.bpftool ?? 'bpftool')) {
     let cgroup2: string | undefined;
     try {
@@ -49,7 +49,7 @@ export async function reclaimNode(node: string, deps: RedirectorDeps & { log?: R
       cgroup2 = undefined; // no cgroup2: nothing can be attached
     }
     if (cgroup2 !== undefined) {
-      const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroup2, cfg.node);
+      const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroup2, node);
       if (detached > 0) log.warn({ node, detached }, 'detached leftover eBPF capture programs');
     }
   }

@@ -70,6 +70,9 @@ export class IptablesRedirector implements Redirector {
       this.#enableBridgeNetfilter();
       await this.#apply(state);
       this.#running = true;
+    }).catch((err: unknown) => {
+      this.#started = undefined; // nothing half-done: the restore is one transaction
+      throw err;
     });
     return this.#started;
   }

@@ -69,10 +69,16 @@ function isPort(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
 }
 
-export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
-  if (typeof opts.node !== 'string' || !NODE_NAME.test(opts.node)) {
-    bad('node', opts.node, 'must be a Kubernetes node name (lowercase letters, digits, "-" and ".")');
+/** A node name is also a directory name under /sys/fs/bpf/weft: refuse anything else. */
+export function validateNode(node: string): string {
+  if (typeof node !== 'string' || !NODE_NAME.test(node)) {
+    bad('node', node, 'must be a Kubernetes node name (lowercase letters, digits, "-" and ".")');
   }
+  return node;
+}
+
+export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
+  validateNode(opts.node);
   if (typeof opts.agentAddress !== 'string' || !isIPv4(opts.agentAddress) || opts.agentAddress === '0.0.0.0') {
     bad('agentAddress', opts.agentAddress, 'must be a unicast IPv4 address');
   }

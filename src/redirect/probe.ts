@@ -71,7 +71,7 @@ export async function probeEbpf(deps: ProbeDeps): Promise<{ cgroup2: string }> {
   try {
     await deps.bpftool.json(['version']);
   } catch (err: unknown) {
-    throw redirectError(RedirectErrors.NO_BPFTOOL, `bpftool does not run (${err instanceof Error ? err.message : String(err)}); install it (Debian: apt-get install bpftool), or ${USE_IPTABLES_HINT}`, err);
+    throw redirectError(RedirectErrors.NO_BPFTOOL, `bpftool is not usable (${err instanceof Error ? err.message : String(err)}); install it (Debian: apt-get install bpftool); ${USE_IPTABLES_HINT}`, err);
   }
   if (!bpffsMountedAt(readMountinfo(), BPFFS_PATH)) {
     try {
@@ -79,7 +79,7 @@ export async function probeEbpf(deps: ProbeDeps): Promise<{ cgroup2: string }> {
     } catch (err: unknown) {
       // Someone else may have mounted it meanwhile.
       if (!bpffsMountedAt(readMountinfo(), BPFFS_PATH)) {
-        throw redirectError(RedirectErrors.NO_BPFFS, `bpffs is not mounted at ${BPFFS_PATH} and mounting it failed (${err instanceof Error ? err.message : String(err)}); mount it (mount -t bpf bpf ${BPFFS_PATH}), or ${USE_IPTABLES_HINT}`, err);
+        throw redirectError(RedirectErrors.NO_BPFFS, `bpffs is not mounted at ${BPFFS_PATH} and mounting it failed (${err instanceof Error ? err.message : String(err)}); mount it with: mount -t bpf bpf ${BPFFS_PATH}; ${USE_IPTABLES_HINT}`, err);
       }
     }
   }

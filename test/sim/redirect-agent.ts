@@ -53,8 +53,9 @@ async function main(): Promise<void> {
   const server = createServer(relay);
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.options.outboundPort, config.options.agentAddress, resolve));
   const redirector = createRedirector(config.mode, config.options, { log });
+  const t0 = performance.now();
   await redirector.start();
-  say({ event: 'ready', enrolled: redirector.enrolled() });
+  say({ event: 'ready', enrolled: redirector.enrolled(), ms: Math.round(performance.now() - t0) });
 
   const ops: Record<string, (cmd: Record<string, unknown>) => Promise<unknown>> = {
     enroll: async (cmd) => redirector.enroll(cmd.pod as Parameters<typeof redirector.enroll>[0]),
@@ -76,7 +77,9 @@ async function main(): Promise<void> {
     const op = ops[String(cmd.op)];
     try {
       if (op === undefined) throw new Error(`unknown op ${String(cmd.op)}`);
-      say({ reply: cmd.id, ok: true, result: await op(cmd) });
+      const t1 = performance.now();
+      const result = await op(cmd);
+      say({ reply: cmd.id, op: cmd.op, ok: true, result, ms: Math.round(performance.now() - t1) });
     } catch (err: unknown) {
       say({ reply: cmd.id, ok: false, error: describeError(err) });
     }

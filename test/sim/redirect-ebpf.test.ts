@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, attachedWeftPrograms, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT,
-  GATEWAY, parseEcho, startEchoServer, target, VIP, type Topology,
+  GATEWAY, parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 const PINS = (topo: Topology) => join('/sys/fs/bpf/weft', topo.id);
@@ -28,8 +28,11 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
   t.after(() => destroyTopology(topo));
   const { a, b, c } = topo.pods;
   await startEchoServer(topo);
+  const agents: Agent[] = [];
+  t.after(() => { for (const line of timingSummary(agents)) t.diagnostic(line); });
 
   let agent = await Agent.start(topo, 'ebpf');
+  agents.push(agent);
   await agent.call('enroll', { pod: target(a) });
   await agent.call('enroll', { pod: target(a) }); // idempotent
 
@@ -85,6 +88,7 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
     assert.equal(down.exit, 7, 'with no agent, a captured pod fails closed (connection refused) instead of bypassing the mesh');
 
     agent = await Agent.start(topo, 'ebpf');
+    agents.push(agent);
     assert.deepEqual(await agent.call('enrolled'), ['default/a']);
     assert.deepEqual(pinnedProgIds(topo), ids, 'the same programs, adopted rather than reloaded');
     assert.equal(parseEcho(await curlFrom(topo, a, `http://${VIP}/`)).remote, GATEWAY);
@@ -96,6 +100,7 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
     assert.ok(existsSync(PINS(topo)));
     assert.notDeepEqual(attachedWeftPrograms(a.cgroup), []);
     agent = await Agent.start(topo, 'ebpf');
+    agents.push(agent);
     assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
   });
 
@@ -110,6 +115,7 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
 
   await t.test('close removes every pin and attachment, and the programs are unloaded', async () => {
     agent = await Agent.start(topo, 'ebpf');
+    agents.push(agent);
     assert.deepEqual(await agent.call('enrolled'), []);
     await agent.call('enroll', { pod: target(a) });
     await agent.call('enroll', { pod: target(c) });

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT, GATEWAY, natRules,
-  parseEcho, startEchoServer, target, VIP, type Topology,
+  parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 function bridgeNetfilter(topo: Topology): string {
@@ -27,12 +27,15 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
   t.after(() => destroyTopology(topo));
   const { a, b, c } = topo.pods;
   await startEchoServer(topo);
+  const agents: Agent[] = [];
+  t.after(() => { for (const line of timingSummary(agents)) t.diagnostic(line); });
   const rootRules = spawnSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }).stdout.replace(/^#.*\n/gm, '');
   const rootBridgeNf = readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8');
 
   // Start from "off" to show the agent turns bridge netfilter on in its own netns only.
   setBridgeNetfilter(topo, '0');
   let agent = await Agent.start(topo, 'iptables');
+  agents.push(agent);
   assert.equal(bridgeNetfilter(topo), '1', 'bridged pod-to-pod frames must reach iptables');
   assert.equal(readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8'), rootBridgeNf, 'root netns untouched');
   await agent.call('enroll', { pod: target(a) });
@@ -77,6 +80,7 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
     await agent.kill();
     assert.equal((await curlFrom(topo, a, `http://${b.ip}:8080/`)).exit, 7, 'fails closed while no agent listens');
     agent = await Agent.start(topo, 'iptables');
+    agents.push(agent);
     assert.deepEqual(await agent.call('enrolled'), ['default/a']);
     assert.equal(natRules(topo).match(/-j WEFT-PREROUTING/g)?.length, 1, 'one jump, not two');
     assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
@@ -95,6 +99,7 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
     const other = spawnSync('nsenter', [`--net=/run/netns/${topo.nodeNetns}`, 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '--dport', '9', '-j', 'RETURN']);
     assert.equal(other.status, 0);
     agent = await Agent.start(topo, 'iptables');
+    agents.push(agent);
     await agent.call('enroll', { pod: target(a) });
     assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
     await agent.stop();
