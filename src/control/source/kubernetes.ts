@@ -1,0 +1,257 @@
+// The Kubernetes API as a config source: one informer (client-node ListWatch) per kind.
+// Each informer lists (paginated), then watches from the list's resourceVersion with
+// bookmarks; client-node relists on 410 Gone. This class adds what the informer leaves to
+// its caller: restarting after errors with capped exponential backoff, waiting for every
+// kind's first list before the first snapshot, treating a kind the API does not serve
+// (CRD not installed) as a reported problem instead of a hang, and a close() that really
+// ends every request.
+
+import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ManifestProblem } from '../../model/manifests.ts';
+import type { RawObject } from '../../model/types.ts';
+import { WEFT_API_VERSION } from '../../model/types.ts';
+import { describeError } from '../../core/errors.ts';
+import { silentLogger, type ConfigSource, type SnapshotListener, type SourceLogger } from './contract.ts';
+import { Debouncer } from './debounce.ts';
+import { sourceError, SourceErrors } from './errors.ts';
+import { ApiStatusError, listAll } from './kube-list.ts';
+
+export interface WatchedKind {
+  readonly kind: string;
+  readonly apiVersion: string;
+  /** Cluster-wide collection path. */
+  readonly path: string;
+}
+
+export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
+  { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces' },
+  { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods' },
+  { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services' },
+  { kind: 'ServiceAccount', apiVersion: 'v1', path: '/api/v1/serviceaccounts' },
+  { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', path: '/apis/discovery.k8s.io/v1/endpointslices' },
+  { kind: 'AuthorizationPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/authorizationpolicies` },
+]);
+
+export interface KubernetesSourceOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly kinds?: readonly WatchedKind[];
+  /** Quiet time after the last event before a snapshot (default 50 ms). */
+  readonly debounceMs?: number;
+  /** Items per list page (default 500). */
+  readonly pageSize?: number;
+  /** Restart delay after an error: initialMs doubling up to maxMs (default 1 s .. 30 s). Also caps client-node's reconnect delay. */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** How long start() waits for every kind's first list (default 60 s). */
+  readonly syncTimeoutMs?: number;
+  /** Timeout of one list request (default 60 s). */
+  readonly requestTimeoutMs?: number;
+  readonly log?: SourceLogger;
+}
+
+/** A Watch whose requests close() can end, including ones still being opened. */
+class ClosableWatch extends Watch {
+  readonly #open = new Set<AbortController>();
+  #closed = false;
+
+  override async watch(
+    path: string, params: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    if (this.#closed) return abortedController();
+    // `done` may run before super.watch returns (a refused connection), hence the holder.
+    const opened: { controller?: AbortController } = {};
+    const controller = await super.watch(path, params, callback, (err: unknown) => {
+      if (opened.controller !== undefined) this.#open.delete(opened.controller);
+      if (!this.#closed) done(err);
+    });
+    opened.controller = controller;
+    if (this.#closed) controller.abort();
+    else this.#open.add(controller);
+    return controller;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#open) c.abort();
+    this.#open.clear();
+  }
+}
+
+function abortedController(): AbortController {
+  const c = new AbortController();
+  c.abort();
+  return c;
+}
+
+interface KindState {
+  readonly kind: WatchedKind;
+  readonly informer: ListWatch<KubernetesObject>;
+  readonly watch: ClosableWatch;
+  synced: boolean;
+  /** Set while the API answers 404 for the kind: reported as a problem. */
+  unavailable: string | undefined;
+  failures: number;
+  retry: NodeJS.Timeout | undefined;
+}
+
+/** Objects that are valid in a cluster but have no place in the mesh model, dropped without a problem. */
+function outOfModel(kind: string, body: Record<string, unknown>): boolean {
+  if (kind !== 'Service') return false;
+  const spec = body.spec as { clusterIP?: unknown; type?: unknown } | undefined;
+  // Headless and ExternalName Services have no virtual IP to capture.
+  return spec?.type === 'ExternalName' || spec?.clusterIP === undefined || spec.clusterIP === 'None' || spec.clusterIP === '';
+}
+
+export class KubernetesSource implements ConfigSource {
+  readonly #kc: KubeConfig;
+  readonly #kinds: readonly WatchedKind[];
+  readonly #pageSize: number;
+  readonly #backoff: { readonly initialMs: number; readonly maxMs: number };
+  readonly #syncTimeoutMs: number;
+  readonly #requestTimeoutMs: number;
+  readonly #log: SourceLogger;
+  readonly #debouncer: Debouncer;
+  readonly #abort = new AbortController();
+  readonly #states: KindState[] = [];
+  #listener: SnapshotListener | undefined;
+  #onSynced: (() => void) | undefined;
+  #phase: 'new' | 'syncing' | 'running' | 'closed' = 'new';
+
+  constructor(options: KubernetesSourceOptions) {
+    this.#kc = options.kubeConfig;
+    this.#kinds = options.kinds ?? WATCHED_KINDS;
+    this.#pageSize = options.pageSize ?? 500;
+    this.#backoff = options.backoff ?? { initialMs: 1000, maxMs: 30_000 };
+    this.#syncTimeoutMs = options.syncTimeoutMs ?? 60_000;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.#log = options.log ?? silentLogger;
+    this.#debouncer = new Debouncer(options.debounceMs ?? 50, () => Promise.resolve().then(() => this.#emit()), (err) => {
+      this.#log.warn({ err: describeError(err) }, 'kubernetes snapshot failed');
+    });
+  }
+
+  async start(onSnapshot: SnapshotListener): Promise<void> {
+    if (this.#phase !== 'new') throw sourceError(SourceErrors.BAD_STATE, 'this Kubernetes source was already started or closed');
+    if (this.#kc.getCurrentCluster() === null) throw sourceError(SourceErrors.NO_CLUSTER, 'the kubeconfig has no current cluster');
+    this.#phase = 'syncing';
+    this.#listener = onSnapshot;
+    const synced = new Promise<void>((resolve) => { this.#onSynced = resolve; });
+    for (const kind of this.#kinds) this.#states.push(this.#informer(kind));
+    for (const st of this.#states) this.#run(st);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#syncTimeoutMs);
+      timer.unref();
+    });
+    const outcome = await Promise.race([synced, timeout]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      const pending = this.#states.filter((s) => !s.synced).map((s) => s.kind.kind);
+      await this.close();
+      throw sourceError(SourceErrors.SYNC_TIMEOUT, `no complete list of ${pending.join(', ')} from the Kubernetes API within ${this.#syncTimeoutMs} ms`);
+    }
+    if (this.#phase !== 'syncing') return; // closed meanwhile
+    this.#phase = 'running';
+    this.#emit();
+  }
+
+  #informer(kind: WatchedKind): KindState {
+    const watch = new ClosableWatch(this.#kc);
+    // The closures below run only after start() has this state in hand.
+    const list = async () => {
+      const result = await listAll({
+        kubeConfig: this.#kc, path: kind.path, kind: kind.kind, apiVersion: kind.apiVersion,
+        pageSize: this.#pageSize, signal: this.#abort.signal, timeoutMs: this.#requestTimeoutMs,
+      });
+      if (this.#phase === 'closed') throw new Error('source closed');
+      this.#listed(state);
+      return result as unknown as { metadata: { resourceVersion: string }; items: KubernetesObject[] };
+    };
+    // allowWatchBookmarks in the path: client-node forwards only resourceVersion and selectors.
+    const informer = new ListWatch<KubernetesObject>(`${kind.path}?allowWatchBookmarks=true`, watch, list, false, undefined, undefined, {
+      delayFn: (ms: number) => sleep(Math.min(ms, this.#backoff.maxMs), undefined, { ref: false }),
+    });
+    const changed = (): void => {
+      state.failures = 0;
+      if (this.#phase === 'running') this.#debouncer.trigger();
+    };
+    const state: KindState = { kind, informer, watch, synced: false, unavailable: undefined, failures: 0, retry: undefined };
+    informer.on('add', changed);
+    informer.on('update', changed);
+    informer.on('delete', changed);
+    informer.on('error', (err: unknown) => this.#failed(state, err));
+    return state;
+  }
+
+  #run(state: KindState): void {
+    state.informer.start().catch((err: unknown) => this.#failed(state, err));
+  }
+
+  #listed(state: KindState): void {
+    state.failures = 0;
+    const wasUnavailable = state.unavailable !== undefined;
+    state.unavailable = undefined;
+    if (wasUnavailable && this.#phase === 'running') this.#debouncer.trigger();
+    this.#markSynced(state);
+  }
+
+  #markSynced(state: KindState): void {
+    state.synced = true;
+    if (this.#phase === 'syncing' && this.#states.every((s) => s.synced)) this.#onSynced?.();
+  }
+
+  #failed(state: KindState, err: unknown): void {
+    if (this.#phase === 'closed') return;
+    const status = err instanceof ApiStatusError ? err.statusCode : undefined;
+    if (status === 404) {
+      // The API does not serve this kind (e.g. weft's CRD is not installed): nothing to wait for.
+      const message = `the API serves no ${state.kind.path} (HTTP 404); is the ${state.kind.kind} CustomResourceDefinition installed? Retrying.`;
+      if (state.unavailable !== message) {
+        state.unavailable = message;
+        if (this.#phase === 'running') this.#debouncer.trigger();
+      }
+      this.#markSynced(state);
+    }
+    const delay = Math.min(this.#backoff.initialMs * 2 ** state.failures, this.#backoff.maxMs);
+    state.failures++;
+    this.#log.warn({ kind: state.kind.kind, err: describeError(err), retryInMs: delay }, 'kubernetes informer failed; restarting');
+    if (state.retry !== undefined) clearTimeout(state.retry);
+    state.retry = setTimeout(() => {
+      state.retry = undefined;
+      if (this.#phase !== 'closed') this.#run(state);
+    }, delay);
+    state.retry.unref();
+  }
+
+  #emit(): void {
+    if (this.#phase !== 'running' || this.#listener === undefined) return;
+    const objects: RawObject[] = [];
+    const problems: ManifestProblem[] = [];
+    for (const st of this.#states) {
+      const file = `kubernetes:${st.kind.path}`;
+      if (st.unavailable !== undefined) problems.push({ file, object: undefined, field: undefined, message: st.unavailable });
+      const items = st.informer.list().map((o) => ({ ...(o as unknown as Record<string, unknown>), kind: st.kind.kind, apiVersion: st.kind.apiVersion }));
+      const key = (b: Record<string, unknown>): string => {
+        const md = (b.metadata ?? {}) as { namespace?: string; name?: string };
+        return `${md.namespace ?? ''}/${md.name ?? ''}`;
+      };
+      items.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+      for (const body of items) if (!outOfModel(st.kind.kind, body)) objects.push({ kind: st.kind.kind, body, source: { file, doc: 0 } });
+    }
+    this.#listener(objects, problems);
+  }
+
+  async close(): Promise<void> {
+    if (this.#phase === 'closed') return;
+    this.#phase = 'closed';
+    this.#onSynced?.();
+    this.#abort.abort();
+    for (const st of this.#states) {
+      if (st.retry !== undefined) clearTimeout(st.retry);
+      st.watch.close();
+      await st.informer.stop();
+    }
+    await this.#debouncer.close();
+  }
+}
