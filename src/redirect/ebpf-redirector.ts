@@ -15,6 +15,7 @@ import {
 } from './ebpf-pins.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
+import { reclaimIptables } from './leftovers.ts';
 import { probeEbpf } from './probe.ts';
 import { silentLog, type CloseOptions, type RedirectLog, type Redirector, type RedirectorDeps } from './redirector.ts';
 import { Serial } from './serial.ts';
@@ -30,6 +31,7 @@ export class EbpfRedirector implements Redirector {
   readonly mode = 'ebpf' as const;
   readonly #cfg: RedirectorConfig;
   readonly #log: RedirectLog;
+  readonly #deps: RedirectorDeps;
   readonly #bpftool: Bpftool;
   readonly #objectPath: string;
   readonly #layout: PinLayout;
@@ -42,6 +44,7 @@ export class EbpfRedirector implements Redirector {
   constructor(cfg: RedirectorConfig, deps: RedirectorDeps = {}) {
     this.#cfg = cfg;
     this.#log = deps.log ?? silentLog;
+    this.#deps = deps;
     this.#bpftool = new Bpftool(deps.bpftool);
     this.#objectPath = deps.objectPath ?? DEFAULT_OBJECT;
     this.#layout = pinLayout(cfg.node);
@@ -59,6 +62,8 @@ export class EbpfRedirector implements Redirector {
   async #start(): Promise<void> {
     const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool });
     this.#checkAgentCgroup(cgroup2);
+    // An iptables agent ran here before (--mode switched): its chains would capture first.
+    await reclaimIptables(this.#deps, this.#log);
     const buildId = await objectBuildId(this.#objectPath);
 
     let progs = await readPinnedProgs(this.#bpftool, this.#layout);

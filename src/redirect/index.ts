@@ -1,13 +1,10 @@
 // Transparent capture: the public surface the agent wiring (src/app) uses.
 
-import { run } from '../core/exec.ts';
-import { Bpftool } from './bpftool.ts';
 import { EbpfRedirector } from './ebpf-redirector.ts';
-import { reclaimPins } from './ebpf-pins.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
-import { IptablesRedirector, removeNatChains } from './iptables-redirector.ts';
+import { IptablesRedirector } from './iptables-redirector.ts';
+import { reclaimEbpf, reclaimIptables } from './leftovers.ts';
 import { validateNode, validateOptions, type RedirectorOptions } from './options.ts';
-import { findCgroup2Mount } from './probe.ts';
 import type { RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
 import { silentLog } from './redirector.ts';
 
@@ -39,31 +36,8 @@ export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, de
  * mean there is nothing of theirs to remove.
  */
 export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Promise<void> {
-  const log = deps.log ?? silentLog;
   validateNode(node);
-  if (await commandExists(deps.bpftool ?? 'bpftool')) {
-    let cgroup2: string | undefined;
-    try {
-      cgroup2 = findCgroup2Mount();
-    } catch {
-      cgroup2 = undefined; // no cgroup2: nothing can be attached
-    }
-    if (cgroup2 !== undefined) {
-      const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroup2, node);
-      if (detached > 0) log.warn({ node, detached }, 'detached leftover eBPF capture programs');
-    }
-  }
-  const save = deps.iptablesSave ?? 'iptables-save';
-  if (await commandExists(save)) {
-    if (await removeNatChains({ save, restore: deps.iptablesRestore ?? 'iptables-restore' })) log.warn({ node }, 'removed leftover WEFT chains');
-  }
-}
-
-async function commandExists(cmd: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', 'command -v "$1"', 'sh', cmd]);
-    return true;
-  } catch {
-    return false;
-  }
+  const log = deps.log ?? silentLog;
+  await reclaimEbpf(node, deps, log);
+  await reclaimIptables(deps, log);
 }

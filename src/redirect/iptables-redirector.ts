@@ -4,9 +4,11 @@
 // conntrack answers SO_ORIGINAL_DST exactly as the eBPF getsockopt program would.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { run } from '../core/exec.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
-import { buildNatRemoval, buildNatRules, parseNatSave, type IptablesPod, type NatState } from './iptables-rules.ts';
+import { buildNatRules, type IptablesPod, type NatState } from './iptables-rules.ts';
+import { readNatState, removeNatChains, restoreNat, type IptablesCommands } from './iptables-nat.ts';
+import { reclaimEbpf } from './leftovers.ts';
+import { pinLayout } from './ebpf-pins.ts';
 import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
 import { silentLog, type CloseOptions, type RedirectLog, type Redirector, type RedirectorDeps } from './redirector.ts';
 import { Serial } from './serial.ts';
@@ -15,40 +17,12 @@ import { Serial } from './serial.ts';
 // bridge hands frames to netfilter. Per network namespace since Linux 5.3.
 export const BRIDGE_NF_CALL_IPTABLES = '/proc/sys/net/bridge/bridge-nf-call-iptables';
 
-export interface IptablesCommands {
-  readonly save: string;
-  readonly restore: string;
-}
-
-export async function readNatState(cmds: IptablesCommands): Promise<NatState> {
-  try {
-    return parseNatSave((await run(cmds.save, ['-t', 'nat'])).stdout);
-  } catch (err: unknown) {
-    throw redirectError(RedirectErrors.NO_IPTABLES, `cannot read the nat table with ${cmds.save} (${err instanceof Error ? err.message : String(err)}); iptables capture needs iptables (nft or legacy) with nat support`, err);
-  }
-}
-
-export async function restoreNat(cmds: IptablesCommands, script: string): Promise<void> {
-  try {
-    await run(cmds.restore, ['-w', '5', '--noflush'], { input: script });
-  } catch (err: unknown) {
-    throw redirectError(RedirectErrors.IPTABLES_FAILED, `${cmds.restore} refused weft's rules: ${err instanceof Error ? err.message : String(err)}\n${script}`, err);
-  }
-}
-
-/** Removes every WEFT-* chain and the jumps into them from this namespace's nat table. */
-export async function removeNatChains(cmds: IptablesCommands): Promise<boolean> {
-  const script = buildNatRemoval(await readNatState(cmds));
-  if (script === undefined) return false;
-  await restoreNat(cmds, script);
-  return true;
-}
-
 export class IptablesRedirector implements Redirector {
   readonly mode = 'iptables' as const;
   readonly #cfg: RedirectorConfig;
   readonly #log: RedirectLog;
   readonly #cmds: IptablesCommands;
+  readonly #deps: RedirectorDeps;
   readonly #serial = new Serial();
   readonly #pods = new Map<string, IptablesPod>();
   #running = false;
@@ -58,12 +32,15 @@ export class IptablesRedirector implements Redirector {
   constructor(cfg: RedirectorConfig, deps: RedirectorDeps = {}) {
     this.#cfg = cfg;
     this.#log = deps.log ?? silentLog;
+    this.#deps = deps;
     this.#cmds = { save: deps.iptablesSave ?? 'iptables-save', restore: deps.iptablesRestore ?? 'iptables-restore' };
   }
 
   start(): Promise<void> {
     if (this.#closed !== undefined) return Promise.reject(notRunning('start'));
     this.#started ??= this.#serial.run(async () => {
+      // An eBPF agent for this node ran before (--mode switched): its capture must go.
+      if (existsSync(pinLayout(this.#cfg.node).dir)) await reclaimEbpf(this.#cfg.node, this.#deps, this.#log);
       const state = await readNatState(this.#cmds);
       for (const pod of state.pods) this.#pods.set(pod.podId, pod);
       if (state.pods.length > 0) this.#log.info({ pods: state.pods.map((p) => p.podId) }, 'adopted enrolled pods from existing WEFT chains');

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, attachedWeftPrograms, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT,
-  GATEWAY, parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
+  GATEWAY, natRules, parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 const PINS = (topo: Topology) => join('/sys/fs/bpf/weft', topo.id);
@@ -113,9 +113,26 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
     assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, a.ip, 'capture is gone');
   });
 
+  await t.test('switching --mode after a crash removes the other mode\'s capture', async () => {
+    agent = await Agent.start(topo, 'ebpf');
+    agents.push(agent);
+    await agent.call('enroll', { pod: target(a) });
+    await agent.kill();
+    agent = await Agent.start(topo, 'iptables');
+    agents.push(agent);
+    assert.equal(existsSync(PINS(topo)), false, 'eBPF pins reclaimed by the iptables agent');
+    assert.deepEqual(attachedWeftPrograms(topo.cgroupRoot), []);
+    await agent.call('enroll', { pod: target(a) });
+    assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
+    assert.deepEqual(agent.captured().map((e) => e.original), [{ address: b.ip, port: 8080 }]);
+    await agent.kill();
+    assert.match(natRules(topo), /WEFT-PREROUTING/);
+  });
+
   await t.test('close removes every pin and attachment, and the programs are unloaded', async () => {
     agent = await Agent.start(topo, 'ebpf');
     agents.push(agent);
+    assert.doesNotMatch(natRules(topo), /WEFT/, 'the iptables agent\'s chains were removed');
     assert.deepEqual(await agent.call('enrolled'), []);
     await agent.call('enroll', { pod: target(a) });
     await agent.call('enroll', { pod: target(c) });
