@@ -37,6 +37,10 @@ function errno(err: unknown): string | undefined {
 }
 
 /** Manifest files under `dir`, sorted; hidden entries (`.git`, `..data`) skipped, symlinked files followed. */
+export async function listManifestFiles(dir: string): Promise<string[]> {
+  return listFiles(dir);
+}
+
 async function listFiles(dir: string, depth = 0): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {

@@ -1,0 +1,183 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { vetCommand } from '../../../src/cli/vet.ts';
+import { isWeftError } from '../../../src/core/errors.ts';
+
+const NAMESPACES = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    weft.dev/mesh: enabled
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: web
+  namespace: shop
+`;
+
+const PODS = `apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {app: web}
+spec:
+  nodeName: a-node-no-manifest-declares
+  serviceAccountName: web
+  containers: [{name: app, image: web}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-1
+  namespace: shop
+  labels: {app: db}
+spec:
+  serviceAccountName: db
+  containers: [{name: app, image: db}]
+`;
+
+const GOOD_SERVICES = `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 198.19.0.10
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: db-from-web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]
+    to: [{operation: {ports: ["5432"]}}]
+`;
+
+// Five distinct mistakes, one per kind of check.
+const BAD_SERVICES = `apiVersion: v1
+kind: Service
+metadata: {name: loop, namespace: shop}
+spec:
+  clusterIP: 127.0.0.10
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-copy, namespace: shop}
+spec:
+  clusterIP: 198.19.0.10
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ghost, namespace: shop}
+spec:
+  clusterIP: 198.19.0.30
+  selector: {app: ghost}
+  ports: [{port: 80}]
+`;
+
+const BAD_POLICY = `apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: from-nobody, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/nobody]}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {a: b}
+`;
+
+async function dirWith(t: TestContext, files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'weft-vet-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true });
+    await writeFile(join(dir, name), text);
+  }
+  return dir;
+}
+
+async function vet(argv: string[]): Promise<{ code: number; lines: string[] }> {
+  let text = '';
+  const code = await vetCommand(argv, { write: (s) => { text += s; } });
+  return { code, lines: text.trimEnd().split('\n') };
+}
+
+test('a clean directory: exit 0 and a one-line summary (a pod on an undeclared node is fine)', async (t) => {
+  const dir = await dirWith(t, { 'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'apps/services.yml': GOOD_SERVICES });
+  const r = await vet([dir]);
+  assert.deepEqual(r.lines, ['weft vet: 6 objects in 3 files, no problems']);
+  assert.equal(r.code, 0);
+});
+
+test('a directory with five distinct mistakes reports all five, each with file, object and field', async (t) => {
+  const dir = await dirWith(t, { 'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'services.yaml': GOOD_SERVICES, 'bad/services.yaml': BAD_SERVICES, 'bad/policy.yaml': BAD_POLICY });
+  const r = await vet([dir]);
+  assert.equal(r.code, 1);
+  const bad = (f: string) => join(dir, 'bad', f);
+  assert.deepEqual(r.lines.slice(0, -1).sort(), [
+    `${bad('policy.yaml')}: AuthorizationPolicy/shop/from-nobody: spec.rules[0].from[0].source.principals[0]: no ServiceAccount or Pod has service account shop/nobody`,
+    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy)`,
+    `${bad('services.yaml')}: Service/shop/ghost: spec.selector: selects no Pod in namespace shop (app=ghost), so the Service has no endpoints`,
+    `${bad('services.yaml')}: Service/shop/loop: spec.clusterIP: "127.0.0.10" cannot be a cluster IP: it is a loopback address`,
+    `${bad('services.yaml')}: Service/shop/web-copy: spec.clusterIP: 198.19.0.10 is already the cluster IP of Service shop/web`,
+  ]);
+  assert.equal(r.lines.at(-1), 'weft vet: 5 problems in 2 files (9 objects in 5 files accepted)');
+});
+
+test('a single file, object-level problems, and the trust domain flag', async (t) => {
+  const dir = await dirWith(t, {
+    'one.yaml': `${NAMESPACES}---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  action: AUDIT
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]}]
+`,
+  });
+  const r = await vet([join(dir, 'one.yaml')]);
+  assert.equal(r.code, 1);
+  assert.deepEqual(r.lines[0], `${join(dir, 'one.yaml')}: AuthorizationPolicy/shop/p: spec.action: must be one of ALLOW, DENY, got "AUDIT"`);
+  const fixed = join(dir, 'one.yaml');
+  await writeFile(fixed, `${NAMESPACES}---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]}]
+`);
+  assert.equal((await vet([fixed])).code, 0);
+  const other = await vet(['--trust-domain', 'example.org', fixed]);
+  assert.equal(other.code, 1);
+  assert.match(other.lines[0] ?? '', /trust domain "cluster.local" is not the mesh's \("example.org"\)/);
+});
+
+test('usage errors are WEFT_CLI_USAGE (exit 2 through main)', async () => {
+  await assert.rejects(vetCommand([]), (e: unknown) => isWeftError(e, 'WEFT_CLI_USAGE'));
+  await assert.rejects(vetCommand(['/nonexistent/weft-vet']), (e: unknown) => isWeftError(e, 'WEFT_CLI_USAGE') && /cannot read/.test(e.message));
+  await assert.rejects(vetCommand(['--trust-domain', 'Bad Domain', '.']), (e: unknown) => isWeftError(e, 'WEFT_CLI_USAGE'));
+  await assert.rejects(vetCommand(['--bogus', '.']), (e: unknown) => isWeftError(e, 'WEFT_CLI_USAGE'));
+});
+
+test('runs as a process: exit status 1 on problems', async (t) => {
+  const dir = await dirWith(t, { 'bad.yaml': BAD_POLICY });
+  const script = `import { vetCommand } from ${JSON.stringify(join(import.meta.dirname, '../../../src/cli/vet.ts'))}; process.exitCode = await vetCommand(process.argv.slice(1));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, dir], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stdout, /weft vet: 2 problems in 1 file/);
+});
