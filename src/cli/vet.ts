@@ -56,7 +56,7 @@ export async function vetCommand(argv: readonly string[], out: VetOutput = proce
     files.push(...r.files);
     problems.push(...r.problems);
   }
-  const parsed = parseManifests(files);
+  const parsed = parseManifests(files, new Set(), { kubernetesSchema: true });
   problems.push(...parsed.problems, ...crossCheck(parsed, { trustDomain, origins: parsed.origins }));
   // Grouped by file (stable: within a file, in the order found).
   const order = new Map(files.map((f, i) => [f.path, i]));

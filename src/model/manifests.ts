@@ -43,7 +43,11 @@ export interface ParseOptions {
   readonly knownOtherKinds?: ReadonlySet<string>;
   /** The last good objects: an object that is now invalid keeps its previous version. */
   readonly previous?: MeshObjects;
-  /** Also check core kinds against the Kubernetes OpenAPI schemas (default true). */
+  /**
+   * Also check core kinds against the Kubernetes OpenAPI schemas. Default true in
+   * parseObjects (the control plane, `weft vet`); false in parseManifests, whose callers
+   * (the simulator) write pods without the containers Kubernetes requires.
+   */
   readonly kubernetesSchema?: boolean;
 }
 
@@ -126,8 +130,9 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
   });
   const schema = kubernetesSchema ? kubernetesSchemaIssues(kind, body) : [];
   if (schema.length === 0) return own;
-  const fields = new Set(schema.map((i) => i.field));
-  return { issues: [...schema, ...own.issues.filter((i) => !fields.has(i.field))] };
+  // weft's own message is the more specific one where both flag the same field.
+  const fields = new Set(own.issues.map((i) => i.field));
+  return { issues: [...own.issues, ...schema.filter((i) => !fields.has(i.field))] };
 }
 
 function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
@@ -241,6 +246,6 @@ export function parseManifests(
   options: Omit<ParseOptions, 'knownOtherKinds'> = {},
 ): ParsedManifests {
   const split = splitManifests(files);
-  const parsed = parseObjects(split.objects, { ...options, knownOtherKinds });
+  const parsed = parseObjects(split.objects, { kubernetesSchema: false, ...options, knownOtherKinds });
   return { ...parsed, problems: [...split.problems, ...parsed.problems] };
 }

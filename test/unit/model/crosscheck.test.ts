@@ -5,7 +5,7 @@ import { parseManifests } from '../../../src/model/manifests.ts';
 import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
 
 function check(extra: readonly object[]) {
-  const r = parseManifests([{ path: 'base.yaml', text: yamlOf(BASE_DOCS) }, { path: 'extra.yaml', text: yamlOf(extra) }]);
+  const r = parseManifests([{ path: 'base.yaml', text: yamlOf(BASE_DOCS) }, { path: 'extra.yaml', text: yamlOf(extra) }], new Set(), { kubernetesSchema: true });
   assert.deepEqual(r.problems, []);
   return crossCheck(r, { trustDomain: 'cluster.local', origins: r.origins }).map((p) => `${p.file}: ${p.object}: ${p.field}: ${p.message}`);
 }

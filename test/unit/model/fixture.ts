@@ -57,7 +57,7 @@ export const BASE_DOCS: readonly object[] = [
 ];
 
 export function parsed(extra: readonly object[] = []): ParsedManifests {
-  const result = parseManifests([{ path: 'cluster.yaml', text: yamlOf([...BASE_DOCS, ...extra]) }]);
+  const result = parseManifests([{ path: 'cluster.yaml', text: yamlOf([...BASE_DOCS, ...extra]) }], new Set(), { kubernetesSchema: true });
   if (result.problems.length > 0) throw new Error(`fixture has problems: ${JSON.stringify(result.problems)}`);
   return result;
 }

@@ -4,9 +4,11 @@ import { formatProblem, parseManifests, parseObjects, splitManifests } from '../
 import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
 
 const file = (docs: readonly object[], path = 'm.yaml') => ({ path, text: yamlOf(docs) });
+// The Kubernetes schema check is on for the control plane and vet; parseManifests leaves it off by default.
+const parse = (files: Parameters<typeof parseManifests>[0], other: ReadonlySet<string> = new Set()) => parseManifests(files, other, { kubernetesSchema: true });
 
 test('parses every kind the model knows', () => {
-  const r = parseManifests([file(BASE_DOCS), file([policy('shop', 'p', { action: 'DENY' })], 'p.yaml')]);
+  const r = parse([file(BASE_DOCS), file([policy('shop', 'p', { action: 'DENY' })], 'p.yaml')]);
   assert.deepEqual(r.problems, []);
   assert.equal(r.namespaces.length, 3);
   assert.equal(r.pods.length, 7);
@@ -20,7 +22,7 @@ test('parses every kind the model knows', () => {
 });
 
 test('knownOtherKinds are passed through even when the model knows them (the simulator relies on it)', () => {
-  const r = parseManifests([file(BASE_DOCS)], new Set(['ServiceAccount', 'EndpointSlice']));
+  const r = parse([file(BASE_DOCS)], new Set(['ServiceAccount', 'EndpointSlice']));
   assert.equal(r.serviceAccounts.length, 0);
   assert.deepEqual(r.others.map((o) => o.kind).sort(), ['EndpointSlice', 'ServiceAccount', 'ServiceAccount']);
   assert.deepEqual(r.problems, []);
@@ -38,7 +40,7 @@ const PROBLEMS: readonly ProblemCase[] = [
   { name: 'unknown kind', doc: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }, object: 'ConfigMap/c', field: 'kind', message: /unknown kind "ConfigMap"/ },
   { name: 'wrong apiVersion', doc: { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'a', namespace: 'x' } }, object: 'AuthorizationPolicy/x/a', field: 'apiVersion', message: /weft\.dev\/v1alpha1/ },
   { name: 'Kubernetes schema: container without name', doc: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ image: 'x' }] } }, object: 'Pod/p', field: 'spec.containers[0].name', message: /required \(Kubernetes schema\)/ },
-  { name: 'Kubernetes schema: wrong type', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '198.19.0.1', ports: [{ port: 'eighty' }] } }, object: 'Service/s', field: 'spec.ports[0].port', message: /integer/ },
+  { name: 'Kubernetes schema: wrong type', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '198.19.0.1', ports: [{ port: 'eighty' }] } }, object: 'Service/s', field: 'spec.ports[0].port', message: /must be a port number/ },
   { name: 'VIP not an address', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '198.19.0', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /IPv4/ },
   { name: 'VIP loopback', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: '127.0.0.5', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /loopback/ },
   { name: 'headless service', doc: { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { clusterIP: 'None', ports: [{ port: 80 }] } }, object: 'Service/s', field: 'spec.clusterIP', message: /headless/ },
@@ -50,7 +52,7 @@ const PROBLEMS: readonly ProblemCase[] = [
 
 for (const c of PROBLEMS) {
   test(`problem: ${c.name}`, () => {
-    const r = parseManifests([file([c.doc], 'bad.yaml')]);
+    const r = parse([file([c.doc], 'bad.yaml')]);
     assert.ok(r.problems.length >= 1, 'expected a problem');
     const p = r.problems[0];
     assert.equal(p?.file, 'bad.yaml');
@@ -62,14 +64,14 @@ for (const c of PROBLEMS) {
 }
 
 test('one bad object rejects only itself', () => {
-  const r = parseManifests([file([pod('x', 'good', {}), pod('x', 'bad', { ip: 'nope' }), pod('x', 'also-good', {})])]);
+  const r = parse([file([pod('x', 'good', {}), pod('x', 'bad', { ip: 'nope' }), pod('x', 'also-good', {})])]);
   assert.deepEqual(r.pods.map((p) => p.name), ['good', 'also-good']);
   assert.equal(r.problems.length, 1);
   assert.equal(formatProblem(r.problems[0] ?? assert.fail()), 'm.yaml: Pod/x/bad: status.podIP: must be an IPv4 address, got "nope"');
 });
 
 test('YAML errors name the document; duplicates name the first file', () => {
-  const r = parseManifests([
+  const r = parse([
     { path: 'a.yaml', text: `${yamlOf([pod('x', 'p', {})])}\n---\nkind: [unclosed\n` },
     file([pod('x', 'p', {})], 'b.yaml'),
   ]);
@@ -78,7 +80,7 @@ test('YAML errors name the document; duplicates name the first file', () => {
 });
 
 test('given the previous objects, an object that turned invalid keeps its last good version', () => {
-  const first = parseManifests([file([pod('x', 'p', { ip: '198.18.0.1' }), policy('x', 'deny', { action: 'DENY', rules: [{}] })])]);
+  const first = parse([file([pod('x', 'p', { ip: '198.18.0.1' }), policy('x', 'deny', { action: 'DENY', rules: [{}] })])]);
   const next = splitManifests([file([pod('x', 'p', { ip: 'oops' }), policy('x', 'deny', { action: 'DENI' })])]);
   const r = parseObjects(next.objects, { previous: first });
   assert.equal(r.pods[0]?.ip, '198.18.0.1');
@@ -89,8 +91,9 @@ test('given the previous objects, an object that turned invalid keeps its last g
   assert.equal(without.pods.length + without.policies.length, 0);
 });
 
-test('the Kubernetes schema check can be turned off for hand-written simulator manifests', () => {
+test('parseManifests leaves the Kubernetes schema check off unless asked (simulator manifests have no containers)', () => {
   const doc = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { nodeName: 'n1', containers: [{ image: 'x' }] } };
-  assert.equal(parseManifests([file([doc])]).pods.length, 0);
-  assert.equal(parseManifests([file([doc])], new Set(), { kubernetesSchema: false }).pods.length, 1);
+  assert.equal(parse([file([doc])]).pods.length, 0);
+  assert.equal(parseManifests([file([doc])]).pods.length, 1);
+  assert.equal(parseObjects(splitManifests([file([doc])]).objects).pods.length, 0, 'parseObjects checks the schema by default');
 });
