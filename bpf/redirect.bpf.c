@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 // weft transparent capture (IPv4 TCP).
 //
-//   connect4 (pod cgroups)   : remember the original destination under the socket
-//                              cookie, send the connection to the agent instead.
-//   sockops (pod cgroups)    : once established, re-key that record by the 4-tuple,
-//                              which the agent's accepted socket can see too.
-//   getsockopt (agent cgroup): answer getsockopt(SOL_IP, SO_ORIGINAL_DST) from the
-//                              4-tuple map, so the proxy reads it like an iptables
-//                              REDIRECT and has one code path for both modes.
+//   connect4 (pod cgroups)    : remember the original destination under the socket
+//                               cookie, send the connection to the agent instead.
+//   sockops (pod cgroups)     : once established, also key that record by the 4-tuple,
+//                               which the agent's accepted socket can see too; on close,
+//                               drop both records.
+//   getpeername4 (pod cgroups): the client still sees the address it dialled, as it
+//                               does under an iptables REDIRECT (NAT is invisible to it).
+//   getsockopt (agent cgroup) : answer getsockopt(SOL_IP, SO_ORIGINAL_DST) from the
+//                               4-tuple map, so the proxy reads it like an iptables
+//                               REDIRECT and has one code path for both modes.
 //
 // Maps are filled by the agent (src/redirect/ebpf-maps.ts holds the byte layouts;
 // keep the two in step). Every address and port in a key or value is in network
@@ -23,9 +26,8 @@
 #define SOL_IP 0
 #define SO_ORIGINAL_DST 80
 
-// Sizes of the connection maps. LRU: a record whose connection was never accepted
-// (or whose close we never saw) ages out instead of leaking.
-#define PENDING_ENTRIES 65536
+// Sizes of the connection maps. Records are deleted when the connection closes; LRU
+// is the backstop for closes never seen (failed connects, programs detached meanwhile).
 #define CONN_ENTRIES 262144
 
 // Written once by the agent; all zero (not yet configured) means "capture nothing".
@@ -107,13 +109,13 @@ struct {
 	__type(value, struct weft_pod);
 } weft_pods SEC(".maps");
 
-// Socket cookie -> original destination, between connect() and establishment.
+// Socket cookie -> original destination, for the life of the client socket.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, PENDING_ENTRIES);
+	__uint(max_entries, CONN_ENTRIES);
 	__type(key, __u64);
 	__type(value, struct weft_orig_dst);
-} weft_pending SEC(".maps");
+} weft_by_cookie SEC(".maps");
 
 // 4-tuple -> original destination, read when the agent asks.
 struct {
@@ -154,11 +156,22 @@ int weft_connect4(struct bpf_sock_addr *ctx)
 
 	cookie = bpf_get_socket_cookie(ctx);
 	// Without a record the agent could not route the connection; leave it alone.
-	if (bpf_map_update_elem(&weft_pending, &cookie, &orig, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&weft_by_cookie, &cookie, &orig, BPF_ANY) != 0)
 		return 1;
 	ctx->user_ip4 = cfg->agent_ip;
 	ctx->user_port = cfg->agent_port;
 	return 1;
+}
+
+static __always_inline void conn_key(struct bpf_sock_ops *skops, struct weft_conn_key *key)
+{
+	key->client_ip = skops->local_ip4;
+	key->server_ip = skops->remote_ip4;
+	// local_port is in host order. remote_port is "network order" in a 32-bit
+	// field: the port's two bytes are the field's first two bytes in memory, so
+	// ntohl yields the host-order port on either endianness.
+	key->client_port = bpf_htons((__u16)skops->local_port);
+	key->server_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
 }
 
 SEC("sockops")
@@ -168,22 +181,42 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	struct weft_conn_key key;
 	__u64 cookie;
 
-	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || skops->family != AF_INET)
+	if (skops->family != AF_INET)
 		return 1;
-	cookie = bpf_get_socket_cookie(skops);
-	orig = bpf_map_lookup_elem(&weft_pending, &cookie);
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		cookie = bpf_get_socket_cookie(skops);
+		orig = bpf_map_lookup_elem(&weft_by_cookie, &cookie);
+		if (!orig)
+			return 1;
+		conn_key(skops, &key);
+		bpf_map_update_elem(&weft_conns, &key, orig, BPF_ANY);
+		// Only captured sockets pay for state callbacks, to clean up on close.
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			return 1;
+		cookie = bpf_get_socket_cookie(skops);
+		bpf_map_delete_elem(&weft_by_cookie, &cookie);
+		conn_key(skops, &key);
+		bpf_map_delete_elem(&weft_conns, &key);
+		return 1;
+	}
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int weft_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct weft_orig_dst *orig;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	orig = bpf_map_lookup_elem(&weft_by_cookie, &cookie);
 	if (!orig)
 		return 1;
-
-	key.client_ip = skops->local_ip4;
-	key.server_ip = skops->remote_ip4;
-	// local_port is in host order. remote_port is "network order" in a 32-bit
-	// field: the port's two bytes are the field's first two bytes in memory, so
-	// ntohl yields the host-order port on either endianness.
-	key.client_port = bpf_htons((__u16)skops->local_port);
-	key.server_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
-	bpf_map_update_elem(&weft_conns, &key, orig, BPF_ANY);
-	bpf_map_delete_elem(&weft_pending, &cookie);
+	ctx->user_ip4 = orig->ip;
+	ctx->user_port = orig->port;
 	return 1;
 }
 

@@ -5,7 +5,7 @@ import { run } from '../core/exec.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 
 /** The cgroup attach points weft uses, in bpftool's command-line spelling. */
-export type AttachType = 'connect4' | 'sock_ops' | 'getsockopt';
+export type AttachType = 'connect4' | 'sock_ops' | 'getpeername4' | 'getsockopt';
 
 export interface ProgInfo {
   readonly id: number;
@@ -38,6 +38,8 @@ const ATTACH_TYPES: Readonly<Record<string, AttachType>> = {
   connect4: 'connect4',
   cgroup_sock_ops: 'sock_ops',
   sock_ops: 'sock_ops',
+  cgroup_inet4_getpeername: 'getpeername4',
+  getpeername4: 'getpeername4',
   cgroup_getsockopt: 'getsockopt',
   getsockopt: 'getsockopt',
 };

@@ -10,13 +10,14 @@ export const MapNames = {
   skipPorts: 'weft_skip_ports',
   skipCidrs: 'weft_skip_cidrs',
   pods: 'weft_pods',
-  pending: 'weft_pending',
+  byCookie: 'weft_by_cookie',
   conns: 'weft_conns',
 } as const;
 
 export const ProgNames = {
   connect4: 'weft_connect4',
   sockops: 'weft_sockops',
+  getpeername4: 'weft_getpeername4',
   getsockopt: 'weft_getsockopt',
 } as const;
 

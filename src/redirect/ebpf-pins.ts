@@ -33,11 +33,27 @@ export function pinLayout(node: string, base = PIN_BASE): PinLayout {
 export interface PinnedProgs {
   readonly connect4: number;
   readonly sockops: number;
+  readonly getpeername4: number;
   readonly getsockopt: number;
 }
 
-export const ATTACH_OF: Readonly<Record<keyof PinnedProgs, AttachType>> = { connect4: 'connect4', sockops: 'sock_ops', getsockopt: 'getsockopt' };
-const PROG_OF: Readonly<Record<keyof PinnedProgs, ProgName>> = { connect4: ProgNames.connect4, sockops: ProgNames.sockops, getsockopt: ProgNames.getsockopt };
+const PROG_OF: Readonly<Record<keyof PinnedProgs, ProgName>> = {
+  connect4: ProgNames.connect4, sockops: ProgNames.sockops, getpeername4: ProgNames.getpeername4, getsockopt: ProgNames.getsockopt,
+};
+
+/**
+ * What a pod's cgroup gets, in attach order: sockops and getpeername4 before connect4,
+ * so no connection is rewritten without its records and its peer-name fix.
+ */
+export const POD_PROGRAMS: readonly (readonly [keyof PinnedProgs, AttachType])[] = [
+  ['sockops', 'sock_ops'],
+  ['getpeername4', 'getpeername4'],
+  ['connect4', 'connect4'],
+];
+
+export function progIds(progs: PinnedProgs): number[] {
+  return (Object.keys(PROG_OF) as (keyof PinnedProgs)[]).map((k) => progs[k]);
+}
 
 /** The first four bytes of the object's SHA-256: tells whether pins came from this build. */
 export async function objectBuildId(objectPath: string): Promise<number> {
@@ -70,7 +86,7 @@ export async function loadPins(bpftool: Bpftool, layout: PinLayout, objectPath: 
     rmSync(layout.dir, { recursive: true, force: true });
     // libbpf says "failed to load" when the kernel (verifier, missing type or helper) refused.
     if (isWeftError(err, RedirectErrors.BPFTOOL_FAILED) && /failed to load|verifier|Invalid argument|not supported/i.test(err.message)) {
-      throw redirectError(RedirectErrors.KERNEL_UNSUPPORTED, `the kernel refused weft's BPF programs (${err.message}); ${USE_IPTABLES_HINT}`, err);
+      throw redirectError(RedirectErrors.KERNEL_UNSUPPORTED, `the kernel refused weft's BPF programs, which need Linux 5.8 or later (cgroup getpeername4 hooks) with BTF (${err.message}); ${USE_IPTABLES_HINT}`, err);
     }
     throw err;
   }
@@ -126,7 +142,7 @@ async function allPinnedIds(bpftool: Bpftool, base: string): Promise<Set<number>
   for (const node of nodes) {
     try {
       const progs = await readPinnedProgs(bpftool, pinLayout(node, base));
-      if (progs !== undefined) for (const id of [progs.connect4, progs.sockops, progs.getsockopt]) ids.add(id);
+      if (progs !== undefined) for (const id of progIds(progs)) ids.add(id);
     } catch {
       // a node being torn down concurrently
     }

@@ -1,4 +1,4 @@
-// eBPF capture: connect4 + sockops on each enrolled pod's cgroup, getsockopt on the
+// eBPF capture: connect4, sockops and getpeername4 on each enrolled pod's cgroup, getsockopt on the
 // agent's (bpf/redirect.bpf.c). Programs and maps are pinned per node; a restarted agent
 // adopts pins that came from the same object file, so capture never lapses.
 
@@ -10,7 +10,7 @@ import {
   encodeCidrKey, encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey, MapNames, ONE,
 } from './ebpf-maps.ts';
 import {
-  ATTACH_OF, detachEverywhere, detachIfPresent, loadPins, objectBuildId, pinLayout, readPinnedProgs, reclaimPins,
+  detachEverywhere, detachIfPresent, loadPins, objectBuildId, pinLayout, POD_PROGRAMS, progIds, readPinnedProgs, reclaimPins,
   type PinLayout, type PinnedProgs,
 } from './ebpf-pins.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
@@ -173,9 +173,7 @@ export class EbpfRedirector implements Redirector {
       // Record first: an agent that dies right after attaching still knows this cgroup.
       await this.#bpftool.json(['map', 'update', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip)),
         'value', ...hexArgs(encodePodRecord(pod))]);
-      // sockops before connect4, so every rewritten connection gets its 4-tuple record.
-      await this.#attach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
-      await this.#attach(pod.cgroupPath, 'connect4', running.progs.connect4);
+      for (const [prog, type] of POD_PROGRAMS) await this.#attach(pod.cgroupPath, type, running.progs[prog]);
       this.#pods.set(pod.podId, pod);
     });
   }
@@ -194,9 +192,7 @@ export class EbpfRedirector implements Redirector {
 
   async #remove(pod: CaptureTarget): Promise<void> {
     const running = this.#requireRunning('unenroll');
-    // connect4 first: new connections stop being rewritten while established ones keep their records.
-    await this.#detach(pod.cgroupPath, 'connect4', running.progs.connect4);
-    await this.#detach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
+    await this.#detachPod(pod.cgroupPath, running.progs);
     try {
       await this.#bpftool.json(['map', 'delete', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip))]);
     } catch {
@@ -214,10 +210,13 @@ export class EbpfRedirector implements Redirector {
     await this.#bpftool.json(['cgroup', 'attach', cgroup, type, 'id', String(id), 'multi']);
   }
 
-  async #detach(cgroup: string, type: AttachType, id: number): Promise<void> {
+  /** Reverse attach order: connect4 first, so nothing new is rewritten while the rest goes. */
+  async #detachPod(cgroup: string, progs: PinnedProgs): Promise<void> {
     if (!existsSync(cgroup)) return; // removing a cgroup detaches its programs
-    if (!(await this.#attached(cgroup)).some((a) => a.id === id && a.attachType === type)) return;
-    await detachIfPresent(this.#bpftool, cgroup, type, id);
+    const attached = await this.#attached(cgroup);
+    for (const [prog, type] of [...POD_PROGRAMS].reverse()) {
+      if (attached.some((a) => a.id === progs[prog] && a.attachType === type)) await detachIfPresent(this.#bpftool, cgroup, type, progs[prog]);
+    }
   }
 
   #requireRunning(what: string): Running {
@@ -234,13 +233,9 @@ export class EbpfRedirector implements Redirector {
         this.#log.info({ node: this.#cfg.node, pods: this.#pods.size }, 'closing with capture kept in place');
         return;
       }
-      const ids = new Set(Object.keys(ATTACH_OF).map((k) => running.progs[k as keyof PinnedProgs]));
-      for (const pod of this.#pods.values()) {
-        await this.#detach(pod.cgroupPath, 'connect4', running.progs.connect4);
-        await this.#detach(pod.cgroupPath, 'sock_ops', running.progs.sockops);
-      }
-      // Whatever else still holds our programs (an agent cgroup from before a restart, ...).
-      await detachEverywhere(this.#bpftool, running.cgroup2, ids);
+      for (const pod of this.#pods.values()) await this.#detachPod(pod.cgroupPath, running.progs);
+      // Whatever else still holds our programs (the agent cgroup, one from before a restart, ...).
+      await detachEverywhere(this.#bpftool, running.cgroup2, new Set(progIds(running.progs)));
       await reclaimPins(this.#bpftool, running.cgroup2, this.#cfg.node);
       this.#pods.clear();
       this.#log.info({ node: this.#cfg.node }, 'removed eBPF capture');

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, attachedWeftPrograms, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT,
-  GATEWAY, natRules, parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
+  GATEWAY, natRules, parseEcho, peerNameFrom, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 const PINS = (topo: Topology) => join('/sys/fs/bpf/weft', topo.id);
@@ -43,11 +43,26 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
       'exactly one capture: the agent\'s own connection to b was not captured again');
   });
 
+  await t.test('the client still sees the address it dialled (getpeername)', async () => {
+    agent.events.length = 0;
+    assert.equal(await peerNameFrom(topo, a, VIP, 80), `${VIP}:80`);
+    assert.equal(await peerNameFrom(topo, a, b.ip, 8080), `${b.ip}:8080`);
+    assert.equal(agent.captured().length, 2, 'both connections were captured');
+  });
+
   await t.test('a service VIP that routes nowhere is captured', async () => {
     agent.events.length = 0;
     const echo = parseEcho(await curlFrom(topo, a, `http://${VIP}/`));
     assert.equal(echo.server, 'b');
     assert.deepEqual(agent.captured(), [{ event: 'captured', client: a.ip, original: { address: VIP, port: 80 } }]);
+  });
+
+  await t.test('connection records are deleted when connections close', async () => {
+    const entries = (map: string) => (JSON.parse(spawnSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(PINS(topo), 'maps', map)], { encoding: 'utf8' }).stdout) as unknown[]).length;
+    // Every capture so far has finished; the client side reaches TCP_CLOSE once both ends closed.
+    for (let i = 0; i < 50 && entries('weft_conns') + entries('weft_by_cookie') > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(entries('weft_conns'), 0);
+    assert.equal(entries('weft_by_cookie'), 0);
   });
 
   await t.test('excluded ports and CIDRs go direct', async () => {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT, GATEWAY, natRules,
-  parseEcho, startEchoServer, target, timingSummary, VIP, type Topology,
+  parseEcho, peerNameFrom, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 function bridgeNetfilter(topo: Topology): string {
@@ -46,6 +46,13 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
     const echo = parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`));
     assert.equal(echo.remote, GATEWAY);
     assert.deepEqual(agent.captured(), [{ event: 'captured', client: a.ip, original: { address: b.ip, port: 8080 } }]);
+  });
+
+  await t.test('the client still sees the address it dialled (getpeername)', async () => {
+    agent.events.length = 0;
+    assert.equal(await peerNameFrom(topo, a, VIP, 80), `${VIP}:80`);
+    assert.equal(await peerNameFrom(topo, a, b.ip, 8080), `${b.ip}:8080`);
+    assert.equal(agent.captured().length, 2, 'both connections were captured');
   });
 
   await t.test('a service VIP (routed) is captured', async () => {

@@ -150,6 +150,25 @@ export function curlFrom(topo: Topology, pod: Pod, url: string): Promise<CurlRes
   });
 }
 
+const PEER_NAME = `
+const s = require('node:net').connect(Number(process.argv[2]), process.argv[1], () => {
+  process.stdout.write(s.remoteAddress + ':' + s.remotePort);
+  s.end();
+});
+s.on('data', () => {}).on('error', (e) => { process.stderr.write(String(e)); process.exitCode = 1; });`;
+
+/** getpeername() of a connection a pod makes, as its application would see it. */
+export function peerNameFrom(topo: Topology, pod: Pod, address: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', inside(pod.cgroup, pod.netns, [process.execPath, '-e', PEER_NAME, address, String(port)]), { stdio: ['ignore', 'pipe', 'inherit'] });
+    topo.children.add(child);
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`peer-name client exited ${code}`))));
+  });
+}
+
 /** What pod b's server answers: who it saw connecting, on which local address. */
 export interface Echo {
   readonly server: string;

@@ -26,6 +26,7 @@ test('cgroup tree and show: libbpf attach type names mapped to bpftool\'s, other
     { id: 541, attachType: 'getsockopt', name: 'weft_getsockopt' },
     { id: 7, attachType: undefined, name: 'sd_devices' },
   ]);
+  assert.deepEqual(parseCgroupShow([{ id: 2, attach_type: 'cgroup_inet4_getpeername', name: 'weft_getpeername4' }]), [{ id: 2, attachType: 'getpeername4', name: 'weft_getpeername4' }]);
   // Older bpftool spelled them the short way.
   assert.deepEqual(parseCgroupShow([{ id: 1, attach_type: 'connect4', name: 'x' }]), [{ id: 1, attachType: 'connect4', name: 'x' }]);
   // A cgroup with nothing attached prints nothing at all.
