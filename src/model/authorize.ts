@@ -6,7 +6,8 @@
 import type { AuthorizationPolicyObject, PolicyOperation, PolicySource, Workload } from './types.ts';
 import { ROOT_NAMESPACE } from './types.ts';
 import { selects } from './labels.ts';
-import { cidrContains, parseCidr, type Cidr } from './cidr.ts';
+import { ipv4ToInt, parseCidr, type Cidr } from './cidr.ts';
+import { isIPv4 } from 'node:net';
 
 interface CompiledSource extends Omit<PolicySource, 'ipBlocks' | 'notIpBlocks'> {
   readonly ipBlocks?: readonly Cidr[];
@@ -88,13 +89,20 @@ export function matchesPattern(pattern: string, value: string | undefined): bool
 
 const any = (patterns: readonly string[], value: string | undefined): boolean => patterns.some((p) => matchesPattern(p, value));
 
-function sourceMatches(s: CompiledSource, r: AuthorizationRequest): boolean {
+/** The request with its source IP as an integer (undefined when not IPv4), computed once per check. */
+interface Prepared extends AuthorizationRequest {
+  readonly ip: number | undefined;
+}
+
+const inBlock = (ip: number | undefined) => (c: Cidr): boolean => ip !== undefined && ((ip & c.mask) >>> 0) === c.base;
+
+function sourceMatches(s: CompiledSource, r: Prepared): boolean {
   if (s.principals !== undefined && !any(s.principals, r.sourcePrincipal)) return false;
   if (s.notPrincipals !== undefined && any(s.notPrincipals, r.sourcePrincipal)) return false;
   if (s.namespaces !== undefined && !any(s.namespaces, r.sourceNamespace)) return false;
   if (s.notNamespaces !== undefined && any(s.notNamespaces, r.sourceNamespace)) return false;
-  if (s.ipBlocks !== undefined && !s.ipBlocks.some((c) => cidrContains(c, r.sourceIp))) return false;
-  if (s.notIpBlocks?.some((c) => cidrContains(c, r.sourceIp)) === true) return false;
+  if (s.ipBlocks !== undefined && !s.ipBlocks.some(inBlock(r.ip))) return false;
+  if (s.notIpBlocks?.some(inBlock(r.ip)) === true) return false;
   return true;
 }
 
@@ -104,24 +112,36 @@ function operationMatches(o: PolicyOperation, port: number): boolean {
   return true;
 }
 
-export function policyMatches(p: CompiledPolicy, r: AuthorizationRequest): boolean {
+export function policyMatches(p: CompiledPolicy, request: AuthorizationRequest): boolean {
+  return matches(p, prepare(request));
+}
+
+function prepare(r: AuthorizationRequest): Prepared {
+  return { ...r, ip: isIPv4(r.sourceIp) ? ipv4ToInt(r.sourceIp) : undefined };
+}
+
+function matches(p: CompiledPolicy, r: Prepared): boolean {
   return p.rules.some((rule) =>
     (rule.from.length === 0 || rule.from.some((s) => sourceMatches(s, r)))
     && (rule.to.length === 0 || rule.to.some((o) => operationMatches(o, r.destinationPort))));
 }
 
-function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[], r: AuthorizationRequest): Omit<AuthorizationDecision, 'dryRun'> {
-  const denied = deny.find((p) => policyMatches(p, r));
+function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[], r: Prepared): Omit<AuthorizationDecision, 'dryRun'> {
+  const denied = deny.find((p) => matches(p, r));
   if (denied !== undefined) return { allowed: false, policy: denied.key, reason: `denied by DENY policy ${denied.key}` };
   if (allow.length === 0) return { allowed: true, reason: 'no ALLOW policy applies to the workload' };
-  const allowed = allow.find((p) => policyMatches(p, r));
+  const allowed = allow.find((p) => matches(p, r));
   if (allowed !== undefined) return { allowed: true, policy: allowed.key, reason: `allowed by ALLOW policy ${allowed.key}` };
   return { allowed: false, reason: `no rule of the ${allow.length} ALLOW policy(ies) applying to the workload matched` };
 }
 
+const NOTHING_APPLIES: AuthorizationDecision = Object.freeze({ allowed: true, reason: 'no ALLOW policy applies to the workload' });
+
 export function authorize(state: PolicyView, request: AuthorizationRequest): AuthorizationDecision {
   const p = state.policiesFor(request.destinationWorkload);
-  const decision = decide(p.deny, p.allow, request);
+  if (p === NO_POLICIES) return NOTHING_APPLIES;
+  const r = prepare(request);
+  const decision = decide(p.deny, p.allow, r);
   if (p.dryRunDeny.length === 0 && p.dryRunAllow.length === 0) return decision;
-  return { ...decision, dryRun: decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], request) };
+  return { ...decision, dryRun: decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], r) };
 }

@@ -30,7 +30,7 @@ export interface NodeSlice {
   readonly serviceAccounts: readonly NodeIdentity[];
 }
 
-export function nodeSlice(state: MeshState, node: string): NodeSlice {
+export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
   const local = state.workloadsOnNode(node);
   const enrolled = local.filter((w) => w.enrolled);
   const meshed = enrolled.length > 0;
@@ -46,7 +46,9 @@ export function nodeSlice(state: MeshState, node: string): NodeSlice {
     node,
     trustDomain: state.trustDomain,
     workloads: local,
-    peers: meshed ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => Object.freeze({ ...w, labels: {} })) : [],
+    peers: meshed
+      ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => cache?.peer(w) ?? Object.freeze({ ...w, labels: Object.freeze({}) }))
+      : [],
     services: meshed ? state.services : [],
     policies: sortedValues(policies),
     serviceAccounts: sortedValues(accounts),
@@ -61,16 +63,26 @@ export interface NodeResource {
   readonly name: string;
   /** Content hash of the body: equal bodies, equal versions. */
   readonly version: string;
-  /** Plain JSON data. */
+  /** Plain, frozen JSON data (the model's own object; undefined fields are left out on the wire). */
   readonly body: unknown;
 }
 
 /** JSON with object keys sorted at every level and undefined fields left out. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + (value[i] === undefined ? 'null' : canonicalJson(value[i]));
+    return `${out}]`;
+  }
+  const record = value as Record<string, unknown>;
+  let out = '{';
+  for (const k of Object.keys(record).sort()) {
+    const v = record[k];
+    if (v === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 export function resourceVersion(body: unknown): string {
@@ -81,24 +93,52 @@ export function resourceKey(type: ResourceType, name: string): string {
   return `${type}/${name}`;
 }
 
-function resource(type: ResourceType, name: string, body: unknown): [string, NodeResource] {
-  // Round-trip through canonical JSON so the body is plain data, exactly what the hash covers.
-  const plain: unknown = JSON.parse(canonicalJson(body));
-  return [resourceKey(type, name), Object.freeze({ type, name, version: resourceVersion(plain), body: plain })];
+/**
+ * Remembers the resource built for each (frozen) model object, so that computing every
+ * node's resources hashes each workload, service and policy once per state rather than
+ * once per node. Held by the control plane; entries go with the state they came from.
+ */
+export class ResourceCache {
+  readonly #resources = new WeakMap<object, NodeResource>();
+  readonly #peers = new WeakMap<Workload, Workload>();
+
+  resource(type: ResourceType, name: string, body: object): NodeResource {
+    let r = this.#resources.get(body);
+    if (r === undefined || r.type !== type || r.name !== name) {
+      r = Object.freeze({ type, name, version: resourceVersion(body), body });
+      this.#resources.set(body, r);
+    }
+    return r;
+  }
+
+  /** A workload as other nodes see it: labels dropped (policy selection happens at the destination). */
+  peer(w: Workload): Workload {
+    let p = this.#peers.get(w);
+    if (p === undefined) {
+      p = Object.freeze({ ...w, labels: Object.freeze({}) });
+      this.#peers.set(w, p);
+    }
+    return p;
+  }
 }
 
-/** The node's slice as resources keyed `type/name`, in a deterministic order. */
-export function sliceResources(slice: NodeSlice): Map<string, NodeResource> {
-  const out = new Map<string, NodeResource>([resource('mesh', 'config', { trustDomain: slice.trustDomain, node: slice.node })]);
-  for (const w of [...slice.workloads, ...slice.peers].sort((a, b) => (a.key < b.key ? -1 : 1))) out.set(...resource('workload', w.key, w));
-  for (const s of slice.services) out.set(...resource('service', s.key, s));
-  for (const p of slice.policies) out.set(...resource('authorization', `${p.namespace}/${p.name}`, p));
-  for (const i of slice.serviceAccounts) out.set(...resource('identity', `${i.namespace}/${i.serviceAccount}`, i));
+function entry(cache: ResourceCache, type: ResourceType, name: string, body: object): [string, NodeResource] {
+  return [resourceKey(type, name), cache.resource(type, name, body)];
+}
+
+/** The node's slice as resources keyed `type/name`, in a deterministic order. Bodies are the model's frozen objects. */
+export function sliceResources(slice: NodeSlice, cache: ResourceCache = new ResourceCache()): Map<string, NodeResource> {
+  const out = new Map<string, NodeResource>([entry(cache, 'mesh', 'config', { trustDomain: slice.trustDomain, node: slice.node })]);
+  for (const w of [...slice.workloads, ...slice.peers].sort((a, b) => (a.key < b.key ? -1 : 1))) out.set(...entry(cache, 'workload', w.key, w));
+  for (const s of slice.services) out.set(...entry(cache, 'service', s.key, s));
+  for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
+  for (const i of slice.serviceAccounts) out.set(...entry(cache, 'identity', `${i.namespace}/${i.serviceAccount}`, i));
   return out;
 }
 
-export function nodeResources(state: MeshState, node: string): Map<string, NodeResource> {
-  return sliceResources(nodeSlice(state, node));
+/** Pass one ResourceCache for all nodes of a state (and across states) to hash each object once. */
+export function nodeResources(state: MeshState, node: string, cache: ResourceCache = new ResourceCache()): Map<string, NodeResource> {
+  return sliceResources(nodeSlice(state, node, cache), cache);
 }
 
 export interface ResourceDiff {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalJson, diffNodeResources, nodeResources, nodeSlice, resourceVersion } from '../../../src/model/node-slice.ts';
+import { canonicalJson, diffNodeResources, nodeResources, nodeSlice, resourceVersion, ResourceCache, type NodeResource } from '../../../src/model/node-slice.ts';
 import { decodeNodeResources } from '../../../src/model/resource-codec.ts';
 import { meshStateFromContent } from '../../../src/model/state.ts';
 import { authorize, type AuthorizationRequest } from '../../../src/model/authorize.ts';
@@ -44,7 +44,19 @@ test('resources are keyed type/name and versioned by content, independent of inp
   const r = a.get('service/shop/db');
   assert.equal(r?.version, resourceVersion(r?.body));
   assert.match(r?.version ?? '', /^[0-9a-f]{16}$/);
-  assert.equal(JSON.stringify(r?.body), canonicalJson(r?.body), 'the body is plain, key-sorted JSON data');
+  const wire: unknown = JSON.parse(JSON.stringify(r?.body));
+  assert.equal(canonicalJson(wire), canonicalJson(r?.body), 'the body hashes the same after a trip through JSON');
+  assert.ok(Object.isFrozen(r?.body));
+});
+
+test('a shared ResourceCache hashes each object once and gives the same resources', () => {
+  const s = state(POLICIES);
+  const cache = new ResourceCache();
+  const a = nodeResources(s, 'n1', cache);
+  const b = nodeResources(s, 'n2', cache);
+  assert.equal(a.get('service/shop/web'), b.get('service/shop/web'), 'the same resource object for both nodes');
+  assert.equal(a.get('workload/shop/db-1'), nodeResources(s, 'n1', cache).get('workload/shop/db-1'), 'peer form cached too');
+  for (const [k, r] of nodeResources(s, 'n2')) assert.equal(b.get(k)?.version, r.version, k);
 });
 
 test('a diff carries only what changed for that node', () => {
@@ -62,7 +74,9 @@ test('a diff carries only what changed for that node', () => {
 
 test('the agent rebuilds an equivalent state from its resources', () => {
   const full = state(POLICIES);
-  const decoded = decodeNodeResources(nodeResources(full, 'n2').values());
+  // Through JSON, as on the wire: undefined fields vanish, key order may differ; versions still match.
+  const wire = JSON.parse(JSON.stringify([...nodeResources(full, 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
   assert.deepEqual(decoded.problems, []);
   assert.equal(decoded.node, 'n2');
   const agent = meshStateFromContent(decoded.content);
