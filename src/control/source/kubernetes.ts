@@ -193,7 +193,9 @@ export class KubernetesSource implements ConfigSource {
     const wasUnavailable = state.unavailable !== undefined;
     state.unavailable = undefined;
     if (wasUnavailable && this.#phase === 'running') this.#debouncer.trigger();
-    this.#markSynced(state);
+    // Called from inside the list function: the informer fills its cache right after it
+    // returns (in a microtask), so count the kind as synced only after that has run.
+    setImmediate(() => this.#markSynced(state));
   }
 
   #markSynced(state: KindState): void {
