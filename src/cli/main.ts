@@ -18,6 +18,7 @@ type Command = (argv: readonly string[]) => Promise<number>;
 const commands: Record<string, () => Promise<Command>> = {
   sim: () => Promise.resolve(simCommand),
   demo: async () => (await import('./demo.ts')).demoCommand,
+  vet: async () => (await import('./vet.ts')).vetCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
