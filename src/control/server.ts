@@ -1,0 +1,497 @@
+// `weft control`'s gRPC server: one DeltaResources stream per agent, pushing each node only
+// its own slice as deltas (see control.proto), plus certificate signing for workloads and
+// for the agents' node certificates.
+//
+// Authentication: streams and SignCertificate need a node certificate verified by TLS
+// against the mesh CA; the node comes from the certificate, never from the request.
+// BootstrapNodeCertificate takes a bootstrap token instead (or a node certificate, to renew).
+
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { describeError, isWeftError } from '../core/errors.ts';
+import { AgentLedger, type RejectedVersions } from './agent-ledger.ts';
+import type { SignedCertificate } from './channel-certificates.ts';
+import { checkNodeName, nodeFromCertificate } from './channel-identity.ts';
+import { controlError, ControlErrors } from './errors.ts';
+import { silentLogger, type ControlLogger } from './logger.ts';
+import {
+  AUTHORIZATION_METADATA, controlService, ERROR_CODE_METADATA,
+  type BootstrapRequest, type BootstrapResponse, type DeltaRequest, type DeltaResponse,
+  type SignCertificateRequest, type SignCertificateResponse,
+} from './protocol.ts';
+import { resourceKey, systemVersion, WireEncoder, type ControlResource, type ResourceRejection } from './resource.ts';
+import { createControlServerMetrics, type ControlServerMetrics } from './server-metrics.ts';
+import { tokenFingerprint, type TokenReviewer } from './token-reviewer.ts';
+import { TlsMaterialProvider, type ServerTlsMaterial } from './tls-material.ts';
+
+/** Signs workload certificates (the app wires the identity CA here). */
+export interface CsrSigner {
+  /** `node` is the authenticated caller; `identity` a `spiffe://` URI. Rejects with a WeftError to refuse. */
+  sign(request: { readonly csrPem: string; readonly node: string; readonly identity: string }): Promise<SignedCertificate>;
+}
+
+/** Signs agents' node certificates for this channel (ChannelCertificateIssuer implements it). */
+export interface NodeCertificateSigner {
+  signNodeCertificate(csrPem: string, node: string): Promise<SignedCertificate>;
+}
+
+/** The resources one node needs from a snapshot; the app passes the model's `nodeResources`. */
+export type ResourcesFor<S> = (snapshot: S, node: string) => ReadonlyMap<string, ControlResource> | Iterable<ControlResource>;
+
+export type ControlServerEvent =
+  | { readonly type: 'subscribed'; readonly node: string; readonly stream: string }
+  | { readonly type: 'disconnected'; readonly node: string; readonly stream: string }
+  | { readonly type: 'pushed'; readonly node: string; readonly nonce: string; readonly changed: number; readonly removed: number }
+  | { readonly type: 'ack'; readonly node: string; readonly nonce: string }
+  | { readonly type: 'nack'; readonly node: string; readonly nonce: string; readonly rejected: readonly ResourceRejection[]; readonly message: string };
+
+export interface ControlServerOptions<S> {
+  readonly resourcesFor: ResourcesFor<S>;
+  readonly trustDomain: string;
+  readonly tls: ServerTlsMaterial;
+  readonly tokenReviewer: TokenReviewer;
+  readonly nodeSigner: NodeCertificateSigner;
+  readonly csrSigner: CsrSigner;
+  readonly registry: Registry;
+  readonly logger?: ControlLogger;
+  readonly clock?: Clock;
+  /** Observes what happens on streams (tests, debugging); must not throw. */
+  readonly onEvent?: (event: ControlServerEvent) => void;
+  /** HTTP/2 keepalive ping interval towards agents; 20 s by default. */
+  readonly keepaliveMs?: number;
+}
+
+export interface AgentStreamStatus {
+  readonly stream: string;
+  readonly node: string;
+  readonly peer: string;
+  /** Epoch ms. */
+  readonly connectedAt: number;
+  /** `type/name` -> version the agent acknowledged. */
+  readonly acked: ReadonlyMap<string, string>;
+  readonly pendingPushes: number;
+}
+
+interface PushMeta {
+  readonly trigger: 'subscribe' | 'change';
+  /** Monotonic ms of the snapshot change or subscription that caused the push. */
+  readonly startedAt: number;
+}
+
+interface AgentStream {
+  readonly id: string;
+  readonly node: string;
+  readonly peer: string;
+  readonly call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>;
+  readonly connectedAt: number;
+  readonly subscribedAt: number;
+  ledger: AgentLedger<PushMeta> | undefined;
+  initialSent: boolean;
+  seq: number;
+  closed: boolean;
+}
+
+interface CurrentSnapshot<S> {
+  readonly value: S;
+  readonly generation: number;
+  /** Monotonic ms when it was set. */
+  readonly changedAt: number;
+}
+
+interface Desired {
+  readonly generation: number;
+  readonly resources: ReadonlyMap<string, ControlResource>;
+  readonly systemVersion: string;
+}
+
+/** The part of a server call authentication reads. */
+type AuthenticatedCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>;
+
+/** A refusal with its gRPC status; grpc-js reads code, details and metadata off the error. */
+class StatusError extends Error {
+  readonly code: grpc.status;
+  readonly details: string;
+  readonly metadata = new grpc.Metadata();
+
+  constructor(code: grpc.status, details: string, weftCode?: string) {
+    super(details);
+    this.code = code;
+    this.details = details;
+    if (weftCode !== undefined) this.metadata.set(ERROR_CODE_METADATA, weftCode);
+  }
+}
+
+function statusError(code: grpc.status, details: string, weftCode?: string): StatusError {
+  return new StatusError(code, details, weftCode);
+}
+
+function asStatusError(err: unknown): StatusError {
+  return err instanceof StatusError ? err : statusError(grpc.status.INTERNAL, `the control plane failed: ${describeError(err)}`);
+}
+
+export class ControlServer<S> {
+  readonly #o: ControlServerOptions<S>;
+  readonly #log: ControlLogger;
+  readonly #clock: Clock;
+  readonly #metrics: ControlServerMetrics;
+  readonly #tls: TlsMaterialProvider;
+  readonly #grpc: grpc.Server;
+  readonly #encoder = new WireEncoder();
+  readonly #streams = new Set<AgentStream>();
+  readonly #rejected = new Map<string, RejectedVersions>();
+  readonly #desired = new Map<string, Desired>();
+  #snapshot: CurrentSnapshot<S> | undefined;
+  #generation = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ControlServerOptions<S>) {
+    this.#o = options;
+    this.#log = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
+    this.#metrics = createControlServerMetrics(options.registry);
+    this.#tls = new TlsMaterialProvider(options.tls);
+    const keepalive = options.keepaliveMs ?? 20_000;
+    this.#grpc = new grpc.Server({
+      'grpc.keepalive_time_ms': keepalive,
+      'grpc.keepalive_timeout_ms': Math.max(1_000, Math.floor(keepalive / 2)),
+    });
+    this.#grpc.addService(controlService, {
+      DeltaResources: (call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>) => this.#onStream(call),
+      SignCertificate: (call: grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>, done: grpc.sendUnaryData<SignCertificateResponse>) => {
+        this.#onSign(call).then((r) => done(null, r), (e: unknown) => done(asStatusError(e)));
+      },
+      BootstrapNodeCertificate: (call: grpc.ServerUnaryCall<BootstrapRequest, BootstrapResponse>, done: grpc.sendUnaryData<BootstrapResponse>) => {
+        this.#onBootstrap(call).then((r) => done(null, r), (e: unknown) => done(asStatusError(e)));
+      },
+    });
+  }
+
+  /** Listens on `host:port` (port 0 picks one); resolves to the bound port. */
+  async listen(address: string): Promise<number> {
+    // Client certificates are requested but not required at the TLS layer: bootstrap comes
+    // without one. Each RPC then decides what it needs (see the file comment).
+    const credentials = grpc.experimental.createCertificateProviderServerCredentials(this.#tls, this.#tls, false);
+    return new Promise((resolve, reject) => {
+      this.#grpc.bindAsync(address, credentials, (err, port) => {
+        if (err !== null) reject(controlError(ControlErrors.LISTEN_FAILED, `control server cannot listen on ${address}: ${err.message}`, err));
+        else resolve(port);
+      });
+    });
+  }
+
+  /** Rotates the server certificate (and trust bundle) for new connections. */
+  updateTls(material: ServerTlsMaterial): void {
+    this.#tls.update(material);
+  }
+
+  get trustBundlePem(): string {
+    return this.#tls.material.trustBundlePem;
+  }
+
+  /** A new mesh snapshot: every subscribed agent whose slice changed gets the difference. */
+  setSnapshot(snapshot: S): void {
+    this.#snapshot = { value: snapshot, generation: ++this.#generation, changedAt: this.#clock.monotonic() };
+    this.#desired.clear();
+    this.#metrics.snapshots.inc();
+    for (const s of this.#streams) {
+      if (s.ledger === undefined) continue;
+      this.#push(s, s.initialSent ? 'change' : 'subscribe');
+    }
+  }
+
+  /** One entry per open agent stream. */
+  agents(): AgentStreamStatus[] {
+    return [...this.#streams].filter((s) => s.ledger !== undefined).map((s) => Object.freeze({
+      stream: s.id,
+      node: s.node,
+      peer: s.peer,
+      connectedAt: s.connectedAt,
+      acked: new Map((s.ledger as AgentLedger<PushMeta>).acked()),
+      pendingPushes: (s.ledger as AgentLedger<PushMeta>).pendingCount,
+    }));
+  }
+
+  /** Versions the node's newest open stream acknowledged, or undefined when it has none. */
+  ackedVersions(node: string): ReadonlyMap<string, string> | undefined {
+    return this.agents().filter((a) => a.node === node).at(-1)?.acked;
+  }
+
+  /** Resource versions the node refused that the server will not send again. */
+  rejectedVersions(node: string): readonly ResourceRejection[] {
+    return [...(this.#rejected.get(node)?.values() ?? [])];
+  }
+
+  /**
+   * Ends every agent stream cleanly (agents reconnect, to another replica if there is one),
+   * then stops; connections still open after `graceMs` are cut. Safe to call twice.
+   */
+  close(graceMs = 5_000): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      for (const s of this.#streams) this.#end(s);
+      const force = setTimeout(() => this.#grpc.forceShutdown(), graceMs);
+      force.unref();
+      this.#grpc.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    return this.#closing;
+  }
+
+  /** Cuts every connection at once, as a crash would. Safe to call twice. */
+  destroy(): void {
+    this.#grpc.forceShutdown();
+    for (const s of [...this.#streams]) this.#forget(s);
+    this.#closing ??= Promise.resolve();
+  }
+
+  // ---- streams -------------------------------------------------------------------------
+
+  #onStream(call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>): void {
+    let node: string;
+    try {
+      node = this.#nodeFromCertificate(call, 'DeltaResources');
+    } catch (err: unknown) {
+      call.emit('error', err);
+      return;
+    }
+    const now = this.#clock.now();
+    const stream: AgentStream = {
+      id: randomBytes(4).toString('hex'), node, peer: call.getPeer(), call,
+      connectedAt: now, subscribedAt: this.#clock.monotonic(),
+      ledger: undefined, initialSent: false, seq: 0, closed: false,
+    };
+    this.#streams.add(stream);
+    this.#metrics.connectedAgents.inc();
+    call.on('data', (req: DeltaRequest) => {
+      try {
+        this.#onRequest(stream, req);
+      } catch (err: unknown) {
+        this.#log.error({ node, stream: stream.id, err: describeError(err) }, 'control stream request failed');
+        this.#fail(stream, statusError(grpc.status.INTERNAL, `the control plane failed on a request: ${describeError(err)}`));
+      }
+    });
+    call.on('end', () => this.#end(stream));
+    call.on('error', (err: Error) => {
+      this.#log.debug({ node, stream: stream.id, err: err.message }, 'control stream error');
+      this.#forget(stream);
+    });
+    call.on('cancelled', () => this.#forget(stream));
+    call.on('close', () => this.#forget(stream));
+  }
+
+  #onRequest(stream: AgentStream, req: DeltaRequest): void {
+    if (stream.closed) return;
+    if (stream.ledger === undefined) {
+      this.#subscribe(stream, req);
+      return;
+    }
+    if (req.responseNonce === '') {
+      this.#log.warn({ node: stream.node, stream: stream.id }, 'agent sent a second subscription on one stream; ignored');
+      return;
+    }
+    const latency = (meta: PushMeta): void => {
+      this.#metrics.pushLatency.observe({ trigger: meta.trigger }, (this.#clock.monotonic() - meta.startedAt) / 1_000);
+    };
+    if (req.errorMessage === '' && req.rejected.length === 0) {
+      const push = stream.ledger.ack(req.responseNonce);
+      if (push === undefined) return this.#log.debug({ node: stream.node, nonce: req.responseNonce }, 'ACK for an unknown nonce');
+      this.#metrics.acks.inc();
+      latency(push.meta);
+      this.#o.onEvent?.({ type: 'ack', node: stream.node, nonce: push.nonce });
+      return;
+    }
+    const message = req.errorMessage || `${req.rejected.length} resources refused`;
+    const outcome = stream.ledger.nack(req.responseNonce, req.rejected, message);
+    if (outcome === undefined) return this.#log.debug({ node: stream.node, nonce: req.responseNonce }, 'NACK for an unknown nonce');
+    this.#metrics.nacks.inc();
+    latency(outcome.push.meta);
+    for (const r of outcome.rejected) this.#metrics.rejectedResources.inc({ type: r.key.slice(0, Math.max(0, r.key.indexOf('/'))) || 'unknown' });
+    this.#log.warn(
+      { node: stream.node, nonce: outcome.push.nonce, rejected: outcome.rejected.map((r) => `${r.key}@${r.version}: ${r.message}`) },
+      `agent on ${stream.node} refused config: ${message}`,
+    );
+    this.#o.onEvent?.({ type: 'nack', node: stream.node, nonce: outcome.push.nonce, rejected: outcome.rejected, message });
+  }
+
+  #subscribe(stream: AgentStream, req: DeltaRequest): void {
+    if (req.node !== '' && req.node !== stream.node) {
+      this.#metrics.authFailures.inc({ rpc: 'DeltaResources', reason: 'wrong_node' });
+      this.#fail(stream, statusError(
+        grpc.status.PERMISSION_DENIED,
+        `this connection's node certificate is for node ${stream.node}; it cannot subscribe to the config of node ${req.node}`,
+        ControlErrors.WRONG_NODE,
+      ));
+      return;
+    }
+    const initial = new Map(Object.entries(req.initialVersions).filter(([k, v]) => typeof k === 'string' && typeof v === 'string' && v !== ''));
+    let rejected = this.#rejected.get(stream.node);
+    if (rejected === undefined) this.#rejected.set(stream.node, (rejected = new Map<string, ResourceRejection>()));
+    stream.ledger = new AgentLedger<PushMeta>(initial, rejected);
+    this.#log.info({ node: stream.node, stream: stream.id, peer: stream.peer, known: initial.size }, 'agent subscribed');
+    this.#o.onEvent?.({ type: 'subscribed', node: stream.node, stream: stream.id });
+    if (this.#snapshot !== undefined) this.#push(stream, 'subscribe');
+  }
+
+  #desiredFor(node: string): Desired {
+    const snapshot = this.#snapshot as CurrentSnapshot<S>;
+    const cached = this.#desired.get(node);
+    if (cached !== undefined && cached.generation === snapshot.generation) return cached;
+    const resources = new Map<string, ControlResource>();
+    const given = this.#o.resourcesFor(snapshot.value, node);
+    for (const r of given instanceof Map ? (given as ReadonlyMap<string, ControlResource>).values() : (given as Iterable<ControlResource>)) {
+      resources.set(resourceKey(r), r);
+    }
+    const desired: Desired = Object.freeze({
+      generation: snapshot.generation,
+      resources,
+      systemVersion: systemVersion([...resources].map(([k, r]) => [k, r.version] as const)),
+    });
+    this.#desired.set(node, desired);
+    return desired;
+  }
+
+  #push(stream: AgentStream, trigger: PushMeta['trigger']): void {
+    if (stream.closed || stream.ledger === undefined || this.#snapshot === undefined) return;
+    const desired = this.#desiredFor(stream.node);
+    const plan = stream.ledger.plan(desired.resources);
+    // The first response goes out even when empty: it tells the agent its config is current.
+    if (trigger === 'change' && plan.changed.length === 0 && plan.removed.length === 0) return;
+    const nonce = `${stream.id}-${++stream.seq}`;
+    stream.ledger.sent(nonce, plan, { trigger, startedAt: trigger === 'change' ? this.#snapshot.changedAt : stream.subscribedAt });
+    stream.initialSent = true;
+    stream.call.write({
+      systemVersion: desired.systemVersion,
+      nonce,
+      resources: plan.changed.map((r) => this.#encoder.encode(r)),
+      removed: [...plan.removed],
+    });
+    this.#metrics.pushes.inc({ trigger });
+    this.#metrics.pushedResources.inc({ change: 'upsert' }, plan.changed.length);
+    this.#metrics.pushedResources.inc({ change: 'remove' }, plan.removed.length);
+    this.#log.debug({ node: stream.node, nonce, changed: plan.changed.length, removed: plan.removed.length, version: desired.systemVersion }, 'pushed config');
+    this.#o.onEvent?.({ type: 'pushed', node: stream.node, nonce, changed: plan.changed.length, removed: plan.removed.length });
+  }
+
+  #fail(stream: AgentStream, err: StatusError): void {
+    if (stream.closed) return;
+    this.#forget(stream);
+    stream.call.emit('error', err);
+  }
+
+  #end(stream: AgentStream): void {
+    if (stream.closed) return;
+    this.#forget(stream);
+    stream.call.end();
+  }
+
+  #forget(stream: AgentStream): void {
+    if (!this.#streams.delete(stream)) return;
+    stream.closed = true;
+    this.#metrics.connectedAgents.dec();
+    if (stream.ledger !== undefined) {
+      this.#log.info({ node: stream.node, stream: stream.id }, 'agent disconnected');
+      this.#o.onEvent?.({ type: 'disconnected', node: stream.node, stream: stream.id });
+    }
+  }
+
+  // ---- authentication and certificates --------------------------------------------------
+
+  #verifiedSubjectAltName(call: AuthenticatedCall): string | undefined {
+    const peer = call.getAuthContext().sslPeerCertificate; // present only when TLS verified it
+    return peer === undefined ? undefined : peer.subjectaltname ?? '';
+  }
+
+  #nodeFromCertificate(call: AuthenticatedCall, rpc: string): string {
+    const san = this.#verifiedSubjectAltName(call);
+    if (san === undefined) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'no_certificate' });
+      throw statusError(
+        grpc.status.UNAUTHENTICATED,
+        `${rpc} needs a node certificate signed by the mesh CA (get one with BootstrapNodeCertificate); this connection presented none that verified`,
+        ControlErrors.UNAUTHENTICATED,
+      );
+    }
+    try {
+      return nodeFromCertificate(san, this.#o.trustDomain);
+    } catch (err: unknown) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'not_a_node_certificate' });
+      throw statusError(grpc.status.UNAUTHENTICATED, describeError(err), ControlErrors.UNAUTHENTICATED);
+    }
+  }
+
+  async #onSign(call: grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>): Promise<SignCertificateResponse> {
+    const node = this.#nodeFromCertificate(call, 'SignCertificate');
+    const { csrPem, identity } = call.request;
+    try {
+      const cert = await this.#o.csrSigner.sign({ csrPem, node, identity });
+      this.#metrics.certificates.inc({ kind: 'workload', result: 'issued' });
+      this.#log.info({ node, identity }, 'signed a workload certificate');
+      return { certPem: cert.certPem, chainPem: [...cert.chainPem] };
+    } catch (err: unknown) {
+      this.#metrics.certificates.inc({ kind: 'workload', result: 'refused' });
+      this.#log.warn({ node, identity, err: describeError(err) }, 'refused a workload certificate');
+      throw signFailure(err, `node ${node} asked for ${identity}`);
+    }
+  }
+
+  async #onBootstrap(call: grpc.ServerUnaryCall<BootstrapRequest, BootstrapResponse>): Promise<BootstrapResponse> {
+    const node = await this.#bootstrapNode(call);
+    const asked = call.request.node;
+    if (asked !== '' && asked !== node) {
+      this.#metrics.authFailures.inc({ rpc: 'BootstrapNodeCertificate', reason: 'wrong_node' });
+      throw statusError(grpc.status.PERMISSION_DENIED, `the credential presented belongs to node ${node}, not to node ${asked}`, ControlErrors.WRONG_NODE);
+    }
+    try {
+      const cert = await this.#o.nodeSigner.signNodeCertificate(call.request.csrPem, node);
+      this.#metrics.certificates.inc({ kind: 'node', result: 'issued' });
+      this.#log.info({ node }, 'issued a node certificate');
+      return { certPem: cert.certPem, chainPem: [...cert.chainPem], trustBundlePem: this.#tls.material.trustBundlePem };
+    } catch (err: unknown) {
+      this.#metrics.certificates.inc({ kind: 'node', result: 'refused' });
+      this.#log.warn({ node, err: describeError(err) }, 'refused a node certificate');
+      throw signFailure(err, `node ${node} asked for its node certificate`);
+    }
+  }
+
+  async #bootstrapNode(call: grpc.ServerUnaryCall<BootstrapRequest, BootstrapResponse>): Promise<string> {
+    const rpc = 'BootstrapNodeCertificate';
+    if (this.#verifiedSubjectAltName(call) !== undefined) return this.#nodeFromCertificate(call, rpc); // a renewal
+    const header = call.metadata.get(AUTHORIZATION_METADATA)[0];
+    const token = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+    if (token === undefined) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'no_token' });
+      throw statusError(
+        grpc.status.UNAUTHENTICATED,
+        `${rpc} needs a bootstrap token in metadata "authorization: Bearer <token>" (or a node certificate to renew)`,
+        ControlErrors.UNAUTHENTICATED,
+      );
+    }
+    let node: string | undefined;
+    try {
+      node = await this.#o.tokenReviewer.review(token);
+    } catch (err: unknown) {
+      this.#log.error({ err: describeError(err) }, 'token review failed');
+      throw statusError(grpc.status.UNAVAILABLE, `the bootstrap token could not be checked: ${describeError(err)}`);
+    }
+    if (node === undefined) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'unknown_token' });
+      this.#log.warn({ token: tokenFingerprint(token), peer: call.getPeer() }, 'unknown bootstrap token');
+      throw statusError(
+        grpc.status.UNAUTHENTICATED,
+        `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; check the agent's token file against the control plane's --tokens file`,
+        ControlErrors.UNAUTHENTICATED,
+      );
+    }
+    return checkNodeName(node);
+  }
+}
+
+// Deliberate refusals (WeftErrors) keep their code and message for the agent; anything else
+// is an internal failure the agent may retry.
+function signFailure(err: unknown, what: string): StatusError {
+  if (isWeftError(err)) return statusError(grpc.status.PERMISSION_DENIED, `${what}: ${err.message}`, err.code);
+  return statusError(grpc.status.INTERNAL, `${what}: the signer failed: ${describeError(err)}`);
+}

@@ -1,0 +1,76 @@
+// Bootstrap authentication: a token the agent presents before it has a node certificate.
+// In the simulator each node gets a random token written by `weft sim`; on Kubernetes the
+// agent's projected service-account token is checked with a TokenReview (see
+// kubernetes-token-reviewer.ts). Both answer the same question: which node is this?
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { checkNodeName } from './channel-identity.ts';
+import { controlError, ControlErrors } from './errors.ts';
+
+export interface TokenReviewer {
+  /** The node the token belongs to, or undefined when the token is not recognised. */
+  review(token: string): Promise<string | undefined>;
+}
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/**
+ * Tokens known in advance. Only their SHA-256 digests are kept, and the lookup compares
+ * digests in constant time, so neither memory nor timing gives a token away.
+ */
+export class StaticTokenReviewer implements TokenReviewer {
+  readonly #entries: ReadonlyArray<{ readonly digest: Buffer; readonly node: string }>;
+
+  /** `tokens`: node name -> token. */
+  constructor(tokens: ReadonlyMap<string, string>) {
+    const seen = new Set<string>();
+    const entries: Array<{ digest: Buffer; node: string }> = [];
+    for (const [node, token] of tokens) {
+      checkNodeName(node);
+      if (typeof token !== 'string' || token.length < 16) {
+        throw controlError(ControlErrors.BAD_TOKEN_FILE, `the token of node ${node} must be a string of at least 16 characters`);
+      }
+      const d = digest(token);
+      if (seen.has(d.toString('hex'))) throw controlError(ControlErrors.BAD_TOKEN_FILE, `node ${node} shares its token with another node`);
+      seen.add(d.toString('hex'));
+      entries.push({ digest: d, node });
+    }
+    this.#entries = entries;
+  }
+
+  /**
+   * Reads a JSON object mapping node name to token, e.g. `{"node-1": "3f9c..."}` (what
+   * `weft sim` writes).
+   */
+  static async fromFile(path: string): Promise<StaticTokenReviewer> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(path, 'utf8'));
+    } catch (err: unknown) {
+      throw controlError(ControlErrors.BAD_TOKEN_FILE, `cannot read the bootstrap token file ${path}: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw controlError(ControlErrors.BAD_TOKEN_FILE, `${path} must hold a JSON object mapping node name to token`);
+    }
+    try {
+      return new StaticTokenReviewer(new Map(Object.entries(parsed as Record<string, string>)));
+    } catch (err: unknown) {
+      throw controlError(ControlErrors.BAD_TOKEN_FILE, `${path}: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+  }
+
+  review(token: string): Promise<string | undefined> {
+    const d = digest(token);
+    let node: string | undefined;
+    for (const e of this.#entries) if (timingSafeEqual(e.digest, d)) node = e.node; // no early exit: constant time
+    return Promise.resolve(node);
+  }
+}
+
+/** A short, non-reversible label for a token in logs and error messages. */
+export function tokenFingerprint(token: string): string {
+  return `sha256:${digest(token).toString('hex').slice(0, 8)}`;
+}
