@@ -1,0 +1,71 @@
+// The connections a listener is serving, so drain() can wait for them and then end them.
+
+export interface TrackedConnection {
+  /** Fires when the connection must end now (drain deadline or destroy). */
+  readonly signal: AbortSignal;
+  /** Call exactly once when the connection is fully over. */
+  done(): void;
+}
+
+export class ConnectionTracker {
+  readonly #live = new Set<AbortController>();
+  #emptyWaiters: Array<() => void> = [];
+
+  track(): TrackedConnection {
+    const controller = new AbortController();
+    this.#live.add(controller);
+    let finished = false;
+    return {
+      signal: controller.signal,
+      done: () => {
+        if (finished) return;
+        finished = true;
+        this.#live.delete(controller);
+        if (this.#live.size === 0) this.#wakeEmpty();
+      },
+    };
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Resolves when no connection is left. */
+  whenEmpty(): Promise<void> {
+    if (this.#live.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#emptyWaiters.push(resolve));
+  }
+
+  /** Ends every connection now (their handlers record and call done()). */
+  abortAll(): void {
+    for (const c of [...this.#live]) c.abort();
+  }
+
+  /** Waits up to `deadlineMs` for connections to end by themselves, then ends the rest. */
+  async drain(deadlineMs: number): Promise<void> {
+    if (this.#live.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, deadlineMs));
+      });
+      await Promise.race([this.whenEmpty(), deadline]);
+      clearTimeout(timer);
+    }
+    this.abortAll();
+    await this.whenEmpty();
+  }
+
+  #wakeEmpty(): void {
+    const waiters = this.#emptyWaiters;
+    this.#emptyWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** A signal that fires when a socket or stream closes (the client gave up during setup). */
+export function closedSignal(side: { readonly destroyed: boolean; once(event: 'close', listener: () => void): unknown }): AbortSignal {
+  const c = new AbortController();
+  if (side.destroyed) c.abort();
+  else side.once('close', () => c.abort());
+  return c.signal;
+}

@@ -1,0 +1,118 @@
+// What the proxy needs from the rest of weft, declared here (the consumer) and narrow, so the
+// app can adapt any implementation: the redirector's original-destination reader, a view of
+// the mesh model, an authorizer, workload TLS credentials and a connection observer
+// (telemetry). Data types come from the model; nothing here imports another feature module.
+
+import type { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
+
+import type { AuthorizationDecision, AuthorizationRequest } from '../model/authorize.ts';
+import type { ServiceAtVip } from '../model/state.ts';
+import type { Endpoint, Workload } from '../model/types.ts';
+
+export interface SocketAddress {
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * Where a captured connection was going (SO_ORIGINAL_DST in production; a table in tests).
+ * Throwing or answering undefined refuses the connection.
+ */
+export type OriginalDestinationReader = (socket: Socket) => SocketAddress | undefined | Promise<SocketAddress | undefined>;
+
+/** The slice of the mesh model the proxy reads per connection (MeshState plus node addresses). */
+export interface MeshView {
+  workloadByIp(ip: string): Workload | undefined;
+  serviceByVip(ip: string, port: number): ServiceAtVip | undefined;
+  /** Endpoints of a Service port (the Service port, not the target port). */
+  endpoints(serviceKey: string, port: number): readonly Endpoint[];
+  /** The address of a node's agent (its tunnel listener runs there), or undefined when unknown. */
+  nodeAddress(node: string): string | undefined;
+}
+
+/** A pure policy check (model/authorize.ts `authorize` bound to the current state). */
+export type Authorizer = (request: AuthorizationRequest) => AuthorizationDecision;
+
+/**
+ * Workload TLS material for the tunnel. Contexts must present the identity's certificate and
+ * carry the trust bundle as `ca` (OpenSSL checks the chain against it), and must be built once
+ * per certificate, not per call.
+ */
+export interface TunnelCredentials {
+  /** The context for a local workload identity, or undefined when this node holds none. */
+  secureContext(identity: string): SecureContext | undefined;
+  /**
+   * The peer's SPIFFE id (URI form) after OpenSSL accepted its chain. Throws when the peer is
+   * not acceptable (revoked, no URI SAN, not `expectedIdentity`, ...); the thrown error's
+   * message goes to the log.
+   */
+  verifyPeer(certificate: X509Certificate, expectedIdentity?: string): string;
+}
+
+// ---- Telemetry: what the proxy reports about each connection ----
+
+/** One side of a connection as telemetry labels it; undefined fields are unknown. */
+export interface PeerRef {
+  readonly workload?: string;
+  readonly namespace?: string;
+  /** SPIFFE id. */
+  readonly principal?: string;
+  readonly app?: string;
+  /** `ip:port` */
+  readonly address?: string;
+}
+
+export interface ServiceRef {
+  /** `name.namespace.svc.<cluster domain>` */
+  readonly host: string;
+  readonly name: string;
+  readonly namespace: string;
+}
+
+export interface ConnectionDescription {
+  readonly reporter: 'source' | 'destination';
+  readonly source: PeerRef;
+  readonly destination: PeerRef;
+  readonly service?: ServiceRef;
+  readonly security: 'mutual_tls' | 'none' | 'unknown';
+}
+
+/** Live byte counts: a net.Socket fits. */
+export interface ByteSource {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+}
+
+/** The one record of one connection. */
+export interface ConnectionRecord {
+  /** Who talks to whom, once known (at most once; finish fills unknowns if never called). */
+  identify(description: ConnectionDescription): void;
+  /**
+   * Where bytes are counted: `facing` 'client' when the socket faces the client (its reads are
+   * request bytes), 'server' when it faces the server (its writes are request bytes).
+   */
+  countBytes(source: ByteSource, facing: 'client' | 'server'): void;
+  /** Exactly once, whatever way the connection ended. `flags` is a ResponseFlags value. */
+  finish(flags: string, detail?: string): void;
+}
+
+export interface ConnectionObserver {
+  /** Called when a connection (or tunnel stream) is accepted; the clock starts here. */
+  open(): ConnectionRecord;
+  /** A tunnel TLS handshake (either side) was refused; `reason` is a small fixed vocabulary. */
+  handshakeFailed(reason: string, detail: string): void;
+}
+
+/** An observer that records nothing (tests, or telemetry switched off). */
+export const NO_TELEMETRY: ConnectionObserver = Object.freeze({
+  open: (): ConnectionRecord => NO_RECORD,
+  handshakeFailed: (): void => undefined,
+});
+
+const NO_RECORD: ConnectionRecord = Object.freeze({
+  identify: (): void => undefined,
+  countBytes: (): void => undefined,
+  finish: (): void => undefined,
+});

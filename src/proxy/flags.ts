@@ -1,0 +1,25 @@
+// How a connection ended, in the spirit of Envoy's response flags (the `response_flags`
+// metric label and the access log's `flags`).
+
+export const ResponseFlags = {
+  /** Ended normally (both sides closed, or a clean half-close sequence). */
+  OK: '-',
+  /** No route: no original destination, unknown destination refused, unknown source. */
+  NO_ROUTE: 'NR',
+  /** No healthy upstream: the service has no endpoints. */
+  NO_HEALTHY_UPSTREAM: 'UH',
+  /** Upstream connect failed (after trying other endpoints). */
+  UPSTREAM_CONNECT_FAILURE: 'UF',
+  /** The upstream reset the connection. */
+  UPSTREAM_RESET: 'UC',
+  /** The downstream (client) reset the connection. */
+  DOWNSTREAM_RESET: 'DC',
+  /** Authorization policy denied it. */
+  DENIED: 'DENY',
+  /** Destroyed when a drain deadline passed or the proxy shut down. */
+  DRAINED: 'DRAIN',
+  /** The peer agent refused the tunnel request as malformed or misdirected. */
+  BAD_REQUEST: 'BR',
+} as const;
+
+export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

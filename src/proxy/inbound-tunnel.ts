@@ -1,0 +1,270 @@
+// The inbound tunnel listener (15008): TLS 1.3 with the certificate of the local identity the
+// client names by SNI, a client certificate required and verified (chain by OpenSSL, identity
+// by the injected verifier), then HTTP/2 CONNECT streams, each admitted (local enrolled pod,
+// the identity asked for, policy), connected to the pod and spliced.
+// Answers: 200 then bytes; 400 malformed; 403 denied; 405 not CONNECT; 421 not a local pod of
+// that identity; 503 the pod did not accept.
+
+import {
+  constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContext, TLSSocket } from 'node:tls';
+
+import { describeError } from '../core/errors.ts';
+import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, TunnelCredentials } from './contracts.ts';
+import { NO_TELEMETRY } from './contracts.ts';
+import { ConnectionTracker, closedSignal } from './connection-tracker.ts';
+import { addressOf, peerOf } from './describe.ts';
+import { ProxyErrors, proxyError } from './errors.ts';
+import { ResponseFlags } from './flags.ts';
+import { HandshakeReasons, classifyHandshakeError, classifyUnauthorizedClient } from './handshake-reasons.ts';
+import { admitInbound, parseAuthority, parseForwardedFor } from './inbound-admission.ts';
+import { listen, plainIp, stopListening } from './listen.ts';
+import { identityForServerName } from './server-name.ts';
+import { flagsForSplice } from './splice-flags.ts';
+import { resetSide, splice } from './splice.ts';
+import { connectTcp } from './tcp-connect.ts';
+import { h2Settings, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
+
+export interface InboundTunnelOptions {
+  /** This node's name: only pods scheduled here are served. */
+  readonly nodeName: string;
+  readonly host?: string;
+  readonly port?: number;
+  readonly reusePort?: boolean;
+  /** Connect to the pod. Default 5 s. */
+  readonly connectTimeoutMs?: number;
+  /** TLS handshake. Default 10 s. */
+  readonly handshakeTimeoutMs?: number;
+  readonly tuning?: Partial<TunnelTuning>;
+}
+
+export interface InboundTunnelDeps {
+  readonly mesh: Pick<MeshView, 'workloadByIp'>;
+  readonly credentials: TunnelCredentials;
+  readonly authorize: Authorizer;
+  readonly observer?: ConnectionObserver;
+}
+
+interface SessionPeer {
+  /** The client's verified SPIFFE id. */
+  readonly principal: string;
+  /** The local identity it asked for (and got the certificate of). */
+  readonly requested: string | undefined;
+  readonly remoteIp: string;
+}
+
+const ignore = (): void => undefined;
+
+export class InboundTunnel {
+  readonly #deps: InboundTunnelDeps;
+  readonly #observer: ConnectionObserver;
+  readonly #nodeName: string;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #reusePort: boolean;
+  readonly #connectMs: number;
+  readonly #tuning: TunnelTuning;
+  readonly #server: Http2SecureServer;
+  readonly #sessions = new Map<Http2Session, SessionPeer>();
+  readonly #tracker = new ConnectionTracker();
+  #draining = false;
+
+  constructor(deps: InboundTunnelDeps, options: InboundTunnelOptions) {
+    this.#deps = deps;
+    this.#observer = deps.observer ?? NO_TELEMETRY;
+    this.#nodeName = options.nodeName;
+    this.#host = options.host ?? '0.0.0.0';
+    this.#port = options.port ?? 15008;
+    this.#reusePort = options.reusePort ?? true;
+    this.#connectMs = options.connectTimeoutMs ?? 5_000;
+    this.#tuning = tunnelTuning(options.tuning);
+    this.#server = createSecureServer({
+      SNICallback: (name, cb) => this.#serverName(name, cb),
+      requestCert: true,
+      // Checked in #onSession so a refusal is counted with its reason.
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      allowHTTP1: false,
+      settings: h2Settings(this.#tuning),
+      maxSessionMemory: this.#tuning.maxSessionMemoryMb,
+    });
+    this.#server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.#onTlsError(err, socket));
+    this.#server.on('unknownProtocol', (socket: TLSSocket) => {
+      this.#observer.handshakeFailed(HandshakeReasons.NO_H2, `client ${plainIp(socket.remoteAddress)} did not offer h2`);
+      socket.destroy();
+    });
+    this.#server.on('session', (session: Http2Session) => this.#onSession(session));
+    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      void this.#onStream(stream, headers);
+    });
+  }
+
+  listen(): Promise<AddressInfo> {
+    return listen(this.#server, 'inbound tunnel', { host: this.#host, port: this.#port, reusePort: this.#reusePort });
+  }
+
+  stats(): { sessions: number; streams: number } {
+    return { sessions: this.#sessions.size, streams: this.#tracker.size };
+  }
+
+  /** Stops accepting connections; open sessions keep working. */
+  close(): Promise<void> {
+    stopListening(this.#server);
+    return Promise.resolve();
+  }
+
+  /**
+   * Stops accepting, sends GOAWAY so clients open new streams elsewhere (a new agent bound
+   * beside this one), lets open streams run up to `deadlineMs`, then resets the rest.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    stopListening(this.#server);
+    for (const session of this.#sessions.keys()) session.close();
+    await this.#tracker.drain(deadlineMs);
+    for (const session of this.#sessions.keys()) session.destroy();
+  }
+
+  /** Resets every stream and session now. */
+  async destroy(): Promise<void> {
+    await this.drain(0);
+  }
+
+  #serverName(name: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
+    const identity = identityForServerName(name);
+    const context = identity === undefined ? undefined : this.#deps.credentials.secureContext(identity);
+    if (context === undefined) {
+      cb(proxyError(ProxyErrors.BAD_SERVER_NAME, `no identity on this node answers to server name ${JSON.stringify(name)}`));
+      return;
+    }
+    cb(null, context);
+  }
+
+  #onTlsError(err: Error, socket: TLSSocket): void {
+    let reason = classifyHandshakeError(err);
+    if ('code' in err && err.code === ProxyErrors.BAD_SERVER_NAME) reason = HandshakeReasons.UNKNOWN_SERVER_NAME;
+    // Without SNI there is no certificate to present; OpenSSL reports that vaguely.
+    else if (reason === HandshakeReasons.OTHER && typeof socket.servername !== 'string') reason = HandshakeReasons.UNKNOWN_SERVER_NAME;
+    this.#observer.handshakeFailed(reason, `client ${plainIp(socket.remoteAddress)}: ${describeError(err)}`);
+    socket.destroy();
+  }
+
+  #onSession(session: Http2Session): void {
+    session.on('error', ignore);
+    const socket = session.socket as TLSSocket;
+    const remoteIp = plainIp(socket.remoteAddress);
+    const cert = socket.getPeerX509Certificate();
+    const refuse = (reason: string, detail: string): void => {
+      this.#observer.handshakeFailed(reason, `client ${remoteIp}: ${detail}`);
+      session.destroy();
+    };
+    if (!socket.authorized) {
+      refuse(classifyUnauthorizedClient(cert !== undefined), `client certificate refused: ${String(socket.authorizationError)}`);
+      return;
+    }
+    let principal: string;
+    try {
+      if (cert === undefined) throw new Error('no client certificate');
+      principal = this.#deps.credentials.verifyPeer(cert);
+    } catch (err: unknown) {
+      refuse(HandshakeReasons.IDENTITY_REJECTED, describeError(err));
+      return;
+    }
+    const servername = typeof socket.servername === 'string' ? socket.servername : undefined;
+    const requested = servername === undefined ? undefined : identityForServerName(servername);
+    this.#sessions.set(session, { principal, requested, remoteIp });
+    session.once('close', () => this.#sessions.delete(session));
+    try {
+      session.setLocalWindowSize(this.#tuning.sessionWindowBytes);
+    } catch {
+      // Already gone.
+    }
+    if (this.#draining) session.close();
+  }
+
+  async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    stream.on('error', ignore);
+    const record = this.#observer.open();
+    const conn = this.#tracker.track();
+    let flags: string = ResponseFlags.OK;
+    let detail: string | undefined;
+    try {
+      [flags, detail] = await this.#serve(stream, headers, record, conn.signal);
+    } catch (err: unknown) {
+      // Not expected: every known failure is answered above. Reset rather than leak.
+      flags = ResponseFlags.UPSTREAM_CONNECT_FAILURE;
+      detail = describeError(err);
+      resetSide(stream);
+    } finally {
+      record.finish(flags, detail);
+      conn.done();
+    }
+  }
+
+  async #serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, record: ConnectionRecord, signal: AbortSignal): Promise<[string, string?]> {
+    const peer = this.#sessions.get(stream.session as Http2Session);
+    if (peer === undefined) {
+      resetSide(stream);
+      return [ResponseFlags.BAD_REQUEST, 'stream on an unverified session'];
+    }
+    const forwarded = parseForwardedFor(headers.forwarded);
+    const sourceIp = forwarded ?? peer.remoteIp;
+    const sourceWorkload = forwarded === undefined ? undefined : this.#deps.mesh.workloadByIp(forwarded);
+    // Labels from the Forwarded address only when that pod really is the verified identity.
+    const source = peerOf(sourceWorkload?.identity === peer.principal ? sourceWorkload : undefined, sourceIp, peer.principal);
+
+    if (headers[h2.HTTP2_HEADER_METHOD] !== h2.HTTP2_METHOD_CONNECT) {
+      record.identify({ reporter: 'destination', source, destination: {}, security: 'mutual_tls' });
+      answer(stream, 405);
+      return [ResponseFlags.BAD_REQUEST, `method ${String(headers[h2.HTTP2_HEADER_METHOD])} is not CONNECT`];
+    }
+    const authority = headers[h2.HTTP2_HEADER_AUTHORITY];
+    const target = parseAuthority(typeof authority === 'string' ? authority : undefined);
+    if (target === undefined) {
+      record.identify({ reporter: 'destination', source, destination: {}, security: 'mutual_tls' });
+      answer(stream, 400);
+      return [ResponseFlags.BAD_REQUEST, `bad authority ${JSON.stringify(authority)}`];
+    }
+    const admission = admitInbound(this.#deps.mesh, this.#deps.authorize, {
+      nodeName: this.#nodeName, target, sourcePrincipal: peer.principal, sourceIp, requestedIdentity: peer.requested,
+    });
+    const destination = peerOf(admission.workload, addressOf(target.address, target.port));
+    record.identify({ reporter: 'destination', source, destination, security: 'mutual_tls' });
+    if (!admission.ok) {
+      answer(stream, admission.status);
+      return [admission.flags, admission.detail];
+    }
+
+    let pod: Socket;
+    const setup = AbortSignal.any([signal, closedSignal(stream)]);
+    try {
+      pod = await connectTcp({ host: target.address, port: target.port, timeoutMs: this.#connectMs, signal: setup });
+    } catch (err: unknown) {
+      answer(stream, 503);
+      return [signal.aborted ? ResponseFlags.DRAINED : ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
+    }
+    if (stream.destroyed) {
+      pod.destroy();
+      return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while the pod connected'];
+    }
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    record.countBytes(pod, 'server');
+    const result = await splice(stream, pod, signal);
+    return flagsForSplice(result);
+  }
+}
+
+/** Answers a stream with a bare status and ends it, unless the client is already gone. */
+function answer(stream: ServerHttp2Stream, status: number): void {
+  if (stream.destroyed || stream.headersSent) return;
+  try {
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: status }, { endStream: true });
+  } catch {
+    resetSide(stream);
+  }
+}

@@ -1,0 +1,25 @@
+// The shared node proxy: outbound capture listener, inbound tunnel and plaintext listeners,
+// the pooled mTLS HTTP/2 tunnel, byte splicing, load balancing and outlier detection.
+
+export { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError, type ProxyErrorCode } from './errors.ts';
+export {
+  NO_TELEMETRY,
+  type Authorizer, type ByteSource, type ConnectionDescription, type ConnectionObserver, type ConnectionRecord, type MeshView,
+  type OriginalDestinationReader, type PeerRef, type ServiceRef, type SocketAddress, type TunnelCredentials,
+} from './contracts.ts';
+export { ResponseFlags, type ResponseFlag } from './flags.ts';
+export { HandshakeReasons, type HandshakeReason } from './handshake-reasons.ts';
+export { identityForServerName, serverNameFor } from './server-name.ts';
+export { endpointKey, pickEndpoint, type LoadSnapshot, type Pickable, type RandomSource } from './load-balancer.ts';
+export { OutlierDetector, type OutlierOptions } from './outlier-detector.ts';
+export { UpstreamHealth } from './upstream-health.ts';
+export { splice, resetSide, type SpliceOutcome, type SpliceResult, type SpliceSide } from './splice.ts';
+export { connectTcp, type TcpConnectOptions } from './tcp-connect.ts';
+export { DEFAULT_TUNNEL_TUNING, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
+export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoolStats, type TunnelRequest } from './tunnel-pool.ts';
+export { InboundTunnel, type InboundTunnelDeps, type InboundTunnelOptions } from './inbound-tunnel.ts';
+export { InboundPlain, type InboundPlainDeps, type InboundPlainOptions } from './inbound-plain.ts';
+export { admitInbound, parseAuthority, parseForwardedFor, type Admission, type InboundRequest } from './inbound-admission.ts';
+export { OutboundListener, type EndpointHealth, type OutboundDeps, type OutboundOptions, type TunnelOpener } from './outbound.ts';
+export { planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
+export { workloadName } from './describe.ts';

@@ -1,0 +1,304 @@
+// Pooled tunnel sessions. One TLS+HTTP/2 session per (source identity, destination identity,
+// destination agent address) carries up to maxStreamsPerSession CONNECT streams; past that a
+// second session opens. Sessions close after idleTimeoutMs without streams, stop taking new
+// streams on GOAWAY or when the source certificate rotates, and a stream that fails because
+// its session broke before being answered is retried once on a fresh session.
+
+import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { SecureContext } from 'node:tls';
+
+import { isWeftError } from '../core/errors.ts';
+import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
+import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
+import { dialTunnel } from './tunnel-dial.ts';
+import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
+
+export interface TunnelPoolOptions {
+  /** Idle sessions close after this long. Default 5 min. */
+  readonly idleTimeoutMs?: number;
+  /** TCP connect plus TLS handshake. Default 5 s. */
+  readonly connectTimeoutMs?: number;
+  /** From sending CONNECT to the peer's answer (it connects to the pod meanwhile). Default 10 s. */
+  readonly responseTimeoutMs?: number;
+  readonly tuning?: Partial<TunnelTuning>;
+}
+
+export interface TunnelPoolDeps {
+  readonly credentials: TunnelCredentials;
+  /** Told about refused handshakes. */
+  readonly observer?: Pick<ConnectionObserver, 'handshakeFailed'>;
+}
+
+export interface TunnelRequest {
+  readonly sourceIdentity: string;
+  readonly destinationIdentity: string;
+  /** The destination node's agent. */
+  readonly node: { readonly address: string; readonly port: number };
+  /** The pod behind it: the CONNECT `:authority`. */
+  readonly target: { readonly address: string; readonly port: number };
+  /** The original client address, sent as `Forwarded: for=`. */
+  readonly forwardedFor?: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface TunnelPoolStats {
+  /** Sessions open or opening. */
+  readonly sessions: number;
+  /** Streams open or being opened. */
+  readonly streams: number;
+}
+
+interface Entry {
+  readonly key: string;
+  readonly context: SecureContext;
+  readonly ready: Promise<ClientHttp2Session>;
+  session: ClientHttp2Session | undefined;
+  streams: number;
+  usable: boolean;
+  idle: NodeJS.Timeout | undefined;
+}
+
+const ignore = (): void => undefined;
+
+function positive(name: string, v: number): number {
+  if (!Number.isFinite(v) || v <= 0) throw proxyError(ProxyErrors.BAD_OPTION, `tunnel pool option ${name} must be a positive number, got ${v}`);
+  return v;
+}
+
+function forwardedFor(ip: string): string {
+  return ip.includes(':') ? `for="[${ip}]"` : `for=${ip}`;
+}
+
+export class TunnelPool {
+  readonly #deps: TunnelPoolDeps;
+  readonly #idleMs: number;
+  readonly #connectMs: number;
+  readonly #responseMs: number;
+  readonly #tuning: TunnelTuning;
+  readonly #entries = new Map<string, Entry[]>();
+  #closed = false;
+
+  constructor(deps: TunnelPoolDeps, options: TunnelPoolOptions = {}) {
+    this.#deps = deps;
+    this.#idleMs = positive('idleTimeoutMs', options.idleTimeoutMs ?? 300_000);
+    this.#connectMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? 5_000);
+    this.#responseMs = positive('responseTimeoutMs', options.responseTimeoutMs ?? 10_000);
+    this.#tuning = tunnelTuning(options.tuning);
+  }
+
+  /** Resolves with a CONNECT stream the peer answered 200, or rejects with a WeftError. */
+  async open(req: TunnelRequest): Promise<ClientHttp2Stream> {
+    const context = this.#deps.credentials.secureContext(req.sourceIdentity);
+    if (context === undefined) {
+      throw proxyError(ProxyErrors.NO_CREDENTIALS, `no certificate for ${req.sourceIdentity} on this node`);
+    }
+    const key = `${req.sourceIdentity}\n${req.destinationIdentity}\n${hostPort(req.node.address, req.node.port)}`;
+    const headers: OutgoingHttpHeaders = {
+      [h2.HTTP2_HEADER_METHOD]: h2.HTTP2_METHOD_CONNECT,
+      [h2.HTTP2_HEADER_AUTHORITY]: hostPort(req.target.address, req.target.port),
+    };
+    if (req.forwardedFor !== undefined) headers.forwarded = forwardedFor(req.forwardedFor);
+
+    for (let attempt = 0; ; attempt++) {
+      if (this.#closed) throw proxyError(ProxyErrors.POOL_CLOSED, 'the tunnel pool is closed');
+      const entry = this.#entryFor(key, context, req);
+      this.#reserve(entry);
+      let stream: ClientHttp2Stream | undefined;
+      try {
+        const session = await abortable(entry.ready, req.signal);
+        stream = session.request(headers, { endStream: false });
+        stream.on('error', ignore);
+        stream.once('close', () => this.#release(entry));
+        const status = await this.#answer(stream, req.signal);
+        if (status !== 200) throw new TunnelRefusedError(status, `${hostPort(req.node.address, req.node.port)} answered ${status} to CONNECT ${hostPort(req.target.address, req.target.port)}`);
+        return stream;
+      } catch (err: unknown) {
+        if (stream === undefined) this.#release(entry);
+        else if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+        if (attempt === 0 && isSessionBreak(err)) {
+          entry.usable = false;
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  stats(): TunnelPoolStats {
+    let sessions = 0;
+    let streams = 0;
+    for (const list of this.#entries.values()) {
+      sessions += list.length;
+      for (const e of list) streams += e.streams;
+    }
+    return { sessions, streams };
+  }
+
+  /** Stops new streams; resolves when every session has closed (open streams run to their end). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#entries.values()].flat();
+    await Promise.all(all.map(async (e) => {
+      e.usable = false;
+      clearTimeout(e.idle);
+      const session = await e.ready.catch(() => undefined);
+      if (session === undefined || session.destroyed) return;
+      await new Promise<void>((resolve) => {
+        session.once('close', resolve);
+        session.close();
+      });
+    }));
+  }
+
+  /** Tears every session down now; open streams are reset. */
+  destroy(): void {
+    this.#closed = true;
+    for (const list of this.#entries.values()) {
+      for (const e of list) {
+        e.usable = false;
+        clearTimeout(e.idle);
+        e.session?.destroy();
+        void e.ready.then((s) => s.destroy(), ignore);
+      }
+    }
+  }
+
+  #entryFor(key: string, context: SecureContext, req: TunnelRequest): Entry {
+    let list = this.#entries.get(key);
+    if (list === undefined) {
+      list = [];
+      this.#entries.set(key, list);
+    }
+    for (const e of list) {
+      if (e.context !== context) this.#retire(e);
+      else if (e.usable && e.streams < this.#limit(e)) return e;
+    }
+    const entry = this.#dial(key, context, req);
+    list.push(entry);
+    return entry;
+  }
+
+  #limit(e: Entry): number {
+    const remote = e.session?.remoteSettings.maxConcurrentStreams;
+    return remote === undefined ? this.#tuning.maxStreamsPerSession : Math.min(remote, this.#tuning.maxStreamsPerSession);
+  }
+
+  #dial(key: string, context: SecureContext, req: TunnelRequest): Entry {
+    const ready = dialTunnel({
+      address: req.node.address,
+      port: req.node.port,
+      destinationIdentity: req.destinationIdentity,
+      context,
+      timeoutMs: this.#connectMs,
+      tuning: this.#tuning,
+      credentials: this.#deps.credentials,
+    });
+    const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
+    ready.then((session) => {
+      entry.session = session;
+      session.once('goaway', () => {
+        entry.usable = false;
+      });
+      session.once('close', () => {
+        entry.usable = false;
+        clearTimeout(entry.idle);
+        this.#remove(entry);
+      });
+      if (this.#closed || !entry.usable) session.close();
+      else if (entry.streams === 0) this.#idleLater(entry);
+    }, (err: unknown) => {
+      this.#remove(entry);
+      if (err instanceof TunnelHandshakeError) this.#deps.observer?.handshakeFailed(err.reason, err.message);
+    });
+    return entry;
+  }
+
+  #reserve(e: Entry): void {
+    e.streams += 1;
+    clearTimeout(e.idle);
+    e.idle = undefined;
+  }
+
+  #release(e: Entry): void {
+    e.streams -= 1;
+    if (e.streams > 0 || e.session === undefined) return;
+    if (e.usable) this.#idleLater(e);
+    else e.session.close();
+  }
+
+  #idleLater(e: Entry): void {
+    clearTimeout(e.idle);
+    e.idle = setTimeout(() => {
+      e.usable = false;
+      if (e.streams === 0) e.session?.close();
+    }, this.#idleMs);
+    e.idle.unref();
+  }
+
+  /** No new streams; closes once its streams are done. */
+  #retire(e: Entry): void {
+    if (!e.usable) return;
+    e.usable = false;
+    if (e.streams === 0) e.session?.close();
+  }
+
+  #remove(e: Entry): void {
+    const list = this.#entries.get(e.key);
+    if (list === undefined) return;
+    const i = list.indexOf(e);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.#entries.delete(e.key);
+  }
+
+  #answer(stream: ClientHttp2Stream, signal: AbortSignal | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      let error: unknown;
+      const finish = (result: number | Error): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        stream.off('response', onResponse);
+        stream.off('close', onClose);
+        stream.off('error', onError);
+        if (typeof result === 'number') resolve(result);
+        else reject(result);
+      };
+      const onResponse = (headers: Record<string, unknown>): void => finish(Number(headers[h2.HTTP2_HEADER_STATUS]));
+      const onError = (err: unknown): void => {
+        error ??= err;
+      };
+      const onClose = (): void => finish(proxyError(ProxyErrors.TUNNEL_BROKEN, `tunnel stream closed before an answer (rst ${stream.rstCode ?? '?'})`, error));
+      const onAbort = (): void => finish(proxyError(ProxyErrors.ABORTED, 'tunnel request abandoned'));
+      const timer = setTimeout(() => finish(proxyError(ProxyErrors.CONNECT_TIMEOUT, `no answer to CONNECT within ${this.#responseMs} ms`)), this.#responseMs);
+      timer.unref();
+      stream.once('response', onResponse);
+      stream.once('close', onClose);
+      stream.on('error', onError);
+      if (signal?.aborted === true) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/** A failure of the session under a stream, not of the request: worth one retry elsewhere. */
+function isSessionBreak(err: unknown): boolean {
+  if (isWeftError(err)) return err.code === ProxyErrors.TUNNEL_BROKEN;
+  // session.request() throws ERR_HTTP2_INVALID_SESSION / ERR_HTTP2_GOAWAY_SESSION on a dying session.
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('ERR_HTTP2_');
+}
+
+/** Awaits `p` unless `signal` fires first; the shared promise itself is not cancelled. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted) return Promise.reject(proxyError(ProxyErrors.ABORTED, 'tunnel request abandoned'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(proxyError(ProxyErrors.ABORTED, 'tunnel request abandoned'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(v);
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(err instanceof Error ? err : new Error(String(err)));
+    });
+  });
+}

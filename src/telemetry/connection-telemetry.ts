@@ -1,0 +1,155 @@
+// One record per connection: opened is counted when the proxy says who talks to whom,
+// closed (with its response flags), bytes, duration and one access-log line when it finishes,
+// exactly once however it ended. Bytes are read from the sockets' own counters (no per-chunk
+// work) at finish and, for live connections, at each scrape.
+
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+
+import { systemClock, type Clock } from '../core/clock.ts';
+import { PairStats, TcpMetrics } from './tcp-metrics.ts';
+import { DENIED_FLAG, type ByteSource, type ConnectionDescription, type PeerRef } from './types.ts';
+
+export interface ConnectionTelemetryOptions {
+  readonly registry: Registry;
+  /** Access log; use an asynchronous pino destination so logging never blocks the proxy. */
+  readonly logger: Pick<Logger, 'info' | 'warn'>;
+  readonly clock?: Clock;
+  /** source_cluster / destination_cluster. */
+  readonly cluster?: string;
+  readonly durationBuckets?: readonly number[];
+  /** Write access-log lines. Default true. */
+  readonly accessLog?: boolean;
+}
+
+const UNIDENTIFIED: ConnectionDescription = Object.freeze({
+  reporter: 'source', source: Object.freeze({}), destination: Object.freeze({}), security: 'unknown',
+});
+
+export class ConnectionTelemetry {
+  readonly metrics: TcpMetrics;
+  readonly #logger: Pick<Logger, 'info' | 'warn'>;
+  readonly #clock: Clock;
+  readonly #accessLog: boolean;
+  readonly #live = new Set<ConnectionRecordImpl>();
+
+  constructor(options: ConnectionTelemetryOptions) {
+    this.metrics = new TcpMetrics({ registry: options.registry, cluster: options.cluster, durationBuckets: options.durationBuckets });
+    this.metrics.beforeCollect(() => {
+      for (const r of this.#live) r.flush();
+    });
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemClock;
+    this.#accessLog = options.accessLog ?? true;
+  }
+
+  /** A new connection: the clock starts now. */
+  open(): ConnectionRecordImpl {
+    return new ConnectionRecordImpl(this, this.#clock.monotonic());
+  }
+
+  handshakeFailed(reason: string, detail: string): void {
+    this.metrics.handshakeFailed(reason);
+    this.#logger.warn({ reason, detail }, 'tunnel handshake refused');
+  }
+
+  /** Connections whose bytes are being counted now. */
+  get live(): number {
+    return this.#live.size;
+  }
+
+  /** @internal */
+  track(r: ConnectionRecordImpl, on: boolean): void {
+    if (on) this.#live.add(r);
+    else this.#live.delete(r);
+  }
+
+  /** @internal */
+  ended(r: ConnectionRecordImpl, d: ConnectionDescription, pair: PairStats, flags: string, detail: string | undefined, startedAt: number): void {
+    const ms = this.#clock.monotonic() - startedAt;
+    this.metrics.closed(pair, flags, ms / 1000);
+    if (flags === DENIED_FLAG) this.metrics.denied(d.reporter);
+    if (!this.#accessLog) return;
+    const line: Record<string, unknown> = {
+      reporter: d.reporter,
+      src: peerLog(d.source),
+      dst: peerLog(d.destination),
+      service: d.service?.host,
+      security: d.security,
+      bytes_sent: r.responseBytes,
+      bytes_received: r.requestBytes,
+      duration_ms: Math.round(ms * 1000) / 1000,
+      flags,
+    };
+    if (detail !== undefined) line.detail = detail;
+    this.#logger.info(line, 'connection');
+  }
+}
+
+function peerLog(p: PeerRef): Record<string, string | undefined> {
+  return { workload: p.workload, namespace: p.namespace, identity: p.principal, address: p.address };
+}
+
+/** Implements the proxy's ConnectionRecord contract. */
+export class ConnectionRecordImpl {
+  readonly #t: ConnectionTelemetry;
+  readonly #startedAt: number;
+  #description: ConnectionDescription | undefined;
+  #pair: PairStats | undefined;
+  #bytes: ByteSource | undefined;
+  #requestFromReads = true;
+  #request = 0;
+  #response = 0;
+  #done = false;
+
+  constructor(t: ConnectionTelemetry, startedAt: number) {
+    this.#t = t;
+    this.#startedAt = startedAt;
+  }
+
+  /** Request (client to server) bytes counted so far. */
+  get requestBytes(): number {
+    return this.#request;
+  }
+
+  /** Response (server to client) bytes counted so far. */
+  get responseBytes(): number {
+    return this.#response;
+  }
+
+  identify(description: ConnectionDescription): void {
+    if (this.#pair !== undefined || this.#done) return;
+    this.#description = description;
+    this.#pair = this.#t.metrics.pair(description);
+    this.#pair.opened += 1;
+  }
+
+  countBytes(source: ByteSource, facing: 'client' | 'server'): void {
+    if (this.#done) return;
+    this.#bytes = source;
+    this.#requestFromReads = facing === 'client';
+    this.#t.track(this, true);
+  }
+
+  /** Folds bytes moved since the last flush into the label set's totals. */
+  flush(): void {
+    const b = this.#bytes;
+    const p = this.#pair;
+    if (b === undefined || p === undefined) return;
+    const request = this.#requestFromReads ? b.bytesRead : b.bytesWritten;
+    const response = this.#requestFromReads ? b.bytesWritten : b.bytesRead;
+    p.received += request - this.#request;
+    p.sent += response - this.#response;
+    this.#request = request;
+    this.#response = response;
+  }
+
+  finish(flags: string, detail?: string): void {
+    if (this.#done) return;
+    if (this.#pair === undefined) this.identify(UNIDENTIFIED);
+    this.flush();
+    this.#done = true;
+    this.#t.track(this, false);
+    this.#t.ended(this, this.#description ?? UNIDENTIFIED, this.#pair as PairStats, flags, detail, this.#startedAt);
+  }
+}

@@ -1,0 +1,169 @@
+// Istio's standard TCP metrics, plus weft's duration histogram and refusal counters, on a
+// Registry the app passes in. Label sets are built once per (reporter, source, destination,
+// service, security) and counts are plain numbers on that object; prom-client sees them only
+// when scraped (collect hooks), so a connection costs no label hashing for the counters.
+
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+import type { ConnectionDescription } from './types.ts';
+
+export const TCP_LABEL_NAMES = [
+  'reporter',
+  'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_cluster',
+  'destination_workload', 'destination_workload_namespace', 'destination_principal', 'destination_app',
+  'destination_service', 'destination_service_name', 'destination_service_namespace', 'destination_cluster',
+  'request_protocol', 'response_flags', 'connection_security_policy',
+] as const;
+
+export type TcpLabelName = (typeof TCP_LABEL_NAMES)[number];
+export type TcpLabels = Readonly<Record<TcpLabelName, string>>;
+
+const DURATION_LABEL_NAMES = [
+  'reporter', 'source_workload', 'source_workload_namespace', 'destination_workload', 'destination_workload_namespace',
+  'destination_service', 'response_flags',
+] as const;
+type DurationLabels = Readonly<Record<(typeof DURATION_LABEL_NAMES)[number], string>>;
+
+export const DEFAULT_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600,
+]);
+
+const UNKNOWN = 'unknown';
+
+/** The counters of one label set. */
+export class PairStats {
+  /** Labels with response_flags '-' (opened and bytes). */
+  readonly labels: TcpLabels;
+  opened = 0;
+  /** Response bytes (server to client), istio_tcp_sent_bytes_total. */
+  sent = 0;
+  /** Request bytes (client to server), istio_tcp_received_bytes_total. */
+  received = 0;
+  readonly closed = new Map<string, { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number }>();
+
+  constructor(labels: TcpLabels) {
+    this.labels = labels;
+  }
+
+  closedWith(flags: string): { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number } {
+    let c = this.closed.get(flags);
+    if (c === undefined) {
+      const labels = Object.freeze({ ...this.labels, response_flags: flags });
+      const duration = Object.freeze(Object.fromEntries(DURATION_LABEL_NAMES.map((n) => [n, labels[n]])) as DurationLabels);
+      c = { labels, duration, count: 0 };
+      this.closed.set(flags, c);
+    }
+    return c;
+  }
+}
+
+export interface TcpMetricsOptions {
+  readonly registry: Registry;
+  /** source_cluster / destination_cluster. Default 'Kubernetes' (Istio's default cluster id). */
+  readonly cluster?: string;
+  readonly durationBuckets?: readonly number[];
+}
+
+export class TcpMetrics {
+  readonly #cluster: string;
+  readonly #pairs = new Map<string, PairStats>();
+  readonly #beforeCollect: Array<() => void> = [];
+  readonly #duration: Histogram<(typeof DURATION_LABEL_NAMES)[number]>;
+  readonly #handshakes: Counter<'reason'>;
+  readonly #denials: Counter<'reporter'>;
+
+  constructor(options: TcpMetricsOptions) {
+    const registers = [options.registry];
+    this.#cluster = options.cluster ?? 'Kubernetes';
+    const publish = (counter: Counter<TcpLabelName>, each: (p: PairStats, inc: (l: TcpLabels, v: number) => void) => void): void => {
+      for (const hook of this.#beforeCollect) hook();
+      counter.reset();
+      const inc = (l: TcpLabels, v: number): void => counter.inc(l, v);
+      for (const p of this.#pairs.values()) each(p, inc);
+    };
+    const opened: Counter<TcpLabelName> = new Counter({
+      name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: TCP_LABEL_NAMES, registers,
+      collect: () => publish(opened, (p, inc) => inc(p.labels, p.opened)),
+    });
+    const closed: Counter<TcpLabelName> = new Counter({
+      name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABEL_NAMES, registers,
+      collect: () => publish(closed, (p, inc) => {
+        for (const c of p.closed.values()) inc(c.labels, c.count);
+      }),
+    });
+    const sent: Counter<TcpLabelName> = new Counter({
+      name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent in responses (server to client) over TCP connections',
+      labelNames: TCP_LABEL_NAMES, registers,
+      collect: () => publish(sent, (p, inc) => inc(p.labels, p.sent)),
+    });
+    const received: Counter<TcpLabelName> = new Counter({
+      name: 'istio_tcp_received_bytes_total', help: 'Bytes received in requests (client to server) over TCP connections',
+      labelNames: TCP_LABEL_NAMES, registers,
+      collect: () => publish(received, (p, inc) => inc(p.labels, p.received)),
+    });
+    this.#duration = new Histogram({
+      name: 'weft_tcp_connection_duration_seconds', help: 'How long proxied TCP connections lasted',
+      labelNames: DURATION_LABEL_NAMES, buckets: [...(options.durationBuckets ?? DEFAULT_DURATION_BUCKETS)], registers,
+    });
+    this.#handshakes = new Counter({
+      name: 'weft_tunnel_handshake_failures_total', help: 'Tunnel TLS handshakes refused, by reason', labelNames: ['reason'], registers,
+    });
+    this.#denials = new Counter({
+      name: 'weft_policy_denials_total', help: 'Connections denied by authorization policy', labelNames: ['reporter'], registers,
+    });
+  }
+
+  /** Runs before every scrape of the TCP counters (to fold in bytes of live connections). */
+  beforeCollect(hook: () => void): void {
+    this.#beforeCollect.push(hook);
+  }
+
+  /** The stats object of a label set, made on first use. */
+  pair(d: ConnectionDescription): PairStats {
+    const s = d.source;
+    const t = d.destination;
+    const v = d.service;
+    const key = [
+      d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app,
+      v?.host, v?.name, v?.namespace, d.security,
+    ].join('\u0001');
+    let p = this.#pairs.get(key);
+    if (p === undefined) {
+      p = new PairStats(Object.freeze({
+        reporter: d.reporter,
+        source_workload: s.workload ?? UNKNOWN,
+        source_workload_namespace: s.namespace ?? UNKNOWN,
+        source_principal: s.principal ?? UNKNOWN,
+        source_app: s.app ?? UNKNOWN,
+        source_cluster: this.#cluster,
+        destination_workload: t.workload ?? UNKNOWN,
+        destination_workload_namespace: t.namespace ?? UNKNOWN,
+        destination_principal: t.principal ?? UNKNOWN,
+        destination_app: t.app ?? UNKNOWN,
+        destination_service: v?.host ?? UNKNOWN,
+        destination_service_name: v?.name ?? UNKNOWN,
+        destination_service_namespace: v?.namespace ?? UNKNOWN,
+        destination_cluster: this.#cluster,
+        request_protocol: 'tcp',
+        response_flags: '-',
+        connection_security_policy: d.security,
+      }));
+      this.#pairs.set(key, p);
+    }
+    return p;
+  }
+
+  closed(p: PairStats, flags: string, seconds: number): void {
+    const c = p.closedWith(flags);
+    c.count += 1;
+    this.#duration.observe(c.duration, seconds);
+  }
+
+  handshakeFailed(reason: string): void {
+    this.#handshakes.inc({ reason });
+  }
+
+  denied(reporter: string): void {
+    this.#denials.inc({ reporter });
+  }
+}
