@@ -172,3 +172,12 @@ export function bodyOf(client: ControlClient, key: string): unknown {
 export function randomTag(): string {
   return randomBytes(3).toString('hex');
 }
+
+/** Polls `cond` every 5 ms. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

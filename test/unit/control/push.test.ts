@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bodyOf, NODES, snapshot, startAgent, startServer, type AgentHarness } from './harness.ts';
+import { bodyOf, NODES, snapshot, startAgent, startServer, waitFor, type AgentHarness } from './harness.ts';
 
 const base = {
   'node-a': { 'mesh/config': { node: 'node-a' }, 'workload/ns/a1': { ip: '198.18.1.1' }, 'service/ns/shared': { vip: '198.19.0.1' } },
@@ -123,14 +123,6 @@ test('a malformed resource is NACKed by name; the agent keeps its last good vers
   assert.deepEqual(a.client.configDump().rejected, []);
   await waitFor(() => h.server.rejectedVersions('node-a').length === 0, 'rejection forgotten');
 });
-
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function sameMap(a: ReadonlyMap<string, string> | undefined, b: ReadonlyMap<string, string>): boolean {
   return a !== undefined && a.size === b.size && [...b].every(([k, v]) => a.get(k) === v);
