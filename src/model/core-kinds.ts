@@ -1,8 +1,9 @@
-// Field checks and conversion for the Kubernetes kinds weft reads: Namespace, Pod,
+// Field checks and conversion for the Kubernetes kinds weft reads: Namespace, Node, Pod,
 // Service, EndpointSlice, ServiceAccount. Each parser throws FieldError at the first bad field.
 
+import { isIPv4 } from 'node:net';
 import type {
-  EndpointSliceEndpoint, EndpointSliceObject, EndpointSlicePort, NamespaceObject, PodObject, ServiceAccountObject,
+  EndpointSliceEndpoint, EndpointSliceObject, EndpointSlicePort, NamespaceObject, NodeObject, PodObject, ServiceAccountObject,
   ServiceObject, ServicePort,
 } from './types.ts';
 import { SERVICE_NAME_LABEL } from './types.ts';
@@ -54,6 +55,35 @@ export function vipProblem(ip: string): string | undefined {
   if (a >= 224 && a <= 239) return 'it is a multicast address';
   if (a >= 240) return 'it is reserved or broadcast';
   return undefined;
+}
+
+/** Why an address cannot be a node's (unspecified, multicast, reserved, broadcast); loopback is allowed for local test beds. */
+export function nodeAddressProblem(ip: string): string | undefined {
+  const [a = 0] = ip.split('.').map(Number);
+  if (a === 0) return 'it is in 0.0.0.0/8 (this network)';
+  if (a >= 224 && a <= 239) return 'it is a multicast address';
+  if (a >= 240) return 'it is reserved or broadcast';
+  return undefined;
+}
+
+// Other agents dial this address on 15008. InternalIP first, as kube-proxy and most CNIs
+// do; IPv6 entries are skipped (the data path is IPv4 only).
+const NODE_ADDRESS_TYPES = ['InternalIP', 'ExternalIP'] as const;
+
+export function parseNode(body: Record<string, unknown>): NodeObject {
+  const md = metadata(body, false);
+  const status = record(body.status, 'status', true);
+  const entries = list(status.addresses, 'status.addresses', true).map((a: unknown, i) => {
+    const f = `status.addresses[${i}]`;
+    const r = record(a, f);
+    return { type: str(r.type, `${f}.type`), address: str(r.address, `${f}.address`) };
+  });
+  for (const type of NODE_ADDRESS_TYPES) {
+    const found = entries.find((e) => e.type === type && isIPv4(e.address) && nodeAddressProblem(e.address) === undefined);
+    if (found !== undefined) return Object.freeze({ name: md.name, labels: md.labels, address: found.address });
+  }
+  const seen = entries.length === 0 ? 'none' : entries.map((e) => `${e.type} ${e.address}`).join(', ');
+  throw new FieldError('status.addresses', `has no usable IPv4 InternalIP or ExternalIP (got: ${seen}), so other nodes' agents cannot reach this node`);
 }
 
 export function parseService(body: Record<string, unknown>): ServiceObject {

@@ -1,6 +1,7 @@
 // Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
-// duplicate pod IPs, selectors matching no pod, slices of unknown services, and policies
-// naming identities that nothing in the manifests has. Pure; used by `weft vet`.
+// duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
+// naming identities that nothing in the manifests has, pods on nodes no Node object
+// declares (when some do) and two Nodes sharing an address. Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
 import type { ManifestProblem } from './manifests.ts';
@@ -52,6 +53,8 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
     }
   }
 
+  checkNodes(objects, report);
+
   const serviceKeys = new Set(services.map((s) => `${s.namespace}/${s.name}`));
   for (const e of objects.endpointSlices) {
     if (!serviceKeys.has(`${e.namespace}/${e.serviceName}`)) {
@@ -67,6 +70,27 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
   }
   return problems;
+}
+
+function checkNodes(objects: MeshObjects, report: (kind: Kind, namespace: string, name: string, field: string, message: string) => void): void {
+  // Manifests often leave Nodes out (the cluster has them); only when some are given is a
+  // Pod on an undeclared node a mistake (a typo, or a Node file forgotten).
+  if (objects.nodes.length === 0) return;
+  const nodes = [...objects.nodes].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const byAddress = new Map<string, string>();
+  for (const n of nodes) {
+    const other = byAddress.get(n.address);
+    if (other !== undefined) report('Node', '', n.name, 'status.addresses', `${n.address} is also the address of Node ${other}, so tunnels to one would reach the other`);
+    else byAddress.set(n.address, n.name);
+  }
+  const names = new Set(nodes.map((n) => n.name));
+  const shown = nodes.length <= 5 ? nodes.map((n) => n.name).join(', ') : `${nodes.slice(0, 5).map((n) => n.name).join(', ')}, ...`;
+  const pods = objects.pods.filter((x) => x.phase !== 'Succeeded' && x.phase !== 'Failed')
+    .sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  for (const p of pods) {
+    if (p.nodeName === undefined || names.has(p.nodeName)) continue;
+    report('Pod', p.namespace, p.name, 'spec.nodeName', `is scheduled on node ${JSON.stringify(p.nodeName)}, which no Node object declares (Nodes: ${shown})`);
+  }
 }
 
 function checkPrincipals(

@@ -2,7 +2,7 @@
 // kubernetes-models, in addition to weft's own field checks (which cover what weft
 // uses; the schemas catch what `kubectl apply` would refuse).
 
-import { Namespace, Pod, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { Namespace, Node, Pod, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { EndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1';
 import type { SchemaIssue } from './schema-check.ts';
 
@@ -18,7 +18,7 @@ interface Validatable {
 }
 
 const MODELS: Readonly<Record<string, new (data: never) => Validatable>> = {
-  Namespace, Pod, Service, ServiceAccount, EndpointSlice,
+  Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice,
 };
 
 /** `/spec/containers/0/name` -> `spec.containers[0].name` */

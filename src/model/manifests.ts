@@ -1,4 +1,4 @@
-// Parses Kubernetes objects (Namespace, Pod, Service, EndpointSlice, ServiceAccount and
+// Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount and
 // weft.dev AuthorizationPolicy) into model objects. Pure: takes file contents or raw
 // objects, returns objects plus every problem found, each naming file, object and field.
 // One bad object rejects only itself (and, given the previous objects, keeps that
@@ -6,12 +6,12 @@
 
 import { parseAllDocuments } from 'yaml';
 import type {
-  AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, PodObject, RawObject,
+  AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
   ServiceAccountObject, ServiceObject, SourceRef,
 } from './types.ts';
 import { WEFT_API_VERSION } from './types.ts';
 import { FieldError, isRecord } from './fields.ts';
-import { parseEndpointSlice, parseNamespace, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
+import { parseEndpointSlice, parseNamespace, parseNode, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
 import { parseAuthorizationPolicy } from './policy-kind.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
 import type { SchemaIssue } from './schema-check.ts';
@@ -34,7 +34,7 @@ export interface ParsedManifests extends MeshObjects {
   readonly problems: readonly ManifestProblem[];
   /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
   readonly others: readonly RawObject[];
-  /** Where each accepted object came from, keyed `Kind/namespace/name` (namespace empty for Namespaces). */
+  /** Where each accepted object came from, keyed `Kind/namespace/name` (namespace empty for Namespaces and Nodes). */
   readonly origins: ReadonlyMap<string, SourceRef>;
 }
 
@@ -58,6 +58,7 @@ export function formatProblem(p: ManifestProblem): string {
 
 type Parsed =
   | { kind: 'Namespace'; value: NamespaceObject }
+  | { kind: 'Node'; value: NodeObject }
   | { kind: 'Pod'; value: PodObject }
   | { kind: 'Service'; value: ServiceObject }
   | { kind: 'EndpointSlice'; value: EndpointSliceObject }
@@ -68,6 +69,7 @@ export type Kind = Parsed['kind'];
 
 const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly namespaced: boolean }>> = {
   Namespace: { apiVersion: 'v1', namespaced: false },
+  Node: { apiVersion: 'v1', namespaced: false },
   Pod: { apiVersion: 'v1', namespaced: true },
   Service: { apiVersion: 'v1', namespaced: true },
   ServiceAccount: { apiVersion: 'v1', namespaced: true },
@@ -122,6 +124,7 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
   const own = fieldIssues((): Parsed => {
     switch (kind) {
       case 'Namespace': return { kind, value: parseNamespace(body) };
+      case 'Node': return { kind, value: parseNode(body) };
       case 'Pod': return { kind, value: parsePod(body) };
       case 'Service': return { kind, value: parseService(body) };
       case 'EndpointSlice': return { kind, value: parseEndpointSlice(body) };
@@ -145,6 +148,7 @@ function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   previous.endpointSlices.forEach((value) => add({ kind: 'EndpointSlice', value }));
   previous.serviceAccounts.forEach((value) => add({ kind: 'ServiceAccount', value }));
   previous.policies.forEach((value) => add({ kind: 'AuthorizationPolicy', value }));
+  previous.nodes.forEach((value) => add({ kind: 'Node', value }));
   return out;
 }
 
@@ -156,7 +160,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
   const out = {
     namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
     endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
-    policies: [] as AuthorizationPolicyObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
     origins: new Map<string, SourceRef>(),
   };
   const accept = (p: Parsed, source: SourceRef, object: string): void => {
@@ -174,6 +178,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
       case 'EndpointSlice': out.endpointSlices.push(p.value); break;
       case 'ServiceAccount': out.serviceAccounts.push(p.value); break;
       case 'AuthorizationPolicy': out.policies.push(p.value); break;
+      case 'Node': out.nodes.push(p.value); break;
     }
   };
 

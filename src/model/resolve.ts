@@ -1,9 +1,10 @@
 // Turns parsed Kubernetes objects into the resolved mesh: workloads with their enrollment
 // and identity, services with their endpoints (from EndpointSlices when a service has any,
-// else from its selector over pods). Pure and deterministic: output is sorted by key.
+// else from its selector over pods), nodes with their addresses. Pure and deterministic:
+// output is sorted by key.
 
 import type {
-  AuthorizationPolicyObject, Endpoint, MeshObjects, MeshService, PodObject, ServicePortEndpoints, Workload,
+  AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, PodObject, ServicePortEndpoints, Workload,
 } from './types.ts';
 import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 import { selects } from './labels.ts';
@@ -15,6 +16,8 @@ export interface MeshContent {
   readonly workloads: readonly Workload[];
   readonly services: readonly MeshService[];
   readonly policies: readonly AuthorizationPolicyObject[];
+  /** Nodes known from Node objects, sorted by name. */
+  readonly nodes: readonly MeshNode[];
 }
 
 /** Label value on a Pod that keeps it out of the mesh even in an enrolled namespace. */
@@ -105,5 +108,10 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
     const kb = `${b.namespace}/${b.name}`;
     return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
-  return Object.freeze({ trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(policies) });
+  const nodes = objects.nodes
+    .map((n): MeshNode => Object.freeze({ name: n.name, address: n.address }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return Object.freeze({
+    trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(policies), nodes: Object.freeze(nodes),
+  });
 }

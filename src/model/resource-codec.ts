@@ -129,6 +129,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       workloads: workloads.sort(byKey((w) => w.key)),
       services: services.sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
+      nodes: [],
     },
   };
 }

@@ -5,7 +5,7 @@
 // reports them.
 
 import type {
-  AuthorizationPolicyObject, Endpoint, MeshObjects, MeshService, ServicePort, Workload,
+  AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, ServicePort, Workload,
 } from './types.ts';
 import { DEFAULT_TRUST_DOMAIN, ROOT_NAMESPACE } from './types.ts';
 import { resolveMesh, type MeshContent } from './resolve.ts';
@@ -31,8 +31,12 @@ export interface MeshState extends PolicyView {
   /** Endpoints of a service port (the Service port, not the target port); empty when unknown. */
   endpoints(serviceKey: string, port: number): readonly Endpoint[];
   workloadsOnNode(node: string): readonly Workload[];
-  /** Nodes that have at least one workload, sorted. */
+  /** Nodes that have at least one workload or a Node object, sorted. */
   nodes(): readonly string[];
+  /** The node's Node object as resolved (name and address); undefined when no Node object names it. */
+  node(name: string): MeshNode | undefined;
+  /** Where the node's agent listens (its tunnel port 15008); undefined when no Node object gives an address. */
+  nodeAddress(name: string): string | undefined;
   /** True when an enrolled workload with that service account is scheduled on the node (the CA's check). */
   hasServiceAccountOnNode(node: string, namespace: string, serviceAccount: string): boolean;
 }
@@ -48,6 +52,7 @@ class Snapshot implements MeshState {
   readonly #byVip = new Map<string, ServiceAtVip>();
   readonly #endpoints = new Map<string, readonly Endpoint[]>();
   readonly #byNode = new Map<string, Workload[]>();
+  readonly #nodes = new Map<string, MeshNode>();
   readonly #accounts = new Set<string>();
   readonly #policies = new Map<string, ApplicablePolicies>();
 
@@ -73,6 +78,7 @@ class Snapshot implements MeshState {
       }
       for (const pe of s.endpoints) this.#endpoints.set(`${s.key}:${pe.port}`, pe.endpoints);
     }
+    for (const n of content.nodes) if (!this.#nodes.has(n.name)) this.#nodes.set(n.name, n);
     this.#indexPolicies(content);
     Object.freeze(this);
   }
@@ -119,7 +125,15 @@ class Snapshot implements MeshState {
   }
 
   nodes(): readonly string[] {
-    return [...this.#byNode.keys()].sort();
+    return [...new Set([...this.#byNode.keys(), ...this.#nodes.keys()])].sort();
+  }
+
+  node(name: string): MeshNode | undefined {
+    return this.#nodes.get(name);
+  }
+
+  nodeAddress(name: string): string | undefined {
+    return this.#nodes.get(name)?.address;
   }
 
   hasServiceAccountOnNode(node: string, namespace: string, serviceAccount: string): boolean {
@@ -156,5 +170,5 @@ export function meshStateFromContent(content: MeshContent): MeshState {
 }
 
 export const EMPTY_OBJECTS: MeshObjects = Object.freeze({
-  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [],
+  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [],
 });

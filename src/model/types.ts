@@ -45,6 +45,14 @@ export interface ServiceObject {
   readonly selector: Labels;
 }
 
+/** A cluster node, as far as the mesh cares: where other nodes' agents reach its agent. */
+export interface NodeObject {
+  readonly name: string;
+  readonly labels: Labels;
+  /** status.addresses: the IPv4 InternalIP, else the first IPv4 ExternalIP. */
+  readonly address: string;
+}
+
 /** Where a parsed object came from, for error messages: file and document index. */
 export interface SourceRef {
   readonly file: string;
@@ -136,6 +144,7 @@ export interface MeshObjects {
   readonly endpointSlices: readonly EndpointSliceObject[];
   readonly serviceAccounts: readonly ServiceAccountObject[];
   readonly policies: readonly AuthorizationPolicyObject[];
+  readonly nodes: readonly NodeObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */
@@ -177,6 +186,12 @@ export interface ServicePortEndpoints {
   /** The Service port (not the target port). */
   readonly port: number;
   readonly endpoints: readonly Endpoint[];
+}
+
+/** A node of the resolved mesh: the agent's tunnel (15008) listens on `address`. */
+export interface MeshNode {
+  readonly name: string;
+  readonly address: string;
 }
 
 export interface MeshService {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crossCheck } from '../../../src/model/crosscheck.ts';
 import { parseManifests } from '../../../src/model/manifests.ts';
-import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
+import { BASE_DOCS, node, NODE_DOCS, pod, policy, yamlOf } from './fixture.ts';
 
 function check(extra: readonly object[]) {
   const r = parseManifests([{ path: 'base.yaml', text: yamlOf(BASE_DOCS) }, { path: 'extra.yaml', text: yamlOf(extra) }], new Set(), { kubernetesSchema: true });
@@ -39,5 +39,20 @@ test('cross-object problems', () => {
     'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.principals[1]: no ServiceAccount or Pod has service account shop/nobody',
     'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.principals[2]: trust domain "other.td" is not the mesh\'s ("cluster.local"), so spiffe://other.td/ns/shop/sa/web never matches',
     'extra.yaml: AuthorizationPolicy/shop/p: spec.rules[0].from[0].source.notPrincipals[1]: no ServiceAccount or Pod has service account legacy/ghost',
+  ]);
+});
+
+test('a Pod on a node no Node object declares is a problem only when some Node objects are given', () => {
+  const far = pod('shop', 'far', { node: 'n7', ip: '198.18.7.4' });
+  assert.deepEqual(check([far]), [], 'manifests without Nodes: the cluster has them');
+  const done = { ...pod('shop', 'done', { node: 'gone', ip: '198.18.7.5' }), status: { podIP: '198.18.7.5', phase: 'Succeeded' } };
+  assert.deepEqual(check([...NODE_DOCS, far, done]), [
+    'extra.yaml: Pod/shop/far: spec.nodeName: is scheduled on node "n7", which no Node object declares (Nodes: n1, n2, n3)',
+  ]);
+});
+
+test('two Nodes with one address are a problem', () => {
+  assert.deepEqual(check([...NODE_DOCS, node('n4', [{ type: 'InternalIP', address: '198.18.0.11' }])]), [
+    'extra.yaml: Node/n4: status.addresses: 198.18.0.11 is also the address of Node n1, so tunnels to one would reach the other',
   ]);
 });

@@ -18,6 +18,15 @@ export function policy(ns: string, name: string, spec: object, annotations: Reco
   return { apiVersion: 'weft.dev/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns, annotations }, spec };
 }
 
+export function node(name: string, addresses: readonly { type: string; address: string }[], labels: Record<string, string> = {}): object {
+  return { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } }, status: { addresses } };
+}
+
+/** Node objects for the fixture's nodes n1..n3 (left out of BASE_DOCS, as manifests often leave them out). */
+export const NODE_DOCS: readonly object[] = [1, 2, 3].map((i) => node(`n${i}`, [
+  { type: 'InternalIP', address: `198.18.0.${10 + i}` }, { type: 'Hostname', address: `n${i}` },
+]));
+
 export function yamlOf(docs: readonly object[]): string {
   return docs.map((d) => stringify(d)).join('---\n');
 }

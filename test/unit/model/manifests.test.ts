@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatProblem, parseManifests, parseObjects, splitManifests } from '../../../src/model/manifests.ts';
-import { BASE_DOCS, pod, policy, yamlOf } from './fixture.ts';
+import { BASE_DOCS, node, pod, policy, yamlOf } from './fixture.ts';
 
 const file = (docs: readonly object[], path = 'm.yaml') => ({ path, text: yamlOf(docs) });
 // The Kubernetes schema check is on for the control plane and vet; parseManifests leaves it off by default.
@@ -96,4 +96,44 @@ test('parseManifests leaves the Kubernetes schema check off unless asked (simula
   assert.equal(parse([file([doc])]).pods.length, 0);
   assert.equal(parseManifests([file([doc])]).pods.length, 1);
   assert.equal(parseObjects(splitManifests([file([doc])]).objects).pods.length, 0, 'parseObjects checks the schema by default');
+});
+
+test('Node: the address is the IPv4 InternalIP, else the first IPv4 ExternalIP; IPv6 entries are skipped', () => {
+  const r = parse([file([
+    node('a', [{ type: 'Hostname', address: 'a' }, { type: 'ExternalIP', address: '203.0.113.5' }, { type: 'InternalIP', address: 'fd00::5' }, { type: 'InternalIP', address: '198.18.0.11' }]),
+    node('b', [{ type: 'InternalIP', address: 'fd00::6' }, { type: 'ExternalIP', address: 'fd00::7' }, { type: 'ExternalIP', address: '203.0.113.6' }, { type: 'ExternalIP', address: '203.0.113.7' }]),
+  ], 'nodes.yaml')]);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.nodes, [
+    { name: 'a', labels: { 'kubernetes.io/hostname': 'a' }, address: '198.18.0.11' },
+    { name: 'b', labels: { 'kubernetes.io/hostname': 'b' }, address: '203.0.113.6' },
+  ]);
+  assert.equal(r.origins.get('Node//b')?.file, 'nodes.yaml');
+});
+
+const NODE_PROBLEMS: readonly ProblemCase[] = [
+  { name: 'no addresses at all', doc: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n' } }, object: 'Node/n', field: 'status.addresses', message: /no usable IPv4 InternalIP or ExternalIP \(got: none\)/ },
+  { name: 'only IPv6 and a hostname', doc: node('n', [{ type: 'InternalIP', address: 'fd00::1' }, { type: 'Hostname', address: 'n' }]), object: 'Node/n', field: 'status.addresses', message: /got: InternalIP fd00::1, Hostname n/ },
+  { name: 'an unusable InternalIP', doc: node('n', [{ type: 'InternalIP', address: '0.0.0.0' }]), object: 'Node/n', field: 'status.addresses', message: /no usable/ },
+  { name: 'an address entry without a type (Kubernetes schema)', doc: node('n', [{ address: '198.18.0.11' } as never]), object: 'Node/n', field: 'status.addresses[0].type', message: /must be a string|required/ },
+  { name: 'a bad name', doc: { apiVersion: 'v1', kind: 'Node', metadata: { name: 'Bad_Name' }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.11' }] } }, object: 'Node/Bad_Name', field: 'metadata.name', message: /DNS name/ },
+  { name: 'Node with the wrong apiVersion', doc: { apiVersion: 'apps/v1', kind: 'Node', metadata: { name: 'n' } }, object: 'Node/n', field: 'apiVersion', message: /must be "v1" for Node/ },
+];
+
+for (const c of NODE_PROBLEMS) {
+  test(`problem: Node ${c.name}`, () => {
+    const r = parse([file([c.doc, node('fine', [{ type: 'InternalIP', address: '198.18.0.12' }])], 'bad.yaml')]);
+    const p = r.problems[0] ?? assert.fail('expected a problem');
+    assert.deepEqual([p.file, p.object, p.field], ['bad.yaml', c.object, c.field]);
+    assert.match(p.message, c.message);
+    assert.deepEqual(r.nodes.map((n) => n.name), ['fine'], 'the bad Node is rejected alone');
+  });
+}
+
+test('a Node that lost its address keeps its last good version, given the previous objects', () => {
+  const first = parse([file([node('n1', [{ type: 'InternalIP', address: '198.18.0.11' }])])]);
+  const next = splitManifests([file([node('n1', [])])]);
+  const r = parseObjects(next.objects, { previous: first });
+  assert.deepEqual(r.nodes.map((n) => n.address), ['198.18.0.11']);
+  assert.match(r.problems[0]?.message ?? '', /keeping the previous version/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { state } from './fixture.ts';
+import { node, NODE_DOCS, state } from './fixture.ts';
 
 test('workloads carry enrollment from the namespace or the pod label, and their SPIFFE identity', () => {
   const s = state();
@@ -78,4 +78,15 @@ test('the state is frozen', () => {
   assert.ok(Object.isFrozen(s));
   assert.ok(Object.isFrozen(s.workloads[0]));
   assert.throws(() => { (s.workloads as unknown as unknown[]).push(1); });
+});
+
+test('node addresses come from Node objects; nodes() lists nodes with workloads or a Node object', () => {
+  const s = state([...NODE_DOCS, node('spare', [{ type: 'InternalIP', address: '198.18.0.20' }])]);
+  assert.equal(s.nodeAddress('n2'), '198.18.0.12');
+  assert.deepEqual(s.node('n3'), { name: 'n3', address: '198.18.0.13' });
+  assert.equal(s.nodeAddress('spare'), '198.18.0.20');
+  assert.equal(s.nodeAddress('n9'), undefined, 'an endpoint names n9, but no Node object does');
+  assert.deepEqual(s.nodes(), ['n1', 'n2', 'n3', 'spare']);
+  assert.deepEqual(s.workloadsOnNode('spare'), []);
+  assert.equal(state().nodeAddress('n1'), undefined, 'no Node objects, no addresses');
 });
