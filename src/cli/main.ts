@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<Command>> = {
   sim: () => Promise.resolve(simCommand),
   demo: async () => (await import('./demo.ts')).demoCommand,
   vet: async () => (await import('./vet.ts')).vetCommand,
+  agent: async () => (await import('./agent.ts')).agentCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -1,0 +1,161 @@
+// The node agent, wired: capture (redirect), config and certificates (a MeshFeed), the
+// proxy worker threads, and the metrics / readiness / admin endpoints. This file owns the
+// lifecycle: start in order, become ready, drain on SIGTERM, leave the node as found.
+
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { systemClock } from '../core/clock.ts';
+import { describeError } from '../core/errors.ts';
+import { findCgroup2Mount } from '../core/cgroup2.ts';
+import { podCgroupPath, type AgentConfig } from '../config/agent.ts';
+import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
+import type { MeshContent } from '../model/resolve.ts';
+import { createRedirector, type Redirector, type CaptureTarget } from '../redirect/index.ts';
+import { HttpEndpoint, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
+import { LocalFeed } from './local-feed.ts';
+import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
+import { ProxyWorkers } from './proxy-workers.ts';
+import type { CredentialMaterial } from './credentials.ts';
+import { EnrollmentReconciler } from './enrollment.ts';
+
+export interface RunningAgent {
+  /** Drains and stops everything; resolves when the node is left as configured (fail-open or fail-closed). */
+  shutdown(): Promise<void>;
+}
+
+/** The agent process's own cgroup v2 directory (SO_ORIGINAL_DST is answered there in eBPF mode). */
+export function ownCgroup(): string {
+  const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  return join(findCgroup2Mount() ?? '/sys/fs/cgroup', line?.slice(3) ?? '/');
+}
+
+export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<RunningAgent> {
+  const logger: Logger = pino({ level: config.logLevel, base: { node: config.node } });
+  const clock = systemClock;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'weft_agent_' });
+  mkdirSync(config.stateDir, { recursive: true });
+
+  const meshFeed = feed ?? (config.source.kind === 'manifests'
+    ? new LocalFeed({ node: config.node, manifestsDir: config.source.dir, stateDir: config.stateDir, trustDomain: config.trustDomain }, logger, clock)
+    : await import('./control-feed.ts').then((m) => m.controlFeed(config, logger)));
+
+  let redirector: Redirector | undefined;
+  if (config.mode !== 'off') {
+    redirector = createRedirector(config.mode, {
+      node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
+      excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: ownCgroup(),
+      podInterface: config.podInterface,
+    }, { log: logger });
+    await redirector.start();
+    logger.info({ mode: config.mode, adopted: redirector.enrolled().length }, 'capture ready');
+  }
+
+  const workers = new ProxyWorkers(config.workers, {
+    node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
+    ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
+  }, logger, config.logLevel);
+  await workers.start();
+  logger.info({ workers: config.workers }, 'proxy workers listening');
+
+  const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
+  let current: NodeConfig | undefined;
+  const pushCredentials = (): void => {
+    if (current === undefined) return;
+    const certs: CredentialMaterial[] = [];
+    for (const id of certificates.snapshot()) {
+      const c = certificates.get(id.identity);
+      if (c !== undefined) certs.push({ identity: c.identity.uri, serial: c.serial, keyPem: c.keyPem, certPem: c.certPem, chainPem: c.chainPem });
+    }
+    workers.setCredentials({ trustBundlePem: current.trustBundlePem, crlPem: current.crlPem, certificates: certs });
+  };
+  certificates.subscribe((event) => {
+    if (event.type === 'failed') logger.warn({ identity: event.identity.uri, stillValid: event.stillValid, err: describeError(event.error) }, 'certificate request failed');
+    pushCredentials();
+  });
+
+  const enrollment = new EnrollmentReconciler(redirector, logger);
+  const applyConfig = (next: NodeConfig): void => {
+    current = next;
+    workers.setMesh(next.content);
+    const local = localWorkloads(next.content, config.node);
+    const ids = new Map<string, SpiffeId>();
+    for (const w of local) ids.set(w.identity, parseSpiffeId(w.identity));
+    certificates.setIdentities(ids.values());
+    pushCredentials();
+    enrollment.reconcile(local.flatMap((w): CaptureTarget[] => (w.ip === undefined ? [] : [
+      { podId: w.key, ip: w.ip, cgroupPath: podCgroupPath(config.podCgroup, w.namespace, w.name) },
+    ])));
+    logger.info({ version: next.version, workloads: local.length, services: next.content.services.length }, 'config applied');
+  };
+
+  // Ready: capture in place, workers listening, config applied, every local identity has a certificate.
+  const readiness = () => {
+    if (current === undefined) return { ready: false, reason: 'no config from the control plane yet' };
+    const missing = certificates.snapshot().filter((c) => certificates.get(c.identity) === undefined).map((c) => c.identity);
+    if (missing.length > 0) return { ready: false, reason: `waiting for certificates: ${missing.join(', ')}` };
+    if (workers.listening < config.workers) return { ready: false, reason: `${workers.listening}/${config.workers} proxy workers listening` };
+    return { ready: true };
+  };
+  // The agent's own metrics plus every worker's, summed, on one scrape.
+  const metricsHandler: Routes = {
+    '/metrics': async (_req, res) => {
+      const { registry: fromWorkers } = await workers.metrics();
+      const body = await Registry.merge([registry, fromWorkers]).metrics();
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(body);
+    },
+  };
+  const endpoints: HttpEndpoint[] = [
+    await HttpEndpoint.start({ name: 'metrics', host: '0.0.0.0', port: config.ports.metrics, routes: metricsHandler }),
+    await HttpEndpoint.start({ name: 'readiness', host: '0.0.0.0', port: config.ports.ready, routes: readinessRoutes(readiness) }),
+    await startAdminServer({
+      port: config.ports.admin,
+      routes: {
+        '/config_dump': async (_req, res) => {
+          const { stats } = await workers.metrics();
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(`${JSON.stringify({
+            node: config.node, version: current?.version, feed: meshFeed.describe(),
+            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [] },
+            certificates: certificates.snapshot(), workers: stats, mesh: current?.content,
+          }, null, 2)}\n`);
+        },
+      },
+    }),
+  ];
+
+  await meshFeed.start(applyConfig);
+  const readyCheck = setInterval(() => {
+    if (!readiness().ready || config.readyFile === undefined) return;
+    writeFileSync(config.readyFile, `${process.pid}\n`);
+    clearInterval(readyCheck);
+    logger.info('agent ready');
+  }, 50);
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    stopping ??= (async () => {
+      clearInterval(readyCheck);
+      logger.info({ drainMs: config.drainMs }, 'draining');
+      await workers.drain(config.drainMs);
+      await enrollment.idle();
+      await redirector?.close({ keepCapture: config.failClosed });
+      certificates.close();
+      await meshFeed.close();
+      await Promise.all(endpoints.map((e) => e.close()));
+      logger.info({ failClosed: config.failClosed }, 'agent stopped');
+      logger.flush();
+    })().catch((err: unknown) => {
+      logger.error({ err: describeError(err) }, 'shutdown failed');
+    });
+    return stopping;
+  };
+  return { shutdown };
+}
+
+function localWorkloads(content: MeshContent, node: string) {
+  return content.workloads.filter((w) => w.node === node && w.enrolled);
+}

@@ -1,0 +1,102 @@
+// One thread's data plane: the outbound (15001), inbound tunnel (15008) and inbound
+// plaintext (15006) listeners, the tunnel pool, endpoint health and per-connection
+// telemetry, reading the mesh state and credentials the agent hands it. Every proxy
+// worker thread runs one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
+
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Clock } from '../core/clock.ts';
+import { authorize } from '../model/authorize.ts';
+import { meshStateFromContent, type MeshState } from '../model/state.ts';
+import type { MeshContent } from '../model/resolve.ts';
+import {
+  InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  type MeshView, type OriginalDestinationReader, type SocketAddress,
+} from '../proxy/index.ts';
+import { ConnectionTelemetry } from '../telemetry/index.ts';
+import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
+import type { AgentPorts } from '../config/agent.ts';
+
+export interface ProxyRuntimeOptions {
+  readonly node: string;
+  /** Where captured outbound connections arrive (the node's address as its pods see it). */
+  readonly captureAddress: string;
+  /** Where peer agents' tunnels arrive. */
+  readonly tunnelAddress: string;
+  readonly ports: AgentPorts;
+  readonly clusterDomain: string;
+  readonly cluster: string;
+}
+
+export interface ProxyRuntimeDeps {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly clock: Clock;
+  readonly originalDestination: (socket: Socket) => SocketAddress;
+}
+
+export class ProxyRuntime {
+  readonly #credentials: WorkloadCredentials;
+  #state: MeshState;
+  readonly #outbound: OutboundListener;
+  readonly #tunnel: InboundTunnel;
+  readonly #plain: InboundPlain;
+  readonly #pool: TunnelPool;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
+    this.#credentials = new WorkloadCredentials(deps.clock);
+    this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] } as MeshContent);
+    // The listeners read the current state through this view, so a config swap is one assignment.
+    const mesh: MeshView = {
+      workloadByIp: (ip) => this.#state.workloadByIp(ip),
+      serviceByVip: (ip, port) => this.#state.serviceByVip(ip, port),
+      endpoints: (key, port) => this.#state.endpoints(key, port),
+      nodeAddress: (node) => this.#state.nodeAddress(node),
+    };
+    const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const reader: OriginalDestinationReader = deps.originalDestination;
+    this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
+    this.#outbound = new OutboundListener({
+      originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
+      health: new UpstreamHealth(deps.clock), observer,
+    }, {
+      nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
+      tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
+    });
+    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer }, {
+      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
+    });
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer }, {
+      nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
+    });
+  }
+
+  setMesh(content: MeshContent): void {
+    this.#state = meshStateFromContent(content);
+  }
+
+  setCredentials(set: CredentialSet): void {
+    this.#credentials.update(set);
+  }
+
+  async listen(): Promise<void> {
+    await Promise.all([this.#outbound.listen(), this.#tunnel.listen(), this.#plain.listen()]);
+  }
+
+  stats(): { tunnelSessions: number; tunnelStreams: number; pool: ReturnType<TunnelPool['stats']> } {
+    const t = this.#tunnel.stats();
+    return { tunnelSessions: t.sessions, tunnelStreams: t.streams, pool: this.#pool.stats() };
+  }
+
+  /** Stops accepting, lets open connections finish for up to `deadlineMs`, then closes the rest. Safe to call twice. */
+  drain(deadlineMs: number): Promise<void> {
+    this.#closed ??= (async () => {
+      await Promise.all([this.#outbound.drain(deadlineMs), this.#tunnel.drain(deadlineMs), this.#plain.drain(deadlineMs)]);
+      await this.#pool.close();
+    })();
+    return this.#closed;
+  }
+}

@@ -1,0 +1,56 @@
+// Entry point of one proxy worker thread. The agent's main thread owns the control-plane
+// connection, certificates and capture state; each worker runs a ProxyRuntime on the shared
+// ports (SO_REUSEPORT spreads connections across workers) and gets config by message.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { systemClock } from '../core/clock.ts';
+import { describeError } from '../core/errors.ts';
+import { originalDestination } from '../redirect/index.ts';
+import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
+import type { ToWorker, FromWorker } from './worker-messages.ts';
+
+interface WorkerData {
+  readonly options: ProxyRuntimeOptions;
+  readonly logLevel: string;
+  readonly index: number;
+}
+
+const port = parentPort;
+if (port === null) throw new Error('proxy-worker.ts runs only as a worker thread');
+const data = workerData as WorkerData;
+const send = (m: FromWorker): void => port.postMessage(m);
+
+const logger = pino({ level: data.logLevel, base: { worker: data.index } }, pino.destination({ dest: 1, sync: false }));
+const registry = new Registry();
+const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'mesh':
+      runtime.setMesh(m.content);
+      break;
+    case 'credentials':
+      try {
+        runtime.setCredentials(m.set);
+      } catch (err: unknown) {
+        logger.error({ err: describeError(err) }, 'credentials refused; keeping the previous ones');
+      }
+      break;
+    case 'metrics':
+      void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
+      break;
+    case 'drain':
+      void runtime.drain(m.deadlineMs).then(() => {
+        logger.flush();
+        send({ type: 'drained' });
+      });
+      break;
+  }
+});
+
+runtime.listen().then(
+  () => send({ type: 'listening' }),
+  (err: unknown) => send({ type: 'failed', message: describeError(err) }),
+);

@@ -1,0 +1,23 @@
+// The messages between the agent's main thread and its proxy workers.
+
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { MeshContent } from '../model/resolve.ts';
+import type { CredentialSet } from './credentials.ts';
+
+export type ToWorker =
+  | { readonly type: 'mesh'; readonly content: MeshContent }
+  | { readonly type: 'credentials'; readonly set: CredentialSet }
+  | { readonly type: 'metrics'; readonly id: number }
+  | { readonly type: 'drain'; readonly deadlineMs: number };
+
+export interface WorkerStats {
+  readonly tunnelSessions: number;
+  readonly tunnelStreams: number;
+  readonly pool: object;
+}
+
+export type FromWorker =
+  | { readonly type: 'listening' }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'metrics'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[]; readonly stats: WorkerStats }
+  | { readonly type: 'drained' };
