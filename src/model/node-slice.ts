@@ -1,11 +1,12 @@
 // What one node's agent needs, and the versioned resource form the control plane pushes.
-// A node with no enrolled workload captures nothing, so it gets no services or peers.
+// A node with no enrolled workload captures nothing, so it gets no services, peers or
+// node addresses.
 // Resource versions are content hashes of canonical JSON, so the same content always has
 // the same version, whichever control-plane replica computed it, and a push carries only
 // the resources whose version changed.
 
 import { createHash } from 'node:crypto';
-import type { AuthorizationPolicyObject, MeshService, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
 import type { MeshState } from './state.ts';
 
 export interface NodeIdentity {
@@ -28,6 +29,41 @@ export interface NodeSlice {
   readonly policies: readonly AuthorizationPolicyObject[];
   /** Service accounts of the node's enrolled workloads: the certificates its agent may ask for. */
   readonly serviceAccounts: readonly NodeIdentity[];
+  /**
+   * Addresses of the nodes its agent may tunnel to: those hosting a peer or a service
+   * endpoint (the node itself when it hosts an endpoint), by name; nodes without a Node
+   * object are left out.
+   */
+  readonly nodes: readonly MeshNode[];
+}
+
+/** Nodes a meshed node's agent may call, before removing the node itself. Once per state. */
+export interface CalledNodes {
+  /** Nodes hosting a workload that has an IP (the peers of every other node). */
+  readonly withWorkloads: ReadonlySet<string>;
+  /** Nodes hosting an endpoint of some service. */
+  readonly withEndpoints: ReadonlySet<string>;
+}
+
+export function calledNodes(state: MeshState): CalledNodes {
+  const withWorkloads = new Set<string>();
+  const withEndpoints = new Set<string>();
+  for (const w of state.workloads) if (w.node !== undefined && w.ip !== undefined) withWorkloads.add(w.node);
+  for (const s of state.services) {
+    for (const pe of s.endpoints) for (const e of pe.endpoints) if (e.node !== undefined) withEndpoints.add(e.node);
+  }
+  return Object.freeze({ withWorkloads, withEndpoints });
+}
+
+function sliceNodes(state: MeshState, node: string, called: CalledNodes): MeshNode[] {
+  const names = new Set(called.withEndpoints);
+  for (const n of called.withWorkloads) if (n !== node) names.add(n);
+  const out: MeshNode[] = [];
+  for (const name of [...names].sort()) {
+    const n = state.node(name);
+    if (n !== undefined) out.push(n);
+  }
+  return out;
 }
 
 export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
@@ -52,14 +88,15 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
     services: meshed ? state.services : [],
     policies: sortedValues(policies),
     serviceAccounts: sortedValues(accounts),
+    nodes: meshed ? sliceNodes(state, node, cache?.calledNodes(state) ?? calledNodes(state)) : [],
   });
 }
 
-export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'identity';
+export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'identity' | 'node';
 
 export interface NodeResource {
   readonly type: ResourceType;
-  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), `config` (mesh). */
+  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `config` (mesh). */
   readonly name: string;
   /** Content hash of the body: equal bodies, equal versions. */
   readonly version: string;
@@ -101,6 +138,7 @@ export function resourceKey(type: ResourceType, name: string): string {
 export class ResourceCache {
   readonly #resources = new WeakMap<object, NodeResource>();
   readonly #peers = new WeakMap<Workload, Workload>();
+  readonly #called = new WeakMap<MeshState, CalledNodes>();
 
   resource(type: ResourceType, name: string, body: object): NodeResource {
     let r = this.#resources.get(body);
@@ -120,6 +158,16 @@ export class ResourceCache {
     }
     return p;
   }
+
+  /** calledNodes(state), computed once per state rather than once per node. */
+  calledNodes(state: MeshState): CalledNodes {
+    let c = this.#called.get(state);
+    if (c === undefined) {
+      c = calledNodes(state);
+      this.#called.set(state, c);
+    }
+    return c;
+  }
 }
 
 function entry(cache: ResourceCache, type: ResourceType, name: string, body: object): [string, NodeResource] {
@@ -133,6 +181,7 @@ export function sliceResources(slice: NodeSlice, cache: ResourceCache = new Reso
   for (const s of slice.services) out.set(...entry(cache, 'service', s.key, s));
   for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
   for (const i of slice.serviceAccounts) out.set(...entry(cache, 'identity', `${i.namespace}/${i.serviceAccount}`, i));
+  for (const n of slice.nodes) out.set(...entry(cache, 'node', n.name, n));
   return out;
 }
 

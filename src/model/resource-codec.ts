@@ -3,12 +3,13 @@
 // ready for meshStateFromContent.
 
 import { isIPv4 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshService, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
 import { checkSchema, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
+import { nodeAddressProblem } from './core-kinds.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
@@ -55,9 +56,20 @@ const POLICY = obj({
 });
 const IDENTITY = obj({ namespace: str, serviceAccount: str, identity: spiffe });
 const MESH = obj({ trustDomain: str, node: str });
+const NODE = obj({
+  name: str,
+  address: {
+    type: 'string',
+    check: (s) => {
+      if (!isIPv4(s)) return `must be an IPv4 address, got ${JSON.stringify(s)}`;
+      const bad = nodeAddressProblem(s);
+      return bad === undefined ? undefined : `${JSON.stringify(s)} cannot be a node address: ${bad}`;
+    },
+  },
+});
 
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE,
 };
 
 export interface ResourceProblem {
@@ -77,6 +89,7 @@ export interface DecodedResources {
 function nameOf(type: ResourceType, body: Record<string, unknown>): string {
   switch (type) {
     case 'mesh': return 'config';
+    case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
     case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
@@ -89,6 +102,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const services: MeshService[] = [];
   const policies: AuthorizationPolicyObject[] = [];
   const identities: NodeIdentity[] = [];
+  const nodes: MeshNode[] = [];
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
     const key = `${String(r.type)}/${String(r.name)}`;
@@ -117,6 +131,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'service': services.push(body as unknown as MeshService); break;
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
+      case 'node': nodes.push(body as unknown as MeshNode); break;
     }
   }
   const byKey = <T>(k: (t: T) => string) => (a: T, b: T): number => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
@@ -129,7 +144,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       workloads: workloads.sort(byKey((w) => w.key)),
       services: services.sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
-      nodes: [],
+      nodes: nodes.sort(byKey((n) => n.name)),
     },
   };
 }

@@ -6,7 +6,7 @@ import { meshStateFromContent } from '../../../src/model/state.ts';
 import { authorize, type AuthorizationRequest } from '../../../src/model/authorize.ts';
 import { buildMeshState } from '../../../src/model/state.ts';
 import { parseManifests } from '../../../src/model/manifests.ts';
-import { BASE_DOCS, parsed, pod, policy, state, yamlOf } from './fixture.ts';
+import { BASE_DOCS, node, NODE_DOCS, parsed, pod, policy, state, yamlOf } from './fixture.ts';
 
 const POLICIES = [
   policy('shop', 'db-only-web', { selector: { matchLabels: { app: 'db' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }] }] }),
@@ -115,4 +115,66 @@ test('a bad resource is rejected alone, naming its key', () => {
 
 test('parsed() fixture sanity: the policies parse', () => {
   assert.equal(parsed(POLICIES).policies.length, 3);
+});
+
+test('a meshed node gets the addresses of the nodes hosting its peers and the services\' endpoints', () => {
+  const s = state([...POLICIES, ...NODE_DOCS, node('n8', [{ type: 'InternalIP', address: '198.18.0.18' }]), node('idle', [{ type: 'InternalIP', address: '198.18.0.30' }])]);
+  // n2: peers on n1 and n3; endpoints on n1, n2 (itself) and n8 (a slice endpoint without a pod); n9's endpoint is not ready.
+  assert.deepEqual(nodeSlice(s, 'n2').nodes, [
+    { name: 'n1', address: '198.18.0.11' }, { name: 'n2', address: '198.18.0.12' },
+    { name: 'n3', address: '198.18.0.13' }, { name: 'n8', address: '198.18.0.18' },
+  ]);
+  // n3 hosts no endpoint, so it does not get its own address.
+  assert.deepEqual(nodeSlice(s, 'n3').nodes.map((n) => n.name), ['n1', 'n2', 'n8']);
+  assert.deepEqual(nodeSlice(state([...NODE_DOCS]), 'n2').nodes.map((n) => n.name), ['n1', 'n2', 'n3'], 'n8 has no Node object: left out');
+  const lone = buildMeshState(parseManifests([{ path: 'x', text: yamlOf([...BASE_DOCS, ...NODE_DOCS, pod('legacy', 'lone', { node: 'n7', ip: '198.18.7.1' })]) }]));
+  assert.deepEqual(nodeSlice(lone, 'n7').nodes, [], 'a node without enrolled workloads calls no one');
+});
+
+test('node resources: node/<name> with {name, address}, content-versioned, decoded on the agent', () => {
+  const s = state([...POLICIES, ...NODE_DOCS]);
+  const rs = nodeResources(s, 'n3');
+  assert.deepEqual([...rs.keys()].filter((k) => k.startsWith('node/')), ['node/n1', 'node/n2']);
+  const r = rs.get('node/n1') ?? assert.fail();
+  assert.deepEqual([r.type, r.name, r.body], ['node', 'n1', { name: 'n1', address: '198.18.0.11' }]);
+  assert.equal(r.version, resourceVersion({ address: '198.18.0.11', name: 'n1' }));
+  const cache = new ResourceCache();
+  nodeResources(s, 'n1', cache);
+  assert.deepEqual([...nodeResources(s, 'n3', cache).keys()], [...rs.keys()], 'a shared cache gives the same node resources');
+  assert.equal(nodeResources(s, 'n3', cache).get('node/n1'), nodeResources(s, 'n2', cache).get('node/n1'), 'one resource object for every node');
+  const wire = JSON.parse(JSON.stringify([...rs.values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  assert.deepEqual(decoded.content.nodes, [{ name: 'n1', address: '198.18.0.11' }, { name: 'n2', address: '198.18.0.12' }]);
+  const agent = meshStateFromContent(decoded.content);
+  assert.equal(agent.nodeAddress('n2'), '198.18.0.12');
+  assert.equal(agent.nodeAddress(agent.workload('shop/web-2')?.node ?? ''), '198.18.0.12', 'a remote workload\'s node resolves to its agent');
+  assert.equal(agent.nodeAddress('n3'), undefined);
+});
+
+test('a node that moves changes only its own node resource', () => {
+  const moved = NODE_DOCS.map((d, i) => (i === 0 ? node('n1', [{ type: 'InternalIP', address: '198.18.0.21' }]) : d));
+  const d = diffNodeResources(nodeResources(state([...POLICIES, ...NODE_DOCS]), 'n2'), nodeResources(state([...POLICIES, ...moved]), 'n2'));
+  assert.deepEqual(d.changed.map((r) => [`${r.type}/${r.name}`, (r.body as { address: string }).address]), [['node/n1', '198.18.0.21']]);
+  assert.deepEqual(d.removed, []);
+  const gone = diffNodeResources(nodeResources(state([...POLICIES, ...NODE_DOCS]), 'n2'), nodeResources(state([...POLICIES, ...NODE_DOCS.slice(1)]), 'n2'));
+  assert.deepEqual(gone, { changed: [], removed: ['node/n1'] });
+});
+
+test('a node resource with a bad address is rejected alone, with a clear message', () => {
+  const rs = [...nodeResources(state([...POLICIES, ...NODE_DOCS]), 'n2').values()];
+  const withBody = (r: NodeResource, body: object): NodeResource => ({ ...r, body, version: resourceVersion(body) });
+  const tampered = rs.map((r) => {
+    if (r.type === 'node' && r.name === 'n1') return withBody(r, { name: 'n1', address: '224.0.0.1' });
+    if (r.type === 'node' && r.name === 'n3') return withBody(r, { name: 'n3', address: 'n3.example' });
+    return r;
+  });
+  const d = decodeNodeResources([...tampered, withBody({ type: 'node', name: 'n4', version: '', body: {} }, { name: 'other', address: '198.18.0.14' })]);
+  assert.deepEqual(d.problems, [
+    { key: 'node/n1', message: 'body.address "224.0.0.1" cannot be a node address: it is a multicast address' },
+    { key: 'node/n3', message: 'body.address must be an IPv4 address, got "n3.example"' },
+    { key: 'node/n4', message: 'body names "other", not "n4"' },
+  ]);
+  assert.deepEqual(d.content.nodes.map((n) => n.name), ['n2'], 'the good node still applies');
+  assert.equal(d.content.services.length, 2, 'other resources still apply');
 });
