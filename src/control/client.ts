@@ -28,8 +28,12 @@ export interface ControlClientOptions {
   readonly address: string;
   readonly node: string;
   readonly trustDomain: string;
-  /** CA certificates to verify the control plane with; the bundle returned at bootstrap replaces it. */
-  readonly trustBundlePem: string;
+  /**
+   * CA certificates (PEM) to verify the control plane with at bootstrap; the bundle returned
+   * then is used afterwards. A function is called at each bootstrap attempt, so a CA file
+   * that appears after the agent started is picked up.
+   */
+  readonly trustBundlePem: string | (() => string | Promise<string>);
   /** The bootstrap token; called before each bootstrap so a rotated token file is re-read. */
   readonly bootstrapToken: () => string | Promise<string>;
   readonly validate: ResourceValidator;
@@ -337,11 +341,18 @@ export class ControlClient {
     const { keyPem, csrPem } = await createNodeCsr(this.#o.node, this.#o.trustDomain);
     const metadata = new grpc.Metadata();
     let credentials: grpc.ChannelCredentials;
+    let trustBundlePem: string;
     if (renew && current !== undefined) {
       credentials = this.#mtls(current);
+      trustBundlePem = current.trustBundlePem;
     } else {
-      metadata.set(AUTHORIZATION_METADATA, `Bearer ${await this.#o.bootstrapToken()}`);
-      credentials = grpc.credentials.createSsl(Buffer.from(this.#o.trustBundlePem), null, null, { checkServerIdentity: this.#checkServer });
+      const given = this.#o.trustBundlePem;
+      trustBundlePem = typeof given === 'string' ? given : await given();
+      if (!trustBundlePem.includes('-----BEGIN CERTIFICATE-----')) {
+        throw controlError(ControlErrors.BAD_OPTIONS, 'the trust bundle for verifying the control plane holds no PEM certificate');
+      }
+      metadata.set(AUTHORIZATION_METADATA, `Bearer ${(await this.#o.bootstrapToken()).trim()}`);
+      credentials = grpc.credentials.createSsl(Buffer.from(trustBundlePem), null, null, { checkServerIdentity: this.#checkServer });
     }
     const stub = this.#stub(credentials);
     let response: BootstrapResponse;
@@ -367,7 +378,7 @@ export class ControlClient {
     this.#nodeCert = Object.freeze({
       keyPem,
       certPem: response.certPem + response.chainPem.join(''),
-      trustBundlePem: response.trustBundlePem || this.#o.trustBundlePem,
+      trustBundlePem: response.trustBundlePem || trustBundlePem,
       notAfter,
       renewAt,
     });

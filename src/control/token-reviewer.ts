@@ -24,25 +24,22 @@ function digest(token: string): Buffer {
 export class StaticTokenReviewer implements TokenReviewer {
   readonly #entries: ReadonlyArray<{ readonly digest: Buffer; readonly node: string }>;
 
-  /** `tokens`: node name -> token. */
+  /** `tokens`: token -> node name. A node may have several tokens (rotation). */
   constructor(tokens: ReadonlyMap<string, string>) {
-    const seen = new Set<string>();
     const entries: Array<{ digest: Buffer; node: string }> = [];
-    for (const [node, token] of tokens) {
+    for (const [token, node] of tokens) {
+      if (typeof node !== 'string') throw controlError(ControlErrors.BAD_TOKEN_FILE, `token #${entries.length + 1} must map to a node name, got ${JSON.stringify(node)}`);
       checkNodeName(node);
-      if (typeof token !== 'string' || token.length < 16) {
-        throw controlError(ControlErrors.BAD_TOKEN_FILE, `the token of node ${node} must be a string of at least 16 characters`);
+      if (token.length < 16) {
+        throw controlError(ControlErrors.BAD_TOKEN_FILE, `the token of node ${node} is ${token.length} characters; bootstrap tokens need at least 16`);
       }
-      const d = digest(token);
-      if (seen.has(d.toString('hex'))) throw controlError(ControlErrors.BAD_TOKEN_FILE, `node ${node} shares its token with another node`);
-      seen.add(d.toString('hex'));
-      entries.push({ digest: d, node });
+      entries.push({ digest: digest(token), node });
     }
     this.#entries = entries;
   }
 
   /**
-   * Reads a JSON object mapping node name to token, e.g. `{"node-1": "3f9c..."}` (what
+   * Reads a JSON object mapping token to node name, e.g. `{"3f9c...": "node-1"}` (what
    * `weft sim` writes).
    */
   static async fromFile(path: string): Promise<StaticTokenReviewer> {
@@ -53,7 +50,7 @@ export class StaticTokenReviewer implements TokenReviewer {
       throw controlError(ControlErrors.BAD_TOKEN_FILE, `cannot read the bootstrap token file ${path}: ${err instanceof Error ? err.message : String(err)}`, err);
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw controlError(ControlErrors.BAD_TOKEN_FILE, `${path} must hold a JSON object mapping node name to token`);
+      throw controlError(ControlErrors.BAD_TOKEN_FILE, `${path} must hold a JSON object mapping token to node name`);
     }
     try {
       return new StaticTokenReviewer(new Map(Object.entries(parsed as Record<string, string>)));

@@ -93,7 +93,7 @@ export async function startServer(port = 0, extra: Partial<ControlServerOptions<
     resourcesFor,
     trustDomain: TD,
     tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-    tokenReviewer: new StaticTokenReviewer(new Map(NODES.map((n) => [n, tokenOf(n)]))),
+    tokenReviewer: new StaticTokenReviewer(new Map(NODES.map((n) => [tokenOf(n), n]))),
     nodeSigner: issuer,
     csrSigner,
     registry,
