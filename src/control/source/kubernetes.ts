@@ -3,14 +3,15 @@
 // bookmarks; client-node relists on 410 Gone. This class adds what the informer leaves to
 // its caller: restarting after errors with capped exponential backoff, waiting for every
 // kind's first list before the first snapshot, treating a kind the API does not serve
-// (CRD not installed) as a reported problem instead of a hang, and a close() that really
-// ends every request.
+// (CRD not installed) as a reported problem instead of a hang, a close() that really
+// ends every request, and, for Nodes, ignoring status updates the mesh does not read.
 
 import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestProblem } from '../../model/manifests.ts';
 import type { RawObject } from '../../model/types.ts';
 import { WEFT_API_VERSION } from '../../model/types.ts';
+import { isRecord } from '../../model/fields.ts';
 import { describeError } from '../../core/errors.ts';
 import { silentLogger, type ConfigSource, type SnapshotListener, type SourceLogger } from './contract.ts';
 import { Debouncer } from './debounce.ts';
@@ -22,6 +23,23 @@ export interface WatchedKind {
   readonly apiVersion: string;
   /** Cluster-wide collection path. */
   readonly path: string;
+  /**
+   * The part of an object the mesh reads. When given, snapshots carry only that part and
+   * an update that leaves it unchanged makes no snapshot.
+   */
+  readonly relevant?: (body: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/**
+ * A Node as the model reads it: name, labels, addresses. The kubelet rewrites a Node's
+ * status (conditions, images) every few minutes; those updates must not rebuild the mesh.
+ */
+export function nodeFields(body: Record<string, unknown>): Record<string, unknown> {
+  const md = isRecord(body.metadata) ? body.metadata : {};
+  const status = isRecord(body.status) ? body.status : {};
+  const metadata: Record<string, unknown> = { name: md.name };
+  if (md.labels !== undefined) metadata.labels = md.labels;
+  return { metadata, status: status.addresses === undefined ? {} : { addresses: status.addresses } };
 }
 
 export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
@@ -31,6 +49,8 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   { kind: 'ServiceAccount', apiVersion: 'v1', path: '/api/v1/serviceaccounts' },
   { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', path: '/apis/discovery.k8s.io/v1/endpointslices' },
   { kind: 'AuthorizationPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/authorizationpolicies` },
+  // Where other nodes' agents listen (the tunnel on 15008).
+  { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', relevant: nodeFields },
 ]);
 
 export interface KubernetesSourceOptions {
@@ -93,6 +113,12 @@ interface KindState {
   unavailable: string | undefined;
   failures: number;
   retry: NodeJS.Timeout | undefined;
+  /** For kinds with `relevant`: the relevant part of each cached object, as JSON, by namespace/name. */
+  readonly seen: Map<string, string>;
+}
+
+function objectKey(o: KubernetesObject): string {
+  return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 }
 
 /** Objects that are valid in a cluster but have no place in the mesh model, dropped without a problem. */
@@ -176,9 +202,23 @@ export class KubernetesSource implements ConfigSource {
       state.failures = 0;
       if (this.#phase === 'running') this.#debouncer.trigger();
     };
-    const state: KindState = { kind, informer, watch, synced: false, unavailable: undefined, failures: 0, retry: undefined };
-    informer.on('add', changed);
-    informer.on('update', changed);
+    const relevant = kind.relevant;
+    const state: KindState = { kind, informer, watch, synced: false, unavailable: undefined, failures: 0, retry: undefined, seen: new Map() };
+    if (relevant === undefined) {
+      informer.on('add', changed);
+      informer.on('update', changed);
+    } else {
+      const upsert = (o: KubernetesObject): void => {
+        const key = objectKey(o);
+        const now = JSON.stringify(relevant(o as unknown as Record<string, unknown>));
+        if (state.seen.get(key) === now) return;
+        state.seen.set(key, now);
+        changed();
+      };
+      informer.on('add', upsert);
+      informer.on('update', upsert);
+      informer.on('delete', (o: KubernetesObject) => void state.seen.delete(objectKey(o)));
+    }
     informer.on('delete', changed);
     informer.on('error', (err: unknown) => this.#failed(state, err));
     return state;
@@ -233,7 +273,8 @@ export class KubernetesSource implements ConfigSource {
     for (const st of this.#states) {
       const file = `kubernetes:${st.kind.path}`;
       if (st.unavailable !== undefined) problems.push({ file, object: undefined, field: undefined, message: st.unavailable });
-      const items = st.informer.list().map((o) => ({ ...(o as unknown as Record<string, unknown>), kind: st.kind.kind, apiVersion: st.kind.apiVersion }));
+      const relevant = st.kind.relevant ?? ((b: Record<string, unknown>) => b);
+      const items = st.informer.list().map((o) => ({ ...relevant(o as unknown as Record<string, unknown>), kind: st.kind.kind, apiVersion: st.kind.apiVersion }));
       const key = (b: Record<string, unknown>): string => {
         const md = (b.metadata ?? {}) as { namespace?: string; name?: string };
         return `${md.namespace ?? ''}/${md.name ?? ''}`;

@@ -8,6 +8,7 @@ import type { RawObject } from '../../../../src/model/types.ts';
 import type { ManifestProblem } from '../../../../src/model/manifests.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
 import { SourceErrors } from '../../../../src/control/source/errors.ts';
+import { loadMesh } from '../../../../src/model/load.ts';
 
 interface Snap { readonly objects: readonly RawObject[]; readonly problems: readonly ManifestProblem[] }
 
@@ -136,4 +137,14 @@ test('start refuses a missing directory; close is idempotent and stops snapshots
   await writeFile(join(h.dir, 'a.yaml'), ns('after-close'));
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(h.snaps.length, count);
+});
+
+test('passes every kind through as written, Nodes included; the model gives their addresses', async (t) => {
+  const node = 'apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - { type: InternalIP, address: 198.18.0.11 }\n';
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'nodes.yaml'), `${node}---\n${ns('a')}`));
+  const s = h.snaps[0] ?? assert.fail();
+  assert.deepEqual(s.objects.map((o) => o.kind), ['Node', 'Namespace']);
+  const loaded = loadMesh(s.objects);
+  assert.deepEqual(loaded.problems, []);
+  assert.equal(loaded.state.nodeAddress('n1'), '198.18.0.11');
 });

@@ -9,7 +9,7 @@ import type { RawObject } from '../../../../src/model/types.ts';
 import type { ManifestProblem } from '../../../../src/model/manifests.ts';
 import { FakeApiServer } from './fake-apiserver.ts';
 
-const [NS, POD, SVC, SA, SLICE, POLICY] = WATCHED_KINDS.map((k) => k.path) as [string, string, string, string, string, string];
+const [NS, POD, SVC, SA, SLICE, POLICY, NODE] = WATCHED_KINDS.map((k) => k.path) as [string, string, string, string, string, string, string];
 const POLICY_KIND = WATCHED_KINDS[5] ?? assert.fail();
 
 interface Snap { readonly objects: readonly RawObject[]; readonly problems: readonly ManifestProblem[] }
@@ -17,6 +17,17 @@ interface Snap { readonly objects: readonly RawObject[]; readonly problems: read
 const podBody = (name: string, ip: string, labels: Record<string, string> = { app: 'web' }) => ({
   metadata: { name, namespace: 'shop', labels }, spec: { nodeName: 'n1', serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
   status: { podIP: ip, phase: 'Running' },
+});
+
+// As a kubelet reports it: the mesh reads name, labels and addresses, nothing else.
+const nodeBody = (name: string, ip: string, heartbeat = '2025-01-01T00:00:00Z') => ({
+  metadata: { name, labels: { 'kubernetes.io/hostname': name }, managedFields: [{ manager: 'kubelet' }] },
+  spec: { podCIDR: '198.18.1.0/24' },
+  status: {
+    addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: name }],
+    conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: heartbeat }],
+    images: [{ names: ['weft/echo:latest'], sizeBytes: 1234 }],
+  },
 });
 
 function seed(server: FakeApiServer, pods = 5, policies = true): void {
@@ -30,6 +41,7 @@ function seed(server: FakeApiServer, pods = 5, policies = true): void {
     metadata: { name: 'web-x', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4',
     ports: [{ port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: ['198.18.1.10'], conditions: { ready: true }, nodeName: 'n1' }],
   });
+  server.upsert(NODE, nodeBody('n1', '198.18.0.11'));
   if (policies) server.upsert(POLICY, { metadata: { name: 'allow-web', namespace: 'shop' }, spec: { rules: [{ from: [{ source: { namespaces: ['shop'] } }] }] } });
 }
 
@@ -82,6 +94,8 @@ test('lists every kind page by page, then start resolves with one complete snaps
   assert.deepEqual(names(s, 'Namespace'), ['kube-system', 'shop']);
   assert.deepEqual(names(s, 'Service'), ['web'], 'the headless service is left out');
   assert.deepEqual(names(s, 'AuthorizationPolicy'), ['allow-web']);
+  assert.deepEqual(names(s, 'Node'), ['n1']);
+  assert.equal(h.server.lists(NODE), 1);
   assert.deepEqual(s.problems, []);
   // Five pods in pages of two: three list requests, following continue tokens.
   assert.equal(h.server.lists(POD), 3);
@@ -93,6 +107,35 @@ test('lists every kind page by page, then start resolves with one complete snaps
   assert.equal(loaded.state.serviceByVip('198.19.0.10', 80)?.service.endpointSource, 'EndpointSlice');
   assert.equal(loaded.state.workloadByIp('198.18.1.12')?.enrolled, true);
   assert.equal(loaded.state.policies.length, 1);
+  assert.equal(loaded.state.nodeAddress('n1'), '198.18.0.11');
+  assert.equal(loaded.state.nodeAddress(loaded.state.workloadByIp('198.18.1.12')?.node ?? ''), '198.18.0.11');
+});
+
+test('Nodes: snapshots carry only name, labels and addresses; status heartbeats make no snapshot, an address change does', async (t) => {
+  const h = await harness(t);
+  await h.started;
+  const node = h.snaps[0]?.objects.find((o) => o.kind === 'Node') ?? assert.fail();
+  assert.deepEqual(node.body, {
+    apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1', labels: { 'kubernetes.io/hostname': 'n1' } },
+    status: { addresses: [{ type: 'InternalIP', address: '198.18.0.11' }, { type: 'Hostname', address: 'n1' }] },
+  });
+  await until(() => h.server.openWatches === WATCHED_KINDS.length, 'all watches open');
+  const before = h.snaps.length;
+  h.server.upsert(NODE, nodeBody('n1', '198.18.0.11', '2025-01-01T00:05:00Z'));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(h.snaps.length, before, 'a heartbeat is not a change to the mesh');
+  h.server.upsert(NODE, nodeBody('n1', '198.18.0.21', '2025-01-01T00:10:00Z'));
+  const moved = await h.next((s) => loadMesh(s.objects).state.nodeAddress('n1') === '198.18.0.21', 'n1 at its new address');
+  assert.equal(h.snaps.length, before + 1);
+  h.server.upsert(NODE, nodeBody('n2', '198.18.0.12'));
+  await h.next((s) => names(s, 'Node').join() === 'n1,n2', 'n2 added');
+  h.server.remove(NODE, '', 'n1');
+  const gone = await h.next((s) => names(s, 'Node').join() === 'n2', 'n1 deleted');
+  assert.equal(loadMesh(gone.objects).state.nodeAddress('n1'), undefined);
+  assert.deepEqual(loadMesh(moved.objects).problems, []);
+  // Back at the old address after deletion: seen as new, not as an unchanged update.
+  h.server.upsert(NODE, nodeBody('n1', '198.18.0.21'));
+  await h.next((s) => names(s, 'Node').join() === 'n1,n2', 'n1 back');
 });
 
 test('watch events (add, modify, delete) become new snapshots', async (t) => {
