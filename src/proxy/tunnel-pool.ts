@@ -119,6 +119,8 @@ export class TunnelPool {
           entry.usable = false;
           continue;
         }
+        // The peer answers (503) well before this unless the session itself is stuck.
+        if (isWeftError(err, ProxyErrors.CONNECT_TIMEOUT) && stream !== undefined) this.#retire(entry);
         throw err;
       }
     }

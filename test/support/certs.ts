@@ -1,9 +1,12 @@
 // Test PKI made with the openssl CLI (ECDSA P-256): a mesh CA, leaf SVIDs with a URI SAN
 // spiffe://..., and a second CA that nobody trusts. Generated once per process into a
-// temp dir (openssl costs ~20 ms per key) and removed when the process exits.
+// temp dir (openssl costs ~20 ms per key) and removed when the process exits. Child
+// processes that must share the PKI get the directory in WEFT_TEST_PKI_DIR (see sharedPkiEnv)
+// and reuse the files there.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,7 +25,6 @@ interface Pki {
   readonly dir: string;
   readonly cas: Map<string, TestCa>;
   readonly leaves: Map<string, CertPair>;
-  serial: number;
 }
 
 let pki: Pki | undefined;
@@ -34,10 +36,16 @@ function openssl(dir: string, args: readonly string[]): void {
 
 function state(): Pki {
   if (pki) return pki;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-certs-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  pki = { dir, cas: new Map(), leaves: new Map(), serial: 1 };
+  const shared = process.env.WEFT_TEST_PKI_DIR;
+  const dir = shared ?? mkdtempSync(join(tmpdir(), 'weft-certs-'));
+  if (shared === undefined) process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  pki = { dir, cas: new Map(), leaves: new Map() };
   return pki;
+}
+
+/** Environment for child processes that must use this process's PKI. */
+export function sharedPkiEnv(): Record<string, string> {
+  return { WEFT_TEST_PKI_DIR: state().dir };
 }
 
 /** A self-signed CA; `name` is 'mesh' for the trusted one by convention. Cached. */
@@ -48,15 +56,19 @@ export function testCa(name = 'mesh'): TestCa {
   const safe = name.replace(/[^a-z0-9-]/gi, '_');
   const key = `ca-${safe}.key`;
   const crt = `ca-${safe}.crt`;
-  openssl(p.dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
-  openssl(p.dir, [
+  if (!existsSync(join(p.dir, crt))) makeCa(p.dir, name, key, crt);
+  const ca = { name, cert: readFileSync(join(p.dir, crt), 'utf8'), key: readFileSync(join(p.dir, key), 'utf8') };
+  p.cas.set(name, ca);
+  return ca;
+}
+
+function makeCa(dir: string, name: string, key: string, crt: string): void {
+  openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+  openssl(dir, [
     'req', '-x509', '-new', '-key', key, '-sha256', '-days', '2', '-subj', `/O=weft test/CN=${name} CA`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
     '-out', crt,
   ]);
-  const ca = { name, cert: readFileSync(join(p.dir, crt), 'utf8'), key: readFileSync(join(p.dir, key), 'utf8') };
-  p.cas.set(name, ca);
-  return ca;
 }
 
 /** A leaf certificate whose only SAN is `URI:<spiffeId>`, signed by the named CA. Cached. */
@@ -66,25 +78,30 @@ export function testLeaf(spiffeId: string, caName = 'mesh'): CertPair {
   const cached = p.leaves.get(id);
   if (cached) return cached;
   testCa(caName); // made first: the leaf is signed with its files
-  const n = p.serial++;
+  const n = createHash('sha256').update(id).digest('hex').slice(0, 16);
+  const [key, crt] = [`leaf-${n}.key`, `leaf-${n}.crt`];
+  if (!existsSync(join(p.dir, crt))) makeLeaf(p.dir, spiffeId, caName, n);
+  const leaf = { cert: readFileSync(join(p.dir, crt), 'utf8'), key: readFileSync(join(p.dir, key), 'utf8') };
+  p.leaves.set(id, leaf);
+  return leaf;
+}
+
+function makeLeaf(dir: string, spiffeId: string, caName: string, n: string): void {
   const caSafe = caName.replace(/[^a-z0-9-]/gi, '_');
-  const [key, csr, crt, ext] = [`leaf${n}.key`, `leaf${n}.csr`, `leaf${n}.crt`, `leaf${n}.ext`];
-  writeFileSync(join(p.dir, ext), [
+  const [key, csr, crt, ext] = [`leaf-${n}.key`, `leaf-${n}.csr`, `leaf-${n}.crt`, `leaf-${n}.ext`];
+  writeFileSync(join(dir, ext), [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
     'extendedKeyUsage=serverAuth,clientAuth',
     `subjectAltName=critical,URI:${spiffeId}`,
     '',
   ].join('\n'));
-  openssl(p.dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
-  openssl(p.dir, ['req', '-new', '-key', key, '-subj', '/O=weft test', '-out', csr]);
-  openssl(p.dir, [
+  openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+  openssl(dir, ['req', '-new', '-key', key, '-subj', '/O=weft test', '-out', csr]);
+  openssl(dir, [
     'x509', '-req', '-in', csr, '-CA', `ca-${caSafe}.crt`, '-CAkey', `ca-${caSafe}.key`,
-    '-set_serial', String(1000 + n), '-days', '1', '-sha256', '-extfile', ext, '-out', crt,
+    '-set_serial', `0x${n}`, '-days', '1', '-sha256', '-extfile', ext, '-out', crt,
   ]);
-  const leaf = { cert: readFileSync(join(p.dir, crt), 'utf8'), key: readFileSync(join(p.dir, key), 'utf8') };
-  p.leaves.set(id, leaf);
-  return leaf;
 }
 
 /** `spiffe://cluster.local/ns/<ns>/sa/<sa>` */

@@ -1,0 +1,138 @@
+// Throughput of the data path on loopback, each party in its own process as in production:
+//   node test/unit/proxy/tunnel-bench.ts [MiB=512] [streams=1]
+// Paths: raw (client -> pod), direct (client -> outbound -> pod on the same node), tunnel
+// (client -> outbound -> mTLS HTTP/2 -> inbound -> pod). The client uploads MiB per stream,
+// the pod discards and answers with one byte after the client's FIN; the figure is bytes
+// uploaded per second of wall time. Not a test (no .test.ts): a benchmark anyone can run.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { connect, createServer, type AddressInfo } from 'node:net';
+
+import { systemClock } from '../../../src/core/clock.ts';
+import { InboundTunnel } from '../../../src/proxy/inbound-tunnel.ts';
+import { OutboundListener } from '../../../src/proxy/outbound.ts';
+import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
+import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
+import { sharedPkiEnv, spiffeId, testCa, testLeaf } from '../../support/certs.ts';
+import { TestMesh, allowAll, endpoint, service, testCredentials, workload } from './harness.ts';
+
+const VIP = { address: '198.18.10.1', port: 80 };
+
+function mesh(podNode: string, podPort: number): TestMesh {
+  const m = new TestMesh();
+  m.addWorkload(workload('client', 'bench', '127.0.1.10', 'a'));
+  const pod = m.addWorkload(workload('sink', 'bench', '127.0.2.20', podNode));
+  m.nodes.set('a', '127.0.0.1');
+  m.nodes.set('b', '127.0.0.2');
+  m.addService(service('sink', 'bench', VIP.address, VIP.port, podPort), [endpoint(pod, podPort)]);
+  return m;
+}
+
+async function role(name: string, args: string[]): Promise<AddressInfo> {
+  if (name === 'sink') {
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.resume();
+      s.on('end', () => s.end('.'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.2.20', r));
+    return server.address() as AddressInfo;
+  }
+  const [podNode = 'b', podPort = '0', tunnelPort = '0'] = args;
+  const m = mesh(podNode, Number(podPort));
+  if (name === 'inbound') {
+    const inbound = new InboundTunnel({ mesh: m, credentials: testCredentials(['spiffe://cluster.local/ns/bench/sa/sink']), authorize: allowAll },
+      { nodeName: 'b', host: '127.0.0.2', port: 0 });
+    return inbound.listen();
+  }
+  const pool = new TunnelPool({ credentials: testCredentials(['spiffe://cluster.local/ns/bench/sa/client']) });
+  const outbound = new OutboundListener({
+    originalDestination: () => VIP, mesh: m, authorize: allowAll, tunnels: pool, health: new UpstreamHealth(systemClock),
+  }, { nodeName: 'a', host: '127.0.0.1', port: 0, tunnelPort: Number(tunnelPort) });
+  return outbound.listen();
+}
+
+function spawnRole(name: string, args: string[]): Promise<{ child: ChildProcess; address: AddressInfo }> {
+  const child = fork(import.meta.filename, ['--role', name, ...args], {
+    stdio: 'inherit', env: { ...process.env, ...sharedPkiEnv() },
+    // WEFT_BENCH_PROFILE=dir writes a CPU profile per proxy process there.
+    execArgv: process.env.WEFT_BENCH_PROFILE === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.WEFT_BENCH_PROFILE}`],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (address: AddressInfo) => resolve({ child, address }));
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
+  });
+}
+
+function upload(to: AddressInfo, bytes: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: to.address, port: to.port, localAddress: '127.0.1.10', allowHalfOpen: true });
+    const chunk = Buffer.alloc(256 * 1024, 0x5a);
+    let sent = 0;
+    s.on('error', reject);
+    s.on('data', () => undefined);
+    s.on('end', () => {
+      s.end();
+      resolve();
+    });
+    const pump = (): void => {
+      while (sent < bytes) {
+        sent += chunk.length;
+        if (!s.write(chunk)) {
+          s.once('drain', pump);
+          return;
+        }
+      }
+      s.end();
+    };
+    s.once('connect', pump);
+  });
+}
+
+async function measure(label: string, to: AddressInfo, mib: number, streams: number): Promise<void> {
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: streams }, () => upload(to, mib * 1024 * 1024)));
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage();
+  process.stdout.write(`${label.padEnd(8)} ${streams} x ${mib} MiB: ${((mib * streams) / secs).toFixed(0).padStart(5)} MiB/s (${secs.toFixed(2)} s; client cpu ${(cpu.user / 1e6).toFixed(1)} s)\n`);
+}
+
+async function main(): Promise<void> {
+  const i = process.argv.indexOf('--role');
+  if (i >= 0) {
+    process.once('SIGINT', () => process.exit(0));
+    const address = await role(process.argv[i + 1] ?? '', process.argv.slice(i + 2));
+    process.send?.(address);
+    return;
+  }
+  const mib = Number(process.argv[2] ?? 512);
+  const streams = Number(process.argv[3] ?? 1);
+  const children: ChildProcess[] = [];
+  // Made here once so the children share one CA.
+  testCa();
+  testLeaf(spiffeId('bench', 'sink'));
+  testLeaf(spiffeId('bench', 'client'));
+  try {
+    const sink = await spawnRole('sink', []);
+    children.push(sink.child);
+    await measure('raw', sink.address, mib, streams);
+
+    const direct = await spawnRole('outbound', ['a', String(sink.address.port), '0']);
+    children.push(direct.child);
+    await measure('direct', direct.address, mib, streams);
+
+    const inbound = await spawnRole('inbound', ['b', String(sink.address.port)]);
+    children.push(inbound.child);
+    const outbound = await spawnRole('outbound', ['b', String(sink.address.port), String(inbound.address.port)]);
+    children.push(outbound.child);
+    await measure('tunnel', outbound.address, mib, streams);
+  } finally {
+    // SIGINT lets a profiled child write its profile.
+    await Promise.all(children.map((c) => new Promise((r) => {
+      c.once('exit', r);
+      c.kill('SIGINT');
+    })));
+  }
+}
+
+await main();
