@@ -1,0 +1,49 @@
+// Bootstrap authentication on Kubernetes: the agent presents its projected service-account
+// token (audience `weft-control`), and the API server's TokenReview says whose it is. A
+// pod-bound token reviewed by Kubernetes 1.30+ carries the node the pod runs on in
+// `user.extra["authentication.kubernetes.io/node-name"]`.
+//
+// UNTESTED against a real API server (no cluster in this environment); the static-token
+// path (token-reviewer.ts) is what the simulator and the tests use.
+
+import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { describeError } from '../core/errors.ts';
+import { AGENT_SERVICE_ACCOUNT, SYSTEM_NAMESPACE } from './channel-identity.ts';
+import type { TokenReviewer } from './token-reviewer.ts';
+
+export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
+export const DEFAULT_TOKEN_AUDIENCE = 'weft-control';
+
+export interface KubernetesTokenReviewerOptions {
+  readonly kubeConfig: KubeConfig;
+  /** The audience agents' projected tokens are minted for; `weft-control` by default. */
+  readonly audience?: string;
+  /** The only account allowed to bootstrap; `system:serviceaccount:weft-system:weft-agent` by default. */
+  readonly username?: string;
+}
+
+export class KubernetesTokenReviewer implements TokenReviewer {
+  readonly #api: AuthenticationV1Api;
+  readonly #audience: string;
+  readonly #username: string;
+
+  constructor(options: KubernetesTokenReviewerOptions) {
+    this.#api = options.kubeConfig.makeApiClient(AuthenticationV1Api);
+    this.#audience = options.audience ?? DEFAULT_TOKEN_AUDIENCE;
+    this.#username = options.username ?? `system:serviceaccount:${SYSTEM_NAMESPACE}:${AGENT_SERVICE_ACCOUNT}`;
+  }
+
+  async review(token: string): Promise<string | undefined> {
+    let status;
+    try {
+      ({ status } = await this.#api.createTokenReview({
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.#audience] } },
+      }));
+    } catch (err: unknown) {
+      throw new Error(`TokenReview failed: ${describeError(err)}`, { cause: err });
+    }
+    if (status?.authenticated !== true || status.user?.username !== this.#username) return undefined;
+    if (status.audiences !== undefined && !status.audiences.includes(this.#audience)) return undefined;
+    return status.user.extra?.[NODE_NAME_EXTRA]?.[0];
+  }
+}

@@ -1,0 +1,126 @@
+// The wired control plane (src/app/control.ts) end to end on 127.0.0.1: a manifests
+// directory, the real mesh model, the identity CA on disk, bootstrap tokens as weft sim
+// writes them, and an agent client validating with the model's decoder.
+
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { decodeAgentResources, runControlPlane, validateAgentResource } from '../../../src/app/control.ts';
+import { controlConfig } from '../../../src/cli/control.ts';
+import { ControlClient } from '../../../src/control/client.ts';
+import { createWorkloadCsr, spiffeId } from '../../../src/identity/index.ts';
+import { waitFor } from './harness.ts';
+
+const docs = (extraPods: number) => [
+  { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } },
+  { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: 'shop' } },
+  ...['node-a', 'node-b'].flatMap((node, i) => Array.from({ length: 1 + extraPods }, (_, j) => ({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: `web-${i}-${j}`, namespace: 'shop', labels: { app: 'web' } },
+    spec: { nodeName: node, serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
+    status: { podIP: `198.18.${i + 1}.${10 + j}` },
+  }))),
+  {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' },
+    spec: { clusterIP: '198.19.0.10', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  },
+];
+
+test('weft control wiring: manifests -> model -> per-node push with trust bundle; CA signs for pods on the node', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-control-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const manifests = join(dir, 'manifests');
+  mkdirSync(manifests);
+  writeFileSync(join(manifests, 'mesh.yaml'), docs(0).map((d) => stringify(d)).join('---\n'));
+  const token = 'c2ltdWxhdGVkLXRva2VuLWZvci1ub2RlLWE';
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify({ [token]: 'node-a' }));
+
+  const config = controlConfig([
+    '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--manifests', manifests, '--ca-dir', join(dir, 'ca'),
+    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'),
+  ]);
+  const plane = await runControlPlane(config, { logger: pino({ level: 'silent' }) });
+  t.after(() => plane.close());
+  assert.equal(readFileSync(join(dir, 'ready', 'control'), 'utf8').trim(), String(process.pid));
+
+  let onConfigCalls = 0;
+  const agent = new ControlClient({
+    address: `127.0.0.1:${plane.port}`,
+    node: 'node-a',
+    trustDomain: 'cluster.local',
+    trustBundlePem: () => readFile(join(dir, 'ca', 'ca.crt'), 'utf8'), // what the sim would pass as --ca-file
+    bootstrapToken: () => `${token}\n`,
+    validate: validateAgentResource,
+    onConfig: () => { onConfigCalls++; },
+  });
+  t.after(() => agent.close());
+  agent.start();
+  await agent.whenSynced();
+
+  const held = agent.config().resources;
+  assert.deepEqual([...held.keys()].filter((k) => !k.startsWith('workload/')).sort(), ['identity/shop/web', 'mesh/config', 'service/shop/web', 'trust/bundle']);
+  const { decoded, trust } = decodeAgentResources(held, 'cluster.local');
+  assert.deepEqual(decoded.problems, []);
+  assert.equal(decoded.node, 'node-a');
+  assert.deepEqual(decoded.content.workloads.map((w) => w.key), ['shop/web-0-0', 'shop/web-1-0']);
+  assert.equal(trust?.trustBundlePem, plane.trustBundlePem);
+  assert.match(trust?.crlPem ?? '', /BEGIN X509 CRL/);
+  assert.deepEqual(agent.configDump().rejected, []);
+
+  // A manifest change reaches the agent as a delta.
+  writeFileSync(join(manifests, 'mesh.yaml'), docs(1).map((d) => stringify(d)).join('---\n'));
+  await waitFor(() => agent.config().resources.has('workload/shop/web-0-1'), 'the new pod to arrive', 10_000);
+  assert.equal(agent.config().resources.get('trust/bundle'), held.get('trust/bundle'), 'unchanged resources are not resent');
+  assert.ok(onConfigCalls >= 2);
+
+  // The identity CA signs for a service account with a pod on this node, and refuses others.
+  const web = spiffeId('shop', 'web');
+  const { csrPem } = await createWorkloadCsr(web);
+  const issued = await agent.sign(csrPem, web);
+  assert.equal(new X509Certificate(issued.certPem).subjectAltName, 'URI:spiffe://cluster.local/ns/shop/sa/web');
+  assert.ok(new X509Certificate(issued.certPem).verify(new X509Certificate(plane.trustBundlePem).publicKey));
+  const other = spiffeId('shop', 'db');
+  await assert.rejects(agent.sign((await createWorkloadCsr(other)).csrPem, other), { code: 'WEFT_IDENTITY_NOT_ON_NODE', message: /node node-a asked for spiffe:\/\/cluster.local\/ns\/shop\/sa\/db/ });
+
+  // Metrics and readiness on their own port.
+  const metrics = await fetch(`http://127.0.0.1:${plane.metricsPort}/metrics`).then((r) => r.text());
+  assert.match(metrics, /weft_control_connected_agents 1/);
+  assert.match(metrics, /weft_control_certificates_total\{kind="workload",result="issued"\} 1/);
+  assert.match(metrics, /weft_control_certificates_total\{kind="node",result="issued"\} 1/);
+  assert.equal((await fetch(`http://127.0.0.1:${plane.metricsPort}/healthz/ready`)).status, 200);
+
+  const closing = performance.now();
+  await plane.close();
+  await plane.close();
+  t.diagnostic(`close took ${(performance.now() - closing).toFixed(0)} ms`);
+  await waitFor(() => !agent.connected, 'the agent to see the control plane leave');
+  assert.equal(agent.config().resources.has('workload/shop/web-0-1'), true, 'config kept after the control plane left');
+});
+
+test('weft control flags: every refusal names the flag', () => {
+  const base = ['--manifests', '/m', '--ca-dir', '/ca', '--tokens', '/t'];
+  const cfg = controlConfig(base);
+  assert.equal(cfg.listen, '0.0.0.0:15010');
+  assert.deepEqual(cfg.metrics, { host: '0.0.0.0', port: 15014 });
+  assert.equal(cfg.trustDomain, 'cluster.local');
+  const cases: Array<[string[], RegExp]> = [
+    [['--ca-dir', '/ca', '--tokens', '/t'], /exactly one of --manifests DIR or --kubernetes/],
+    [[...base, '--kubernetes'], /exactly one of --manifests DIR or --kubernetes/],
+    [['--manifests', '/m', '--ca-dir', '/ca'], /--tokens FILE is required with --manifests/],
+    [['--manifests', '/m', '--tokens', '/t'], /--ca-dir is required/],
+    [[...base, '--listen', '15010'], /--listen must be HOST:PORT/],
+    [[...base, '--metrics', 'x:y'], /--metrics must be PORT or HOST:PORT/],
+    [[...base, '--trust-domain', 'Bad TD'], /--trust-domain must be lowercase/],
+    [[...base, '--kubeconfig', '/k'], /--kubeconfig only goes with --kubernetes/],
+    [[...base, '--bogus'], /Unknown option '--bogus'/],
+  ];
+  for (const [argv, message] of cases) assert.throws(() => controlConfig(argv), { code: 'WEFT_CLI_USAGE', message }, argv.join(' '));
+  assert.deepEqual(controlConfig(['--kubernetes', '--ca-dir', '/ca']).source, { kind: 'kubernetes', kubeconfig: undefined });
+});
+
