@@ -68,6 +68,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   }
 
   const dir = clusterDir(plan.name);
+  // A leftover directory from a failed run must not mix old files into this cluster's.
+  rmSync(dir, { recursive: true, force: true });
   for (const sub of ['logs', 'ready', 'manifests']) mkdirSync(join(dir, sub), { recursive: true });
   for (const m of renderScheduled(plan, manifests)) writeFileSync(join(dir, 'manifests', m.path), m.text);
   let state: ClusterState = { version: 1, plan, cgroupMount, createdAt: new Date().toISOString(), mesh: opts.mesh, workloads: {}, mesh_processes: {} };
