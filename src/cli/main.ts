@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.ts')).demoCommand,
   vet: async () => (await import('./vet.ts')).vetCommand,
   agent: async () => (await import('./agent.ts')).agentCommand,
+  control: async () => (await import('./control.ts')).controlCommand,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
