@@ -12,6 +12,8 @@ import type { Placement } from '../../src/sim/processes.ts';
 import type { Scenario } from './types.ts';
 
 const KIB = 1024;
+const MAX_WAIT_MS = 180_000;
+const STALL_MS = 5000;
 
 interface HoldReport {
   opened: number;
@@ -42,7 +44,7 @@ export const idle: Scenario = {
     const t = route.target('hold');
     const pids = route.proxyPids();
     const before = rssBytes(pids);
-    const holdS = 60 + Math.ceil(n / 200);
+    const holdS = 60 + Math.ceil((n / 1000) * 20) + MAX_WAIT_MS / 1000;
     const holder = startTool(route.client, [
       'taskset', '-c', ctx.options.loadCpu, 'prlimit', `--nofile=${ctx.options.fdLimit}:${ctx.options.fdLimit}`, process.execPath, HOLDER, 'hold', t.host, String(t.port), String(n), String(holdS),
     ], (holdS + 10) * 1000);
@@ -58,10 +60,17 @@ export const idle: Scenario = {
         holder.done.then((r) => reject(new Error(failure('holder', r))), reject);
       });
       if (report.opened === 0) throw new Error(`no connection opened (${report.failed} failed: ${report.firstError ?? '?'})`);
-      // Proxies connect upstream after accepting: wait until the server holds them all.
-      let held = 0;
-      const deadline = Date.now() + 15_000;
-      while ((held = await heldAtServer(route.server)) < report.opened && Date.now() < deadline) await sleep(250);
+      // Proxies connect upstream after accepting (across nodes through HAProxy: one TLS handshake
+      // each, a few hundred per second on a busy core): wait while the server's count grows.
+      let held = await heldAtServer(route.server);
+      let progressAt = Date.now();
+      const deadline = Date.now() + MAX_WAIT_MS;
+      while (held < report.opened && Date.now() < deadline && Date.now() - progressAt < STALL_MS) {
+        await sleep(500);
+        const now = await heldAtServer(route.server);
+        if (now > held) progressAt = Date.now();
+        held = now;
+      }
       await sleep(ctx.options.settleMs);
       const during = rssBytes(pids);
       const values: Record<string, number> = { held };
@@ -75,7 +84,9 @@ export const idle: Scenario = {
       const r = await Promise.race([holder.done, sleep(5000).then(() => undefined)]);
       if (r === undefined) holder.kill();
       await holder.done;
-      // Let the proxies release the connections before the next run measures its baseline.
+      // The next run's baseline needs the proxies to have let go of every connection.
+      const deadline = Date.now() + 15_000;
+      while (await heldAtServer(route.server) > 0 && Date.now() < deadline) await sleep(250);
       await sleep(ctx.options.settleMs);
     }
   },

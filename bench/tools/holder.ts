@@ -1,10 +1,15 @@
 // A small, bounded connection holder for the idle-connections scenario. Runs inside pods.
 //
-//   node holder.ts serve PORT LIFETIME_S        accept and keep connections, read nothing;
-//                                               exit after LIFETIME_S or on SIGTERM
-//   node holder.ts hold HOST PORT COUNT HOLD_S  open COUNT connections (at most 200 connecting
-//                                               at once), print one WEFT_HOLD {...} line, keep
+//   node holder.ts serve PORT LIFETIME_S        accept connections, send each one byte, keep them
+//                                               until the client closes; exit after LIFETIME_S
+//                                               or on SIGTERM
+//   node holder.ts hold HOST PORT COUNT HOLD_S  open COUNT connections (at most 200 opening at
+//                                               once), print one WEFT_HOLD {...} line, keep
 //                                               them until stdin ends or HOLD_S pass, then exit
+//
+// A connection counts as open when the server's byte arrives, i.e. end to end: a proxy
+// accepts before it has connected upstream (across nodes, before a TLS handshake), so
+// counting TCP connects would run ahead of the proxies and overflow their accept queues.
 //
 // Every phase has a deadline, so the holder stops by itself whatever its parent does.
 // Raise the descriptor limit around it (prlimit --nofile): N connections need N descriptors.
@@ -12,12 +17,16 @@
 import { connect, createServer, type Socket } from 'node:net';
 
 const CONNECTING_AT_ONCE = 200;
-const CONNECT_TIMEOUT_MS = 5000;
+const OPEN_TIMEOUT_MS = 15_000;
 
 function serve(port: number, lifetimeS: number): void {
   const sockets = new Set<Socket>();
-  const server = createServer({ pauseOnConnect: true }, (s) => {
+  // Reads (and drops) what arrives so it sees the client's FIN and closes too: a proxy keeps a
+  // half-closed connection until the other side closes, which would leak into the next run.
+  const server = createServer((s) => {
     sockets.add(s);
+    s.write('x');
+    s.resume();
     s.on('error', () => s.destroy());
     s.on('close', () => sockets.delete(s));
   });
@@ -34,21 +43,25 @@ function serve(port: number, lifetimeS: number): void {
 
 async function hold(host: string, port: number, count: number, holdS: number): Promise<void> {
   const deadline = Date.now() + holdS * 1000;
-  const open: Socket[] = [];
+  // Opening may take half the time at most; the other half is for holding.
+  const openDeadline = Date.now() + (holdS * 1000) / 2;
+  const open = new Set<Socket>();
   let failed = 0;
   let firstError: string | undefined;
   let next = 0;
   const one = (): Promise<void> => new Promise((resolve) => {
     const s = connect({ host, port });
-    const timer = setTimeout(() => s.destroy(new Error('connect timeout')), CONNECT_TIMEOUT_MS);
-    s.once('connect', () => {
+    const timer = setTimeout(() => s.destroy(new Error(`no byte from the server within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
+    s.once('data', () => {
       clearTimeout(timer);
-      open.push(s);
+      s.pause();
+      open.add(s);
       resolve();
     });
+    s.once('end', () => s.destroy(new Error('closed before the server\'s byte')));
     s.on('error', (e: Error) => {
       clearTimeout(timer);
-      if (!open.includes(s)) {
+      if (!open.has(s)) {
         failed++;
         firstError ??= e.message;
         resolve();
@@ -56,14 +69,14 @@ async function hold(host: string, port: number, count: number, holdS: number): P
     });
   });
   const worker = async (): Promise<void> => {
-    while (next < count && Date.now() < deadline) {
+    while (next < count && Date.now() < openDeadline) {
       next++;
       await one();
     }
   };
   const started = Date.now();
   await Promise.all(Array.from({ length: Math.min(CONNECTING_AT_ONCE, count) }, worker));
-  process.stdout.write(`WEFT_HOLD ${JSON.stringify({ opened: open.length, failed, firstError, ms: Date.now() - started })}\n`);
+  process.stdout.write(`WEFT_HOLD ${JSON.stringify({ opened: open.size, failed, firstError, ms: Date.now() - started })}\n`);
   const done = (): void => {
     for (const s of open) s.destroy();
     process.exit(0);
