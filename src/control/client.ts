@@ -100,6 +100,8 @@ function clientMetrics(registry: Registry | undefined): ClientMetrics | undefine
   };
 }
 
+const REBOOTSTRAP_AFTER_FAILURES = 4;
+
 export class ControlClient {
   readonly #o: ControlClientOptions;
   readonly #log: ControlLogger;
@@ -229,6 +231,9 @@ export class ControlClient {
     this.#retry = undefined;
     if (this.#closed) return;
     this.#metrics?.reconnects.inc();
+    // After repeated failures with a certificate in hand, start over from the configured trust
+    // bundle and the token: the control plane may have come back with a new CA.
+    if (this.#attempt >= REBOOTSTRAP_AFTER_FAILURES && this.#attempt % REBOOTSTRAP_AFTER_FAILURES === 0) this.#nodeCert = undefined;
     try {
       if (this.#nodeCert === undefined || this.#clock.now() >= this.#nodeCert.notAfter) await this.#bootstrap(false);
     } catch (err: unknown) {

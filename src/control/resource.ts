@@ -35,18 +35,26 @@ export function systemVersion(versions: Iterable<readonly [string, string]>): st
 }
 
 /**
- * Encodes resources for the wire, once per resource object: a snapshot change re-encodes
- * only the resources it created, however many agents receive them.
+ * Encodes resources for the wire once per (key, version), however many agents receive
+ * them and however many nodes' slices carry an equal copy. Entries live for two snapshot
+ * generations: `rotate()` at each snapshot drops what the one before last used alone.
  */
 export class WireEncoder {
-  readonly #cache = new WeakMap<ControlResource, WireResource>();
+  #current = new Map<string, WireResource>();
+  #previous = new Map<string, WireResource>();
 
   encode(r: ControlResource): WireResource {
-    let wire = this.#cache.get(r);
+    const id = `${resourceKey(r)}\0${r.version}`;
+    let wire = this.#current.get(id);
     if (wire === undefined) {
-      wire = { type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') };
-      this.#cache.set(r, wire);
+      wire = this.#previous.get(id) ?? { type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') };
+      this.#current.set(id, wire);
     }
     return wire;
+  }
+
+  rotate(): void {
+    this.#previous = this.#current;
+    this.#current = new Map();
   }
 }

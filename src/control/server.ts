@@ -194,6 +194,7 @@ export class ControlServer<S> {
   setSnapshot(snapshot: S): void {
     this.#snapshot = { value: snapshot, generation: ++this.#generation, changedAt: this.#clock.monotonic() };
     this.#desired.clear();
+    this.#encoder.rotate();
     this.#metrics.snapshots.inc();
     for (const s of this.#streams) {
       if (s.ledger === undefined) continue;
@@ -355,7 +356,14 @@ export class ControlServer<S> {
 
   #push(stream: AgentStream, trigger: PushMeta['trigger']): void {
     if (stream.closed || stream.ledger === undefined || this.#snapshot === undefined) return;
-    const desired = this.#desiredFor(stream.node);
+    let desired: Desired;
+    try {
+      desired = this.#desiredFor(stream.node);
+    } catch (err: unknown) {
+      // One node's slice failing must not hold back the others; this node keeps its last config.
+      this.#log.error({ node: stream.node, err: describeError(err) }, 'cannot compute the node\'s resources; not pushing to it');
+      return;
+    }
     const plan = stream.ledger.plan(desired.resources);
     // The first response goes out even when empty: it tells the agent its config is current.
     if (trigger === 'change' && plan.changed.length === 0 && plan.removed.length === 0) return;

@@ -188,3 +188,21 @@ test('the agent refuses a server that is not the control plane', async (t) => {
   await waitFor(() => /not the control plane's identity spiffe:\/\/cluster.local\/ns\/weft-system\/sa\/weft-control/.test(agent.client.configDump().lastError ?? ''), 'the refusal');
   assert.equal(h.events.length, 0);
 });
+
+test('the server certificate rotates without a restart; bad TLS material is refused by name', async (t) => {
+  const h = await startServer();
+  t.after(() => h.server.destroy());
+  h.server.setSnapshot(nodes);
+  const { issuer, trustBundlePem } = await testPki();
+  const next = await issuer.issueServerCertificate(['rotated.example']);
+  h.server.updateTls({ trustBundlePem, certPem: next.certPem, keyPem: next.keyPem });
+  const seen: string[] = [];
+  const s = new ControlStub(`127.0.0.1:${h.port}`, grpc.credentials.createSsl(Buffer.from(trustBundlePem), null, null, {
+    checkServerIdentity: (_host, cert) => { seen.push(cert.subjectaltname ?? ''); return undefined; },
+  }), { 'grpc.ssl_target_name_override': CONTROL_SERVER_NAME }) as unknown as ControlStubMethods;
+  t.after(() => s.close());
+  const { csrPem } = await createNodeCsr('node-a', TD);
+  await bootstrap(s, csrPem, tokenOf('node-a'));
+  assert.deepEqual(seen, ['URI:spiffe://cluster.local/ns/weft-system/sa/weft-control, DNS:rotated.example']);
+  assert.throws(() => h.server.updateTls({ trustBundlePem, certPem: next.certPem, keyPem: 'not a key' }), { code: 'WEFT_CONTROL_BAD_TLS_MATERIAL', message: /refused by TLS/ });
+});

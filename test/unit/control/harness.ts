@@ -43,14 +43,19 @@ export interface Pki {
   readonly trustBundlePem: string;
 }
 
-let pki: Promise<Pki> | undefined;
+const pkis = new Map<string, Promise<Pki>>();
 
-export function testPki(): Promise<Pki> {
-  pki ??= (async () => {
-    const ca = testCa('control');
-    const issuer = await ChannelCertificateIssuer.create({ caCertPem: ca.cert, caKeyPem: ca.key, trustDomain: TD, clock: systemClock });
-    return { issuer, trustBundlePem: issuer.trustBundlePem };
-  })();
+/** A CA (cached by name) and an issuer of channel certificates from it. */
+export function testPki(name = 'control'): Promise<Pki> {
+  let pki = pkis.get(name);
+  if (pki === undefined) {
+    pki = (async () => {
+      const ca = testCa(name);
+      const issuer = await ChannelCertificateIssuer.create({ caCertPem: ca.cert, caKeyPem: ca.key, trustDomain: TD, clock: systemClock });
+      return { issuer, trustBundlePem: issuer.trustBundlePem };
+    })();
+    pkis.set(name, pki);
+  }
   return pki;
 }
 
@@ -76,8 +81,8 @@ export interface ServerHarness {
   next(match: (e: ControlServerEvent) => boolean, timeoutMs?: number): Promise<ControlServerEvent>;
 }
 
-export async function startServer(port = 0, extra: Partial<ControlServerOptions<TestSnapshot>> = {}): Promise<ServerHarness> {
-  const { issuer, trustBundlePem } = await testPki();
+export async function startServer(port = 0, extra: Partial<ControlServerOptions<TestSnapshot>> = {}, caName = 'control'): Promise<ServerHarness> {
+  const { issuer, trustBundlePem } = await testPki(caName);
   const serverCert = await issuer.issueServerCertificate(['localhost']);
   const events: ControlServerEvent[] = [];
   const waiters: Array<{ match: (e: ControlServerEvent) => boolean; resolve: (e: ControlServerEvent) => void }> = [];
@@ -93,8 +98,8 @@ export async function startServer(port = 0, extra: Partial<ControlServerOptions<
     resourcesFor,
     trustDomain: TD,
     tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-    tokenReviewer: new StaticTokenReviewer(new Map(NODES.map((n) => [tokenOf(n), n]))),
     nodeSigner: issuer,
+    tokenReviewer: new StaticTokenReviewer(new Map(NODES.map((n) => [tokenOf(n), n]))),
     csrSigner,
     registry,
     onEvent: (e) => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { systemScheduler, type Scheduler } from '../../../src/control/timing.ts';
-import { NODES, snapshot, startAgent, startServer, waitFor, type AgentHarness } from './harness.ts';
+import { NODES, snapshot, startAgent, startServer, testPki, waitFor, type AgentHarness } from './harness.ts';
 
 const content = (vip: string) => Object.fromEntries(NODES.map((n) => [n, {
   'mesh/config': { node: n }, [`workload/ns/${n}`]: { ip: '198.18.0.1' }, 'service/ns/web': { vip },
@@ -104,6 +104,25 @@ test('an agent started while the control plane is down waits, then syncs', async
   assert.deepEqual([...a.client.config().resources.keys()].sort(), ['mesh/config', 'service/ns/web', 'workload/ns/node-a']);
   assert.notEqual(a.client.config().version, '');
   assert.equal(a.configs.length, 1);
+});
+
+test('the control plane returns with a new CA: the agent bootstraps again from the configured bundle and resyncs', async (t) => {
+  const old = await startServer();
+  const port = old.port;
+  t.after(() => old.server.destroy());
+  old.server.setSnapshot(snapshot(content('198.19.0.1')));
+  let bundle = (await testPki()).trustBundlePem;
+  const a = await startAgent('node-a', port, { trustBundlePem: () => bundle, backoff: { initialMs: 10, maxMs: 40 } });
+  t.after(() => a.client.close());
+  await a.client.whenSynced();
+
+  old.server.destroy();
+  bundle = (await testPki('control-rotated')).trustBundlePem; // e.g. the CA file was replaced
+  const rotated = await startServer(port, {}, 'control-rotated');
+  t.after(() => rotated.server.destroy());
+  rotated.server.setSnapshot(snapshot(content('198.19.0.3')));
+  await a.until((s) => (s.get('service/ns/web')?.body as { vip: string }).vip === '198.19.0.3', 10_000);
+  assert.equal(rotated.server.ackedVersions('node-a')?.size, 3);
 });
 
 test('close() is idempotent and stops reconnecting', async (t) => {

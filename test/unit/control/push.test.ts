@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bodyOf, NODES, snapshot, startAgent, startServer, waitFor, type AgentHarness } from './harness.ts';
+import { bodyOf, NODES, res, snapshot, startAgent, startServer, waitFor, type AgentHarness } from './harness.ts';
 
 const base = {
   'node-a': { 'mesh/config': { node: 'node-a' }, 'workload/ns/a1': { ip: '198.18.1.1' }, 'service/ns/shared': { vip: '198.19.0.1' } },
@@ -127,3 +127,24 @@ test('a malformed resource is NACKed by name; the agent keeps its last good vers
 function sameMap(a: ReadonlyMap<string, string> | undefined, b: ReadonlyMap<string, string>): boolean {
   return a !== undefined && a.size === b.size && [...b].every(([k, v]) => a.get(k) === v);
 }
+
+test('a node whose slice cannot be computed keeps its config; the others still get theirs', async (t) => {
+  let broken = false;
+  const h = await startServer(0, {
+    resourcesFor: (snap, node) => {
+      if (broken && node === 'node-b') throw new Error('model bug');
+      return [...(snap.get(node) ?? new Map<string, unknown>())].map(([k, b]) => res(k, b));
+    },
+  });
+  t.after(() => h.server.destroy());
+  h.server.setSnapshot(snapshot({ 'node-a': { 'svc/x': { v: 1 } }, 'node-b': { 'svc/x': { v: 1 } } }));
+  const a = await startAgent('node-a', h.port);
+  const b = await startAgent('node-b', h.port);
+  t.after(() => Promise.all([a.client.close(), b.client.close()]));
+  await Promise.all([a.client.whenSynced(), b.client.whenSynced()]);
+  broken = true;
+  h.server.setSnapshot(snapshot({ 'node-a': { 'svc/x': { v: 2 } }, 'node-b': { 'svc/x': { v: 2 } } }));
+  await a.until((s) => (s.get('svc/x')?.body as { v: number }).v === 2);
+  assert.deepEqual(bodyOf(b.client, 'svc/x'), { v: 1 });
+  assert.equal(b.client.connected, true);
+});
