@@ -14,7 +14,8 @@ import { stringify } from 'yaml';
 import { decodeAgentResources, runControlPlane, validateAgentResource } from '../../../src/app/control.ts';
 import { controlConfig } from '../../../src/cli/control.ts';
 import { ControlClient } from '../../../src/control/client.ts';
-import { createWorkloadCsr, spiffeId } from '../../../src/identity/index.ts';
+import { CertificateStore, createWorkloadCsr, spiffeId, systemScheduler, type CertificateIssuer } from '../../../src/identity/index.ts';
+import { systemClock } from '../../../src/core/clock.ts';
 import { waitFor } from './harness.ts';
 
 const docs = (extraPods: number) => [
@@ -88,10 +89,18 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
   const other = spiffeId('shop', 'db');
   await assert.rejects(agent.sign((await createWorkloadCsr(other)).csrPem, other), { code: 'WEFT_IDENTITY_NOT_ON_NODE', message: /node node-a asked for spiffe:\/\/cluster.local\/ns\/shop\/sa\/db/ });
 
+  // The client is the identity module's CertificateIssuer: the agent's store renews through it.
+  const issuer: CertificateIssuer = agent;
+  const store = new CertificateStore({ issuer, clock: systemClock, scheduler: systemScheduler });
+  t.after(() => store.close());
+  store.setIdentities([web]);
+  const fromStore = await store.waitFor(web);
+  assert.equal(fromStore.identity.uri, web.uri);
+
   // Metrics and readiness on their own port.
   const metrics = await fetch(`http://127.0.0.1:${plane.metricsPort}/metrics`).then((r) => r.text());
   assert.match(metrics, /weft_control_connected_agents 1/);
-  assert.match(metrics, /weft_control_certificates_total\{kind="workload",result="issued"\} 1/);
+  assert.match(metrics, /weft_control_certificates_total\{kind="workload",result="issued"\} 2/);
   assert.match(metrics, /weft_control_certificates_total\{kind="node",result="issued"\} 1/);
   assert.equal((await fetch(`http://127.0.0.1:${plane.metricsPort}/healthz/ready`)).status, 200);
 
