@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { WeftError } from '../../../src/core/errors.ts';
+import { systemScheduler } from '../../../src/control/timing.ts';
 import { createNodeCsr } from '../../../src/control/channel-certificates.ts';
 import { CONTROL_SERVER_NAME } from '../../../src/control/channel-identity.ts';
 import {
@@ -205,4 +206,26 @@ test('the server certificate rotates without a restart; bad TLS material is refu
   await bootstrap(s, csrPem, tokenOf('node-a'));
   assert.deepEqual(seen, ['URI:spiffe://cluster.local/ns/weft-system/sa/weft-control, DNS:rotated.example']);
   assert.throws(() => h.server.updateTls({ trustBundlePem, certPem: next.certPem, keyPem: 'not a key' }), { code: 'WEFT_CONTROL_BAD_TLS_MATERIAL', message: /refused by TLS/ });
+});
+
+test('the node certificate is renewed over mTLS at half-life, without the token', async (t) => {
+  const h = await startServer();
+  t.after(() => h.server.destroy());
+  h.server.setSnapshot(nodes);
+  let tokenReads = 0;
+  let renewals = 0;
+  const agent = await startAgent('node-a', h.port, {
+    bootstrapToken: () => { tokenReads++; return tokenOf('node-a'); },
+    // Compress time: the renewal timer (hours away) fires after 20 ms, once.
+    scheduler: { schedule: (ms, fn) => systemScheduler.schedule(ms >= 60_000 ? (renewals++ === 0 ? 20 : 3_600_000) : ms, fn) },
+  });
+  t.after(() => agent.client.close());
+  await agent.client.whenSynced();
+  await waitFor(() => renewals >= 2, 'the renewal to finish (it schedules the next one)');
+  const metric = await h.registry.getSingleMetricAsString('weft_control_certificates_total');
+  assert.match(metric, /kind="node",result="issued"} 2/);
+  assert.equal(tokenReads, 1, 'the renewal authenticated with the certificate, not the token');
+  // The renewed certificate works for new connections.
+  const issued = await agent.client.sign('csr', 'spiffe://cluster.local/ns/a/sa/b');
+  assert.match(issued.certPem, /cert for spiffe:\/\/cluster.local\/ns\/a\/sa\/b on node-a/);
 });
