@@ -15,6 +15,7 @@ import type { MeshContent } from '../model/resolve.ts';
 import { createRedirector, type Redirector, type CaptureTarget } from '../redirect/index.ts';
 import { HttpEndpoint, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
+import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
 import type { CredentialMaterial } from './credentials.ts';
@@ -38,9 +39,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   collectDefaultMetrics({ register: registry, prefix: 'weft_agent_' });
   mkdirSync(config.stateDir, { recursive: true });
 
-  const meshFeed = feed ?? (config.source.kind === 'manifests'
+  const meshFeed: MeshFeed = feed ?? (config.source.kind === 'manifests'
     ? new LocalFeed({ node: config.node, manifestsDir: config.source.dir, stateDir: config.stateDir, trustDomain: config.trustDomain }, logger, clock)
-    : await import('./control-feed.ts').then((m) => m.controlFeed(config, logger)));
+    : controlFeed(config, logger));
 
   let redirector: Redirector | undefined;
   if (config.mode !== 'off') {

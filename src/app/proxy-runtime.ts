@@ -47,7 +47,7 @@ export class ProxyRuntime {
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
     this.#credentials = new WorkloadCredentials(deps.clock);
-    this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] } as MeshContent);
+    this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] });
     // The listeners read the current state through this view, so a config swap is one assignment.
     const mesh: MeshView = {
       workloadByIp: (ip) => this.#state.workloadByIp(ip),

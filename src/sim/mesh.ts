@@ -61,7 +61,7 @@ export async function startMesh(state: ClusterState): Promise<ClusterState> {
       { cgroup: join(cgroupRoot, 'agent'), netns: n.netns },
       ['agent', '--node', n.name, '--mode', state.mesh, '--capture-address', n.bridgeIp, '--tunnel-address', n.ip,
         '--pin-name', `${plan.name}-${n.name}`, '--pod-cgroup', join(cgroupRoot, 'pod-{namespace}.{name}'),
-        '--control', `${CONTROL_IP}:${CONTROL_PORT}`, '--token-file', join(dir, n.name, 'token'),
+        '--control', `${CONTROL_IP}:${CONTROL_PORT}`, '--token-file', join(dir, n.name, 'token'), '--ca-file', join(dir, 'ca', 'ca.crt'),
         '--state-dir', join(dir, n.name), '--ready-file', join(readyDir, `agent-${n.name}`)],
       join(logs, `agent-${n.name}.log`));
     next = { ...next, mesh_processes: { ...processes } };
