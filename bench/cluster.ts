@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { MESH_ENABLED, MESH_LABEL } from '../src/model/types.ts';
 import { nodePlacement, podPlacement } from '../src/sim/cluster.ts';
@@ -161,8 +162,18 @@ export function openCluster(name: string): BenchCluster {
   };
 }
 
-/** `weft sim down`; never throws (cleanup must go on), returns the problem instead. */
+/**
+ * `weft sim down`; never throws (cleanup must go on), returns the problem instead. Tried up
+ * to three times: a just-killed process stays in its cgroup until it is reaped, and the
+ * cgroup cannot be removed before (EBUSY); `down` is safe to repeat.
+ */
 export async function downCluster(name: string): Promise<string | undefined> {
-  const r = await weftCli(['sim', 'down', '--name', name], 60_000);
-  return r.status === 0 ? undefined : `weft sim down --name ${name} failed (exit ${r.status}): ${r.stderr.trim()}`;
+  let problem: string | undefined;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const r = await weftCli(['sim', 'down', '--name', name], 60_000);
+    if (r.status === 0) return undefined;
+    problem = `weft sim down --name ${name} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0] ?? ''}`;
+    await sleep(1000 * attempt);
+  }
+  return problem;
 }

@@ -43,7 +43,7 @@ export interface BenchOptions {
 
 export const USAGE = `npm run bench -- [--quick] [--reps N] [--seconds S] [--paths direct,haproxy,weft]
                       [--scenarios fixed-rate,idle,saturation,conn-rate,bulk] [--idle-connections N]
-                      [--mesh-timeout S] [--out DIR]`;
+                      [--mesh-timeout S] [--proxy-cpus LIST] [--load-cpus LIST] [--out DIR]`;
 
 /** The hard RLIMIT_NOFILE of this process (what children may raise their soft limit to). */
 export function hardFdLimit(limits: string = readFileSync('/proc/self/limits', 'utf8')): number {
@@ -55,6 +55,13 @@ export function hardFdLimit(limits: string = readFileSync('/proc/self/limits', '
 /** Idle connections one proxy process can relay: two descriptors each, plus some for itself. */
 export function maxRelayedConnections(fdLimit: number): number {
   return Math.max(1, Math.floor((fdLimit - 256) / 2));
+}
+
+/** A taskset CPU list such as `0`, `0-1` or `0,2`. */
+function cpuList(v: string | undefined, flag: string, fallback: string): string {
+  if (v === undefined) return fallback;
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(v)) throw new Error(`${flag} must be a CPU list for taskset such as 0, 0-1 or 0,2; got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function positiveInt(v: string | undefined, flag: string, fallback: number, max: number): number {
@@ -70,6 +77,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     options: {
       quick: { type: 'boolean' }, reps: { type: 'string' }, seconds: { type: 'string' }, paths: { type: 'string' },
       scenarios: { type: 'string' }, 'idle-connections': { type: 'string' }, 'mesh-timeout': { type: 'string' },
+      'proxy-cpus': { type: 'string' }, 'load-cpus': { type: 'string' },
       out: { type: 'string' }, help: { type: 'boolean' },
     },
     strict: true,
@@ -99,7 +107,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     outDir: values.out ?? join(import.meta.dirname, 'results'),
     paths: Object.freeze(paths as PathName[]),
     scenarios: values.scenarios === undefined ? undefined : Object.freeze(values.scenarios.split(',').map((s) => s.trim())),
-    proxyCpu: '0', loadCpu: cpus >= 2 ? '1' : '0',
+    proxyCpu: cpuList(values['proxy-cpus'], '--proxy-cpus', '0'),
+    loadCpu: cpuList(values['load-cpus'], '--load-cpus', cpus >= 2 ? '1' : '0'),
     deadlineSeconds: 120 + 2 * reps * PATH_NAMES.length * perRep,
   });
 }
