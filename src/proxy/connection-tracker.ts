@@ -62,10 +62,36 @@ export class ConnectionTracker {
   }
 }
 
-/** A signal that fires when a socket or stream closes (the client gave up during setup). */
-export function closedSignal(side: { readonly destroyed: boolean; once(event: 'close', listener: () => void): unknown }): AbortSignal {
+/** The signal for a connection's setup phase, and how to stop listening once it is over. */
+export interface SetupSignal {
+  readonly signal: AbortSignal;
+  /** Detaches the listeners; call when setup is over so a normal close aborts nothing. */
+  dispose(): void;
+}
+
+interface Closable {
+  readonly destroyed: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * Fires when the connection is drained or the client side closes (it gave up while we were
+ * connecting upstream). Aborting costs a DOMException, so nothing aborts on the normal path.
+ */
+export function setupSignal(drain: AbortSignal, side: Closable): SetupSignal {
   const c = new AbortController();
-  if (side.destroyed) c.abort();
-  else side.once('close', () => c.abort());
-  return c.signal;
+  const abort = (): void => c.abort();
+  if (drain.aborted || side.destroyed) abort();
+  else {
+    drain.addEventListener('abort', abort, { once: true });
+    side.once('close', abort);
+  }
+  return {
+    signal: c.signal,
+    dispose: () => {
+      drain.removeEventListener('abort', abort);
+      side.off('close', abort);
+    },
+  };
 }

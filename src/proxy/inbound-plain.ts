@@ -7,7 +7,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { describeError } from '../core/errors.ts';
 import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, OriginalDestinationReader } from './contracts.ts';
 import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, closedSignal } from './connection-tracker.ts';
+import { ConnectionTracker, setupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf } from './describe.ts';
 import { ResponseFlags } from './flags.ts';
 import { admitInbound } from './inbound-admission.ts';
@@ -115,12 +115,18 @@ export class InboundPlain {
     });
     if (!admission.ok) return [admission.flags, admission.detail];
 
-    const setup = AbortSignal.any([signal, closedSignal(client)]);
+    const setup = setupSignal(signal, client);
     let pod: Socket;
     try {
-      pod = await connectTcp({ host: target.address, port: target.port, timeoutMs: this.#options.connectTimeoutMs ?? 5_000, signal: setup });
+      pod = await connectTcp({ host: target.address, port: target.port, timeoutMs: this.#options.connectTimeoutMs ?? 5_000, signal: setup.signal });
     } catch (err: unknown) {
       return [signal.aborted ? ResponseFlags.DRAINED : ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
+    } finally {
+      setup.dispose();
+    }
+    if (client.destroyed) {
+      pod.destroy();
+      return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while the pod connected'];
     }
     record.countBytes(client, 'client');
     client.resume();

@@ -15,7 +15,7 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 import { describeError } from '../core/errors.ts';
 import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, TunnelCredentials } from './contracts.ts';
 import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, closedSignal } from './connection-tracker.ts';
+import { ConnectionTracker, setupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf } from './describe.ts';
 import { ProxyErrors, proxyError } from './errors.ts';
 import { ResponseFlags } from './flags.ts';
@@ -57,6 +57,7 @@ interface SessionPeer {
 }
 
 const ignore = (): void => undefined;
+const KEEPALIVE_MS = 30_000;
 
 export class InboundTunnel {
   readonly #deps: InboundTunnelDeps;
@@ -92,6 +93,11 @@ export class InboundTunnel {
       allowHTTP1: false,
       settings: h2Settings(this.#tuning),
       maxSessionMemory: this.#tuning.maxSessionMemoryMb,
+    });
+    // Before TLS: small CONNECT answers must not wait on Nagle; keepalive finds dead peers.
+    this.#server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, KEEPALIVE_MS);
     });
     this.#server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.#onTlsError(err, socket));
     this.#server.on('unknownProtocol', (socket: TLSSocket) => {
@@ -241,12 +247,14 @@ export class InboundTunnel {
     }
 
     let pod: Socket;
-    const setup = AbortSignal.any([signal, closedSignal(stream)]);
+    const setup = setupSignal(signal, stream);
     try {
-      pod = await connectTcp({ host: target.address, port: target.port, timeoutMs: this.#connectMs, signal: setup });
+      pod = await connectTcp({ host: target.address, port: target.port, timeoutMs: this.#connectMs, signal: setup.signal });
     } catch (err: unknown) {
       answer(stream, 503);
       return [signal.aborted ? ResponseFlags.DRAINED : ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
+    } finally {
+      setup.dispose();
     }
     if (stream.destroyed) {
       pod.destroy();

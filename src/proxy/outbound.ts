@@ -14,13 +14,13 @@ import type {
   Authorizer, ConnectionObserver, ConnectionRecord, MeshView, OriginalDestinationReader, PeerRef, ServiceRef, SocketAddress,
 } from './contracts.ts';
 import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, closedSignal } from './connection-tracker.ts';
+import { ConnectionTracker, setupSignal, type SetupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf, serviceRef } from './describe.ts';
 import { ProxyErrors, TunnelRefusedError, proxyError } from './errors.ts';
 import { ResponseFlags } from './flags.ts';
 import { listen, plainIp, stopListening } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
-import { endpointTarget, planHop, resolveDestination, type Hop, type OutboundTarget } from './outbound-route.ts';
+import { endpointTarget, planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice, type SpliceSide } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
@@ -68,6 +68,16 @@ export interface OutboundDeps {
 }
 
 type Ending = [string, string?];
+
+/** What #serve learned before connecting. */
+interface Resolved {
+  readonly src: Workload;
+  readonly clientIp: string;
+  readonly dstAddress: string | undefined;
+  readonly destination: Destination;
+  readonly service: ServiceRef | undefined;
+  readonly identify: (destination: PeerRef, service: ServiceRef | undefined, security: 'mutual_tls' | 'none' | 'unknown') => void;
+}
 
 const ignore = (): void => undefined;
 
@@ -165,7 +175,6 @@ export class OutboundListener {
       return [ResponseFlags.NO_ROUTE, `source ${clientIp} is not a pod in the mesh`];
     }
 
-    const setup = AbortSignal.any([signal, closedSignal(client)]);
     const destination = resolveDestination(mesh, dst);
     if (destination.kind === 'external' && !this.#o.passthroughUnknown) {
       identify({ address: dstAddress }, undefined, 'none');
@@ -178,6 +187,20 @@ export class OutboundListener {
       return [ResponseFlags.NO_HEALTHY_UPSTREAM, `service ${destination.kind === 'service' ? destination.service.service.key : ''} has no endpoints`];
     }
 
+    const setup = setupSignal(signal, client);
+    try {
+      return await this.#connectAndSplice(client, record, signal, setup, { src, clientIp, dstAddress, destination, service, identify });
+    } finally {
+      setup.dispose();
+    }
+  }
+
+  async #connectAndSplice(
+    client: Socket, record: ConnectionRecord, signal: AbortSignal, setup: SetupSignal, c: Resolved,
+  ): Promise<Ending> {
+    const { src, clientIp, dstAddress, destination, service, identify } = c;
+    const mesh = this.#deps.mesh;
+    const endpoints = destination.kind === 'service' ? destination.endpoints : undefined;
     const tried = new Set<string>();
     let failure: Ending = [ResponseFlags.NO_HEALTHY_UPSTREAM, 'no endpoint could be picked'];
     let last: OutboundTarget | undefined;
@@ -208,10 +231,10 @@ export class OutboundListener {
       try {
         let upstream: SpliceSide;
         try {
-          upstream = await this.#connect(hop, src, clientIp, setup);
+          upstream = await this.#connect(hop, src, clientIp, setup.signal);
         } catch (err: unknown) {
           if (signal.aborted) return [ResponseFlags.DRAINED, 'drained while connecting'];
-          if (setup.aborted) return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while connecting'];
+          if (setup.signal.aborted) return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while connecting'];
           if (err instanceof TunnelRefusedError && err.status === 403) {
             identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, 'mutual_tls');
             return [ResponseFlags.DENIED, `the destination agent denied it: ${err.message}`];
@@ -227,6 +250,7 @@ export class OutboundListener {
         this.#deps.health.connected(key);
         identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
         record.countBytes(client, 'client');
+        setup.dispose();
         client.resume();
         return flagsForSplice(await splice(client, upstream, signal));
       } finally {

@@ -51,6 +51,7 @@ export function dialTunnel(o: TunnelDialOptions): Promise<ClientHttp2Session> {
       checkServerIdentity: () => undefined,
     });
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
     socket.on('error', ignore);
     socket.once('connect', () => {
       tcpConnected = true;
