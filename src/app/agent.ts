@@ -44,6 +44,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     : controlFeed(config, logger));
 
   let redirector: Redirector | undefined;
+  const ownerFile = join(config.stateDir, 'capture-owner');
   if (config.mode !== 'off') {
     redirector = createRedirector(config.mode, {
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
@@ -51,6 +52,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       podInterface: config.podInterface,
     }, { log: logger });
     await redirector.start();
+    // The newest agent of a node owns its capture: an older one draining beside it (a rolling
+    // restart) must leave capture in place when it stops.
+    writeFileSync(ownerFile, `${process.pid}\n`);
     logger.info({ mode: config.mode, adopted: redirector.enrolled().length }, 'capture ready');
   }
 
@@ -143,7 +147,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       logger.info({ drainMs: config.drainMs }, 'draining');
       await workers.drain(config.drainMs);
       await enrollment.idle();
-      await redirector?.close({ keepCapture: config.failClosed });
+      const handedOver = readOwner(ownerFile) !== process.pid;
+      if (handedOver) logger.info('a newer agent owns capture on this node; leaving it in place');
+      await redirector?.close({ keepCapture: config.failClosed || handedOver });
       certificates.close();
       await meshFeed.close();
       await Promise.all(endpoints.map((e) => e.close()));
@@ -155,6 +161,14 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return stopping;
   };
   return { shutdown };
+}
+
+function readOwner(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
 }
 
 function localWorkloads(content: MeshContent, node: string) {

@@ -27,7 +27,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
   const name = values.name ?? 'demo';
   const nodes = intFlag(values.nodes, '--nodes', 2, USAGE);
   const duration = intFlag(values.duration, '--duration', 0, USAGE);
-  const mesh: MeshMode = oneOf(values.mesh, '--mesh', ['off', 'ebpf', 'iptables'] as const, 'off', USAGE);
+  const mesh: MeshMode = oneOf(values.mesh, '--mesh', ['off', 'ebpf', 'iptables'] as const, 'ebpf', USAGE);
   const out = (line: string) => process.stdout.write(`${line}\n`);
 
   // The demo owns its cluster name: a run that crashed before is cleaned up first.

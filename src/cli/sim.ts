@@ -5,10 +5,12 @@ import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
 import { readState, type ClusterState } from '../sim/state.ts';
+import { restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
-const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh off|ebpf|iptables]
+const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
        weft sim down (--name NAME | --all)
+       weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
        weft sim exec --name NAME POD -- CMD...`;
 
@@ -21,6 +23,7 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
     case 'down': return simDown(rest);
     case 'status': return simStatus(rest);
     case 'exec': return simExec(rest);
+    case 'mesh': return simMesh(rest);
     default: throw usageError(verb === undefined ? 'missing sim subcommand' : `unknown sim subcommand ${JSON.stringify(verb)}`, USAGE);
   }
 }
@@ -28,15 +31,16 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
 async function simUp(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(argv, {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
-    manifests: { type: 'string' }, mesh: { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
   const nodes = intFlag(values.nodes, '--nodes', undefined, USAGE);
   const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
   const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
-  const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'off', USAGE);
+  const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'ebpf', USAGE);
+  const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
   const started = Date.now();
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
   process.stdout.write(`\nTry:  weft sim exec --name ${name} ${state.plan.pods[0]?.name ?? 'POD'} -- curl -s http://${state.plan.pods.at(-1)?.ip ?? 'IP'}:8080/\n      weft sim down --name ${name}\n`);
@@ -73,6 +77,23 @@ async function simExec(argv: readonly string[]): Promise<number> {
   const pod = positionals[0];
   if (pod === undefined || positionals.length > 1) throw usageError('give exactly one POD before --', USAGE);
   return exec(name, pod, argv.slice(dash + 1));
+}
+
+async function simMesh(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { name: { type: 'string' }, kill: { type: 'boolean' }, overlap: { type: 'boolean' } }, USAGE, true);
+  const [verb, component] = positionals;
+  if (component === undefined || positionals.length !== 2) throw usageError('give a verb and a component, e.g. restart agent/node-1', USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  const opts = { kill: values.kill === true, overlap: values.overlap === true };
+  const started = Date.now();
+  switch (verb) {
+    case 'start': await startComponent(state, component); break;
+    case 'stop': await stopComponent(state, component, opts); break;
+    case 'restart': await restartComponent(state, component, opts); break;
+    default: throw usageError(`unknown mesh verb ${JSON.stringify(verb)}: start, stop or restart`, USAGE);
+  }
+  process.stdout.write(`${component}: ${verb} done in ${Date.now() - started} ms\n`);
+  return 0;
 }
 
 function printStatus(state: ClusterState): void {

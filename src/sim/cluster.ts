@@ -27,6 +27,8 @@ export interface UpOptions {
   /** User manifests; when absent, the sample set (defaults.ts) is generated. */
   readonly manifests: readonly ManifestFile[] | undefined;
   readonly mesh: MeshMode;
+  /** Extra flags for every agent, e.g. ['--workers', '1']. */
+  readonly agentArgs?: readonly string[];
   /** Progress lines for a person; silent when undefined. */
   readonly log?: (line: string) => void;
 }
@@ -72,7 +74,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   rmSync(dir, { recursive: true, force: true });
   for (const sub of ['logs', 'ready', 'manifests']) mkdirSync(join(dir, sub), { recursive: true });
   for (const m of renderScheduled(plan, manifests)) writeFileSync(join(dir, 'manifests', m.path), m.text);
-  let state: ClusterState = { version: 1, plan, cgroupMount, createdAt: new Date().toISOString(), mesh: opts.mesh, workloads: {}, mesh_processes: {} };
+  let state: ClusterState = { version: 1, plan, cgroupMount, createdAt: new Date().toISOString(), mesh: opts.mesh, workloads: {}, mesh_processes: {}, agentArgs: opts.agentArgs ?? [] };
   writeState(state); // first, so `down` can clean up whatever a failure below leaves
 
   try {

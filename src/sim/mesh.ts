@@ -3,24 +3,19 @@
 // cgroup, each a real `weft` process. Used by `weft sim up --mesh ebpf|iptables`.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../core/errors.ts';
 import { SimErrors } from './errors.ts';
 import { makeCgroup } from './cgroups.ts';
-import { startDetached, stopPids, type Placement } from './processes.ts';
+import { alive, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, writeState, type ClusterState } from './state.ts';
 import { CONTROL_IP } from './addresses.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
 export const CONTROL_PORT = 15010;
-
-export interface MeshLayout {
-  readonly controlAddress: string;
-  readonly dir: string;
-}
 
 function weftProcess(where: Placement, args: readonly string[], log: string): number {
   makeCgroup(where.cgroup);
@@ -29,13 +24,54 @@ function weftProcess(where: Placement, args: readonly string[], log: string): nu
   }, log);
 }
 
+function meshDir(state: ClusterState): string {
+  return join(clusterDir(state.plan.name), 'mesh');
+}
+
+/** The command line of a mesh component: `control` or `agent/<node>`. */
+function componentProcess(state: ClusterState, component: string): { where: Placement; args: string[]; log: string; ready: string } {
+  const { plan } = state;
+  const dir = meshDir(state);
+  const logs = join(clusterDir(plan.name), 'logs');
+  const readyDir = join(dir, 'ready');
+  if (component === 'control') {
+    return {
+      where: { cgroup: join(state.cgroupMount, plan.cgroup, 'control'), netns: plan.underlayNetns },
+      args: ['control', '--listen', `${CONTROL_IP}:${CONTROL_PORT}`, '--manifests', join(clusterDir(plan.name), 'manifests'),
+        '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control')],
+      log: join(logs, 'control.log'),
+      ready: join(readyDir, 'control'),
+    };
+  }
+  const n = plan.nodes.find((node) => `agent/${node.name}` === component);
+  if (n === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `no mesh component ${JSON.stringify(component)}: use control or agent/<node> (${plan.nodes.map((x) => `agent/${x.name}`).join(', ')})`);
+  const cgroupRoot = join(state.cgroupMount, n.cgroup);
+  return {
+    where: { cgroup: join(cgroupRoot, 'agent'), netns: n.netns },
+    args: ['agent', '--node', n.name, '--mode', state.mesh, '--capture-address', n.bridgeIp, '--tunnel-address', n.ip,
+      '--pin-name', `${plan.name}-${n.name}`, '--pod-cgroup', join(cgroupRoot, 'pod-{namespace}.{name}'),
+      '--control', `${CONTROL_IP}:${CONTROL_PORT}`, '--token-file', join(dir, n.name, 'token'), '--ca-file', join(dir, 'ca', 'ca.crt'),
+      '--state-dir', join(dir, n.name), '--ready-file', join(readyDir, `agent-${n.name}`), ...state.agentArgs],
+    log: join(logs, `agent-${n.name}.log`),
+    ready: join(readyDir, `agent-${n.name}`),
+  };
+}
+
+function launch(state: ClusterState, component: string): { state: ClusterState; ready: string } {
+  const p = componentProcess(state, component);
+  rmSync(p.ready, { force: true });
+  const pid = weftProcess(p.where, p.args, p.log);
+  const next: ClusterState = { ...state, mesh_processes: { ...state.mesh_processes, [component]: pid } };
+  writeState(next);
+  return { state: next, ready: p.ready };
+}
+
 /** Starts the control plane and every agent; resolves once all report ready. */
 export async function startMesh(state: ClusterState): Promise<ClusterState> {
   if (state.mesh === 'off') return state;
   const { plan } = state;
-  const dir = join(clusterDir(plan.name), 'mesh');
-  const readyDir = join(dir, 'ready');
-  mkdirSync(readyDir, { recursive: true });
+  const dir = meshDir(state);
+  mkdirSync(join(dir, 'ready'), { recursive: true });
   const tokens: Record<string, string> = {};
   for (const n of plan.nodes) {
     const token = randomBytes(24).toString('base64url');
@@ -44,38 +80,70 @@ export async function startMesh(state: ClusterState): Promise<ClusterState> {
     writeFileSync(join(dir, n.name, 'token'), `${token}\n`, { mode: 0o600 });
   }
   writeFileSync(join(dir, 'tokens.json'), `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
-  const logs = join(clusterDir(plan.name), 'logs');
-  const processes: Record<string, number> = { ...state.mesh_processes };
-
-  processes.control = weftProcess(
-    { cgroup: join(state.cgroupMount, plan.cgroup, 'control'), netns: plan.underlayNetns },
-    ['control', '--listen', `${CONTROL_IP}:${CONTROL_PORT}`, '--manifests', join(clusterDir(plan.name), 'manifests'),
-      '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control')],
-    join(logs, 'control.log'));
-  let next: ClusterState = { ...state, mesh_processes: processes };
-  writeState(next);
-
-  for (const n of plan.nodes) {
-    const cgroupRoot = join(state.cgroupMount, n.cgroup);
-    processes[`agent/${n.name}`] = weftProcess(
-      { cgroup: join(cgroupRoot, 'agent'), netns: n.netns },
-      ['agent', '--node', n.name, '--mode', state.mesh, '--capture-address', n.bridgeIp, '--tunnel-address', n.ip,
-        '--pin-name', `${plan.name}-${n.name}`, '--pod-cgroup', join(cgroupRoot, 'pod-{namespace}.{name}'),
-        '--control', `${CONTROL_IP}:${CONTROL_PORT}`, '--token-file', join(dir, n.name, 'token'), '--ca-file', join(dir, 'ca', 'ca.crt'),
-        '--state-dir', join(dir, n.name), '--ready-file', join(readyDir, `agent-${n.name}`)],
-      join(logs, `agent-${n.name}.log`));
-    next = { ...next, mesh_processes: { ...processes } };
-    writeState(next);
+  let next = state;
+  const ready: string[] = [];
+  for (const component of ['control', ...plan.nodes.map((n) => `agent/${n.name}`)]) {
+    const launched = launch(next, component);
+    next = launched.state;
+    ready.push(launched.ready);
   }
-  await waitFiles(readyDir, ['control', ...plan.nodes.map((n) => `agent-${n.name}`)], logs);
+  await waitFiles(ready, join(clusterDir(plan.name), 'logs'));
   return next;
 }
 
-async function waitFiles(dir: string, names: readonly string[], logs: string): Promise<void> {
+export interface RestartOptions {
+  /** SIGKILL instead of SIGTERM (a crash). */
+  readonly kill?: boolean;
+  /** Start the new process first and stop the old one once the new is ready (a rolling restart). */
+  readonly overlap?: boolean;
+}
+
+/** Stops one mesh component (`control` or `agent/<node>`). */
+export async function stopComponent(state: ClusterState, component: string, opts: RestartOptions = {}): Promise<ClusterState> {
+  componentProcess(state, component); // validates the name
+  const pid = state.mesh_processes[component];
+  if (pid !== undefined) await signalAndWait(pid, opts.kill === true);
+  const rest = Object.fromEntries(Object.entries(state.mesh_processes).filter(([k]) => k !== component));
+  const next: ClusterState = { ...state, mesh_processes: rest };
+  writeState(next);
+  return next;
+}
+
+/** Starts one mesh component and waits until it is ready. */
+export async function startComponent(state: ClusterState, component: string, replacing = false): Promise<ClusterState> {
+  if (state.mesh === 'off') throw new WeftError(SimErrors.BAD_ARGUMENT, `cluster ${state.plan.name} runs without a mesh (--mesh off)`);
+  const running = state.mesh_processes[component];
+  if (running !== undefined && alive(running) && !replacing) {
+    throw new WeftError(SimErrors.BAD_ARGUMENT, `${component} is already running (pid ${running}); use restart`);
+  }
+  const launched = launch(state, component);
+  await waitFiles([launched.ready], join(clusterDir(state.plan.name), 'logs'));
+  return launched.state;
+}
+
+export async function restartComponent(state: ClusterState, component: string, opts: RestartOptions = {}): Promise<ClusterState> {
+  if (opts.overlap !== true) return startComponent(await stopComponent(state, component, opts), component);
+  const old = state.mesh_processes[component];
+  const next = await startComponent(state, component, true);
+  if (old !== undefined) await signalAndWait(old, opts.kill === true);
+  return next;
+}
+
+async function signalAndWait(pid: number, kill: boolean): Promise<void> {
+  if (kill) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+  }
+  await stopPids([pid], 30_000);
+}
+
+async function waitFiles(files: readonly string[], logs: string): Promise<void> {
   const deadline = Date.now() + MESH_READY_TIMEOUT_MS;
   for (;;) {
-    const have = new Set(existsSync(dir) ? readdirSync(dir) : []);
-    const missing = names.filter((n) => !have.has(n));
+    const missing = files.filter((f) => !existsSync(f)).map((f) => basename(f));
     if (missing.length === 0) return;
     if (Date.now() > deadline) {
       throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `the mesh did not become ready within ${MESH_READY_TIMEOUT_MS / 1000} s: ${missing.join(', ')} not ready; see ${logs}/`);

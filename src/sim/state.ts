@@ -21,6 +21,8 @@ export interface ClusterState {
   readonly workloads: Readonly<Record<string, number>>;
   /** PIDs of mesh processes (agents, control plane), by role, e.g. `agent/node-1`. */
   readonly mesh_processes: Readonly<Record<string, number>>;
+  /** Extra flags every agent of this cluster gets (`sim up --agent-args`). */
+  readonly agentArgs: readonly string[];
 }
 
 export function clusterDir(name: string): string {

@@ -19,7 +19,7 @@ test('2 nodes x 3 pods: pods reach pods across nodes, VIPs route nowhere, down r
   if (!needsRoot(t, ['curl', 'ip', 'nsenter'])) return;
   const linksBefore = rootLinks();
   const name = uniqueName('s');
-  const s = await simCluster(t, name, ['--nodes', '2', '--pods-per-node', '3']);
+  const s = await simCluster(t, name, ['--nodes', '2', '--pods-per-node', '3', '--mesh', 'off']);
 
   assert.equal(s.name, name);
   assert.equal(s.nodes.length, 2);
@@ -62,8 +62,8 @@ test('two clusters side by side, and a crashed one is reclaimed by down', async 
   if (!needsRoot(t, ['curl'])) return;
   const a = uniqueName('a');
   const b = uniqueName('b');
-  const sa = await simCluster(t, a, ['--nodes', '1', '--pods-per-node', '2']);
-  const sb = await simCluster(t, b, ['--nodes', '1', '--pods-per-node', '2']);
+  const sa = await simCluster(t, a, ['--nodes', '1', '--pods-per-node', '2', '--mesh', 'off']);
+  const sb = await simCluster(t, b, ['--nodes', '1', '--pods-per-node', '2', '--mesh', 'off']);
   // Same addresses, different namespaces: each answers with its own pods.
   assert.equal(sa.pods[1]?.ip, sb.pods[1]?.ip);
   const ra = await inPod(a, sa.pods[0]?.name ?? '', ['curl', '-s', '-m', '5', `http://${sa.pods[1]?.ip}:8080/`]);
@@ -105,7 +105,7 @@ test('bad input is refused with a clear message', async (t) => {
   assert.equal(notRoot.status, 1);
   assert.match(notRoot.stderr, /weft sim needs root/);
 
-  await simCluster(t, name, ['--nodes', '1', '--pods-per-node', '1']);
+  await simCluster(t, name, ['--nodes', '1', '--pods-per-node', '1', '--mesh', 'off']);
   const again = await weft(['sim', 'up', '--name', name, '--nodes', '1']);
   assert.equal(again.status, 1);
   assert.match(again.stderr, /cluster "[a-z0-9]+" is already up; pick another --name/);
