@@ -96,11 +96,13 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     logger.info({ version: next.version, workloads: local.length, services: next.content.services.length }, 'config applied');
   };
 
-  // Ready: capture in place, workers listening, config applied, every local identity has a certificate.
+  // Ready: config applied, every local identity has a certificate, every enrolled pod captured, workers
+  // listening. Only then is a pod's first request sure to go through the mesh.
   const readiness = () => {
     if (current === undefined) return { ready: false, reason: 'no config from the control plane yet' };
     const missing = certificates.snapshot().filter((c) => certificates.get(c.identity) === undefined).map((c) => c.identity);
     if (missing.length > 0) return { ready: false, reason: `waiting for certificates: ${missing.join(', ')}` };
+    if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };
     if (workers.listening < config.workers) return { ready: false, reason: `${workers.listening}/${config.workers} proxy workers listening` };
     return { ready: true };
   };

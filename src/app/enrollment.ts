@@ -15,14 +15,21 @@ export class EnrollmentReconciler {
   #desired: readonly CaptureTarget[] = [];
   readonly #applied = new Map<string, string>();
   #retry: NodeJS.Timeout | undefined;
+  #settled = false;
 
   constructor(redirector: Redirector | undefined, logger: Logger) {
     this.#redirector = redirector;
     this.#logger = logger;
   }
 
+  /** True once the latest desired set is applied in full: every enrolled pod is captured. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
   reconcile(desired: readonly CaptureTarget[]): void {
     this.#desired = desired;
+    this.#settled = false;
     this.#chain = this.#chain.then(() => this.#apply());
   }
 
@@ -34,8 +41,11 @@ export class EnrollmentReconciler {
 
   async #apply(): Promise<void> {
     const redirector = this.#redirector;
-    if (redirector === undefined) return;
     const desired = this.#desired;
+    if (redirector === undefined) {
+      this.#settled = true;
+      return;
+    }
     const want = new Map(desired.map((t) => [t.podId, t]));
     let failed = 0;
     for (const podId of redirector.enrolled()) {
@@ -61,6 +71,7 @@ export class EnrollmentReconciler {
         this.#logger.warn({ pod: t.podId, err: describeError(err) }, 'could not capture pod; will retry');
       }
     }
+    if (failed === 0 && this.#desired === desired) this.#settled = true;
     if (failed > 0 && this.#desired === desired) {
       clearTimeout(this.#retry);
       this.#retry = setTimeout(() => this.reconcile(this.#desired), RETRY_MS);

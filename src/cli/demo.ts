@@ -3,6 +3,7 @@
 // --duration seconds.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../core/exec.ts';
 import { down, podPlacement, up } from '../sim/cluster.ts';
 import { runInside } from '../sim/processes.ts';
 import { readState, type ClusterState, type MeshMode } from '../sim/state.ts';
@@ -18,6 +19,28 @@ async function curl(state: ClusterState, fromPod: string, url: string): Promise<
   child.stdout?.on('data', (b: Buffer) => { out += b.toString(); });
   const code = await done;
   return code === 0 ? out.trim() : `curl exit ${code}`;
+}
+
+/** One line per node from its agent's Istio metrics: connections and bytes, and how many were mutual TLS. */
+async function meshSummary(state: ClusterState): Promise<string> {
+  const lines: string[] = [];
+  for (const n of state.plan.nodes) {
+    const { stdout } = await run('nsenter', [`--net=/run/netns/${n.netns}`, 'curl', '-s', '-m', '2', `http://${n.bridgeIp}:15020/metrics`], { okStatus: [0, 7, 28] });
+    let opened = 0;
+    let mtls = 0;
+    let bytes = 0;
+    for (const line of stdout.split('\n')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
+        opened += value;
+        if (line.includes('connection_security_policy="mutual_tls"')) mtls += value;
+      } else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && line.includes('reporter="source"')) {
+        bytes += value;
+      }
+    }
+    lines.push(`${n.name}: ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes`);
+  }
+  return `  -- mesh: ${lines.join('; ')}`;
 }
 
 export async function demoCommand(argv: readonly string[]): Promise<number> {
@@ -43,7 +66,10 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     out(`\nweft demo: cluster "${name}" with ${state.plan.nodes.length} nodes and ${state.plan.pods.length} pods (mesh: ${mesh})`);
     out(`  status:   npx weft sim status --name ${name}`);
     out(`  a shell:  npx weft sim exec --name ${name} ${client?.name} -- sh`);
-    out(`  logs:     /run/weft/sim/${name}/logs/`);
+    out(`  logs:     /run/weft/sim/${name}/logs/  (one access-log line per connection in agent-<node>.log)`);
+    if (mesh !== 'off') {
+      for (const n of state.plan.nodes) out(`  metrics:  nsenter --net=/run/netns/${n.netns} curl -s http://${n.bridgeIp}:15020/metrics   (${n.name}; readiness :15021/healthz/ready)`);
+    }
     out(`  client ${client?.name} on ${client?.node} calls ${mesh === 'off' ? 'pods on the other node by IP' : 'the services by VIP'} every second; Ctrl-C tears everything down.\n`);
     const started = Date.now();
     let i = 0;
@@ -53,6 +79,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
       const url = target !== undefined ? `http://${target.ip}:8080/` : `http://${service?.vip}:${service?.ports[0]?.port}/`;
       out(`  [${new Date().toISOString().slice(11, 19)}] ${client?.name} -> ${url}  ${await curl(readState(name), client?.name ?? '', url)}`);
       i++;
+      if (mesh !== 'off' && i % 5 === 0) out(await meshSummary(state));
       await sleep(1000);
     }
   } finally {
