@@ -28,8 +28,21 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
   }
 }
 
+// parseArgs takes a value that starts with '-' only as --flag=value, and agent flags always do.
+function joinFlagValue(argv: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (argv[i] === flag && next !== undefined) {
+      out.push(`${flag}=${next}`);
+      i++;
+    } else out.push(argv[i] ?? '');
+  }
+  return out;
+}
+
 async function simUp(argv: readonly string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
+  const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
     manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' },
   }, USAGE);
