@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 
-import { closure, exchange } from './harness.ts';
+import { closure, exchange, until } from './harness.ts';
 import { twoNodes } from './two-nodes.ts';
 
 test('a connection to the VIP arrives byte-identical at the pod on the other node, and comes back', async (t) => {
@@ -79,4 +79,42 @@ test('a client that resets makes the pod see a reset', async (t) => {
   await new Promise((r) => setTimeout(r, 100));
   assert.ok(podClosed, 'the pod never saw the connection');
   assert.equal(await podClosed, 'ECONNRESET');
+});
+
+test('no socket outlives its connection, whatever way it ended', async (t) => {
+  const n = await twoNodes(t, {
+    echo: (s) => {
+      s.once('data', (d: Buffer) => {
+        if (d[0] === 0x52) s.resetAndDestroy();
+        else {
+          s.write(d);
+          s.pipe(s);
+        }
+      });
+    },
+  });
+  const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+  const warm = await n.dial();
+  const warmClosed = closure(warm);
+  await exchange(warm, Buffer.from('warm up the session'));
+  await warmClosed;
+  await until(() => n.outbound.connections === 0 && n.echo.sockets.size === 0, 3000, 'warm-up over');
+  const baseline = sockets();
+  await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+    const s = await n.dial();
+    if (i % 3 === 0) {
+      assert.equal((await exchange(s, Buffer.from('ok'))).toString(), 'ok');
+    } else if (i % 3 === 1) {
+      const closed = closure(s);
+      s.write('R');
+      assert.equal(await closed, 'ECONNRESET');
+    } else {
+      s.write('x');
+      await new Promise((r) => setTimeout(r, 20));
+      s.resetAndDestroy();
+    }
+  }));
+  await until(() => n.outbound.connections === 0 && n.inbound.stats().streams === 0 && n.echo.sockets.size === 0, 3000, 'all over');
+  await until(() => sockets() === baseline, 3000, `socket handles back to ${baseline} (now ${sockets()})`);
+  assert.equal(n.pool.stats().streams, 0);
 });
