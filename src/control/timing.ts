@@ -1,25 +1,7 @@
-// Timers and reconnect backoff for the agent-side client, injected so tests can use short
-// caps or drive time by hand. The shape matches src/identity's Scheduler, so the app can
-// pass one scheduler to both.
+// Reconnect backoff for the agent-side client; timers come from core/scheduler.ts, injected
+// so tests can use short caps or drive time by hand.
 
-export interface TimerHandle {
-  cancel(): void;
-}
-
-export interface Scheduler {
-  /** Runs `fn` once after `delayMs`; must not keep the process alive. */
-  schedule(delayMs: number, fn: () => void): TimerHandle;
-}
-
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-export const systemScheduler: Scheduler = Object.freeze({
-  schedule(delayMs: number, fn: () => void): TimerHandle {
-    const timer = setTimeout(fn, Math.min(Math.max(0, delayMs), MAX_TIMER_MS));
-    timer.unref();
-    return { cancel: () => clearTimeout(timer) };
-  },
-});
+export { systemScheduler, type Scheduler, type TimerHandle } from '../core/scheduler.ts';
 
 export interface ReconnectBackoff {
   /** First retry delay; 100 ms by default. */

@@ -10,7 +10,7 @@ import { DEFAULT_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.ts'
 import { createWorkloadCsr } from './csr.ts';
 import { identityError } from './errors.ts';
 import { normalizeSerial } from './pem.ts';
-import type { Scheduler, TimerHandle } from './scheduler.ts';
+import type { Scheduler, TimerHandle } from '../core/scheduler.ts';
 import type { SpiffeId } from './spiffe.ts';
 import { uriSans } from './trust-bundle.ts';
 

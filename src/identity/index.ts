@@ -17,7 +17,7 @@ export { createWorkloadCsr, type WorkloadKeyAndCsr } from './csr.ts';
 export { TrustBundle, uriSans, type TrustAnchor } from './trust-bundle.ts';
 export { RevocationList } from './crl.ts';
 export { PeerVerifier, verifyPeer, type PeerChain, type PeerVerifierOptions, type VerifyPeerOptions } from './verify-peer.ts';
-export { ManualScheduler, systemScheduler, type Scheduler, type TimerHandle } from './scheduler.ts';
+export { ManualScheduler, systemScheduler, type Scheduler, type TimerHandle } from '../core/scheduler.ts';
 export { DEFAULT_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.ts';
 export {
   CertificateStore,

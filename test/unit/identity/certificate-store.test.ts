@@ -11,7 +11,7 @@ import {
   type WorkloadCertificate,
 } from '../../../src/identity/certificate-store.ts';
 import { createWorkloadCsr } from '../../../src/identity/csr.ts';
-import { ManualScheduler } from '../../../src/identity/scheduler.ts';
+import { ManualScheduler } from '../../../src/core/scheduler.ts';
 import { spiffeId } from '../../../src/identity/spiffe.ts';
 import { verifyPeer } from '../../../src/identity/verify-peer.ts';
 import { openCa, podsOnNodes } from './support.ts';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import { ManualClock } from '../../../src/core/clock.ts';
 import { DEFAULT_BACKOFF, backoffDelay } from '../../../src/identity/backoff.ts';
-import { ManualScheduler } from '../../../src/identity/scheduler.ts';
+import { ManualScheduler } from '../../../src/core/scheduler.ts';
 
 test('backoff doubles from 1 s, is jittered within [base/2, base] and never exceeds 150 s', () => {
   const table: Array<[failures: number, random: number, delay: number]> = [

@@ -8,7 +8,7 @@ import { systemClock } from '../../../src/core/clock.ts';
 import { describeError, isWeftError } from '../../../src/core/errors.ts';
 import { CertificateStore } from '../../../src/identity/certificate-store.ts';
 import { RevocationList } from '../../../src/identity/crl.ts';
-import { systemScheduler } from '../../../src/identity/scheduler.ts';
+import { systemScheduler } from '../../../src/core/scheduler.ts';
 import { spiffeId } from '../../../src/identity/spiffe.ts';
 import {
   SecureContextCache,

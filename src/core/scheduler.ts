@@ -1,7 +1,7 @@
-// Timers are injected next to the Clock so rotation and backoff can be driven by a test
-// without real sleeps.
+// Timers are injected next to the Clock so rotation, backoff and reconnects can be driven
+// by a test without real sleeps. One Scheduler serves identity and control alike.
 
-import type { ManualClock } from '../core/clock.ts';
+import type { ManualClock } from './clock.ts';
 
 export interface TimerHandle {
   cancel(): void;
