@@ -47,6 +47,7 @@ export class ConnectionTracker {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, Math.max(0, deadlineMs));
+        timer.unref();
       });
       await Promise.race([this.whenEmpty(), deadline]);
       clearTimeout(timer);

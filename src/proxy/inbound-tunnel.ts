@@ -143,7 +143,13 @@ export class InboundTunnel {
 
   #serverName(name: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
     const identity = identityForServerName(name);
-    const context = identity === undefined ? undefined : this.#deps.credentials.secureContext(identity);
+    let context: SecureContext | undefined;
+    try {
+      context = identity === undefined ? undefined : this.#deps.credentials.secureContext(identity);
+    } catch (err: unknown) {
+      cb(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
     if (context === undefined) {
       cb(proxyError(ProxyErrors.BAD_SERVER_NAME, `no identity on this node answers to server name ${JSON.stringify(name)}`));
       return;
@@ -260,7 +266,13 @@ export class InboundTunnel {
       pod.destroy();
       return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while the pod connected'];
     }
-    stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    try {
+      stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    } catch (err: unknown) {
+      // Reset by the client between our checks and the answer.
+      pod.resetAndDestroy();
+      return [ResponseFlags.DOWNSTREAM_RESET, describeError(err)];
+    }
     record.countBytes(pod, 'server');
     const result = await splice(stream, pod, signal);
     return flagsForSplice(result);

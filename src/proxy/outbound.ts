@@ -33,7 +33,7 @@ export interface OutboundOptions {
   readonly reusePort?: boolean;
   /** Port of the peer agents' tunnel listener. Default 15008. */
   readonly tunnelPort?: number;
-  /** Per attempt, TCP connect (direct) or answer (tunnel). Default 5 s. */
+  /** Per attempt, the TCP connect to a pod (direct). The tunnel pool has its own timeouts. Default 5 s. */
   readonly connectTimeoutMs?: number;
   /** Endpoints tried per connection. Default 3. */
   readonly maxAttempts?: number;
