@@ -65,9 +65,8 @@ async function prepare(name: string, options: BenchOptions, workDir: string, sta
   const startAll = async (c: BenchCluster): Promise<number[]> => {
     await tuneNamespaces(c);
     const pods = [c.plain.server['same-node'], c.plain.server['cross-node'], ...(wantWeft ? [c.mesh.server['same-node'], c.mesh.server['cross-node']] : [])];
-    const pids: number[] = [];
-    for (const p of pods) pids.push(...await startServers(c.pod(p), `${p.namespace}.${p.name}`, serverSetup, haproxyCfg));
-    return pids;
+    const each = await Promise.all(pods.map((p) => startServers(c.pod(p), `${p.namespace}.${p.name}`, serverSetup, haproxyCfg)));
+    return each.flat();
   };
   const serverPids = await startAll(cluster);
   if (!wantWeft) return { cluster, weft: unavailablePath('weft', 'not run (--paths)') };

@@ -31,7 +31,7 @@ export const fixedRate: Scenario = {
     const cpuBefore = cpuSeconds(pids, ctx.hz);
     const { result } = startSockperf(route.client, {
       host: t.host, port: t.port, mps: ctx.options.fixedRate, seconds: ctx.options.fixedSeconds,
-      messageBytes: 1024, cpus: ctx.options.loadCpu,
+      messageBytes: 1024, cpus: ctx.options.loadCpu, noWarmup: ctx.options.quick,
     });
     const r = await result.finally(() => peak.stop());
     const peakBytes = peak.stop();

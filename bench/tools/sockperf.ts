@@ -12,6 +12,8 @@ export interface SockperfRun {
   readonly seconds: number;
   readonly messageBytes: number;
   readonly cpus: string;
+  /** Skip sockperf's warm-up stage (dummy messages, then about 2 s of waiting): for --quick. */
+  readonly noWarmup?: boolean;
 }
 
 export interface SockperfResult {
@@ -32,6 +34,7 @@ export function sockperfCommand(r: SockperfRun): string[] {
   return [
     'taskset', '-c', r.cpus, 'sockperf', 'under-load', '--tcp', '-i', r.host, '-p', String(r.port),
     '--mps', String(r.mps), '--reply-every', '1', '-m', String(r.messageBytes), '-t', String(r.seconds), '--full-rtt',
+    ...(r.noWarmup === true ? ['--dontwarmup'] : []),
   ];
 }
 
