@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { findCgroup2Mount } from '../core/cgroup2.ts';
@@ -13,7 +13,7 @@ import { podCgroupPath, type AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import { createRedirector, type Redirector, type CaptureTarget } from '../redirect/index.ts';
-import { HttpEndpoint, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
+import { HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
@@ -36,7 +36,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const logger: Logger = pino({ level: config.logLevel, base: { node: config.node } });
   const clock = systemClock;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'weft_agent_' });
+  collectProcessMetrics(registry, 'weft_agent_');
   mkdirSync(config.stateDir, { recursive: true });
 
   const meshFeed: MeshFeed = feed ?? (config.source.kind === 'manifests'

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, WeftError } from '../core/errors.ts';
 import { ChannelCertificateIssuer } from '../control/channel-certificates.ts';
@@ -25,7 +25,7 @@ import { decodeNodeResources, type DecodedResources } from '../model/resource-co
 import { nodeResources, resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { RawObject } from '../model/types.ts';
 import type { MeshState } from '../model/state.ts';
-import { HttpEndpoint, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
+import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
 
 // ---- resources shared with agents -----------------------------------------------------------
 
@@ -151,7 +151,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { component: 'control' } });
   const clock = deps.clock ?? systemClock;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'weft_control_process_' });
+  collectProcessMetrics(registry, 'weft_control_process_');
   const cleanups: Array<() => Promise<void> | void> = [];
   const closeAll = async (): Promise<void> => {
     for (const c of cleanups.splice(0).reverse()) {

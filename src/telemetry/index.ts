@@ -10,3 +10,4 @@ export {
   HttpEndpoint, metricsRoutes, readinessRoutes, startAdminServer,
   type AdminServerOptions, type HttpEndpointOptions, type Readiness, type RouteHandler, type Routes,
 } from './http-endpoints.ts';
+export { collectProcessMetrics } from './process-metrics.ts';
