@@ -2,6 +2,10 @@
 // directory, so files replaced by rename (editors, `kubectl create configmap` volumes that
 // swap a `..data` symlink) are seen like in-place writes. A file that stops parsing keeps
 // its last good objects, with its problems reported, until it parses again.
+//
+// Each directory gets its own non-recursive watch: Node's recursive fs.watch on Linux (a JS
+// layer over per-entry watches) stops reporting after a file has been replaced by rename a
+// couple of times, so an editor's third save would go unseen.
 
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -41,13 +45,15 @@ export async function listManifestFiles(dir: string): Promise<string[]> {
   return listFiles(dir);
 }
 
-async function listFiles(dir: string, depth = 0): Promise<string[]> {
+/** `dirs` collects every directory scanned, `dir` first. */
+async function listFiles(dir: string, depth = 0, dirs: string[] = []): Promise<string[]> {
+  dirs.push(dir);
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.name.startsWith('.')) continue;
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
-      if (depth < MAX_DEPTH) out.push(...await listFiles(path, depth + 1));
+      if (depth < MAX_DEPTH) out.push(...await listFiles(path, depth + 1, dirs));
       continue;
     }
     if (!EXTENSIONS.some((e) => entry.name.endsWith(e))) continue;
@@ -68,7 +74,8 @@ export class DirectorySource implements ConfigSource {
   #files = new Map<string, FileState>();
   #dirProblem: ManifestProblem | undefined;
   #listener: SnapshotListener | undefined;
-  #watcher: FSWatcher | undefined;
+  /** One non-recursive watch per scanned directory; the root's is the first. */
+  readonly #watchers = new Map<string, FSWatcher>();
   #rewatchTimer: NodeJS.Timeout | undefined;
   #state: 'new' | 'running' | 'closed' = 'new';
 
@@ -97,25 +104,58 @@ export class DirectorySource implements ConfigSource {
 
   #watch(): void {
     if (this.#state !== 'running') return;
+    this.#watchDirectory(this.#dir);
+  }
+
+  /** Watches `dir` (not recursively) unless it is already; false when it cannot be watched. */
+  #watchDirectory(dir: string): boolean {
+    if (this.#watchers.has(dir)) return true;
+    const root = dir === this.#dir;
     try {
       // persistent: false — a watch alone must not keep the process alive.
-      const w = watch(this.#dir, { recursive: true, persistent: false }, () => this.#debouncer.trigger());
+      const w = watch(dir, { persistent: false }, () => this.#debouncer.trigger());
       w.on('error', (err: unknown) => {
-        this.#log.warn({ err: describeError(err), directory: this.#dir }, 'watching the manifest directory failed; retrying');
-        this.#unwatch();
+        if (root) {
+          this.#log.warn({ err: describeError(err), directory: this.#dir }, 'watching the manifest directory failed; retrying');
+          this.#unwatch();
+          this.#scheduleRewatch();
+        } else {
+          // A subdirectory went away (or cannot be watched): the rescan drops or re-adds it.
+          w.close();
+          if (this.#watchers.get(dir) === w) this.#watchers.delete(dir);
+        }
         this.#debouncer.trigger();
-        this.#scheduleRewatch();
       });
-      this.#watcher = w;
+      this.#watchers.set(dir, w);
+      return true;
     } catch (err: unknown) {
-      this.#log.warn({ err: describeError(err), directory: this.#dir }, 'cannot watch the manifest directory; retrying');
-      this.#scheduleRewatch();
+      if (root) {
+        this.#log.warn({ err: describeError(err), directory: this.#dir }, 'cannot watch the manifest directory; retrying');
+        this.#scheduleRewatch();
+      }
+      return false;
     }
   }
 
+  /** Watches exactly the directories of the last scan (the root is kept while watched). */
+  #syncWatches(dirs: readonly string[]): void {
+    if (this.#state !== 'running' || !this.#watchers.has(this.#dir)) return;
+    const wanted = new Set(dirs);
+    for (const [dir, w] of this.#watchers) {
+      if (dir !== this.#dir && !wanted.has(dir)) {
+        w.close();
+        this.#watchers.delete(dir);
+      }
+    }
+    let added = false;
+    for (const dir of dirs) if (!this.#watchers.has(dir)) added = this.#watchDirectory(dir) || added;
+    // A file written into a new directory before its watch existed: one more scan finds it.
+    if (added) this.#debouncer.trigger();
+  }
+
   #unwatch(): void {
-    this.#watcher?.close();
-    this.#watcher = undefined;
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
   }
 
   #scheduleRewatch(): void {
@@ -123,16 +163,18 @@ export class DirectorySource implements ConfigSource {
     this.#rewatchTimer = setTimeout(() => {
       this.#rewatchTimer = undefined;
       this.#watch();
-      if (this.#watcher !== undefined) this.#debouncer.trigger();
+      if (this.#watchers.has(this.#dir)) this.#debouncer.trigger();
     }, this.#rewatchMs);
     this.#rewatchTimer.unref();
   }
 
   async #reload(first = false): Promise<void> {
     let paths: string[];
+    const dirs: string[] = [];
     try {
-      paths = await listFiles(this.#dir);
+      paths = await listFiles(this.#dir, 0, dirs);
       this.#dirProblem = undefined;
+      this.#syncWatches(dirs);
     } catch (err: unknown) {
       // The directory is gone or unreadable: keep every last good object and say so.
       const message = `cannot read the directory (${describeError(err)}); keeping the last good objects`;

@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { renameSync, writeFileSync } from 'node:fs';
 import { mkdtemp, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,31 @@ test('picks up writes, new files, deletions and files replaced by rename', async
   await h.next((s) => names(s).join() === 'a2,b2', 'a2,b2');
   await unlink(join(h.dir, 'a.yaml'));
   await h.next((s) => names(s).join() === 'b2', 'b2 only');
+});
+
+test('every save by rename is seen at once, also in a new subdirectory (Node\'s recursive watch on Linux polls, and loses renamed files)', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  // inotify answers in milliseconds; stat polling (5 s) or a lost watch would not.
+  const soon = (p: Promise<Snap>, what: string): Promise<Snap> => Promise.race([
+    p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} not seen within 1.5 s`)), 1_500).unref()),
+  ]);
+  // Synchronous, as another process would: the old recursive watch lost these after the first.
+  const save = (file: string, body: string): void => {
+    writeFileSync(join(file, '..', '.swp'), body);
+    renameSync(join(file, '..', '.swp'), file);
+  };
+  await new Promise((r) => setTimeout(r, 200)); // past the post-start rescan
+  for (let i = 0; i < 5; i++) {
+    save(join(h.dir, 'a.yaml'), ns(`v${i}`));
+    await soon(h.next((s) => names(s).join() === `v${i}`, `save ${i + 1}`), `save ${i + 1}`);
+  }
+  await mkdir(join(h.dir, 'sub'));
+  await writeFile(join(h.dir, 'sub', 'b.yaml'), ns('b'));
+  await soon(h.next((s) => names(s).join() === 'b,v4', 'the new subdirectory'), 'the new subdirectory');
+  for (let i = 0; i < 3; i++) {
+    save(join(h.dir, 'sub', 'b.yaml'), ns(`b${i}`));
+    await soon(h.next((s) => names(s).join() === `b${i},v4`, `save ${i + 1} in the subdirectory`), `save ${i + 1} in the subdirectory`);
+  }
 });
 
 test('a burst of writes is debounced into few snapshots, and an unchanged rescan emits nothing', async (t) => {
