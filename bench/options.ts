@@ -103,7 +103,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   return Object.freeze({
     quick, reps, loadSeconds, fixedSeconds, bulkSeconds, fixedRate: 1000,
     wrkConnections: quick ? 16 : 64, idleConnections, fdLimit,
-    meshUpSeconds: positiveInt(values['mesh-timeout'], '--mesh-timeout', quick ? 20 : 120, 600), settleMs: quick ? 100 : 1000,
+    meshUpSeconds: positiveInt(values['mesh-timeout'], '--mesh-timeout', quick ? 60 : 120, 600), settleMs: quick ? 100 : 1000,
     outDir: values.out ?? join(import.meta.dirname, 'results'),
     paths: Object.freeze(paths as PathName[]),
     scenarios: values.scenarios === undefined ? undefined : Object.freeze(values.scenarios.split(',').map((s) => s.trim())),
