@@ -15,6 +15,8 @@ export interface InboundRequest {
   readonly target: SocketAddress;
   /** Verified SPIFFE id of the peer; undefined for plaintext. */
   readonly sourcePrincipal: string | undefined;
+  /** The principal's namespace when the caller already knows it (parsed from the principal otherwise). */
+  readonly sourceNamespace?: string;
   readonly sourceIp: string;
   /** The identity the client asked for by server name (tunnel only). */
   readonly requestedIdentity?: string;
@@ -50,7 +52,7 @@ export function admitInbound(mesh: Pick<MeshView, 'workloadByIp'>, authorize: Au
   }
   const decision = authorize({
     sourcePrincipal: req.sourcePrincipal,
-    sourceNamespace: req.sourcePrincipal === undefined ? undefined : tryParseSpiffeId(req.sourcePrincipal)?.namespace,
+    sourceNamespace: req.sourceNamespace ?? (req.sourcePrincipal === undefined ? undefined : tryParseSpiffeId(req.sourcePrincipal)?.namespace),
     sourceIp: req.sourceIp,
     destinationWorkload: workload,
     destinationPort: req.target.port,

@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
 
 import { describeError } from '../core/errors.ts';
+import { tryParseSpiffeId } from '../model/spiffe.ts';
 import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, TunnelCredentials } from './contracts.ts';
 import { NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker, setupSignal } from './connection-tracker.ts';
@@ -51,6 +52,8 @@ export interface InboundTunnelDeps {
 interface SessionPeer {
   /** The client's verified SPIFFE id. */
   readonly principal: string;
+  /** Its namespace, parsed once per session rather than per stream. */
+  readonly namespace: string | undefined;
   /** The local identity it asked for (and got the certificate of). */
   readonly requested: string | undefined;
   readonly remoteIp: string;
@@ -189,7 +192,7 @@ export class InboundTunnel {
     }
     const servername = typeof socket.servername === 'string' ? socket.servername : undefined;
     const requested = servername === undefined ? undefined : identityForServerName(servername);
-    this.#sessions.set(session, { principal, requested, remoteIp });
+    this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp });
     session.once('close', () => this.#sessions.delete(session));
     try {
       session.setLocalWindowSize(this.#tuning.sessionWindowBytes);
@@ -243,7 +246,8 @@ export class InboundTunnel {
       return [ResponseFlags.BAD_REQUEST, `bad authority ${JSON.stringify(authority)}`];
     }
     const admission = admitInbound(this.#deps.mesh, this.#deps.authorize, {
-      nodeName: this.#nodeName, target, sourcePrincipal: peer.principal, sourceIp, requestedIdentity: peer.requested,
+      nodeName: this.#nodeName, target, sourcePrincipal: peer.principal, sourceNamespace: peer.namespace, sourceIp,
+      requestedIdentity: peer.requested,
     });
     const destination = peerOf(admission.workload, addressOf(target.address, target.port));
     record.identify({ reporter: 'destination', source, destination, security: 'mutual_tls' });

@@ -105,7 +105,8 @@ export class TunnelPool {
       this.#reserve(entry);
       let stream: ClientHttp2Stream | undefined;
       try {
-        const session = await abortable(entry.ready, req.signal);
+        // Ready sessions skip the promise: one fewer microtask and listener per stream.
+        const session = entry.session ?? await abortable(entry.ready, req.signal);
         stream = session.request(headers, { endStream: false });
         stream.on('error', ignore);
         stream.once('close', () => this.#release(entry));

@@ -78,7 +78,7 @@ function spawnRole(name: string, args: string[]): Promise<Role> {
 }
 
 /** Runs `work` and reports wall time and the CPU the proxies spent on it. */
-async function timed(proxies: readonly Role[], work: () => Promise<void>): Promise<{ secs: number; cpu: number; user: number }> {
+async function timed(proxies: readonly Role[], work: () => Promise<void>): Promise<{ secs: number; cpu: number; user: number; each: number[] }> {
   const before = await Promise.all(proxies.map((p) => p.cpu()));
   const t0 = performance.now();
   await work();
@@ -86,17 +86,23 @@ async function timed(proxies: readonly Role[], work: () => Promise<void>): Promi
   const after = await Promise.all(proxies.map((p) => p.cpu()));
   let user = 0;
   let system = 0;
+  const each: number[] = [];
   after.forEach(([u, s], i) => {
-    user += u - (before[i]?.[0] ?? 0);
-    system += s - (before[i]?.[1] ?? 0);
+    const du = u - (before[i]?.[0] ?? 0);
+    const ds = s - (before[i]?.[1] ?? 0);
+    user += du;
+    system += ds;
+    each.push(du + ds);
   });
-  return { secs, cpu: user + system, user };
+  return { secs, cpu: user + system, user, each };
 }
 
+const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
+
+/** Uploads exactly `bytes`, half-closes, and resolves on the pod's answer and FIN. */
 function upload(to: AddressInfo, bytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const s = connect({ host: to.address, port: to.port, localAddress: '127.0.1.10', allowHalfOpen: true });
-    const chunk = Buffer.alloc(256 * 1024, 0x5a);
     let sent = 0;
     s.on('error', reject);
     s.on('data', () => undefined);
@@ -106,8 +112,9 @@ function upload(to: AddressInfo, bytes: number): Promise<void> {
     });
     const pump = (): void => {
       while (sent < bytes) {
-        sent += chunk.length;
-        if (!s.write(chunk)) {
+        const piece = CHUNK.subarray(0, Math.min(CHUNK.length, bytes - sent));
+        sent += piece.length;
+        if (!s.write(piece)) {
           s.once('drain', pump);
           return;
         }
@@ -133,8 +140,9 @@ async function rate(label: string, to: AddressInfo, proxies: readonly Role[], co
       await upload(to, 100);
     }
   };
-  const { secs, cpu, user } = await timed(proxies, () => Promise.all(Array.from({ length: 50 }, worker)).then(() => undefined));
-  const per = proxies.length === 0 ? '' : `; proxies ${((cpu * 1e6) / connections).toFixed(0)} CPU-us per connection, ${((user * 1e6) / connections).toFixed(0)} of it user`;
+  const { secs, cpu, user, each } = await timed(proxies, () => Promise.all(Array.from({ length: 50 }, worker)).then(() => undefined));
+  const split = each.length > 1 ? ` (${each.map((c) => ((c * 1e6) / connections).toFixed(0)).join(' + ')})` : '';
+  const per = proxies.length === 0 ? '' : `; proxies ${((cpu * 1e6) / connections).toFixed(0)}${split} CPU-us per connection, ${((user * 1e6) / connections).toFixed(0)} of it user`;
   process.stdout.write(`${label.padEnd(7)} ${connections} connections: ${(connections / secs).toFixed(0).padStart(5)} conn/s${per}\n`);
 }
 
