@@ -20,6 +20,11 @@ export interface ConnectionTelemetryOptions {
   readonly durationBuckets?: readonly number[];
   /** Write access-log lines. Default true. */
   readonly accessLog?: boolean;
+  /**
+   * Refused-handshake log lines per second at most (a port scan must not flood the log); the
+   * counter still counts every one, and the next line says how many were left out. Default 10.
+   */
+  readonly handshakeLogsPerSecond?: number;
 }
 
 const UNIDENTIFIED: ConnectionDescription = Object.freeze({
@@ -31,7 +36,11 @@ export class ConnectionTelemetry {
   readonly #logger: Pick<Logger, 'info' | 'warn'>;
   readonly #clock: Clock;
   readonly #accessLog: boolean;
+  readonly #handshakeLogs: number;
   readonly #live = new Set<ConnectionRecordImpl>();
+  #logWindowStart = Number.NEGATIVE_INFINITY;
+  #logsInWindow = 0;
+  #suppressed = 0;
 
   constructor(options: ConnectionTelemetryOptions) {
     this.metrics = new TcpMetrics({ registry: options.registry, cluster: options.cluster, durationBuckets: options.durationBuckets });
@@ -41,6 +50,7 @@ export class ConnectionTelemetry {
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#accessLog = options.accessLog ?? true;
+    this.#handshakeLogs = options.handshakeLogsPerSecond ?? 10;
   }
 
   /** A new connection: the clock starts now. */
@@ -50,7 +60,20 @@ export class ConnectionTelemetry {
 
   handshakeFailed(reason: string, detail: string): void {
     this.metrics.handshakeFailed(reason);
-    this.#logger.warn({ reason, detail }, 'tunnel handshake refused');
+    const now = this.#clock.monotonic();
+    if (now - this.#logWindowStart >= 1000) {
+      this.#logWindowStart = now;
+      this.#logsInWindow = 0;
+    }
+    if (this.#logsInWindow >= this.#handshakeLogs) {
+      this.#suppressed += 1;
+      return;
+    }
+    this.#logsInWindow += 1;
+    const line: Record<string, unknown> = { reason, detail };
+    if (this.#suppressed > 0) line.suppressed = this.#suppressed;
+    this.#suppressed = 0;
+    this.#logger.warn(line, 'tunnel handshake refused');
   }
 
   /** Connections whose bytes are being counted now. */

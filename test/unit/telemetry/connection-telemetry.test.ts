@@ -133,3 +133,14 @@ test('the same label set is built once per pair', () => {
   assert.equal(p1, p2, 'addresses are not labels');
   assert.notEqual(p1, telemetry.metrics.pair({ ...web, reporter: 'destination' }));
 });
+
+test('refused-handshake log lines are rate limited; the counter is not', async () => {
+  const { registry, telemetry, lines, clock } = setup();
+  for (let i = 0; i < 25; i++) telemetry.handshakeFailed('not_tls', `client ${i}`);
+  clock.advance(1000);
+  telemetry.handshakeFailed('not_tls', 'client after');
+  const logged = lines.filter((l) => l.msg === 'tunnel handshake refused');
+  assert.equal(logged.length, 11);
+  assert.equal(logged.at(-1)?.suppressed, 15);
+  assert.equal(total(parseMetrics(await registry.metrics()), 'weft_tunnel_handshake_failures_total', { reason: 'not_tls' }), 26);
+});
