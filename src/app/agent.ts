@@ -24,6 +24,8 @@ import { EnrollmentReconciler } from './enrollment.ts';
 export interface RunningAgent {
   /** Drains and stops everything; resolves when the node is left as configured (fail-open or fail-closed). */
   shutdown(): Promise<void>;
+  /** Rejects if the agent cannot serve at all (its proxy workers could not listen); never resolves. */
+  readonly failed: Promise<never>;
 }
 
 /** The agent process's own cgroup v2 directory (SO_ORIGINAL_DST is answered there in eBPF mode). */
@@ -62,8 +64,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
   }, logger, config.logLevel);
-  await workers.start();
-  logger.info({ workers: config.workers }, 'proxy workers listening');
+  workers.start();
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
   let current: NodeConfig | undefined;
@@ -98,10 +99,15 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   // Ready: config applied, every local identity has a certificate, every enrolled pod captured, workers
   // listening. Only then is a pod's first request sure to go through the mesh.
-  const readiness = () => {
+  const configured = () => {
     if (current === undefined) return { ready: false, reason: 'no config from the control plane yet' };
     const missing = certificates.snapshot().filter((c) => certificates.get(c.identity) === undefined).map((c) => c.identity);
     if (missing.length > 0) return { ready: false, reason: `waiting for certificates: ${missing.join(', ')}` };
+    return { ready: true };
+  };
+  const readiness = () => {
+    const c = configured();
+    if (!c.ready) return c;
     if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };
     if (workers.listening < config.workers) return { ready: false, reason: `${workers.listening}/${config.workers} proxy workers listening` };
     return { ready: true };
@@ -135,10 +141,26 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   ];
 
   await meshFeed.start(applyConfig);
+  let fail: (err: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_resolve, reject) => { fail = reject; });
+  failed.catch(() => undefined); // the CLI observes it; nothing else has to
+  let listening: Promise<void> | undefined;
   const readyCheck = setInterval(() => {
-    if (!readiness().ready || config.readyFile === undefined) return;
-    writeFileSync(config.readyFile, `${process.pid}\n`);
+    // The listeners open only with config and certificates in place: on a rolling restart the
+    // kernel hands every SO_REUSEPORT listener its share of new connections at once, and one
+    // that knew no pods yet would refuse them.
+    if (listening === undefined && configured().ready) {
+      listening = workers.listen().then(
+        () => logger.info({ workers: config.workers }, 'proxy workers listening'),
+        (err: unknown) => {
+          logger.fatal({ err: describeError(err) }, 'proxy workers could not listen');
+          fail(err);
+        },
+      );
+    }
+    if (!readiness().ready) return;
     clearInterval(readyCheck);
+    if (config.readyFile !== undefined) writeFileSync(config.readyFile, `${process.pid}\n`);
     logger.info('agent ready');
   }, 50);
 
@@ -162,7 +184,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     });
     return stopping;
   };
-  return { shutdown };
+  return { shutdown, failed };
 }
 
 function readOwner(file: string): number | undefined {

@@ -1,6 +1,7 @@
 // Entry point of one proxy worker thread. The agent's main thread owns the control-plane
 // connection, certificates and capture state; each worker runs a ProxyRuntime on the shared
-// ports (SO_REUSEPORT spreads connections across workers) and gets config by message.
+// ports (SO_REUSEPORT spreads connections across workers) and gets config by message. It
+// listens only when told to, once the agent has config and certificates to serve with.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
@@ -25,6 +26,7 @@ const send = (m: FromWorker): void => port.postMessage(m);
 const logger = pino({ level: data.logLevel, base: { worker: data.index } }, pino.destination({ dest: 1, sync: false }));
 const registry = new Registry();
 const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
+let draining = false;
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
@@ -41,7 +43,15 @@ port.on('message', (m: ToWorker) => {
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
       break;
+    case 'listen':
+      if (draining) break;
+      runtime.listen().then(
+        () => send({ type: 'listening' }),
+        (err: unknown) => send({ type: 'failed', message: describeError(err) }),
+      );
+      break;
     case 'drain':
+      draining = true;
       void runtime.drain(m.deadlineMs).then(() => {
         logger.flush();
         send({ type: 'drained' });
@@ -50,7 +60,3 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-runtime.listen().then(
-  () => send({ type: 'listening' }),
-  (err: unknown) => send({ type: 'failed', message: describeError(err) }),
-);

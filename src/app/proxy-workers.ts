@@ -17,6 +17,8 @@ const METRICS_TIMEOUT_MS = 2000;
 interface Slot {
   worker: Worker;
   listening: boolean;
+  /** Settles when this worker listens or fails to (never rejects unobserved). */
+  listened: Promise<void>;
 }
 
 export class ProxyWorkers {
@@ -28,6 +30,7 @@ export class ProxyWorkers {
   #mesh: MeshContent | undefined;
   #credentials: CredentialSet | undefined;
   #nextId = 0;
+  #live = false;
   #stopping = false;
 
   constructor(count: number, options: ProxyRuntimeOptions, logger: Logger, logLevel: string) {
@@ -37,22 +40,36 @@ export class ProxyWorkers {
     this.#logLevel = logLevel;
   }
 
-  /** Starts every worker; resolves when all listen, rejects naming the first that could not. */
-  async start(): Promise<void> {
-    await Promise.all(Array.from({ length: this.#count }, (_, i) => this.#spawn(i)));
+  /** Starts every worker thread; they listen only once listen() is called. */
+  start(): void {
+    for (let i = 0; i < this.#count; i++) this.#spawn(i);
+  }
+
+  /**
+   * Opens every worker's listeners; resolves when all listen, rejects naming the first that
+   * could not. Call it once the mesh and credentials are set: with SO_REUSEPORT a listener gets
+   * its share of new connections at once (on a rolling restart, beside the old agent's), so it
+   * must already know the pods. Workers restarted after a crash listen as soon as they start.
+   */
+  async listen(): Promise<void> {
+    if (this.#live || this.#stopping) return;
+    this.#live = true;
+    for (const s of this.#slots) s.worker.postMessage({ type: 'listen' } satisfies ToWorker);
+    await Promise.all(this.#slots.map((s) => s.listened));
   }
 
   get listening(): number {
     return this.#slots.filter((s) => s.listening).length;
   }
 
-  #spawn(index: number): Promise<void> {
+  #spawn(index: number): Slot {
     const worker = new Worker(ENTRY, { workerData: { options: this.#options, logLevel: this.#logLevel, index } });
-    const slot: Slot = { worker, listening: false };
+    const slot: Slot = { worker, listening: false, listened: Promise.resolve() };
     this.#slots[index] = slot;
     if (this.#mesh !== undefined) worker.postMessage({ type: 'mesh', content: this.#mesh } satisfies ToWorker);
     if (this.#credentials !== undefined) worker.postMessage({ type: 'credentials', set: this.#credentials } satisfies ToWorker);
-    return new Promise((resolve, reject) => {
+    if (this.#live) worker.postMessage({ type: 'listen' } satisfies ToWorker);
+    slot.listened = new Promise((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'listening') {
           slot.listening = true;
@@ -70,9 +87,12 @@ export class ProxyWorkers {
         if (this.#stopping || this.#slots[index] !== slot) return;
         // A crashed worker is replaced: the others keep serving meanwhile (SO_REUSEPORT).
         this.#logger.error({ worker: index, code }, 'proxy worker exited; starting a new one');
-        this.#spawn(index).catch((err: unknown) => this.#logger.error({ worker: index, err: String(err) }, 'proxy worker restart failed'));
+        this.#spawn(index).listened.catch((err: unknown) => this.#logger.error({ worker: index, err: String(err) }, 'proxy worker restart failed'));
       });
     });
+    // Observed by listen() or the restart above; this keeps an early failure from going unhandled.
+    slot.listened.catch(() => undefined);
+    return slot;
   }
 
   #broadcast(message: ToWorker): void {

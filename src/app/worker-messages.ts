@@ -8,6 +8,8 @@ export type ToWorker =
   | { readonly type: 'mesh'; readonly content: MeshContent }
   | { readonly type: 'credentials'; readonly set: CredentialSet }
   | { readonly type: 'metrics'; readonly id: number }
+  /** Open the listeners (sent after the first mesh and credentials, which arrive in order before it). */
+  | { readonly type: 'listen' }
   | { readonly type: 'drain'; readonly deadlineMs: number };
 
 export interface WorkerStats {

@@ -19,10 +19,11 @@ export async function agentCommand(argv: readonly string[]): Promise<number> {
   }, USAGE);
   const config = agentConfig(values, process.env, availableParallelism());
   const agent = await runAgent(config);
-  await new Promise<void>((resolve) => {
+  await new Promise<void>((resolve, reject) => {
     const stop = (): void => void agent.shutdown().then(resolve);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    agent.failed.catch((err: unknown) => void agent.shutdown().then(() => reject(err instanceof Error ? err : new Error(String(err)))));
   });
   return 0;
 }
