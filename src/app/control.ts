@@ -22,7 +22,7 @@ import { CertificateAuthority, FileCaStore, parseSpiffeId } from '../identity/in
 import { formatProblem, type ManifestProblem } from '../model/manifests.ts';
 import { loadMesh, type LoadResult } from '../model/load.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
-import { nodeResources, resourceVersion, type NodeResource } from '../model/node-slice.ts';
+import { nodeResources, ResourceCache, resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { RawObject } from '../model/types.ts';
 import type { MeshState } from '../model/state.ts';
 import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
@@ -119,8 +119,13 @@ export interface ControlSnapshot {
   readonly trust: ControlResource;
 }
 
-function resourcesFor(snapshot: ControlSnapshot, node: string): ControlResource[] {
-  return [...nodeResources(snapshot.state, node).values(), snapshot.trust];
+/**
+ * One ResourceCache for every node (and every snapshot; entries go with their model objects),
+ * so each workload, service and policy of a state is hashed once rather than once per node.
+ */
+function resourcesForEachNode(): (snapshot: ControlSnapshot, node: string) => ControlResource[] {
+  const cache = new ResourceCache();
+  return (snapshot, node) => [...nodeResources(snapshot.state, node, cache).values(), snapshot.trust];
 }
 
 async function makeSource(config: ControlPlaneConfig, logger: Logger): Promise<ConfigSource> {
@@ -181,7 +186,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       sign: async ({ csrPem, node, identity }) => ca.sign({ csrPem, node, identity: parseSpiffeId(identity) }),
     };
     const server = new ControlServer<ControlSnapshot>({
-      resourcesFor,
+      resourcesFor: resourcesForEachNode(),
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
       tokenReviewer: await makeTokenReviewer(config),
