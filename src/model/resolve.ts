@@ -4,7 +4,7 @@
 // output is sorted by key.
 
 import type {
-  AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, PodObject, ServicePortEndpoints, Workload,
+  AuthorizationPolicyObject, Endpoint, Labels, MeshNode, MeshObjects, MeshService, PodObject, ServicePortEndpoints, Workload,
 } from './types.ts';
 import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 import { selects } from './labels.ts';
@@ -52,6 +52,37 @@ function dedupe(endpoints: Endpoint[]): Endpoint[] {
   return endpoints.filter((e, i) => i === 0 || compareEndpoints(e, endpoints[i - 1]) !== 0);
 }
 
+/** Pods by namespace, then by `key=value` of each label: selectors look at a few pods, not all. */
+function labelIndex(podsByNs: ReadonlyMap<string, readonly PodObject[]>): Map<string, Map<string, PodObject[]>> {
+  const out = new Map<string, Map<string, PodObject[]>>();
+  for (const [ns, pods] of podsByNs) {
+    const byLabel = new Map<string, PodObject[]>();
+    for (const p of pods) {
+      for (const [k, v] of Object.entries(p.labels)) {
+        const key = `${k}=${v}`;
+        const list = byLabel.get(key);
+        if (list === undefined) byLabel.set(key, [p]);
+        else list.push(p);
+      }
+    }
+    out.set(ns, byLabel);
+  }
+  return out;
+}
+
+/** The pods carrying the selector's rarest label: a superset of those it selects, in namespace order. */
+function candidates(index: ReadonlyMap<string, ReadonlyMap<string, readonly PodObject[]>>, namespace: string, selector: Labels): readonly PodObject[] {
+  const byLabel = index.get(namespace);
+  let best: readonly PodObject[] = [];
+  let first = true;
+  for (const [k, v] of Object.entries(selector)) {
+    const list = byLabel?.get(`${k}=${v}`) ?? [];
+    if (first || list.length < best.length) best = list;
+    first = false;
+  }
+  return best;
+}
+
 /** Resolves objects into the mesh. Objects must already be validated (parseObjects). */
 export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshContent {
   const ws = workloads(objects, trustDomain);
@@ -59,7 +90,8 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
   const wsByIp = new Map<string, Workload>();
   for (const w of ws) if (w.ip !== undefined && !wsByIp.has(w.ip)) wsByIp.set(w.ip, w);
   const slicesBySvc = Map.groupBy(objects.endpointSlices, (s) => `${s.namespace}/${s.serviceName}`);
-  const podsByNs = Map.groupBy(objects.pods.filter(isLivePod), (p) => p.namespace);
+  const podsByNs = Map.groupBy(objects.pods.filter((p) => isLivePod(p) && p.ip !== undefined), (p) => p.namespace);
+  const podsByLabel = labelIndex(podsByNs);
 
   const services = objects.services.map((svc): MeshService => {
     const key = `${svc.namespace}/${svc.name}`;
@@ -87,7 +119,7 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
     } else {
       const pods = Object.keys(svc.selector).length === 0
         ? []
-        : (podsByNs.get(svc.namespace) ?? []).filter((p) => p.ip !== undefined && selects(svc.selector, p.labels));
+        : candidates(podsByLabel, svc.namespace, svc.selector).filter((p) => selects(svc.selector, p.labels));
       if (Object.keys(svc.selector).length > 0) endpointSource = 'selector';
       perPort = svc.ports.map((sp) => Object.freeze({
         port: sp.port,
