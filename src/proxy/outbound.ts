@@ -88,6 +88,8 @@ export class OutboundListener {
   readonly #random: RandomSource;
   readonly #server: Server;
   readonly #tracker = new ConnectionTracker();
+  /** The bound port, so the loop check reads the socket's local address (a getsockname) only when the port matches. */
+  #listeningPort = -1;
 
   constructor(deps: OutboundDeps, options: OutboundOptions) {
     this.#deps = deps;
@@ -106,8 +108,10 @@ export class OutboundListener {
     });
   }
 
-  listen(): Promise<AddressInfo> {
-    return listen(this.#server, 'outbound', { host: this.#o.host, port: this.#o.port, reusePort: this.#o.reusePort });
+  async listen(): Promise<AddressInfo> {
+    const address = await listen(this.#server, 'outbound', { host: this.#o.host, port: this.#o.port, reusePort: this.#o.reusePort });
+    this.#listeningPort = address.port;
+    return address;
   }
 
   get connections(): number {
@@ -165,7 +169,7 @@ export class OutboundListener {
       identify({}, undefined, 'unknown');
       return [ResponseFlags.NO_ROUTE, describeError(err)];
     }
-    if (dst === undefined || (dst.port === client.localPort && dst.address === plainIp(client.localAddress))) {
+    if (dst === undefined || (dst.port === this.#listeningPort && dst.address === plainIp(client.localAddress))) {
       identify({}, undefined, 'unknown');
       return [ResponseFlags.NO_ROUTE, dst === undefined ? 'no original destination' : 'the connection was not captured (addressed to the proxy itself)'];
     }
