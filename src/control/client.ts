@@ -102,6 +102,13 @@ function clientMetrics(registry: Registry | undefined): ClientMetrics | undefine
 
 const REBOOTSTRAP_AFTER_FAILURES = 4;
 
+/**
+ * A node's first sync carries its whole slice in one response: 1.6 MiB for 5,000 pods and
+ * 1,000 services, past gRPC's default 4 MiB at about 13,000 pods — and the agent would then
+ * retry forever without a config. The control plane is authenticated and trusted.
+ */
+export const MAX_CONTROL_MESSAGE_BYTES = 256 * 1024 * 1024;
+
 export class ControlClient {
   readonly #o: ControlClientOptions;
   readonly #log: ControlLogger;
@@ -434,6 +441,7 @@ export class ControlClient {
       // Our own loop decides when to retry; keep the channel's backoff from adding minutes.
       'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
       'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+      'grpc.max_receive_message_length': MAX_CONTROL_MESSAGE_BYTES,
     }) as unknown as ControlStubMethods;
   }
 }

@@ -156,6 +156,9 @@ export class ControlServer<S> {
     this.#grpc = new grpc.Server({
       'grpc.keepalive_time_ms': keepalive,
       'grpc.keepalive_timeout_ms': Math.max(1_000, Math.floor(keepalive / 2)),
+      // A resync lists every key and version the agent holds (about 60 bytes each): past the
+      // default 4 MiB at some 70,000 resources. Agents are authenticated before they stream.
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
     });
     this.#grpc.addService(controlService, {
       DeltaResources: (call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>) => this.#onStream(call),
