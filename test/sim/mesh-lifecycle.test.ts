@@ -1,6 +1,7 @@
 // Agent lifecycle under load on a 3-node simulated mesh with --drain-seconds 10: SIGTERM with
 // 100 open transfers lets those that end within the deadline finish with every byte, resets
-// the ones that do not at the deadline, and a rolling restart (--overlap) refuses no connection.
+// the ones that do not at the deadline, and a rolling restart (--overlap) of the client's or
+// the server's agent refuses no connection.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -126,33 +127,36 @@ test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart with
     assert.deepEqual([...new Set(r.lines.map((l) => l.flags))], ['DRAIN']);
   });
 
-  await t.test('a rolling restart (--overlap) refuses no connection and never lets capture lapse', { timeout: 120_000 }, async () => {
-    const before = await status(name);
-    const oldPid = before.meshProcesses['agent/node-1'];
-    const stopFile = join(dir, 'stop-loop');
-    const targets = [...remote.slice(0, 2), '198.19.0.10:80', `${pod(s, 'echo-1-0').ip}:8080`];
-    const loop = clientInPod(name, client.name, 'connection-loop', { targets, durationMs: 90_000, stopFile, parallel: 2, timeoutMs: 5_000 });
-    try {
-      await loop.waitFor((l) => l.event === 'progress' && Number(l.ok) >= 50, 30_000, 'the loop is running');
-      const restarted = Date.now();
-      const r = await weft(['sim', 'mesh', '--name', name, 'restart', 'agent/node-1', '--overlap'], { timeoutMs: 90_000 });
-      assert.equal(r.status, 0, r.stderr);
-      const restartMs = Date.now() - restarted;
-      const from = fileSize(agentLog(name, 'node-1'));
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      writeFileSync(stopFile, '');
-      const result = await loop.result(20_000, 'loop result');
-      const after = await status(name);
-      const newLines = accessLines(agentLog(name, 'node-1'), from).filter((l) => l.reporter === 'source' && l.src.workload === client.name);
-      t.diagnostic(`restart took ${restartMs} ms; loop: ${JSON.stringify({ ok: result.ok, failed: result.failed, uncaptured: result.uncaptured, ms: result.ms })}; ${newLines.length} connections logged by the new agent`);
-      assert.notEqual(after.meshProcesses['agent/node-1'], oldPid, 'a new agent process');
-      assert.equal(result.failed, 0, `failures: ${JSON.stringify(result.failures)}`);
-      assert.equal(result.uncaptured, 0, 'every connection went through an agent');
-      assert.ok(Number(result.ok) > 100, `the loop kept going (${String(result.ok)} connections)`);
-      assert.ok(newLines.length > 0, 'the new agent serves the new connections');
-    } finally {
-      writeFileSync(stopFile, '');
-      loop.stop();
-    }
-  });
+  // The client's node (outbound capture and listener) and a destination node (tunnel listener).
+  for (const restarted of ['node-1', 'node-2']) {
+    await t.test(`a rolling restart (--overlap) of ${restarted}'s agent refuses no connection and never lets capture lapse`, { timeout: 120_000 }, async () => {
+      const component = `agent/${restarted}`;
+      const oldPid = (await status(name)).meshProcesses[component];
+      const stopFile = join(dir, `stop-loop-${restarted}`);
+      const targets = [...remote.slice(0, 2), '198.19.0.10:80', `${pod(s, 'echo-1-0').ip}:8080`];
+      const loop = clientInPod(name, client.name, 'connection-loop', { targets, durationMs: 90_000, stopFile, parallel: 2, timeoutMs: 5_000 });
+      try {
+        await loop.waitFor((l) => l.event === 'progress' && Number(l.ok) >= 50, 30_000, 'the loop is running');
+        const began = Date.now();
+        const r = await weft(['sim', 'mesh', '--name', name, 'restart', component, '--overlap'], { timeoutMs: 90_000 });
+        assert.equal(r.status, 0, r.stderr);
+        const restartMs = Date.now() - began;
+        // The old agent is gone: whatever is logged from here on is the new one's.
+        const from = fileSize(agentLog(name, restarted));
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        writeFileSync(stopFile, '');
+        const result = await loop.result(20_000, 'loop result');
+        const newLines = accessLines(agentLog(name, restarted), from).filter((l) => l.src.workload === client.name);
+        t.diagnostic(`restart took ${restartMs} ms; loop: ${JSON.stringify({ ok: result.ok, failed: result.failed, uncaptured: result.uncaptured, ms: result.ms })}; ${newLines.length} connections logged by the new agent`);
+        assert.notEqual((await status(name)).meshProcesses[component], oldPid, 'a new agent process');
+        assert.equal(result.failed, 0, `failures: ${JSON.stringify(result.failures)}`);
+        assert.equal(result.uncaptured, 0, 'every connection went through an agent');
+        assert.ok(Number(result.ok) > 100, `the loop kept going (${String(result.ok)} connections)`);
+        assert.ok(newLines.length > 0, 'the new agent serves the new connections');
+      } finally {
+        writeFileSync(stopFile, '');
+        loop.stop();
+      }
+    });
+  }
 });
