@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
+import { BatchedLog } from '../telemetry/index.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
 
@@ -23,7 +24,8 @@ if (port === null) throw new Error('proxy-worker.ts runs only as a worker thread
 const data = workerData as WorkerData;
 const send = (m: FromWorker): void => port.postMessage(m);
 
-const logger = pino({ level: data.logLevel, base: { worker: data.index } }, pino.destination({ dest: 1, sync: false }));
+// Access-log lines are batched (up to 50 ms): one thread-pool write per batch, not per connection.
+const logger = pino({ level: data.logLevel, base: { worker: data.index } }, new BatchedLog(pino.destination({ dest: 1, sync: false })));
 const registry = new Registry();
 const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
 let draining = false;

@@ -10,4 +10,5 @@ export {
   HttpEndpoint, metricsRoutes, readinessRoutes, startAdminServer,
   type AdminServerOptions, type HttpEndpointOptions, type Readiness, type RouteHandler, type Routes,
 } from './http-endpoints.ts';
+export { BatchedLog, type BatchedLogOptions, type LogTarget } from './batched-log.ts';
 export { collectProcessMetrics } from './process-metrics.ts';
