@@ -278,5 +278,12 @@ test('mesh traffic on 3 nodes: balancing, encrypted underlay, copy, half-close, 
     t.diagnostic(`cross-node: ${Number(r.ok)} new connections with one request each in ${Number(r.ms)} ms = ${(Number(r.ok) / (Number(r.ms) / 1000)).toFixed(0)}/s (4 in parallel)`);
     assert.equal(r.failed, 0, JSON.stringify(r.failures));
     assert.ok(Number(r.ok) > 0);
+    // Requests on kept-alive connections (streams on pooled tunnels), when wrk is there.
+    if (spawnSync('sh', ['-c', 'command -v wrk']).status === 0) {
+      const w = await inPod(name, client.name, ['wrk', '-t', '1', '-c', '8', '-d', '5s', 'http://198.19.0.10/'], 30_000);
+      const rate = /Requests\/sec:\s+([\d.]+)/.exec(w.stdout)?.[1];
+      t.diagnostic(`demo/echo over kept-alive connections (wrk, 8 connections): ${rate ?? '?'} requests/s`);
+      assert.doesNotMatch(w.stdout, /Socket errors|Non-2xx/, w.stdout);
+    }
   });
 });
