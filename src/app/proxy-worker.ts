@@ -25,7 +25,8 @@ const data = workerData as WorkerData;
 const send = (m: FromWorker): void => port.postMessage(m);
 
 // Access-log lines are batched (up to 50 ms): one thread-pool write per batch, not per connection.
-const logger = pino({ level: data.logLevel, base: { worker: data.index } }, new BatchedLog(pino.destination({ dest: 1, sync: false })));
+const destination = pino.destination({ dest: 1, sync: false });
+const logger = pino({ level: data.logLevel, base: { worker: data.index } }, new BatchedLog(destination));
 const registry = new Registry();
 const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
 let draining = false;
@@ -55,8 +56,16 @@ port.on('message', (m: ToWorker) => {
     case 'drain':
       draining = true;
       void runtime.drain(m.deadlineMs).then(() => {
+        // The thread is terminated once it says 'drained', so every access-log line must be out
+        // by then: flush() hands the pending batch over but does not wait for writes in flight
+        // or queued behind one; end() does (and leaves fd 1 open).
         logger.flush();
-        send({ type: 'drained' });
+        destination.once('close', () => send({ type: 'drained' }));
+        try {
+          destination.end();
+        } catch {
+          send({ type: 'drained' });
+        }
       });
       break;
   }
