@@ -56,10 +56,31 @@ function closedCleanly(side: SpliceSide, hadError: boolean): boolean {
   return side instanceof Socket ? bothEnded : bothEnded && side.rstCode === h2.NGHTTP2_NO_ERROR;
 }
 
+// A stream delivers a tunnel's 16 KiB DATA frames several per tick; corking the socket for the
+// rest of the tick makes them one writev instead of one write syscall each. Backpressure then
+// counts what the cork holds: pause once that passes CORKED_LIMIT.
+const CORKED_LIMIT = 256 * 1024;
+
 function pump(from: SpliceSide, to: SpliceSide): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause();
-  });
+  if (to instanceof Socket && !(from instanceof Socket)) {
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      to.uncork();
+    };
+    from.on('data', (chunk: Buffer) => {
+      if (!corked) {
+        corked = true;
+        to.cork();
+        process.nextTick(uncork);
+      }
+      if (!to.write(chunk) && to.writableLength >= CORKED_LIMIT) from.pause();
+    });
+  } else {
+    from.on('data', (chunk: Buffer) => {
+      if (!to.write(chunk)) from.pause();
+    });
+  }
   to.on('drain', () => from.resume());
   from.on('end', () => {
     if (!to.destroyed && !to.writableEnded) to.end();
