@@ -9,8 +9,9 @@
 // Measures: control-plane start (load + first snapshot), time to the first full sync of all
 // agents, time from one pod label change (a file rewritten by rename) to every agent holding
 // it (the change moves the pod between two services, so every node's slice changes), bytes
-// of resource bodies pushed, control-plane RSS (idle, after sync, peak) and CPU. Writes JSON
-// to bench/results/control-scale-<date>[-quick].json and prints a markdown table.
+// of resource bodies pushed, control-plane RSS (idle, after sync, peak), live heap and CPU.
+// Writes bench/results/control-scale-<date>[-quick].json and .md (local; the committed
+// example is bench/results/sample-control-scale.*) and prints the markdown table.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -277,6 +278,8 @@ interface Results {
   readonly machine: { readonly node: string; readonly cpus: number; readonly kernel: string };
   readonly shape: Shape;
   readonly controlStartMs: number;
+  /** CPU the control plane used to start (module loading included). */
+  readonly controlStartCpuMs: number;
   readonly firstSync: {
     readonly allMs: number;
     readonly perAgentMs: ReturnType<typeof summary>;
@@ -317,7 +320,7 @@ function markdown(r: Results): string {
     '',
     '| measure | value |',
     '| --- | --- |',
-    `| control plane start (load + first snapshot + listen) | ${ms(r.controlStartMs)} |`,
+    `| control plane start (load + first snapshot + listen): wall / CPU | ${ms(r.controlStartMs)} / ${ms(r.controlStartCpuMs)} |`,
     `| first full sync, all ${r.shape.nodes} agents | ${ms(r.firstSync.allMs)} |`,
     `| first sync per agent | ${s(r.firstSync.perAgentMs)} |`,
     `| resources / body bytes per agent (first sync) | ${r.firstSync.resourcesPerAgent} / ${kb(r.firstSync.bytesPerAgent)} |`,
@@ -488,6 +491,7 @@ async function main(): Promise<void> {
       machine: { node: process.version, cpus: (await import('node:os')).availableParallelism(), kernel: (await import('node:os')).release() },
       shape,
       controlStartMs: started.startMs,
+      controlStartCpuMs: idle.cpuMs,
       firstSync: {
         allMs: syncAll,
         perAgentMs: summary(agents.map((a) => (a.syncedAt ?? NaN) - syncStart)),
@@ -523,7 +527,9 @@ async function main(): Promise<void> {
     const outFile = values.out ?? join(import.meta.dirname, 'results', `control-scale-${results.date.slice(0, 10)}${quick ? '-quick' : ''}.json`);
     mkdirSync(join(outFile, '..'), { recursive: true });
     writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
-    process.stderr.write(`control-scale: wrote ${outFile}\n`);
+    const mdFile = outFile.replace(/\.json$/, '') + '.md';
+    writeFileSync(mdFile, md);
+    process.stderr.write(`control-scale: wrote ${outFile} and ${mdFile}\n`);
   } finally {
     await Promise.all(agents.map((a) => a.client.close()));
     if (child !== undefined) await stopChild(child);
