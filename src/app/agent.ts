@@ -60,6 +60,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     logger.info({ mode: config.mode, adopted: redirector.enrolled().length }, 'capture ready');
   }
 
+  allowListenerHandover(logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
@@ -168,12 +169,17 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(readyCheck);
-      logger.info({ drainMs: config.drainMs }, 'draining');
-      await workers.drain(config.drainMs);
       await enrollment.idle();
       const handedOver = readOwner(ownerFile) !== process.pid;
+      const keepCapture = config.failClosed || handedOver;
       if (handedOver) logger.info('a newer agent owns capture on this node; leaving it in place');
-      await redirector?.close({ keepCapture: config.failClosed || handedOver });
+      // Fail-open with nobody to hand over to: release capture before draining, so new
+      // connections go their own way instead of meeting a closed listener. Otherwise the
+      // listeners drain while capture keeps pointing at this node's agent(s).
+      if (!keepCapture) await redirector?.close({ keepCapture: false });
+      logger.info({ drainMs: config.drainMs }, 'draining');
+      await workers.drain(config.drainMs);
+      if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();
       await meshFeed.close();
       await Promise.all(endpoints.map((e) => e.close()));
@@ -185,6 +191,20 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return stopping;
   };
   return { shutdown, failed };
+}
+
+/**
+ * With SO_REUSEPORT, connections still in a closing listener's accept queue are reset unless
+ * the kernel may migrate them to another listener of the group (net.ipv4.tcp_migrate_req,
+ * Linux 5.14, per network namespace). A rolling restart closes the old agent's listeners.
+ */
+function allowListenerHandover(logger: Logger): void {
+  const knob = '/proc/sys/net/ipv4/tcp_migrate_req';
+  try {
+    if (readFileSync(knob, 'utf8').trim() !== '1') writeFileSync(knob, '1\n');
+  } catch (err: unknown) {
+    logger.warn({ knob, err: describeError(err) }, 'cannot let the kernel hand queued connections to a restarted agent (Linux 5.14+): a rolling restart may reset a few connections');
+  }
 }
 
 function readOwner(file: string): number | undefined {
