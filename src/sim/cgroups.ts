@@ -4,6 +4,7 @@
 
 import { mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../core/errors.ts';
 import { findCgroup2Mount } from '../core/cgroup2.ts';
 import { SimErrors } from './errors.ts';
@@ -44,8 +45,11 @@ export function cgroupPids(path: string): number[] {
   return pids;
 }
 
-/** Removes `path` and its sub-cgroups, deepest first. They must hold no processes. */
-export function removeCgroupTree(path: string): void {
+/**
+ * Removes `path` and its sub-cgroups, deepest first. They must hold no live processes; a
+ * cgroup whose last tasks are still exiting answers EBUSY for a moment, so that is retried.
+ */
+export async function removeCgroupTree(path: string, patienceMs = 5000): Promise<void> {
   let entries: string[];
   try {
     entries = readdirSync(path);
@@ -55,9 +59,20 @@ export function removeCgroupTree(path: string): void {
   }
   for (const entry of entries) {
     const sub = join(path, entry);
-    if (statSync(sub).isDirectory()) removeCgroupTree(sub);
+    if (statSync(sub).isDirectory()) await removeCgroupTree(sub, patienceMs);
   }
-  rmdirSync(path);
+  const deadline = Date.now() + patienceMs;
+  for (;;) {
+    try {
+      rmdirSync(path);
+      return;
+    } catch (err: unknown) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || Date.now() > deadline) throw err;
+      await sleep(20);
+    }
+  }
 }
 
 /** Top-level cgroup directories named with `prefix`. */

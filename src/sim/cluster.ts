@@ -140,10 +140,20 @@ export async function down(name: string): Promise<void> {
   ]);
   for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
   await stopPids([...pids]);
-  removeCgroupTree(cgroupDir);
-  await deleteNetns(namespaces);
-  removeBpfPins(`weft-${name}-`);
-  removeClusterDir(name);
+  // Every step runs even if one fails, so one stuck piece does not leave the rest behind.
+  const errors: unknown[] = [];
+  const attempt = async (step: () => unknown): Promise<void> => {
+    try {
+      await step();
+    } catch (err: unknown) {
+      errors.push(err);
+    }
+  };
+  await attempt(() => removeCgroupTree(cgroupDir));
+  await attempt(() => deleteNetns(namespaces));
+  await attempt(() => removeBpfPins(`weft-${name}-`));
+  if (errors.length === 0) removeClusterDir(name);
+  if (errors.length > 0) throw errors[0];
 }
 
 /** The pins agents of this cluster left in bpffs (they are named weft/<cluster>-<node>). */
@@ -169,7 +179,7 @@ export async function downAll(): Promise<string[]> {
   const pids = new Set<number>(strayCgroups.flatMap(cgroupPids));
   for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
   await stopPids([...pids]);
-  for (const cg of strayCgroups) removeCgroupTree(cg);
+  for (const cg of strayCgroups) await removeCgroupTree(cg);
   await deleteNetns(namespaces);
   for (const entry of existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf') : []) {
     if (entry.startsWith('weft')) rmSync(join('/sys/fs/bpf', entry), { recursive: true, force: true });
