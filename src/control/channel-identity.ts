@@ -9,6 +9,7 @@
 // The control plane's certificate carries spiffe://<trust-domain>/ns/weft-system/sa/weft-control.
 
 import { controlError, ControlErrors } from './errors.ts';
+import { parseSubjectAltName } from '../core/subject-alt-name.ts';
 
 export const SYSTEM_NAMESPACE = 'weft-system';
 export const AGENT_SERVICE_ACCOUNT = 'weft-agent';
@@ -43,42 +44,7 @@ export function nodeDnsName(node: string): string {
   return `${checkNodeName(node)}${NODE_DNS_SUFFIX}`;
 }
 
-export interface SubjectAltNames {
-  readonly uris: readonly string[];
-  readonly dns: readonly string[];
-}
-
-/**
- * Splits Node's rendering of subjectAltName ("URI:a, DNS:b"), in which values holding a
- * separator or quote are JSON-quoted.
- */
-export function parseSubjectAltName(text: string | undefined): SubjectAltNames {
-  const uris: string[] = [];
-  const dns: string[] = [];
-  if (text === undefined) return { uris, dns };
-  let i = 0;
-  while (i < text.length) {
-    const colon = text.indexOf(':', i);
-    if (colon < 0) break;
-    const type = text.slice(i, colon);
-    let value: string;
-    let next: number;
-    if (text[colon + 1] === '"') {
-      let j = colon + 2;
-      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      value = JSON.parse(text.slice(colon + 1, j + 1)) as string;
-      next = j + 1;
-    } else {
-      const comma = text.indexOf(', ', colon + 1);
-      next = comma < 0 ? text.length : comma;
-      value = text.slice(colon + 1, next);
-    }
-    if (type === 'URI') uris.push(value);
-    else if (type === 'DNS') dns.push(value);
-    i = text.startsWith(', ', next) ? next + 2 : next + 1;
-  }
-  return { uris, dns };
-}
+export { parseSubjectAltName, type SubjectAltNames } from '../core/subject-alt-name.ts';
 
 /**
  * The node a verified client certificate speaks for. The chain was verified by TLS against

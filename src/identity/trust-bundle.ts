@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 
 import { identityError } from './errors.ts';
 import { splitPemCertificates } from './pem.ts';
+import { parseSubjectAltName } from '../core/subject-alt-name.ts';
 
 export interface TrustAnchor {
   readonly cert: X509Certificate;
@@ -59,34 +60,7 @@ export class TrustBundle {
   }
 }
 
-/**
- * URI entries of a certificate's subjectAltName, read from Node's rendering
- * ("URI:a, DNS:b"), where values holding separators or quotes are JSON-quoted.
- */
+/** URI entries of a certificate's subjectAltName. */
 export function uriSans(cert: X509Certificate): string[] {
-  const text = cert.subjectAltName;
-  if (text === undefined) return [];
-  const uris: string[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const colon = text.indexOf(':', i);
-    if (colon < 0) break;
-    const type = text.slice(i, colon);
-    let value: string;
-    let next: number;
-    if (text[colon + 1] === '"') {
-      // A JSON string: find its closing quote, skipping escaped characters.
-      let j = colon + 2;
-      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      value = JSON.parse(text.slice(colon + 1, j + 1)) as string;
-      next = j + 1;
-    } else {
-      const comma = text.indexOf(', ', colon + 1);
-      next = comma < 0 ? text.length : comma;
-      value = text.slice(colon + 1, next);
-    }
-    if (type === 'URI') uris.push(value);
-    i = text.startsWith(', ', next) ? next + 2 : next + 1;
-  }
-  return uris;
+  return [...parseSubjectAltName(cert.subjectAltName).uris];
 }
