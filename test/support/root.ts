@@ -22,3 +22,11 @@ export function needsRoot(t: TestContext, tools: readonly string[] = []): boolea
   }
   return true;
 }
+
+/** Returns true when every command is installed; otherwise skips (or throws under CI). */
+export function needsCommands(t: TestContext, tools: readonly string[]): boolean {
+  for (const tool of tools) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return fail(t, `needs the '${tool}' command (run npm run bootstrap)`);
+  }
+  return true;
+}
