@@ -21,7 +21,7 @@ export function hasCommand(tool: string): boolean {
 }
 
 /** Returns true when every command is installed; otherwise skips (or throws under CI). */
-export function needsTools(t: TestContext, tools: readonly string[]): boolean {
+export function needsCommands(t: TestContext, tools: readonly string[]): boolean {
   for (const tool of tools) {
     if (!hasCommand(tool)) return cannotRun(t, `needs the '${tool}' command (scripts/bootstrap.sh installs it)`);
   }
@@ -31,5 +31,5 @@ export function needsTools(t: TestContext, tools: readonly string[]): boolean {
 /** Returns true when the test can go on; otherwise skips (or throws under CI). */
 export function needsRoot(t: TestContext, tools: readonly string[] = []): boolean {
   if (process.getuid?.() !== 0) return cannotRun(t, 'needs root (network namespaces, cgroups, eBPF)');
-  return needsTools(t, tools);
+  return needsCommands(t, tools);
 }

@@ -1,5 +1,5 @@
 // No test may skip quietly: under CI=true a test that cannot run must fail, elsewhere it
-// skips loudly. The one way to skip is test/support/root.ts (cannotRun, needsTools,
+// skips loudly. The one way to skip is test/support/root.ts (cannotRun, needsCommands,
 // needsRoot); this test keeps every other skip out of the test tree.
 
 import { test } from 'node:test';
@@ -26,5 +26,5 @@ test('every skip goes through test/support/root.ts, which fails under CI=true', 
       if (SKIPS.some((re) => re.test(line))) offenders.push(`${relative(testRoot, file)}:${i + 1}: ${line.trim()}`);
     });
   }
-  assert.deepEqual(offenders, [], 'use cannotRun/needsTools/needsRoot from test/support/root.ts instead');
+  assert.deepEqual(offenders, [], 'use cannotRun/needsCommands/needsRoot from test/support/root.ts instead');
 });

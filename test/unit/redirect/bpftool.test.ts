@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cannotRun, needsTools } from '../../support/root.ts';
+import { cannotRun, needsCommands } from '../../support/root.ts';
 import { bpftoolErrorText, parseCgroupShow, parseCgroupTree, parseMapDump, parseProgInfo } from '../../../src/redirect/bpftool.ts';
 
 // Outputs captured from bpftool 7.1 on Linux 6.18.
@@ -53,7 +53,7 @@ test('error text: bpftool\'s JSON error first, else the tail of stderr', () => {
 // The byte offsets ebpf-maps.ts writes must be the ones the compiled C uses.
 test('the compiled object\'s struct layouts match the loader\'s encoders', (t) => {
   const object = join(import.meta.dirname, '..', '..', '..', 'bpf', 'build', 'redirect.bpf.o');
-  if (!needsTools(t, ['bpftool'])) return;
+  if (!needsCommands(t, ['bpftool'])) return;
   if (!existsSync(object)) {
     cannotRun(t, `${object} is not built (run npm run bootstrap)`);
     return;
