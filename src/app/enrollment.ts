@@ -1,6 +1,7 @@
 // Keeps the redirector's enrolled pods equal to the config's enrolled pods on this node.
 // Reconciles one at a time, in order; a pod that cannot be enrolled yet (its cgroup is not
-// there, say) is logged and tried again on the next reconcile or retry tick.
+// there, say) is logged and tried again on the next reconcile or retry tick. A pod's cgroup
+// is looked up at each attempt, so one the kubelet creates later is found.
 
 import type { Logger } from 'pino';
 import { describeError } from '../core/errors.ts';
@@ -8,11 +9,18 @@ import type { CaptureTarget, Redirector } from '../redirect/index.ts';
 
 const RETRY_MS = 2000;
 
+/** A pod to capture; `cgroupPath` finds its cgroup now, or throws saying why it cannot. */
+export interface CaptureRequest {
+  readonly podId: string;
+  readonly ip: string;
+  readonly cgroupPath: () => string;
+}
+
 export class EnrollmentReconciler {
   readonly #redirector: Redirector | undefined;
   readonly #logger: Logger;
   #chain: Promise<void> = Promise.resolve();
-  #desired: readonly CaptureTarget[] = [];
+  #desired: readonly CaptureRequest[] = [];
   readonly #applied = new Map<string, string>();
   #retry: NodeJS.Timeout | undefined;
   #settled = false;
@@ -27,7 +35,7 @@ export class EnrollmentReconciler {
     return this.#settled;
   }
 
-  reconcile(desired: readonly CaptureTarget[]): void {
+  reconcile(desired: readonly CaptureRequest[]): void {
     this.#desired = desired;
     this.#settled = false;
     this.#chain = this.#chain.then(() => this.#apply());
@@ -59,7 +67,15 @@ export class EnrollmentReconciler {
         this.#logger.warn({ pod: podId, err: describeError(err) }, 'could not release pod from capture');
       }
     }
-    for (const t of desired) {
+    for (const request of desired) {
+      let t: CaptureTarget;
+      try {
+        t = { podId: request.podId, ip: request.ip, cgroupPath: request.cgroupPath() };
+      } catch (err: unknown) {
+        failed++;
+        this.#logger.warn({ pod: request.podId, err: describeError(err) }, 'could not find the pod\'s cgroup; will retry');
+        continue;
+      }
       const fingerprint = `${t.ip} ${t.cgroupPath}`;
       if (this.#applied.get(t.podId) === fingerprint) continue;
       try {

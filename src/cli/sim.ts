@@ -1,6 +1,7 @@
 // `weft sim up|down|status|exec`: the simulated cluster (see src/sim/).
 
 import { WeftError } from '../core/errors.ts';
+import { CGROUP_DRIVERS } from '../core/kubelet-cgroups.ts';
 import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
@@ -9,6 +10,7 @@ import { restartComponent, startComponent, stopComponent } from '../sim/mesh.ts'
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
 const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
+                  [--cgroup-driver systemd|cgroupfs]
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
@@ -44,16 +46,17 @@ function joinFlagValue(argv: readonly string[], flag: string): string[] {
 async function simUp(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
-    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
   const nodes = intFlag(values.nodes, '--nodes', undefined, USAGE);
   const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
   const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
   const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'ebpf', USAGE);
+  const cgroupDriver = oneOf(values['cgroup-driver'], '--cgroup-driver', CGROUP_DRIVERS, 'systemd', USAGE);
   const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
   const started = Date.now();
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, cgroupDriver, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
   process.stdout.write(`\nTry:  weft sim exec --name ${name} ${state.plan.pods[0]?.name ?? 'POD'} -- curl -s http://${state.plan.pods.at(-1)?.ip ?? 'IP'}:8080/\n      weft sim down --name ${name}\n`);
@@ -111,7 +114,7 @@ async function simMesh(argv: readonly string[]): Promise<number> {
 
 function printStatus(state: ClusterState): void {
   const { plan } = state;
-  const lines = [`cluster ${plan.name} (mesh: ${state.mesh})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
+  const lines = [`cluster ${plan.name} (mesh: ${state.mesh}, cgroup driver: ${plan.cgroupDriver})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
   for (const n of plan.nodes) lines.push(`${n.name.padEnd(9)} ${n.ip.padEnd(14)} ${n.podCidr.padEnd(17)} ${n.netns}`);
   lines.push('', 'POD                         NODE      IP              SERVICE ACCOUNT  MESH');
   for (const p of plan.pods) lines.push(`${`${p.namespace}/${p.name}`.padEnd(27)} ${p.node.padEnd(9)} ${p.ip.padEnd(15)} ${p.serviceAccount.padEnd(16)} ${p.enrolled ? 'yes' : 'no'}`);

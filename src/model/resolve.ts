@@ -43,6 +43,7 @@ function workloads(objects: MeshObjects, trustDomain: string): Workload[] {
     return Object.freeze({
       key: `${p.namespace}/${p.name}`, name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount,
       node: p.nodeName, ip: p.ip, labels: p.labels, enrolled, identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
+      ...(p.uid === undefined ? {} : { uid: p.uid }),
     });
   }).sort(byKey);
 }

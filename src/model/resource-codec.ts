@@ -30,8 +30,8 @@ const obj = (properties: Record<string, Schema>, optional: readonly string[] = [
 
 const WORKLOAD = obj({
   key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe,
-}, ['node', 'ip']);
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
+}, ['node', 'ip', 'uid']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
