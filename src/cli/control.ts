@@ -2,15 +2,19 @@
 // cleanly (they keep serving their config and reconnect) and exits.
 
 import { runControlPlane, type ControlPlaneConfig } from '../app/control.ts';
+import type { DashboardConfig } from '../app/dashboard.ts';
+import { DEFAULT_PORTS } from '../config/agent.ts';
 import { intFlag, parseFlags, requiredFlag, usageError } from './args.ts';
 
 const USAGE = `weft control (--manifests DIR | --kubernetes [--kubeconfig FILE]) --ca-dir DIR [--tokens FILE]
               [--listen HOST:PORT] [--metrics [HOST:]PORT] [--trust-domain TD] [--server-dns NAME,..]
-              [--ready-file FILE] [--log-level L]
+              [--ready-file FILE] [--log-level L] [--dashboard [HOST:]PORT|off] [--prometheus URL]
   --listen        gRPC for agents (default 0.0.0.0:15010)
   --metrics       Prometheus metrics and /healthz/ready (default 0.0.0.0:15014)
   --tokens        bootstrap tokens, a JSON object token -> node name (weft sim writes it)
-  --ca-dir        the mesh CA (ca.key, ca.crt, revoked.json); made on first start`;
+  --ca-dir        the mesh CA (ca.key, ca.crt, revoked.json); made on first start
+  --dashboard     the web dashboard (default 127.0.0.1:15080, loopback; off: none)
+  --prometheus    the dashboard reads traffic rates from this Prometheus (else from the agents)`;
 
 const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
 
@@ -18,7 +22,7 @@ export function controlConfig(argv: readonly string[]): ControlPlaneConfig {
   const s = { type: 'string' } as const;
   const { values } = parseFlags(argv, {
     listen: s, metrics: s, manifests: s, kubernetes: { type: 'boolean' }, kubeconfig: s, 'ca-dir': s, tokens: s,
-    'trust-domain': s, 'server-dns': s, 'ready-file': s, 'log-level': s,
+    'trust-domain': s, 'server-dns': s, 'ready-file': s, 'log-level': s, dashboard: s, prometheus: s,
   }, USAGE);
   if ((values.manifests === undefined) === (values.kubernetes !== true)) throw usageError('give exactly one of --manifests DIR or --kubernetes', USAGE);
   if (values.kubeconfig !== undefined && values.kubernetes !== true) throw usageError('--kubeconfig only goes with --kubernetes', USAGE);
@@ -43,6 +47,24 @@ export function controlConfig(argv: readonly string[]): ControlPlaneConfig {
     serverDnsNames: Object.freeze((values['server-dns'] ?? '').split(',').map((n) => n.trim()).filter((n) => n !== '')),
     readyFile: values['ready-file'],
     logLevel: values['log-level'] ?? 'info',
+    dashboard: dashboardConfig(values.dashboard, values.prometheus),
+  });
+}
+
+/** `--dashboard [HOST:]PORT|off` (default 127.0.0.1:15080) and `--prometheus URL`. */
+function dashboardConfig(flag: string | undefined, prometheus: string | undefined): DashboardConfig | undefined {
+  if (flag === 'off') {
+    if (prometheus !== undefined) throw usageError('--prometheus is for the dashboard, which --dashboard off turns off', USAGE);
+    return undefined;
+  }
+  const d = /^(?:([^:\s]+):)?(\d{1,5})$/.exec(flag ?? '127.0.0.1:15080');
+  if (d === null) throw usageError(`--dashboard must be PORT, HOST:PORT or off, got ${JSON.stringify(flag)}`, USAGE);
+  if (prometheus !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(prometheus)) {
+    throw usageError(`--prometheus must be an http(s) URL, got ${JSON.stringify(prometheus)}`, USAGE);
+  }
+  return Object.freeze({
+    host: d[1] ?? '127.0.0.1', port: intFlag(d[2], '--dashboard', undefined, USAGE), prometheusUrl: prometheus,
+    agentMetricsPort: DEFAULT_PORTS.metrics,
   });
 }
 

@@ -44,7 +44,7 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
 
   const config = controlConfig([
     '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--manifests', manifests, '--ca-dir', join(dir, 'ca'),
-    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'),
+    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'), '--dashboard', '127.0.0.1:0',
   ]);
   const plane = await runControlPlane(config, { logger: pino({ level: 'silent' }) });
   t.after(() => plane.close());
@@ -118,6 +118,9 @@ test('weft control flags: every refusal names the flag', () => {
   assert.equal(cfg.listen, '0.0.0.0:15010');
   assert.deepEqual(cfg.metrics, { host: '0.0.0.0', port: 15014 });
   assert.equal(cfg.trustDomain, 'cluster.local');
+  assert.deepEqual(cfg.dashboard, { host: '127.0.0.1', port: 15080, prometheusUrl: undefined, agentMetricsPort: 15020 }, 'the dashboard listens on loopback by default');
+  assert.equal(controlConfig([...base, '--dashboard', 'off']).dashboard, undefined);
+  assert.equal(controlConfig([...base, '--dashboard', '0.0.0.0:8080']).dashboard?.host, '0.0.0.0');
   const cases: Array<[string[], RegExp]> = [
     [['--ca-dir', '/ca', '--tokens', '/t'], /exactly one of --manifests DIR or --kubernetes/],
     [[...base, '--kubernetes'], /exactly one of --manifests DIR or --kubernetes/],
@@ -128,6 +131,9 @@ test('weft control flags: every refusal names the flag', () => {
     [[...base, '--trust-domain', 'Bad TD'], /--trust-domain must be lowercase/],
     [[...base, '--kubeconfig', '/k'], /--kubeconfig only goes with --kubernetes/],
     [[...base, '--bogus'], /Unknown option '--bogus'/],
+    [[...base, '--dashboard', 'x:y'], /--dashboard must be PORT, HOST:PORT or off/],
+    [[...base, '--prometheus', 'ftp://p'], /--prometheus must be an http\(s\) URL/],
+    [[...base, '--dashboard', 'off', '--prometheus', 'http://p:9090'], /--prometheus is for the dashboard/],
   ];
   for (const [argv, message] of cases) assert.throws(() => controlConfig(argv), { code: 'WEFT_CLI_USAGE', message }, argv.join(' '));
   assert.deepEqual(controlConfig(['--kubernetes', '--ca-dir', '/ca']).source, { kind: 'kubernetes', kubeconfig: undefined });
