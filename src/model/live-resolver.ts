@@ -13,7 +13,8 @@ import type {
   AuthorizationPolicyObject, EndpointSliceObject, Labels, MeshNode, MeshService, NamespaceObject, NodeObject, PodObject,
   ServiceAccountObject, ServiceObject, Workload,
 } from './types.ts';
-import { compareSlices, isLivePod, namespaceEnrolled, resolveNode, resolveService, resolveWorkload, type ServiceLookups } from './resolve.ts';
+import { compareSlices, isLivePod, namespaceEnrolled, resolveNode, resolveService, resolveWorkload, sortRoutes, type ServiceLookups } from './resolve.ts';
+import type { RouteObject } from './route-types.ts';
 import { MeshIndex } from './mesh-index.ts';
 import type { ParsedChange } from './object-store.ts';
 
@@ -24,6 +25,16 @@ export interface ContentChanges {
   readonly nodes: ReadonlyMap<string, MeshNode | undefined>;
   /** Namespaces whose policies changed (ROOT_NAMESPACE's apply mesh-wide). */
   readonly policyNamespaces: ReadonlySet<string>;
+  /** Some HTTPRoute or GRPCRoute changed. */
+  readonly routes: boolean;
+}
+
+interface Dirty {
+  readonly pods: Set<string>;
+  readonly services: Set<string>;
+  readonly nodes: Set<string>;
+  readonly policyNamespaces: Set<string>;
+  routes: boolean;
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
@@ -73,6 +84,7 @@ export class LiveResolver {
   readonly #policies = new Map<string, AuthorizationPolicyObject>();
   readonly #nodes = new Map<string, NodeObject>();
   readonly #accounts = new Map<string, ServiceAccountObject>();
+  readonly #routes = new Map<string, RouteObject>();
   /** Workloads with an IP, per namespace, per `key=value` label. */
   readonly #byLabel = new Map<string, Map<string, Set<string>>>();
   /** Selector-resolved services, per namespace, under one pair of their selector (a workload they select carries it). */
@@ -94,7 +106,7 @@ export class LiveResolver {
   }
 
   apply(changes: readonly ParsedChange[]): ContentChanges {
-    const dirty = { pods: new Set<string>(), services: new Set<string>(), nodes: new Set<string>(), policyNamespaces: new Set<string>() };
+    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false };
     for (const c of changes) this.#take(c, dirty);
     const workloads = new Map<string, Workload | undefined>();
     for (const key of dirty.pods) this.#resolvePod(key, workloads, dirty.services);
@@ -109,19 +121,20 @@ export class LiveResolver {
       if (before !== undefined || n !== undefined) nodes.set(name, before);
     }
     if (dirty.policyNamespaces.size > 0) this.index.setPolicies([...this.#policies.values()]);
-    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces };
+    if (dirty.routes) this.index.setRoutes(sortRoutes([...this.#routes.values()]));
+    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes };
   }
 
   /** How many objects of each kind are held. */
   counts(): Record<string, number> {
     return {
       namespaces: this.#namespaces.size, pods: this.#pods.size, services: this.#services.size, endpointSlices: this.#slices.size,
-      serviceAccounts: this.#accounts.size, policies: this.#policies.size, nodes: this.#nodes.size,
+      serviceAccounts: this.#accounts.size, policies: this.#policies.size, nodes: this.#nodes.size, routes: this.#routes.size,
     };
   }
 
   // Keeps the object and marks what it makes dirty.
-  #take(c: ParsedChange, dirty: { pods: Set<string>; services: Set<string>; nodes: Set<string>; policyNamespaces: Set<string> }): void {
+  #take(c: ParsedChange, dirty: Dirty): void {
     const { namespace, name } = nsName(c.key);
     const key = `${namespace}/${name}`;
     switch (c.kind) {
@@ -177,6 +190,13 @@ export class LiveResolver {
         if (c.value === undefined) this.#nodes.delete(name);
         else this.#nodes.set(name, c.value);
         dirty.nodes.add(name);
+        return;
+      case 'HTTPRoute':
+      case 'GRPCRoute':
+        // Few, and compiled together per Service port: kept as one list.
+        if (c.value === undefined) this.#routes.delete(c.key);
+        else this.#routes.set(c.key, c.value);
+        dirty.routes = true;
         return;
       case 'ServiceAccount':
         // Kept for completeness; nothing in the resolved mesh reads ServiceAccounts.

@@ -8,6 +8,8 @@ import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, Worklo
 import { ROOT_NAMESPACE } from './types.ts';
 import { compilePolicy, NO_POLICIES, policyApplies, type ApplicablePolicies, type CompiledPolicy } from './authorize.ts';
 import type { MeshState, ServiceAtVip } from './state.ts';
+import type { RouteObject } from './route-types.ts';
+import { compileRoutes, emptyRouteTable, type RouteTable } from './route-table.ts';
 
 const byKey = <T extends { readonly key: string }>(a: T, b: T): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 
@@ -59,6 +61,9 @@ export class MeshIndex implements MeshState {
   #compiled = new Map<string, readonly CompiledPolicy[]>();
   /** policiesFor, per workload key, for the workload object it was computed for. */
   readonly #applicable = new Map<string, { readonly workload: Workload; readonly policies: ApplicablePolicies }>();
+  #routes: readonly RouteObject[] = Object.freeze([]);
+  /** Route tables per `service:port`, compiled on first use after the routes or services changed. */
+  #routeTables: Map<string, RouteTable> | undefined;
   #sortedWorkloads: readonly Workload[] | undefined;
   #sortedServices: readonly MeshService[] | undefined;
   #frozen = false;
@@ -126,6 +131,7 @@ export class MeshIndex implements MeshState {
     this.#services.set(s.key, s);
     for (const p of s.ports) this.#vips.add(`${s.vip}:${p.port}`, s.key);
     this.#sortedServices = undefined;
+    this.#routeTables = undefined;
   }
 
   removeService(key: string): void {
@@ -135,6 +141,7 @@ export class MeshIndex implements MeshState {
     this.#services.delete(key);
     for (const p of s.ports) this.#vips.remove(`${s.vip}:${p.port}`, key);
     this.#sortedServices = undefined;
+    this.#routeTables = undefined;
   }
 
   putNode(n: MeshNode): void {
@@ -160,6 +167,13 @@ export class MeshIndex implements MeshState {
     this.#applicable.clear();
   }
 
+  /** Replaces every HTTPRoute and GRPCRoute (sorted by `Kind/namespace/name` by the caller). */
+  setRoutes(routes: readonly RouteObject[]): void {
+    this.#mutable();
+    this.#routes = Object.freeze([...routes]);
+    this.#routeTables = undefined;
+  }
+
   // ---- MeshState ----------------------------------------------------------------------------
 
   get workloads(): readonly Workload[] {
@@ -174,6 +188,20 @@ export class MeshIndex implements MeshState {
 
   get policies(): readonly AuthorizationPolicyObject[] {
     return this.#policies;
+  }
+
+  get routes(): readonly RouteObject[] {
+    return this.#routes;
+  }
+
+  routeTable(service: MeshService, port: number): RouteTable {
+    if (this.#routeTables === undefined) {
+      const tables = compileRoutes(this.#routes, this);
+      // One table per Service port up front, so a request never allocates one.
+      for (const svc of this.#services.values()) for (const p of svc.ports) if (!tables.has(`${svc.key}:${p.port}`)) tables.set(`${svc.key}:${p.port}`, emptyRouteTable(svc, p.port));
+      this.#routeTables = tables;
+    }
+    return this.#routeTables.get(`${service.key}:${port}`) ?? emptyRouteTable(service, port);
   }
 
   /** How many workloads (without sorting them). */

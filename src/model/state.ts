@@ -14,6 +14,8 @@ import type { PolicyView } from './authorize.ts';
 import { MeshIndex } from './mesh-index.ts';
 import { isTrustDomain } from './spiffe.ts';
 import { modelError, ModelErrors } from './errors.ts';
+import type { RouteObject } from './route-types.ts';
+import type { RouteTable } from './route-table.ts';
 
 export interface ServiceAtVip {
   readonly service: MeshService;
@@ -41,6 +43,13 @@ export interface MeshState extends PolicyView {
   nodeAddress(name: string): string | undefined;
   /** True when an enrolled workload with that service account is scheduled on the node (the CA's check). */
   hasServiceAccountOnNode(node: string, namespace: string, serviceAccount: string): boolean;
+  /** HTTPRoutes and GRPCRoutes, sorted by `Kind/namespace/name`. */
+  readonly routes: readonly RouteObject[];
+  /**
+   * The routes of a Service port, compiled once per snapshot, for decideRoute (route-match.ts);
+   * a table with no route attached when none is (or the port is unknown to the Service).
+   */
+  routeTable(service: MeshService, port: number): RouteTable;
 }
 
 export interface BuildOptions {
@@ -69,6 +78,7 @@ function indexContent(content: MeshContent): MeshIndex {
   for (const s of content.services) index.putService(s);
   for (const n of content.nodes) if (index.node(n.name) === undefined) index.putNode(n);
   index.setPolicies(content.policies);
+  index.setRoutes(content.routes ?? []);
   return index.freeze();
 }
 
@@ -78,5 +88,5 @@ export function checkedTrustDomain(td: string | undefined): string {
 }
 
 export const EMPTY_OBJECTS: MeshObjects = Object.freeze({
-  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [],
+  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [],
 });

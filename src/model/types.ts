@@ -1,6 +1,8 @@
 // The mesh model: what weft knows about the cluster. Plain frozen data; lookups live in
 // model/state.ts, parsing in model/manifests.ts.
 
+import type { RouteObject } from './route-types.ts';
+
 export type Labels = Readonly<Record<string, string>>;
 
 /** The label (on a Namespace or a Pod) that puts workloads in the mesh. */
@@ -30,10 +32,13 @@ export interface PodObject {
 }
 
 export interface ServicePort {
+  /** Also a protocol hint: Istio's prefixes `http-`, `http2-`, `grpc-`, `tcp-` (see model/protocol.ts). */
   readonly name: string | undefined;
   readonly port: number;
   readonly targetPort: number;
   readonly protocol: 'TCP';
+  /** spec.ports[].appProtocol as written (`http`, `kubernetes.io/h2c`, `grpc`, ...); it wins over the name. */
+  readonly appProtocol?: string | undefined;
 }
 
 export interface ServiceObject {
@@ -145,6 +150,8 @@ export interface MeshObjects {
   readonly serviceAccounts: readonly ServiceAccountObject[];
   readonly policies: readonly AuthorizationPolicyObject[];
   readonly nodes: readonly NodeObject[];
+  /** HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1); absent means none. */
+  readonly routes?: readonly RouteObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */

@@ -61,7 +61,14 @@ class World {
       if (this.chance(0.15)) l['weft.dev/mesh'] = this.pick(['enabled', 'disabled']);
       return l;
     };
-    switch (this.int(7)) {
+    switch (this.int(8)) {
+      case 7: return {
+        kind: 'HTTPRoute',
+        body: {
+          apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: `route-${this.int(2)}`, namespace: ns },
+          spec: { parentRefs: [{ group: '', kind: 'Service', name: `svc-${this.int(4)}`, port: 80 }], rules: [{ backendRefs: [{ name: `svc-${this.int(4)}`, port: 80 }] }] },
+        },
+      };
       case 0: return {
         kind: 'Namespace',
         body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: this.chance(0.6) ? { 'weft.dev/mesh': 'enabled' } : {} } },
@@ -161,6 +168,11 @@ function sameState(live: MeshState, batch: MeshState, where: string): void {
   assert.deepEqual(live.workloads, batch.workloads, `${where}: workloads`);
   assert.deepEqual(live.services, batch.services, `${where}: services`);
   assert.deepEqual(live.policies, batch.policies, `${where}: policies`);
+  assert.deepEqual(live.routes, batch.routes, `${where}: routes`);
+  for (const svc of batch.services) for (const p of svc.ports) {
+    const [a, b] = [live.routeTable(svc, p.port), batch.routeTable(svc, p.port)];
+    assert.deepEqual([a.producer?.routes, [...a.consumers.keys()]], [b.producer?.routes, [...b.consumers.keys()]], `${where}: routeTable(${svc.key}, ${p.port})`);
+  }
   assert.deepEqual(live.nodes(), batch.nodes(), `${where}: nodes()`);
   for (const n of [...NODES, 'elsewhere']) {
     assert.deepEqual(live.workloadsOnNode(n), batch.workloadsOnNode(n), `${where}: workloadsOnNode(${n})`);
