@@ -16,6 +16,7 @@
 
 import type { MeshNode, MeshService } from './types.ts';
 import { ROOT_NAMESPACE } from './types.ts';
+import { isServiceParent, routeKey } from './route-types.ts';
 import { localSlice, resourceKey, ResourceCache, type NodeResource, type ResourceType } from './node-slice.ts';
 import type { MeshIndex } from './mesh-index.ts';
 import type { ContentChanges } from './live-resolver.ts';
@@ -73,6 +74,8 @@ export class SliceIndex {
   readonly #nsNodes = new Map<string, Map<string, number>>();
   /** Per node: its mesh config, and the local part of a node without workloads (that config alone). */
   readonly #meshConfig = new Map<string, { readonly resource: NodeResource; readonly alone: ReadonlyMap<string, LocalEntry> }>();
+  /** `namespace/name` of every Service some route names as a parent. */
+  #routeParents: ReadonlySet<string> = new Set();
   readonly #log: Generation[] = [];
   #logSize = 0;
   #generation = 0;
@@ -133,6 +136,14 @@ export class SliceIndex {
       const called = this.#withEndpoints.has(name) || this.#withWorkloads.has(name);
       this.#setShared(g, resourceKey('node', name), called && n !== undefined ? this.#resource('node', name, n) : undefined);
     }
+    if (changes.routes) {
+      this.#routeParents = new Set(this.#state.routes.flatMap((r) => r.parentRefs.filter(isServiceParent).map((p) => `${p.namespace}/${p.name}`)));
+    }
+    // Routes go to nodes by which parent Services exist: a route or such a Service coming or
+    // going reaches every node (both are rare, and routes are few).
+    let everyNode = changes.routes;
+    for (const [key, before] of changes.services) if ((before === undefined) !== (this.#state.service(key) === undefined) && this.#routeParents.has(key)) everyNode = true;
+    if (everyNode) for (const n of this.#state.nodesWithWorkloads()) touched.add(n);
     for (const ns of changes.policyNamespaces) {
       const reach = ns === ROOT_NAMESPACE ? [...this.#nsNodes.values()] : [this.#nsNodes.get(ns) ?? new Map<string, number>()];
       for (const m of reach) for (const n of m.keys()) touched.add(n);
@@ -253,6 +264,10 @@ export class SliceIndex {
     for (const p of slice.policies) {
       const name = `${p.namespace}/${p.name}`;
       next.set(resourceKey('authorization', name), this.#resource('authorization', name, p));
+    }
+    for (const r of slice.routes) {
+      const name = routeKey(r);
+      next.set(resourceKey('route', name), this.#resource('route', name, r));
     }
     for (const i of slice.serviceAccounts) {
       const name = `${i.namespace}/${i.serviceAccount}`;

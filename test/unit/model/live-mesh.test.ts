@@ -66,7 +66,7 @@ class World {
         kind: 'HTTPRoute',
         body: {
           apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: `route-${this.int(2)}`, namespace: ns },
-          spec: { parentRefs: [{ group: '', kind: 'Service', name: `svc-${this.int(4)}`, port: 80 }], rules: [{ backendRefs: [{ name: `svc-${this.int(4)}`, port: 80 }] }] },
+          spec: { parentRefs: [{ group: '', kind: 'Service', name: `svc-${this.int(4)}`, ...(this.chance(0.5) ? { namespace: this.pick(NAMESPACES) } : {}), port: 80 }], rules: [{ backendRefs: [{ name: `svc-${this.int(4)}`, port: 80 }] }] },
         },
       };
       case 0: return {
