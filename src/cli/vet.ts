@@ -62,6 +62,10 @@ export async function vetCommand(argv: readonly string[], out: VetOutput = proce
   const order = new Map(files.map((f, i) => [f.path, i]));
   problems.sort((a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1));
   for (const p of problems) out.write(`${formatProblem(p)}\n`);
+  if (parsed.routes.length > 0) {
+    // A cluster's control plane writes these as each route's status.parents; files have no status to write to.
+    out.write(`weft vet: route status (Accepted, ResolvedRefs) is written back only by \`weft control --kubernetes\`; for files, the route problems above are what it would say\n`);
+  }
 
   const objects = parsed.origins.size;
   const what = `${objects} object${objects === 1 ? '' : 's'} in ${files.length} file${files.length === 1 ? '' : 's'}`;
