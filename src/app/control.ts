@@ -84,7 +84,9 @@ export interface ControlPlaneConfig {
   readonly listen: string;
   /** Metrics and readiness (15014). */
   readonly metrics: { readonly host: string; readonly port: number };
-  readonly source: { readonly kind: 'manifests'; readonly dir: string } | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
+  readonly source:
+    | { readonly kind: 'manifests'; readonly dir: string; readonly quietMs?: number; readonly removalGraceMs?: number }
+    | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
   /** Where the CA keeps its key, certificate and revocations. */
   readonly caDir: string;
   /** Bootstrap tokens (JSON token -> node); required unless the source is Kubernetes. */
@@ -131,7 +133,10 @@ function resourcesForEachNode(): (snapshot: ControlSnapshot, node: string) => Co
 async function makeSource(config: ControlPlaneConfig, logger: Logger): Promise<ConfigSource> {
   if (config.source.kind === 'manifests') {
     const { DirectorySource } = await import('../control/source/directory.ts');
-    return new DirectorySource({ directory: config.source.dir, log: logger });
+    const { dir, quietMs, removalGraceMs } = config.source;
+    return new DirectorySource({
+      directory: dir, log: logger, ...(quietMs === undefined ? {} : { quietMs }), ...(removalGraceMs === undefined ? {} : { removalGuard: { graceMs: removalGraceMs } }),
+    });
   }
   const [{ KubernetesSource }, { KubeConfig }] = await Promise.all([import('../control/source/kubernetes.ts'), import('@kubernetes/client-node')]);
   const kubeConfig = new KubeConfig();
