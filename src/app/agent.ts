@@ -13,7 +13,7 @@ import { podCgroupPath, type AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import { createRedirector, type Redirector, type CaptureTarget } from '../redirect/index.ts';
-import { HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
+import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
@@ -78,7 +78,11 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     }
     workers.setCredentials({ trustBundlePem: current.trustBundlePem, crlPem: current.crlPem, certificates: certs });
   };
+  const certificateMetrics = new CertificateMetrics(registry);
   certificates.subscribe((event) => {
+    certificateMetrics.observe(event.type === 'issued'
+      ? { type: 'issued', identity: event.identity.uri, notAfter: event.certificate.notAfter }
+      : { type: event.type, identity: event.identity.uri });
     if (event.type === 'failed') logger.warn({ identity: event.identity.uri, stillValid: event.stillValid, err: describeError(event.error) }, 'certificate request failed');
     pushCredentials();
   });

@@ -86,6 +86,10 @@ export function parseNode(body: Record<string, unknown>): NodeObject {
   throw new FieldError('status.addresses', `has no usable IPv4 InternalIP or ExternalIP (got: ${seen}), so other nodes' agents cannot reach this node`);
 }
 
+// Kubernetes checks appProtocol as a qualified name: an optional DNS-subdomain prefix and `/`,
+// then up to 63 letters, digits, '-', '_', '.'.
+const APP_PROTOCOL = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
 export function parseService(body: Record<string, unknown>): ServiceObject {
   const md = metadata(body, true);
   const spec = record(body.spec, 'spec');
@@ -109,7 +113,10 @@ export function parseService(body: Record<string, unknown>): ServiceObject {
       throw new FieldError(`${f}.protocol`, `only TCP is supported, got ${JSON.stringify(pr.protocol)}`);
     }
     const name = pr.name === undefined ? undefined : str(pr.name, `${f}.name`, DNS_LABEL, 'a DNS label');
-    return Object.freeze({ name, port: number, targetPort, protocol: 'TCP' });
+    const appProtocol = pr.appProtocol === undefined || pr.appProtocol === null
+      ? undefined
+      : str(pr.appProtocol, `${f}.appProtocol`, APP_PROTOCOL, 'a protocol name such as http, grpc or kubernetes.io/h2c (an optionally domain-prefixed name)');
+    return Object.freeze({ name, port: number, targetPort, protocol: 'TCP', ...(appProtocol === undefined ? {} : { appProtocol }) });
   });
   return Object.freeze({
     name: md.name, namespace: md.namespace, vip, ports: Object.freeze(ports),

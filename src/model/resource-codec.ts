@@ -35,7 +35,7 @@ const WORKLOAD = obj({
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
-  ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] } }, ['name']) },
+  ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
   endpointSource: { type: 'string', enum: ['EndpointSlice', 'selector', 'none'] },
   endpoints: { type: 'array', items: obj({ port, endpoints: { type: 'array', items: ENDPOINT } }) },
 });

@@ -30,10 +30,13 @@ export interface PodObject {
 }
 
 export interface ServicePort {
+  /** Also a protocol hint: Istio's prefixes `http-`, `http2-`, `grpc-`, `tcp-` (see model/protocol.ts). */
   readonly name: string | undefined;
   readonly port: number;
   readonly targetPort: number;
   readonly protocol: 'TCP';
+  /** spec.ports[].appProtocol as written (`http`, `kubernetes.io/h2c`, `grpc`, ...); it wins over the name. */
+  readonly appProtocol?: string | undefined;
 }
 
 export interface ServiceObject {

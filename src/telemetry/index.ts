@@ -12,3 +12,4 @@ export {
 } from './http-endpoints.ts';
 export { BatchedLog, type BatchedLogOptions, type LogTarget } from './batched-log.ts';
 export { collectProcessMetrics } from './process-metrics.ts';
+export { CertificateMetrics, type CertificateMetricEvent } from './certificate-metrics.ts';

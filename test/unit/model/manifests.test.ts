@@ -137,3 +137,18 @@ test('a Node that lost its address keeps its last good version, given the previo
   assert.deepEqual(r.nodes.map((n) => n.address), ['198.18.0.11']);
   assert.match(r.problems[0]?.message ?? '', /keeping the previous version/);
 });
+
+test('Service ports keep appProtocol (the protocol hint) and their names', () => {
+  const svc = (ports: object[]) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'x' }, spec: { clusterIP: '198.19.0.9', ports } });
+  const r = parse([file([svc([{ name: 'http-web', port: 80 }, { name: 'api', port: 81, appProtocol: 'kubernetes.io/h2c' }, { port: 82, appProtocol: 'grpc' }])])]);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.services[0]?.ports, [
+    { name: 'http-web', port: 80, targetPort: 80, protocol: 'TCP' },
+    { name: 'api', port: 81, targetPort: 81, protocol: 'TCP', appProtocol: 'kubernetes.io/h2c' },
+    { name: undefined, port: 82, targetPort: 82, protocol: 'TCP', appProtocol: 'grpc' },
+  ]);
+  const bad = parse([file([svc([{ port: 80, appProtocol: 'not a name' }])])]);
+  assert.equal(bad.services.length, 0);
+  assert.equal(bad.problems[0]?.field, 'spec.ports[0].appProtocol');
+  assert.match(bad.problems[0]?.message ?? '', /protocol name/);
+});

@@ -178,3 +178,13 @@ test('a node resource with a bad address is rejected alone, with a clear message
   assert.deepEqual(d.content.nodes.map((n) => n.name), ['n2'], 'the good node still applies');
   assert.equal(d.content.services.length, 2, 'other resources still apply');
 });
+
+test('service ports reach the agent with their names and appProtocol', () => {
+  const extra = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'shop' }, spec: { clusterIP: '198.19.0.12', selector: { app: 'web' }, ports: [{ name: 'grpc-api', port: 90, targetPort: 9000, appProtocol: 'grpc' }] } };
+  const wire = JSON.parse(JSON.stringify([...nodeResources(state([extra]), 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  const agent = meshStateFromContent(decoded.content);
+  assert.deepEqual(agent.serviceByVip('198.19.0.12', 90)?.port, { name: 'grpc-api', port: 90, targetPort: 9000, protocol: 'TCP', appProtocol: 'grpc' });
+  assert.deepEqual(agent.serviceByVip('198.19.0.10', 80)?.port, { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' });
+});

@@ -9,6 +9,7 @@ import { test, type TestContext } from 'node:test';
 
 import { isWeftError } from '../../../src/core/errors.ts';
 import { connectTcp } from '../../../src/proxy/tcp-connect.ts';
+import { cannotRun } from '../../support/root.ts';
 
 const SCRIPT = `
 import socket, sys
@@ -22,8 +23,7 @@ sys.stdin.read()
 /** The port of a listener whose accept queue is full; undefined (loud skip) without python3. */
 async function stuckListener(t: TestContext): Promise<number | undefined> {
   if (spawnSync('python3', ['-c', 'pass']).status !== 0) {
-    process.stderr.write(`\n!!! SKIPPED ${t.name}: needs python3 for a listener that never accepts\n\n`);
-    t.skip('needs python3');
+    cannotRun(t, 'needs python3 for a listener that never accepts');
     return undefined;
   }
   const py = spawn('python3', ['-c', SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { cannotRun, needsCommands } from '../../support/root.ts';
 import { bpftoolErrorText, parseCgroupShow, parseCgroupTree, parseMapDump, parseProgInfo } from '../../../src/redirect/bpftool.ts';
 
 // Outputs captured from bpftool 7.1 on Linux 6.18.
@@ -52,9 +53,9 @@ test('error text: bpftool\'s JSON error first, else the tail of stderr', () => {
 // The byte offsets ebpf-maps.ts writes must be the ones the compiled C uses.
 test('the compiled object\'s struct layouts match the loader\'s encoders', (t) => {
   const object = join(import.meta.dirname, '..', '..', '..', 'bpf', 'build', 'redirect.bpf.o');
-  if (!existsSync(object) || spawnSync('sh', ['-c', 'command -v bpftool']).status !== 0) {
-    process.stderr.write(`\n!!! SKIPPED layout check: ${object} not built or bpftool missing (run npm run bootstrap)\n\n`);
-    t.skip('bpf object not built');
+  if (!needsCommands(t, ['bpftool'])) return;
+  if (!existsSync(object)) {
+    cannotRun(t, `${object} is not built (run npm run bootstrap)`);
     return;
   }
   const btf = JSON.parse(spawnSync('bpftool', ['-j', 'btf', 'dump', 'file', object], { encoding: 'utf8' }).stdout) as {

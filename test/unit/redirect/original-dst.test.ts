@@ -4,6 +4,7 @@ import { createServer, connect, Socket, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { isWeftError } from '../../../src/core/errors.ts';
 import { RedirectErrors } from '../../../src/redirect/errors.ts';
+import { cannotRun } from '../../support/root.ts';
 import { NATIVE_ADDON_PATH, originalDestination, socketFd } from '../../../src/redirect/original-dst.ts';
 
 test('a socket without a descriptor is refused clearly', () => {
@@ -14,8 +15,7 @@ test('a socket without a descriptor is refused clearly', () => {
 // otherwise the call fails with the errno named. Either way no garbage and no crash.
 test('an uncaptured loopback connection: the real destination or a named errno', async (t) => {
   if (!existsSync(NATIVE_ADDON_PATH)) {
-    process.stderr.write(`\n!!! SKIPPED: native addon not built (${NATIVE_ADDON_PATH}); run npm run bootstrap\n\n`);
-    t.skip('native addon not built');
+    cannotRun(t, `the native addon ${NATIVE_ADDON_PATH} is not built; run npm run bootstrap`);
     return;
   }
   const server = createServer();

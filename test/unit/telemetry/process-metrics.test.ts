@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { Registry } from 'prom-client';
 
 import { collectProcessMetrics } from '../../../src/telemetry/process-metrics.ts';
+import { needsCommands } from '../../support/root.ts';
 
 test('process metrics: only counters end in _total, the per-type gauges stay', async () => {
   const registry = new Registry();
@@ -18,10 +19,7 @@ test('process metrics: only counters end in _total, the per-type gauges stay', a
 });
 
 test('process metrics: promtool check metrics accepts them', async (t) => {
-  if (spawnSync('sh', ['-c', 'command -v promtool']).status !== 0) {
-    t.skip('promtool is not installed (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  if (!needsCommands(t, ['promtool'])) return;
   const registry = new Registry();
   collectProcessMetrics(registry, 'weft_test_');
   const r = spawnSync('promtool', ['check', 'metrics'], { input: await registry.metrics(), encoding: 'utf8' });
