@@ -1,14 +1,16 @@
 // Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
 // duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
 // naming identities that nothing in the manifests has, pods on nodes no Node object
-// declares (when some do) and two Nodes sharing an address. Pure; used by `weft vet`.
+// declares (when some do), two Nodes sharing an address and enrolled pods with IPv6
+// addresses (which agents refuse to capture). Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
 import type { ManifestProblem } from './manifests.ts';
 import { originKey, type Kind } from './manifests.ts';
 import { selects } from './labels.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
-import { isLivePod } from './resolve.ts';
+import { isLivePod, MESH_DISABLED } from './resolve.ts';
+import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -26,6 +28,15 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
     `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1;
   const services = [...objects.services].sort(byKey);
   const pods = objects.pods.filter(isLivePod).sort(byKey);
+
+  const enrolledNs = new Set(objects.namespaces.filter((n) => n.labels[MESH_LABEL] === MESH_ENABLED).map((n) => n.name));
+  for (const p of pods) {
+    const own = p.labels[MESH_LABEL];
+    const enrolled = own === MESH_ENABLED || (own !== MESH_DISABLED && enrolledNs.has(p.namespace));
+    if (enrolled && p.ipv6 !== undefined) {
+      report('Pod', p.namespace, p.name, 'status.podIPs', `has IPv6 address(es) ${p.ipv6.join(', ')}; weft captures IPv4 only, so the agent refuses to capture this pod (label it ${MESH_LABEL}: ${MESH_DISABLED} to keep it out of the mesh knowingly)`);
+    }
+  }
 
   const podByIp = new Map<string, string>();
   for (const p of pods) {

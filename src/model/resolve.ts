@@ -42,7 +42,8 @@ function workloads(objects: MeshObjects, trustDomain: string): Workload[] {
     const enrolled = own === MESH_ENABLED || (own !== MESH_DISABLED && enrolledNs.has(p.namespace));
     return Object.freeze({
       key: `${p.namespace}/${p.name}`, name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount,
-      node: p.nodeName, ip: p.ip, labels: p.labels, enrolled, identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
+      node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled,
+      identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
     });
   }).sort(byKey);
 }
