@@ -18,7 +18,9 @@ import type { ControlResource } from '../control/resource.ts';
 import { ControlServer, type CsrSigner } from '../control/server.ts';
 import { StaticTokenReviewer, type TokenReviewer } from '../control/token-reviewer.ts';
 import type { ConfigSource } from '../control/source/contract.ts';
-import { CertificateAuthority, FileCaStore, parseSpiffeId } from '../identity/index.ts';
+import { CertificateAuthority, FileCaStore, SecretCaStore, parseSpiffeId, type CaStore } from '../identity/index.ts';
+import type { ControlPlaneConfig } from '../config/control.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { formatProblem, type ManifestProblem } from '../model/manifests.ts';
 import { loadMesh, type LoadResult } from '../model/load.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
@@ -79,23 +81,7 @@ export function decodeAgentResources(resources: ReadonlyMap<string, ControlResou
 
 // ---- the control plane process ----------------------------------------------------------------
 
-export interface ControlPlaneConfig {
-  /** `host:port` for gRPC (15010). */
-  readonly listen: string;
-  /** Metrics and readiness (15014). */
-  readonly metrics: { readonly host: string; readonly port: number };
-  readonly source: { readonly kind: 'manifests'; readonly dir: string } | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
-  /** Where the CA keeps its key, certificate and revocations. */
-  readonly caDir: string;
-  /** Bootstrap tokens (JSON token -> node); required unless the source is Kubernetes. */
-  readonly tokensFile: string | undefined;
-  readonly trustDomain: string;
-  /** Extra DNS names for the server certificate (agents check its SPIFFE id, not these). */
-  readonly serverDnsNames: readonly string[];
-  /** Written once the server listens and the first snapshot is loaded. */
-  readonly readyFile: string | undefined;
-  readonly logLevel: string;
-}
+export type { ControlPlaneConfig } from '../config/control.ts';
 
 export interface ControlPlaneDeps {
   readonly logger?: Logger;
@@ -128,28 +114,43 @@ function resourcesForEachNode(): (snapshot: ControlSnapshot, node: string) => Co
   return (snapshot, node) => [...nodeResources(snapshot.state, node, cache).values(), snapshot.trust];
 }
 
-async function makeSource(config: ControlPlaneConfig, logger: Logger): Promise<ConfigSource> {
+/** The KubeConfig of the Kubernetes source: in-cluster when running in a pod, else ~/.kube/config or --kubeconfig. */
+async function kubeConfigOf(config: ControlPlaneConfig): Promise<KubeConfig | undefined> {
+  if (config.source.kind !== 'kubernetes') return undefined;
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
+  else kubeConfig.loadFromFile(config.source.kubeconfig);
+  return kubeConfig;
+}
+
+async function makeSource(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined, logger: Logger): Promise<ConfigSource> {
   if (config.source.kind === 'manifests') {
     const { DirectorySource } = await import('../control/source/directory.ts');
     return new DirectorySource({ directory: config.source.dir, log: logger });
   }
-  const [{ KubernetesSource }, { KubeConfig }] = await Promise.all([import('../control/source/kubernetes.ts'), import('@kubernetes/client-node')]);
-  const kubeConfig = new KubeConfig();
-  if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
-  else kubeConfig.loadFromFile(config.source.kubeconfig);
+  if (kubeConfig === undefined) throw new Error('the Kubernetes source needs a KubeConfig');
+  const { KubernetesSource } = await import('../control/source/kubernetes.ts');
   return new KubernetesSource({ kubeConfig, log: logger });
 }
 
-async function makeTokenReviewer(config: ControlPlaneConfig): Promise<TokenReviewer> {
+async function makeTokenReviewer(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<TokenReviewer> {
   if (config.tokensFile !== undefined) return StaticTokenReviewer.fromFile(config.tokensFile);
-  if (config.source.kind !== 'kubernetes') {
+  if (kubeConfig === undefined) {
     throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'agents need a way to bootstrap: give --tokens FILE (or use the Kubernetes source for TokenReview)');
   }
-  const [{ KubernetesTokenReviewer }, { KubeConfig }] = await Promise.all([import('../control/kubernetes-token-reviewer.ts'), import('@kubernetes/client-node')]);
-  const kubeConfig = new KubeConfig();
-  if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
-  else kubeConfig.loadFromFile(config.source.kubeconfig);
-  return new KubernetesTokenReviewer({ kubeConfig });
+  const { KubernetesTokenReviewer } = await import('../control/kubernetes-token-reviewer.ts');
+  return new KubernetesTokenReviewer({ kubeConfig, ...(config.tokenAudience === undefined ? {} : { audience: config.tokenAudience }) });
+}
+
+async function makeCaStore(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<CaStore> {
+  if (config.caSecret === undefined) {
+    if (config.caDir === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'the CA needs a home: give --ca-dir DIR or --ca-secret NAME');
+    return new FileCaStore(config.caDir);
+  }
+  if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--ca-secret needs the Kubernetes source (--kubernetes)');
+  const { kubernetesSecret } = await import('../control/kubernetes-objects.ts');
+  return new SecretCaStore(kubernetesSecret(kubeConfig, config.caSecret.namespace, config.caSecret.name));
 }
 
 export async function runControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
@@ -171,13 +172,14 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
   try {
     // The CA answers "is such a pod on that node?" from the newest state.
     let state: MeshState | undefined;
-    const store = new FileCaStore(config.caDir);
+    const kubeConfig = await kubeConfigOf(config);
+    const store = await makeCaStore(config, kubeConfig);
     const ca = await CertificateAuthority.open({
       store, clock, trustDomain: config.trustDomain,
       authorizer: { mayIssue: (node, ns, sa) => state?.hasServiceAccountOnNode(node, ns, sa) ?? false },
     });
     const stored = await store.load();
-    if (stored === undefined) throw new WeftError('WEFT_CONTROL_BAD_CA_MATERIAL', `the CA in ${config.caDir} vanished right after it was opened`);
+    if (stored === undefined) throw new WeftError('WEFT_CONTROL_BAD_CA_MATERIAL', `the CA in ${config.caDir ?? `Secret ${config.caSecret?.namespace}/${config.caSecret?.name}`} vanished right after it was opened`);
     const channel = await ChannelCertificateIssuer.create({ caCertPem: stored.certPem, caKeyPem: stored.keyPem, trustDomain: config.trustDomain, clock });
     let serverCert = await channel.issueServerCertificate(config.serverDnsNames);
     const trustBundlePem = ca.trustBundlePem();
@@ -189,7 +191,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       resourcesFor: resourcesForEachNode(),
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-      tokenReviewer: await makeTokenReviewer(config),
+      tokenReviewer: await makeTokenReviewer(config, kubeConfig),
       nodeSigner: channel,
       csrSigner,
       registry,
@@ -214,6 +216,15 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     scheduleRenewal();
     cleanups.push(() => clearTimeout(renewal));
 
+    // The root, where every pod can mount it (as istiod's istio-ca-root-cert).
+    let publisher: { publish(namespaces: readonly string[], pem: string): Promise<void>; close(): void } | undefined;
+    if (config.trustBundleConfigMap !== undefined) {
+      if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--trust-bundle-configmap needs the Kubernetes source (--kubernetes)');
+      const { TrustBundlePublisher } = await import('../control/kubernetes-objects.ts');
+      publisher = new TrustBundlePublisher(kubeConfig, config.trustBundleConfigMap, logger);
+      cleanups.push(() => publisher?.close());
+    }
+
     // Source -> model -> server. Each snapshot is validated aside; an object that turned
     // invalid keeps its last good version (loadMesh's `previous`).
     let last: LoadResult | undefined;
@@ -227,9 +238,10 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       state = loaded.state;
       const trust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
       server.setSnapshot({ state: loaded.state, trust });
+      void publisher?.publish(namespacesOf(objects), trustBundlePem);
       logger.info({ workloads: loaded.state.workloads.length, services: loaded.state.services.length, policies: loaded.state.policies.length, problems: problems.length }, 'mesh snapshot loaded');
     };
-    const source = deps.source ?? await makeSource(config, logger);
+    const source = deps.source ?? await makeSource(config, kubeConfig, logger);
     let queue = Promise.resolve();
     await source.start((objects, problems) => {
       // One snapshot at a time, in order; a failure is logged and the last good state stays.
@@ -265,4 +277,13 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     await closeAll();
     throw err;
   }
+}
+
+function namespacesOf(objects: readonly RawObject[]): string[] {
+  const out: string[] = [];
+  for (const o of objects) {
+    const name = (o.body.metadata as { name?: unknown } | undefined)?.name;
+    if (o.kind === 'Namespace' && typeof name === 'string') out.push(name);
+  }
+  return out.sort();
 }

@@ -11,8 +11,8 @@ import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
-  type MeshView, type OriginalDestinationReader, type SocketAddress,
+  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
 } from '../proxy/index.ts';
 import { ConnectionTelemetry } from '../telemetry/index.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
@@ -34,9 +34,13 @@ export interface ProxyRuntimeDeps {
   readonly registry: Registry;
   readonly clock: Clock;
   readonly originalDestination: (socket: Socket) => SocketAddress;
+  /** Admits or refuses connections at accept, on every listener (per-source caps). */
+  readonly gate?: ConnectionGate;
 }
 
 export class ProxyRuntime {
+  /** Every open connection of this runtime's listeners (policy re-checks and caps read it). */
+  readonly connections = new ConnectionRegistry();
   readonly #credentials: WorkloadCredentials;
   #state: MeshState;
   readonly #outbound: OutboundListener;
@@ -61,15 +65,15 @@ export class ProxyRuntime {
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
-      health: new UpstreamHealth(deps.clock), observer,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate,
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
-    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer }, {
+    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
     });
   }

@@ -3,8 +3,11 @@
 
 import { describeError, WeftError } from '../core/errors.ts';
 import { simCommand } from './sim.ts';
+import { versionLine } from './version.ts';
+import { CLI_USAGE, CONFIG_ERROR } from '../config/flags.ts';
 
 const USAGE = `usage: weft <command> [options]
+       weft --version
 
 commands:
   sim      build, inspect and remove a simulated multi-node cluster (root)
@@ -29,6 +32,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write(`${versionLine()}\n`);
+    return 0;
+  }
   const load = commands[name];
   if (load === undefined) {
     process.stderr.write(`weft: unknown command ${JSON.stringify(name)}\n${USAGE}\n`);
@@ -39,7 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err: unknown) {
     process.stderr.write(`weft ${name}: ${err instanceof WeftError ? err.message : describeError(err)}\n`);
     if (!(err instanceof WeftError)) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
-    return err instanceof WeftError && err.code === 'WEFT_CLI_USAGE' ? 2 : 1;
+    return err instanceof WeftError && (err.code === CLI_USAGE || err.code === CONFIG_ERROR) ? 2 : 1;
   }
 }
 

@@ -492,7 +492,7 @@ export class ControlServer<S> {
       this.#log.warn({ token: tokenFingerprint(token), peer: call.getPeer() }, 'unknown bootstrap token');
       throw statusError(
         grpc.status.UNAUTHENTICATED,
-        `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; check the agent's token file against the control plane's --tokens file`,
+        `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; ${this.#o.tokenReviewer.refusalHint ?? 'check the agent\'s token'}`,
         ControlErrors.UNAUTHENTICATED,
       );
     }

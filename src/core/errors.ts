@@ -11,6 +11,14 @@ export class WeftError extends Error {
   }
 }
 
+/**
+ * The one factory behind every module's error table: `code` comes from that module's table
+ * (an `as const` object of stable strings), `cause` is kept when given.
+ */
+export function weftError(code: string, message: string, cause?: unknown): WeftError {
+  return new WeftError(code, message, cause === undefined ? undefined : { cause });
+}
+
 /** True when `err` is a WeftError, optionally with the given code. */
 export function isWeftError(err: unknown, code?: string): err is WeftError {
   return err instanceof WeftError && (code === undefined || err.code === code);

@@ -1,5 +1,5 @@
-// Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount and
-// weft.dev AuthorizationPolicy) into model objects. Pure: takes file contents or raw
+// Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount,
+// weft.dev AuthorizationPolicy, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
 // objects, returns objects plus every problem found, each naming file, object and field.
 // One bad object rejects only itself (and, given the previous objects, keeps that
 // object's last good version).
@@ -13,6 +13,8 @@ import { WEFT_API_VERSION } from './types.ts';
 import { FieldError, isRecord } from './fields.ts';
 import { parseEndpointSlice, parseNamespace, parseNode, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
 import { parseAuthorizationPolicy } from './policy-kind.ts';
+import { parseRoute } from './route-kind.ts';
+import { GATEWAY_API_VERSION, type GrpcRouteObject, type HttpRouteObject, type RouteObject } from './route-types.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
 import type { SchemaIssue } from './schema-check.ts';
 
@@ -31,6 +33,7 @@ export interface ManifestProblem {
 }
 
 export interface ParsedManifests extends MeshObjects {
+  readonly routes: readonly RouteObject[];
   readonly problems: readonly ManifestProblem[];
   /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
   readonly others: readonly RawObject[];
@@ -63,7 +66,9 @@ type Parsed =
   | { kind: 'Service'; value: ServiceObject }
   | { kind: 'EndpointSlice'; value: EndpointSliceObject }
   | { kind: 'ServiceAccount'; value: ServiceAccountObject }
-  | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject };
+  | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject }
+  | { kind: 'HTTPRoute'; value: HttpRouteObject }
+  | { kind: 'GRPCRoute'; value: GrpcRouteObject };
 
 export type Kind = Parsed['kind'];
 
@@ -75,6 +80,8 @@ const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly names
   ServiceAccount: { apiVersion: 'v1', namespaced: true },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   AuthorizationPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+  HTTPRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
+  GRPCRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
 };
 
 export const KNOWN_KINDS: readonly string[] = Object.keys(KINDS);
@@ -121,6 +128,11 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
     const r = parseAuthorizationPolicy(body);
     return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
   }
+  if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
+    const r = parseRoute(kind, body);
+    if (r.route === undefined) return { issues: [...r.issues] };
+    return { parsed: r.route.kind === 'HTTPRoute' ? { kind: 'HTTPRoute', value: r.route } : { kind: 'GRPCRoute', value: r.route }, issues: [] };
+  }
   const own = fieldIssues((): Parsed => {
     switch (kind) {
       case 'Namespace': return { kind, value: parseNamespace(body) };
@@ -149,6 +161,7 @@ function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   previous.serviceAccounts.forEach((value) => add({ kind: 'ServiceAccount', value }));
   previous.policies.forEach((value) => add({ kind: 'AuthorizationPolicy', value }));
   previous.nodes.forEach((value) => add({ kind: 'Node', value }));
+  (previous.routes ?? []).forEach((value) => add(value.kind === 'HTTPRoute' ? { kind: 'HTTPRoute', value } : { kind: 'GRPCRoute', value }));
   return out;
 }
 
@@ -160,7 +173,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
   const out = {
     namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
     endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
-    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
     origins: new Map<string, SourceRef>(),
   };
   const accept = (p: Parsed, source: SourceRef, object: string): void => {
@@ -179,6 +192,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
       case 'ServiceAccount': out.serviceAccounts.push(p.value); break;
       case 'AuthorizationPolicy': out.policies.push(p.value); break;
       case 'Node': out.nodes.push(p.value); break;
+      case 'HTTPRoute': case 'GRPCRoute': out.routes.push(p.value); break;
     }
   };
 

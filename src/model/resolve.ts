@@ -8,6 +8,7 @@ import type {
 } from './types.ts';
 import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 import { selects } from './labels.ts';
+import { routeKey, type RouteObject } from './route-types.ts';
 import { spiffeUri } from './spiffe.ts';
 
 /** The resolved mesh: what MeshState indexes and what node resources carry. */
@@ -18,6 +19,8 @@ export interface MeshContent {
   readonly policies: readonly AuthorizationPolicyObject[];
   /** Nodes known from Node objects, sorted by name. */
   readonly nodes: readonly MeshNode[];
+  /** HTTPRoutes and GRPCRoutes, sorted by `Kind/namespace/name`; absent means none. */
+  readonly routes?: readonly RouteObject[];
 }
 
 /** Label value on a Pod that keeps it out of the mesh even in an enrolled namespace. */
@@ -144,7 +147,9 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
   const nodes = objects.nodes
     .map((n): MeshNode => Object.freeze({ name: n.name, address: n.address }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const routes = [...(objects.routes ?? [])].sort((a, b) => (routeKey(a) < routeKey(b) ? -1 : routeKey(a) > routeKey(b) ? 1 : 0));
   return Object.freeze({
     trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(policies), nodes: Object.freeze(nodes),
+    routes: Object.freeze(routes),
   });
 }

@@ -12,7 +12,7 @@ export type Schema =
     readonly unsupported?: Readonly<Record<string, string>>;
   }
   | { readonly type: 'map'; readonly values: Schema }
-  | { readonly type: 'array'; readonly items: Schema; readonly minItems?: number }
+  | { readonly type: 'array'; readonly items: Schema; readonly minItems?: number; readonly maxItems?: number }
   | { readonly type: 'string'; readonly enum?: readonly string[]; readonly check?: (s: string) => string | undefined }
   | { readonly type: 'boolean' }
   /** Any value; `check` returns an error message or undefined. */
@@ -70,6 +70,9 @@ function walk(schema: Schema, value: unknown, field: string, out: SchemaIssue[])
       }
       if (schema.minItems !== undefined && value.length < schema.minItems) {
         out.push({ field, message: `must have at least ${schema.minItems} item(s)` });
+      }
+      if (schema.maxItems !== undefined && value.length > schema.maxItems) {
+        out.push({ field, message: `must have at most ${schema.maxItems} items, got ${value.length}` });
       }
       value.forEach((v: unknown, i) => walk(schema.items, v, `${field}[${i}]`, out));
       return;

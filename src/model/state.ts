@@ -12,6 +12,8 @@ import { resolveMesh, type MeshContent } from './resolve.ts';
 import { compilePolicy, NO_POLICIES, policyApplies, type ApplicablePolicies, type CompiledPolicy, type PolicyView } from './authorize.ts';
 import { isTrustDomain } from './spiffe.ts';
 import { modelError, ModelErrors } from './errors.ts';
+import type { RouteObject } from './route-types.ts';
+import { compileRoutes, emptyRouteTable, type RouteTable } from './route-table.ts';
 
 export interface ServiceAtVip {
   readonly service: MeshService;
@@ -39,6 +41,13 @@ export interface MeshState extends PolicyView {
   nodeAddress(name: string): string | undefined;
   /** True when an enrolled workload with that service account is scheduled on the node (the CA's check). */
   hasServiceAccountOnNode(node: string, namespace: string, serviceAccount: string): boolean;
+  /** HTTPRoutes and GRPCRoutes, sorted by `Kind/namespace/name`. */
+  readonly routes: readonly RouteObject[];
+  /**
+   * The routes of a Service port, compiled once per snapshot, for decideRoute (route-match.ts);
+   * a table with no route attached when none is (or the port is unknown to the Service).
+   */
+  routeTable(service: MeshService, port: number): RouteTable;
 }
 
 class Snapshot implements MeshState {
@@ -46,6 +55,8 @@ class Snapshot implements MeshState {
   readonly workloads: readonly Workload[];
   readonly services: readonly MeshService[];
   readonly policies: readonly AuthorizationPolicyObject[];
+  readonly routes: readonly RouteObject[];
+  readonly #routeTables: ReadonlyMap<string, RouteTable>;
   readonly #workloads = new Map<string, Workload>();
   readonly #services = new Map<string, MeshService>();
   readonly #byIp = new Map<string, Workload>();
@@ -80,6 +91,11 @@ class Snapshot implements MeshState {
     }
     for (const n of content.nodes) if (!this.#nodes.has(n.name)) this.#nodes.set(n.name, n);
     this.#indexPolicies(content);
+    this.routes = content.routes ?? [];
+    const tables = compileRoutes(this.routes, this);
+    // One table per Service port up front, so a request never allocates one.
+    for (const svc of content.services) for (const p of svc.ports) if (!tables.has(`${svc.key}:${p.port}`)) tables.set(`${svc.key}:${p.port}`, emptyRouteTable(svc, p.port));
+    this.#routeTables = tables;
     Object.freeze(this);
   }
 
@@ -140,6 +156,10 @@ class Snapshot implements MeshState {
     return this.#accounts.has(accountKey(node, namespace, serviceAccount));
   }
 
+  routeTable(service: MeshService, port: number): RouteTable {
+    return this.#routeTables.get(`${service.key}:${port}`) ?? emptyRouteTable(service, port);
+  }
+
   policiesFor(workload: Workload): ApplicablePolicies {
     return this.#policies.get(workload.key) ?? NO_POLICIES;
   }
@@ -170,5 +190,5 @@ export function meshStateFromContent(content: MeshContent): MeshState {
 }
 
 export const EMPTY_OBJECTS: MeshObjects = Object.freeze({
-  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [],
+  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [],
 });

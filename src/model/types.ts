@@ -1,6 +1,8 @@
 // The mesh model: what weft knows about the cluster. Plain frozen data; lookups live in
 // model/state.ts, parsing in model/manifests.ts.
 
+import type { RouteObject } from './route-types.ts';
+
 export type Labels = Readonly<Record<string, string>>;
 
 /** The label (on a Namespace or a Pod) that puts workloads in the mesh. */
@@ -150,6 +152,8 @@ export interface MeshObjects {
   readonly serviceAccounts: readonly ServiceAccountObject[];
   readonly policies: readonly AuthorizationPolicyObject[];
   readonly nodes: readonly NodeObject[];
+  /** HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1); absent means none. */
+  readonly routes?: readonly RouteObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */

@@ -1,26 +1,41 @@
-// The connections a listener is serving, so drain() can wait for them and then end them.
+// The connections one listener is serving, so drain() can wait for them and then end them.
+// Each is also entered in the runtime's ConnectionRegistry (shared by every listener).
+
+import { ConnectionRegistry, type ListenerKind, type RegisteredConnection } from './connection-registry.ts';
 
 export interface TrackedConnection {
-  /** Fires when the connection must end now (drain deadline or destroy). */
+  readonly entry: RegisteredConnection;
+  /** Fires when the connection must end now (drain deadline, destroy, or the registry ended it). */
   readonly signal: AbortSignal;
   /** Call exactly once when the connection is fully over. */
   done(): void;
 }
 
 export class ConnectionTracker {
-  readonly #live = new Set<AbortController>();
+  readonly #kind: ListenerKind;
+  readonly #registry: ConnectionRegistry;
+  readonly #now: () => number;
+  readonly #live = new Set<RegisteredConnection>();
   #emptyWaiters: Array<() => void> = [];
 
-  track(): TrackedConnection {
-    const controller = new AbortController();
-    this.#live.add(controller);
+  constructor(kind: ListenerKind, registry: ConnectionRegistry = new ConnectionRegistry(), now: () => number = () => performance.now()) {
+    this.#kind = kind;
+    this.#registry = registry;
+    this.#now = now;
+  }
+
+  track(sourceIp: string): TrackedConnection {
+    const entry = this.#registry.add(this.#kind, sourceIp, this.#now());
+    this.#live.add(entry);
     let finished = false;
     return {
-      signal: controller.signal,
+      entry,
+      signal: entry.signal,
       done: () => {
         if (finished) return;
         finished = true;
-        this.#live.delete(controller);
+        this.#live.delete(entry);
+        this.#registry.delete(entry);
         if (this.#live.size === 0) this.#wakeEmpty();
       },
     };

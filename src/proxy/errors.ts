@@ -1,6 +1,6 @@
 // Error codes of the proxy. Callers branch on the code, never on the message.
 
-import { WeftError } from '../core/errors.ts';
+import { WeftError, weftError } from '../core/errors.ts';
 
 export const ProxyErrors = {
   /** A server name (SNI) cannot carry this SPIFFE id, or a server name is not one of ours. */
@@ -29,9 +29,7 @@ export const ProxyErrors = {
 
 export type ProxyErrorCode = (typeof ProxyErrors)[keyof typeof ProxyErrors];
 
-export function proxyError(code: ProxyErrorCode, message: string, cause?: unknown): WeftError {
-  return new WeftError(code, message, cause === undefined ? undefined : { cause });
-}
+export const proxyError: (code: ProxyErrorCode, message: string, cause?: unknown) => WeftError = weftError;
 
 /** A WeftError raised when the peer agent answers a CONNECT with `status`. */
 export class TunnelRefusedError extends WeftError {

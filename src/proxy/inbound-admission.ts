@@ -4,7 +4,7 @@
 
 import { isIP } from 'node:net';
 
-import type { AuthorizationDecision } from '../model/authorize.ts';
+import type { AuthorizationDecision, AuthorizationRequest } from '../model/authorize.ts';
 import { tryParseSpiffeId } from '../model/spiffe.ts';
 import type { Workload } from '../model/types.ts';
 import type { Authorizer, MeshView, SocketAddress } from './contracts.ts';
@@ -23,7 +23,13 @@ export interface InboundRequest {
 }
 
 export type Admission =
-  | { readonly ok: true; readonly workload: Workload; readonly decision: AuthorizationDecision }
+  | {
+    readonly ok: true;
+    readonly workload: Workload;
+    readonly decision: AuthorizationDecision;
+    /** The request policy allowed (what a live re-check evaluates again). */
+    readonly request: AuthorizationRequest;
+  }
   | {
     readonly ok: false;
     /** HTTP status for the tunnel's answer. */
@@ -50,17 +56,18 @@ export function admitInbound(mesh: Pick<MeshView, 'workloadByIp'>, authorize: Au
       detail: `${where} (${workload.key}) is ${workload.identity}, not the ${req.requestedIdentity} the client asked for`,
     };
   }
-  const decision = authorize({
+  const request: AuthorizationRequest = {
     sourcePrincipal: req.sourcePrincipal,
     sourceNamespace: req.sourceNamespace ?? (req.sourcePrincipal === undefined ? undefined : tryParseSpiffeId(req.sourcePrincipal)?.namespace),
     sourceIp: req.sourceIp,
     destinationWorkload: workload,
     destinationPort: req.target.port,
-  });
+  };
+  const decision = authorize(request);
   if (!decision.allowed) {
     return { ok: false, status: 403, flags: ResponseFlags.DENIED, detail: `denied: ${decision.reason}`, workload };
   }
-  return { ok: true, workload, decision };
+  return { ok: true, workload, decision, request };
 }
 
 /** `ip:port` or `[ipv6]:port` with a literal IP and a port in 1..65535; undefined otherwise. */

@@ -2,18 +2,18 @@
 // the agent: the same admission as the tunnel (a local enrolled pod, policy) but with no
 // client identity, then a straight TCP splice to the pod.
 
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
-import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, OriginalDestinationReader } from './contracts.ts';
-import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, setupSignal } from './connection-tracker.ts';
+import type { Authorizer, MeshView, OriginalDestinationReader } from './contracts.ts';
+import { setupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf } from './describe.ts';
 import { ResponseFlags } from './flags.ts';
 import { admitInbound } from './inbound-admission.ts';
-import { listen, plainIp, stopListening } from './listen.ts';
+import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerCommonDeps } from './listener.ts';
+import { plainIp } from './listen.ts';
 import { flagsForSplice } from './splice-flags.ts';
-import { resetSide, splice } from './splice.ts';
+import { splice } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
 
 export interface InboundPlainOptions {
@@ -24,75 +24,52 @@ export interface InboundPlainOptions {
   readonly connectTimeoutMs?: number;
 }
 
-export interface InboundPlainDeps {
+export interface InboundPlainDeps extends ListenerCommonDeps {
   readonly originalDestination: OriginalDestinationReader;
   readonly mesh: Pick<MeshView, 'workloadByIp'>;
   readonly authorize: Authorizer;
-  readonly observer?: ConnectionObserver;
 }
 
-const ignore = (): void => undefined;
-
-export class InboundPlain {
+export class InboundPlain implements Listener {
   readonly #deps: InboundPlainDeps;
-  readonly #observer: ConnectionObserver;
   readonly #options: InboundPlainOptions;
-  readonly #server: Server;
-  readonly #tracker = new ConnectionTracker();
+  readonly #core: ListenerCore;
 
   constructor(deps: InboundPlainDeps, options: InboundPlainOptions) {
     this.#deps = deps;
-    this.#observer = deps.observer ?? NO_TELEMETRY;
     this.#options = options;
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
-      void this.#onConnection(socket);
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+      void this.#core.serve(socket, plainIp(socket.remoteAddress), (a) => this.#serve(socket, a), { resetOnFailure: true });
     });
+    this.#core = new ListenerCore('inbound-plain', server, {
+      host: options.host ?? '0.0.0.0', port: options.port ?? 15006, reusePort: options.reusePort,
+    }, deps);
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.#server, 'inbound plaintext', {
-      host: this.#options.host ?? '0.0.0.0', port: this.#options.port ?? 15006, reusePort: this.#options.reusePort,
-    });
+    return this.#core.listen();
   }
 
   get connections(): number {
-    return this.#tracker.size;
+    return this.#core.connections;
   }
 
   close(): Promise<void> {
-    stopListening(this.#server);
+    this.#core.stopAccepting();
     return Promise.resolve();
   }
 
   async drain(deadlineMs: number): Promise<void> {
-    stopListening(this.#server);
-    await this.#tracker.drain(deadlineMs);
+    this.#core.stopAccepting();
+    await this.#core.drainConnections(deadlineMs);
   }
 
   async destroy(): Promise<void> {
     await this.drain(0);
   }
 
-  async #onConnection(client: Socket): Promise<void> {
-    client.on('error', ignore);
-    const record = this.#observer.open();
-    const conn = this.#tracker.track();
-    let flags: string = ResponseFlags.OK;
-    let detail: string | undefined;
-    try {
-      [flags, detail] = await this.#serve(client, record, conn.signal);
-    } catch (err: unknown) {
-      flags = ResponseFlags.UPSTREAM_CONNECT_FAILURE;
-      detail = describeError(err);
-    } finally {
-      if (flags !== ResponseFlags.OK) resetSide(client);
-      record.finish(flags, detail);
-      conn.done();
-    }
-  }
-
-  async #serve(client: Socket, record: ConnectionRecord, signal: AbortSignal): Promise<[string, string?]> {
-    const sourceIp = plainIp(client.remoteAddress);
+  async #serve(client: Socket, { record, live, signal }: Accepted): Promise<Ending> {
+    const sourceIp = live.sourceIp;
     const sourceWorkload = this.#deps.mesh.workloadByIp(sourceIp);
     // No certificate: the pod at that address gives labels, never a principal.
     const source = { ...peerOf(sourceWorkload, addressOf(sourceIp, client.remotePort)), principal: undefined };
@@ -114,6 +91,7 @@ export class InboundPlain {
       reporter: 'destination', source, destination: peerOf(admission.workload, addressOf(target.address, target.port)), security: 'none',
     });
     if (!admission.ok) return [admission.flags, admission.detail];
+    live.allowed(admission.request);
 
     const setup = setupSignal(signal, client);
     let pod: Socket;

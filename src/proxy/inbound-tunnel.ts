@@ -14,15 +14,15 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 
 import { describeError } from '../core/errors.ts';
 import { tryParseSpiffeId } from '../model/spiffe.ts';
-import type { Authorizer, ConnectionObserver, ConnectionRecord, MeshView, TunnelCredentials } from './contracts.ts';
-import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, setupSignal } from './connection-tracker.ts';
+import type { Authorizer, ConnectionObserver, MeshView, TunnelCredentials } from './contracts.ts';
+import { setupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf } from './describe.ts';
 import { ProxyErrors, proxyError } from './errors.ts';
 import { ResponseFlags } from './flags.ts';
 import { HandshakeReasons, classifyHandshakeError, classifyUnauthorizedClient } from './handshake-reasons.ts';
 import { admitInbound, parseAuthority, parseForwardedFor } from './inbound-admission.ts';
-import { listen, plainIp, stopListening } from './listen.ts';
+import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerCommonDeps } from './listener.ts';
+import { plainIp } from './listen.ts';
 import { identityForServerName } from './server-name.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
@@ -42,11 +42,10 @@ export interface InboundTunnelOptions {
   readonly tuning?: Partial<TunnelTuning>;
 }
 
-export interface InboundTunnelDeps {
+export interface InboundTunnelDeps extends ListenerCommonDeps {
   readonly mesh: Pick<MeshView, 'workloadByIp'>;
   readonly credentials: TunnelCredentials;
   readonly authorize: Authorizer;
-  readonly observer?: ConnectionObserver;
 }
 
 interface SessionPeer {
@@ -62,27 +61,20 @@ interface SessionPeer {
 const ignore = (): void => undefined;
 const KEEPALIVE_MS = 30_000;
 
-export class InboundTunnel {
+export class InboundTunnel implements Listener {
   readonly #deps: InboundTunnelDeps;
   readonly #observer: ConnectionObserver;
   readonly #nodeName: string;
-  readonly #host: string;
-  readonly #port: number;
-  readonly #reusePort: boolean;
   readonly #connectMs: number;
   readonly #tuning: TunnelTuning;
   readonly #server: Http2SecureServer;
   readonly #sessions = new Map<Http2Session, SessionPeer>();
-  readonly #tracker = new ConnectionTracker();
+  readonly #core: ListenerCore;
   #draining = false;
 
   constructor(deps: InboundTunnelDeps, options: InboundTunnelOptions) {
     this.#deps = deps;
-    this.#observer = deps.observer ?? NO_TELEMETRY;
     this.#nodeName = options.nodeName;
-    this.#host = options.host ?? '0.0.0.0';
-    this.#port = options.port ?? 15008;
-    this.#reusePort = options.reusePort ?? true;
     this.#connectMs = options.connectTimeoutMs ?? 5_000;
     this.#tuning = tunnelTuning(options.tuning);
     this.#server = createSecureServer({
@@ -108,22 +100,28 @@ export class InboundTunnel {
       socket.destroy();
     });
     this.#server.on('session', (session: Http2Session) => this.#onSession(session));
-    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      void this.#onStream(stream, headers);
-    });
+    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#onStream(stream, headers));
+    this.#core = new ListenerCore('inbound-tunnel', this.#server, {
+      host: options.host ?? '0.0.0.0', port: options.port ?? 15008, reusePort: options.reusePort ?? true,
+    }, deps);
+    this.#observer = this.#core.observer;
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.#server, 'inbound tunnel', { host: this.#host, port: this.#port, reusePort: this.#reusePort });
+    return this.#core.listen();
+  }
+
+  get connections(): number {
+    return this.#core.connections;
   }
 
   stats(): { sessions: number; streams: number } {
-    return { sessions: this.#sessions.size, streams: this.#tracker.size };
+    return { sessions: this.#sessions.size, streams: this.#core.connections };
   }
 
   /** Stops accepting connections; open sessions keep working. */
   close(): Promise<void> {
-    stopListening(this.#server);
+    this.#core.stopAccepting();
     return Promise.resolve();
   }
 
@@ -133,9 +131,9 @@ export class InboundTunnel {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.#draining = true;
-    stopListening(this.#server);
+    this.#core.stopAccepting();
     for (const session of this.#sessions.keys()) session.close();
-    await this.#tracker.drain(deadlineMs);
+    await this.#core.drainConnections(deadlineMs);
     for (const session of this.#sessions.keys()) session.destroy();
   }
 
@@ -202,33 +200,22 @@ export class InboundTunnel {
     if (this.#draining) session.close();
   }
 
-  async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
-    stream.on('error', ignore);
-    const record = this.#observer.open();
-    const conn = this.#tracker.track();
-    let flags: string = ResponseFlags.OK;
-    let detail: string | undefined;
-    try {
-      [flags, detail] = await this.#serve(stream, headers, record, conn.signal);
-    } catch (err: unknown) {
-      // Not expected: every known failure is answered above. Reset rather than leak.
-      flags = ResponseFlags.UPSTREAM_CONNECT_FAILURE;
-      detail = describeError(err);
-      resetSide(stream);
-    } finally {
-      record.finish(flags, detail);
-      conn.done();
-    }
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const peer = this.#sessions.get(stream.session as Http2Session);
+    const forwarded = parseForwardedFor(headers.forwarded);
+    const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
+    void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), { resetOnFailure: false });
   }
 
-  async #serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, record: ConnectionRecord, signal: AbortSignal): Promise<[string, string?]> {
-    const peer = this.#sessions.get(stream.session as Http2Session);
+  async #serve(
+    stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: SessionPeer | undefined, forwarded: string | undefined,
+    { record, live, signal }: Accepted,
+  ): Promise<Ending> {
     if (peer === undefined) {
       resetSide(stream);
       return [ResponseFlags.BAD_REQUEST, 'stream on an unverified session'];
     }
-    const forwarded = parseForwardedFor(headers.forwarded);
-    const sourceIp = forwarded ?? peer.remoteIp;
+    const sourceIp = live.sourceIp;
     const sourceWorkload = forwarded === undefined ? undefined : this.#deps.mesh.workloadByIp(forwarded);
     // Labels from the Forwarded address only when that pod really is the verified identity.
     const source = peerOf(sourceWorkload?.identity === peer.principal ? sourceWorkload : undefined, sourceIp, peer.principal);
@@ -255,6 +242,7 @@ export class InboundTunnel {
       answer(stream, admission.status);
       return [admission.flags, admission.detail];
     }
+    live.allowed(admission.request);
 
     let pod: Socket;
     const setup = setupSignal(signal, stream);

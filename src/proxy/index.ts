@@ -1,5 +1,7 @@
-// The shared node proxy: outbound capture listener, inbound tunnel and plaintext listeners,
-// the pooled mTLS HTTP/2 tunnel, byte splicing, load balancing and outlier detection.
+// The shared node proxy: outbound capture listener, inbound tunnel and plaintext listeners
+// (one Listener contract, one connection skeleton, one registry of open connections), the
+// upstream connector, the pooled mTLS HTTP/2 tunnel, byte splicing, load balancing and
+// outlier detection.
 
 export { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError, type ProxyErrorCode } from './errors.ts';
 export {
@@ -20,6 +22,16 @@ export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoo
 export { InboundTunnel, type InboundTunnelDeps, type InboundTunnelOptions } from './inbound-tunnel.ts';
 export { InboundPlain, type InboundPlainDeps, type InboundPlainOptions } from './inbound-plain.ts';
 export { admitInbound, parseAuthority, parseForwardedFor, type Admission, type InboundRequest } from './inbound-admission.ts';
-export { OutboundListener, type EndpointHealth, type OutboundDeps, type OutboundOptions, type TunnelOpener } from './outbound.ts';
+export {
+  OutboundListener,
+  type ConnectionProtocol, type EndpointHealth, type HttpHandler, type OutboundDeps, type OutboundOptions, type ProtocolSelector,
+  type RoutedConnection,
+} from './outbound.ts';
+export { ListenerCore, type Accepted, type Ending, type Listener, type ListenerCommonDeps, type ServeOptions } from './listener.ts';
+export {
+  ConnectionRegistry, type ConnectionEnding, type ConnectionGate, type ListenerKind, type LiveConnection,
+} from './connection-registry.ts';
+export { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamOptions, type UpstreamRequest, type UpstreamStream } from './upstream.ts';
+export { classifyConnectFailure, type ConnectFailure, type ConnectFailureContext } from './connect-failure.ts';
 export { planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
 export { workloadName } from './describe.ts';

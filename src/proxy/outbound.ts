@@ -1,30 +1,31 @@
 // The outbound listener (15001): accepts a captured connection, asks where it was going,
 // finds the source workload by address, resolves the destination (Service VIP -> endpoint by
 // the load balancer, pod, or outside the mesh), checks policy, then connects straight or
-// through the tunnel and splices. A failed connect tries another endpoint (up to maxAttempts)
-// and feeds outlier detection. Failures before the splice reset the client, as a refused
-// connect would.
+// through the tunnel (the upstream connector) and splices. After routing the connection
+// forks: one the protocol selector calls HTTP goes to the HTTP handler instead. A failed
+// connect tries another endpoint (up to maxAttempts) and feeds outlier detection. Failures
+// before the splice reset the client, as a refused connect would.
 
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Http2Stream } from 'node:http2';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 
-import { describeError, isWeftError } from '../core/errors.ts';
+import { describeError } from '../core/errors.ts';
 import type { Workload } from '../model/types.ts';
-import type {
-  Authorizer, ConnectionObserver, ConnectionRecord, MeshView, OriginalDestinationReader, PeerRef, ServiceRef, SocketAddress,
-} from './contracts.ts';
-import { NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker, setupSignal, type SetupSignal } from './connection-tracker.ts';
+import { classifyConnectFailure } from './connect-failure.ts';
+import type { Authorizer, ConnectionRecord, MeshView, OriginalDestinationReader, PeerRef, ServiceRef, SocketAddress } from './contracts.ts';
+import { setupSignal, type SetupSignal } from './connection-tracker.ts';
+import type { LiveConnection } from './connection-registry.ts';
 import { addressOf, peerOf, serviceRef } from './describe.ts';
-import { ProxyErrors, TunnelRefusedError, proxyError } from './errors.ts';
+import { ProxyErrors, proxyError } from './errors.ts';
 import { ResponseFlags } from './flags.ts';
-import { listen, plainIp, stopListening } from './listen.ts';
+import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerCommonDeps } from './listener.ts';
+import { plainIp } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
-import { endpointTarget, planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
+import { endpointTarget, planHop, resolveDestination, type Destination, type OutboundTarget } from './outbound-route.ts';
 import { flagsForSplice } from './splice-flags.ts';
-import { resetSide, splice, type SpliceSide } from './splice.ts';
-import { connectTcp } from './tcp-connect.ts';
-import type { TunnelRequest } from './tunnel-pool.ts';
+import { splice } from './splice.ts';
+import { UpstreamConnector, type TunnelOpener } from './upstream.ts';
+
+export type { TunnelOpener } from './upstream.ts';
 
 export interface OutboundOptions {
   readonly nodeName: string;
@@ -43,11 +44,6 @@ export interface OutboundOptions {
   readonly clusterDomain?: string;
 }
 
-/** The tunnel pool as the outbound listener uses it. */
-export interface TunnelOpener {
-  open(request: TunnelRequest): Promise<Http2Stream>;
-}
-
 /** Endpoint load and health (UpstreamHealth). */
 export interface EndpointHealth extends LoadSnapshot {
   acquire(key: string): void;
@@ -56,18 +52,49 @@ export interface EndpointHealth extends LoadSnapshot {
   failed(key: string): boolean;
 }
 
-export interface OutboundDeps {
+/** The application protocol a routed connection speaks, as the fork after routing needs it. */
+export type ConnectionProtocol = 'opaque' | 'http1' | 'h2';
+
+/** A routed connection, as the HTTP layer receives it. */
+export interface RoutedConnection {
+  readonly client: Socket;
+  readonly src: Workload;
+  readonly clientIp: string;
+  readonly destination: Destination;
+  /** The original destination, `ip:port`. */
+  readonly dstAddress: string | undefined;
+  readonly service: ServiceRef | undefined;
+  readonly protocol: Exclude<ConnectionProtocol, 'opaque'>;
+  /** Sets the connection record's description (the first call wins). */
+  readonly identify: (destination: PeerRef, service: ServiceRef | undefined, security: 'mutual_tls' | 'none' | 'unknown') => void;
+}
+
+/**
+ * Chooses the protocol of a routed connection (declared by the port, or sniffed from the
+ * client's first bytes, which it must leave unread on `client`). Never rejects.
+ */
+export type ProtocolSelector = (client: Socket, destination: Destination, signal: AbortSignal) => Promise<ConnectionProtocol>;
+
+/** Serves a routed connection that speaks HTTP (src/proxy/http). */
+export interface HttpHandler {
+  serve(connection: RoutedConnection, accepted: Accepted): Promise<Ending>;
+}
+
+export interface OutboundDeps extends ListenerCommonDeps {
   readonly originalDestination: OriginalDestinationReader;
   readonly mesh: MeshView;
   readonly authorize: Authorizer;
   readonly tunnels: TunnelOpener;
   readonly health: EndpointHealth;
-  readonly observer?: ConnectionObserver;
+  /** How connections reach endpoints; built from `tunnels` and the options when absent. */
+  readonly upstream?: UpstreamConnector;
+  /** The fork after routing; every connection is opaque (spliced) when absent. */
+  readonly protocol?: ProtocolSelector;
+  /** Serves connections the selector calls HTTP; required when `protocol` is given. */
+  readonly http?: HttpHandler;
   /** Default Math.random. */
   readonly random?: RandomSource;
 }
-
-type Ending = [string, string?];
 
 /** What #serve learned before connecting. */
 interface Resolved {
@@ -76,24 +103,23 @@ interface Resolved {
   readonly dstAddress: string | undefined;
   readonly destination: Destination;
   readonly service: ServiceRef | undefined;
-  readonly identify: (destination: PeerRef, service: ServiceRef | undefined, security: 'mutual_tls' | 'none' | 'unknown') => void;
+  readonly identify: RoutedConnection['identify'];
 }
 
-const ignore = (): void => undefined;
+const OPAQUE = (): Promise<ConnectionProtocol> => Promise.resolve('opaque');
 
-export class OutboundListener {
+export class OutboundListener implements Listener {
   readonly #deps: OutboundDeps;
-  readonly #observer: ConnectionObserver;
   readonly #o: Required<OutboundOptions>;
   readonly #random: RandomSource;
-  readonly #server: Server;
-  readonly #tracker = new ConnectionTracker();
+  readonly #core: ListenerCore;
+  readonly #upstream: UpstreamConnector;
+  readonly #protocol: ProtocolSelector;
   /** The bound port, so the loop check reads the socket's local address (a getsockname) only when the port matches. */
   #listeningPort = -1;
 
   constructor(deps: OutboundDeps, options: OutboundOptions) {
     this.#deps = deps;
-    this.#observer = deps.observer ?? NO_TELEMETRY;
     this.#random = deps.random ?? Math.random;
     this.#o = {
       host: '0.0.0.0', port: 15001, reusePort: true, tunnelPort: 15008, connectTimeoutMs: 5_000, maxAttempts: 3,
@@ -102,57 +128,46 @@ export class OutboundListener {
     if (!Number.isInteger(this.#o.maxAttempts) || this.#o.maxAttempts < 1) {
       throw proxyError(ProxyErrors.BAD_OPTION, `outbound maxAttempts must be a positive integer, got ${this.#o.maxAttempts}`);
     }
+    if (deps.protocol !== undefined && deps.http === undefined) {
+      throw proxyError(ProxyErrors.BAD_OPTION, 'outbound: a protocol selector needs an HTTP handler');
+    }
+    this.#protocol = deps.protocol ?? OPAQUE;
+    this.#upstream = deps.upstream ?? new UpstreamConnector(deps.tunnels, { tunnelPort: this.#o.tunnelPort, connectTimeoutMs: this.#o.connectTimeoutMs });
     // Paused until the upstream is ready, so nothing is buffered meanwhile.
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
-      void this.#onConnection(socket);
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+      void this.#core.serve(socket, plainIp(socket.remoteAddress), (a) => this.#serve(socket, a), { resetOnFailure: true });
     });
+    this.#core = new ListenerCore('outbound', server, { host: this.#o.host, port: this.#o.port, reusePort: this.#o.reusePort }, deps);
   }
 
   async listen(): Promise<AddressInfo> {
-    const address = await listen(this.#server, 'outbound', { host: this.#o.host, port: this.#o.port, reusePort: this.#o.reusePort });
+    const address = await this.#core.listen();
     this.#listeningPort = address.port;
     return address;
   }
 
   get connections(): number {
-    return this.#tracker.size;
+    return this.#core.connections;
   }
 
-  /** Stops accepting; open connections go on. */
   close(): Promise<void> {
-    stopListening(this.#server);
+    this.#core.stopAccepting();
     return Promise.resolve();
   }
 
-  /** Stops accepting, lets connections finish up to `deadlineMs`, then resets the rest. */
   async drain(deadlineMs: number): Promise<void> {
-    stopListening(this.#server);
-    await this.#tracker.drain(deadlineMs);
+    this.#core.stopAccepting();
+    await this.#core.drainConnections(deadlineMs);
   }
 
   async destroy(): Promise<void> {
     await this.drain(0);
   }
 
-  async #onConnection(client: Socket): Promise<void> {
-    client.on('error', ignore);
-    const record = this.#observer.open();
-    const conn = this.#tracker.track();
-    let ending: Ending = [ResponseFlags.OK];
-    try {
-      ending = await this.#serve(client, record, conn.signal);
-    } catch (err: unknown) {
-      ending = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
-    } finally {
-      if (ending[0] !== ResponseFlags.OK) resetSide(client);
-      record.finish(ending[0], ending[1]);
-      conn.done();
-    }
-  }
-
-  async #serve(client: Socket, record: ConnectionRecord, signal: AbortSignal): Promise<Ending> {
+  async #serve(client: Socket, accepted: Accepted): Promise<Ending> {
+    const { record, signal } = accepted;
     const mesh = this.#deps.mesh;
-    const clientIp = plainIp(client.remoteAddress);
+    const clientIp = accepted.live.sourceIp;
     const src = mesh.workloadByIp(clientIp);
     const source = peerOf(src, addressOf(clientIp, client.remotePort));
     let identified = false;
@@ -185,22 +200,27 @@ export class OutboundListener {
       return [ResponseFlags.NO_ROUTE, `${dstAddress ?? '?'} is outside the mesh and passthrough is off`];
     }
     const service = destination.kind === 'service' ? serviceRef(destination.service.service, this.#o.clusterDomain) : undefined;
-    const endpoints = destination.kind === 'service' ? destination.endpoints : undefined;
-    if (endpoints?.length === 0) {
+    if (destination.kind === 'service' && destination.endpoints.length === 0) {
       identify({ address: dstAddress }, service, 'unknown');
-      return [ResponseFlags.NO_HEALTHY_UPSTREAM, `service ${destination.kind === 'service' ? destination.service.service.key : ''} has no endpoints`];
+      return [ResponseFlags.NO_HEALTHY_UPSTREAM, `service ${destination.service.service.key} has no endpoints`];
     }
 
+    const resolved: Resolved = { src, clientIp, dstAddress, destination, service, identify };
+    // The fork after routing: HTTP is served request by request, anything else is spliced.
+    const protocol = await this.#protocol(client, destination, signal);
+    if (protocol !== 'opaque' && this.#deps.http !== undefined && !signal.aborted) {
+      return this.#deps.http.serve({ client, ...resolved, protocol }, accepted);
+    }
     const setup = setupSignal(signal, client);
     try {
-      return await this.#connectAndSplice(client, record, signal, setup, { src, clientIp, dstAddress, destination, service, identify });
+      return await this.#connectAndSplice(client, record, accepted.live, signal, setup, resolved);
     } finally {
       setup.dispose();
     }
   }
 
   async #connectAndSplice(
-    client: Socket, record: ConnectionRecord, signal: AbortSignal, setup: SetupSignal, c: Resolved,
+    client: Socket, record: ConnectionRecord, live: LiveConnection, signal: AbortSignal, setup: SetupSignal, c: Resolved,
   ): Promise<Ending> {
     const { src, clientIp, dstAddress, destination, service, identify } = c;
     const mesh = this.#deps.mesh;
@@ -219,10 +239,11 @@ export class OutboundListener {
       last = target;
       const key = endpointKey(target);
       tried.add(key);
+      const peer = peerOf(target.workload, addressOf(target.ip, target.port));
 
-      const denied = this.#denied(src, clientIp, target);
+      const denied = this.#denied(src, clientIp, target, live);
       if (denied !== undefined) {
-        identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, 'unknown');
+        identify(peer, service, 'unknown');
         return [ResponseFlags.DENIED, denied];
       }
       const hop = planHop(mesh, this.#o.nodeName, target);
@@ -233,26 +254,21 @@ export class OutboundListener {
       }
       this.#deps.health.acquire(key);
       try {
-        let upstream: SpliceSide;
+        let upstream;
         try {
-          upstream = await this.#connect(hop, src, clientIp, setup.signal);
+          upstream = await this.#upstream.connect({ hop, sourceIdentity: src.identity, clientIp, signal: setup.signal });
         } catch (err: unknown) {
-          if (signal.aborted) return [ResponseFlags.DRAINED, 'drained while connecting'];
-          if (setup.signal.aborted) return [ResponseFlags.DOWNSTREAM_RESET, 'client went away while connecting'];
-          if (err instanceof TunnelRefusedError && err.status === 403) {
-            identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, 'mutual_tls');
-            return [ResponseFlags.DENIED, `the destination agent denied it: ${err.message}`];
+          const f = classifyConnectFailure({ error: err, drained: signal.aborted, clientGone: setup.signal.aborted });
+          if (f.kind === 'stop') {
+            if (f.security === 'mutual_tls') identify(peer, service, 'mutual_tls');
+            return f.ending;
           }
-          if (err instanceof TunnelRefusedError && err.status === 400) {
-            identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, 'mutual_tls');
-            return [ResponseFlags.BAD_REQUEST, err.message];
-          }
-          if (!(isWeftError(err) && err.code === ProxyErrors.NO_CREDENTIALS)) this.#deps.health.failed(key);
-          failure = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
+          if (f.eject) this.#deps.health.failed(key);
+          failure = f.ending;
           continue;
         }
         this.#deps.health.connected(key);
-        identify(peerOf(target.workload, addressOf(target.ip, target.port)), service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
+        identify(peer, service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
         record.countBytes(client, 'client');
         setup.dispose();
         client.resume();
@@ -265,31 +281,20 @@ export class OutboundListener {
     return failure;
   }
 
-  /** The denial reason, or undefined when allowed. Only mesh workloads carry policy. */
-  #denied(src: Workload, clientIp: string, target: OutboundTarget): string | undefined {
+  /** The denial reason, or undefined when allowed (then recorded on the live connection). Only mesh workloads carry policy. */
+  #denied(src: Workload, clientIp: string, target: OutboundTarget, live: LiveConnection): string | undefined {
     const w = target.workload;
     if (w === undefined || !w.enrolled) return undefined;
-    const decision = this.#deps.authorize({
+    const request = {
       sourcePrincipal: src.identity,
       sourceNamespace: src.namespace,
       sourceIp: clientIp,
       destinationWorkload: w,
       destinationPort: target.port,
-    });
-    return decision.allowed ? undefined : `denied: ${decision.reason}`;
-  }
-
-  #connect(hop: Exclude<Hop, { kind: 'unreachable' }>, src: Workload, clientIp: string, signal: AbortSignal): Promise<SpliceSide> {
-    if (hop.kind === 'direct') {
-      return connectTcp({ host: hop.target.ip, port: hop.target.port, timeoutMs: this.#o.connectTimeoutMs, signal });
-    }
-    return this.#deps.tunnels.open({
-      sourceIdentity: src.identity,
-      destinationIdentity: hop.workload.identity,
-      node: { address: hop.nodeAddress, port: this.#o.tunnelPort },
-      target: { address: hop.target.ip, port: hop.target.port },
-      forwardedFor: clientIp,
-      signal,
-    });
+    };
+    const decision = this.#deps.authorize(request);
+    if (!decision.allowed) return `denied: ${decision.reason}`;
+    live.allowed(request);
+    return undefined;
   }
 }

@@ -1,6 +1,6 @@
 // Error codes of telemetry. Callers branch on the code, never on the message.
 
-import { WeftError } from '../core/errors.ts';
+import { WeftError, weftError } from '../core/errors.ts';
 
 export const TelemetryErrors = {
   /** An option is out of range or malformed. */
@@ -13,6 +13,4 @@ export const TelemetryErrors = {
 
 export type TelemetryErrorCode = (typeof TelemetryErrors)[keyof typeof TelemetryErrors];
 
-export function telemetryError(code: TelemetryErrorCode, message: string, cause?: unknown): WeftError {
-  return new WeftError(code, message, cause === undefined ? undefined : { cause });
-}
+export const telemetryError: (code: TelemetryErrorCode, message: string, cause?: unknown) => WeftError = weftError;

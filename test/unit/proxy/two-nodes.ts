@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 
 import { systemClock } from '../../../src/core/clock.ts';
 import type { Workload } from '../../../src/model/types.ts';
+import { ConnectionRegistry, type ConnectionGate } from '../../../src/proxy/connection-registry.ts';
 import type { Authorizer, TunnelCredentials } from '../../../src/proxy/contracts.ts';
 import { InboundTunnel, type InboundTunnelOptions } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener, type OutboundOptions } from '../../../src/proxy/outbound.ts';
@@ -39,6 +40,8 @@ export interface TwoNodes {
   readonly health: UpstreamHealth;
   readonly table: OriginalDestinations;
   readonly registry: Registry;
+  /** Open connections of both nodes' listeners (one registry, as one runtime would hold). */
+  readonly connections: ConnectionRegistry;
   readonly telemetry: ConnectionTelemetry;
   readonly logLines: Record<string, unknown>[];
   /** A captured connection from the client pod to `dst` (the VIP by default). */
@@ -54,6 +57,8 @@ export interface TwoNodeOptions {
   readonly outbound?: Partial<OutboundOptions>;
   readonly inbound?: Partial<InboundTunnelOptions>;
   readonly echo?: Parameters<typeof echoServer>[1];
+  readonly outboundGate?: ConnectionGate;
+  readonly inboundGate?: ConnectionGate;
 }
 
 export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<TwoNodes> {
@@ -73,10 +78,11 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
   });
   const telemetry = new ConnectionTelemetry({ registry, logger: pino({ level: 'info' }, sink) });
 
+  const connections = new ConnectionRegistry();
   const echo = await echoServer(server.ip ?? '', o.echo);
   const inbound = new InboundTunnel({
     mesh, credentials: o.serverCredentials ?? testCredentials([server.identity]), authorize: o.inboundAuthorize ?? o.authorize ?? allowAll,
-    observer: telemetry,
+    observer: telemetry, registry: connections, gate: o.inboundGate,
   }, { nodeName: 'b', host: '127.0.0.2', port: 0, ...o.inbound });
   const inboundAddress = await inbound.listen();
 
@@ -85,6 +91,7 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
     originalDestination: table.reader, mesh, authorize: o.authorize ?? allowAll, tunnels: pool, health, observer: telemetry,
+    registry: connections, gate: o.outboundGate,
   }, { nodeName: 'a', host: '127.0.0.1', port: 0, tunnelPort: inboundAddress.port, ...o.outbound });
   const outboundAddress = await outbound.listen();
 
@@ -98,7 +105,7 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
   });
 
   return {
-    mesh, client, server, echo, inbound, inboundAddress, pool, outbound, outboundAddress, health, table, registry, telemetry, logLines,
+    mesh, client, server, echo, inbound, inboundAddress, pool, outbound, outboundAddress, health, table, registry, connections, telemetry, logLines,
     dial: (dst = VIP) => dialCaptured(outboundAddress, client.ip ?? '', dst, table),
   };
 }

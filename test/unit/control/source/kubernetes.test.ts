@@ -7,7 +7,7 @@ import { isWeftError } from '../../../../src/core/errors.ts';
 import { loadMesh } from '../../../../src/model/load.ts';
 import type { RawObject } from '../../../../src/model/types.ts';
 import type { ManifestProblem } from '../../../../src/model/manifests.ts';
-import { FakeApiServer } from './fake-apiserver.ts';
+import { KubeApiServer as FakeApiServer } from '../../../../src/sim/kube-api/server.ts';
 
 const [NS, POD, SVC, SA, SLICE, POLICY, NODE] = WATCHED_KINDS.map((k) => k.path) as [string, string, string, string, string, string, string];
 const POLICY_KIND = WATCHED_KINDS[5] ?? assert.fail();

@@ -1,0 +1,38 @@
+// What a failed upstream connect means for the connection being served: stop with a given
+// ending (drained, client gone, the destination agent refused), or try another endpoint,
+// counting the failure against this one unless it was ours (no local certificate). Pure.
+
+import { describeError, isWeftError } from '../core/errors.ts';
+import { ProxyErrors, TunnelRefusedError } from './errors.ts';
+import { ResponseFlags } from './flags.ts';
+import type { Ending } from './listener.ts';
+
+export interface ConnectFailureContext {
+  /** The error the upstream connector rejected with. */
+  readonly error: unknown;
+  /** The connection was drained or ended meanwhile. */
+  readonly drained: boolean;
+  /** The client went away meanwhile. */
+  readonly clientGone: boolean;
+}
+
+export type ConnectFailure =
+  /** End the connection with `ending`; `security` is what telemetry records for it. */
+  | { readonly kind: 'stop'; readonly ending: Ending; readonly security: 'mutual_tls' | 'unknown' }
+  /** Try another endpoint; `ending` stands if none is left. `eject` feeds outlier detection. */
+  | { readonly kind: 'next'; readonly ending: Ending; readonly eject: boolean };
+
+export function classifyConnectFailure(c: ConnectFailureContext): ConnectFailure {
+  if (c.drained) return { kind: 'stop', ending: [ResponseFlags.DRAINED, 'drained while connecting'], security: 'unknown' };
+  if (c.clientGone) return { kind: 'stop', ending: [ResponseFlags.DOWNSTREAM_RESET, 'client went away while connecting'], security: 'unknown' };
+  const err = c.error;
+  if (err instanceof TunnelRefusedError && err.status === 403) {
+    return { kind: 'stop', ending: [ResponseFlags.DENIED, `the destination agent denied it: ${err.message}`], security: 'mutual_tls' };
+  }
+  if (err instanceof TunnelRefusedError && err.status === 400) {
+    return { kind: 'stop', ending: [ResponseFlags.BAD_REQUEST, err.message], security: 'mutual_tls' };
+  }
+  // A missing local certificate says nothing about the endpoint.
+  const eject = !isWeftError(err, ProxyErrors.NO_CREDENTIALS);
+  return { kind: 'next', ending: [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)], eject };
+}

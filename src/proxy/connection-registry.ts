@@ -1,0 +1,144 @@
+// Every open connection of one proxy runtime (all its listeners), with what a policy re-check
+// or a per-source cap needs to know about it, and a way to end it with a recorded reason.
+// A listener's ConnectionTracker adds entries at accept and removes them once, when the
+// connection's record is written.
+
+import type { AuthorizationRequest } from '../model/authorize.ts';
+
+/** Which listener accepted a connection. */
+export type ListenerKind = 'outbound' | 'inbound-tunnel' | 'inbound-plain';
+
+/** How a connection ends when something outside its handler ends it. */
+export interface ConnectionEnding {
+  /** A ResponseFlags value (e.g. DENY for a policy that no longer allows it). */
+  readonly flags: string;
+  readonly detail: string;
+}
+
+/** One open connection (a tunnel stream counts as one), as the registry shows it. */
+export interface LiveConnection {
+  /** Unique within the runtime, in accept order. */
+  readonly id: number;
+  readonly listener: ListenerKind;
+  /** 'source' on the outbound side, 'destination' on the inbound ones (the telemetry reporter). */
+  readonly reporter: 'source' | 'destination';
+  /** The peer address that connected (for a tunnel stream: the Forwarded client, else the peer agent). */
+  readonly sourceIp: string;
+  /** Monotonic milliseconds at accept. */
+  readonly openedAt: number;
+  /**
+   * The authorization requests this connection was allowed under, in the order they were
+   * checked (one for an L4 connection; one per distinct destination for HTTP). Empty while
+   * no policy check has passed (not routed yet, or outside the mesh: nothing to re-check).
+   */
+  readonly authorized: readonly AuthorizationRequest[];
+  /** Set once the connection was ended through `end`. */
+  readonly endedBy: ConnectionEnding | undefined;
+  /** Fires when the connection must end now (drain deadline, destroy, or `end`). */
+  readonly signal: AbortSignal;
+  /** Records a passed policy check (bounded: the oldest is dropped past 32). */
+  allowed(request: AuthorizationRequest): void;
+  /**
+   * Ends the connection now: both sides are reset and its record carries `ending` instead of
+   * the drain flag. The first reason wins; safe to repeat.
+   */
+  end(ending: ConnectionEnding): void;
+}
+
+/** Decides at accept whether a connection may proceed (per-source caps, accounting). */
+export interface ConnectionGate {
+  /** Undefined admits; an ending refuses it at once (reset, recorded with that ending). */
+  admit(connection: LiveConnection): ConnectionEnding | undefined;
+  /** Called once for every admitted connection, when it is over. */
+  released(connection: LiveConnection): void;
+}
+
+const MAX_AUTHORIZED = 32;
+
+/** @internal The registry's own entry; listeners see it as LiveConnection. */
+export class RegisteredConnection implements LiveConnection {
+  readonly id: number;
+  readonly listener: ListenerKind;
+  readonly reporter: 'source' | 'destination';
+  readonly sourceIp: string;
+  readonly openedAt: number;
+  readonly #controller = new AbortController();
+  #authorized: AuthorizationRequest[] = [];
+  #endedBy: ConnectionEnding | undefined;
+
+  constructor(id: number, listener: ListenerKind, sourceIp: string, openedAt: number) {
+    this.id = id;
+    this.listener = listener;
+    this.reporter = listener === 'outbound' ? 'source' : 'destination';
+    this.sourceIp = sourceIp;
+    this.openedAt = openedAt;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get authorized(): readonly AuthorizationRequest[] {
+    return this.#authorized;
+  }
+
+  get endedBy(): ConnectionEnding | undefined {
+    return this.#endedBy;
+  }
+
+  allowed(request: AuthorizationRequest): void {
+    const same = this.#authorized.find((r) => r.destinationWorkload.key === request.destinationWorkload.key
+      && r.destinationPort === request.destinationPort && r.sourcePrincipal === request.sourcePrincipal);
+    if (same !== undefined) return;
+    if (this.#authorized.length >= MAX_AUTHORIZED) this.#authorized = this.#authorized.slice(1);
+    this.#authorized.push(request);
+  }
+
+  end(ending: ConnectionEnding): void {
+    this.#endedBy ??= ending;
+    this.abort();
+  }
+
+  /** Ends it without a reason of its own (drain): the handler records DRAIN. */
+  abort(): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort();
+  }
+}
+
+export class ConnectionRegistry {
+  readonly #live = new Set<RegisteredConnection>();
+  #nextId = 1;
+
+  /** @internal For ConnectionTracker. */
+  add(listener: ListenerKind, sourceIp: string, openedAt: number): RegisteredConnection {
+    const c = new RegisteredConnection(this.#nextId++, listener, sourceIp, openedAt);
+    this.#live.add(c);
+    return c;
+  }
+
+  /** @internal For ConnectionTracker. */
+  delete(c: RegisteredConnection): void {
+    this.#live.delete(c);
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** The open connections, in accept order. A snapshot: ending one while iterating is safe. */
+  connections(): LiveConnection[] {
+    return [...this.#live];
+  }
+
+  /** Ends every open connection `select` picks, with `ending` (computed per connection); returns how many. */
+  endWhere(select: (c: LiveConnection) => ConnectionEnding | undefined): number {
+    let n = 0;
+    for (const c of [...this.#live]) {
+      const ending = select(c);
+      if (ending === undefined) continue;
+      c.end(ending);
+      n += 1;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,134 @@
+// The one Listener contract (listen, close, drain, destroy, connections) and the one
+// connection skeleton every listener serves through: the record opens at accept, the
+// connection enters the runtime's registry (and passes the accept gate), the listener's
+// handler runs, and exactly once, in `finally`, the record is written and the entry removed,
+// whatever way it ended.
+
+import type { AddressInfo, Server } from 'node:net';
+
+import { describeError } from '../core/errors.ts';
+import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
+import type { ConnectionObserver, ConnectionRecord } from './contracts.ts';
+import { NO_TELEMETRY } from './contracts.ts';
+import { ConnectionTracker } from './connection-tracker.ts';
+import { ResponseFlags } from './flags.ts';
+import { listen, stopListening, type ListenOptions } from './listen.ts';
+import { resetSide, type SpliceSide } from './splice.ts';
+
+/** What every listener offers its owner. `close` and `destroy` are safe to call twice. */
+export interface Listener {
+  listen(): Promise<AddressInfo>;
+  /** Stops accepting; open connections go on. */
+  close(): Promise<void>;
+  /** Stops accepting, lets connections finish up to `deadlineMs`, then resets the rest. */
+  drain(deadlineMs: number): Promise<void>;
+  /** Stops accepting and resets every open connection now. */
+  destroy(): Promise<void>;
+  /** Connections (tunnel streams) open now. */
+  readonly connections: number;
+}
+
+/** How a connection ended: a ResponseFlags value and a log detail. */
+export type Ending = readonly [flags: string, detail?: string];
+
+/** What every listener takes besides its own dependencies. */
+export interface ListenerCommonDeps {
+  readonly observer?: ConnectionObserver;
+  /** The runtime's registry of open connections; a private one when absent. */
+  readonly registry?: ConnectionRegistry;
+  /** Admits or refuses connections at accept; everything is admitted when absent. */
+  readonly gate?: ConnectionGate;
+}
+
+/** What a listener's handler gets for one accepted connection. */
+export interface Accepted {
+  readonly record: ConnectionRecord;
+  readonly live: LiveConnection;
+  /** Fires when the connection must end now (drain, destroy, or the registry ended it). */
+  readonly signal: AbortSignal;
+}
+
+export interface ServeOptions {
+  /**
+   * Reset the downstream when the handler returns a failure. The outbound and plaintext
+   * listeners do (a refused connect looks like one); the tunnel has answered with a status.
+   * A handler that throws always gets its downstream reset.
+   */
+  readonly resetOnFailure: boolean;
+}
+
+const ignore = (): void => undefined;
+
+/** The lifecycle and the connection skeleton one listener composes (never subclassed). */
+export class ListenerCore {
+  readonly #server: Server;
+  readonly #where: ListenOptions;
+  readonly #what: string;
+  readonly #observer: ConnectionObserver;
+  readonly #gate: ConnectionGate | undefined;
+  readonly #tracker: ConnectionTracker;
+
+  constructor(kind: ListenerKind, server: Server, where: ListenOptions, deps: ListenerCommonDeps) {
+    this.#server = server;
+    this.#where = where;
+    this.#what = kind.replace('-', ' ');
+    this.#observer = deps.observer ?? NO_TELEMETRY;
+    this.#gate = deps.gate;
+    this.#tracker = new ConnectionTracker(kind, deps.registry);
+  }
+
+  get observer(): ConnectionObserver {
+    return this.#observer;
+  }
+
+  listen(): Promise<AddressInfo> {
+    return listen(this.#server, this.#what, this.#where);
+  }
+
+  get connections(): number {
+    return this.#tracker.size;
+  }
+
+  stopAccepting(): void {
+    stopListening(this.#server);
+  }
+
+  /** Waits up to `deadlineMs` for open connections to end, then ends the rest (DRAIN). */
+  drainConnections(deadlineMs: number): Promise<void> {
+    return this.#tracker.drain(deadlineMs);
+  }
+
+  /**
+   * Serves one accepted connection through `handler`. Never rejects: a throw is recorded as
+   * UF with its description and resets the downstream.
+   */
+  async serve(downstream: SpliceSide, sourceIp: string, handler: (a: Accepted) => Promise<Ending>, o: ServeOptions): Promise<void> {
+    downstream.on('error', ignore);
+    const record = this.#observer.open();
+    const tracked = this.#tracker.track(sourceIp);
+    const live = tracked.entry;
+    let ending: Ending = [ResponseFlags.OK];
+    let threw = false;
+    let admitted = false;
+    try {
+      const refusal = this.#gate?.admit(live);
+      if (refusal !== undefined) {
+        record.identify({ reporter: live.reporter, source: { address: sourceIp }, destination: {}, security: 'unknown' });
+        ending = [refusal.flags, refusal.detail];
+      } else {
+        admitted = true;
+        ending = await handler({ record, live, signal: tracked.signal });
+      }
+    } catch (err: unknown) {
+      threw = true;
+      ending = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
+    } finally {
+      const endedBy: ConnectionEnding | undefined = live.endedBy;
+      if (endedBy !== undefined) ending = [endedBy.flags, endedBy.detail];
+      if (threw || endedBy !== undefined || (o.resetOnFailure && ending[0] !== ResponseFlags.OK)) resetSide(downstream);
+      record.finish(ending[0], ending[1]);
+      if (admitted) this.#gate?.released(live);
+      tracked.done();
+    }
+  }
+}

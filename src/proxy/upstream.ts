@@ -1,0 +1,68 @@
+// The upstream connector: a planned hop becomes a byte stream to the destination pod, a
+// direct TCP socket (same node, or outside the mesh) or a CONNECT stream through the pooled
+// mTLS tunnel to the pod's node agent. L4 splicing and the HTTP layer both connect through it.
+
+import type { Http2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+
+import type { Hop } from './outbound-route.ts';
+import { connectTcp } from './tcp-connect.ts';
+import type { TunnelRequest } from './tunnel-pool.ts';
+
+/** A hop that can be connected (planHop said how). */
+export type ReachableHop = Exclude<Hop, { readonly kind: 'unreachable' }>;
+
+/** The tunnel pool as the connector uses it. */
+export interface TunnelOpener {
+  open(request: TunnelRequest): Promise<Http2Stream>;
+}
+
+export interface UpstreamRequest {
+  readonly hop: ReachableHop;
+  /** The source workload's SPIFFE id: the tunnel's client certificate. */
+  readonly sourceIdentity: string;
+  /** The original client address, sent through the tunnel as `Forwarded: for=`. */
+  readonly clientIp: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface UpstreamOptions {
+  /** Port of the peer agents' tunnel listener. Default 15008. */
+  readonly tunnelPort?: number;
+  /** Per attempt, the TCP connect to a pod (direct). The tunnel pool has its own timeouts. Default 5 s. */
+  readonly connectTimeoutMs?: number;
+}
+
+/** A connected upstream: a TCP socket or a tunnel stream the peer answered 200. */
+export type UpstreamStream = Socket | Http2Stream;
+
+export class UpstreamConnector {
+  readonly #tunnels: TunnelOpener;
+  readonly #tunnelPort: number;
+  readonly #connectMs: number;
+
+  constructor(tunnels: TunnelOpener, options: UpstreamOptions = {}) {
+    this.#tunnels = tunnels;
+    this.#tunnelPort = options.tunnelPort ?? 15008;
+    this.#connectMs = options.connectTimeoutMs ?? 5_000;
+  }
+
+  /**
+   * Resolves with the stream, or rejects with a WeftError (connect failed or timed out,
+   * abandoned, no credentials, tunnel refused with its status, ...): see connect-failure.ts.
+   */
+  connect(r: UpstreamRequest): Promise<UpstreamStream> {
+    const { hop } = r;
+    if (hop.kind === 'direct') {
+      return connectTcp({ host: hop.target.ip, port: hop.target.port, timeoutMs: this.#connectMs, signal: r.signal });
+    }
+    return this.#tunnels.open({
+      sourceIdentity: r.sourceIdentity,
+      destinationIdentity: hop.workload.identity,
+      node: { address: hop.nodeAddress, port: this.#tunnelPort },
+      target: { address: hop.target.ip, port: hop.target.port },
+      forwardedFor: r.clientIp,
+      signal: r.signal,
+    });
+  }
+}

@@ -1,0 +1,94 @@
+// The runtime's registry of open connections: every listener's connections are in it with
+// the facts a policy re-check needs; ending one resets both sides and its record carries the
+// reason; an accept gate refuses at once and is told when admitted connections end.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import type { ConnectionEnding, ConnectionGate, LiveConnection } from '../../../src/proxy/connection-registry.ts';
+import { ResponseFlags } from '../../../src/proxy/flags.ts';
+import { closure, exchange, until } from './harness.ts';
+import { twoNodes } from './two-nodes.ts';
+
+function recordsOf(lines: Record<string, unknown>[], reporter: string): Record<string, unknown>[] {
+  return lines.filter((l) => l.msg === 'connection' && l.reporter === reporter);
+}
+
+test('registry: both sides of a tunnelled connection are listed with what policy checked', async (t) => {
+  const n = await twoNodes(t);
+  const s = await n.dial();
+  assert.equal((await exchange(s, Buffer.from('ping'))).length, 4);
+  const s2 = await n.dial();
+  s2.write('x');
+  await until(() => n.connections.size === 2 && n.connections.connections().every((c) => c.authorized.length === 1), 3000, 'two entries');
+  const [out, inn] = [...n.connections.connections()].sort((a, b) => a.listener.localeCompare(b.listener)).reverse();
+  assert.equal(out?.listener, 'outbound');
+  assert.equal(out?.reporter, 'source');
+  assert.equal(out?.sourceIp, n.client.ip);
+  assert.equal(out?.authorized[0]?.sourcePrincipal, n.client.identity);
+  assert.equal(out?.authorized[0]?.destinationWorkload.key, n.server.key);
+  assert.equal(out?.authorized[0]?.destinationPort, n.echo.address.port);
+  assert.equal(inn?.listener, 'inbound-tunnel');
+  assert.equal(inn?.reporter, 'destination');
+  // The Forwarded client, not the peer agent's address.
+  assert.equal(inn?.sourceIp, n.client.ip);
+  assert.equal(inn?.authorized[0]?.sourcePrincipal, n.client.identity);
+  assert.equal(inn?.authorized[0]?.sourceNamespace, 'shop');
+  assert.ok((out?.id ?? 0) < (inn?.id ?? 0), 'ids in accept order');
+  s2.destroy();
+  await until(() => n.connections.size === 0, 3000, 'entries removed when the connections end');
+});
+
+test('registry: ending a connection with a reason resets both ends and records the reason once', async (t) => {
+  const n = await twoNodes(t);
+  const s = await n.dial();
+  // One echoed byte: both sides are spliced by now.
+  const echoed = new Promise((resolve) => s.once('data', resolve));
+  s.write('a');
+  await echoed;
+  assert.equal(n.connections.size, 2);
+  const closed = closure(s);
+  const ending: ConnectionEnding = { flags: ResponseFlags.DENIED, detail: 'policy re-check: shop/deny-all' };
+  const ended = n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? ending : undefined);
+  assert.equal(ended, 1);
+  n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? { flags: 'X', detail: 'second reason loses' } : undefined);
+  assert.equal(await closed, 'ECONNRESET', 'the client sees a reset');
+  await until(() => recordsOf(n.logLines, 'destination').length === 1 && recordsOf(n.logLines, 'source').length === 1, 3000, 'records');
+  const dst = recordsOf(n.logLines, 'destination')[0];
+  assert.equal(dst?.flags, ResponseFlags.DENIED);
+  assert.equal(dst?.detail, ending.detail);
+  // The source side saw its upstream reset.
+  assert.equal(recordsOf(n.logLines, 'source')[0]?.flags, ResponseFlags.UPSTREAM_RESET);
+  assert.equal(n.connections.size, 0);
+});
+
+test('registry: an accept gate refuses at once, and is told exactly once when admitted connections end', async (t) => {
+  const admitted: LiveConnection[] = [];
+  const released: number[] = [];
+  let allow = true;
+  const gate: ConnectionGate = {
+    admit: (c) => {
+      if (!allow) return { flags: 'OVERLOAD', detail: `too many connections from ${c.sourceIp}` };
+      admitted.push(c);
+      return undefined;
+    },
+    released: (c) => released.push(c.id),
+  };
+  const n = await twoNodes(t, { outboundGate: gate });
+  const ok = await n.dial();
+  assert.equal((await exchange(ok, Buffer.from('hi'))).toString(), 'hi');
+  await until(() => released.length === 1, 3000, 'released');
+  assert.deepEqual(released, [admitted[0]?.id]);
+
+  allow = false;
+  // Refused at accept: the reset may beat the client's own connect callback.
+  const refused = await n.dial().then(closure, (err: NodeJS.ErrnoException) => err.code);
+  assert.equal(refused, 'ECONNRESET');
+  await until(() => recordsOf(n.logLines, 'source').length === 2, 3000, 'records');
+  const r = recordsOf(n.logLines, 'source')[1];
+  assert.equal(r?.flags, 'OVERLOAD');
+  assert.match(String(r?.detail), /too many connections from 127\.0\.1\.10/);
+  assert.equal(n.pool.stats().streams, 0, 'a refused connection never reached the tunnel');
+  assert.deepEqual(released, [admitted[0]?.id], 'refused connections are not released');
+  assert.equal(n.connections.size, 0);
+});
