@@ -13,7 +13,7 @@ declare -A pkg_for=(
   [clang]=clang [llvm-strip]=llvm [bpftool]=bpftool [ip]=iproute2 [iptables]=iptables
   [curl]=curl [tcpdump]=tcpdump [haproxy]=haproxy [wrk]=wrk [iperf3]=iperf3
   [sockperf]=sockperf [nsenter]=util-linux [ps]=procps [make]=make [g++]=g++
-  [python3]=python3 [openssl]=openssl [promtool]=prometheus [strace]=strace
+  [python3]=python3 [openssl]=openssl [promtool]=prometheus [chromium]=chromium [strace]=strace
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

@@ -28,6 +28,8 @@ import { nodeResources, ResourceCache, resourceVersion, type NodeResource } from
 import type { RawObject } from '../model/types.ts';
 import type { MeshState } from '../model/state.ts';
 import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
+import { DEFAULT_PORTS } from '../config/agent.ts';
+import { IssuedCertificates, startControlDashboard } from './dashboard.ts';
 
 // ---- resources shared with agents -----------------------------------------------------------
 
@@ -93,6 +95,8 @@ export interface ControlPlaneDeps {
 export interface RunningControlPlane {
   readonly port: number;
   readonly metricsPort: number;
+  /** The dashboard's port, when it runs. */
+  readonly dashboardPort: number | undefined;
   readonly server: ControlServer<ControlSnapshot>;
   readonly trustBundlePem: string;
   /** Stops the source, ends agent streams, closes the ports. Safe to call twice. */
@@ -184,11 +188,19 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     let serverCert = await channel.issueServerCertificate(config.serverDnsNames);
     const trustBundlePem = ca.trustBundlePem();
 
+    const issued = new IssuedCertificates();
     const csrSigner: CsrSigner = {
-      sign: async ({ csrPem, node, identity }) => ca.sign({ csrPem, node, identity: parseSpiffeId(identity) }),
+      sign: async ({ csrPem, node, identity }) => {
+        const cert = await ca.sign({ csrPem, node, identity: parseSpiffeId(identity) });
+        issued.record(cert.serial, identity, node, cert.notAfter);
+        return cert;
+      },
     };
+    const resourcesFor = resourcesForEachNode();
+    let snapshot: ControlSnapshot | undefined;
+    let manifestProblems: readonly string[] = [];
     const server = new ControlServer<ControlSnapshot>({
-      resourcesFor: resourcesForEachNode(),
+      resourcesFor,
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
       tokenReviewer: await makeTokenReviewer(config, kubeConfig),
@@ -236,8 +248,10 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       if (problems.length > 50) logger.warn({ more: problems.length - 50 }, 'more manifest problems not shown');
       last = loaded;
       state = loaded.state;
+      manifestProblems = problems.slice(0, 200).map(formatProblem);
       const trust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
-      server.setSnapshot({ state: loaded.state, trust });
+      snapshot = { state: loaded.state, trust };
+      server.setSnapshot(snapshot);
       void publisher?.publish(namespacesOf(objects), trustBundlePem);
       logger.info({ workloads: loaded.state.workloads.length, services: loaded.state.services.length, policies: loaded.state.policies.length, problems: problems.length }, 'mesh snapshot loaded');
     };
@@ -258,17 +272,34 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       routes: { ...metricsRoutes(registry), ...readinessRoutes(() => (ready ? { ready } : { ready, reason: 'no mesh snapshot loaded yet' })) },
     });
     cleanups.push(() => metrics.close());
+    let dashboardPort: number | undefined;
+    if (config.dashboard !== undefined) {
+      const dashboard = await startControlDashboard({
+        host: config.dashboard.host, port: config.dashboard.port, prometheusUrl: config.prometheusUrl, agentMetricsPort: DEFAULT_PORTS.metrics,
+      }, {
+        state: () => state,
+        agents: () => server.agents(),
+        desired: (node) => (snapshot === undefined ? [] : resourcesFor(snapshot, node)),
+        rejected: (node) => server.rejectedVersions(node),
+        manifestProblems: () => manifestProblems,
+        revokedSerials: () => ca.revokedSerials(),
+        logger,
+      }, issued);
+      cleanups.push(() => dashboard.close());
+      dashboardPort = dashboard.address.port;
+    }
     ready = last !== undefined;
     if (config.readyFile !== undefined) {
       mkdirSync(dirname(config.readyFile), { recursive: true });
       writeFileSync(config.readyFile, `${process.pid}\n`);
     }
-    logger.info({ listen: config.listen, port, metrics: metrics.address.port, trustDomain: config.trustDomain }, 'control plane ready');
+    logger.info({ listen: config.listen, port, metrics: metrics.address.port, dashboard: dashboardPort, trustDomain: config.trustDomain }, 'control plane ready');
 
     let closing: Promise<void> | undefined;
     return {
       port,
       metricsPort: metrics.address.port,
+      dashboardPort,
       server,
       trustBundlePem,
       close: () => (closing ??= closeAll()),

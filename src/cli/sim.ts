@@ -5,14 +5,16 @@ import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
 import { readState, type ClusterState } from '../sim/state.ts';
-import { restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
+import { DASHBOARD_PORT, restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
+import { portForward } from '../sim/port-forward.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
 const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
-       weft sim exec --name NAME POD -- CMD...`;
+       weft sim exec --name NAME POD -- CMD...
+       weft sim dashboard --name NAME [--port P]`;
 
 const MESH_MODES = ['off', 'ebpf', 'iptables'] as const;
 
@@ -24,6 +26,7 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
     case 'status': return simStatus(rest);
     case 'exec': return simExec(rest);
     case 'mesh': return simMesh(rest);
+    case 'dashboard': return simDashboard(rest);
     default: throw usageError(verb === undefined ? 'missing sim subcommand' : `unknown sim subcommand ${JSON.stringify(verb)}`, USAGE);
   }
 }
@@ -106,6 +109,23 @@ async function simMesh(argv: readonly string[]): Promise<number> {
     default: throw usageError(`unknown mesh verb ${JSON.stringify(verb)}: start, stop or restart`, USAGE);
   }
   process.stdout.write(`${component}: ${verb} done in ${Date.now() - started} ms\n`);
+  return 0;
+}
+
+/** Forwards 127.0.0.1:P on the host to the control plane's dashboard (loopback in the underlay namespace) until Ctrl-C. */
+async function simDashboard(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, port: { type: 'string' } }, USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  if (state.mesh === 'off') throw usageError(`cluster ${state.plan.name} runs without a mesh (--mesh off): there is no control plane`, USAGE);
+  const port = intFlag(values.port, '--port', 15080, USAGE);
+  const forward = await portForward({ netns: state.plan.underlayNetns, target: { host: '127.0.0.1', port: DASHBOARD_PORT }, port });
+  process.stdout.write(`dashboard of cluster ${state.plan.name}: ${forward.url}\n(forwarding to the control plane's 127.0.0.1:${DASHBOARD_PORT}; Ctrl-C stops)\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    void forward.exited.then(resolve);
+  });
+  await forward.close();
   return 0;
 }
 

@@ -20,6 +20,8 @@ export interface ControlPlaneConfig {
   readonly metrics: BindAddress;
   /** The dashboard's address (15080, loopback by default); undefined with `--dashboard off`. */
   readonly dashboard?: BindAddress | undefined;
+  /** The dashboard reads traffic rates from this Prometheus (else from the agents directly). */
+  readonly prometheusUrl?: string | undefined;
   readonly source: { readonly kind: 'manifests'; readonly dir: string } | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
   /** A directory for the CA's key, certificate and revocations (`--ca-dir`)... */
   readonly caDir: string | undefined;
@@ -41,11 +43,12 @@ export interface ControlPlaneConfig {
 
 export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--kubeconfig FILE]) (--ca-dir DIR | --ca-secret [NS/]NAME)
               [--tokens FILE | --token-audience AUD] [--trust-bundle-configmap NAME]
-              [--listen HOST:PORT] [--metrics [HOST:]PORT] [--dashboard [HOST:]PORT|off] [--trust-domain TD]
+              [--listen HOST:PORT] [--metrics [HOST:]PORT] [--dashboard [HOST:]PORT|off] [--prometheus URL] [--trust-domain TD]
               [--server-dns NAME,..] [--ready-file FILE] [--log-level L]
   --listen        gRPC for agents (default 0.0.0.0:15010)
   --metrics       Prometheus metrics and /healthz/ready (default 0.0.0.0:15014)
   --dashboard     the dashboard (default ${DEFAULT_DASHBOARD}; off: none)
+  --prometheus    the dashboard reads traffic rates from this Prometheus (else from the agents)
   --ca-dir        the mesh CA (ca.key, ca.crt, revoked.json); made on first start
   --ca-secret     the mesh CA in a Secret (namespace: POD_NAMESPACE, else ${ROOT_NAMESPACE}); made on first
                   start by whichever replica gets there first, then shared by every replica
@@ -55,7 +58,7 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
   --trust-bundle-configmap  publish the CA certificate in this ConfigMap in every namespace (needs --kubernetes)`;
 
 export const CONTROL_FLAGS: FlagTable = Object.freeze({
-  listen: { type: 'string' }, metrics: { type: 'string' }, dashboard: { type: 'string' }, manifests: { type: 'string' },
+  listen: { type: 'string' }, metrics: { type: 'string' }, dashboard: { type: 'string' }, prometheus: { type: 'string' }, manifests: { type: 'string' },
   kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'ca-dir': { type: 'string' }, 'ca-secret': { type: 'string' },
   tokens: { type: 'string' }, 'token-audience': { type: 'string' }, 'trust-bundle-configmap': { type: 'string' },
   'trust-domain': { type: 'string' }, 'server-dns': { type: 'string' }, 'ready-file': { type: 'string' }, 'log-level': { type: 'string' },
@@ -76,6 +79,11 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
   const metrics = bindAddress(flags, 'metrics', '15014', '0.0.0.0');
   const dashboardFlag = str(flags, 'dashboard');
   const dashboard = dashboardFlag === 'off' ? undefined : bindAddress(flags, 'dashboard', DEFAULT_DASHBOARD, '127.0.0.1');
+  const prometheusUrl = str(flags, 'prometheus');
+  if (prometheusUrl !== undefined) {
+    if (dashboard === undefined) badFlag('prometheus', prometheusUrl, 'is for the dashboard, which --dashboard off turns off');
+    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(prometheusUrl)) badFlag('prometheus', prometheusUrl, 'must be an http(s) URL, e.g. http://127.0.0.1:9090');
+  }
 
   const caDir = str(flags, 'ca-dir');
   const caSecretFlag = str(flags, 'ca-secret');
@@ -102,6 +110,7 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
     listen,
     metrics,
     dashboard,
+    prometheusUrl,
     source: manifests !== undefined
       ? Object.freeze({ kind: 'manifests' as const, dir: manifests })
       : Object.freeze({ kind: 'kubernetes' as const, kubeconfig }),

@@ -16,6 +16,8 @@ import { CONTROL_IP } from './addresses.ts';
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
 export const CONTROL_PORT = 15010;
+/** The control plane's dashboard, on loopback inside the underlay namespace (`weft sim dashboard` forwards to it). */
+export const DASHBOARD_PORT = 15080;
 
 function weftProcess(where: Placement, args: readonly string[], log: string): number {
   makeCgroup(where.cgroup);
@@ -38,7 +40,8 @@ function componentProcess(state: ClusterState, component: string): { where: Plac
     return {
       where: { cgroup: join(state.cgroupMount, plan.cgroup, 'control'), netns: plan.underlayNetns },
       args: ['control', '--listen', `${CONTROL_IP}:${CONTROL_PORT}`, '--manifests', join(clusterDir(plan.name), 'manifests'),
-        '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control')],
+        '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control'),
+        '--dashboard', `127.0.0.1:${DASHBOARD_PORT}`],
       log: join(logs, 'control.log'),
       ready: join(readyDir, 'control'),
     };

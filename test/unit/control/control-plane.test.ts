@@ -44,7 +44,7 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
 
   const config = controlConfig([
     '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--manifests', manifests, '--ca-dir', join(dir, 'ca'),
-    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'),
+    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'), '--dashboard', '127.0.0.1:0',
   ]);
   const plane = await runControlPlane(config, { logger: pino({ level: 'silent' }) });
   t.after(() => plane.close());
@@ -136,6 +136,8 @@ test('weft control flags: every refusal names the flag and the value', () => {
     [[...base, '--listen', 'h:99999'], /^--listen "h:99999": must be HOST:PORT/],
     [[...base, '--metrics', 'x:y'], /^--metrics "x:y": must be PORT or HOST:PORT/],
     [[...base, '--dashboard', 'everywhere'], /^--dashboard "everywhere": must be PORT or HOST:PORT/],
+    [[...base, '--prometheus', 'ftp://p'], /^--prometheus "ftp:\/\/p": must be an http\(s\) URL/],
+    [[...base, '--dashboard', 'off', '--prometheus', 'http://p:9090'], /^--prometheus "http:\/\/p:9090": is for the dashboard/],
     [[...base, '--trust-domain', 'Bad TD'], /^--trust-domain "Bad TD": must be lowercase/],
     [[...base, '--kubeconfig', '/k'], /^--kubeconfig "\/k": only goes with --kubernetes/],
     [[...base, '--log-level', 'loud'], /^--log-level "loud": must be one of fatal, error/],
