@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
 import type { MeshState } from './state.ts';
+import { isServiceParent, routeKey, type RouteObject } from './route-types.ts';
 
 export interface NodeIdentity {
   readonly namespace: string;
@@ -27,6 +28,11 @@ export interface NodeSlice {
   readonly services: readonly MeshService[];
   /** Policies applying to the node's enrolled workloads. */
   readonly policies: readonly AuthorizationPolicyObject[];
+  /**
+   * Routes the node's callers may meet: producer routes of existing Services (every caller),
+   * consumer routes only where an enrolled workload lives in the route's namespace.
+   */
+  readonly routes: readonly RouteObject[];
   /** Service accounts of the node's enrolled workloads: the certificates its agent may ask for. */
   readonly serviceAccounts: readonly NodeIdentity[];
   /**
@@ -66,6 +72,12 @@ function sliceNodes(state: MeshState, node: string, called: CalledNodes): MeshNo
   return out;
 }
 
+/** Whether a route can affect requests from the node's enrolled workloads (in `namespaces`). */
+function routeReaches(state: MeshState, r: RouteObject, namespaces: ReadonlySet<string>): boolean {
+  return r.parentRefs.some((p) => isServiceParent(p) && state.service(`${p.namespace}/${p.name}`) !== undefined
+    && (p.namespace === r.namespace || namespaces.has(r.namespace)));
+}
+
 export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
   const local = state.workloadsOnNode(node);
   const enrolled = local.filter((w) => w.enrolled);
@@ -77,6 +89,7 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
     for (const c of [...p.deny, ...p.allow, ...p.dryRunDeny, ...p.dryRunAllow]) policies.set(c.key, c.policy);
     accounts.set(`${w.namespace}/${w.serviceAccount}`, Object.freeze({ namespace: w.namespace, serviceAccount: w.serviceAccount, identity: w.identity }));
   }
+  const enrolledNamespaces = new Set(enrolled.map((w) => w.namespace));
   const sortedValues = <T>(m: Map<string, T>): T[] => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
   return Object.freeze({
     node,
@@ -87,16 +100,17 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
       : [],
     services: meshed ? state.services : [],
     policies: sortedValues(policies),
+    routes: meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [],
     serviceAccounts: sortedValues(accounts),
     nodes: meshed ? sliceNodes(state, node, cache?.calledNodes(state) ?? calledNodes(state)) : [],
   });
 }
 
-export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'identity' | 'node';
+export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'identity' | 'node' | 'route';
 
 export interface NodeResource {
   readonly type: ResourceType;
-  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `config` (mesh). */
+  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `Kind/namespace/name` (route), `config` (mesh). */
   readonly name: string;
   /** Content hash of the body: equal bodies, equal versions. */
   readonly version: string;
@@ -180,6 +194,7 @@ export function sliceResources(slice: NodeSlice, cache: ResourceCache = new Reso
   for (const w of [...slice.workloads, ...slice.peers].sort((a, b) => (a.key < b.key ? -1 : 1))) out.set(...entry(cache, 'workload', w.key, w));
   for (const s of slice.services) out.set(...entry(cache, 'service', s.key, s));
   for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
+  for (const r of slice.routes) out.set(...entry(cache, 'route', routeKey(r), r));
   for (const i of slice.serviceAccounts) out.set(...entry(cache, 'identity', `${i.namespace}/${i.serviceAccount}`, i));
   for (const n of slice.nodes) out.set(...entry(cache, 'node', n.name, n));
   return out;

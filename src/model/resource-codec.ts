@@ -10,6 +10,8 @@ import { checkSchema, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { nodeAddressProblem } from './core-kinds.ts';
+import { routeResourceIssues } from './route-codec.ts';
+import { routeKey, type RouteObject } from './route-types.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
@@ -71,8 +73,16 @@ const NODE = obj({
   },
 });
 
+const ROUTE: Schema = {
+  type: 'custom', what: 'an HTTPRoute or GRPCRoute',
+  check: (v) => {
+    const issues = routeResourceIssues(v, '');
+    return issues.length === 0 ? undefined : issues.map((i) => `${i.field} ${i.message}`).join('; ');
+  },
+};
+
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE, route: ROUTE,
 };
 
 export interface ResourceProblem {
@@ -96,6 +106,7 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'workload': case 'service': return String(body.key);
     case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
+    case 'route': return routeKey(body as unknown as RouteObject);
   }
 }
 
@@ -106,6 +117,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const policies: AuthorizationPolicyObject[] = [];
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
+  const routes: RouteObject[] = [];
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
     const key = `${String(r.type)}/${String(r.name)}`;
@@ -135,6 +147,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
       case 'node': nodes.push(body as unknown as MeshNode); break;
+      case 'route': routes.push(body as unknown as RouteObject); break;
     }
   }
   const byKey = <T>(k: (t: T) => string) => (a: T, b: T): number => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
@@ -148,6 +161,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       services: services.sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
+      routes: routes.sort(byKey(routeKey)),
     },
   };
 }

@@ -6,6 +6,7 @@ import { meshStateFromContent } from '../../../src/model/state.ts';
 import { authorize, type AuthorizationRequest } from '../../../src/model/authorize.ts';
 import { buildMeshState } from '../../../src/model/state.ts';
 import { parseManifests } from '../../../src/model/manifests.ts';
+import { decideRoute } from '../../../src/model/route-match.ts';
 import { BASE_DOCS, node, NODE_DOCS, parsed, pod, policy, state, yamlOf } from './fixture.ts';
 
 const POLICIES = [
@@ -187,4 +188,38 @@ test('service ports reach the agent with their names and appProtocol', () => {
   const agent = meshStateFromContent(decoded.content);
   assert.deepEqual(agent.serviceByVip('198.19.0.12', 90)?.port, { name: 'grpc-api', port: 90, targetPort: 9000, protocol: 'TCP', appProtocol: 'grpc' });
   assert.deepEqual(agent.serviceByVip('198.19.0.10', 80)?.port, { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' });
+});
+
+const withVersion = (r: NodeResource, body: object): NodeResource => ({ ...r, body, version: resourceVersion(body) });
+
+test('routes go to the nodes whose callers they affect: producer routes to every meshed node, consumer routes where their namespace has enrolled workloads', () => {
+  const rt = (ns: string, name: string, parentName: string, extra: object = {}) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: ns },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: parentName, namespace: 'shop', ...extra }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/v[0-9]+/.*' } }], backendRefs: [{ name: 'web', namespace: 'shop', port: 80 }] }] },
+  });
+  const s = state([rt('shop', 'producer', 'web'), rt('legacy', 'consumer', 'web'), rt('shop', 'orphan', 'no-such-service')]);
+  const names = (n: string) => nodeSlice(s, n).routes.map((r) => `${r.namespace}/${r.name}`);
+  assert.deepEqual(names('n1'), ['shop/producer'], 'legacy/old-1 on n1 is not enrolled');
+  assert.deepEqual(names('n2'), ['shop/producer']);
+  assert.deepEqual(names('n3'), ['legacy/consumer', 'shop/producer']);
+  const lone = buildMeshState(parseManifests([{ path: 'x', text: yamlOf([...BASE_DOCS, pod('legacy', 'lone', { node: 'n7', ip: '198.18.7.1' }), rt('shop', 'producer', 'web')]) }]));
+  assert.deepEqual(nodeSlice(lone, 'n7').routes, [], 'a node with nothing enrolled gets no routes');
+
+  const wire = JSON.parse(JSON.stringify([...nodeResources(s, 'n3').values()])) as NodeResource[];
+  assert.ok(wire.some((r) => r.type === 'route' && r.name === 'HTTPRoute/legacy/consumer'));
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  const agent = meshStateFromContent(decoded.content);
+  const web = agent.service('shop/web') ?? assert.fail();
+  const req = { method: 'GET', path: '/v2/x', headers: {}, authority: 'web', grpc: false, sourceNamespace: 'legacy' };
+  assert.deepEqual(decideRoute(agent.routeTable(web, 80), req, () => 0.5), decideRoute(s.routeTable(s.service('shop/web') ?? assert.fail(), 80), req, () => 0.5));
+  assert.equal(decideRoute(agent.routeTable(web, 80), req, () => 0.5).route?.name, 'consumer');
+
+  const tampered = wire.map((r) => (r.type === 'route' && r.name === 'HTTPRoute/shop/producer' ? withVersion(r, {
+    ...(r.body as object), rules: [{ name: undefined, matches: [{ path: { type: 'RegularExpression', value: '(' }, headers: [], queryParams: [] }], filters: [], backendRefs: [], timeouts: {} }],
+  }) : r));
+  const bad = decodeNodeResources(tampered);
+  assert.deepEqual(bad.problems.map((p) => p.key), ['route/HTTPRoute/shop/producer']);
+  assert.match(bad.problems[0]?.message ?? '', /RE2/);
+  assert.deepEqual(bad.content.routes?.map((r) => r.name), ['consumer'], 'the bad route alone is rejected');
 });
