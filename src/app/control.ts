@@ -131,7 +131,10 @@ async function kubeConfigOf(config: ControlPlaneConfig): Promise<KubeConfig | un
 async function makeSource(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined, logger: Logger): Promise<ConfigSource> {
   if (config.source.kind === 'manifests') {
     const { DirectorySource } = await import('../control/source/directory.ts');
-    return new DirectorySource({ directory: config.source.dir, log: logger });
+    const { dir, quietMs, removalGraceMs } = config.source;
+    return new DirectorySource({
+      directory: dir, log: logger, ...(quietMs === undefined ? {} : { quietMs }), ...(removalGraceMs === undefined ? {} : { removalGuard: { graceMs: removalGraceMs } }),
+    });
   }
   if (kubeConfig === undefined) throw new Error('the Kubernetes source needs a KubeConfig');
   const { KubernetesSource } = await import('../control/source/kubernetes.ts');

@@ -2,14 +2,18 @@
 // Deployment passes through the downward API), validated, frozen. The one place `weft
 // control` reads flags; the refusals name the flag and the value, as the agent's do.
 
+import { DEFAULT_QUIET_MS } from '../control/source/directory.ts';
+import { DEFAULT_REMOVAL_GUARD } from '../control/source/removal-guard.ts';
 import { DEFAULT_TRUST_DOMAIN, ROOT_NAMESPACE } from '../model/types.ts';
 import {
-  badFlag, bindAddress, bool, hostPort, list, logLevel, matching, OBJECT_NAME, parseFlagArgs, str, trustDomain, usageError,
+  badFlag, bindAddress, bool, hostPort, int, list, logLevel, matching, OBJECT_NAME, parseFlagArgs, str, trustDomain, usageError,
   type BindAddress, type FlagTable, type FlagValues,
 } from './flags.ts';
 
 /** The audience agents' projected tokens are minted for, and the one TokenReview asks about. */
 export const DEFAULT_TOKEN_AUDIENCE = 'weft-control';
+const DEFAULT_MANIFEST_QUIET_MS = DEFAULT_QUIET_MS;
+const DEFAULT_REMOVAL_GRACE_MS = DEFAULT_REMOVAL_GUARD.graceMs;
 /** Where the dashboard listens unless told otherwise: loopback only. */
 export const DEFAULT_DASHBOARD = '127.0.0.1:15080';
 
@@ -22,7 +26,15 @@ export interface ControlPlaneConfig {
   readonly dashboard?: BindAddress | undefined;
   /** The dashboard reads traffic rates from this Prometheus (else from the agents directly). */
   readonly prometheusUrl?: string | undefined;
-  readonly source: { readonly kind: 'manifests'; readonly dir: string } | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
+  readonly source:
+    | {
+      readonly kind: 'manifests'; readonly dir: string;
+      /** A changed file is read once quiet this long (`--manifest-quiet-ms`). */
+      readonly quietMs?: number;
+      /** A mass removal is held back this long (`--removal-grace-ms`). */
+      readonly removalGraceMs?: number;
+    }
+    | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
   /** A directory for the CA's key, certificate and revocations (`--ca-dir`)... */
   readonly caDir: string | undefined;
   /** ...or a Kubernetes Secret every replica shares (`--ca-secret`). Exactly one is set. */
@@ -45,6 +57,7 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
               [--tokens FILE | --token-audience AUD] [--trust-bundle-configmap NAME]
               [--listen HOST:PORT] [--metrics [HOST:]PORT] [--dashboard [HOST:]PORT|off] [--prometheus URL] [--trust-domain TD]
               [--server-dns NAME,..] [--ready-file FILE] [--log-level L]
+              [--manifest-quiet-ms MS] [--removal-grace-ms MS]
   --listen        gRPC for agents (default 0.0.0.0:15010)
   --metrics       Prometheus metrics and /healthz/ready (default 0.0.0.0:15014)
   --dashboard     the dashboard (default ${DEFAULT_DASHBOARD}; off: none)
@@ -55,13 +68,16 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
   --tokens        bootstrap tokens, a JSON object token -> node name (weft sim's static mode)
   --token-audience  without --tokens, agents' projected tokens are checked with TokenReview for this
                   audience (default ${DEFAULT_TOKEN_AUDIENCE}; needs --kubernetes)
-  --trust-bundle-configmap  publish the CA certificate in this ConfigMap in every namespace (needs --kubernetes)`;
+  --trust-bundle-configmap  publish the CA certificate in this ConfigMap in every namespace (needs --kubernetes)
+  --manifest-quiet-ms  a changed manifest file is read once it has been quiet this long (default ${DEFAULT_MANIFEST_QUIET_MS})
+  --removal-grace-ms   a reload that empties a file, or removes over half the objects, waits this long (default ${DEFAULT_REMOVAL_GRACE_MS})`;
 
 export const CONTROL_FLAGS: FlagTable = Object.freeze({
   listen: { type: 'string' }, metrics: { type: 'string' }, dashboard: { type: 'string' }, prometheus: { type: 'string' }, manifests: { type: 'string' },
   kubernetes: { type: 'boolean' }, kubeconfig: { type: 'string' }, 'ca-dir': { type: 'string' }, 'ca-secret': { type: 'string' },
   tokens: { type: 'string' }, 'token-audience': { type: 'string' }, 'trust-bundle-configmap': { type: 'string' },
   'trust-domain': { type: 'string' }, 'server-dns': { type: 'string' }, 'ready-file': { type: 'string' }, 'log-level': { type: 'string' },
+  'manifest-quiet-ms': { type: 'string' }, 'removal-grace-ms': { type: 'string' },
 });
 
 /** `weft control` argv -> frozen config. */
@@ -79,6 +95,12 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
   const metrics = bindAddress(flags, 'metrics', '15014', '0.0.0.0');
   const dashboardFlag = str(flags, 'dashboard');
   const dashboard = dashboardFlag === 'off' ? undefined : bindAddress(flags, 'dashboard', DEFAULT_DASHBOARD, '127.0.0.1');
+  for (const f of ['manifest-quiet-ms', 'removal-grace-ms']) {
+    const v = str(flags, f);
+    if (v !== undefined && manifests === undefined) badFlag(f, v, 'only goes with --manifests');
+  }
+  const quietMs = int(flags, 'manifest-quiet-ms', DEFAULT_MANIFEST_QUIET_MS, 0, 60_000);
+  const removalGraceMs = int(flags, 'removal-grace-ms', DEFAULT_REMOVAL_GRACE_MS, 0, 3_600_000);
   const prometheusUrl = str(flags, 'prometheus');
   if (prometheusUrl !== undefined) {
     if (dashboard === undefined) badFlag('prometheus', prometheusUrl, 'is for the dashboard, which --dashboard off turns off');
@@ -112,7 +134,7 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
     dashboard,
     prometheusUrl,
     source: manifests !== undefined
-      ? Object.freeze({ kind: 'manifests' as const, dir: manifests })
+      ? Object.freeze({ kind: 'manifests' as const, dir: manifests, quietMs, removalGraceMs })
       : Object.freeze({ kind: 'kubernetes' as const, kubeconfig }),
     caDir,
     caSecret: caSecret === undefined ? undefined : Object.freeze(caSecret),

@@ -4,7 +4,7 @@
 // One bad object rejects only itself (and, given the previous objects, keeps that
 // object's last good version).
 
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, type Document } from 'yaml';
 import type {
   AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
   ServiceAccountObject, ServiceObject, SourceRef,
@@ -17,6 +17,7 @@ import { parseRoute } from './route-kind.ts';
 import { GATEWAY_API_VERSION, type GrpcRouteObject, type HttpRouteObject, type RouteObject } from './route-types.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
 import type { SchemaIssue } from './schema-check.ts';
+import { DEFAULT_MANIFEST_LIMITS, ManifestLimitCodes, documentDepth, formatBytes, type ManifestLimits } from './manifest-limits.ts';
 
 export interface ManifestFile {
   readonly path: string;
@@ -30,6 +31,11 @@ export interface ManifestProblem {
   /** Dotted path of the offending field, e.g. `spec.ports[0].port`. */
   readonly field: string | undefined;
   readonly message: string;
+  /** A stable code for input refused as a whole (ManifestLimitCodes), when there is one. */
+  readonly code?: string;
+  /** 1-based position in the file, when the problem has one (YAML syntax). */
+  readonly line?: number;
+  readonly column?: number;
 }
 
 export interface ParsedManifests extends MeshObjects {
@@ -55,8 +61,9 @@ export interface ParseOptions {
 }
 
 export function formatProblem(p: ManifestProblem): string {
-  const where = [p.file, p.object, p.field].filter((s) => s !== undefined).join(': ');
-  return `${where}: ${p.message}`;
+  const file = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column ?? 1}`;
+  const where = [file, p.object, p.field].filter((s) => s !== undefined).join(': ');
+  return `${where}: ${p.message}${p.code === undefined ? '' : ` [${p.code}]`}`;
 }
 
 type Parsed =
@@ -225,32 +232,139 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
   return out;
 }
 
-/** Splits YAML files into raw objects; YAML syntax errors and documents without a kind are problems. */
-export function splitManifests(files: readonly ManifestFile[]): { objects: RawObject[]; problems: ManifestProblem[] } {
+export interface SplitOptions {
+  readonly limits?: ManifestLimits;
+}
+
+export interface SplitFile {
+  readonly objects: RawObject[];
+  readonly problems: ManifestProblem[];
+  /** The file was refused as a whole (a limit); `objects` is then empty. */
+  readonly refused: boolean;
+}
+
+// The YAML library words its messages "<what> at line L, column C:\n\n<excerpt>"; the
+// position is given in its own fields.
+function yamlMessage(message: string): string {
+  return (message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+}
+
+function refuse(path: string, code: string, message: string): SplitFile {
+  return { objects: [], problems: [{ file: path, object: undefined, field: undefined, message, code }], refused: true };
+}
+
+/**
+ * Splits one YAML file into raw objects. A file over a limit is refused as a whole with one
+ * problem naming the limit; a YAML error is one problem (the first of its document, with
+ * line and column: later ones mostly follow from it); so is a document that is not a
+ * mapping or has no kind.
+ */
+export function splitManifestFile(file: ManifestFile, options: SplitOptions = {}): SplitFile {
+  const limits = options.limits ?? DEFAULT_MANIFEST_LIMITS;
+  const bytes = Buffer.byteLength(file.text);
+  if (bytes > limits.maxFileBytes) {
+    return refuse(file.path, ManifestLimitCodes.FILE_TOO_LARGE, `refused: ${formatBytes(bytes)} is over the limit of ${formatBytes(limits.maxFileBytes)} per manifest file`);
+  }
   const objects: RawObject[] = [];
   const problems: ManifestProblem[] = [];
+  let docs: Document.Parsed[];
+  try {
+    const parsed = parseAllDocuments(file.text, { prettyErrors: true });
+    docs = Array.isArray(parsed) ? parsed : []; // not an array: an empty stream
+  } catch (err: unknown) {
+    // The parser catches its own stack overflows; anything else thrown is still this file's problem.
+    return refuse(file.path, ManifestLimitCodes.BAD_YAML, `cannot be parsed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (docs.length > limits.maxObjectsPerFile) {
+    return refuse(file.path, ManifestLimitCodes.TOO_MANY_OBJECTS, `refused: ${docs.length} documents is over the limit of ${limits.maxObjectsPerFile} objects per manifest file`);
+  }
+  for (const [index, doc] of docs.entries()) {
+    const docName = `document ${index + 1}`;
+    const first = doc.errors[0];
+    if (first !== undefined) {
+      if (/Maximum call stack size exceeded/.test(first.message)) {
+        return refuse(file.path, ManifestLimitCodes.TOO_DEEP, `refused: ${docName} nests deeper than the YAML parser can follow (the limit is ${limits.maxDepth} levels)`);
+      }
+      const more = doc.errors.length - 1;
+      const pos = first.linePos?.[0];
+      problems.push({
+        file: file.path, object: docName, field: undefined, code: ManifestLimitCodes.BAD_YAML,
+        message: `invalid YAML: ${yamlMessage(first.message)}${more > 0 ? ` (and ${more} more in this document)` : ''}`,
+        ...(pos === undefined ? {} : { line: pos.line, column: pos.col }),
+      });
+      continue;
+    }
+    const depth = documentDepth(doc, limits.maxDepth);
+    if (depth > limits.maxDepth) {
+      return refuse(file.path, ManifestLimitCodes.TOO_DEEP, `refused: ${docName} nests more than ${limits.maxDepth} levels deep (the limit per document)`);
+    }
+    let body: unknown;
+    try {
+      body = doc.toJS({ maxAliasCount: limits.maxAliases });
+    } catch (err: unknown) {
+      // yaml throws a ReferenceError once aliases would expand past maxAliasCount (a "billion laughs").
+      if (err instanceof ReferenceError) {
+        return refuse(file.path, ManifestLimitCodes.ALIAS_LIMIT, `refused: ${docName} expands YAML aliases past the limit of ${limits.maxAliases} (${err.message})`);
+      }
+      problems.push({ file: file.path, object: docName, field: undefined, code: ManifestLimitCodes.BAD_YAML, message: `invalid YAML: ${err instanceof Error ? err.message : String(err)}` });
+      continue;
+    }
+    if (body === null || body === undefined) continue; // an empty document between ---
+    if (!isRecord(body)) {
+      problems.push({ file: file.path, object: docName, field: undefined, message: 'must be a mapping with apiVersion, kind and metadata' });
+      continue;
+    }
+    if (typeof body.kind !== 'string') {
+      problems.push({ file: file.path, object: docName, field: 'kind', message: 'is missing' });
+      continue;
+    }
+    const source: SourceRef = { file: file.path, doc: index };
+    objects.push({ kind: body.kind, body, source });
+  }
+  return { objects, problems, refused: false };
+}
+
+/** The problem for a file that would take the directory past its total objects or bytes, if it does. */
+export function totalLimitProblem(path: string, totals: { bytes: number; objects: number }, limits: ManifestLimits): ManifestProblem | undefined {
+  if (totals.bytes > limits.maxTotalBytes) {
+    return {
+      file: path, object: undefined, field: undefined, code: ManifestLimitCodes.TOTAL_TOO_LARGE,
+      message: `refused: with this file the manifests come to ${formatBytes(totals.bytes)}, over the limit of ${formatBytes(limits.maxTotalBytes)} in total`,
+    };
+  }
+  if (totals.objects > limits.maxObjectsTotal) {
+    return {
+      file: path, object: undefined, field: undefined, code: ManifestLimitCodes.TOTAL_TOO_MANY_OBJECTS,
+      message: `refused: with this file the manifests come to ${totals.objects} objects, over the limit of ${limits.maxObjectsTotal} in total`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Splits YAML files into raw objects (splitManifestFile per file). A file that would take
+ * the total past maxTotalBytes or maxObjectsTotal is refused, as are the ones after it.
+ */
+export function splitManifests(files: readonly ManifestFile[], options: SplitOptions = {}): { objects: RawObject[]; problems: ManifestProblem[] } {
+  const limits = options.limits ?? DEFAULT_MANIFEST_LIMITS;
+  const objects: RawObject[] = [];
+  const problems: ManifestProblem[] = [];
+  const totals = { bytes: 0, objects: 0 };
   for (const file of files) {
-    const docs = parseAllDocuments(file.text, { prettyErrors: true });
-    if (!Array.isArray(docs)) continue; // an empty stream
-    docs.forEach((doc, index) => {
-      const docName = `document ${index + 1}`;
-      if (doc.errors.length > 0) {
-        for (const e of doc.errors) problems.push({ file: file.path, object: docName, field: undefined, message: `invalid YAML: ${e.message.split('\n')[0]}` });
-        return;
-      }
-      const body: unknown = doc.toJS();
-      if (body === null || body === undefined) return; // an empty document between ---
-      if (!isRecord(body)) {
-        problems.push({ file: file.path, object: docName, field: undefined, message: 'must be a mapping with apiVersion, kind and metadata' });
-        return;
-      }
-      if (typeof body.kind !== 'string') {
-        problems.push({ file: file.path, object: docName, field: 'kind', message: 'is missing' });
-        return;
-      }
-      const source: SourceRef = { file: file.path, doc: index };
-      objects.push({ kind: body.kind, body, source });
-    });
+    const one = splitManifestFile(file, { limits });
+    if (one.refused) {
+      problems.push(...one.problems);
+      continue;
+    }
+    totals.bytes += Buffer.byteLength(file.text);
+    totals.objects += one.objects.length;
+    const over = totalLimitProblem(file.path, totals, limits);
+    if (over !== undefined) {
+      problems.push(over);
+      continue;
+    }
+    objects.push(...one.objects);
+    problems.push(...one.problems);
   }
   return { objects, problems };
 }
@@ -262,9 +376,9 @@ export function splitManifests(files: readonly ManifestFile[]): { objects: RawOb
 export function parseManifests(
   files: readonly ManifestFile[],
   knownOtherKinds: ReadonlySet<string> = new Set(),
-  options: Omit<ParseOptions, 'knownOtherKinds'> = {},
+  options: Omit<ParseOptions, 'knownOtherKinds'> & SplitOptions = {},
 ): ParsedManifests {
-  const split = splitManifests(files);
+  const split = splitManifests(files, options.limits === undefined ? {} : { limits: options.limits });
   const parsed = parseObjects(split.objects, { kubernetesSchema: false, ...options, knownOtherKinds });
   return { ...parsed, problems: [...split.problems, ...parsed.problems] };
 }

@@ -67,6 +67,8 @@ export interface PlanRequest {
 const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy']);
 
 const CLUSTER_NAME = /^[a-z][a-z0-9]{0,11}$/;
+/** A manifest set with thousands of mistakes must not print thousands of lines. */
+const MAX_PROBLEM_LINES = 20;
 
 export function validateClusterName(name: string): void {
   if (!CLUSTER_NAME.test(name)) {
@@ -129,7 +131,8 @@ export function planCluster(req: PlanRequest): ClusterPlan {
       if (slot === undefined) continue;
     }
     if (slot.count >= capacity) {
-      problem(id, 'spec.nodeName', `${slot.node.name} is full (--pods-per-node ${req.podsPerNode})`);
+      const limit = req.podsPerNode > 0 ? `--pods-per-node ${req.podsPerNode}` : `the simulator's limit of ${MAX_PODS_PER_NODE} pods per node`;
+      problem(id, 'spec.nodeName', `${slot.node.name} is full: it holds ${capacity} pods (${limit})`);
       continue;
     }
     let ip = pod.ip;
@@ -187,7 +190,9 @@ export function planCluster(req: PlanRequest): ClusterPlan {
   }
 
   if (problems.length > 0) {
-    throw new WeftError(SimErrors.BAD_MANIFEST, `the manifests have ${problems.length} problem(s):\n${problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`);
+    const shown = problems.slice(0, MAX_PROBLEM_LINES).map((p) => `  ${formatProblem(p)}`);
+    if (problems.length > MAX_PROBLEM_LINES) shown.push(`  ... and ${problems.length - MAX_PROBLEM_LINES} more (weft vet lists them all)`);
+    throw new WeftError(SimErrors.BAD_MANIFEST, `the manifests have ${problems.length} problem(s):\n${shown.join('\n')}`);
   }
   const byName = (a: SimPod, b: SimPod) => a.node.localeCompare(b.node, 'en', { numeric: true }) || a.ip.localeCompare(b.ip, 'en', { numeric: true });
   return Object.freeze({

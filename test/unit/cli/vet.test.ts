@@ -181,3 +181,25 @@ test('runs as a process: exit status 1 on problems', async (t) => {
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stdout, /weft vet: 2 problems in 1 file/);
 });
+
+test('hostile files: each is reported as its own problem, naming the limit, the rest is still vetted, and no stack trace is printed', async (t) => {
+  const { aliasBomb } = await import('../model/hostile-yaml.ts');
+  const dir = await dirWith(t, {
+    'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'services.yaml': GOOD_SERVICES, 'bomb.yaml': aliasBomb(),
+    'deep.yaml': `a: ${'['.repeat(30_000)}${']'.repeat(30_000)}\n`, 'broken.yaml': 'kind: Pod\nmetadata:\n  name: a\n   bad: x\n',
+  });
+  await writeFile(join(dir, 'huge.yaml'), Buffer.alloc(50 * 1000 * 1000, '#'));
+  const main = join(import.meta.dirname, '../../../src/cli/main.ts');
+  const r = spawnSync(process.execPath, [main, 'vet', dir], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr, '', 'nothing on stderr');
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.deepEqual(lines.slice(0, -1), [
+    `${join(dir, 'bomb.yaml')}: refused: document 1 expands YAML aliases past the limit of 100 (Excessive alias count indicates a resource exhaustion attack) [WEFT_MANIFEST_ALIAS_LIMIT]`,
+    `${join(dir, 'broken.yaml')}:3:9: document 1: invalid YAML: Nested mappings are not allowed in compact mappings (and 1 more in this document) [WEFT_MANIFEST_BAD_YAML]`,
+    `${join(dir, 'deep.yaml')}: refused: document 1 nests deeper than the YAML parser can follow (the limit is 64 levels) [WEFT_MANIFEST_TOO_DEEP]`,
+    `${join(dir, 'huge.yaml')}: refused unread: 47.7 MiB is over the limit of 4 MiB per manifest file [WEFT_MANIFEST_FILE_TOO_LARGE]`,
+  ]);
+  assert.equal(lines.at(-1), 'weft vet: 4 problems in 4 files (6 objects in 7 files accepted)');
+  assert.doesNotMatch(r.stdout, /\n\s+at /, 'no stack frames');
+});

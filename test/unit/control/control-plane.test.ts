@@ -122,6 +122,8 @@ test('weft control flags: every refusal names the flag and the value', () => {
   assert.deepEqual(controlConfig([...base, '--dashboard', '0.0.0.0:9090']).dashboard, { host: '0.0.0.0', port: 9090 });
   assert.equal(cfg.trustDomain, 'cluster.local');
   assert.ok(Object.isFrozen(cfg));
+  assert.deepEqual(cfg.source, { kind: 'manifests', dir: '/m', quietMs: 200, removalGraceMs: 10_000 });
+  assert.deepEqual(controlConfig([...base, '--manifest-quiet-ms', '0', '--removal-grace-ms', '60000']).source, { kind: 'manifests', dir: '/m', quietMs: 0, removalGraceMs: 60_000 });
   const usage: Array<[string[], RegExp]> = [
     [['--ca-dir', '/ca', '--tokens', '/t'], /exactly one of --manifests DIR or --kubernetes/],
     [[...base, '--kubernetes'], /exactly one of --manifests DIR or --kubernetes/],
@@ -141,6 +143,9 @@ test('weft control flags: every refusal names the flag and the value', () => {
     [[...base, '--trust-domain', 'Bad TD'], /^--trust-domain "Bad TD": must be lowercase/],
     [[...base, '--kubeconfig', '/k'], /^--kubeconfig "\/k": only goes with --kubernetes/],
     [[...base, '--log-level', 'loud'], /^--log-level "loud": must be one of fatal, error/],
+    [[...base, '--removal-grace-ms', '5e3'], /^--removal-grace-ms "5e3": must be a whole number from 0 to 3600000/],
+    [[...base, '--manifest-quiet-ms', '1s'], /^--manifest-quiet-ms "1s": must be a whole number from 0 to 60000/],
+    [['--kubernetes', '--ca-dir', '/ca', '--removal-grace-ms', '5'], /^--removal-grace-ms "5": only goes with --manifests/],
     [['--manifests', '/m', '--ca-secret', 'weft-ca', '--tokens', '/t'], /^--ca-secret "weft-ca": a Secret lives in the Kubernetes API/],
     [['--kubernetes', '--ca-secret', 'a/b/c'], /^--ca-secret "a\/b\/c": must be NAME or NAMESPACE\/NAME/],
     [['--kubernetes', '--ca-secret', 'Bad_Name'], /^--ca-secret "Bad_Name": must be NAME or NAMESPACE\/NAME/],

@@ -61,11 +61,11 @@ const refusals: [string, Parameters<typeof planCluster>[0], string, RegExp][] = 
   ['a malformed port', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 198.19.0.1, ports: [{port: http}]}\n', 'svc.yaml') },
     SimErrors.BAD_MANIFEST, /svc\.yaml: Service\/(default\/)?s: spec\.ports\[0\]\.port: must be a port number/],
   ['broken YAML', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('kind: Pod\nmetadata: [unclosed\n', 'broken.yaml') },
-    SimErrors.BAD_MANIFEST, /broken\.yaml: document 1: invalid YAML/],
+    SimErrors.BAD_MANIFEST, /broken\.yaml:3:1: document 1: invalid YAML: .* \[WEFT_MANIFEST_BAD_YAML\]$/],
   ['an unknown kind', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n') },
     SimErrors.BAD_MANIFEST, /Deployment\/(default\/)?d: kind: unknown kind "Deployment"/],
   ['a full node', { name: 'a', nodes: 1, podsPerNode: 1, manifests: file('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\n') },
-    SimErrors.BAD_MANIFEST, /node-1 is full/],
+    SimErrors.BAD_MANIFEST, /node-1 is full: it holds 1 pods \(--pods-per-node 1\)/],
 ];
 
 for (const [what, req, code, message] of refusals) {
@@ -78,4 +78,16 @@ test('every problem of a manifest set is reported, not just the first', () => {
   const text = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-9}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 1.2.3.4, ports: [{port: 80}]}\n';
   assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(text) }),
     (err: unknown) => isWeftError(err, SimErrors.BAD_MANIFEST) && /2 problem/.test(err.message) && /node-9/.test(err.message) && /1\.2\.3\.4/.test(err.message));
+});
+
+test('a full node without --pods-per-node names the simulator\'s real limit, and a long problem list is capped', () => {
+  const pods = Array.from({ length: 241 }, (_, i) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec: {nodeName: node-1}\n`).join('---\n');
+  assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(pods) }),
+    (err: unknown) => isWeftError(err, SimErrors.BAD_MANIFEST) && /node-1 is full: it holds 240 pods \(the simulator's limit of 240 pods per node\)/.test(err.message));
+  const bad = Array.from({ length: 45 }, (_, i) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec: {nodeName: node-9}\n`).join('---\n');
+  assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(bad) }), (err: unknown) => {
+    if (!isWeftError(err, SimErrors.BAD_MANIFEST)) return false;
+    const lines = err.message.split('\n');
+    return /45 problem/.test(lines[0] ?? '') && lines.length === 22 && /\.\.\. and 25 more \(weft vet lists them all\)/.test(lines.at(-1) ?? '');
+  });
 });
