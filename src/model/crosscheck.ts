@@ -1,8 +1,9 @@
 // Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
 // duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
 // naming identities that nothing in the manifests has, pods on nodes no Node object
-// declares (when some do), two Nodes sharing an address and enrolled pods with IPv6
-// addresses (which agents refuse to capture). Pure; used by `weft vet`.
+// declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
+// addresses (which agents refuse to capture), and the route checks of route-check.ts.
+// Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
 import type { ManifestProblem } from './manifests.ts';
@@ -11,6 +12,8 @@ import { selects } from './labels.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { isLivePod, MESH_DISABLED } from './resolve.ts';
 import { MESH_ENABLED, MESH_LABEL } from './types.ts';
+import { buildMeshState } from './state.ts';
+import { routeFindings } from './route-check.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -79,6 +82,12 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   ]);
   for (const pol of objects.policies) {
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
+  }
+  if ((objects.routes ?? []).length > 0) {
+    for (const f of routeFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) {
+      const file = options.origins.get(f.route)?.file ?? '(unknown file)';
+      problems.push({ file, object: f.route, field: f.field, message: f.message });
+    }
   }
   return problems;
 }
