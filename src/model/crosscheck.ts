@@ -10,8 +10,8 @@ import type { ManifestProblem } from './manifests.ts';
 import { originKey, type Kind } from './manifests.ts';
 import { selects } from './labels.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
-import { isLivePod, MESH_DISABLED } from './resolve.ts';
-import { MESH_ENABLED, MESH_LABEL } from './types.ts';
+import { isLivePod, MESH_DISABLED, namespaceEnrolled, podEnrolled } from './resolve.ts';
+import { MESH_LABEL } from './types.ts';
 import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
 
@@ -32,11 +32,9 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   const services = [...objects.services].sort(byKey);
   const pods = objects.pods.filter(isLivePod).sort(byKey);
 
-  const enrolledNs = new Set(objects.namespaces.filter((n) => n.labels[MESH_LABEL] === MESH_ENABLED).map((n) => n.name));
+  const enrolledNs = new Set(objects.namespaces.filter(namespaceEnrolled).map((n) => n.name));
   for (const p of pods) {
-    const own = p.labels[MESH_LABEL];
-    const enrolled = own === MESH_ENABLED || (own !== MESH_DISABLED && enrolledNs.has(p.namespace));
-    if (enrolled && p.ipv6 !== undefined) {
+    if (podEnrolled(p, enrolledNs.has(p.namespace)) && p.ipv6 !== undefined) {
       report('Pod', p.namespace, p.name, 'status.podIPs', `has IPv6 address(es) ${p.ipv6.join(', ')}; weft captures IPv4 only, so the agent refuses to capture this pod (label it ${MESH_LABEL}: ${MESH_DISABLED} to keep it out of the mesh knowingly)`);
     }
   }
