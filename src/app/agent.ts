@@ -107,13 +107,13 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     for (const w of local) ids.set(w.identity, parseSpiffeId(w.identity));
     certificates.setIdentities(ids.values());
     pushCredentials();
+    // A pod with IPv6 addresses goes in too, so that capture refuses it loudly (IPv4 only).
     enrollment.reconcile(local.flatMap((w): CaptureRequest[] => {
-      const ip = w.ip;
-      if (ip === undefined) return [];
+      if (w.ip === undefined && w.ipv6 === undefined) return [];
       const pod = { namespace: w.namespace, name: w.name, uid: w.uid };
       // iptables matches the pod's IP and never reads the cgroup: an unknown one is no reason to wait.
       const cgroupPath = redirector?.mode === 'iptables' ? () => tryLocate(locator, pod) ?? cgroupMount : () => locator.locate(pod);
-      return [{ podId: w.key, ip, cgroupPath }];
+      return [{ podId: w.key, ip: w.ip ?? '', cgroupPath, ...(w.ipv6 === undefined ? {} : { ipv6: w.ipv6 }) }];
     }));
     logger.info({ version: next.version, workloads: local.length, services: next.content.services.length }, 'config applied');
   };
@@ -153,7 +153,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(`${JSON.stringify({
             node: config.node, version: current?.version, feed: meshFeed.describe(),
-            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [] },
+            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [], refused: enrollment.refused() },
             certificates: certificates.snapshot(), workers: stats, mesh: current?.content,
           }, null, 2)}\n`);
         },
