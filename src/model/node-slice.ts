@@ -78,10 +78,26 @@ function routeReaches(state: MeshState, r: RouteObject, namespaces: ReadonlySet<
     && (p.namespace === r.namespace || namespaces.has(r.namespace)));
 }
 
-export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
+/**
+ * The part of a node's slice that depends on the node itself: O(its workloads, plus the
+ * routes, which are few), whatever the size of the mesh.
+ */
+export interface LocalSlice {
+  /** Workloads scheduled on the node, enrolled or not. */
+  readonly workloads: readonly Workload[];
+  /** Policies applying to the node's enrolled workloads, by `namespace/name`. */
+  readonly policies: readonly AuthorizationPolicyObject[];
+  /** Routes the node's callers may meet (empty unless meshed), in the state's order. */
+  readonly routes: readonly RouteObject[];
+  /** Service accounts of the node's enrolled workloads, by `namespace/serviceAccount`. */
+  readonly serviceAccounts: readonly NodeIdentity[];
+  /** The node has an enrolled workload: its agent captures, so it also gets peers, services and node addresses. */
+  readonly meshed: boolean;
+}
+
+export function localSlice(state: MeshState, node: string): LocalSlice {
   const local = state.workloadsOnNode(node);
   const enrolled = local.filter((w) => w.enrolled);
-  const meshed = enrolled.length > 0;
   const policies = new Map<string, AuthorizationPolicyObject>();
   const accounts = new Map<string, NodeIdentity>();
   for (const w of enrolled) {
@@ -91,17 +107,32 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
   }
   const enrolledNamespaces = new Set(enrolled.map((w) => w.namespace));
   const sortedValues = <T>(m: Map<string, T>): T[] => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
+  const meshed = enrolled.length > 0;
+  return {
+    workloads: local, policies: sortedValues(policies), serviceAccounts: sortedValues(accounts), meshed,
+    routes: meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [],
+  };
+}
+
+/** A workload as other nodes see it: labels dropped (policy selection happens at the destination). */
+export function peerForm(w: Workload): Workload {
+  return Object.freeze({ ...w, labels: Object.freeze({}) });
+}
+
+export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
+  const local = localSlice(state, node);
+  const meshed = local.meshed;
   return Object.freeze({
     node,
     trustDomain: state.trustDomain,
-    workloads: local,
+    workloads: local.workloads,
     peers: meshed
-      ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => cache?.peer(w) ?? Object.freeze({ ...w, labels: Object.freeze({}) }))
+      ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => cache?.peer(w) ?? peerForm(w))
       : [],
     services: meshed ? state.services : [],
-    policies: sortedValues(policies),
-    routes: meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [],
-    serviceAccounts: sortedValues(accounts),
+    policies: local.policies,
+    routes: local.routes,
+    serviceAccounts: local.serviceAccounts,
     nodes: meshed ? sliceNodes(state, node, cache?.calledNodes(state) ?? calledNodes(state)) : [],
   });
 }
@@ -167,7 +198,7 @@ export class ResourceCache {
   peer(w: Workload): Workload {
     let p = this.#peers.get(w);
     if (p === undefined) {
-      p = Object.freeze({ ...w, labels: Object.freeze({}) });
+      p = peerForm(w);
       this.#peers.set(w, p);
     }
     return p;

@@ -91,6 +91,19 @@ test('given the previous objects, an object that turned invalid keeps its last g
   assert.equal(without.pods.length + without.policies.length, 0);
 });
 
+test('a valid version of an object beats an invalid one before it; the previous version is kept only when none is valid', () => {
+  const first = parse([file([pod('x', 'p', { ip: '198.18.0.1' })])]);
+  const bad = pod('x', 'p', { ip: 'oops' });
+  const next = splitManifests([file([bad], 'a.yaml'), file([pod('x', 'p', { ip: '198.18.0.2' })], 'b.yaml')]);
+  const r = parseObjects(next.objects, { previous: first });
+  assert.deepEqual(r.pods.map((p) => p.ip), ['198.18.0.2'], 'the valid one in b.yaml, not the kept version');
+  assert.deepEqual(r.problems.map((p) => [p.file, p.field]), [['a.yaml', 'status.podIP']]);
+  assert.doesNotMatch(r.problems[0]?.message ?? '', /keeping/);
+  const none = parseObjects(splitManifests([file([bad], 'a.yaml'), file([bad], 'b.yaml')]).objects, { previous: first });
+  assert.deepEqual(none.pods.map((p) => p.ip), ['198.18.0.1'], 'none valid: the previous version stays');
+  assert.deepEqual(none.problems.map((p) => [p.file, /keeping/.test(p.message)]), [['a.yaml', true], ['b.yaml', false]]);
+});
+
 test('parseManifests leaves the Kubernetes schema check off unless asked (simulator manifests have no containers)', () => {
   const doc = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { nodeName: 'n1', containers: [{ image: 'x' }] } };
   assert.equal(parse([file([doc])]).pods.length, 0);
