@@ -43,7 +43,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   const meshFeed: MeshFeed = feed ?? (config.source.kind === 'manifests'
     ? new LocalFeed({ node: config.node, manifestsDir: config.source.dir, stateDir: config.stateDir, trustDomain: config.trustDomain }, logger, clock)
-    : controlFeed(config, logger));
+    : controlFeed(config, logger, registry));
 
   let redirector: Redirector | undefined;
   const ownerFile = join(config.stateDir, 'capture-owner');
