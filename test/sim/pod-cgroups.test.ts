@@ -66,7 +66,8 @@ for (const driver of ['systemd', 'cgroupfs']) {
       const tree = spawnSync('bpftool', ['-j', 'cgroup', 'tree', p.cgroup], { encoding: 'utf8' });
       const entries = JSON.parse(tree.stdout) as { cgroup: string; programs: { name: string; attach_type: string }[] }[];
       const own = entries.find((e) => e.cgroup.replace(/\/$/, '') === p.cgroup);
-      assert.deepEqual(own?.programs.map((x) => x.attach_type).sort(), ['cgroup_inet4_connect', 'cgroup_inet4_getpeername', 'cgroup_sock_ops'], `${p.name}: capture attached at its pod cgroup`);
+      const attached = own?.programs.map((x) => x.attach_type) ?? [];
+      for (const type of ['cgroup_inet4_connect', 'cgroup_sock_ops']) assert.ok(attached.includes(type), `${p.name}: ${type} attached at its pod cgroup (got ${attached.join(', ')})`);
       const r = await inPod(name, p.name, ['curl', '-s', '-m', '5', `http://${VIP}/`]);
       assert.equal(r.status, 0, `${p.name} -> VIP: ${r.stderr}`);
       assert.match(r.stdout, /^hello from (guaranteed|burstable|besteffort) ns=qos/);
