@@ -51,6 +51,7 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   { kind: 'AuthorizationPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/authorizationpolicies` },
   // Where other nodes' agents listen (the tunnel on 15008).
   { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', relevant: nodeFields },
+  { kind: 'PeerAuthentication', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/peerauthentications` },
 ]);
 
 export interface KubernetesSourceOptions {
