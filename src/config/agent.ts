@@ -33,8 +33,13 @@ export interface AgentConfig {
   readonly podInterface: string;
   /** Name of the bpffs pin directory /sys/fs/bpf/weft/<pinName>; unique per node on a host. */
   readonly pinName: string;
-  /** Template for a pod's cgroup path with {namespace}, {name}; where eBPF capture attaches. */
+  /**
+   * Override for where a pod's cgroup is (a template with {namespace}, {name}, {uid}); empty:
+   * found from the pod's UID where the kubelet puts it (either cgroup driver, any QoS class).
+   */
   readonly podCgroup: string;
+  /** The agent's own pod UID (POD_UID from the downward API): its pod cgroup answers SO_ORIGINAL_DST. */
+  readonly ownPodUid: string | undefined;
   readonly ports: AgentPorts;
   readonly excludePorts: readonly number[];
   readonly excludeCidrs: readonly string[];
@@ -55,7 +60,7 @@ export type AgentFlags = FlagValues;
 
 export const AGENT_USAGE = `weft agent --node NAME [--mode ebpf|iptables|off] --capture-address IP [--tunnel-address IP]
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
-            [--pod-cgroup TEMPLATE] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
+            [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]`;
 
 const s = { type: 'string' } as const;
@@ -91,7 +96,8 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     return Number(p);
   });
   const podCgroup = str(flags, 'pod-cgroup') ?? '';
-  if (mode === 'ebpf' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'is required in ebpf mode: an absolute path template with {namespace} and {name}');
+  if (podCgroup !== '' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'must be an absolute path template with {uid}, {namespace} or {name}');
+  const ownPodUid = env.POD_UID === undefined || env.POD_UID === '' ? undefined : env.POD_UID;
   return Object.freeze({
     node,
     mode,
@@ -100,6 +106,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     podInterface: str(flags, 'pod-interface') ?? 'br0',
     pinName: str(flags, 'pin-name') ?? node,
     podCgroup,
+    ownPodUid,
     ports: DEFAULT_PORTS,
     excludePorts: Object.freeze(excludePorts),
     excludeCidrs: Object.freeze(list(flags, 'exclude-cidrs')),
@@ -114,9 +121,4 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
     logLevel: logLevel(flags),
   });
-}
-
-/** The pod's cgroup path from the template. */
-export function podCgroupPath(template: string, namespace: string, name: string): string {
-  return template.replaceAll('{namespace}', namespace).replaceAll('{name}', name);
 }

@@ -60,6 +60,7 @@ export function resolveWorkload(p: PodObject, enrolledNamespace: boolean, trustD
     key: `${p.namespace}/${p.name}`, name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount,
     node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
     identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
+    ...(p.uid === undefined ? {} : { uid: p.uid }),
   });
 }
 

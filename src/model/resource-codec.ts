@@ -35,8 +35,8 @@ const ipv6s: Schema = {
 };
 const WORKLOAD = obj({
   key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe,
-}, ['node', 'ip', 'ipv6']);
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
+}, ['node', 'ip', 'ipv6', 'uid']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,

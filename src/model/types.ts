@@ -17,6 +17,8 @@ export interface NamespaceObject {
 export interface PodObject {
   readonly name: string;
   readonly namespace: string;
+  /** metadata.uid: how the kubelet names the pod's cgroup (where eBPF capture attaches). */
+  readonly uid?: string | undefined;
   readonly serviceAccount: string;
   /** The node the pod is scheduled on; undefined when the manifest leaves it to the scheduler. */
   readonly nodeName: string | undefined;
@@ -193,6 +195,8 @@ export interface Workload {
   readonly labels: Labels;
   /** The Pod or its Namespace carries weft.dev/mesh=enabled. */
   readonly enrolled: boolean;
+  /** The Pod's metadata.uid, when known: the agent finds the pod's cgroup by it. */
+  readonly uid?: string | undefined;
   /** SPIFFE id of its service account. */
   readonly identity: string;
 }
