@@ -3,7 +3,7 @@
 // ready for meshStateFromContent.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
 import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
@@ -54,6 +54,9 @@ const POLICY = obj({
     }),
   },
 });
+const PEER_AUTHENTICATION = obj({
+  name: str, namespace: str, selector: { type: 'map', values: str }, mode: { type: 'string', enum: ['STRICT', 'PERMISSIVE'] },
+}, ['mode']);
 const IDENTITY = obj({ namespace: str, serviceAccount: str, identity: spiffe });
 const MESH = obj({ trustDomain: str, node: str });
 const NODE = obj({
@@ -77,7 +80,7 @@ const ROUTE: Schema = {
 };
 
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE, route: ROUTE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
 };
 
 export interface ResourceProblem {
@@ -99,7 +102,7 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'mesh': return 'config';
     case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
-    case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
+    case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
     case 'route': return routeKey(body as unknown as RouteObject);
   }
@@ -110,6 +113,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const workloads: Workload[] = [];
   const services: MeshService[] = [];
   const policies: AuthorizationPolicyObject[] = [];
+  const peerAuthentications: PeerAuthenticationObject[] = [];
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
   const routes: RouteObject[] = [];
@@ -140,6 +144,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'workload': workloads.push(body as unknown as Workload); break;
       case 'service': services.push(body as unknown as MeshService); break;
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
+      case 'peerauthentication': peerAuthentications.push(body as unknown as PeerAuthenticationObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
       case 'node': nodes.push(body as unknown as MeshNode); break;
       case 'route': routes.push(body as unknown as RouteObject); break;
@@ -157,6 +162,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
       routes: routes.sort(byKey(routeKey)),
+      peerAuthentications: peerAuthentications.sort(byKey((p) => `${p.namespace}/${p.name}`)),
     },
   };
 }
