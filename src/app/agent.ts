@@ -43,7 +43,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   const meshFeed: MeshFeed = feed ?? (config.source.kind === 'manifests'
     ? new LocalFeed({ node: config.node, manifestsDir: config.source.dir, stateDir: config.stateDir, trustDomain: config.trustDomain }, logger, clock)
-    : controlFeed(config, logger));
+    : controlFeed(config, logger, registry));
 
   let redirector: Redirector | undefined;
   const ownerFile = join(config.stateDir, 'capture-owner');
@@ -96,8 +96,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     for (const w of local) ids.set(w.identity, parseSpiffeId(w.identity));
     certificates.setIdentities(ids.values());
     pushCredentials();
-    enrollment.reconcile(local.flatMap((w): CaptureTarget[] => (w.ip === undefined ? [] : [
-      { podId: w.key, ip: w.ip, cgroupPath: podCgroupPath(config.podCgroup, w.namespace, w.name) },
+    // A pod with IPv6 addresses goes in too, so that capture refuses it loudly (IPv4 only).
+    enrollment.reconcile(local.flatMap((w): CaptureTarget[] => (w.ip === undefined && w.ipv6 === undefined ? [] : [
+      { podId: w.key, ip: w.ip ?? '', cgroupPath: podCgroupPath(config.podCgroup, w.namespace, w.name), ...(w.ipv6 === undefined ? {} : { ipv6: w.ipv6 }) },
     ])));
     logger.info({ version: next.version, workloads: local.length, services: next.content.services.length }, 'config applied');
   };
@@ -137,7 +138,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(`${JSON.stringify({
             node: config.node, version: current?.version, feed: meshFeed.describe(),
-            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [] },
+            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [], refused: enrollment.refused() },
             certificates: certificates.snapshot(), workers: stats, mesh: current?.content,
           }, null, 2)}\n`);
         },

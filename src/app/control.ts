@@ -27,6 +27,8 @@ import { LiveMesh } from '../model/live-mesh.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
 import { resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { MeshState } from '../model/state.ts';
+import { routeStatuses } from '../model/route-check.ts';
+import { kubernetesStatusPut, RouteStatusWriter, type RouteObjectCache } from '../control/route-status.ts';
 import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
 import { DEFAULT_PORTS } from '../config/agent.ts';
 import { IssuedCertificates, startControlDashboard } from './dashboard.ts';
@@ -248,6 +250,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       trust = nextTrust;
       state = live.state;
       server.publish();
+      routeStatus(live.state);
       const ns = live.namespaces();
       if (ns.join('\0') !== namespaces) {
         namespaces = ns.join('\0');
@@ -260,6 +263,21 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       loaded = true;
     };
     const source = deps.source ?? await makeSource(config, kubeConfig, logger);
+    // Route status goes back through the API's status subresource; files have nowhere to keep it.
+    const statusWriter = kubeConfig !== undefined && isRouteObjectCache(source)
+      ? new RouteStatusWriter({ objects: source, put: kubernetesStatusPut(kubeConfig), log: logger })
+      : undefined;
+    if (statusWriter !== undefined) cleanups.push(() => statusWriter.close());
+    let statusNoted = false;
+    const routeStatus = (s: MeshState): void => {
+      if (statusWriter !== undefined) {
+        statusWriter.update(routeStatuses(s));
+        return;
+      }
+      if (s.routes.length === 0 || statusNoted) return;
+      statusNoted = true;
+      logger.info({ routes: s.routes.length }, 'route status is not written back: this config source has nowhere to keep it (weft vet shows what it would say)');
+    };
     let queue = Promise.resolve();
     const enqueue = (change: SourceChange): void => {
       // One change at a time, in order; a failure is logged and the model keeps what it had.
@@ -316,3 +334,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
   }
 }
 
+/** Sources that keep the objects they watched (the Kubernetes source), so status can be written against them. */
+function isRouteObjectCache(source: ConfigSource): source is ConfigSource & RouteObjectCache {
+  return typeof (source as Partial<RouteObjectCache>).object === 'function';
+}

@@ -1,15 +1,17 @@
 // Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
 // duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
 // naming identities that nothing in the manifests has, pods on nodes no Node object
-// declares (when some do), two Nodes sharing an address, and the route checks of
-// route-check.ts. Pure; used by `weft vet`.
+// declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
+// addresses (which agents refuse to capture), and the route checks of route-check.ts.
+// Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
 import type { ManifestProblem } from './manifests.ts';
 import { originKey, type Kind } from './manifests.ts';
 import { selects } from './labels.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
-import { isLivePod } from './resolve.ts';
+import { isLivePod, MESH_DISABLED, namespaceEnrolled, podEnrolled } from './resolve.ts';
+import { MESH_LABEL } from './types.ts';
 import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
 
@@ -29,6 +31,13 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
     `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1;
   const services = [...objects.services].sort(byKey);
   const pods = objects.pods.filter(isLivePod).sort(byKey);
+
+  const enrolledNs = new Set(objects.namespaces.filter(namespaceEnrolled).map((n) => n.name));
+  for (const p of pods) {
+    if (podEnrolled(p, enrolledNs.has(p.namespace)) && p.ipv6 !== undefined) {
+      report('Pod', p.namespace, p.name, 'status.podIPs', `has IPv6 address(es) ${p.ipv6.join(', ')}; weft captures IPv4 only, so the agent refuses to capture this pod (label it ${MESH_LABEL}: ${MESH_DISABLED} to keep it out of the mesh knowingly)`);
+    }
+  }
 
   const podByIp = new Map<string, string>();
   for (const p of pods) {

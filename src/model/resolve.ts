@@ -56,7 +56,7 @@ export function namespaceEnrolled(n: NamespaceObject | undefined): boolean {
 export function resolveWorkload(p: PodObject, enrolledNamespace: boolean, trustDomain: string): Workload {
   return Object.freeze({
     key: `${p.namespace}/${p.name}`, name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount,
-    node: p.nodeName, ip: p.ip, labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
+    node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
     identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
   });
 }

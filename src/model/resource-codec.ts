@@ -2,7 +2,7 @@
 // is rejected alone, with its key named) and turns the good ones back into MeshContent,
 // ready for meshStateFromContent.
 
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
@@ -30,10 +30,13 @@ const obj = (properties: Record<string, Schema>, optional: readonly string[] = [
   type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
 });
 
+const ipv6s: Schema = {
+  type: 'array', items: { type: 'string', check: (s) => (isIPv6(s) ? undefined : `must be an IPv6 address, got ${JSON.stringify(s)}`) },
+};
 const WORKLOAD = obj({
-  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, labels: { type: 'map', values: str },
+  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
   enrolled: { type: 'boolean' }, identity: spiffe,
-}, ['node', 'ip']);
+}, ['node', 'ip', 'ipv6']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,

@@ -102,6 +102,11 @@ export function routeParentStatuses(route: RouteObject, state: MeshState): Route
   });
 }
 
+/** The status.parents entries weft wants for every route of the snapshot, by `Kind/namespace/name`. */
+export function routeStatuses(state: MeshState): Map<string, readonly RouteParentStatus[]> {
+  return new Map(state.routes.map((r) => [routeKey(r), routeParentStatuses(r, state)]));
+}
+
 // ---- vet ------------------------------------------------------------------------------------
 
 function httpMatchKey(m: HttpRouteMatch): string {

@@ -20,8 +20,10 @@ export interface PodObject {
   readonly serviceAccount: string;
   /** The node the pod is scheduled on; undefined when the manifest leaves it to the scheduler. */
   readonly nodeName: string | undefined;
-  /** Pod IP when known (status.podIP); the simulator assigns one otherwise. */
+  /** The pod's IPv4 address when known (status.podIP / podIPs); the simulator assigns one otherwise. */
   readonly ip: string | undefined;
+  /** IPv6 addresses from status.podIP / podIPs, when it has any (weft refuses to enrol such a pod). */
+  readonly ipv6?: readonly string[];
   readonly labels: Labels;
   /** Ports the containers declare (informational). */
   readonly containerPorts: readonly number[];
@@ -171,6 +173,8 @@ export interface Workload {
   readonly serviceAccount: string;
   readonly node: string | undefined;
   readonly ip: string | undefined;
+  /** The pod's IPv6 addresses, when it has any: the agent refuses to capture such a pod (IPv4 only). */
+  readonly ipv6?: readonly string[];
   readonly labels: Labels;
   /** The Pod or its Namespace carries weft.dev/mesh=enabled. */
   readonly enrolled: boolean;

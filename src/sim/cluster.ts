@@ -14,6 +14,7 @@ import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './pla
 import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
 import { startMesh, stopMesh } from './mesh.ts';
+import { startPrometheus } from './prometheus.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -29,6 +30,8 @@ export interface UpOptions {
   readonly mesh: MeshMode;
   /** Extra flags for every agent, e.g. ['--workers', '1']. */
   readonly agentArgs?: readonly string[];
+  /** Run Prometheus in the underlay (scraping the mesh), forwarded to this host port (0: any). */
+  readonly prometheus?: { readonly port: number };
   /** Progress lines for a person; silent when undefined. */
   readonly log?: (line: string) => void;
 }
@@ -95,6 +98,11 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     writeState(state);
     await waitReady(plan, dir);
     log(`workloads: ${plan.pods.length} ready after ${Date.now() - started} ms`);
+    if (opts.prometheus !== undefined) {
+      state = await startPrometheus(state, opts.prometheus.port);
+      writeState(state);
+      log(`prometheus: ${state.prometheusUrl ?? '?'} after ${Date.now() - started} ms`);
+    }
     if (opts.mesh !== 'off') {
       state = await startMesh(state);
       log(`mesh (${opts.mesh}): control plane and ${plan.nodes.length} agents ready after ${Date.now() - started} ms`);
@@ -136,6 +144,7 @@ export async function down(name: string): Promise<void> {
   if (state !== undefined) await stopMesh(state);
   const pids = new Set<number>([
     ...Object.values(state?.workloads ?? {}),
+    ...Object.values(state?.addons ?? {}),
     ...cgroupPids(cgroupDir),
   ]);
   for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
@@ -223,5 +232,6 @@ export function statusJson(state: ClusterState): object {
     })),
     services: plan.services.map((s) => ({ name: s.name, namespace: s.namespace, vip: s.vip, ports: s.ports, selector: s.selector })),
     meshProcesses: state.mesh_processes,
+    ...(state.prometheusUrl === undefined ? {} : { prometheusUrl: state.prometheusUrl }),
   };
 }

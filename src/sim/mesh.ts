@@ -12,6 +12,7 @@ import { makeCgroup } from './cgroups.ts';
 import { alive, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, writeState, type ClusterState } from './state.ts';
 import { CONTROL_IP } from './addresses.ts';
+import { PROMETHEUS_URL } from './prometheus.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
@@ -22,8 +23,13 @@ export const DASHBOARD_PORT = 15080;
 function weftProcess(where: Placement, args: readonly string[], log: string): number {
   makeCgroup(where.cgroup);
   return startDetached(where, [process.execPath, CLI, ...args], {
-    PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE,
+    PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE, ...otelEnvironment(process.env),
   }, log);
+}
+
+/** The OpenTelemetry variables (OTEL_*) of `weft sim`'s own environment, passed to every mesh process. */
+export function otelEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('OTEL_') && e[1] !== undefined));
 }
 
 function meshDir(state: ClusterState): string {
@@ -41,7 +47,7 @@ function componentProcess(state: ClusterState, component: string): { where: Plac
       where: { cgroup: join(state.cgroupMount, plan.cgroup, 'control'), netns: plan.underlayNetns },
       args: ['control', '--listen', `${CONTROL_IP}:${CONTROL_PORT}`, '--manifests', join(clusterDir(plan.name), 'manifests'),
         '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control'),
-        '--dashboard', `127.0.0.1:${DASHBOARD_PORT}`],
+        '--dashboard', `127.0.0.1:${DASHBOARD_PORT}`, ...(state.addons?.prometheus === undefined ? [] : ['--prometheus', PROMETHEUS_URL])],
       log: join(logs, 'control.log'),
       ready: join(readyDir, 'control'),
     };

@@ -21,6 +21,19 @@ export function nodeManifest(node: SimNode): Record<string, unknown> {
   };
 }
 
+/**
+ * IPv6 entries of a Pod's own status.podIPs, kept so the mesh sees a dual-stack pod (and
+ * refuses it); the simulator configures no IPv6 address, its networks being IPv4 only.
+ */
+function declaredIpv6(body: Body): { ip: string }[] {
+  const status = body.status as { podIPs?: unknown } | undefined;
+  const list = Array.isArray(status?.podIPs) ? status.podIPs as unknown[] : [];
+  return list.flatMap((e) => {
+    const ip = typeof e === 'object' && e !== null ? (e as { ip?: unknown }).ip : undefined;
+    return typeof ip === 'string' && ip.includes(':') ? [{ ip }] : [];
+  });
+}
+
 export function renderScheduled(plan: ClusterPlan, manifests: readonly ManifestFile[]): ManifestFile[] {
   const byKey = new Map(plan.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
   const nodes: ManifestFile = { path: NODES_FILE, text: plan.nodes.map((n) => stringify(nodeManifest(n))).join('---\n') };
@@ -37,7 +50,7 @@ export function renderScheduled(plan: ClusterPlan, manifests: readonly ManifestF
       const pod = byKey.get(`${ns}/${String(body.metadata?.name)}`);
       if (pod === undefined) continue;
       body.spec = { ...body.spec, nodeName: pod.node };
-      body.status = { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }] };
+      body.status = { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }, ...declaredIpv6(body)] };
     }
     const base = m.path.split('/').pop()?.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.json$/, '.yaml') ?? 'manifest.yaml';
     return { path: `${String(i + 1).padStart(2, '0')}-${base}`, text: bodies.map((b) => stringify(b)).join('---\n') };

@@ -23,6 +23,10 @@ export interface ClusterState {
   readonly mesh_processes: Readonly<Record<string, number>>;
   /** Extra flags every agent of this cluster gets (`sim up --agent-args`). */
   readonly agentArgs: readonly string[];
+  /** PIDs of add-ons (`sim up --prometheus`: prometheus, its port-forward), by name. */
+  readonly addons?: Readonly<Record<string, number>>;
+  /** The host's loopback URL of the cluster's Prometheus, when it runs one. */
+  readonly prometheusUrl?: string;
 }
 
 export function clusterDir(name: string): string {
