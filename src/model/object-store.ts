@@ -48,6 +48,15 @@ function bySource(a: Candidate, b: Candidate): number {
   return a.raw.source.doc - b.raw.source.doc;
 }
 
+/** Equal bodies, the API's resourceVersion aside (it moves with every write, read or not). */
+function sameBody(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  if (a === b) return true;
+  const ma = a.metadata;
+  const mb = b.metadata;
+  if (!isRecord(ma) || !isRecord(mb) || (ma.resourceVersion === undefined && mb.resourceVersion === undefined)) return isDeepStrictEqual(a, b);
+  return isDeepStrictEqual({ ...a, metadata: { ...ma, resourceVersion: undefined } }, { ...b, metadata: { ...mb, resourceVersion: undefined } });
+}
+
 function keyOf(raw: RawObject): string | undefined {
   return isKind(raw.kind) && isRecord(raw.body) ? objectKey(raw.kind, raw.body) : undefined;
 }
@@ -95,8 +104,9 @@ export class ObjectStore {
       let forKey = this.#candidates.get(key);
       if (forKey === undefined) this.#candidates.set(key, (forKey = new Map<string, Candidate>()));
       const existing = forKey.get(id);
-      // Sources re-deliver unchanged objects (a rewritten file holds many): validate only what changed.
-      if (existing !== undefined && (existing.raw.body === raw.body || isDeepStrictEqual(existing.raw.body, raw.body))) continue;
+      // Sources re-deliver unchanged objects (a rewritten file holds many; an API update that
+      // only moved the resourceVersion): validate only what changed.
+      if (existing !== undefined && sameBody(existing.raw.body, raw.body)) continue;
       const one = parseRawObject(raw, this.#kubernetesSchema);
       forKey.set(id, { raw, parsed: one.parsed, problems: one.problems, object: one.object });
       touched.add(key);
