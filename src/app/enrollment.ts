@@ -3,6 +3,7 @@
 // there, say) is logged and tried again on the next reconcile or retry tick. A pod the
 // redirector refuses for good (IPv6 addresses: capture is IPv4 only) is released if it was
 // captured, logged once as an error, listed in refused(), and not retried until it changes.
+// A pod's cgroup is looked up at each attempt, so one the kubelet creates later is found.
 
 import type { Logger } from 'pino';
 import { describeError, isWeftError } from '../core/errors.ts';
@@ -10,11 +11,19 @@ import { RedirectErrors, type CaptureTarget, type Redirector } from '../redirect
 
 const RETRY_MS = 2000;
 
+/** A pod to capture; `cgroupPath` finds its cgroup now, or throws saying why it cannot. */
+export interface CaptureRequest {
+  readonly podId: string;
+  readonly ip: string;
+  readonly ipv6?: readonly string[];
+  readonly cgroupPath: () => string;
+}
+
 export class EnrollmentReconciler {
   readonly #redirector: Redirector | undefined;
   readonly #logger: Logger;
   #chain: Promise<void> = Promise.resolve();
-  #desired: readonly CaptureTarget[] = [];
+  #desired: readonly CaptureRequest[] = [];
   readonly #applied = new Map<string, string>();
   /** podId -> [fingerprint, why] of pods refused for good. */
   readonly #refused = new Map<string, readonly [string, string]>();
@@ -36,7 +45,7 @@ export class EnrollmentReconciler {
     return [...this.#refused].sort(([a], [b]) => (a < b ? -1 : 1)).map(([pod, [, reason]]) => ({ pod, reason }));
   }
 
-  reconcile(desired: readonly CaptureTarget[]): void {
+  reconcile(desired: readonly CaptureRequest[]): void {
     this.#desired = desired;
     this.#settled = false;
     this.#chain = this.#chain.then(() => this.#apply());
@@ -69,7 +78,20 @@ export class EnrollmentReconciler {
       }
     }
     for (const podId of [...this.#refused.keys()]) if (!want.has(podId)) this.#refused.delete(podId);
-    for (const t of desired) {
+    for (const request of desired) {
+      let cgroupPath: string;
+      try {
+        cgroupPath = request.cgroupPath();
+      } catch (err: unknown) {
+        // A pod with IPv6 addresses is refused whatever its cgroup; let the redirector say so.
+        if ((request.ipv6 ?? []).length === 0) {
+          failed++;
+          this.#logger.warn({ pod: request.podId, err: describeError(err) }, 'could not find the pod\'s cgroup; will retry');
+          continue;
+        }
+        cgroupPath = '/';
+      }
+      const t: CaptureTarget = { podId: request.podId, ip: request.ip, cgroupPath, ...(request.ipv6 === undefined ? {} : { ipv6: request.ipv6 }) };
       const fingerprint = `${t.ip} ${t.cgroupPath} ${(t.ipv6 ?? []).join(',')}`;
       if (this.#applied.get(t.podId) === fingerprint || this.#refused.get(t.podId)?.[0] === fingerprint) continue;
       try {

@@ -14,7 +14,7 @@ import {
   ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry } from '../telemetry/index.ts';
+import { ConnectionTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
 
@@ -36,6 +36,8 @@ export interface ProxyRuntimeDeps {
   readonly originalDestination: (socket: Socket) => SocketAddress;
   /** Admits or refuses connections at accept, on every listener (per-source caps). */
   readonly gate?: ConnectionGate;
+  /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
+  readonly tracer?: Observer;
 }
 
 export class ProxyRuntime {
@@ -60,7 +62,8 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
-    const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     this.#outbound = new OutboundListener({

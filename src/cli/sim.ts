@@ -2,6 +2,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { WeftError } from '../core/errors.ts';
+import { CGROUP_DRIVERS } from '../core/kubelet-cgroups.ts';
 import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
@@ -10,8 +11,8 @@ import { DASHBOARD_PORT, restartComponent, startComponent, stopComponent } from 
 import { portForward } from '../sim/port-forward.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
-const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
-              [--prometheus [--prometheus-port P]]
+const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
+              [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs]
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
@@ -19,7 +20,7 @@ const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifest
        weft sim dashboard --name NAME [--port P]
        weft sim port-forward --name NAME --to HOST:PORT [--port P] [--url-file FILE]   (into the underlay namespace)`;
 
-const MESH_MODES = ['off', 'ebpf', 'iptables'] as const;
+const MESH_MODES = ['off', 'auto', 'ebpf', 'iptables'] as const;
 
 export async function simCommand(argv: readonly string[]): Promise<number> {
   const [verb, ...rest] = argv;
@@ -51,7 +52,7 @@ function joinFlagValue(argv: readonly string[], flag: string): string[] {
 async function simUp(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
-    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
     prometheus: { type: 'boolean' }, 'prometheus-port': { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
@@ -59,11 +60,12 @@ async function simUp(argv: readonly string[]): Promise<number> {
   const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
   const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
   const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'ebpf', USAGE);
+  const cgroupDriver = oneOf(values['cgroup-driver'], '--cgroup-driver', CGROUP_DRIVERS, 'systemd', USAGE);
   const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
   const started = Date.now();
   if (values['prometheus-port'] !== undefined && values.prometheus !== true) throw usageError('--prometheus-port goes with --prometheus', USAGE);
   const prometheus = values.prometheus === true ? { port: intFlag(values['prometheus-port'], '--prometheus-port', 0, USAGE) } : undefined;
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, cgroupDriver, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
   if (state.prometheusUrl !== undefined) {
@@ -159,7 +161,7 @@ async function simDashboard(argv: readonly string[]): Promise<number> {
 
 function printStatus(state: ClusterState): void {
   const { plan } = state;
-  const lines = [`cluster ${plan.name} (mesh: ${state.mesh})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
+  const lines = [`cluster ${plan.name} (mesh: ${state.mesh}, cgroup driver: ${plan.cgroupDriver})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
   for (const n of plan.nodes) lines.push(`${n.name.padEnd(9)} ${n.ip.padEnd(14)} ${n.podCidr.padEnd(17)} ${n.netns}`);
   lines.push('', 'POD                         NODE      IP              SERVICE ACCOUNT  MESH');
   for (const p of plan.pods) lines.push(`${`${p.namespace}/${p.name}`.padEnd(27)} ${p.node.padEnd(9)} ${p.ip.padEnd(15)} ${p.serviceAccount.padEnd(16)} ${p.enrolled ? 'yes' : 'no'}`);

@@ -19,6 +19,9 @@ export function parseServiceAccount(body: Record<string, unknown>): ServiceAccou
   return Object.freeze({ name: md.name, namespace: md.namespace });
 }
 
+// The API server makes UUIDs; anything else must still be safe inside a cgroup name.
+const POD_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+
 export function parsePod(body: Record<string, unknown>): PodObject {
   const md = metadata(body, true);
   const spec = record(body.spec, 'spec', true);
@@ -32,6 +35,8 @@ export function parsePod(body: Record<string, unknown>): PodObject {
   if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') {
     throw new FieldError('spec.hostNetwork', `must be true or false, got ${show(spec.hostNetwork)}`);
   }
+  const rawUid = record(body.metadata, 'metadata').uid;
+  const uid = rawUid === undefined ? undefined : str(rawUid, 'metadata.uid', POD_UID, 'a UID (letters, digits and -)');
   const containerPorts: number[] = [];
   list(spec.containers, 'spec.containers', true).forEach((c: unknown, i) => {
     const cr = record(c, `spec.containers[${i}]`);
@@ -43,7 +48,7 @@ export function parsePod(body: Record<string, unknown>): PodObject {
   return Object.freeze({
     name: md.name, namespace: md.namespace, labels: md.labels, serviceAccount, nodeName, ip,
     ...(ipv6.length === 0 ? {} : { ipv6: Object.freeze(ipv6) }),
-    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true,
+    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true, ...(uid === undefined ? {} : { uid }),
   });
 }
 

@@ -2,7 +2,8 @@
 // duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
 // naming identities that nothing in the manifests has, pods on nodes no Node object
 // declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
-// addresses (which agents refuse to capture), and the route checks of route-check.ts.
+// addresses (which agents refuse to capture), PeerAuthentications that select nothing or
+// conflict at one scope, and the route checks of route-check.ts.
 // Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
@@ -14,6 +15,7 @@ import { isLivePod, MESH_DISABLED, namespaceEnrolled, podEnrolled } from './reso
 import { MESH_LABEL } from './types.ts';
 import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
+import { peerAuthenticationFindings } from './peer-authentication-check.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -81,6 +83,7 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   for (const pol of objects.policies) {
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
   }
+  for (const f of peerAuthenticationFindings(objects.peerAuthentications ?? [], pods)) report('PeerAuthentication', f.namespace, f.name, f.field, f.message);
   if ((objects.routes ?? []).length > 0) {
     for (const f of routeFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) {
       const file = options.origins.get(f.route)?.file ?? '(unknown file)';

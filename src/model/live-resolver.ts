@@ -10,7 +10,7 @@
 // and, when it resolves into content, the re-resolution step and a field of ContentChanges.
 
 import type {
-  AuthorizationPolicyObject, EndpointSliceObject, Labels, MeshNode, MeshService, NamespaceObject, NodeObject, PodObject,
+  AuthorizationPolicyObject, EndpointSliceObject, Labels, MeshNode, MeshService, NamespaceObject, NodeObject, PeerAuthenticationObject, PodObject,
   ServiceAccountObject, ServiceObject, Workload,
 } from './types.ts';
 import { compareSlices, isLivePod, namespaceEnrolled, resolveNode, resolveService, resolveWorkload, sortRoutes, type ServiceLookups } from './resolve.ts';
@@ -23,7 +23,7 @@ export interface ContentChanges {
   readonly workloads: ReadonlyMap<string, Workload | undefined>;
   readonly services: ReadonlyMap<string, MeshService | undefined>;
   readonly nodes: ReadonlyMap<string, MeshNode | undefined>;
-  /** Namespaces whose policies changed (ROOT_NAMESPACE's apply mesh-wide). */
+  /** Namespaces whose AuthorizationPolicies or PeerAuthentications changed (ROOT_NAMESPACE's apply mesh-wide). */
   readonly policyNamespaces: ReadonlySet<string>;
   /** Some HTTPRoute or GRPCRoute changed. */
   readonly routes: boolean;
@@ -35,6 +35,7 @@ interface Dirty {
   readonly nodes: Set<string>;
   readonly policyNamespaces: Set<string>;
   routes: boolean;
+  peerAuthentications: boolean;
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
@@ -60,6 +61,7 @@ function sameLabels(a: Labels, b: Labels): boolean {
 function sameWorkload(a: Workload | undefined, b: Workload | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.key === b.key && a.serviceAccount === b.serviceAccount && a.node === b.node && a.ip === b.ip && a.enrolled === b.enrolled
+    && (a.ipv6 ?? []).join(',') === (b.ipv6 ?? []).join(',')
     && a.identity === b.identity && sameLabels(a.labels, b.labels);
 }
 
@@ -82,6 +84,7 @@ export class LiveResolver {
   readonly #slices = new Map<string, EndpointSliceObject>();
   readonly #slicesBySvc = new Map<string, Map<string, EndpointSliceObject>>();
   readonly #policies = new Map<string, AuthorizationPolicyObject>();
+  readonly #peerAuthentications = new Map<string, PeerAuthenticationObject>();
   readonly #nodes = new Map<string, NodeObject>();
   readonly #accounts = new Map<string, ServiceAccountObject>();
   readonly #routes = new Map<string, RouteObject>();
@@ -106,7 +109,7 @@ export class LiveResolver {
   }
 
   apply(changes: readonly ParsedChange[]): ContentChanges {
-    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false };
+    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false, peerAuthentications: false };
     for (const c of changes) this.#take(c, dirty);
     const workloads = new Map<string, Workload | undefined>();
     for (const key of dirty.pods) this.#resolvePod(key, workloads, dirty.services);
@@ -121,6 +124,7 @@ export class LiveResolver {
       if (before !== undefined || n !== undefined) nodes.set(name, before);
     }
     if (dirty.policyNamespaces.size > 0) this.index.setPolicies([...this.#policies.values()]);
+    if (dirty.peerAuthentications) this.index.setPeerAuthentications([...this.#peerAuthentications.values()]);
     if (dirty.routes) this.index.setRoutes(sortRoutes([...this.#routes.values()]));
     return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes };
   }
@@ -133,7 +137,8 @@ export class LiveResolver {
   counts(): Record<string, number> {
     return {
       namespaces: this.#namespaces.size, pods: this.#pods.size, services: this.#services.size, endpointSlices: this.#slices.size,
-      serviceAccounts: this.#accounts.size, policies: this.#policies.size, nodes: this.#nodes.size, routes: this.#routes.size,
+      serviceAccounts: this.#accounts.size, policies: this.#policies.size,
+      peerAuthentications: this.#peerAuthentications.size, nodes: this.#nodes.size, routes: this.#routes.size,
     };
   }
 
@@ -189,6 +194,13 @@ export class LiveResolver {
         if (c.value === undefined) this.#policies.delete(key);
         else this.#policies.set(key, c.value);
         dirty.policyNamespaces.add(namespace);
+        return;
+      case 'PeerAuthentication':
+        // Few, like AuthorizationPolicies, and they reach the same nodes: marked the same way.
+        if (c.value === undefined) this.#peerAuthentications.delete(key);
+        else this.#peerAuthentications.set(key, c.value);
+        dirty.policyNamespaces.add(namespace);
+        dirty.peerAuthentications = true;
         return;
       case 'Node':
         if (c.value === undefined) this.#nodes.delete(name);

@@ -1,18 +1,19 @@
 // Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount,
-// weft.dev AuthorizationPolicy, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
+// weft.dev AuthorizationPolicy and PeerAuthentication, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
 // objects, returns objects plus every problem found, each naming file, object and field.
 // One bad object rejects only itself (and, given the previous objects, keeps that
 // object's last good version).
 
 import { parseAllDocuments, type Document } from 'yaml';
 import type {
-  AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
+  AuthorizationPolicyObject, EndpointSliceObject, PeerAuthenticationObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
   ServiceAccountObject, ServiceObject, SourceRef,
 } from './types.ts';
 import { WEFT_API_VERSION } from './types.ts';
 import { FieldError, isRecord } from './fields.ts';
 import { parseEndpointSlice, parseNamespace, parseNode, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
 import { parseAuthorizationPolicy } from './policy-kind.ts';
+import { parsePeerAuthentication } from './peer-authentication.ts';
 import { parseRoute } from './route-kind.ts';
 import { GATEWAY_API_VERSION, type GrpcRouteObject, type HttpRouteObject, type RouteObject } from './route-types.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
@@ -40,6 +41,7 @@ export interface ManifestProblem {
 
 export interface ParsedManifests extends MeshObjects {
   readonly routes: readonly RouteObject[];
+  readonly peerAuthentications: readonly PeerAuthenticationObject[];
   readonly problems: readonly ManifestProblem[];
   /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
   readonly others: readonly RawObject[];
@@ -75,6 +77,7 @@ export type ParsedObject =
   | { kind: 'EndpointSlice'; value: EndpointSliceObject }
   | { kind: 'ServiceAccount'; value: ServiceAccountObject }
   | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject }
+  | { kind: 'PeerAuthentication'; value: PeerAuthenticationObject }
   | { kind: 'HTTPRoute'; value: HttpRouteObject }
   | { kind: 'GRPCRoute'; value: GrpcRouteObject };
 
@@ -89,6 +92,7 @@ const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly names
   ServiceAccount: { apiVersion: 'v1', namespaced: true },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   AuthorizationPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+  PeerAuthentication: { apiVersion: WEFT_API_VERSION, namespaced: true },
   HTTPRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
   GRPCRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
 };
@@ -138,6 +142,10 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
     const r = parseAuthorizationPolicy(body);
     return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
   }
+  if (kind === 'PeerAuthentication') {
+    const r = parsePeerAuthentication(body);
+    return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
+  }
   if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
     const r = parseRoute(kind, body);
     if (r.route === undefined) return { issues: [...r.issues] };
@@ -171,6 +179,7 @@ function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   previous.serviceAccounts.forEach((value) => add({ kind: 'ServiceAccount', value }));
   previous.policies.forEach((value) => add({ kind: 'AuthorizationPolicy', value }));
   previous.nodes.forEach((value) => add({ kind: 'Node', value }));
+  (previous.peerAuthentications ?? []).forEach((value) => add({ kind: 'PeerAuthentication', value }));
   (previous.routes ?? []).forEach((value) => add(value.kind === 'HTTPRoute' ? { kind: 'HTTPRoute', value } : { kind: 'GRPCRoute', value }));
   return out;
 }
@@ -183,7 +192,8 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
   const out = {
     namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
     endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
-    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[],
+    peerAuthentications: [] as PeerAuthenticationObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
     origins: new Map<string, SourceRef>(),
   };
   const accept = (p: Parsed, source: SourceRef, object: string): void => {
@@ -201,6 +211,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
       case 'EndpointSlice': out.endpointSlices.push(p.value); break;
       case 'ServiceAccount': out.serviceAccounts.push(p.value); break;
       case 'AuthorizationPolicy': out.policies.push(p.value); break;
+      case 'PeerAuthentication': out.peerAuthentications.push(p.value); break;
       case 'Node': out.nodes.push(p.value); break;
       case 'HTTPRoute': case 'GRPCRoute': out.routes.push(p.value); break;
     }

@@ -4,7 +4,8 @@
 // what it touches, not the size of the mesh. Conflicts (two workloads on one IP, two
 // services on one VIP and port) go to the first by `namespace/name`, as resolveMesh sorts.
 
-import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
+import { mtlsModeFor, type MtlsDecision } from './peer-authentication.ts';
 import { ROOT_NAMESPACE } from './types.ts';
 import { compilePolicy, NO_POLICIES, policyApplies, type ApplicablePolicies, type CompiledPolicy } from './authorize.ts';
 import type { MeshState, ServiceAtVip } from './state.ts';
@@ -61,6 +62,9 @@ export class MeshIndex implements MeshState {
   #compiled = new Map<string, readonly CompiledPolicy[]>();
   /** policiesFor, per workload key, for the workload object it was computed for. */
   readonly #applicable = new Map<string, { readonly workload: Workload; readonly policies: ApplicablePolicies }>();
+  #peerAuthentications: readonly PeerAuthenticationObject[] = Object.freeze([]);
+  /** mtlsModeFor, per workload key, for the workload object it was computed for. */
+  readonly #mtls = new Map<string, { readonly workload: Workload; readonly decision: MtlsDecision }>();
   #routes: readonly RouteObject[] = Object.freeze([]);
   /** Route tables per `service:port`, compiled on first use after the routes or services changed. */
   #routeTables: Map<string, RouteTable> | undefined;
@@ -109,6 +113,7 @@ export class MeshIndex implements MeshState {
     if (w === undefined) return;
     this.#workloads.delete(key);
     this.#applicable.delete(key);
+    this.#mtls.delete(key);
     if (w.ip !== undefined) this.#ips.remove(w.ip, key);
     if (w.node !== undefined) {
       const onNode = this.#byNode.get(w.node);
@@ -167,6 +172,17 @@ export class MeshIndex implements MeshState {
     this.#applicable.clear();
   }
 
+  /** Replaces every PeerAuthentication (few; each workload's mode is computed once). */
+  setPeerAuthentications(policies: readonly PeerAuthenticationObject[]): void {
+    this.#mutable();
+    this.#peerAuthentications = Object.freeze([...policies].sort((a, b) => {
+      const ka = `${a.namespace}/${a.name}`;
+      const kb = `${b.namespace}/${b.name}`;
+      return ka < kb ? -1 : ka > kb ? 1 : 0;
+    }));
+    this.#mtls.clear();
+  }
+
   /** Replaces every HTTPRoute and GRPCRoute (sorted by `Kind/namespace/name` by the caller). */
   setRoutes(routes: readonly RouteObject[]): void {
     this.#mutable();
@@ -188,6 +204,18 @@ export class MeshIndex implements MeshState {
 
   get policies(): readonly AuthorizationPolicyObject[] {
     return this.#policies;
+  }
+
+  get peerAuthentications(): readonly PeerAuthenticationObject[] {
+    return this.#peerAuthentications;
+  }
+
+  mtlsModeFor(workload: Workload): MtlsDecision {
+    const cached = this.#mtls.get(workload.key);
+    if (cached?.workload === workload) return cached.decision;
+    const decision = mtlsModeFor(this.#peerAuthentications, workload);
+    if (this.#workloads.get(workload.key) === workload) this.#mtls.set(workload.key, { workload, decision });
+    return decision;
   }
 
   get routes(): readonly RouteObject[] {

@@ -6,7 +6,7 @@
 // resolver (live-resolver.ts) and resolveMesh share them.
 
 import type {
-  AuthorizationPolicyObject, Endpoint, EndpointSliceObject, Labels, MeshNode, MeshObjects, MeshService, NamespaceObject, NodeObject, PodObject,
+  AuthorizationPolicyObject, Endpoint, EndpointSliceObject, PeerAuthenticationObject, Labels, MeshNode, MeshObjects, MeshService, NamespaceObject, NodeObject, PodObject,
   ServiceObject, ServicePortEndpoints, Workload,
 } from './types.ts';
 import { MESH_ENABLED, MESH_LABEL } from './types.ts';
@@ -24,6 +24,8 @@ export interface MeshContent {
   readonly nodes: readonly MeshNode[];
   /** HTTPRoutes and GRPCRoutes, sorted by `Kind/namespace/name`; absent means none. */
   readonly routes?: readonly RouteObject[];
+  /** PeerAuthentications, sorted by `namespace/name`; absent means none (every workload PERMISSIVE). */
+  readonly peerAuthentications?: readonly PeerAuthenticationObject[];
 }
 
 /** Label value on a Pod that keeps it out of the mesh even in an enrolled namespace. */
@@ -58,6 +60,7 @@ export function resolveWorkload(p: PodObject, enrolledNamespace: boolean, trustD
     key: `${p.namespace}/${p.name}`, name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount,
     node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
     identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
+    ...(p.uid === undefined ? {} : { uid: p.uid }),
   });
 }
 
@@ -174,8 +177,8 @@ export function resolveNode(n: NodeObject): MeshNode {
   return Object.freeze({ name: n.name, address: n.address });
 }
 
-/** Policies in `namespace/name` order. */
-export function sortPolicies(policies: readonly AuthorizationPolicyObject[]): AuthorizationPolicyObject[] {
+/** Policies (of any kind) in `namespace/name` order. */
+export function sortPolicies<P extends { readonly namespace: string; readonly name: string }>(policies: readonly P[]): P[] {
   return [...policies].sort((a, b) => {
     const ka = `${a.namespace}/${a.name}`;
     const kb = `${b.namespace}/${b.name}`;
@@ -216,6 +219,6 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
   const nodes = objects.nodes.map(resolveNode).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return Object.freeze({
     trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(sortPolicies(objects.policies)), nodes: Object.freeze(nodes),
-    routes: Object.freeze(sortRoutes(objects.routes ?? [])),
+    routes: Object.freeze(sortRoutes(objects.routes ?? [])), peerAuthentications: Object.freeze(sortPolicies(objects.peerAuthentications ?? [])),
   });
 }

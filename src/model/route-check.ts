@@ -181,6 +181,9 @@ export function routeFindings(state: MeshState): RouteFinding[] {
         if (winner !== undefined) report(route, at, `is overridden on ${svc.key}:${port} by GRPCRoute ${winner.namespace}/${winner.name} (GEP-1294: GRPCRoute wins over HTTPRoute on a Service port)`);
       }
     });
+    if (route.hostnames.length > 0 && route.parentRefs.some(isServiceParent)) {
+      report(route, 'spec.hostnames', 'is ignored for Service parents (GEP-1294): the route applies to traffic sent to the Service whatever its Host; match a Host header instead');
+    }
     for (const r of references(route)) {
       const bad = backendProblem(r.ref, state);
       if (bad !== undefined) report(route, r.field, `${bad.message}: requests sent there get ${route.kind === 'GRPCRoute' ? 'UNAVAILABLE' : '500'}`);

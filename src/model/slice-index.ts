@@ -265,6 +265,10 @@ export class SliceIndex {
       const name = `${p.namespace}/${p.name}`;
       next.set(resourceKey('authorization', name), this.#resource('authorization', name, p));
     }
+    for (const p of slice.peerAuthentications) {
+      const name = `${p.namespace}/${p.name}`;
+      next.set(resourceKey('peerauthentication', name), this.#resource('peerauthentication', name, p));
+    }
     for (const r of slice.routes) {
       const name = routeKey(r);
       next.set(resourceKey('route', name), this.#resource('route', name, r));

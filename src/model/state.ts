@@ -6,8 +6,9 @@
 // crossCheck reports them.
 
 import type {
-  AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, ServicePort, Workload,
+  AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, PeerAuthenticationObject, ServicePort, Workload,
 } from './types.ts';
+import type { MtlsDecision } from './peer-authentication.ts';
 import { DEFAULT_TRUST_DOMAIN } from './types.ts';
 import { resolveMesh, type MeshContent } from './resolve.ts';
 import type { PolicyView } from './authorize.ts';
@@ -43,6 +44,10 @@ export interface MeshState extends PolicyView {
   nodeAddress(name: string): string | undefined;
   /** True when an enrolled workload with that service account is scheduled on the node (the CA's check). */
   hasServiceAccountOnNode(node: string, namespace: string, serviceAccount: string): boolean;
+  /** PeerAuthentications, sorted by `namespace/name`. */
+  readonly peerAuthentications: readonly PeerAuthenticationObject[];
+  /** The workload's mTLS mode (model/peer-authentication.ts), computed once per workload object. */
+  mtlsModeFor(workload: Workload): MtlsDecision;
   /** HTTPRoutes and GRPCRoutes, sorted by `Kind/namespace/name`. */
   readonly routes: readonly RouteObject[];
   /**
@@ -79,6 +84,7 @@ function indexContent(content: MeshContent): MeshIndex {
   for (const n of content.nodes) if (index.node(n.name) === undefined) index.putNode(n);
   index.setPolicies(content.policies);
   index.setRoutes(content.routes ?? []);
+  index.setPeerAuthentications(content.peerAuthentications ?? []);
   return index.freeze();
 }
 
@@ -88,5 +94,5 @@ export function checkedTrustDomain(td: string | undefined): string {
 }
 
 export const EMPTY_OBJECTS: MeshObjects = Object.freeze({
-  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [],
+  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [], peerAuthentications: [],
 });

@@ -204,7 +204,7 @@ export class InboundTunnel implements Listener {
     const peer = this.#sessions.get(stream.session as Http2Session);
     const forwarded = parseForwardedFor(headers.forwarded);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
-    void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), { resetOnFailure: false });
+    void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), { resetOnFailure: false, incoming: headers });
   }
 
   async #serve(

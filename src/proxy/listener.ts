@@ -8,7 +8,7 @@ import type { AddressInfo, Server } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
-import type { ConnectionObserver, ConnectionRecord } from './contracts.ts';
+import type { ConnectionObserver, ConnectionRecord, TraceCarrier } from './contracts.ts';
 import { NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
@@ -55,6 +55,8 @@ export interface ServeOptions {
    * A handler that throws always gets its downstream reset.
    */
   readonly resetOnFailure: boolean;
+  /** Headers whose trace context the connection's record continues (the tunnel's CONNECT). */
+  readonly incoming?: TraceCarrier;
 }
 
 const ignore = (): void => undefined;
@@ -104,7 +106,7 @@ export class ListenerCore {
    */
   async serve(downstream: SpliceSide, sourceIp: string, handler: (a: Accepted) => Promise<Ending>, o: ServeOptions): Promise<void> {
     downstream.on('error', ignore);
-    const record = this.#observer.open();
+    const record = this.#observer.open(o.incoming);
     const tracked = this.#tracker.track(sourceIp);
     const live = tracked.entry;
     let ending: Ending = [ResponseFlags.OK];

@@ -1,13 +1,13 @@
 // The manifests the mesh reads for a simulated cluster: one Node per simulated node (its
 // underlay address as InternalIP, where other agents reach its tunnel), then the user's (or
-// generated) objects as given, except that every Pod is shown as scheduled — spec.nodeName
-// and status.podIP filled in from the plan — just as the Kubernetes API would report it.
+// generated) objects as given, except that every Pod is shown as scheduled — metadata.uid,
+// spec.nodeName and status.podIP filled in from the plan — just as the Kubernetes API would report it.
 
 import { parseAllDocuments, stringify } from 'yaml';
 import type { ManifestFile } from '../model/manifests.ts';
 import type { ClusterPlan, SimNode } from './plan.ts';
 
-type Body = Record<string, unknown> & { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: Record<string, unknown> };
+type Body = Record<string, unknown> & { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; uid?: unknown }; spec?: Record<string, unknown> };
 
 /** The file of Node objects, first among the rendered manifests. */
 export const NODES_FILE = '00-nodes.yaml';
@@ -49,6 +49,7 @@ export function renderScheduled(plan: ClusterPlan, manifests: readonly ManifestF
       const ns = typeof body.metadata?.namespace === 'string' ? body.metadata.namespace : 'default';
       const pod = byKey.get(`${ns}/${String(body.metadata?.name)}`);
       if (pod === undefined) continue;
+      body.metadata = { ...body.metadata, uid: pod.uid };
       body.spec = { ...body.spec, nodeName: pod.node };
       body.status = { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }, ...declaredIpv6(body)] };
     }

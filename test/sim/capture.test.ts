@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { needsRoot } from '../support/root.ts';
 import { simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
@@ -100,6 +100,13 @@ function natRules(netns: string): string {
 function startTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+}
+
+/** The agent runs as a DaemonSet pod: SO_ORIGINAL_DST is answered on its pod's cgroup (its container's parent). */
+function agentPodCgroup(s: SimStatus): string {
+  const container = s.meshCgroups['agent/node-1'];
+  if (container === undefined) throw new Error('sim status names no cgroup for agent/node-1');
+  return dirname(container);
 }
 
 async function status(name: string): Promise<Status> {
@@ -216,7 +223,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     assert.deepEqual(recs.map((x) => x.src.address).sort(), ports.map((p) => `${client.ip}:${p}`).sort());
     if (mode === 'ebpf') {
       // The agent's cgroup answers SO_ORIGINAL_DST and is never redirected.
-      const agentCgroup = join(node1.cgroup, 'agent');
+      const agentCgroup = agentPodCgroup(s);
       assert.deepEqual(attachedAt(agentCgroup).map((a) => a.type), ['getsockopt']);
     } else {
       // Rules match enrolled pods' source addresses arriving from the bridge; the agent's own
@@ -281,7 +288,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
       assert.ok(existsSync(pins), 'the pins outlived the killed agent');
       assert.match(restartLog, /adopting the eBPF capture a previous agent left/);
       assert.deepEqual(attachedAt(client.cgroup), before, 'the same programs, attached once (no duplicates)');
-      assert.deepEqual(attachedAt(join(node1.cgroup, 'agent')).map((a) => a.type), ['getsockopt']);
+      assert.deepEqual(attachedAt(agentPodCgroup(s)).map((a) => a.type), ['getsockopt']);
     } else {
       assert.match(restartLog, /adopted enrolled pods from existing WEFT chains/);
       const nat = natRules(node1.netns);

@@ -39,8 +39,11 @@ export interface SimStatus {
   name: string;
   mesh: string;
   nodes: { name: string; ip: string; netns: string; bridgeIp: string; cgroup: string }[];
-  pods: { name: string; namespace: string; node: string; ip: string; netns: string; serviceAccount: string; labels: Record<string, string>; enrolled: boolean; cgroup: string; pid: number }[];
+  cgroupDriver: string;
+  pods: { name: string; namespace: string; node: string; ip: string; netns: string; serviceAccount: string; labels: Record<string, string>; enrolled: boolean; uid: string; qos: string; cgroup: string; containerCgroup: string; pid: number }[];
   services: { name: string; namespace: string; vip: string; ports: { port: number; targetPort: number }[] }[];
+  /** The cgroup each mesh process runs in, by component (`control`, `agent/<node>`). */
+  meshCgroups: Record<string, string>;
 }
 
 /** Brings a cluster up for the test and registers its removal; returns its status. */

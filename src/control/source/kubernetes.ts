@@ -104,6 +104,8 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   // Gateway API (GAMMA): routes whose parent is a Service.
   { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, path: `/apis/${GATEWAY_API_VERSION}/httproutes`, relevant: routeFields, optional: true },
   { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, path: `/apis/${GATEWAY_API_VERSION}/grpcroutes`, relevant: routeFields, optional: true },
+  // weft's own; optional so that a cluster without its CRD yet still runs (nothing is STRICT then).
+  { kind: 'PeerAuthentication', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/peerauthentications`, optional: true },
 ]);
 
 export interface KubernetesSourceOptions {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
-import { EnrollmentReconciler } from '../../../src/app/enrollment.ts';
+import { EnrollmentReconciler, type CaptureRequest } from '../../../src/app/enrollment.ts';
 import { validateTarget } from '../../../src/redirect/options.ts';
 import type { CaptureTarget, Redirector } from '../../../src/redirect/index.ts';
 
@@ -45,8 +45,9 @@ function logger(): { log: Logger; lines: { level: string; fields: Record<string,
   return { log: { info: at('info'), warn: at('warn'), error: at('error') } as unknown as Logger, lines };
 }
 
-const web: CaptureTarget = { podId: 'shop/web', ip: '198.18.1.10', cgroupPath: '/sys/fs/cgroup/web' };
-const dual: CaptureTarget = { podId: 'shop/dual', ip: '198.18.1.11', cgroupPath: '/sys/fs/cgroup/dual', ipv6: ['fd00::11'] };
+const at = (path: string) => (): string => path;
+const web: CaptureRequest = { podId: 'shop/web', ip: '198.18.1.10', cgroupPath: at('/sys/fs/cgroup/web') };
+const dual: CaptureRequest = { podId: 'shop/dual', ip: '198.18.1.11', cgroupPath: at('/sys/fs/cgroup/dual'), ipv6: ['fd00::11'] };
 
 test('a pod with IPv6 addresses is refused loudly and not retried; the others are captured', async () => {
   const redirector = new RecordingRedirector();
@@ -84,4 +85,33 @@ test('a captured pod that gains an IPv6 address is released, not left half-captu
   await r.idle();
   assert.deepEqual(redirector.enrolled(), ['shop/dual'], 'IPv4 only again: captured again');
   assert.deepEqual(r.refused(), []);
+});
+
+test('a pod whose cgroup is not there yet is retried, and captured once the kubelet made it', async () => {
+  const redirector = new RecordingRedirector();
+  const { log, lines } = logger();
+  const r = new EnrollmentReconciler(redirector, log);
+  let made = false;
+  const late: CaptureRequest = {
+    podId: 'shop/late', ip: '198.18.1.12',
+    cgroupPath: () => {
+      if (!made) throw new Error('no cgroup for uid 1234 yet');
+      return '/sys/fs/cgroup/late';
+    },
+  };
+  r.reconcile([web, late]);
+  await r.idle();
+  assert.deepEqual(redirector.enrolled(), ['shop/web']);
+  assert.equal(r.settled, false, 'not ready while an enrolled pod is not captured');
+  assert.match(String(lines.find((l) => l.fields.pod === 'shop/late')?.fields.err), /no cgroup for uid 1234/);
+  made = true;
+  r.reconcile([web, late]); // what the retry tick does
+  await r.idle();
+  assert.deepEqual(redirector.enrolled(), ['shop/late', 'shop/web']);
+  assert.equal(redirector.pods.get('shop/late')?.cgroupPath, '/sys/fs/cgroup/late');
+  assert.equal(r.settled, true);
+  // A pod with IPv6 is refused even when its cgroup cannot be found.
+  r.reconcile([web, late, { ...dual, cgroupPath: () => { throw new Error('none'); } }]);
+  await r.idle();
+  assert.deepEqual(r.refused().map((x) => x.pod), ['shop/dual']);
 });

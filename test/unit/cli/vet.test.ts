@@ -131,7 +131,7 @@ test('a directory with five distinct mistakes reports all five, each with file, 
   const bad = (f: string) => join(dir, 'bad', f);
   assert.deepEqual(r.lines.slice(0, -1).sort(), [
     `${bad('policy.yaml')}: AuthorizationPolicy/shop/from-nobody: spec.rules[0].from[0].source.principals[0]: no ServiceAccount or Pod has service account shop/nobody`,
-    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy, HTTPRoute, GRPCRoute)`,
+    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy, PeerAuthentication, HTTPRoute, GRPCRoute)`,
     `${bad('services.yaml')}: Service/shop/ghost: spec.selector: selects no Pod in namespace shop (app=ghost), so the Service has no endpoints`,
     `${bad('services.yaml')}: Service/shop/loop: spec.clusterIP: "127.0.0.10" cannot be a cluster IP: it is a loopback address`,
     `${bad('services.yaml')}: Service/shop/web-copy: spec.clusterIP: 198.19.0.10 is already the cluster IP of Service shop/web`,
@@ -242,4 +242,36 @@ test('hostile files: each is reported as its own problem, naming the limit, the 
   ]);
   assert.equal(lines.at(-1), 'weft vet: 4 problems in 4 files (6 objects in 7 files accepted)');
   assert.doesNotMatch(r.stdout, /\n\s+at /, 'no stack frames');
+});
+
+test('PeerAuthentication: vet names a bad mode, a selector matching nothing, and two policies at one scope', async (t) => {
+  const PAS = `apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: typo, namespace: shop}
+spec: {mtls: {mode: STRICTLY}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: a-strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: b-permissive, namespace: shop}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: nobody, namespace: shop}
+spec: {selector: {matchLabels: {app: nobody}}, mtls: {mode: STRICT}}
+`;
+  const dir = await dirWith(t, { 'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'pa.yaml': PAS });
+  const r = await vet([dir]);
+  assert.equal(r.code, 1);
+  const file = join(dir, 'pa.yaml');
+  assert.deepEqual(r.lines.slice(0, -1), [
+    `${file}: PeerAuthentication/shop/typo: spec.mtls.mode: must be one of STRICT, PERMISSIVE, UNSET, got "STRICTLY"`,
+    `${file}: PeerAuthentication/shop/b-permissive: spec: conflicts with PeerAuthentication shop/a-strict: both are namespace-wide in shop (no selector); only shop/a-strict (first by name, mode STRICT) is used, this one (mode PERMISSIVE) is ignored`,
+    `${file}: PeerAuthentication/shop/nobody: spec.selector.matchLabels: selects no Pod in namespace shop (app=nobody), so it applies to nothing`,
+  ]);
 });

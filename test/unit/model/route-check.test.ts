@@ -14,6 +14,7 @@ test('vet: parent not a Service, unknown parent, no such port, unknown backends,
   const tcp = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'mesh' }, spec: { clusterIP: '198.19.1.9', ports: [{ name: 'tcp-pg', port: 5432 }] } };
   const parsed = parseManifests([{ path: 'r.yaml', text: yamlOf([...SERVICE_DOCS, tcp, route('HTTPRoute', 'bad', {
     parentRefs: [{ name: 'gw' }, parent('ghost'), parent('echo', { port: 9999 }), parent('db')],
+    hostnames: ['echo.example.com'],
     rules: [
       { backendRefs: [be('nope', 80), be('echo-v1', 1234), { group: 'example.com', kind: 'Bucket', name: 'b' }] },
       { matches: [{ path: { value: '/zero' } }], backendRefs: [be('echo-v1', 80, { weight: 0 }), be('echo-v2', 80, { weight: 0 })] },
@@ -27,6 +28,7 @@ test('vet: parent not a Service, unknown parent, no such port, unknown backends,
     'spec.parentRefs[1]: names Service mesh/ghost, which does not exist',
     'spec.parentRefs[2]: Service mesh/echo port 9999 matches no port of the Service (ports: 80 http, 7070 grpc)',
     'spec.parentRefs[3]: attaches to mesh/db port 5432, declared opaque TCP (name tcp-pg); weft does not parse its traffic as HTTP, so the route never applies there',
+    'spec.hostnames: is ignored for Service parents (GEP-1294): the route applies to traffic sent to the Service whatever its Host; match a Host header instead',
     'spec.rules[0].backendRefs[0]: Service mesh/nope does not exist: requests sent there get 500',
     'spec.rules[0].backendRefs[1]: Service mesh/echo-v1 has no port 1234 (ports: 80, 7070, 8080): requests sent there get 500',
     'spec.rules[0].backendRefs[2]: example.com/Bucket b is not a Service; weft sends only to Services: requests sent there get 500',
