@@ -8,6 +8,7 @@
 import type { api } from '@opentelemetry/sdk-node';
 
 import { systemClock, type Clock } from '../core/clock.ts';
+import { peerAttributes, setKnown, splitHostPort } from './span-attributes.ts';
 import type { Tracing } from './tracing.ts';
 import type { IncomingRequest, ObservedRequest, OutgoingTraceHeaders, RequestDescription, RequestOutcome } from './types.ts';
 
@@ -49,7 +50,7 @@ export class RequestTracer {
     const { context, httpPropagator, tracer } = this.#t;
     const parent = httpPropagator.extract(context.root(), incoming.headers, getter);
     const server = incoming.reporter === 'destination';
-    const [host, port] = splitAuthority(incoming.authority);
+    const [host, port] = splitHostPort(incoming.authority);
     const attributes: api.Attributes = {
       'http.request.method': incoming.method,
       'url.path': incoming.path.split('?', 1)[0],
@@ -90,19 +91,13 @@ class TracedRequest implements ObservedRequest {
     const attributes: api.Attributes = {
       'weft.request_protocol': d.protocol,
       'weft.connection_security_policy': d.security,
-      'weft.source.workload': d.source.workload,
-      'weft.source.namespace': d.source.namespace,
-      'weft.source.principal': d.source.principal,
-      'weft.destination.workload': d.destination.workload,
-      'weft.destination.namespace': d.destination.namespace,
-      'weft.destination.principal': d.destination.principal,
-      'weft.destination.service': d.service?.host,
+      ...peerAttributes(d.source, d.destination, d.service),
       'weft.route': d.route,
       // The peer of this agent: the client on the destination side, the endpoint on the source side.
       'network.peer.address': hostOf(this.#server ? d.source.address : d.destination.address),
     };
     if (d.service !== undefined && !this.#server) attributes['server.address'] = d.service.host;
-    for (const [k, v] of Object.entries(attributes)) if (v !== undefined) s.setAttribute(k, v);
+    setKnown(s, attributes);
   }
 
   finish(o: RequestOutcome): void {
@@ -126,13 +121,7 @@ class TracedRequest implements ObservedRequest {
   }
 }
 
-function splitAuthority(authority: string | undefined): [string | undefined, number | undefined] {
-  if (authority === undefined || authority === '') return [undefined, undefined];
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(authority);
-  if (m === null) return [authority, undefined];
-  return [(m[1] ?? '').replace(/^\[|\]$/g, ''), m[2] === undefined ? undefined : Number(m[2])];
-}
 
 function hostOf(address: string | undefined): string | undefined {
-  return address === undefined ? undefined : splitAuthority(address)[0];
+  return splitHostPort(address)[0];
 }
