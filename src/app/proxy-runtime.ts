@@ -12,7 +12,7 @@ import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
   ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
+  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import { ConnectionTelemetry } from '../telemetry/index.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
@@ -36,6 +36,8 @@ export interface ProxyRuntimeDeps {
   readonly originalDestination: (socket: Socket) => SocketAddress;
   /** Admits or refuses connections at accept, on every listener (per-source caps). */
   readonly gate?: ConnectionGate;
+  /** How spliced sockets close (SO_LINGER 0 while bytes are in flight). */
+  readonly closer?: SocketCloser;
 }
 
 export class ProxyRuntime {
@@ -62,18 +64,19 @@ export class ProxyRuntime {
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
     const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const reader: OriginalDestinationReader = deps.originalDestination;
+    const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate, splice,
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
-    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
+    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, splice }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, splice }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
     });
   }

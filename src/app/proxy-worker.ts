@@ -10,6 +10,7 @@ import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
 import { BatchedLog } from '../telemetry/index.ts';
+import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
 
@@ -28,7 +29,7 @@ const send = (m: FromWorker): void => port.postMessage(m);
 const destination = pino.destination({ dest: 1, sync: false });
 const logger = pino({ level: data.logLevel, base: { worker: data.index } }, new BatchedLog(destination));
 const registry = new Registry();
-const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
+const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger) });
 let draining = false;
 
 port.on('message', (m: ToWorker) => {

@@ -27,6 +27,7 @@ import { identityForServerName } from './server-name.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
+import { endSessionOnEof } from './tunnel-session.ts';
 import { h2Settings, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface InboundTunnelOptions {
@@ -192,6 +193,7 @@ export class InboundTunnel implements Listener {
     const requested = servername === undefined ? undefined : identityForServerName(servername);
     this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp });
     session.once('close', () => this.#sessions.delete(session));
+    endSessionOnEof(session, `tunnel from ${remoteIp}`);
     try {
       session.setLocalWindowSize(this.#tuning.sessionWindowBytes);
     } catch {
@@ -266,7 +268,7 @@ export class InboundTunnel implements Listener {
       return [ResponseFlags.DOWNSTREAM_RESET, describeError(err)];
     }
     record.countBytes(pod, 'server');
-    const result = await splice(stream, pod, signal);
+    const result = await splice(stream, pod, signal, this.#core.spliceOptions);
     return flagsForSplice(result);
   }
 }

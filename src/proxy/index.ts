@@ -15,7 +15,9 @@ export { identityForServerName, serverNameFor } from './server-name.ts';
 export { endpointKey, pickEndpoint, type LoadSnapshot, type Pickable, type RandomSource } from './load-balancer.ts';
 export { OutlierDetector, type OutlierOptions } from './outlier-detector.ts';
 export { UpstreamHealth } from './upstream-health.ts';
-export { splice, resetSide, type SpliceOutcome, type SpliceResult, type SpliceSide } from './splice.ts';
+export {
+  DEFAULT_HALF_CLOSED_IDLE_MS, splice, resetSide, type SocketCloser, type SpliceOptions, type SpliceOutcome, type SpliceResult, type SpliceSide,
+} from './splice.ts';
 export { connectTcp, type TcpConnectOptions } from './tcp-connect.ts';
 export { DEFAULT_TUNNEL_TUNING, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoolStats, type TunnelRequest } from './tunnel-pool.ts';

@@ -13,7 +13,7 @@ import { NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
 import { listen, stopListening, type ListenOptions } from './listen.ts';
-import { resetSide, type SpliceSide } from './splice.ts';
+import { resetSide, type SpliceOptions, type SpliceSide } from './splice.ts';
 
 /** What every listener offers its owner. `close` and `destroy` are safe to call twice. */
 export interface Listener {
@@ -38,6 +38,8 @@ export interface ListenerCommonDeps {
   readonly registry?: ConnectionRegistry;
   /** Admits or refuses connections at accept; everything is admitted when absent. */
   readonly gate?: ConnectionGate;
+  /** How spliced sockets close (SO_LINGER) and the half-closed idle timeout. */
+  readonly splice?: SpliceOptions;
 }
 
 /** What a listener's handler gets for one accepted connection. */
@@ -67,8 +69,11 @@ export class ListenerCore {
   readonly #observer: ConnectionObserver;
   readonly #gate: ConnectionGate | undefined;
   readonly #tracker: ConnectionTracker;
+  /** What the listener passes to splice(). */
+  readonly spliceOptions: SpliceOptions;
 
   constructor(kind: ListenerKind, server: Server, where: ListenOptions, deps: ListenerCommonDeps) {
+    this.spliceOptions = deps.splice ?? {};
     this.#server = server;
     this.#where = where;
     this.#what = kind.replace('-', ' ');
