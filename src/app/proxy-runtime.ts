@@ -11,10 +11,11 @@ import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry } from '../telemetry/index.ts';
+import { ConnectionTelemetry, OverloadTelemetry } from '../telemetry/index.ts';
+import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
 
@@ -27,6 +28,16 @@ export interface ProxyRuntimeOptions {
   readonly ports: AgentPorts;
   readonly clusterDomain: string;
   readonly cluster: string;
+  /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
+  readonly limits?: ProxyLimits;
+}
+
+/** The caps every worker applies, and the counters they share. */
+export interface ProxyLimits {
+  readonly budget: FdBudget;
+  readonly workers: number;
+  /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
+  readonly shared: Int32Array;
 }
 
 export interface ProxyRuntimeDeps {
@@ -65,18 +76,39 @@ export class ProxyRuntime {
     const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const reader: OriginalDestinationReader = deps.originalDestination;
     const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
+    const limits = options.limits;
+    const caps = limits === undefined ? undefined : new ConnectionCaps({
+      globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
+    });
+    const handshakeCaps = limits === undefined ? {} : {
+      maxPending: limits.budget.maxPendingHandshakes, maxPendingPerSource: perWorker(limits.budget.maxPendingHandshakesPerSource, limits.workers),
+    };
+    const overload = new OverloadTelemetry({
+      registry: deps.registry, logger: deps.logger, clock: deps.clock,
+      ...(limits === undefined || caps === undefined ? {} : {
+        limits: {
+          connectionFds: () => ({ cap: caps.limits.globalFds, held: caps.heldGlobally, perSourceCap: limits.budget.perSourceFds, heldHere: caps.held }),
+          handshakes: () => ({ cap: limits.budget.maxPendingHandshakes, perSourceCap: limits.budget.maxPendingHandshakesPerSource, pending: this.#tunnel.stats().pendingHandshakes }),
+        },
+      }),
+    });
+    caps?.observe(overload);
+    const gate = deps.gate ?? caps;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate, splice,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
-    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, splice }, {
-      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
+    this.#tunnel = new InboundTunnel({
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload,
+      ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
+    }, {
+      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, splice }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
     });
   }

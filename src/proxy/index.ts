@@ -37,3 +37,6 @@ export { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamO
 export { classifyConnectFailure, type ConnectFailure, type ConnectFailureContext } from './connect-failure.ts';
 export { planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
 export { workloadName } from './describe.ts';
+export { ConnectionCaps, FD_COST, capDecision, type CapHit, type CapObserver, type ConnectionCapsOptions } from './connection-caps.ts';
+export { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, handshakeDecision, type HandshakeLimits } from './handshake-limiter.ts';
+export { NO_OVERLOAD_OBSERVER, type OverloadObserver } from './contracts.ts';

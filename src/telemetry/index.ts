@@ -13,3 +13,4 @@ export {
 export { BatchedLog, type BatchedLogOptions, type LogTarget } from './batched-log.ts';
 export { collectProcessMetrics } from './process-metrics.ts';
 export { CertificateMetrics, type CertificateMetricEvent } from './certificate-metrics.ts';
+export { OverloadTelemetry, type OverloadLimits, type OverloadTelemetryOptions } from './overload-telemetry.ts';

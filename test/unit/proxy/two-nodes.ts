@@ -21,6 +21,7 @@ import type { SpliceOptions } from '../../../src/proxy/splice.ts';
 import { TunnelPool, type TunnelPoolOptions } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
 import { ConnectionTelemetry } from '../../../src/telemetry/connection-telemetry.ts';
+import { OverloadTelemetry } from '../../../src/telemetry/overload-telemetry.ts';
 import {
   OriginalDestinations, TestMesh, allowAll, dialCaptured, echoServer, endpoint, service, testCredentials, workload,
   type EchoServer,
@@ -79,13 +80,15 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
       cb();
     },
   });
-  const telemetry = new ConnectionTelemetry({ registry, logger: pino({ level: 'info' }, sink) });
+  const logger = pino({ level: 'info' }, sink);
+  const telemetry = new ConnectionTelemetry({ registry, logger });
+  const overload = new OverloadTelemetry({ registry, logger, logIntervalMs: 0 });
 
   const connections = new ConnectionRegistry();
   const echo = await echoServer(server.ip ?? '', o.echo);
   const inbound = new InboundTunnel({
     mesh, credentials: o.serverCredentials ?? testCredentials([server.identity]), authorize: o.inboundAuthorize ?? o.authorize ?? allowAll,
-    observer: telemetry, registry: connections, gate: o.inboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
+    observer: telemetry, overload, registry: connections, gate: o.inboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
   }, { nodeName: 'b', host: '127.0.0.2', port: 0, ...o.inbound });
   const inboundAddress = await inbound.listen();
 
@@ -94,7 +97,7 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
     originalDestination: table.reader, mesh, authorize: o.authorize ?? allowAll, tunnels: pool, health, observer: telemetry,
-    registry: connections, gate: o.outboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
+    overload, registry: connections, gate: o.outboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
   }, { nodeName: 'a', host: '127.0.0.1', port: 0, tunnelPort: inboundAddress.port, ...o.outbound });
   const outboundAddress = await outbound.listen();
 
