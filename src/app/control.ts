@@ -27,6 +27,8 @@ import { decodeNodeResources, type DecodedResources } from '../model/resource-co
 import { nodeResources, ResourceCache, resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { RawObject } from '../model/types.ts';
 import type { MeshState } from '../model/state.ts';
+import { routeStatuses } from '../model/route-check.ts';
+import { kubernetesStatusPut, RouteStatusWriter, type RouteObjectCache } from '../control/route-status.ts';
 import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
 import { DEFAULT_PORTS } from '../config/agent.ts';
 import { IssuedCertificates, startControlDashboard } from './dashboard.ts';
@@ -256,9 +258,25 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       snapshot = { state: loaded.state, trust };
       server.setSnapshot(snapshot);
       void publisher?.publish(namespacesOf(objects), trustBundlePem);
+      routeStatus(loaded.state);
       logger.info({ workloads: loaded.state.workloads.length, services: loaded.state.services.length, policies: loaded.state.policies.length, problems: problems.length }, 'mesh snapshot loaded');
     };
     const source = deps.source ?? await makeSource(config, kubeConfig, logger);
+    // Route status goes back through the API's status subresource; files have nowhere to keep it.
+    const statusWriter = kubeConfig !== undefined && isRouteObjectCache(source)
+      ? new RouteStatusWriter({ objects: source, put: kubernetesStatusPut(kubeConfig), log: logger })
+      : undefined;
+    if (statusWriter !== undefined) cleanups.push(() => statusWriter.close());
+    let statusNoted = false;
+    const routeStatus = (s: MeshState): void => {
+      if (statusWriter !== undefined) {
+        statusWriter.update(routeStatuses(s));
+        return;
+      }
+      if (s.routes.length === 0 || statusNoted) return;
+      statusNoted = true;
+      logger.info({ routes: s.routes.length }, 'route status is not written back: this config source has nowhere to keep it (weft vet shows what it would say)');
+    };
     let queue = Promise.resolve();
     await source.start((objects, problems) => {
       // One snapshot at a time, in order; a failure is logged and the last good state stays.
@@ -320,4 +338,9 @@ function namespacesOf(objects: readonly RawObject[]): string[] {
     if (o.kind === 'Namespace' && typeof name === 'string') out.push(name);
   }
   return out.sort();
+}
+
+/** Sources that keep the objects they watched (the Kubernetes source), so status can be written against them. */
+function isRouteObjectCache(source: ConfigSource): source is ConfigSource & RouteObjectCache {
+  return typeof (source as Partial<RouteObjectCache>).object === 'function';
 }

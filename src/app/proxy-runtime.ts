@@ -14,7 +14,7 @@ import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry, OverloadTelemetry } from '../telemetry/index.ts';
+import { ConnectionTelemetry, OverloadTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
@@ -49,6 +49,8 @@ export interface ProxyRuntimeDeps {
   readonly gate?: ConnectionGate;
   /** How spliced sockets close (SO_LINGER 0 while bytes are in flight). */
   readonly closer?: SocketCloser;
+  /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
+  readonly tracer?: Observer;
 }
 
 export class ProxyRuntime {
@@ -73,7 +75,8 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
-    const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
     const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
     const limits = options.limits;

@@ -76,7 +76,7 @@ export async function vetCommand(argv: readonly string[], out: VetOutput = proce
   try {
     const parsed = parseObjects(raw, { kubernetesSchema: true });
     problems.push(...parsed.problems, ...crossCheck(parsed, { trustDomain, origins: parsed.origins }));
-    return report(out, paths, problems, parsed.origins.size);
+    return report(out, paths, problems, parsed.origins.size, parsed.routes.length > 0);
   } catch (err: unknown) {
     // A bug of ours, not the user's input: one line, never a stack trace.
     problems.push({ file: paths.join(', '), object: undefined, field: undefined, message: `weft vet could not check these files: ${describeError(err)}` });
@@ -84,11 +84,15 @@ export async function vetCommand(argv: readonly string[], out: VetOutput = proce
   }
 }
 
-function report(out: VetOutput, paths: readonly string[], problems: ManifestProblem[], objects: number): number {
+function report(out: VetOutput, paths: readonly string[], problems: ManifestProblem[], objects: number, routes = false): number {
   // Grouped by file (stable: within a file, in the order found).
   const order = new Map(paths.map((f, i) => [f, i]));
   problems.sort((a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1));
   for (const p of problems) out.write(`${formatProblem(p)}\n`);
+  if (routes) {
+    // A cluster's control plane writes these as each route's status.parents; files have no status to write to.
+    out.write(`weft vet: route status (Accepted, ResolvedRefs) is written back only by \`weft control --kubernetes\`; for files, the route problems above are what it would say\n`);
+  }
   const what = `${objects} object${objects === 1 ? '' : 's'} in ${paths.length} file${paths.length === 1 ? '' : 's'}`;
   if (problems.length === 0) {
     out.write(`weft vet: ${what}, no problems\n`);

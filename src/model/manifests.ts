@@ -1,18 +1,19 @@
 // Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount,
-// weft.dev AuthorizationPolicy, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
+// weft.dev AuthorizationPolicy and PeerAuthentication, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
 // objects, returns objects plus every problem found, each naming file, object and field.
 // One bad object rejects only itself (and, given the previous objects, keeps that
 // object's last good version).
 
 import { parseAllDocuments, type Document } from 'yaml';
 import type {
-  AuthorizationPolicyObject, EndpointSliceObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
+  AuthorizationPolicyObject, EndpointSliceObject, PeerAuthenticationObject, MeshObjects, NamespaceObject, NodeObject, PodObject, RawObject,
   ServiceAccountObject, ServiceObject, SourceRef,
 } from './types.ts';
 import { WEFT_API_VERSION } from './types.ts';
 import { FieldError, isRecord } from './fields.ts';
 import { parseEndpointSlice, parseNamespace, parseNode, parsePod, parseService, parseServiceAccount } from './core-kinds.ts';
 import { parseAuthorizationPolicy } from './policy-kind.ts';
+import { parsePeerAuthentication } from './peer-authentication.ts';
 import { parseRoute } from './route-kind.ts';
 import { GATEWAY_API_VERSION, type GrpcRouteObject, type HttpRouteObject, type RouteObject } from './route-types.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
@@ -40,6 +41,7 @@ export interface ManifestProblem {
 
 export interface ParsedManifests extends MeshObjects {
   readonly routes: readonly RouteObject[];
+  readonly peerAuthentications: readonly PeerAuthenticationObject[];
   readonly problems: readonly ManifestProblem[];
   /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
   readonly others: readonly RawObject[];
@@ -66,7 +68,8 @@ export function formatProblem(p: ManifestProblem): string {
   return `${where}: ${p.message}${p.code === undefined ? '' : ` [${p.code}]`}`;
 }
 
-type Parsed =
+/** One validated object with its kind. */
+export type ParsedObject =
   | { kind: 'Namespace'; value: NamespaceObject }
   | { kind: 'Node'; value: NodeObject }
   | { kind: 'Pod'; value: PodObject }
@@ -74,10 +77,12 @@ type Parsed =
   | { kind: 'EndpointSlice'; value: EndpointSliceObject }
   | { kind: 'ServiceAccount'; value: ServiceAccountObject }
   | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject }
+  | { kind: 'PeerAuthentication'; value: PeerAuthenticationObject }
   | { kind: 'HTTPRoute'; value: HttpRouteObject }
   | { kind: 'GRPCRoute'; value: GrpcRouteObject };
 
-export type Kind = Parsed['kind'];
+export type Kind = ParsedObject['kind'];
+type Parsed = ParsedObject;
 
 const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly namespaced: boolean }>> = {
   Namespace: { apiVersion: 'v1', namespaced: false },
@@ -87,13 +92,14 @@ const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly names
   ServiceAccount: { apiVersion: 'v1', namespaced: true },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   AuthorizationPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+  PeerAuthentication: { apiVersion: WEFT_API_VERSION, namespaced: true },
   HTTPRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
   GRPCRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
 };
 
 export const KNOWN_KINDS: readonly string[] = Object.keys(KINDS);
 
-function isKind(k: string): k is Kind {
+export function isKind(k: string): k is Kind {
   return Object.hasOwn(KINDS, k);
 }
 
@@ -104,14 +110,15 @@ function objectName(kind: string, body: Record<string, unknown>): string {
 }
 
 /** kind/namespace/name, with Kubernetes' default namespace filled in; undefined without a name. */
-function objectKey(kind: Kind, body: Record<string, unknown>): string | undefined {
+export function objectKey(kind: Kind, body: Record<string, unknown>): string | undefined {
   const md = isRecord(body.metadata) ? body.metadata : {};
   if (typeof md.name !== 'string') return undefined;
   const ns = KINDS[kind].namespaced ? (typeof md.namespace === 'string' ? md.namespace : 'default') : '';
   return `${kind}/${ns}/${md.name}`;
 }
 
-function parsedKey(p: Parsed): string {
+/** The objectKey of a parsed object. */
+export function parsedKey(p: Parsed): string {
   return `${p.kind}/${'namespace' in p.value ? p.value.namespace : ''}/${p.value.name}`;
 }
 
@@ -133,6 +140,10 @@ export function originKey(kind: Kind, namespace: string, name: string): string {
 function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: boolean): { parsed?: Parsed; issues: SchemaIssue[] } {
   if (kind === 'AuthorizationPolicy') {
     const r = parseAuthorizationPolicy(body);
+    return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
+  }
+  if (kind === 'PeerAuthentication') {
+    const r = parsePeerAuthentication(body);
     return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
   }
   if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
@@ -168,6 +179,7 @@ function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   previous.serviceAccounts.forEach((value) => add({ kind: 'ServiceAccount', value }));
   previous.policies.forEach((value) => add({ kind: 'AuthorizationPolicy', value }));
   previous.nodes.forEach((value) => add({ kind: 'Node', value }));
+  (previous.peerAuthentications ?? []).forEach((value) => add({ kind: 'PeerAuthentication', value }));
   (previous.routes ?? []).forEach((value) => add(value.kind === 'HTTPRoute' ? { kind: 'HTTPRoute', value } : { kind: 'GRPCRoute', value }));
   return out;
 }
@@ -180,7 +192,8 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
   const out = {
     namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
     endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
-    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[],
+    peerAuthentications: [] as PeerAuthenticationObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
     origins: new Map<string, SourceRef>(),
   };
   const accept = (p: Parsed, source: SourceRef, object: string): void => {
@@ -198,39 +211,74 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
       case 'EndpointSlice': out.endpointSlices.push(p.value); break;
       case 'ServiceAccount': out.serviceAccounts.push(p.value); break;
       case 'AuthorizationPolicy': out.policies.push(p.value); break;
+      case 'PeerAuthentication': out.peerAuthentications.push(p.value); break;
       case 'Node': out.nodes.push(p.value); break;
       case 'HTTPRoute': case 'GRPCRoute': out.routes.push(p.value); break;
     }
   };
 
+  const results: { raw: RawObject; one: RawParse }[] = [];
   for (const raw of objects) {
-    const { kind, body } = raw;
-    const file = raw.source.file;
-    const object = objectName(kind, body);
-    if (knownOtherKinds.has(kind)) {
-      out.others.push(raw);
+    if (knownOtherKinds.has(raw.kind)) out.others.push(raw);
+    else results.push({ raw, one: parseRawObject(raw, kubernetesSchema, knownOtherKinds) });
+  }
+  // The first valid version of each object wins; with none valid, the first one keeps the
+  // object's previous version (if any). Either way the rest are problems.
+  const valid = new Set<string>();
+  for (const { one } of results) if (one.parsed !== undefined && one.key !== undefined) valid.add(one.key);
+  const seen = new Set<string>();
+  for (const { raw, one } of results) {
+    const first = one.key !== undefined && !seen.has(one.key);
+    if (one.key !== undefined) seen.add(one.key);
+    if (one.parsed !== undefined) {
+      accept(one.parsed, raw.source, one.object);
       continue;
     }
-    if (!isKind(kind)) {
-      out.problems.push({ file, object, field: 'kind', message: `unknown kind ${JSON.stringify(kind)} (known: ${[...KNOWN_KINDS, ...knownOtherKinds].join(', ')})` });
-      continue;
-    }
-    const expected = KINDS[kind].apiVersion;
-    const { parsed, issues } = body.apiVersion !== expected
-      ? { parsed: undefined, issues: [{ field: 'apiVersion', message: `must be ${JSON.stringify(expected)} for ${kind}, got ${JSON.stringify(body.apiVersion) ?? 'nothing'}` }] }
-      : parseOne(kind, body, kubernetesSchema);
-    if (parsed !== undefined) {
-      accept(parsed, raw.source, object);
-      continue;
-    }
-    const key = objectKey(kind, body);
-    const kept = key === undefined ? undefined : previous.get(key);
-    const suffix = kept === undefined ? '' : ' (keeping the previous version of this object)';
-    for (const i of issues) out.problems.push({ file, object, field: i.field === '' ? undefined : i.field, message: i.message + suffix });
-    if (kept !== undefined) accept(kept, raw.source, object);
+    const kept = one.key === undefined || !first || valid.has(one.key) ? undefined : previous.get(one.key);
+    const suffix = kept === undefined ? '' : KEEPING_PREVIOUS;
+    for (const pr of one.problems) out.problems.push({ ...pr, message: pr.message + suffix });
+    if (kept !== undefined) accept(kept, raw.source, one.object);
   }
   return out;
 }
+
+/** Appended to the problems of an invalid object whose last good version stays. */
+export const KEEPING_PREVIOUS = ' (keeping the previous version of this object)';
+
+/** One raw object, validated on its own. */
+export interface RawParse {
+  /** `Kind/namespace/name` when the kind is known and the object has a name. */
+  readonly key: string | undefined;
+  readonly kind: Kind | undefined;
+  /** How problems name it: `Kind/namespace/name` as written. */
+  readonly object: string;
+  readonly parsed: ParsedObject | undefined;
+  /** Empty when parsed. */
+  readonly problems: readonly ManifestProblem[];
+}
+
+/** Validates one object (phase one for one object; parseObjects and the live object store share it). */
+export function parseRawObject(raw: RawObject, kubernetesSchema: boolean, knownOtherKinds: ReadonlySet<string> = new Set()): RawParse {
+  const { kind, body } = raw;
+  const file = raw.source.file;
+  const object = objectName(kind, body);
+  if (!isKind(kind)) {
+    return {
+      key: undefined, kind: undefined, object, parsed: undefined,
+      problems: [{ file, object, field: 'kind', message: `unknown kind ${JSON.stringify(kind)} (known: ${[...KNOWN_KINDS, ...knownOtherKinds].join(', ')})` }],
+    };
+  }
+  const expected = KINDS[kind].apiVersion;
+  const { parsed, issues } = body.apiVersion !== expected
+    ? { parsed: undefined, issues: [{ field: 'apiVersion', message: `must be ${JSON.stringify(expected)} for ${kind}, got ${JSON.stringify(body.apiVersion) ?? 'nothing'}` }] }
+    : parseOne(kind, body, kubernetesSchema);
+  const key = parsed === undefined ? objectKey(kind, body) : parsedKey(parsed);
+  return {
+    key, kind, object, parsed,
+    problems: parsed !== undefined ? [] : issues.map((i) => ({ file, object, field: i.field === '' ? undefined : i.field, message: i.message })),
+  };
+}
+
 
 export interface SplitOptions {
   readonly limits?: ManifestLimits;

@@ -2,11 +2,11 @@
 // is rejected alone, with its key named) and turns the good ones back into MeshContent,
 // ready for meshStateFromContent.
 
-import { isIPv4 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
-import { checkSchema, type Schema } from './schema-check.ts';
+import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { nodeAddressProblem } from './core-kinds.ts';
@@ -15,10 +15,7 @@ import { routeKey, type RouteObject } from './route-types.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
-const int = (min: number, max: number): Schema => ({
-  type: 'custom', what: `an integer ${min}-${max}`,
-  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
-});
+const int = integer;
 const port = int(1, 65535);
 const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
 const strings: Schema = { type: 'array', items: str };
@@ -26,14 +23,15 @@ const cidrs: Schema = {
   type: 'array',
   items: { type: 'string', check: (s) => { try { parseCidr(s); return undefined; } catch { return `must be an IPv4 CIDR, got ${JSON.stringify(s)}`; } } },
 };
-const obj = (properties: Record<string, Schema>, optional: readonly string[] = []): Schema => ({
-  type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
-});
+const obj = requiredExcept;
 
+const ipv6s: Schema = {
+  type: 'array', items: { type: 'string', check: (s) => (isIPv6(s) ? undefined : `must be an IPv6 address, got ${JSON.stringify(s)}`) },
+};
 const WORKLOAD = obj({
-  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe,
-}, ['node', 'ip']);
+  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
+}, ['node', 'ip', 'ipv6', 'uid']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
@@ -56,6 +54,9 @@ const POLICY = obj({
     }),
   },
 });
+const PEER_AUTHENTICATION = obj({
+  name: str, namespace: str, selector: { type: 'map', values: str }, mode: { type: 'string', enum: ['STRICT', 'PERMISSIVE'] },
+}, ['mode']);
 const IDENTITY = obj({ namespace: str, serviceAccount: str, identity: spiffe });
 const MESH = obj({ trustDomain: str, node: str });
 const NODE = obj({
@@ -79,7 +80,7 @@ const ROUTE: Schema = {
 };
 
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE, route: ROUTE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
 };
 
 export interface ResourceProblem {
@@ -101,7 +102,7 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'mesh': return 'config';
     case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
-    case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
+    case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
     case 'route': return routeKey(body as unknown as RouteObject);
   }
@@ -112,6 +113,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const workloads: Workload[] = [];
   const services: MeshService[] = [];
   const policies: AuthorizationPolicyObject[] = [];
+  const peerAuthentications: PeerAuthenticationObject[] = [];
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
   const routes: RouteObject[] = [];
@@ -142,6 +144,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'workload': workloads.push(body as unknown as Workload); break;
       case 'service': services.push(body as unknown as MeshService); break;
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
+      case 'peerauthentication': peerAuthentications.push(body as unknown as PeerAuthenticationObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
       case 'node': nodes.push(body as unknown as MeshNode); break;
       case 'route': routes.push(body as unknown as RouteObject); break;
@@ -159,6 +162,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
       routes: routes.sort(byKey(routeKey)),
+      peerAuthentications: peerAuthentications.sort(byKey((p) => `${p.namespace}/${p.name}`)),
     },
   };
 }

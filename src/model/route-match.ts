@@ -181,12 +181,7 @@ function redirectDecision(
  */
 export function decideRoute(table: RouteTable, req: RouteRequest, random: () => number): RouteDecision {
   const group = (req.sourceNamespace === undefined ? undefined : table.consumers.get(req.sourceNamespace)) ?? table.producer;
-  if (group === undefined) {
-    return Object.freeze({
-      kind: 'forward', route: undefined, backend: Object.freeze({ serviceKey: table.service.key, port: table.port }), requestHeaders: [], responseHeaders: [],
-      rewrite: undefined, mirrors: [], requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
-    });
-  }
+  if (group === undefined) return table.unrouted;
   const view = requestView(req);
   for (const m of group.matches) if (m.test(view)) return act(m.rule, table, req, random);
   return reject(undefined, 404, `no ${group.kind} rule attached to ${table.service.key}:${table.port} matches`);

@@ -11,7 +11,7 @@ import type {
   BackendObjectRef, GrpcRouteMatch, GrpcRouteObject, HeaderMatch, HttpRouteMatch, HttpRouteObject, RequestMirror, RouteFilter, RouteObject, StringMatchType,
 } from './route-types.ts';
 import { isServiceParent } from './route-types.ts';
-import type { BackendTarget, RouteRef } from './route-decision.ts';
+import type { BackendTarget, Forward, RouteRef } from './route-decision.ts';
 
 /** A request as the compiled matches read it (see route-match.ts). */
 export interface RequestView {
@@ -72,6 +72,8 @@ export interface RouteTable {
   readonly producer: RouteGroup | undefined;
   /** Consumer routes by the namespace they live in (and apply to). */
   readonly consumers: ReadonlyMap<string, RouteGroup>;
+  /** The decision for a caller no route applies to: the Service itself, unchanged (made once). */
+  readonly unrouted: Forward;
 }
 
 /** What compileRoutes needs from the snapshot. */
@@ -292,14 +294,22 @@ export function compileRoutes(routes: readonly RouteObject[], lookup: ServiceLoo
     const producer = byNs.get(service.namespace);
     const consumers = new Map<string, RouteGroup>();
     for (const [ns, list] of [...byNs].sort(([a], [b]) => (a < b ? -1 : 1))) if (ns !== service.namespace) consumers.set(ns, compileGroup(list, lookup));
+    const port = Number(key.slice(colon + 1));
     out.set(key, Object.freeze({
-      service, port: Number(key.slice(colon + 1)), producer: producer === undefined ? undefined : compileGroup(producer, lookup), consumers,
+      service, port, producer: producer === undefined ? undefined : compileGroup(producer, lookup), consumers, unrouted: unroutedForward(service, port),
     }));
   }
   return out;
 }
 
+function unroutedForward(service: MeshService, port: number): Forward {
+  return Object.freeze({
+    kind: 'forward', route: undefined, backend: Object.freeze({ serviceKey: service.key, port }), requestHeaders: [], responseHeaders: [],
+    rewrite: undefined, mirrors: [], requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
+  });
+}
+
 /** The table of a Service port with no route attached: requests go to the Service itself. */
 export function emptyRouteTable(service: MeshService, port: number): RouteTable {
-  return Object.freeze({ service, port, producer: undefined, consumers: new Map() });
+  return Object.freeze({ service, port, producer: undefined, consumers: new Map(), unrouted: unroutedForward(service, port) });
 }

@@ -234,7 +234,7 @@ export class InboundTunnel implements Listener {
     const forwarded = parseForwardedFor(headers.forwarded);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
     void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), {
-      resetOnFailure: false, refuse: () => answer(stream, 503),
+      resetOnFailure: false, incoming: headers, refuse: () => answer(stream, 503),
     });
   }
 

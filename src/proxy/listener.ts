@@ -9,7 +9,7 @@ import type { AddressInfo, Server } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
-import type { ConnectionObserver, ConnectionRecord, OverloadObserver } from './contracts.ts';
+import type { ConnectionObserver, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
 import { NO_OVERLOAD_OBSERVER, NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
@@ -62,6 +62,8 @@ export interface ServeOptions {
   readonly resetOnFailure: boolean;
   /** How a connection the gate refused is turned away (default: reset; the tunnel answers 503). */
   readonly refuse?: (downstream: SpliceSide) => void;
+  /** Headers whose trace context the connection's record continues (the tunnel's CONNECT). */
+  readonly incoming?: TraceCarrier;
 }
 
 const ignore = (): void => undefined;
@@ -131,7 +133,7 @@ export class ListenerCore {
       tracked.done();
       return;
     }
-    const record = this.#observer.open();
+    const record = this.#observer.open(o.incoming);
     let ending: Ending = [ResponseFlags.OK];
     let threw = false;
     try {

@@ -256,7 +256,7 @@ export class OutboundListener implements Listener {
       try {
         let upstream;
         try {
-          upstream = await this.#upstream.connect({ hop, sourceIdentity: src.identity, clientIp, signal: setup.signal });
+          upstream = await this.#upstream.connect({ hop, sourceIdentity: src.identity, clientIp, traceHeaders: record.traceHeaders?.(), signal: setup.signal });
         } catch (err: unknown) {
           const f = classifyConnectFailure({ error: err, drained: signal.aborted, clientGone: setup.signal.aborted });
           if (f.kind === 'stop') {

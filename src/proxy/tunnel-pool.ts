@@ -39,6 +39,8 @@ export interface TunnelRequest {
   readonly target: { readonly address: string; readonly port: number };
   /** The original client address, sent as `Forwarded: for=`. */
   readonly forwardedFor?: string;
+  /** Trace context for the CONNECT (`traceparent`, `tracestate`); pseudo-headers are never taken from here. */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
 }
 
@@ -60,6 +62,8 @@ interface Entry {
 }
 
 const ignore = (): void => undefined;
+/** The only extra CONNECT headers a caller may set. */
+const TRACE_HEADERS: ReadonlySet<string> = new Set(['traceparent', 'tracestate', 'baggage']);
 
 function positive(name: string, v: number): number {
   if (!Number.isFinite(v) || v <= 0) throw proxyError(ProxyErrors.BAD_OPTION, `tunnel pool option ${name} must be a positive number, got ${v}`);
@@ -99,6 +103,7 @@ export class TunnelPool {
       [h2.HTTP2_HEADER_AUTHORITY]: hostPort(req.target.address, req.target.port),
     };
     if (req.forwardedFor !== undefined) headers.forwarded = forwardedFor(req.forwardedFor);
+    for (const [name, value] of Object.entries(req.traceHeaders ?? {})) if (TRACE_HEADERS.has(name)) headers[name] = value;
 
     for (let attempt = 0; ; attempt++) {
       if (this.#closed) throw proxyError(ProxyErrors.POOL_CLOSED, 'the tunnel pool is closed');

@@ -13,6 +13,12 @@ export interface OriginalDestination {
   readonly port: number;
 }
 
+/** Why the native addon does not load, or undefined when it does (for `weft check`). */
+export function nativeAddonProblem(): string | undefined {
+  const addon = nativeAddon();
+  return addon instanceof Error ? `${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap` : undefined;
+}
+
 function native(): NativeAddon {
   const addon = nativeAddon();
   if (addon instanceof Error) {

@@ -33,3 +33,21 @@ export interface ByteSource {
 
 /** The flag (response_flags) that means an authorization policy denied the connection. */
 export const DENIED_FLAG = 'DENY';
+
+/** Request headers a trace context is read from (the proxy's TraceCarrier). */
+export type TraceCarrier = Readonly<Record<string, string | string[] | undefined>>;
+
+/** What a connection record may offer besides the metrics record's methods. */
+export interface ObservedConnection {
+  identify(description: ConnectionDescription): void;
+  countBytes(source: ByteSource, facing: 'client' | 'server'): void;
+  finish(flags: string, detail?: string): void;
+  /** Trace context for the next hop (the tunnel's CONNECT); undefined when not traced. */
+  traceHeaders?(): Readonly<Record<string, string>> | undefined;
+}
+
+/** A connection observer as the proxy declares it (ConnectionObserver). */
+export interface Observer {
+  open(incoming?: TraceCarrier): ObservedConnection;
+  handshakeFailed(reason: string, detail: string): void;
+}

@@ -17,13 +17,15 @@ export interface PrometheusSourceOptions {
 
 export const WINDOW = '1m';
 
-/** The PromQL of each family (exported for the tests, which run them against a real Prometheus). */
-export function familyQueries(): Record<CounterFamily, string> {
-  const q = {} as Record<CounterFamily, string>;
+/**
+ * The PromQL of each family, one query per metric name (rate() drops the name, so two names
+ * in one query would collide); their results are concatenated, as the agents' are summed.
+ */
+export function familyQueries(): Record<CounterFamily, string[]> {
+  const q = {} as Record<CounterFamily, string[]>;
   for (const [family, spec] of Object.entries(FAMILIES) as [CounterFamily, { names: readonly string[]; by: readonly string[]; only?: Readonly<Record<string, string>> }][]) {
-    const only = Object.entries(spec.only ?? {}).map(([k, v]) => `,${k}="${v}"`).join('');
-    const selector = spec.names.length === 1 ? `${spec.names[0] ?? ''}{${only.slice(1)}}` : `{__name__=~"${spec.names.join('|')}"${only}}`;
-    q[family] = `sum by (${spec.by.join(', ')}) (rate(${selector}[${family === 'certificateFailures' ? '5m' : WINDOW}]))`;
+    const only = Object.entries(spec.only ?? {}).map(([k, v]) => `${k}="${v}"`).join(',');
+    q[family] = spec.names.map((name) => `sum by (${spec.by.join(', ')}) (rate(${name}{${only}}[${family === 'certificateFailures' ? '5m' : WINDOW}]))`);
   }
   return q;
 }
@@ -55,7 +57,7 @@ export class PrometheusSource {
     const queries = familyQueries();
     const families = Object.keys(queries) as CounterFamily[];
     const [results, expiry, connected, down] = await Promise.all([
-      Promise.all(families.map((f) => this.#vector(queries[f]))),
+      Promise.all(families.map(async (f) => (await Promise.all(queries[f].map((q) => this.#vector(q)))).flat())),
       this.#vector('weft_agent_certificate_expiry_timestamp_seconds'),
       this.#vector('weft_agent_control_connected'),
       this.#vector('up{job="weft-agent"} == 0'),
@@ -75,7 +77,7 @@ export class PrometheusSource {
 
   async #vector(query: string): Promise<VectorResult[]> {
     const url = `${this.#o.url.replace(/\/$/, '')}/api/v1/query?query=${encodeURIComponent(query)}`;
-    const res = await this.#fetch(url, { signal: AbortSignal.timeout(this.#o.timeoutMs ?? 3000) });
+    const res = await this.#fetch(url, { signal: AbortSignal.timeout(this.#o.timeoutMs ?? 5000) });
     const body = await res.json() as { status?: string; error?: string; data?: { resultType?: string; result?: VectorResult[] } };
     if (!res.ok || body.status !== 'success') throw new Error(`query ${query} failed: ${body.error ?? `HTTP ${res.status}`}`);
     if (body.data?.resultType !== 'vector') throw new Error(`query ${query} did not return a vector`);

@@ -12,6 +12,7 @@ import type { ManifestProblem } from '../../model/manifests.ts';
 import type { RawObject } from '../../model/types.ts';
 import { WEFT_API_VERSION } from '../../model/types.ts';
 import { isRecord } from '../../model/fields.ts';
+import { GATEWAY_API_VERSION } from '../../model/route-types.ts';
 import { describeError } from '../../core/errors.ts';
 import { silentLogger, type ConfigSource, type SnapshotListener, type SourceLogger } from './contract.ts';
 import { Debouncer } from './debounce.ts';
@@ -28,6 +29,11 @@ export interface WatchedKind {
    * an update that leaves it unchanged makes no snapshot.
    */
   readonly relevant?: (body: Record<string, unknown>) => Record<string, unknown>;
+  /**
+   * A kind a cluster may well not serve (Gateway API routes need their CRDs): a 404 counts
+   * as an empty list, said once in the log rather than as a problem on every snapshot.
+   */
+  readonly optional?: boolean;
 }
 
 /**
@@ -42,6 +48,17 @@ export function nodeFields(body: Record<string, unknown>): Record<string, unknow
   return { metadata, status: status.addresses === undefined ? {} : { addresses: status.addresses } };
 }
 
+/**
+ * A route as the model reads it: identity, age, generation and spec. Status is left out, so
+ * the status weft writes back (and other controllers' entries) makes no snapshot.
+ */
+export function routeFields(body: Record<string, unknown>): Record<string, unknown> {
+  const md = isRecord(body.metadata) ? body.metadata : {};
+  const metadata: Record<string, unknown> = {};
+  for (const k of ['name', 'namespace', 'labels', 'annotations', 'creationTimestamp', 'generation']) if (md[k] !== undefined) metadata[k] = md[k];
+  return { metadata, spec: body.spec };
+}
+
 export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces' },
   { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods' },
@@ -51,6 +68,11 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   { kind: 'AuthorizationPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/authorizationpolicies` },
   // Where other nodes' agents listen (the tunnel on 15008).
   { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', relevant: nodeFields },
+  // Gateway API (GAMMA): routes whose parent is a Service.
+  { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, path: `/apis/${GATEWAY_API_VERSION}/httproutes`, relevant: routeFields, optional: true },
+  { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, path: `/apis/${GATEWAY_API_VERSION}/grpcroutes`, relevant: routeFields, optional: true },
+  // weft's own; optional so that a cluster without its CRD yet still runs (nothing is STRICT then).
+  { kind: 'PeerAuthentication', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/peerauthentications`, optional: true },
 ]);
 
 export interface KubernetesSourceOptions {
@@ -246,7 +268,11 @@ export class KubernetesSource implements ConfigSource {
   #failed(state: KindState, err: unknown): void {
     if (this.#phase === 'closed') return;
     const status = err instanceof ApiStatusError ? err.statusCode : undefined;
-    if (status === 404) {
+    if (status === 404 && state.kind.optional === true) {
+      // Not installed, and fine without: empty; said once, looked for again now and then.
+      if (!state.synced) this.#log.info({ kind: state.kind.kind, path: state.kind.path }, 'the API does not serve this kind (its CustomResourceDefinition is not installed); treating it as empty');
+      this.#markSynced(state);
+    } else if (status === 404) {
       // The API does not serve this kind (e.g. weft's CRD is not installed): nothing to wait for.
       const message = `the API serves no ${state.kind.path} (HTTP 404); is the ${state.kind.kind} CustomResourceDefinition installed? Retrying.`;
       if (state.unavailable !== message) {
@@ -257,7 +283,9 @@ export class KubernetesSource implements ConfigSource {
     }
     const delay = Math.min(this.#backoff.initialMs * 2 ** state.failures, this.#backoff.maxMs);
     state.failures++;
-    this.#log.warn({ kind: state.kind.kind, err: describeError(err), retryInMs: delay }, 'kubernetes informer failed; restarting');
+    if (!(status === 404 && state.kind.optional === true)) {
+      this.#log.warn({ kind: state.kind.kind, err: describeError(err), retryInMs: delay }, 'kubernetes informer failed; restarting');
+    }
     if (state.retry !== undefined) clearTimeout(state.retry);
     state.retry = setTimeout(() => {
       state.retry = undefined;
@@ -283,6 +311,12 @@ export class KubernetesSource implements ConfigSource {
       for (const body of items) if (!outOfModel(st.kind.kind, body)) objects.push({ kind: st.kind.kind, body, source: { file, doc: 0 } });
     }
     this.#listener(objects, problems);
+  }
+
+  /** The cached object as the API last gave it (status included), for writers such as the route status. */
+  object(kind: string, namespace: string, name: string): Record<string, unknown> | undefined {
+    const st = this.#states.find((s) => s.kind.kind === kind);
+    return st?.informer.get(name, namespace === '' ? undefined : namespace) as Record<string, unknown> | undefined;
   }
 
   async close(): Promise<void> {

@@ -321,7 +321,7 @@ export class KubeApiServer {
         return o === undefined ? this.#status(res, 404, 'NotFound', `${r.plural} "${r.name}" not found`) : this.#json(res, 200, o);
       }
       case 'create': return this.#create(c, r.namespace, body, res);
-      case 'update': return this.#update(c, r.namespace, r.name ?? '', body, res);
+      case 'update': return this.#update(c, r.namespace, r.name ?? '', body, res, r.subresource);
       case 'delete': {
         const gone = this.#delete(c, keyOf(r.namespace, r.name ?? ''));
         return gone === undefined ? this.#status(res, 404, 'NotFound', `${r.plural} "${r.name}" not found`) : this.#json(res, 200, gone);
@@ -368,7 +368,9 @@ export class KubeApiServer {
     this.#json(res, 201, this.#put(c, { ...o, metadata: { ...rest, ...(namespace === undefined ? {} : { namespace }) } }));
   }
 
-  #update(c: Collection, namespace: string | undefined, name: string, body: unknown, res: http.ServerResponse): void {
+  /** PUT of an object, or of its `status` subresource (only status is taken from the body, as for a CRD with the status subresource). */
+  #update(c: Collection, namespace: string | undefined, name: string, body: unknown, res: http.ServerResponse, subresource?: string): void {
+    if (subresource !== undefined && subresource !== 'status') return this.#status(res, 404, 'NotFound', `${c.kind.plural} has no subresource ${subresource}`);
     if (typeof body !== 'object' || body === null) return this.#status(res, 400, 'BadRequest', 'the body must be a JSON object');
     const o = body as Body;
     const md = (o.metadata ?? {}) as Body;
@@ -378,6 +380,10 @@ export class KubeApiServer {
     const current = (old.metadata as Body).resourceVersion;
     if (md.resourceVersion !== undefined && md.resourceVersion !== current) {
       return this.#status(res, 409, 'Conflict', `Operation cannot be fulfilled on ${c.kind.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+    }
+    if (subresource === 'status') {
+      this.#json(res, 200, this.#put(c, { ...old, status: o.status, metadata: { ...(old.metadata as Body) } }));
+      return;
     }
     const invalid = this.#invalid(c, o);
     if (invalid !== undefined) return this.#status(res, 422, 'Invalid', invalid);

@@ -190,6 +190,20 @@ test('service ports reach the agent with their names and appProtocol', () => {
   assert.deepEqual(agent.serviceByVip('198.19.0.10', 80)?.port, { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' });
 });
 
+test('a pod\'s metadata.uid reaches its agent, which finds the pod\'s cgroup by it', () => {
+  const uid = '0c1e5bd8-7c60-4a51-9a2c-0d1f1e2b3c4d';
+  const withUid = { ...pod('shop', 'web-9', { node: 'n2', ip: '198.18.2.99', labels: { app: 'web' } }) } as { metadata: Record<string, unknown> };
+  withUid.metadata = { ...withUid.metadata, uid };
+  const wire = JSON.parse(JSON.stringify([...nodeResources(state([withUid]), 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  assert.equal(decoded.content.workloads.find((w) => w.key === 'shop/web-9')?.uid, uid);
+  assert.equal(decoded.content.workloads.find((w) => w.key === 'shop/web-2')?.uid, undefined, 'a pod without one has none');
+  const bad = { ...withUid, metadata: { ...withUid.metadata, name: 'web-8', uid: '../../etc' } };
+  const r = parseManifests([{ path: 'x', text: yamlOf([...BASE_DOCS, bad]) }]);
+  assert.deepEqual(r.problems.map((p) => `${p.object} ${p.field}`), ['Pod/shop/web-8 metadata.uid']);
+});
+
 const withVersion = (r: NodeResource, body: object): NodeResource => ({ ...r, body, version: resourceVersion(body) });
 
 test('routes go to the nodes whose callers they affect: producer routes to every meshed node, consumer routes where their namespace has enrolled workloads', () => {

@@ -51,3 +51,27 @@ test('acceptableHost: IP literals and localhost only', () => {
   ];
   for (const [host, ok] of cases) assert.equal(acceptableHost(host), ok, String(host));
 });
+
+test('PrometheusSource: one query per metric name, results summed per edge; falls back to the agents with a note', async () => {
+  const { PrometheusSource, familyQueries } = await import('../../../src/ui/index.ts');
+  assert.equal(familyQueries().bytes.length, 2, 'sent and received bytes are queried apart (rate() drops the name)');
+  for (const qs of Object.values(familyQueries())) for (const q of qs) assert.match(q, /^sum by \(.+\) \(rate\(\w+\{[^}]*\}\[\d+m\]\)\)$/);
+  const seen: string[] = [];
+  const fake: typeof fetch = (input) => {
+    const q = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url).searchParams.get('query') ?? '';
+    seen.push(q);
+    const result = q.includes('istio_tcp_sent_bytes_total') || q.includes('istio_tcp_received_bytes_total')
+      ? [{ metric: { reporter: 'source', source_workload: 'a' }, value: [0, '5'] }] : [];
+    return Promise.resolve(new Response(JSON.stringify({ status: 'success', data: { resultType: 'vector', result } })));
+  };
+  const fallback = { rates: () => Promise.reject(new Error('not asked')) };
+  const rates = await new PrometheusSource({ url: 'http://p:9090/', fallback, fetch: fake }).rates();
+  assert.equal(rates.source, 'prometheus');
+  assert.deepEqual(rates.bytes.map((r) => r.rate), [5, 5]);
+  assert.ok(seen.includes('up{job="weft-agent"} == 0'));
+  const down: typeof fetch = () => Promise.reject(new Error('connection refused'));
+  const agents = { rates: () => Promise.resolve({ ...rates, source: 'agents' as const }) };
+  const fell = await new PrometheusSource({ url: 'http://p:9090', fallback: agents, fetch: down }).rates();
+  assert.equal(fell.source, 'agents');
+  assert.match(fell.note ?? '', /Prometheus at http:\/\/p:9090 did not answer .*connection refused.*showing what the agents report directly/);
+});
