@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 
 import { NATIVE_ADDON_PATH } from '../../../src/core/native-addon.ts';
-import { inCI } from '../../support/root.ts';
+import { cannotRun } from '../../support/root.ts';
 
 const SRC = join(import.meta.dirname, '..', '..', '..', 'src');
 
@@ -81,11 +81,7 @@ function ending(s: Socket): Promise<{ how: string; bytes: number; text: string }
 
 function addonOrSkip(t: TestContext): boolean {
   if (existsSync(NATIVE_ADDON_PATH)) return true;
-  const why = `the native addon ${NATIVE_ADDON_PATH} is not built; run npm run bootstrap`;
-  if (inCI) throw new Error(why);
-  process.stderr.write(`\n!!! SKIPPED ${t.name}: ${why}\n\n`);
-  t.skip(why);
-  return false;
+  return cannotRun(t, `the native addon ${NATIVE_ADDON_PATH} is not built; run npm run bootstrap`);
 }
 
 for (const [withCloser, expected] of [[true, 'ECONNRESET'], [false, 'FIN']] as const) {
