@@ -411,12 +411,20 @@ export class ControlServer<S> {
       this.#fail(stream, statusError(grpc.status.ABORTED, 'this agent fell further behind than the control plane\'s change history; resubscribe with the versions held', ControlErrors.RESYNC));
       return;
     }
-    let bytes = 64;
-    for (const r of part.changed) bytes += this.#encoder.size(r);
-    for (const k of part.removed) bytes += k.length + 4;
     const cut = part;
+    const bytes = this.#tailOf(cut).length + 64;
     if (this.#budget.take(stream, bytes, () => this.#send(stream, cut, bytes))) this.#send(stream, cut, bytes);
     else stream.waiting = { part: cut, bytes };
+  }
+
+  // Fields 3-5 of the part's response, encoded once for every agent it goes to.
+  #tailOf(part: PushPart): Buffer {
+    let tail = this.#tails.get(part);
+    if (tail === undefined) {
+      tail = encodeDeltaTail({ resources: part.changed.map((r) => this.#encoder.encode(r)), removed: part.removed, more: part.more });
+      this.#tails.set(part, tail);
+    }
+    return tail;
   }
 
   #send(stream: AgentStream, part: PushPart, bytes: number): void {
@@ -430,12 +438,7 @@ export class ControlServer<S> {
     if (part.trigger === 'change') stream.changedSince = undefined;
     const nonce = `${stream.id}-${++stream.seq}`;
     book.sent(nonce, part, { trigger: part.trigger, startedAt, bytes });
-    let tail = this.#tails.get(part);
-    if (tail === undefined) {
-      tail = encodeDeltaTail({ resources: part.changed.map((r) => this.#encoder.encode(r)), removed: part.removed, more: part.more });
-      this.#tails.set(part, tail);
-    }
-    stream.call.write({ systemVersion: String(this.#view?.generation ?? 0), nonce, tail });
+    stream.call.write({ systemVersion: String(this.#view?.generation ?? 0), nonce, tail: this.#tailOf(part) });
     this.#metrics.pushes.inc({ trigger: part.trigger });
     this.#metrics.pushedResources.inc({ change: 'upsert' }, part.changed.length);
     this.#metrics.pushedResources.inc({ change: 'remove' }, part.removed.length);
