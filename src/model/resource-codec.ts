@@ -53,8 +53,15 @@ const POLICY = obj({
         items: obj({ principals: strings, notPrincipals: strings, namespaces: strings, notNamespaces: strings, ipBlocks: cidrs, notIpBlocks: cidrs },
           ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks']),
       },
-      to: { type: 'array', items: obj({ ports: { type: 'array', items: port }, notPorts: { type: 'array', items: port } }, ['ports', 'notPorts']) },
-    }),
+      to: {
+        type: 'array',
+        items: obj({
+          ports: { type: 'array', items: port }, notPorts: { type: 'array', items: port },
+          methods: strings, notMethods: strings, paths: strings, notPaths: strings, hosts: strings, notHosts: strings,
+        }, ['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts']),
+      },
+      when: { type: 'array', items: obj({ key: str, values: strings, notValues: strings }, ['values', 'notValues']) },
+    }, ['when']),
   },
 });
 const PEER_AUTHENTICATION = obj({
