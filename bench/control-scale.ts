@@ -124,7 +124,8 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
     const started = performance.now();
     const args: ControlChildArgs = { kubeconfig, caDir, tokensFile };
     const control = fork(join(import.meta.dirname, 'control-scale', 'control-child.ts'), [JSON.stringify(args)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, '--expose-gc'],
+      // The young generation's cap bin/weft gives `weft control`.
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, '--expose-gc', '--max-semi-space-size=8'],
     });
     children.push(control);
     const ready = await within(onceMessage<ControlChildMessage>(control, (m) => m.type === 'ready' || m.type === 'failed'), 600_000, 'control plane start');
