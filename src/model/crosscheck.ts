@@ -3,7 +3,8 @@
 // naming identities that nothing in the manifests has, pods on nodes no Node object
 // declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
 // addresses (which agents refuse to capture), PeerAuthentications that select nothing or
-// conflict at one scope, named target ports that selected pods do not declare, and the route
+// conflict at one scope, AuthorizationPolicies' HTTP rules on ports that are not HTTP
+// (policy-check.ts), named target ports that selected pods do not declare, and the route
 // checks of route-check.ts.
 // Pure; used by `weft vet`.
 
@@ -17,6 +18,8 @@ import { MESH_LABEL } from './types.ts';
 import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
 import { peerAuthenticationFindings } from './peer-authentication-check.ts';
+import { authorizationFindings } from './policy-check.ts';
+import { ruleHasL7 } from './l7-authorization.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -92,6 +95,9 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   ]);
   for (const pol of objects.policies) {
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
+  }
+  if (objects.policies.some((p) => p.rules.some(ruleHasL7))) {
+    for (const f of authorizationFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) report('AuthorizationPolicy', f.namespace, f.name, f.field, f.message);
   }
   for (const f of peerAuthenticationFindings(objects.peerAuthentications ?? [], pods)) report('PeerAuthentication', f.namespace, f.name, f.field, f.message);
   if ((objects.routes ?? []).length > 0) {

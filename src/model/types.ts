@@ -124,10 +124,26 @@ export interface PolicySource {
   readonly notIpBlocks?: readonly string[];
 }
 
-/** One `to[].operation`. */
+/** One `to[].operation`. The HTTP fields (Istio's) hold only for requests the destination agent parses. */
 export interface PolicyOperation {
   readonly ports?: readonly number[];
   readonly notPorts?: readonly number[];
+  /** HTTP methods, exact (gRPC calls are POST). */
+  readonly methods?: readonly string[];
+  readonly notMethods?: readonly string[];
+  /** Request paths without the query: exact, `prefix*`, `*suffix` or `*` (gRPC: `/package.Service/Method`). */
+  readonly paths?: readonly string[];
+  readonly notPaths?: readonly string[];
+  /** Host or :authority without its port, case-insensitive, with one leading or trailing `*`. */
+  readonly hosts?: readonly string[];
+  readonly notHosts?: readonly string[];
+}
+
+/** One `when` condition: `key` is `request.headers[<name>]` (name lowercased) or an L4 attribute. */
+export interface PolicyCondition {
+  readonly key: string;
+  readonly values?: readonly string[];
+  readonly notValues?: readonly string[];
 }
 
 export interface PolicyRule {
@@ -135,6 +151,8 @@ export interface PolicyRule {
   readonly from: readonly PolicySource[];
   /** Empty: any port. */
   readonly to: readonly PolicyOperation[];
+  /** Every condition must hold; absent or empty: none. */
+  readonly when?: readonly PolicyCondition[];
 }
 
 export interface AuthorizationPolicyObject {

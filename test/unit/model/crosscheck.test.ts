@@ -82,3 +82,21 @@ test('a named targetPort is checked against the selected pods\' container ports'
     'extra.yaml: Service/shop/named: spec.ports[1].targetPort: names container port "admin", which 2 of the 3 selected Pods do not declare (numbers-only, web-only), so they get no traffic on port 81',
   ]);
 });
+
+test('an AuthorizationPolicy HTTP rule on a port that is not HTTP is a problem naming the rule and the port; on HTTP ports it is not', () => {
+  const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'l7', labels: { 'weft.dev/mesh': 'enabled' } } };
+  const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'l7' }, spec: { clusterIP: '198.19.7.1', selector: { app: 'api' }, ports: [
+    { name: 'http', port: 80, targetPort: 8080 }, { name: 'tcp-db', port: 5432, targetPort: 5432 },
+  ] } };
+  const docs = [ns, svc, pod('l7', 'api-1', { node: 'n1', ip: '198.18.7.10', labels: { app: 'api' } })];
+  const got = check([...docs,
+    policy('l7', 'on-http', { selector: { matchLabels: { app: 'api' } }, rules: [{ to: [{ operation: { ports: [8080], methods: ['GET'] } }] }] }),
+    policy('l7', 'on-tcp', { selector: { matchLabels: { app: 'api' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [5432], paths: ['/x'] } }] }] }),
+    policy('l7', 'every-port', { selector: { matchLabels: { app: 'api' } }, rules: [{ from: [{ source: { namespaces: ['l7'] } }] }, { when: [{ key: 'request.headers[x-a]', values: ['1'] }] }] }),
+    policy('l7', 'undeclared', { selector: { matchLabels: { app: 'api' } }, rules: [{ to: [{ operation: { ports: [9999], methods: ['GET'] } }] }] }),
+  ]);
+  assert.equal(got.length, 3, got.join('\n'));
+  assert.match(got[1] ?? '', /AuthorizationPolicy\/l7\/on-tcp: spec\.rules\[0\]: .*port 5432 of l7\/api-1 \(its Service port is declared tcp\).*deny whole connections/);
+  assert.match(got[0] ?? '', /AuthorizationPolicy\/l7\/every-port: spec\.rules\[1\]: .*port 5432 of l7\/api-1.*never allow/);
+  assert.match(got[2] ?? '', /AuthorizationPolicy\/l7\/undeclared: spec\.rules\[0\]: .*port 9999 of l7\/api-1 \(no Service declares it\)/);
+});
