@@ -1,4 +1,5 @@
-// The one socket option Node cannot read: getsockopt(SOL_IP, SO_ORIGINAL_DST).
+// The one socket option Node cannot read: getsockopt(SOL_IP, SO_ORIGINAL_DST); and, in
+// weft_netns.c, what eBPF inbound capture needs from inside pods' network namespaces.
 // In iptables mode conntrack answers it; in eBPF mode the cgroup/getsockopt program
 // does (bpf/redirect.bpf.c), so the proxy has a single code path.
 // Plain N-API (ABI-stable): built against any Node's headers, loaded by Node 24.
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <node_api.h>
+
+#include "weft_netns.h"
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 // linux/netfilter_ipv4.h
@@ -81,7 +84,7 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok)
+      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok || weft_register_netns(env, exports) != 0)
     return NULL;
   return exports;
 }

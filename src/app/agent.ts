@@ -20,6 +20,7 @@ import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
+import { InboundSockets } from './inbound-sockets.ts';
 import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
@@ -63,6 +64,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
+      // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
+      // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
+      inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
+      inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
     }, { log: logger });
     await redirector.start();
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
@@ -77,6 +82,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
   }, logger, config.logLevel);
   workers.start();
+  const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);
+  workers.onRestart((slot) => void inboundSockets?.workerRestarted(slot));
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
   let current: NodeConfig | undefined;
@@ -98,7 +105,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     pushCredentials();
   });
 
-  const enrollment = new EnrollmentReconciler(redirector, logger);
+  const enrollment = new EnrollmentReconciler(redirector, logger, inboundSockets === undefined ? undefined : {
+    enrolled: (podId) => void inboundSockets.podEnrolled(podId),
+    released: (podId) => inboundSockets.podReleased(podId),
+  });
   const applyConfig = (next: NodeConfig): void => {
     current = next;
     workers.setMesh(next.content);
@@ -190,6 +200,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     stopping ??= (async () => {
       clearInterval(readyCheck);
       await enrollment.idle();
+      inboundSockets?.close();
+      await inboundSockets?.idle();
       const handedOver = readOwner(ownerFile) !== process.pid;
       const keepCapture = config.failClosed || handedOver;
       if (handedOver) logger.info('a newer agent owns capture on this node; leaving it in place');

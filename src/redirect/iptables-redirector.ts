@@ -107,6 +107,11 @@ export class IptablesRedirector implements Redirector {
     });
   }
 
+  /** None: inbound connections are redirected to the agent's inbound port instead. */
+  openInboundSocket(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
+  }
+
   enrolled(): readonly string[] {
     return Object.freeze([...this.#pods.keys()].sort());
   }

@@ -134,7 +134,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'capture.yaml'), MANIFESTS);
   const name = uniqueName(mode === 'ebpf' ? 'ce' : 'ci');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, '--agent-args', `--exclude-ports ${EXCLUDED_PORT}`]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, '--agent-args', `--exclude-ports ${EXCLUDED_PORT} --exclude-inbound-ports ${EXCLUDED_PORT}`]);
 
   const pod = (ref: string): Pod => {
     const [ns, n] = ref.split('/');
@@ -232,19 +232,26 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     }
   });
 
-  await t.test('an unenrolled pod is not captured: a pod address is reached directly, a VIP fails', async () => {
+  await t.test('an unenrolled pod is not captured, but its connection to a mesh pod is: the destination agent takes it (inbound, PERMISSIVE) and records it as plaintext', async () => {
     mark();
-    const direct = await curl(outsider, remoteUrl);
-    assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, outsider.ip), 'the server sees the pod itself');
+    const viaInbound = await curl(outsider, remoteUrl);
+    assert.equal(viaInbound.status, 0, viaInbound.stderr);
+    assert.match(viaInbound.body, answeredBy(remote, node2.bridgeIp), 'the server sees node-2\'s agent, not the pod outside the mesh: no inbound bypass');
+    const [rec] = await log2.settle(1);
+    assert.ok(rec, 'node-2\'s agent recorded it');
+    assert.equal(rec.reporter, 'destination');
+    assert.equal(rec.security, 'none', 'plaintext: connection_security_policy none');
+    assert.equal(rec.src.address, `${outsider.ip}:${viaInbound.localPort}`, 'with the real client address');
+    assert.equal(rec.src.identity, undefined, 'and no principal');
+    assert.equal(rec.dst.address, `${remote.ip}:8080`);
     const vip = await curl(outsider, helloUrl, 3);
-    assert.notEqual(vip.status, 0, 'a VIP routes nowhere without capture');
+    assert.notEqual(vip.status, 0, 'a VIP routes nowhere without (outbound) capture');
     assert.notEqual(vip.status, 28, `it fails at once rather than hanging to the timeout (${Math.round(vip.ms)} ms)`);
-    assert.deepEqual(await log1.settle(0), [], 'node-1\'s agent saw nothing');
+    assert.deepEqual(await log1.settle(0), [], 'node-1\'s agent saw nothing: the pod is not captured outbound');
     assert.ok(!(await configDump(node1.netns)).capture.enrolled.includes('plain/outsider'));
   });
 
-  await t.test(`excluded ports are not captured (--exclude-ports ${EXCLUDED_PORT})`, async () => {
+  await t.test(`excluded ports are not captured (--exclude-ports and --exclude-inbound-ports ${EXCLUDED_PORT})`, async () => {
     // A second listener in demo/remote, owned by this test, stopped by PID, and gone by itself after a minute.
     const script = `require('node:http').createServer((q, s) => s.end('port ${EXCLUDED_PORT} client=' + q.socket.remoteAddress + '\\n'))`
       + `.listen(${EXCLUDED_PORT}, '0.0.0.0', () => console.log('listening')); setTimeout(() => process.exit(0), 60000);`;
@@ -324,7 +331,9 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     mark();
     const direct = await curl(leaver, remoteUrl);
     assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, leaver.ip), 'the server sees the pod itself');
+    // Not captured at its own node any more; node-2 still takes it inbound for its mesh pod.
+    assert.match(direct.body, answeredBy(remote, node2.bridgeIp));
+    assert.equal((await log2.settle(1)).at(-1)?.src.address, `${leaver.ip}:${direct.localPort}`);
     const vip = await curl(leaver, helloUrl, 3);
     assert.notEqual(vip.status, 0, 'its VIP connection is no longer captured, so it fails');
     assert.notEqual(vip.status, 28, 'at once, not by timing out');
@@ -346,7 +355,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     }
     const direct = await curl(client, remoteUrl);
     assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, client.ip), 'direct: the server sees the pod itself');
+    assert.match(direct.body, answeredBy(remote, node2.bridgeIp), 'not captured at node-1; node-2 takes it inbound (PERMISSIVE)');
     const vip = await curl(client, helloUrl, 10);
     assert.notEqual(vip.status, 0, 'a VIP routes nowhere without the agent');
     assert.notEqual(vip.status, 28, 'it fails, it does not hang until the timeout');
@@ -360,7 +369,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
         return info.id;
       })
       : [];
-    if (mode === 'ebpf') assert.equal(progIds.length, 6);
+    if (mode === 'ebpf') assert.equal(progIds.length, 7);
     const d = await weft(['sim', 'down', '--name', name]);
     assert.equal(d.status, 0, d.stderr);
     const pins = existsSync(PIN_BASE) ? readdirSync(PIN_BASE).filter((e) => e.startsWith(`${name}-`)) : [];
