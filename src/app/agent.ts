@@ -12,7 +12,8 @@ import { findCgroup2Mount } from '../core/cgroup2.ts';
 import type { AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
-import { createRedirector, type Redirector } from '../redirect/index.ts';
+import type { Redirector } from '../redirect/index.ts';
+import { startCapture, type RunningMode } from './capture-mode.ts';
 import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
@@ -59,8 +60,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const locator = new PodCgroupLocator({ mount: cgroupMount, ownCgroup: ownCgroupPath(), template: config.podCgroup });
   let redirector: Redirector | undefined;
   const ownerFile = join(config.stateDir, 'capture-owner');
+  let captureMode: RunningMode = 'off';
   if (config.mode !== 'off') {
-    redirector = createRedirector(config.mode, {
+    ({ redirector, mode: captureMode } = await startCapture(config.mode, {
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
@@ -68,12 +70,11 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
       inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
       inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
-    }, { log: logger });
-    await redirector.start();
+    }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.
     writeFileSync(ownerFile, `${process.pid}\n`);
-    logger.info({ mode: config.mode, adopted: redirector.enrolled().length }, 'capture ready');
+    logger.info({ mode: captureMode, adopted: redirector?.enrolled().length ?? 0 }, 'capture ready');
   }
 
   allowListenerHandover(logger);
@@ -163,7 +164,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(`${JSON.stringify({
             node: config.node, version: current?.version, feed: meshFeed.describe(),
-            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [], refused: enrollment.refused() },
+            capture: { mode: captureMode, requested: config.mode, enrolled: redirector?.enrolled() ?? [], refused: enrollment.refused() },
             certificates: certificates.snapshot(), workers: stats, mesh: current?.content,
           }, null, 2)}\n`);
         },

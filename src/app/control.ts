@@ -17,15 +17,15 @@ import { ChannelCertificateIssuer } from '../control/channel-certificates.ts';
 import type { ControlResource } from '../control/resource.ts';
 import { ControlServer, type CsrSigner } from '../control/server.ts';
 import { StaticTokenReviewer, type TokenReviewer } from '../control/token-reviewer.ts';
-import type { ConfigSource } from '../control/source/contract.ts';
+import type { ConfigSource, SourceChange } from '../control/source/contract.ts';
+import { snapshotChanges } from '../control/source/snapshot-changes.ts';
 import { CertificateAuthority, FileCaStore, SecretCaStore, parseSpiffeId, type CaStore } from '../identity/index.ts';
 import type { ControlPlaneConfig } from '../config/control.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { formatProblem, type ManifestProblem } from '../model/manifests.ts';
-import { loadMesh, type LoadResult } from '../model/load.ts';
+import { formatProblem } from '../model/manifests.ts';
+import { LiveMesh } from '../model/live-mesh.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
-import { nodeResources, ResourceCache, resourceVersion, type NodeResource } from '../model/node-slice.ts';
-import type { RawObject } from '../model/types.ts';
+import { resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { MeshState } from '../model/state.ts';
 import { routeStatuses } from '../model/route-check.ts';
 import { kubernetesStatusPut, RouteStatusWriter, type RouteObjectCache } from '../control/route-status.ts';
@@ -99,26 +99,12 @@ export interface RunningControlPlane {
   readonly metricsPort: number;
   /** The dashboard's port, when it runs. */
   readonly dashboardPort: number | undefined;
-  readonly server: ControlServer<ControlSnapshot>;
+  readonly server: ControlServer<never>;
   readonly trustBundlePem: string;
   /** Stops the source, ends agent streams, closes the ports. Safe to call twice. */
   close(): Promise<void>;
 }
 
-/** What the gRPC server pushes from: the mesh state and the trust resource of the moment. */
-export interface ControlSnapshot {
-  readonly state: MeshState;
-  readonly trust: ControlResource;
-}
-
-/**
- * One ResourceCache for every node (and every snapshot; entries go with their model objects),
- * so each workload, service and policy of a state is hashed once rather than once per node.
- */
-function resourcesForEachNode(): (snapshot: ControlSnapshot, node: string) => ControlResource[] {
-  const cache = new ResourceCache();
-  return (snapshot, node) => [...nodeResources(snapshot.state, node, cache).values(), snapshot.trust];
-}
 
 /** The KubeConfig of the Kubernetes source: in-cluster when running in a pod, else ~/.kube/config or --kubeconfig. */
 async function kubeConfigOf(config: ControlPlaneConfig): Promise<KubeConfig | undefined> {
@@ -201,11 +187,10 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
         return cert;
       },
     };
-    const resourcesFor = resourcesForEachNode();
-    let snapshot: ControlSnapshot | undefined;
+    // The live model: each change from the source costs what it touches (live-mesh.ts).
+    const live = new LiveMesh({ trustDomain: config.trustDomain });
     let manifestProblems: readonly string[] = [];
-    const server = new ControlServer<ControlSnapshot>({
-      resourcesFor,
+    const server = new ControlServer<never>({
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
       tokenReviewer: await makeTokenReviewer(config, kubeConfig),
@@ -242,24 +227,40 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       cleanups.push(() => publisher?.close());
     }
 
-    // Source -> model -> server. Each snapshot is validated aside; an object that turned
-    // invalid keeps its last good version (loadMesh's `previous`).
-    let last: LoadResult | undefined;
+    // Source -> model -> server, one change at a time: each object is validated aside (an
+    // object that turned invalid keeps its last good version), the model updates what the
+    // change touches, and the server pushes each agent the difference since what it holds.
     let ready = false;
-    const onSnapshot = async (objects: readonly RawObject[], sourceProblems: readonly ManifestProblem[]): Promise<void> => {
-      const loaded = loadMesh(objects, { trustDomain: config.trustDomain, ...(last === undefined ? {} : { previous: last.objects }) });
-      const problems = [...sourceProblems, ...loaded.problems];
-      for (const p of problems.slice(0, 50)) logger.warn({ problem: formatProblem(p) }, 'manifest problem');
-      if (problems.length > 50) logger.warn({ more: problems.length - 50 }, 'more manifest problems not shown');
-      last = loaded;
-      state = loaded.state;
-      manifestProblems = problems.slice(0, 200).map(formatProblem);
-      const trust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
-      snapshot = { state: loaded.state, trust };
-      server.setSnapshot(snapshot);
-      void publisher?.publish(namespacesOf(objects), trustBundlePem);
-      routeStatus(loaded.state);
-      logger.info({ workloads: loaded.state.workloads.length, services: loaded.state.services.length, policies: loaded.state.policies.length, problems: problems.length }, 'mesh snapshot loaded');
+    let loaded = false;
+    let shownProblems = new Set<string>();
+    let namespaces = '';
+    let trust: ControlResource | undefined;
+    const onChange = async (change: SourceChange): Promise<void> => {
+      const started = performance.now();
+      const update = live.apply(change);
+      const problems = [...change.problems.map(formatProblem), ...live.problems().map(formatProblem)];
+      // Problems are logged when they appear, not again with every change.
+      const fresh = problems.filter((p) => !shownProblems.has(p));
+      for (const p of fresh.slice(0, 50)) logger.warn({ problem: p }, 'manifest problem');
+      if (fresh.length > 50) logger.warn({ more: fresh.length - 50 }, 'more manifest problems not shown');
+      shownProblems = new Set(problems);
+      manifestProblems = problems.slice(0, 200);
+      const nextTrust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
+      if (nextTrust.version !== trust?.version) live.slices.setGlobal(nextTrust);
+      trust = nextTrust;
+      state = live.state;
+      server.publish();
+      routeStatus(live.state);
+      const ns = live.namespaces();
+      if (ns.join('\0') !== namespaces) {
+        namespaces = ns.join('\0');
+        void publisher?.publish(ns, trustBundlePem);
+      }
+      const counts = live.counts();
+      const summary = { objects: update.objects, workloads: counts.workloads, services: counts.resolvedServices, generation: update.generation, problems: problems.length, ms: Math.round(performance.now() - started) };
+      if (loaded) logger.debug(summary, 'mesh change applied');
+      else logger.info(summary, 'mesh loaded');
+      loaded = true;
     };
     const source = deps.source ?? await makeSource(config, kubeConfig, logger);
     // Route status goes back through the API's status subresource; files have nowhere to keep it.
@@ -278,12 +279,14 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       logger.info({ routes: s.routes.length }, 'route status is not written back: this config source has nowhere to keep it (weft vet shows what it would say)');
     };
     let queue = Promise.resolve();
-    await source.start((objects, problems) => {
-      // One snapshot at a time, in order; a failure is logged and the last good state stays.
-      queue = queue.then(() => onSnapshot(objects, problems)).catch((err: unknown) => {
-        logger.error({ err: describeError(err) }, 'could not load a mesh snapshot; keeping the last good one');
+    const enqueue = (change: SourceChange): void => {
+      // One change at a time, in order; a failure is logged and the model keeps what it had.
+      queue = queue.then(() => onChange(change)).catch((err: unknown) => {
+        logger.error({ err: describeError(err) }, 'could not apply a mesh change; keeping the last good state');
       });
-    });
+    };
+    server.serve(live.slices);
+    await (source.startChanges === undefined ? source.start(snapshotChanges(enqueue)) : source.startChanges(enqueue));
     cleanups.push(() => source.close());
     await queue;
 
@@ -300,7 +303,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       }, {
         state: () => state,
         agents: () => server.agents(),
-        desired: (node) => (snapshot === undefined ? [] : resourcesFor(snapshot, node)),
+        desired: (node) => [...live.slices.resources(node).values()],
         rejected: (node) => server.rejectedVersions(node),
         manifestProblems: () => manifestProblems,
         revokedSerials: () => ca.revokedSerials(),
@@ -309,7 +312,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       cleanups.push(() => dashboard.close());
       dashboardPort = dashboard.address.port;
     }
-    ready = last !== undefined;
+    ready = loaded;
     if (config.readyFile !== undefined) {
       mkdirSync(dirname(config.readyFile), { recursive: true });
       writeFileSync(config.readyFile, `${process.pid}\n`);
@@ -329,15 +332,6 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     await closeAll();
     throw err;
   }
-}
-
-function namespacesOf(objects: readonly RawObject[]): string[] {
-  const out: string[] = [];
-  for (const o of objects) {
-    const name = (o.body.metadata as { name?: unknown } | undefined)?.name;
-    if (o.kind === 'Namespace' && typeof name === 'string') out.push(name);
-  }
-  return out.sort();
 }
 
 /** Sources that keep the objects they watched (the Kubernetes source), so status can be written against them. */

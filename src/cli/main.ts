@@ -12,6 +12,7 @@ const USAGE = `usage: weft <command> [options]
 commands:
   sim      build, inspect and remove a simulated multi-node cluster (root)
   vet      validate Kubernetes and weft manifests offline
+  check    can this node run weft, and is its agent healthy (kernel, iptables, control plane, capture)
   agent    run the node agent (capture + proxy)
   control  run the control plane
   demo     the npm start demo: a simulated cluster with the mesh in the path`;
@@ -22,6 +23,7 @@ const commands: Record<string, () => Promise<Command>> = {
   sim: () => Promise.resolve(simCommand),
   demo: async () => (await import('./demo.ts')).demoCommand,
   vet: async () => (await import('./vet.ts')).vetCommand,
+  check: async () => (await import('./check.ts')).checkCommand,
   agent: async () => (await import('./agent.ts')).agentCommand,
   control: async () => (await import('./control.ts')).controlCommand,
 };

@@ -11,7 +11,7 @@ import { DASHBOARD_PORT, restartComponent, startComponent, stopComponent } from 
 import { portForward } from '../sim/port-forward.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
-const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
+const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
               [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs]
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
@@ -20,7 +20,7 @@ const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifest
        weft sim dashboard --name NAME [--port P]
        weft sim port-forward --name NAME --to HOST:PORT [--port P] [--url-file FILE]   (into the underlay namespace)`;
 
-const MESH_MODES = ['off', 'ebpf', 'iptables'] as const;
+const MESH_MODES = ['off', 'auto', 'ebpf', 'iptables'] as const;
 
 export async function simCommand(argv: readonly string[]): Promise<number> {
   const [verb, ...rest] = argv;

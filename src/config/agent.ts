@@ -8,7 +8,7 @@ import {
 
 export { CONFIG_ERROR } from './flags.ts';
 
-export const CAPTURE_MODES = ['ebpf', 'iptables', 'off'] as const;
+export const CAPTURE_MODES = ['auto', 'ebpf', 'iptables', 'off'] as const;
 export type CaptureMode = typeof CAPTURE_MODES[number];
 
 export interface AgentPorts {
@@ -29,6 +29,8 @@ export interface AgentConfig {
   readonly captureAddress: string;
   /** This node's address as other nodes see it: where their tunnels connect. */
   readonly tunnelAddress: string;
+  /** The bpftool command (eBPF mode and the auto probe). */
+  readonly bpftool: string;
   /** The pods' bridge (iptables mode). */
   readonly podInterface: string;
   /** Name of the bpffs pin directory /sys/fs/bpf/weft/<pinName>; unique per node on a host. */
@@ -60,16 +62,18 @@ export interface AgentConfig {
 
 export type AgentFlags = FlagValues;
 
-export const AGENT_USAGE = `weft agent --node NAME [--mode ebpf|iptables|off] --capture-address IP [--tunnel-address IP]
+export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|off] --capture-address IP [--tunnel-address IP]
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
-            [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]`;
+            [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
+            [--bpftool PATH]
+  --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
 const s = { type: 'string' } as const;
 export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, 'exclude-inbound-ports': s, workers: s, 'drain-seconds': s,
-  'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s,
+  'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
 });
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -106,6 +110,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     mode,
     captureAddress,
     tunnelAddress: ip(flags, 'tunnel-address', '0.0.0.0'),
+    bpftool: str(flags, 'bpftool') ?? 'bpftool',
     podInterface: str(flags, 'pod-interface') ?? 'br0',
     pinName: str(flags, 'pin-name') ?? node,
     podCgroup,

@@ -61,6 +61,11 @@ export class LiveMesh {
     return this.#store.problems();
   }
 
+  /** Names of the Namespaces held, sorted. */
+  namespaces(): string[] {
+    return this.#resolver.namespaceNames();
+  }
+
   /** Objects held per kind, and the resolved workloads and services. */
   counts(): Record<string, number> {
     return { ...this.#resolver.counts(), workloads: this.#resolver.index.workloadCount, resolvedServices: this.#resolver.index.serviceCount };

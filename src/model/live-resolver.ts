@@ -129,6 +129,10 @@ export class LiveResolver {
     return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes };
   }
 
+  namespaceNames(): string[] {
+    return [...this.#namespaces.keys()].sort();
+  }
+
   /** How many objects of each kind are held. */
   counts(): Record<string, number> {
     return {

@@ -10,7 +10,12 @@ import type { RawObject, SourceRef } from './types.ts';
 import { KEEPING_PREVIOUS, isKind, objectKey, parseRawObject, type Kind, type ManifestProblem, type ParsedObject } from './manifests.ts';
 import { isRecord } from './fields.ts';
 
-/** What changed at the source: objects added or changed, and objects gone (as last delivered). */
+/**
+ * What changed at the source: objects added or changed, and objects gone (as last
+ * delivered). An object is identified by its source position (file and document) and its
+ * key: a document that now holds another object is the old one removed and the new one
+ * upserted. (A Kubernetes source gives every object of a kind one position.)
+ */
 export interface ObjectChanges {
   readonly upserted: readonly RawObject[];
   readonly removed: readonly RawObject[];
@@ -43,6 +48,15 @@ function bySource(a: Candidate, b: Candidate): number {
   return a.raw.source.doc - b.raw.source.doc;
 }
 
+/** Equal bodies, the API's resourceVersion aside (it moves with every write, read or not). */
+function sameBody(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  if (a === b) return true;
+  const ma = a.metadata;
+  const mb = b.metadata;
+  if (!isRecord(ma) || !isRecord(mb) || (ma.resourceVersion === undefined && mb.resourceVersion === undefined)) return isDeepStrictEqual(a, b);
+  return isDeepStrictEqual({ ...a, metadata: { ...ma, resourceVersion: undefined } }, { ...b, metadata: { ...mb, resourceVersion: undefined } });
+}
+
 function keyOf(raw: RawObject): string | undefined {
   return isKind(raw.kind) && isRecord(raw.body) ? objectKey(raw.kind, raw.body) : undefined;
 }
@@ -57,8 +71,6 @@ export class ObjectStore {
   /** Per object key, every source's version of it. */
   readonly #candidates = new Map<string, Map<string, Candidate>>();
   readonly #accepted = new Map<string, Accepted>();
-  /** Which key each source position holds, so a position that now holds another object drops the old one. */
-  readonly #keyAt = new Map<string, string>();
   /** Problems of objects that have no key (no name, unknown kind), by source position. */
   readonly #unkeyed = new Map<string, readonly ManifestProblem[]>();
   /** Problems per object key (its own, duplicates, kept versions). */
@@ -78,33 +90,25 @@ export class ObjectStore {
     const touched = new Set<string>();
     for (const raw of changes.removed) {
       const id = sourceId(raw.source);
-      this.#unkeyed.delete(id);
-      const key = keyOf(raw) ?? this.#keyAt.get(id);
-      if (key === undefined) continue;
-      if (this.#candidates.get(key)?.delete(id) === true) touched.add(key);
-      if (this.#keyAt.get(id) === key) this.#keyAt.delete(id);
+      const key = keyOf(raw);
+      if (key === undefined) this.#unkeyed.delete(id);
+      else if (this.#candidates.get(key)?.delete(id) === true) touched.add(key);
     }
     for (const raw of changes.upserted) {
       const id = sourceId(raw.source);
       const key = keyOf(raw);
-      const before = this.#keyAt.get(id);
-      if (before !== undefined && before !== key) {
-        if (this.#candidates.get(before)?.delete(id) === true) touched.add(before);
-        this.#keyAt.delete(id);
-      }
       if (key === undefined) {
         this.#unkeyed.set(id, parseRawObject(raw, this.#kubernetesSchema).problems);
         continue;
       }
-      this.#unkeyed.delete(id);
       let forKey = this.#candidates.get(key);
       if (forKey === undefined) this.#candidates.set(key, (forKey = new Map<string, Candidate>()));
       const existing = forKey.get(id);
-      // Sources re-deliver unchanged objects (a rewritten file holds many): validate only what changed.
-      if (existing !== undefined && (existing.raw.body === raw.body || isDeepStrictEqual(existing.raw.body, raw.body))) continue;
+      // Sources re-deliver unchanged objects (a rewritten file holds many; an API update that
+      // only moved the resourceVersion): validate only what changed.
+      if (existing !== undefined && sameBody(existing.raw.body, raw.body)) continue;
       const one = parseRawObject(raw, this.#kubernetesSchema);
       forKey.set(id, { raw, parsed: one.parsed, problems: one.problems, object: one.object });
-      this.#keyAt.set(id, key);
       touched.add(key);
     }
     const out: ParsedChange[] = [];

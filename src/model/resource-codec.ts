@@ -6,7 +6,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
-import { checkSchema, type Schema } from './schema-check.ts';
+import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { nodeAddressProblem } from './core-kinds.ts';
@@ -15,10 +15,7 @@ import { routeKey, type RouteObject } from './route-types.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
-const int = (min: number, max: number): Schema => ({
-  type: 'custom', what: `an integer ${min}-${max}`,
-  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
-});
+const int = integer;
 const port = int(1, 65535);
 const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
 const strings: Schema = { type: 'array', items: str };
@@ -26,9 +23,7 @@ const cidrs: Schema = {
   type: 'array',
   items: { type: 'string', check: (s) => { try { parseCidr(s); return undefined; } catch { return `must be an IPv4 CIDR, got ${JSON.stringify(s)}`; } } },
 };
-const obj = (properties: Record<string, Schema>, optional: readonly string[] = []): Schema => ({
-  type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
-});
+const obj = requiredExcept;
 
 const ipv6s: Schema = {
   type: 'array', items: { type: 'string', check: (s) => (isIPv6(s) ? undefined : `must be an IPv6 address, got ${JSON.stringify(s)}`) },

@@ -3,20 +3,15 @@
 // the body its type names, and regular expressions compile under RE2, so a malformed push
 // is rejected alone instead of failing at the first request.
 
-import { checkSchema, type Schema, type SchemaIssue } from './schema-check.ts';
+import { checkSchema, integer, requiredExcept, type Schema, type SchemaIssue } from './schema-check.ts';
 import { regexProblem } from './route-schema.ts';
 import { isRecord } from './fields.ts';
 
 const str: Schema = { type: 'string' };
 const anyStr: Schema = { type: 'custom', what: 'a string', check: (v) => (typeof v === 'string' ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`) };
-const int = (min: number, max: number): Schema => ({
-  type: 'custom', what: `an integer ${min}-${max}`,
-  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
-});
+const int = integer;
 const port = int(1, 65535);
-const obj = (properties: Record<string, Schema>, optional: readonly string[] = []): Schema => ({
-  type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
-});
+const obj = requiredExcept;
 const list = (items: Schema): Schema => ({ type: 'array', items });
 const matchType: Schema = { type: 'string', enum: ['Exact', 'RegularExpression'] };
 

@@ -9,6 +9,7 @@ import type { HeaderModifier, PathModifier, RequestRedirect, RouteFilter, UrlRew
 import type { BackendTarget, Forward, Redirect, Reject, RequestHeaders, Rewrite, RouteDecision, RouteRef, RouteRequest } from './route-decision.ts';
 import { GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED } from './route-decision.ts';
 import type { CompiledRule, RequestView, RouteTable } from './route-table.ts';
+import type { MeshState, ServiceAtVip } from './state.ts';
 
 function decodeComponent(s: string): string {
   try {
@@ -185,4 +186,12 @@ export function decideRoute(table: RouteTable, req: RouteRequest, random: () => 
   const view = requestView(req);
   for (const m of group.matches) if (m.test(view)) return act(m.rule, table, req, random);
   return reject(undefined, 404, `no ${group.kind} rule attached to ${table.service.key}:${table.port} matches`);
+}
+
+/**
+ * The HTTP layer's one call per request to a Service VIP:port (proxy/http's RouteDecider):
+ * the Service port's compiled table from the snapshot, then decideRoute.
+ */
+export function decideAtVip(state: MeshState, at: ServiceAtVip, req: RouteRequest, random: () => number = Math.random): RouteDecision {
+  return decideRoute(state.routeTable(at.service, at.port.port), req, random);
 }

@@ -3,12 +3,9 @@
 // its path. Rules that span fields (the CRDs' CEL validations) live in route-kind.ts.
 
 import { RE2JS } from 're2js';
-import type { Schema } from './schema-check.ts';
+import { integer, type Schema } from './schema-check.ts';
 
-const int = (min: number, max: number): Schema => ({
-  type: 'custom', what: `an integer ${min}-${max}`,
-  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
-});
+const int = integer;
 
 function text(what: string, pattern: RegExp | undefined, min: number, max: number): Schema {
   return {

@@ -18,6 +18,19 @@ export type Schema =
   /** Any value; `check` returns an error message or undefined. */
   | { readonly type: 'custom'; readonly what: string; readonly check: (v: unknown) => string | undefined };
 
+/** An integer in [min, max]. */
+export function integer(min: number, max: number): Schema {
+  return {
+    type: 'custom', what: `an integer ${min}-${max}`,
+    check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
+  };
+}
+
+/** An object whose every property is required except those named `optional`. */
+export function requiredExcept(properties: Record<string, Schema>, optional: readonly string[] = []): Schema {
+  return { type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)) };
+}
+
 export interface SchemaIssue {
   /** Dotted path, e.g. `spec.rules[0].from[1].source.principals[0]`. */
   readonly field: string;

@@ -65,7 +65,7 @@ export class EbpfRedirector implements Redirector {
   }
 
   async #start(): Promise<void> {
-    const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool });
+    const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool, objectPath: this.#objectPath });
     this.#checkAgentCgroup(cgroup2);
     // An iptables agent ran here before (--mode switched): its chains would capture first.
     await reclaimIptables(this.#deps, this.#log);

@@ -32,6 +32,11 @@ const addon: NativeAddon | Error = (() => {
   }
 })();
 
+/** Why the native addon does not load, or undefined when it does (for `weft check`). */
+export function nativeAddonProblem(): string | undefined {
+  return addon instanceof Error ? `${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap` : undefined;
+}
+
 export function native(): NativeAddon {
   if (addon instanceof Error) {
     throw redirectError(RedirectErrors.NO_NATIVE, `the native addon ${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap`, addon);

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { isErrnoError, native } from './native.ts';
 
-export { NATIVE_ADDON_PATH } from './native.ts';
+export { NATIVE_ADDON_PATH, nativeAddonProblem } from './native.ts';
 
 export interface OriginalDestination {
   readonly address: string;

@@ -14,7 +14,7 @@ import { buildNetwork, deleteNetns, listNetns, netnsPids } from './network.ts';
 import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './plan.ts';
 import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
-import { meshCgroups, startMesh, stopMesh } from './mesh.ts';
+import { controlEndpoint, meshCgroups, startMesh, stopMesh } from './mesh.ts';
 import { startPrometheus } from './prometheus.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
@@ -239,6 +239,7 @@ export function statusJson(state: ClusterState): object {
     services: plan.services.map((s) => ({ name: s.name, namespace: s.namespace, vip: s.vip, ports: s.ports, selector: s.selector })),
     meshProcesses: state.mesh_processes,
     meshCgroups: meshCgroups(state),
+    control: controlEndpoint(state),
     ...(state.prometheusUrl === undefined ? {} : { prometheusUrl: state.prometheusUrl }),
   };
 }

@@ -81,6 +81,12 @@ function launch(state: ClusterState, component: string): { state: ClusterState; 
   return { state: next, ready: p.ready };
 }
 
+/** Where agents reach the control plane, and the CA file that verifies it (for tools and tests). */
+export function controlEndpoint(state: ClusterState): { address: string; caFile: string } | undefined {
+  if (state.mesh === 'off') return undefined;
+  return { address: `${CONTROL_IP}:${CONTROL_PORT}`, caFile: join(meshDir(state), 'ca', 'ca.crt') };
+}
+
 /** Each mesh component's cgroup (absolute), by component name: where its process runs. */
 export function meshCgroups(state: ClusterState): Record<string, string> {
   if (state.mesh === 'off') return {};

@@ -9,7 +9,7 @@ import type { ClusterPlan } from './plan.ts';
 
 export const SIM_RUN_DIR = process.env.WEFT_SIM_RUN_DIR ?? '/run/weft/sim';
 
-export type MeshMode = 'off' | 'ebpf' | 'iptables';
+export type MeshMode = 'off' | 'auto' | 'ebpf' | 'iptables';
 
 export interface ClusterState {
   readonly version: 1;

@@ -44,6 +44,8 @@ export interface SimStatus {
   services: { name: string; namespace: string; vip: string; ports: { port: number; targetPort: number }[] }[];
   /** The cgroup each mesh process runs in, by component (`control`, `agent/<node>`). */
   meshCgroups: Record<string, string>;
+  /** Where agents reach the control plane and the CA file that verifies it; absent without a mesh. */
+  control?: { address: string; caFile: string };
 }
 
 /** Brings a cluster up for the test and registers its removal; returns its status. */

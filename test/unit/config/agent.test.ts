@@ -18,7 +18,7 @@ test('agent flags: defaults, NODE_NAME from the environment, a frozen config', (
 test('agent flags: every refusal names the flag and the value', () => {
   const cases: Array<[string[], string, RegExp]> = [
     [['--capture-address', '198.18.1.1', '--control', 'c:1'], 'WEFT_CONFIG_INVALID', /^--node \(not given\): is required/],
-    [[...base, '--mode', 'magic'], 'WEFT_CONFIG_INVALID', /^--mode "magic": must be one of ebpf, iptables, off/],
+    [[...base, '--mode', 'magic'], 'WEFT_CONFIG_INVALID', /^--mode "magic": must be one of auto, ebpf, iptables, off/],
     [[...base, '--capture-address', 'x'], 'WEFT_CONFIG_INVALID', /^--capture-address "x": must be an IPv4 address/],
     [[...base, '--control', 'nowhere'], 'WEFT_CONFIG_INVALID', /^--control "nowhere": must be HOST:PORT/],
     [[...base, '--manifests', '/m'], 'WEFT_CONFIG_INVALID', /^--control ".*": give exactly one of --control HOST:PORT or --manifests DIR/],

@@ -29,6 +29,11 @@ const NAMESPACES = ['shop', 'legacy', 'weft-system'];
 const NODES = ['n1', 'n2', 'n3', 'n4'];
 const APPS = ['web', 'db', 'cache'];
 
+function identity(o: RawObject): string {
+  const md = o.body.metadata as { namespace?: string; name?: string };
+  return `${o.kind}/${md.namespace ?? ''}/${md.name ?? ''}`;
+}
+
 class World {
   readonly #r: () => number;
   /** identity (file#doc) -> raw object */
@@ -149,7 +154,8 @@ class World {
       const o = this.object();
       const raw: RawObject = { kind: o.kind, body: o.body, source: old.source };
       this.objects.set(id, raw);
-      return { upserted: [raw], removed: [] };
+      // The document at that position now holds this object (maybe another one than before).
+      return { upserted: [raw], removed: this.chance(0.5) || identity(raw) !== identity(old) ? [old] : [] };
     }
     const o = this.object();
     const source = { file: this.pick(this.#files), doc: this.#doc++ };

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONSUMER_NS, decide, meshWith, outcome, parent, request, route } from './route-fixture.ts';
-import { modifyPath, parseQuery } from '../../../src/model/route-match.ts';
+import { decideAtVip, modifyPath, parseQuery } from '../../../src/model/route-match.ts';
 import { prefixMatches } from '../../../src/model/route-table.ts';
 import type { Forward, RouteDecision } from '../../../src/model/route-decision.ts';
 
@@ -439,4 +439,12 @@ test('a Service with no route attached forwards to itself, for every caller', ()
     kind: 'forward', route: undefined, backend: { serviceKey: 'mesh/echo', port: 80 }, requestHeaders: [], responseHeaders: [], rewrite: undefined,
     mirrors: [], requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
   });
+});
+
+test('decideAtVip: the call the HTTP layer makes for a request to a Service VIP and port', () => {
+  const s = meshWith([route('HTTPRoute', 'v', { parentRefs: [parent('echo', { port: 80 })], rules: [{ backendRefs: [be('echo-v2', 80)] }] })]);
+  const at = s.serviceByVip('198.19.1.1', 80) ?? assert.fail();
+  assert.equal(outcome(decideAtVip(s, at, request('/'))), 'echo-v2:80');
+  const grpcPort = s.serviceByVip('198.19.1.1', 7070) ?? assert.fail();
+  assert.equal(forward(decideAtVip(s, grpcPort, request('/'))).route, undefined);
 });
