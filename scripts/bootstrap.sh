@@ -14,6 +14,7 @@ declare -A pkg_for=(
   [curl]=curl [tcpdump]=tcpdump [haproxy]=haproxy [wrk]=wrk [iperf3]=iperf3
   [sockperf]=sockperf [nsenter]=util-linux [ps]=procps [make]=make [g++]=g++
   [python3]=python3 [openssl]=openssl [promtool]=prometheus [chromium]=chromium [strace]=strace
+  [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [unzip]=unzip [strip]=binutils
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

@@ -19,6 +19,8 @@ import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
+import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
+import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
 import { InboundSockets } from './inbound-sockets.ts';
@@ -78,9 +80,13 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   }
 
   allowListenerHandover(logger);
+  // Descriptors: the hard limit, with a reserve kept from the proxy for this thread's own needs.
+  const budget = fdBudget(raiseNofileLimit(logger));
+  logger.info({ ...budget }, 'file descriptor budget');
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
+    limits: { budget, workers: config.workers, shared: sharedProxyCounters() },
   }, logger, config.logLevel);
   workers.start();
   const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);

@@ -75,6 +75,11 @@ export function startControlDashboard(config: DashboardConfig, deps: DashboardDe
       const state = deps.state();
       return dashboardModel(state ?? empty, rates, {
         now: Date.now(),
+        // A mode only when a PeerAuthentication set it; the view shows the default otherwise.
+        peerAuthenticationMode: (w) => {
+          const d = state?.mtlsModeFor(w);
+          return d?.policy === undefined ? undefined : `${d.mode} (${d.policy})`;
+        },
         revoked: deps.revokedSerials().map((s) => issued.describe(s)),
       }, {
         nodes: state?.nodes() ?? [],

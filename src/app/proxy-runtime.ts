@@ -11,10 +11,11 @@ import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
+import { ConnectionTelemetry, OverloadTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
+import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
 
@@ -27,6 +28,16 @@ export interface ProxyRuntimeOptions {
   readonly ports: AgentPorts;
   readonly clusterDomain: string;
   readonly cluster: string;
+  /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
+  readonly limits?: ProxyLimits;
+}
+
+/** The caps every worker applies, and the counters they share. */
+export interface ProxyLimits {
+  readonly budget: FdBudget;
+  readonly workers: number;
+  /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
+  readonly shared: Int32Array;
 }
 
 export interface ProxyRuntimeDeps {
@@ -36,6 +47,8 @@ export interface ProxyRuntimeDeps {
   readonly originalDestination: (socket: Socket) => SocketAddress;
   /** Admits or refuses connections at accept, on every listener (per-source caps). */
   readonly gate?: ConnectionGate;
+  /** How spliced sockets close (SO_LINGER 0 while bytes are in flight). */
+  readonly closer?: SocketCloser;
   /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
   readonly tracer?: Observer;
 }
@@ -66,18 +79,40 @@ export class ProxyRuntime {
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
+    const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
+    const limits = options.limits;
+    const caps = limits === undefined ? undefined : new ConnectionCaps({
+      globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
+    });
+    const handshakeCaps = limits === undefined ? {} : {
+      maxPending: limits.budget.maxPendingHandshakes, maxPendingPerSource: perWorker(limits.budget.maxPendingHandshakesPerSource, limits.workers),
+    };
+    const overload = new OverloadTelemetry({
+      registry: deps.registry, logger: deps.logger, clock: deps.clock,
+      ...(limits === undefined || caps === undefined ? {} : {
+        limits: {
+          connectionFds: () => ({ cap: caps.limits.globalFds, held: caps.heldGlobally, perSourceCap: limits.budget.perSourceFds, heldHere: caps.held }),
+          handshakes: () => ({ cap: limits.budget.maxPendingHandshakes, perSourceCap: limits.budget.maxPendingHandshakesPerSource, pending: this.#tunnel.stats().pendingHandshakes }),
+        },
+      }),
+    });
+    caps?.observe(overload);
+    const gate = deps.gate ?? caps;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
-    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
-      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
+    this.#tunnel = new InboundTunnel({
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload,
+      ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
+    }, {
+      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
       // Every address: iptables redirects inbound connections to the address they arrived on
       // (the pods' bridge, or the node's own from another node).
       nodeName: options.node, host: '0.0.0.0', port: options.ports.inboundPlain, reusePort: true,

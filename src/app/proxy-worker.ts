@@ -10,6 +10,7 @@ import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
 import { BatchedLog, ConnectionTracer, startTracing } from '../telemetry/index.ts';
+import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
 
@@ -31,7 +32,9 @@ const registry = new Registry();
 // Traces only when OTEL_* asks for them (this thread's copy of the agent's environment).
 const tracing = startTracing({ serviceName: 'weft-agent', registry });
 const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
-const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination, ...(tracer === undefined ? {} : { tracer }) });
+const runtime = new ProxyRuntime(data.options, {
+  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger), ...(tracer === undefined ? {} : { tracer }),
+});
 let draining = false;
 
 port.on('message', (m: ToWorker) => {

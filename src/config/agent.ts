@@ -31,8 +31,8 @@ export interface AgentConfig {
   readonly tunnelAddress: string;
   /** The bpftool command (eBPF mode and the auto probe). */
   readonly bpftool: string;
-  /** The pods' bridge (iptables mode). */
-  readonly podInterface: string;
+  /** The interface pods' traffic arrives on (iptables mode narrows its match to it); undefined: any (pods are matched by address). */
+  readonly podInterface: string | undefined;
   /** Name of the bpffs pin directory /sys/fs/bpf/weft/<pinName>; unique per node on a host. */
   readonly pinName: string;
   /**
@@ -111,7 +111,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     captureAddress,
     tunnelAddress: ip(flags, 'tunnel-address', '0.0.0.0'),
     bpftool: str(flags, 'bpftool') ?? 'bpftool',
-    podInterface: str(flags, 'pod-interface') ?? 'br0',
+    podInterface: str(flags, 'pod-interface'),
     pinName: str(flags, 'pin-name') ?? node,
     podCgroup,
     ownPodUid,

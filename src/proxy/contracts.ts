@@ -125,6 +125,25 @@ export interface ConnectionObserver {
   handshakeFailed(reason: string, detail: string): void;
 }
 
+/**
+ * Overload, as telemetry counts it (and logs it at a bounded rate): connections refused by a
+ * cap, listening sockets that failed to accept, TLS handshakes refused before they started.
+ */
+export interface OverloadObserver {
+  /** A connection refused at accept: its source, or the agent as a whole, was at its cap. */
+  capHit(listener: string, cap: 'source' | 'global', source: string): void;
+  /** accept() failed on a listening socket (EMFILE, ENFILE, ENOBUFS, ...); the listener goes on. */
+  acceptFailed(listener: string, code: string): void;
+  /** A tunnel connection closed before its TLS handshake: too many pending, from its address or in all. */
+  handshakeCapHit(cap: 'source' | 'global', source: string): void;
+}
+
+export const NO_OVERLOAD_OBSERVER: OverloadObserver = Object.freeze({
+  capHit: (): void => undefined,
+  acceptFailed: (): void => undefined,
+  handshakeCapHit: (): void => undefined,
+});
+
 /** An observer that records nothing (tests, or telemetry switched off). */
 export const NO_TELEMETRY: ConnectionObserver = Object.freeze({
   open: (): ConnectionRecord => NO_RECORD,

@@ -272,7 +272,7 @@ export class OutboundListener implements Listener {
         record.countBytes(client, 'client');
         setup.dispose();
         client.resume();
-        return flagsForSplice(await splice(client, upstream, signal));
+        return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
       } finally {
         this.#deps.health.release(key);
       }

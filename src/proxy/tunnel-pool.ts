@@ -11,6 +11,7 @@ import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
 import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
 import { dialTunnel } from './tunnel-dial.ts';
+import { endSessionOnEof } from './tunnel-session.ts';
 import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface TunnelPoolOptions {
@@ -204,6 +205,7 @@ export class TunnelPool {
     const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
     ready.then((session) => {
       entry.session = session;
+      endSessionOnEof(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
       session.once('goaway', () => {
         entry.usable = false;
       });

@@ -1,4 +1,4 @@
-// Can this host do iptables capture? Each rule feature weft's chains use (nat REDIRECT,
+// Can this host do iptables capture? Each rule feature weft's chains use (nat DNAT,
 // multiport, comment, conntrack, and TPROXY for inbound capture) is tried for real, by
 // committing a one-rule WEFT-CHECK chain with iptables-restore inside a fresh network
 // namespace (`unshare --net`), which vanishes with the command: the host's tables are never
@@ -15,7 +15,7 @@ interface RuleFeature {
 }
 
 export const IPTABLES_FEATURES: readonly RuleFeature[] = Object.freeze([
-  { id: 'iptables:redirect', what: 'iptables nat REDIRECT (outbound capture)', table: 'nat', rule: '-p tcp -j REDIRECT --to-ports 15001' },
+  { id: 'iptables:dnat', what: 'iptables nat DNAT (outbound capture)', table: 'nat', rule: '-p tcp -j DNAT --to-destination 127.0.0.1:15001' },
   { id: 'iptables:conntrack', what: 'conntrack (answers SO_ORIGINAL_DST in iptables mode)', table: 'nat', rule: '-p tcp -m conntrack --ctstate NEW -j RETURN' },
   { id: 'iptables:multiport', what: 'iptables multiport match (excluded ports)', table: 'nat', rule: '-p tcp -m multiport --dports 15000,15001 -j RETURN' },
   { id: 'iptables:comment', what: 'iptables comment match (which rule is which pod)', table: 'nat', rule: '-m comment --comment weft-check -j RETURN' },

@@ -1,14 +1,13 @@
-// The native addon (native/), loaded once: the socket option Node cannot read
-// (SO_ORIGINAL_DST) and, for eBPF inbound capture, what must happen inside a pod's network
-// namespace or through the bpf() syscall with a process-local file descriptor.
+// The native addon (core/native-addon.ts) as capture needs it: the socket option Node cannot
+// read (SO_ORIGINAL_DST) and, for eBPF inbound capture, what must happen inside a pod's
+// network namespace or through the bpf() syscall with a process-local file descriptor.
 
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import type { OriginalDestination } from './original-dst.ts';
+import { NATIVE_ADDON_PATH, nativeAddon, type NativeAddon } from '../core/native-addon.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 
-export interface NativeAddon {
-  originalDst(fd: number): OriginalDestination;
+export { NATIVE_ADDON_PATH };
+
+export interface CaptureAddon extends NativeAddon {
   /** Whether `ip` is a local address in the network namespace at `netnsPath`. */
   netnsHolds(netnsPath: string, ip: string): boolean;
   /**
@@ -20,24 +19,14 @@ export interface NativeAddon {
   attachSkLookup(progPin: string, netnsPath: string, podIp: string, linkPin: string): void;
 }
 
-export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');
-
-// Loaded once at import; a missing build is reported when first needed, not at import, so
-// code that never reaches the addon still loads.
-const addon: NativeAddon | Error = (() => {
-  try {
-    return createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
-  } catch (err: unknown) {
-    return err instanceof Error ? err : new Error(String(err));
-  }
-})();
-
 /** Why the native addon does not load, or undefined when it does (for `weft check`). */
 export function nativeAddonProblem(): string | undefined {
+  const addon = nativeAddon();
   return addon instanceof Error ? `${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap` : undefined;
 }
 
-export function native(): NativeAddon {
+export function native(): CaptureAddon {
+  const addon = nativeAddon() as CaptureAddon | Error;
   if (addon instanceof Error) {
     throw redirectError(RedirectErrors.NO_NATIVE, `the native addon ${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap`, addon);
   }

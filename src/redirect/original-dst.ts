@@ -3,6 +3,7 @@
 // eBPF mode; the caller cannot tell which, which is the point.
 
 import type { Socket } from 'node:net';
+import { socketFdOf } from '../core/native-addon.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { isErrnoError, native } from './native.ts';
 
@@ -15,9 +16,8 @@ export interface OriginalDestination {
 
 /** The file descriptor under a connected net.Socket (Linux, libuv TCP handle). */
 export function socketFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
-  const fd = handle?.fd;
-  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+  const fd = socketFdOf(socket);
+  if (fd === undefined) {
     throw redirectError(RedirectErrors.NO_ORIGINAL_DST, 'the socket has no file descriptor (closed, not TCP, or not on Linux)');
   }
   return fd;

@@ -13,6 +13,7 @@ export {
 export { BatchedLog, type BatchedLogOptions, type LogTarget } from './batched-log.ts';
 export { collectProcessMetrics } from './process-metrics.ts';
 export { CertificateMetrics, type CertificateMetricEvent } from './certificate-metrics.ts';
+export { OverloadTelemetry, type OverloadLimits, type OverloadTelemetryOptions } from './overload-telemetry.ts';
 export { startTracing, tracingRequested, type Tracing, type TracingOptions } from './tracing.ts';
 export { ConnectionTracer, type ConnectionTracerOptions } from './connection-tracer.ts';
 export { composeObservers } from './observers.ts';

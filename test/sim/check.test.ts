@@ -39,7 +39,7 @@ test('weft check passes on this machine, with a check for every program of the B
   assert.deepEqual(report.checks.filter((c) => c.status !== 'pass'), []);
   const sections = bpfProgramSections(readFileSync(join(import.meta.dirname, '..', '..', 'bpf', 'build', 'redirect.bpf.o'))).map((p) => p.section);
   for (const s of sections) assert.equal(byId(report, `program:${s}`).status, 'pass', s);
-  for (const id of ['btf', 'cgroup2', 'bpftool', 'iptables:redirect', 'iptables:conntrack', 'iptables:tproxy', 'capability:CAP_BPF', 'native-addon']) assert.equal(byId(report, id).status, 'pass', id);
+  for (const id of ['btf', 'cgroup2', 'bpftool', 'iptables:dnat', 'iptables:conntrack', 'iptables:tproxy', 'capability:CAP_BPF', 'native-addon']) assert.equal(byId(report, id).status, 'pass', id);
   const text = await weft(['check', '--agent', 'none']);
   assert.match(text.stdout, /^ebpf\n {2}✔ kernel: Linux /m);
   assert.match(text.stdout, /\d+ passed, 0 failed, 0 warnings, 0 skipped\n$/);

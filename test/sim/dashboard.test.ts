@@ -26,6 +26,8 @@ function manifestsDir(): string {
   for (const f of defaultManifests(2, 2)) writeFileSync(join(dir, f.path), f.text);
   const docs = [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'legacy' } },
+    // hello takes mutual TLS only; echo keeps the default (PERMISSIVE), so legacy can reach it.
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'PeerAuthentication', metadata: { name: 'hello-strict', namespace: 'demo' }, spec: { selector: { matchLabels: { app: 'hello' } }, mtls: { mode: 'STRICT' } } },
     {
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'legacy-2', namespace: 'legacy', labels: { app: 'legacy' } },
       spec: { nodeName: 'node-2', containers: [{ name: 'app', image: 'weft/echo', ports: [{ containerPort: 8080 }] }] },
@@ -121,7 +123,9 @@ test('dashboard in headless Chromium: workloads, the mTLS edge, the plaintext wa
   // Security view: enrollment, PeerAuthentication mode, certificates per identity.
   assert.match(await page.locator('#namespaces tbody').innerText(), /demo\s+2\s+all|demo\s+4\s+all/);
   assert.match(await page.locator('#namespaces tbody').innerText(), /legacy\s+1\s+0 of 1/);
-  assert.match(await page.locator('#workloads tbody').innerText(), /PERMISSIVE/);
+  const workloads = await page.locator('#workloads tbody').innerText();
+  assert.match(workloads, /demo\/hello-2-1\s+node-2\s+\S+\s+yes\s+STRICT \(demo\/hello-strict\)/, 'the mode PeerAuthentication sets');
+  assert.match(workloads, /demo\/echo-1-0\s+node-1\s+\S+\s+yes\s+PERMISSIVE \(default\)/);
   const certs = await page.locator('#certificates tbody').innerText();
   assert.match(certs, /spiffe:\/\/cluster\.local\/ns\/demo\/sa\/echo\s+node-1/);
   assert.match(certs, /spiffe:\/\/cluster\.local\/ns\/demo\/sa\/hello\s+node-2/);

