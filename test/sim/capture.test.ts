@@ -4,7 +4,8 @@
 //
 // Cluster (custom manifests, 2 nodes):
 //   node-1: demo/client, demo/local (app echo), demo/leaver, plain/outsider (namespace not in the mesh)
-//   node-2: demo/remote (app echo), demo/hello (app hello, the only endpoint of Service demo/hello)
+//   node-2: demo/remote (app echo), demo/hello (app hello, the only endpoint of Service demo/hello),
+//           demo/guarded (app guarded, PeerAuthentication STRICT for that workload only)
 // The echo server answers `client=<ip:port>`: the node's bridge address when an agent
 // connected to it (captured), the client pod's own address when not.
 
@@ -61,6 +62,11 @@ spec:
   clusterIP: ${HELLO_VIP}
   selector: {app: hello}
   ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: guarded-strict, namespace: demo}
+spec: {selector: {matchLabels: {app: guarded}}, mtls: {mode: STRICT}}
 ${[
   ['client', 'demo', 'node-1', 'client', 'client'],
   ['local', 'demo', 'node-1', 'echo', 'echo'],
@@ -68,6 +74,7 @@ ${[
   ['outsider', 'plain', 'node-1', 'default', 'outsider'],
   ['remote', 'demo', 'node-2', 'echo', 'echo'],
   ['hello', 'demo', 'node-2', 'hello', 'hello'],
+  ['guarded', 'demo', 'node-2', 'echo', 'guarded'],
 ].map(([name, ns, node, sa, app]) => `---
 apiVersion: v1
 kind: Pod
@@ -153,6 +160,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   const outsider = pod('plain/outsider');
   const remote = pod('demo/remote');
   const hello = pod('demo/hello');
+  const guarded = pod('demo/guarded');
   const node1 = node('node-1');
   const node2 = node('node-2');
   const logs = join('/run/weft/sim', name, 'logs');
@@ -164,7 +172,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   };
   /** Reply text for a connection an agent of `via` made (captured) or `from` made itself (direct). */
   const answeredBy = (to: Pod, clientIp: string): RegExp => new RegExp(`^hello from ${to.name} ns=${to.namespace} node=${to.node} client=${escape(clientIp)}:\\d+\\n$`);
-  assert.equal(s.pods.filter((p) => p.enrolled).length, 5, 'five pods in the mesh, plain/outsider not');
+  assert.equal(s.pods.filter((p) => p.enrolled).length, 6, 'six pods in the mesh, plain/outsider not');
   assert.equal(outsider.enrolled, false);
 
   /** One request from client through capture, checked at both agents. */
@@ -249,6 +257,22 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     assert.notEqual(vip.status, 28, `it fails at once rather than hanging to the timeout (${Math.round(vip.ms)} ms)`);
     assert.deepEqual(await log1.settle(0), [], 'node-1\'s agent saw nothing: the pod is not captured outbound');
     assert.ok(!(await configDump(node1.netns)).capture.enrolled.includes('plain/outsider'));
+  });
+
+  await t.test('STRICT: the same pod outside the mesh is reset by a STRICT pod (curl); a mesh client still gets in over mTLS', async () => {
+    const guardedUrl = `http://${guarded.ip}:8080/`;
+    const refused = await curl(outsider, guardedUrl, 5);
+    assert.notEqual(refused.status, 0, `outsider -> guarded must fail: ${refused.body}`);
+    assert.doesNotMatch(refused.body, /hello from/, 'not one byte from the pod');
+    // Reset right after the handshake: a failed connect (7), a reset read (56) or an empty
+    // reply (52) depending on when the RST lands; never a timeout (28).
+    assert.ok([7, 52, 56].includes(refused.status), `reset, not timed out (curl ${refused.status}: ${refused.stderr.trim()})`);
+    const text = await until('the refusal in node-2\'s log', 5000, () => {
+      const lines = log2.text().split('\n').filter((l) => l.includes('inbound plaintext connection refused') && l.includes('demo/guarded'));
+      return lines.length > 0 ? lines.join('\n') : undefined;
+    });
+    assert.match(text, /PeerAuthentication demo\/guarded-strict is STRICT/);
+    await capturedOnce(client, guarded, guardedUrl, undefined);
   });
 
   await t.test(`excluded ports are not captured (--exclude-ports and --exclude-inbound-ports ${EXCLUDED_PORT})`, async () => {
