@@ -123,6 +123,11 @@ export interface ConnectionObserver {
   open(incoming?: TraceCarrier): ConnectionRecord;
   /** A tunnel TLS handshake (either side) was refused; `reason` is a small fixed vocabulary. */
   handshakeFailed(reason: string, detail: string): void;
+  /**
+   * A tunnel stream's `Forwarded` address is not a workload with the peer's verified identity:
+   * it was ignored (the peer agent's address stood instead).
+   */
+  forwardedMismatch?(claimed: string, principal: string, peerIp: string): void;
 }
 
 /**

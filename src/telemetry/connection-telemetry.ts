@@ -65,6 +65,12 @@ export class ConnectionTelemetry {
     this.#handshakeLog.warn({ reason, detail }, 'tunnel handshake refused');
   }
 
+  forwardedMismatch(claimed: string, principal: string, peerIp: string): void {
+    this.metrics.forwardedMismatch();
+    this.#refusalLog.warn({ claimed, principal, peer: peerIp },
+      `tunnel stream from ${peerIp} claimed source ${claimed}, which is not a workload of ${principal}: the peer's own address stands`);
+  }
+
   /** Connections whose bytes are being counted now. */
   get live(): number {
     return this.#live.size;

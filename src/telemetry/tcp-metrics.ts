@@ -72,6 +72,7 @@ export class TcpMetrics {
   readonly #handshakes: Counter<'reason'>;
   readonly #denials: Counter<'reporter'>;
   readonly #plaintextRefused: Counter<'reason'>;
+  readonly #forwardedMismatch: Counter;
 
   constructor(options: TcpMetricsOptions) {
     const registers = [options.registry];
@@ -116,6 +117,11 @@ export class TcpMetrics {
       name: 'weft_inbound_plaintext_refused_total',
       help: 'Plaintext (not mesh) inbound connections the destination agent refused, by reason (mtls_required: the pod is STRICT)',
       labelNames: ['reason'], registers,
+    });
+    this.#forwardedMismatch = new Counter({
+      name: 'weft_tunnel_forwarded_mismatch_total',
+      help: 'Tunnel streams whose Forwarded source address is not a workload with the peer\'s verified identity (ignored: the peer agent\'s address was used)',
+      registers,
     });
   }
 
@@ -175,5 +181,9 @@ export class TcpMetrics {
 
   plaintextRefused(reason: string): void {
     this.#plaintextRefused.inc({ reason });
+  }
+
+  forwardedMismatch(): void {
+    this.#forwardedMismatch.inc();
   }
 }

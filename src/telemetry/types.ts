@@ -64,6 +64,7 @@ export interface ObservedConnection {
 export interface Observer {
   open(incoming?: TraceCarrier): ObservedConnection;
   handshakeFailed(reason: string, detail: string): void;
+  forwardedMismatch?(claimed: string, principal: string, peerIp: string): void;
 }
 
 // ---- HTTP requests (the HTTP layer's RequestObserver, as far as telemetry reads it) ----
