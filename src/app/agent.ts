@@ -63,7 +63,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   allowListenerHandover(logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
-    ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
+    ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
   }, logger, config.logLevel);
   workers.start();
 

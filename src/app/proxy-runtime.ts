@@ -1,6 +1,6 @@
 // One thread's data plane: the outbound (15001), inbound tunnel (15008) and inbound
-// plaintext (15006) listeners, the tunnel pool, endpoint health and per-connection
-// telemetry, reading the mesh state and credentials the agent hands it. Every proxy
+// plaintext (15006) listeners, the HTTP layer behind the outbound one, the upstream
+// connector and tunnel pool, endpoint health and per-connection telemetry, reading the mesh state and credentials the agent hands it. Every proxy
 // worker thread runs one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
 import type { Socket } from 'node:net';
@@ -11,10 +11,11 @@ import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry } from '../telemetry/index.ts';
+import { HttpLayer, protocolSelector } from '../proxy/http/index.ts';
+import { ConnectionTelemetry, RequestTelemetry } from '../telemetry/index.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
 
@@ -27,6 +28,10 @@ export interface ProxyRuntimeOptions {
   readonly ports: AgentPorts;
   readonly clusterDomain: string;
   readonly cluster: string;
+  /** Serve HTTP request by request on the outbound side. Default true. */
+  readonly l7?: boolean;
+  /** Sniff bound for undeclared ports, ms. Default 100. */
+  readonly sniffMs?: number;
 }
 
 export interface ProxyRuntimeDeps {
@@ -47,6 +52,7 @@ export class ProxyRuntime {
   readonly #tunnel: InboundTunnel;
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
+  readonly #http: HttpLayer | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
@@ -63,14 +69,29 @@ export class ProxyRuntime {
     const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const reader: OriginalDestinationReader = deps.originalDestination;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
+    // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
+    const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
+    this.#http = options.l7 === false ? undefined : new HttpLayer({
+      mesh: {
+        workloadByIp: (ip) => this.#state.workloadByIp(ip),
+        service: (key) => this.#state.service(key),
+        endpoints: (key, port) => this.#state.endpoints(key, port),
+        nodeAddress: (node) => this.#state.nodeAddress(node),
+      },
+      authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      observer: new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+    }, { nodeName: options.node, clusterDomain: options.clusterDomain });
     this.#outbound = new OutboundListener({
-      originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
+      originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
       health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate,
+      ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
-    this.#tunnel = new InboundTunnel({ mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
+    this.#tunnel = new InboundTunnel({
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, http: this.#http,
+    }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
     });
     this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
@@ -99,6 +120,7 @@ export class ProxyRuntime {
   drain(deadlineMs: number): Promise<void> {
     this.#closed ??= (async () => {
       await Promise.all([this.#outbound.drain(deadlineMs), this.#tunnel.drain(deadlineMs), this.#plain.drain(deadlineMs)]);
+      await this.#http?.close();
       await this.#pool.close();
     })();
     return this.#closed;

@@ -46,6 +46,10 @@ export interface AgentConfig {
   /** Where the agent keeps its state (node certificate); created when missing. */
   readonly stateDir: string;
   readonly logLevel: string;
+  /** Serve HTTP/1.1, h2c and gRPC request by request (else every connection is spliced). */
+  readonly l7: boolean;
+  /** Longest wait for the client's first bytes on a port that declares no protocol (1..100 ms). */
+  readonly sniffMs: number;
 }
 
 export interface AgentFlags {
@@ -75,6 +79,13 @@ function int(flags: AgentFlags, name: string, fallback: number, min: number, max
   if (v === undefined) return fallback;
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) bad(name, v, `must be a whole number from ${min} to ${max}`);
   return Number(v);
+}
+
+function onOff(flags: AgentFlags, name: string, fallback: boolean): boolean {
+  const v = str(flags, name);
+  if (v === undefined) return fallback;
+  if (v !== 'on' && v !== 'off') bad(name, v, 'must be on or off');
+  return v === 'on';
 }
 
 function list(flags: AgentFlags, name: string): string[] {
@@ -124,6 +135,8 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
     logLevel: str(flags, 'log-level') ?? 'info',
+    l7: onOff(flags, 'l7', true),
+    sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
   });
 }
 

@@ -36,3 +36,13 @@ export function classifyConnectFailure(c: ConnectFailureContext): ConnectFailure
   const eject = !isWeftError(err, ProxyErrors.NO_CREDENTIALS);
   return { kind: 'next', ending: [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)], eject };
 }
+
+const CONNECT_PHASE: ReadonlySet<string> = new Set([
+  ProxyErrors.CONNECT_FAILED, ProxyErrors.CONNECT_TIMEOUT, ProxyErrors.NO_CREDENTIALS, ProxyErrors.TUNNEL_HANDSHAKE,
+  ProxyErrors.TUNNEL_REFUSED, ProxyErrors.TUNNEL_BROKEN, ProxyErrors.POOL_CLOSED,
+]);
+
+/** True when `err` comes from connecting (nothing was sent): another endpoint may be tried. */
+export function isConnectError(err: unknown): boolean {
+  return isWeftError(err) && CONNECT_PHASE.has(err.code);
+}

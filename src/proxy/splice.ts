@@ -32,6 +32,12 @@ export interface SpliceResult {
 export function resetSide(side: SpliceSide): void {
   if (side.destroyed) return;
   if (side instanceof Socket) {
+    // After our FIN (shutdown) libuv refuses to reset (uv_tcp_close_reset: EINVAL) and Node then
+    // never closes the handle nor emits 'close': plain destroy is the only safe end there.
+    if (side.writableEnded) {
+      side.destroy();
+      return;
+    }
     try {
       side.resetAndDestroy();
     } catch {
@@ -82,9 +88,12 @@ function pump(from: SpliceSide, to: SpliceSide): void {
     });
   }
   to.on('drain', () => from.resume());
-  from.on('end', () => {
+  const passEnd = (): void => {
     if (!to.destroyed && !to.writableEnded) to.end();
-  });
+  };
+  from.on('end', passEnd);
+  // A side read before the splice (the protocol sniff) may have seen its FIN already.
+  if (from.readableEnded) passEnd();
 }
 
 /**

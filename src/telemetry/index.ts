@@ -1,11 +1,13 @@
-// Telemetry: Istio TCP metrics, the per-connection record and access log, and the agent's
+// Telemetry: Istio TCP and request metrics, the per-connection and per-request records and access log, and the agent's
 // metrics / readiness / admin HTTP endpoints.
 
 export { TelemetryErrors, telemetryError, type TelemetryErrorCode } from './errors.ts';
-export type { ByteSource, ConnectionDescription, PeerRef, ServiceRef } from './types.ts';
+export type { ByteSource, ConnectionDescription, PeerRef, RequestDescription, RequestOutcome, ServiceRef } from './types.ts';
 export { DENIED_FLAG } from './types.ts';
 export { DEFAULT_DURATION_BUCKETS, PairStats, TCP_LABEL_NAMES, TcpMetrics, type TcpLabelName, type TcpLabels, type TcpMetricsOptions } from './tcp-metrics.ts';
 export { ConnectionRecordImpl, ConnectionTelemetry, type ConnectionTelemetryOptions } from './connection-telemetry.ts';
+export { RequestRecordImpl, RequestTelemetry, type RequestTelemetryOptions } from './request-telemetry.ts';
+export { ISTIO_DURATION_BUCKETS_MS, ISTIO_SIZE_BUCKETS, REQUEST_LABEL_NAMES, RequestMetrics } from './request-metrics.ts';
 export {
   HttpEndpoint, metricsRoutes, readinessRoutes, startAdminServer,
   type AdminServerOptions, type HttpEndpointOptions, type Readiness, type RouteHandler, type Routes,

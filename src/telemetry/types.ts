@@ -23,6 +23,47 @@ export interface ConnectionDescription {
   readonly destination: PeerRef;
   readonly service?: ServiceRef;
   readonly security: 'mutual_tls' | 'none' | 'unknown';
+  /** The connection carried HTTP, reported request by request: no TCP metrics, no info-level line of its own. */
+  readonly l7?: boolean;
+}
+
+/** What the HTTP layer tells telemetry about one request (the proxy's RequestDescription). */
+export interface RequestDescription {
+  readonly reporter: 'source' | 'destination';
+  readonly source: PeerRef;
+  readonly destination: PeerRef;
+  readonly service: ServiceRef | undefined;
+  readonly security: 'mutual_tls' | 'none' | 'unknown';
+  readonly protocol: 'http' | 'grpc';
+  readonly method: string;
+  readonly authority: string | undefined;
+  readonly path: string;
+  readonly route: string | undefined;
+}
+
+/** How a request ended (the proxy's RequestOutcome). */
+export interface RequestOutcome {
+  readonly status: number;
+  readonly grpcStatus: string | undefined;
+  readonly flags: string;
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+  readonly upstream: string | undefined;
+  readonly retries: number;
+  readonly detail?: string;
+}
+
+/** The labels of one request series. */
+export interface RequestLabelsInput {
+  readonly reporter: 'source' | 'destination';
+  readonly source: PeerRef;
+  readonly destination: PeerRef;
+  readonly service: ServiceRef | undefined;
+  readonly security: string;
+  readonly protocol: string;
+  readonly responseCode: number;
+  readonly grpcStatus: string | undefined;
+  readonly flags: string;
 }
 
 /** Live byte counts; a net.Socket fits. */
