@@ -97,17 +97,14 @@ export class RequestMetrics {
   constructor(options: RequestMetricsOptions) {
     this.#cluster = options.cluster ?? 'Kubernetes';
     const all = (): Iterable<RequestSeries> => this.#series.values();
-    const collector = (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValueWithName<string>[]) => {
-      const collect = (): void => undefined;
-      return {
-        name, help, type, aggregator: 'sum' as const, collect,
-        get: (): Promise<MetricObjectWithValues<MetricValueWithName<string>>> => Promise.resolve({
-          name, help, // prom-client types `type` as an enum, but its metrics carry (and its formatter prints) the string.
-          type: type as unknown as MetricObjectWithValues<MetricValueWithName<string>>['type'], aggregator: 'sum', collect, values: values(),
-        }),
-        reset: (): void => undefined,
-      };
-    };
+    const collector = (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValueWithName<string>[]) => ({
+      name, help, type, aggregator: 'sum' as const,
+      // Plain data only: worker threads post this to the main thread (structured clone, no functions).
+      get: (): Promise<MetricObjectWithValues<MetricValueWithName<string>>> => Promise.resolve({
+        name, help, type, aggregator: 'sum', values: values(),
+      } as unknown as MetricObjectWithValues<MetricValueWithName<string>>),
+      reset: (): void => undefined,
+    });
     const register = (m: ReturnType<typeof collector>): void => {
       // prom-client calls get() and reads name/help/type/aggregator; these collectors implement exactly that.
       options.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);

@@ -7,7 +7,7 @@
 
 import { protocolFor } from '../../model/protocol.ts';
 import type { Endpoint, MeshService, ServicePort } from '../../model/types.ts';
-import { classifyConnectFailure, isConnectError } from '../connect-failure.ts';
+import { classifyConnectFailure, isConnectError, isRetriableReset } from '../connect-failure.ts';
 import type { Authorizer } from '../contracts.ts';
 import { addressOf, peerOf, serviceRef } from '../describe.ts';
 import { ResponseFlags } from '../flags.ts';
@@ -133,8 +133,11 @@ async function attempts(
   const sink = modifiedSink(x);
   let failure: { readonly flags: string; readonly detail: string } = { flags: ResponseFlags.NO_HEALTHY_UPSTREAM, detail: 'no endpoint could be picked' };
   let last: OutboundTarget | undefined;
+  // One more go for a request a stale pooled connection or a refused stream lost unsent.
+  let resend: string | undefined;
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
-    const e = deps.balancer.pick(endpoints, tried);
+    const e = resend === undefined ? deps.balancer.pick(endpoints, tried) : endpoints.find((p) => endpointKey(p) === resend);
+    resend = undefined;
     if (e === undefined) break;
     if (attempt > 0) x.retries += 1;
     const key = endpointKey(e);
@@ -188,7 +191,8 @@ async function attempts(
       inFlight.done(false);
       x.upstream = key;
       x.sink.abort();
-      x.flags = timedOut ? ResponseFlags.UPSTREAM_TIMEOUT : x.signal.aborted ? ResponseFlags.DOWNSTREAM_RESET : ResponseFlags.UPSTREAM_RESET;
+      x.flags = timedOut ? ResponseFlags.UPSTREAM_TIMEOUT : x.live.signal.aborted ? ResponseFlags.DRAINED
+        : x.signal.aborted ? ResponseFlags.DOWNSTREAM_RESET : ResponseFlags.UPSTREAM_RESET;
       x.detail = describe(result.error);
       return;
     }
@@ -203,8 +207,16 @@ async function attempts(
       replyStopped(x, f.ending[0], f.ending[1] ?? '');
       return;
     }
+    const unsent = (x.request.body?.bytes ?? 0) === 0;
+    if (unsent && isRetriableReset(result.error, x.request.method)) {
+      // Not the endpoint's fault (the connection was idle-closed, or the server is draining).
+      inFlight.done(true);
+      resend = key;
+      failure = { flags: ResponseFlags.UPSTREAM_RESET, detail: describe(result.error) };
+      continue;
+    }
     inFlight.done(false);
-    if (isConnectError(result.error) && (x.request.body?.bytes ?? 0) === 0) {
+    if (isConnectError(result.error) && unsent) {
       failure = { flags: f.ending[0], detail: f.ending[1] ?? '' };
       continue;
     }

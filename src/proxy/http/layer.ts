@@ -16,7 +16,7 @@ import type { Accepted, Ending } from '../listener.ts';
 import type { RandomSource } from '../load-balancer.ts';
 import type { HttpHandler, RoutedConnection } from '../outbound.ts';
 import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunnel.ts';
-import type { SpliceSide } from '../splice.ts';
+import { resetSide, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
 import {
   NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RouteDecider,
@@ -168,9 +168,8 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
       })
       : serveH2(client, { request, malformed });
     accepted.live.onDrain(() => handle.drain());
-    const onAbort = (): void => {
-      client.destroy();
-    };
+    // The drain deadline or a reset from the registry: the client sees a reset, as on the L4 path.
+    const onAbort = (): void => resetSide(client as SpliceSide);
     accepted.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await closed;

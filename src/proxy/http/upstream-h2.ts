@@ -9,6 +9,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 
+import { ProxyErrors, proxyError } from '../errors.ts';
 import { first, responseHeadersFor, type OutHeaders } from './headers.ts';
 import type { OutgoingRequest, ResponseSink, SendResult, Sender } from './messages.ts';
 import type { UpstreamStream } from '../upstream.ts';
@@ -22,6 +23,11 @@ export interface H2SenderOptions {
 type Connect = () => Promise<UpstreamStream>;
 
 const ignore = (): void => undefined;
+
+function isGoingAway(err: unknown): boolean {
+  const code = err instanceof Error && 'code' in err ? err.code : undefined;
+  return code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_INVALID_SESSION';
+}
 
 function trailersOf(t: IncomingHttpHeaders | undefined): OutHeaders | undefined {
   if (t === undefined) return undefined;
@@ -109,7 +115,8 @@ export class H2Sender implements Sender {
       try {
         stream = session.request(headers, { endStream: request.body === undefined, signal });
       } catch (err: unknown) {
-        return { kind: 'failed', error: err, started: false };
+        // A session that just went away takes no stream: nothing was sent.
+        return { kind: 'failed', error: isGoingAway(err) ? proxyError(ProxyErrors.STREAM_REFUSED, 'the upstream session is going away', err) : err, started: false };
       }
       return await this.#exchange(stream, request, sink, signal, t0);
     } finally {
@@ -153,6 +160,9 @@ export class H2Sender implements Sender {
         if (clean) {
           sink.end(trailers);
           resolve({ kind: 'done', status, grpcStatus: first(trailers?.['grpc-status']) ?? grpcHeaderStatus, headersMs });
+        } else if (!sink.started && (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM || isGoingAway(error))) {
+          // Never processed by the server: safe to send again, whatever the method.
+          resolve({ kind: 'failed', error: proxyError(ProxyErrors.STREAM_REFUSED, `the upstream refused the stream (rst ${stream.rstCode ?? '?'})`, error), started: false });
         } else {
           resolve({ kind: 'failed', error: error ?? new Error(`upstream stream closed (rst ${stream.rstCode ?? '?'})`), started: sink.started });
         }

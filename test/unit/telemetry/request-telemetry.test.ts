@@ -110,3 +110,13 @@ test('request telemetry: promtool check metrics parses the scrape (only remark: 
   // Parsed, and nothing but the remark about Istio's fixed name.
   assert.ok(verdict.output === '' || /istio_request_duration_milliseconds use base unit/.test(verdict.output), verdict.output);
 });
+
+test('request telemetry: the scrape survives a structured clone (worker threads post it)', async () => {
+  const { registry, telemetry } = setup();
+  const r = telemetry.request();
+  r.describe(description);
+  r.finish({ status: 200, grpcStatus: '0', flags: '-', requestBytes: 1, responseBytes: 1, upstream: undefined, retries: 0 });
+  const cloned = structuredClone(await registry.getMetricsAsJSON());
+  const text = await AggregatorRegistry.aggregate([cloned]).metrics();
+  assert.match(text, /istio_requests_total\{[^}]*\} 1/);
+});
