@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-// weft transparent capture (IPv4 TCP).
+// weft transparent capture (IPv4 TCP, also when dialled from a dual-stack IPv6 socket).
 //
 //   connect4 (pod cgroups)    : remember the original destination under the socket
 //                               cookie, send the connection to the agent instead.
+//   connect6 (pod cgroups)    : the same for an IPv4 destination spelled as a v4-mapped
+//                               IPv6 address (::ffff:a.b.c.d), which is what gRPC's C core,
+//                               Java and many runtimes dial by default. Native IPv6 is not
+//                               captured: pods with IPv6 addresses are refused at enrolment.
 //   sockops (pod cgroups)     : once established, also key that record by the 4-tuple,
 //                               which the agent's accepted socket can see too; on close,
 //                               drop both records.
-//   getpeername4 (pod cgroups): the client still sees the address it dialled, as it
+//   getpeername4/6 (pod cgroups): the client still sees the address it dialled, as it
 //                               does under an iptables REDIRECT (NAT is invisible to it).
 //   getsockopt (agent cgroup) : answer getsockopt(SOL_IP, SO_ORIGINAL_DST) from the
 //                               4-tuple map, so the proxy reads it like an iptables
@@ -21,6 +25,7 @@
 #include <bpf/bpf_endian.h>
 
 #define AF_INET 2
+#define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define SOL_IP 0
@@ -134,8 +139,9 @@ static __always_inline int skipped(__u32 ip, __u16 port)
 	return bpf_map_lookup_elem(&weft_skip_cidrs, &cidr) != NULL;
 }
 
-SEC("cgroup/connect4")
-int weft_connect4(struct bpf_sock_addr *ctx)
+// Decides whether a TCP connect to (ip, port) is captured; if so, records that original
+// destination under the socket cookie and returns 1 with *cfg_out saying where to send it.
+static __always_inline int should_capture(struct bpf_sock_addr *ctx, __u32 ip, __u16 port, struct weft_settings **cfg_out)
 {
 	__u32 zero = 0;
 	struct weft_settings *cfg;
@@ -143,28 +149,65 @@ int weft_connect4(struct bpf_sock_addr *ctx)
 	__u64 cookie;
 
 	if (ctx->type != SOCK_STREAM || (ctx->protocol != IPPROTO_TCP && ctx->protocol != 0))
-		return 1;
+		return 0;
 	cfg = bpf_map_lookup_elem(&weft_settings, &zero);
 	if (!cfg || cfg->agent_ip == 0 || cfg->agent_port == 0)
-		return 1;
+		return 0;
+	if (skipped(ip, port))
+		return 0;
 
-	orig.ip = ctx->user_ip4;
-	orig.port = (__u16)ctx->user_port;
+	orig.ip = ip;
+	orig.port = port;
 	orig.reserved = 0;
-	if (skipped(orig.ip, orig.port))
-		return 1;
-
 	cookie = bpf_get_socket_cookie(ctx);
 	// Without a record the agent could not route the connection; leave it alone.
 	if (bpf_map_update_elem(&weft_by_cookie, &cookie, &orig, BPF_ANY) != 0)
+		return 0;
+	*cfg_out = cfg;
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int weft_connect4(struct bpf_sock_addr *ctx)
+{
+	struct weft_settings *cfg = NULL;
+
+	if (!should_capture(ctx, ctx->user_ip4, (__u16)ctx->user_port, &cfg) || !cfg)
 		return 1;
 	ctx->user_ip4 = cfg->agent_ip;
 	ctx->user_port = cfg->agent_port;
 	return 1;
 }
 
-static __always_inline void conn_key(struct bpf_sock_ops *skops, struct weft_conn_key *key)
+// ::ffff:a.b.c.d — the first 80 bits zero, the next 16 one.
+static __always_inline int v4_mapped(__u32 w0, __u32 w1, __u32 w2)
 {
+	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
+}
+
+SEC("cgroup/connect6")
+int weft_connect6(struct bpf_sock_addr *ctx)
+{
+	struct weft_settings *cfg = NULL;
+
+	if (!v4_mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]))
+		return 1;
+	if (!should_capture(ctx, ctx->user_ip6[3], (__u16)ctx->user_port, &cfg) || !cfg)
+		return 1;
+	// Still v4-mapped: the kernel connects over IPv4, exactly as connect4 would.
+	ctx->user_ip6[3] = cfg->agent_ip;
+	ctx->user_port = cfg->agent_port;
+	return 1;
+}
+
+// Fills the key of an IPv4 connection, also one on a dual-stack socket to a v4-mapped
+// address (the kernel keeps its IPv4 addresses in the same fields then); 0 for anything else.
+static __always_inline int conn_key(struct bpf_sock_ops *skops, struct weft_conn_key *key)
+{
+	__u32 family = skops->family;
+
+	if (family != AF_INET && !(family == AF_INET6 && v4_mapped(skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2])))
+		return 0;
 	key->client_ip = skops->local_ip4;
 	key->server_ip = skops->remote_ip4;
 	// local_port is in host order. remote_port is "network order" in a 32-bit
@@ -172,6 +215,7 @@ static __always_inline void conn_key(struct bpf_sock_ops *skops, struct weft_con
 	// ntohl yields the host-order port on either endianness.
 	key->client_port = bpf_htons((__u16)skops->local_port);
 	key->server_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+	return 1;
 }
 
 SEC("sockops")
@@ -181,15 +225,12 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	struct weft_conn_key key;
 	__u64 cookie;
 
-	if (skops->family != AF_INET)
-		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		cookie = bpf_get_socket_cookie(skops);
 		orig = bpf_map_lookup_elem(&weft_by_cookie, &cookie);
-		if (!orig)
+		if (!orig || !conn_key(skops, &key))
 			return 1;
-		conn_key(skops, &key);
 		bpf_map_update_elem(&weft_conns, &key, orig, BPF_ANY);
 		// Only captured sockets pay for state callbacks, to clean up on close.
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
@@ -199,8 +240,8 @@ int weft_sockops(struct bpf_sock_ops *skops)
 			return 1;
 		cookie = bpf_get_socket_cookie(skops);
 		bpf_map_delete_elem(&weft_by_cookie, &cookie);
-		conn_key(skops, &key);
-		bpf_map_delete_elem(&weft_conns, &key);
+		if (conn_key(skops, &key))
+			bpf_map_delete_elem(&weft_conns, &key);
 		return 1;
 	}
 	return 1;
@@ -220,6 +261,24 @@ int weft_getpeername4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+// Only sockets connect6 captured have a record, so the answer is always v4-mapped.
+SEC("cgroup/getpeername6")
+int weft_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct weft_orig_dst *orig;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	orig = bpf_map_lookup_elem(&weft_by_cookie, &cookie);
+	if (!orig)
+		return 1;
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+	ctx->user_ip6[3] = orig->ip;
+	ctx->user_port = orig->port;
+	return 1;
+}
+
 SEC("cgroup/getsockopt")
 int weft_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -231,9 +290,12 @@ int weft_getsockopt(struct bpf_sockopt *ctx)
 	if (ctx->level != SOL_IP || ctx->optname != SO_ORIGINAL_DST)
 		return 1;
 	sk = ctx->sk;
-	if (!sk || sk->family != AF_INET)
+	if (!sk)
 		return 1;
-
+	// An agent listening on a dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d; the
+	// IPv4 fields hold the addresses then too.
+	if (sk->family != AF_INET && !(sk->family == AF_INET6 && v4_mapped(sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2])))
+		return 1;
 	key.client_ip = sk->dst_ip4;
 	key.server_ip = sk->src_ip4;
 	key.client_port = sk->dst_port;

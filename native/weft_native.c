@@ -1,6 +1,10 @@
-// The one socket option Node cannot read: getsockopt(SOL_IP, SO_ORIGINAL_DST).
-// In iptables mode conntrack answers it; in eBPF mode the cgroup/getsockopt program
-// does (bpf/redirect.bpf.c), so the proxy has a single code path.
+// What Node cannot do by itself, kept small:
+// - getsockopt(SOL_IP, SO_ORIGINAL_DST). In iptables mode conntrack answers it; in eBPF mode
+//   the cgroup/getsockopt program does (bpf/redirect.bpf.c), so the proxy has one code path.
+// - setsockopt(SO_LINGER): a proxied socket lingers 0 while bytes are in flight, so a dying
+//   agent's sockets are reset (RST), not closed cleanly (FIN); the graceful path clears it.
+// - getrlimit/setrlimit(RLIMIT_NOFILE): the agent raises its soft limit to the hard one.
+// - malloc_trim(0): hands freed heap back to the kernel after a flood.
 // Plain N-API (ABI-stable): built against any Node's headers, loaded by Node 24.
 
 #define _GNU_SOURCE
@@ -9,8 +13,12 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <node_api.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 // linux/netfilter_ipv4.h
@@ -78,10 +86,97 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+static int int_args(napi_env env, napi_callback_info info, size_t want, int32_t *out) {
+  size_t argc = want;
+  napi_value argv[4];
+  napi_valuetype type;
+  if (want > 4 || napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) return -1;
+  for (size_t i = 0; i < want; i++) {
+    if (napi_typeof(env, argv[i], &type) != napi_ok || type != napi_number || napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) return -1;
+  }
+  return 0;
+}
+
+// setLinger(fd: number, seconds: number): seconds >= 0 turns lingering on for that long
+// (0: close() resets the connection), -1 turns it off (close() sends FIN as usual).
+static napi_value set_linger(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (int_args(env, info, 2, a) != 0 || a[0] < 0 || a[1] < -1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setLinger(fd, seconds): fd >= 0, seconds >= -1");
+    return NULL;
+  }
+  struct linger l = { .l_onoff = a[1] >= 0, .l_linger = a[1] >= 0 ? a[1] : 0 };
+  if (setsockopt(a[0], SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) {
+    throw_errno(env, "setsockopt(SOL_SOCKET, SO_LINGER)", errno);
+    return NULL;
+  }
+  return NULL;
+}
+
+static napi_value limit_object(napi_env env, const struct rlimit *rl) {
+  napi_value result, soft, hard;
+  // RLIM_INFINITY does not fit a double exactly; report it as -1.
+  double s = rl->rlim_cur == RLIM_INFINITY ? -1 : (double)rl->rlim_cur;
+  double h = rl->rlim_max == RLIM_INFINITY ? -1 : (double)rl->rlim_max;
+  if (napi_create_object(env, &result) != napi_ok || napi_create_double(env, s, &soft) != napi_ok ||
+      napi_create_double(env, h, &hard) != napi_ok || napi_set_named_property(env, result, "soft", soft) != napi_ok ||
+      napi_set_named_property(env, result, "hard", hard) != napi_ok)
+    return NULL;
+  return result;
+}
+
+// nofileLimit(): { soft, hard } of RLIMIT_NOFILE.
+static napi_value nofile_limit(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+    return NULL;
+  }
+  return limit_object(env, &rl);
+}
+
+// raiseNofileLimit(): sets the soft RLIMIT_NOFILE to the hard one; returns { soft, hard } after.
+static napi_value raise_nofile_limit(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+    return NULL;
+  }
+  if (rl.rlim_cur != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      throw_errno(env, "setrlimit(RLIMIT_NOFILE)", errno);
+      return NULL;
+    }
+  }
+  return limit_object(env, &rl);
+}
+
+// mallocTrim(): malloc_trim(0) where glibc has it; true when memory went back to the kernel.
+static napi_value malloc_trim_(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#if defined(__GLIBC__)
+  int released = malloc_trim(0);
+#else
+  int released = 0;
+#endif
+  if (napi_get_boolean(env, released != 0, &result) != napi_ok) return NULL;
+  return result;
+}
+
+static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
-  if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok)
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, name, fn) == napi_ok ? 0 : -1;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  if (export_fn(env, exports, "originalDst", original_dst) != 0 || export_fn(env, exports, "setLinger", set_linger) != 0 ||
+      export_fn(env, exports, "nofileLimit", nofile_limit) != 0 || export_fn(env, exports, "raiseNofileLimit", raise_nofile_limit) != 0 ||
+      export_fn(env, exports, "mallocTrim", malloc_trim_) != 0)
     return NULL;
   return exports;
 }

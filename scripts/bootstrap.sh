@@ -13,15 +13,19 @@ declare -A pkg_for=(
   [clang]=clang [llvm-strip]=llvm [bpftool]=bpftool [ip]=iproute2 [iptables]=iptables
   [curl]=curl [tcpdump]=tcpdump [haproxy]=haproxy [wrk]=wrk [iperf3]=iperf3
   [sockperf]=sockperf [nsenter]=util-linux [ps]=procps [make]=make [g++]=g++
-  [python3]=python3 [openssl]=openssl [promtool]=prometheus [h2load]=nghttp2-client
+  [python3]=python3 [openssl]=openssl [promtool]=prometheus [chromium]=chromium [strace]=strace
+  [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [unzip]=unzip [strip]=binutils [h2load]=nghttp2-client
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
-# A real gRPC client and server for the L7 tests (Debian's python3, whatever python3 is first on PATH).
-/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
+# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real gRPC client and server.
+# Debian's module goes with Debian's interpreter, which a pyenv python3 may shadow.
+has_grpc=no
+for py in python3 /usr/bin/python3; do "$py" -c 'import grpc' >/dev/null 2>&1 && has_grpc=yes; done
+[ "$has_grpc" = yes ] || missing+=(python3-grpcio)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing system packages (${missing[*]}) and not root: install them with apt-get, or run as root"

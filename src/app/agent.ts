@@ -9,17 +9,21 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { findCgroup2Mount } from '../core/cgroup2.ts';
-import { podCgroupPath, type AgentConfig } from '../config/agent.ts';
+import type { AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
-import { createRedirector, type Redirector, type CaptureTarget } from '../redirect/index.ts';
+import type { Redirector } from '../redirect/index.ts';
+import { startCapture, type RunningMode } from './capture-mode.ts';
 import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
+import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
+import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
-import { EnrollmentReconciler } from './enrollment.ts';
+import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
+import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
   /** Drains and stops everything; resolves when the node is left as configured (fail-open or fail-closed). */
@@ -30,8 +34,16 @@ export interface RunningAgent {
 
 /** The agent process's own cgroup v2 directory (SO_ORIGINAL_DST is answered there in eBPF mode). */
 export function ownCgroup(): string {
-  const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  return join(findCgroup2Mount() ?? '/sys/fs/cgroup', line?.slice(3) ?? '/');
+  return join(findCgroup2Mount() ?? '/sys/fs/cgroup', ownCgroupPath());
+}
+
+/**
+ * Where SO_ORIGINAL_DST is answered: the agent's own pod cgroup when it knows its pod UID (a
+ * cgroup namespace may hide its real path), else its process cgroup.
+ */
+function agentCgroup(config: AgentConfig, locator: PodCgroupLocator): string {
+  if (config.ownPodUid === undefined) return ownCgroup();
+  return locator.locate({ namespace: 'weft-system', name: `agent on ${config.node}`, uid: config.ownPodUid });
 }
 
 export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<RunningAgent> {
@@ -43,27 +55,33 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   const meshFeed: MeshFeed = feed ?? (config.source.kind === 'manifests'
     ? new LocalFeed({ node: config.node, manifestsDir: config.source.dir, stateDir: config.stateDir, trustDomain: config.trustDomain }, logger, clock)
-    : controlFeed(config, logger));
+    : controlFeed(config, logger, registry));
 
+  const cgroupMount = findCgroup2Mount() ?? '/sys/fs/cgroup';
+  const locator = new PodCgroupLocator({ mount: cgroupMount, ownCgroup: ownCgroupPath(), template: config.podCgroup });
   let redirector: Redirector | undefined;
   const ownerFile = join(config.stateDir, 'capture-owner');
+  let captureMode: RunningMode = 'off';
   if (config.mode !== 'off') {
-    redirector = createRedirector(config.mode, {
+    ({ redirector, mode: captureMode } = await startCapture(config.mode, {
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
-      excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: ownCgroup(),
+      excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
-    }, { log: logger });
-    await redirector.start();
+    }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.
     writeFileSync(ownerFile, `${process.pid}\n`);
-    logger.info({ mode: config.mode, adopted: redirector.enrolled().length }, 'capture ready');
+    logger.info({ mode: captureMode, adopted: redirector?.enrolled().length ?? 0 }, 'capture ready');
   }
 
   allowListenerHandover(logger);
+  // Descriptors: the hard limit, with a reserve kept from the proxy for this thread's own needs.
+  const budget = fdBudget(raiseNofileLimit(logger));
+  logger.info({ ...budget }, 'file descriptor budget');
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
+    limits: { budget, workers: config.workers, shared: sharedProxyCounters() },
   }, logger, config.logLevel);
   workers.start();
 
@@ -96,9 +114,14 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     for (const w of local) ids.set(w.identity, parseSpiffeId(w.identity));
     certificates.setIdentities(ids.values());
     pushCredentials();
-    enrollment.reconcile(local.flatMap((w): CaptureTarget[] => (w.ip === undefined ? [] : [
-      { podId: w.key, ip: w.ip, cgroupPath: podCgroupPath(config.podCgroup, w.namespace, w.name) },
-    ])));
+    // A pod with IPv6 addresses goes in too, so that capture refuses it loudly (IPv4 only).
+    enrollment.reconcile(local.flatMap((w): CaptureRequest[] => {
+      if (w.ip === undefined && w.ipv6 === undefined) return [];
+      const pod = { namespace: w.namespace, name: w.name, uid: w.uid };
+      // iptables matches the pod's IP and never reads the cgroup: an unknown one is no reason to wait.
+      const cgroupPath = redirector?.mode === 'iptables' ? () => tryLocate(locator, pod) ?? cgroupMount : () => locator.locate(pod);
+      return [{ podId: w.key, ip: w.ip ?? '', cgroupPath, ...(w.ipv6 === undefined ? {} : { ipv6: w.ipv6 }) }];
+    }));
     logger.info({ version: next.version, workloads: local.length, services: next.content.services.length }, 'config applied');
   };
 
@@ -137,7 +160,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(`${JSON.stringify({
             node: config.node, version: current?.version, feed: meshFeed.describe(),
-            capture: { mode: config.mode, enrolled: redirector?.enrolled() ?? [] },
+            capture: { mode: captureMode, requested: config.mode, enrolled: redirector?.enrolled() ?? [], refused: enrollment.refused() },
             certificates: certificates.snapshot(), workers: stats, mesh: current?.content,
           }, null, 2)}\n`);
         },
@@ -208,6 +231,14 @@ function allowListenerHandover(logger: Logger): void {
     if (readFileSync(knob, 'utf8').trim() !== '1') writeFileSync(knob, '1\n');
   } catch (err: unknown) {
     logger.warn({ knob, err: describeError(err) }, 'cannot let the kernel hand queued connections to a restarted agent (Linux 5.14+): a rolling restart may reset a few connections');
+  }
+}
+
+function tryLocate(locator: PodCgroupLocator, pod: Parameters<PodCgroupLocator['locate']>[0]): string | undefined {
+  try {
+    return locator.locate(pod);
+  } catch {
+    return undefined;
   }
 }
 

@@ -4,6 +4,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { WeftError } from '../core/errors.ts';
 import type { AgentConfig } from '../config/agent.ts';
 import { ControlClient } from '../control/client.ts';
@@ -15,7 +16,7 @@ async function readRequired(path: string | undefined, flag: string): Promise<str
   return readFile(path, 'utf8');
 }
 
-export function controlFeed(config: AgentConfig, logger: Logger): MeshFeed {
+export function controlFeed(config: AgentConfig, logger: Logger, registry?: Registry): MeshFeed {
   if (config.source.kind !== 'control') throw new Error('controlFeed needs a control source');
   const { address, tokenFile, caFile } = config.source;
   let listener: ((c: NodeConfig) => void) | undefined;
@@ -28,6 +29,7 @@ export function controlFeed(config: AgentConfig, logger: Logger): MeshFeed {
     bootstrapToken: async () => (await readRequired(tokenFile, 'token-file')).trim(),
     validate: validateAgentResource,
     logger,
+    registry,
     onConfig: (resources, version) => {
       const { decoded, trust } = decodeAgentResources(resources, config.trustDomain);
       for (const p of decoded.problems) logger.warn({ problem: p }, 'config resource refused');

@@ -17,15 +17,21 @@ import { ChannelCertificateIssuer } from '../control/channel-certificates.ts';
 import type { ControlResource } from '../control/resource.ts';
 import { ControlServer, type CsrSigner } from '../control/server.ts';
 import { StaticTokenReviewer, type TokenReviewer } from '../control/token-reviewer.ts';
-import type { ConfigSource } from '../control/source/contract.ts';
-import { CertificateAuthority, FileCaStore, parseSpiffeId } from '../identity/index.ts';
-import { formatProblem, type ManifestProblem } from '../model/manifests.ts';
-import { loadMesh, type LoadResult } from '../model/load.ts';
+import type { ConfigSource, SourceChange } from '../control/source/contract.ts';
+import { snapshotChanges } from '../control/source/snapshot-changes.ts';
+import { CertificateAuthority, FileCaStore, SecretCaStore, parseSpiffeId, type CaStore } from '../identity/index.ts';
+import type { ControlPlaneConfig } from '../config/control.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { formatProblem } from '../model/manifests.ts';
+import { LiveMesh } from '../model/live-mesh.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
-import { nodeResources, ResourceCache, resourceVersion, type NodeResource } from '../model/node-slice.ts';
-import type { RawObject } from '../model/types.ts';
+import { resourceVersion, type NodeResource } from '../model/node-slice.ts';
 import type { MeshState } from '../model/state.ts';
+import { routeStatuses } from '../model/route-check.ts';
+import { kubernetesStatusPut, RouteStatusWriter, type RouteObjectCache } from '../control/route-status.ts';
 import { HttpEndpoint, collectProcessMetrics, metricsRoutes, readinessRoutes } from '../telemetry/index.ts';
+import { DEFAULT_PORTS } from '../config/agent.ts';
+import { IssuedCertificates, startControlDashboard } from './dashboard.ts';
 
 // ---- resources shared with agents -----------------------------------------------------------
 
@@ -79,23 +85,7 @@ export function decodeAgentResources(resources: ReadonlyMap<string, ControlResou
 
 // ---- the control plane process ----------------------------------------------------------------
 
-export interface ControlPlaneConfig {
-  /** `host:port` for gRPC (15010). */
-  readonly listen: string;
-  /** Metrics and readiness (15014). */
-  readonly metrics: { readonly host: string; readonly port: number };
-  readonly source: { readonly kind: 'manifests'; readonly dir: string } | { readonly kind: 'kubernetes'; readonly kubeconfig: string | undefined };
-  /** Where the CA keeps its key, certificate and revocations. */
-  readonly caDir: string;
-  /** Bootstrap tokens (JSON token -> node); required unless the source is Kubernetes. */
-  readonly tokensFile: string | undefined;
-  readonly trustDomain: string;
-  /** Extra DNS names for the server certificate (agents check its SPIFFE id, not these). */
-  readonly serverDnsNames: readonly string[];
-  /** Written once the server listens and the first snapshot is loaded. */
-  readonly readyFile: string | undefined;
-  readonly logLevel: string;
-}
+export type { ControlPlaneConfig } from '../config/control.ts';
 
 export interface ControlPlaneDeps {
   readonly logger?: Logger;
@@ -107,49 +97,55 @@ export interface ControlPlaneDeps {
 export interface RunningControlPlane {
   readonly port: number;
   readonly metricsPort: number;
-  readonly server: ControlServer<ControlSnapshot>;
+  /** The dashboard's port, when it runs. */
+  readonly dashboardPort: number | undefined;
+  readonly server: ControlServer<never>;
   readonly trustBundlePem: string;
   /** Stops the source, ends agent streams, closes the ports. Safe to call twice. */
   close(): Promise<void>;
 }
 
-/** What the gRPC server pushes from: the mesh state and the trust resource of the moment. */
-export interface ControlSnapshot {
-  readonly state: MeshState;
-  readonly trust: ControlResource;
-}
 
-/**
- * One ResourceCache for every node (and every snapshot; entries go with their model objects),
- * so each workload, service and policy of a state is hashed once rather than once per node.
- */
-function resourcesForEachNode(): (snapshot: ControlSnapshot, node: string) => ControlResource[] {
-  const cache = new ResourceCache();
-  return (snapshot, node) => [...nodeResources(snapshot.state, node, cache).values(), snapshot.trust];
-}
-
-async function makeSource(config: ControlPlaneConfig, logger: Logger): Promise<ConfigSource> {
-  if (config.source.kind === 'manifests') {
-    const { DirectorySource } = await import('../control/source/directory.ts');
-    return new DirectorySource({ directory: config.source.dir, log: logger });
-  }
-  const [{ KubernetesSource }, { KubeConfig }] = await Promise.all([import('../control/source/kubernetes.ts'), import('@kubernetes/client-node')]);
+/** The KubeConfig of the Kubernetes source: in-cluster when running in a pod, else ~/.kube/config or --kubeconfig. */
+async function kubeConfigOf(config: ControlPlaneConfig): Promise<KubeConfig | undefined> {
+  if (config.source.kind !== 'kubernetes') return undefined;
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kubeConfig = new KubeConfig();
   if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
   else kubeConfig.loadFromFile(config.source.kubeconfig);
+  return kubeConfig;
+}
+
+async function makeSource(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined, logger: Logger): Promise<ConfigSource> {
+  if (config.source.kind === 'manifests') {
+    const { DirectorySource } = await import('../control/source/directory.ts');
+    const { dir, quietMs, removalGraceMs } = config.source;
+    return new DirectorySource({
+      directory: dir, log: logger, ...(quietMs === undefined ? {} : { quietMs }), ...(removalGraceMs === undefined ? {} : { removalGuard: { graceMs: removalGraceMs } }),
+    });
+  }
+  if (kubeConfig === undefined) throw new Error('the Kubernetes source needs a KubeConfig');
+  const { KubernetesSource } = await import('../control/source/kubernetes.ts');
   return new KubernetesSource({ kubeConfig, log: logger });
 }
 
-async function makeTokenReviewer(config: ControlPlaneConfig): Promise<TokenReviewer> {
+async function makeTokenReviewer(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<TokenReviewer> {
   if (config.tokensFile !== undefined) return StaticTokenReviewer.fromFile(config.tokensFile);
-  if (config.source.kind !== 'kubernetes') {
+  if (kubeConfig === undefined) {
     throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'agents need a way to bootstrap: give --tokens FILE (or use the Kubernetes source for TokenReview)');
   }
-  const [{ KubernetesTokenReviewer }, { KubeConfig }] = await Promise.all([import('../control/kubernetes-token-reviewer.ts'), import('@kubernetes/client-node')]);
-  const kubeConfig = new KubeConfig();
-  if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
-  else kubeConfig.loadFromFile(config.source.kubeconfig);
-  return new KubernetesTokenReviewer({ kubeConfig });
+  const { KubernetesTokenReviewer } = await import('../control/kubernetes-token-reviewer.ts');
+  return new KubernetesTokenReviewer({ kubeConfig, ...(config.tokenAudience === undefined ? {} : { audience: config.tokenAudience }) });
+}
+
+async function makeCaStore(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<CaStore> {
+  if (config.caSecret === undefined) {
+    if (config.caDir === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'the CA needs a home: give --ca-dir DIR or --ca-secret NAME');
+    return new FileCaStore(config.caDir);
+  }
+  if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--ca-secret needs the Kubernetes source (--kubernetes)');
+  const { kubernetesSecret } = await import('../control/kubernetes-objects.ts');
+  return new SecretCaStore(kubernetesSecret(kubeConfig, config.caSecret.namespace, config.caSecret.name));
 }
 
 export async function runControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
@@ -171,25 +167,33 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
   try {
     // The CA answers "is such a pod on that node?" from the newest state.
     let state: MeshState | undefined;
-    const store = new FileCaStore(config.caDir);
+    const kubeConfig = await kubeConfigOf(config);
+    const store = await makeCaStore(config, kubeConfig);
     const ca = await CertificateAuthority.open({
       store, clock, trustDomain: config.trustDomain,
       authorizer: { mayIssue: (node, ns, sa) => state?.hasServiceAccountOnNode(node, ns, sa) ?? false },
     });
     const stored = await store.load();
-    if (stored === undefined) throw new WeftError('WEFT_CONTROL_BAD_CA_MATERIAL', `the CA in ${config.caDir} vanished right after it was opened`);
+    if (stored === undefined) throw new WeftError('WEFT_CONTROL_BAD_CA_MATERIAL', `the CA in ${config.caDir ?? `Secret ${config.caSecret?.namespace}/${config.caSecret?.name}`} vanished right after it was opened`);
     const channel = await ChannelCertificateIssuer.create({ caCertPem: stored.certPem, caKeyPem: stored.keyPem, trustDomain: config.trustDomain, clock });
     let serverCert = await channel.issueServerCertificate(config.serverDnsNames);
     const trustBundlePem = ca.trustBundlePem();
 
+    const issued = new IssuedCertificates();
     const csrSigner: CsrSigner = {
-      sign: async ({ csrPem, node, identity }) => ca.sign({ csrPem, node, identity: parseSpiffeId(identity) }),
+      sign: async ({ csrPem, node, identity }) => {
+        const cert = await ca.sign({ csrPem, node, identity: parseSpiffeId(identity) });
+        issued.record(cert.serial, identity, node, cert.notAfter);
+        return cert;
+      },
     };
-    const server = new ControlServer<ControlSnapshot>({
-      resourcesFor: resourcesForEachNode(),
+    // The live model: each change from the source costs what it touches (live-mesh.ts).
+    const live = new LiveMesh({ trustDomain: config.trustDomain });
+    let manifestProblems: readonly string[] = [];
+    const server = new ControlServer<never>({
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-      tokenReviewer: await makeTokenReviewer(config),
+      tokenReviewer: await makeTokenReviewer(config, kubeConfig),
       nodeSigner: channel,
       csrSigner,
       registry,
@@ -214,29 +218,75 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     scheduleRenewal();
     cleanups.push(() => clearTimeout(renewal));
 
-    // Source -> model -> server. Each snapshot is validated aside; an object that turned
-    // invalid keeps its last good version (loadMesh's `previous`).
-    let last: LoadResult | undefined;
+    // The root, where every pod can mount it (as istiod's istio-ca-root-cert).
+    let publisher: { publish(namespaces: readonly string[], pem: string): Promise<void>; close(): void } | undefined;
+    if (config.trustBundleConfigMap !== undefined) {
+      if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--trust-bundle-configmap needs the Kubernetes source (--kubernetes)');
+      const { TrustBundlePublisher } = await import('../control/kubernetes-objects.ts');
+      publisher = new TrustBundlePublisher(kubeConfig, config.trustBundleConfigMap, logger);
+      cleanups.push(() => publisher?.close());
+    }
+
+    // Source -> model -> server, one change at a time: each object is validated aside (an
+    // object that turned invalid keeps its last good version), the model updates what the
+    // change touches, and the server pushes each agent the difference since what it holds.
     let ready = false;
-    const onSnapshot = async (objects: readonly RawObject[], sourceProblems: readonly ManifestProblem[]): Promise<void> => {
-      const loaded = loadMesh(objects, { trustDomain: config.trustDomain, ...(last === undefined ? {} : { previous: last.objects }) });
-      const problems = [...sourceProblems, ...loaded.problems];
-      for (const p of problems.slice(0, 50)) logger.warn({ problem: formatProblem(p) }, 'manifest problem');
-      if (problems.length > 50) logger.warn({ more: problems.length - 50 }, 'more manifest problems not shown');
-      last = loaded;
-      state = loaded.state;
-      const trust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
-      server.setSnapshot({ state: loaded.state, trust });
-      logger.info({ workloads: loaded.state.workloads.length, services: loaded.state.services.length, policies: loaded.state.policies.length, problems: problems.length }, 'mesh snapshot loaded');
+    let loaded = false;
+    let shownProblems = new Set<string>();
+    let namespaces = '';
+    let trust: ControlResource | undefined;
+    const onChange = async (change: SourceChange): Promise<void> => {
+      const started = performance.now();
+      const update = live.apply(change);
+      const problems = [...change.problems.map(formatProblem), ...live.problems().map(formatProblem)];
+      // Problems are logged when they appear, not again with every change.
+      const fresh = problems.filter((p) => !shownProblems.has(p));
+      for (const p of fresh.slice(0, 50)) logger.warn({ problem: p }, 'manifest problem');
+      if (fresh.length > 50) logger.warn({ more: fresh.length - 50 }, 'more manifest problems not shown');
+      shownProblems = new Set(problems);
+      manifestProblems = problems.slice(0, 200);
+      const nextTrust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
+      if (nextTrust.version !== trust?.version) live.slices.setGlobal(nextTrust);
+      trust = nextTrust;
+      state = live.state;
+      server.publish();
+      routeStatus(live.state);
+      const ns = live.namespaces();
+      if (ns.join('\0') !== namespaces) {
+        namespaces = ns.join('\0');
+        void publisher?.publish(ns, trustBundlePem);
+      }
+      const counts = live.counts();
+      const summary = { objects: update.objects, workloads: counts.workloads, services: counts.resolvedServices, generation: update.generation, problems: problems.length, ms: Math.round(performance.now() - started) };
+      if (loaded) logger.debug(summary, 'mesh change applied');
+      else logger.info(summary, 'mesh loaded');
+      loaded = true;
     };
-    const source = deps.source ?? await makeSource(config, logger);
+    const source = deps.source ?? await makeSource(config, kubeConfig, logger);
+    // Route status goes back through the API's status subresource; files have nowhere to keep it.
+    const statusWriter = kubeConfig !== undefined && isRouteObjectCache(source)
+      ? new RouteStatusWriter({ objects: source, put: kubernetesStatusPut(kubeConfig), log: logger })
+      : undefined;
+    if (statusWriter !== undefined) cleanups.push(() => statusWriter.close());
+    let statusNoted = false;
+    const routeStatus = (s: MeshState): void => {
+      if (statusWriter !== undefined) {
+        statusWriter.update(routeStatuses(s));
+        return;
+      }
+      if (s.routes.length === 0 || statusNoted) return;
+      statusNoted = true;
+      logger.info({ routes: s.routes.length }, 'route status is not written back: this config source has nowhere to keep it (weft vet shows what it would say)');
+    };
     let queue = Promise.resolve();
-    await source.start((objects, problems) => {
-      // One snapshot at a time, in order; a failure is logged and the last good state stays.
-      queue = queue.then(() => onSnapshot(objects, problems)).catch((err: unknown) => {
-        logger.error({ err: describeError(err) }, 'could not load a mesh snapshot; keeping the last good one');
+    const enqueue = (change: SourceChange): void => {
+      // One change at a time, in order; a failure is logged and the model keeps what it had.
+      queue = queue.then(() => onChange(change)).catch((err: unknown) => {
+        logger.error({ err: describeError(err) }, 'could not apply a mesh change; keeping the last good state');
       });
-    });
+    };
+    server.serve(live.slices);
+    await (source.startChanges === undefined ? source.start(snapshotChanges(enqueue)) : source.startChanges(enqueue));
     cleanups.push(() => source.close());
     await queue;
 
@@ -246,17 +296,34 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       routes: { ...metricsRoutes(registry), ...readinessRoutes(() => (ready ? { ready } : { ready, reason: 'no mesh snapshot loaded yet' })) },
     });
     cleanups.push(() => metrics.close());
-    ready = last !== undefined;
+    let dashboardPort: number | undefined;
+    if (config.dashboard !== undefined) {
+      const dashboard = await startControlDashboard({
+        host: config.dashboard.host, port: config.dashboard.port, prometheusUrl: config.prometheusUrl, agentMetricsPort: DEFAULT_PORTS.metrics,
+      }, {
+        state: () => state,
+        agents: () => server.agents(),
+        desired: (node) => [...live.slices.resources(node).values()],
+        rejected: (node) => server.rejectedVersions(node),
+        manifestProblems: () => manifestProblems,
+        revokedSerials: () => ca.revokedSerials(),
+        logger,
+      }, issued);
+      cleanups.push(() => dashboard.close());
+      dashboardPort = dashboard.address.port;
+    }
+    ready = loaded;
     if (config.readyFile !== undefined) {
       mkdirSync(dirname(config.readyFile), { recursive: true });
       writeFileSync(config.readyFile, `${process.pid}\n`);
     }
-    logger.info({ listen: config.listen, port, metrics: metrics.address.port, trustDomain: config.trustDomain }, 'control plane ready');
+    logger.info({ listen: config.listen, port, metrics: metrics.address.port, dashboard: dashboardPort, trustDomain: config.trustDomain }, 'control plane ready');
 
     let closing: Promise<void> | undefined;
     return {
       port,
       metricsPort: metrics.address.port,
+      dashboardPort,
       server,
       trustBundlePem,
       close: () => (closing ??= closeAll()),
@@ -265,4 +332,9 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     await closeAll();
     throw err;
   }
+}
+
+/** Sources that keep the objects they watched (the Kubernetes source), so status can be written against them. */
+function isRouteObjectCache(source: ConfigSource): source is ConfigSource & RouteObjectCache {
+  return typeof (source as Partial<RouteObjectCache>).object === 'function';
 }

@@ -1,21 +1,26 @@
 // One thread's data plane: the outbound (15001), inbound tunnel (15008) and inbound
-// plaintext (15006) listeners, the HTTP layer behind the outbound one, the upstream
-// connector and tunnel pool, endpoint health and per-connection telemetry, reading the mesh state and credentials the agent hands it. Every proxy
-// worker thread runs one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
+// plaintext (15006) listeners, the HTTP layer behind the outbound and tunnel ones, the
+// upstream connector and tunnel pool, endpoint health, connection and request telemetry,
+// reading the mesh state and credentials the agent hands it. Every proxy worker thread runs
+// one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
+import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
+  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import { HttpLayer, protocolSelector } from '../proxy/http/index.ts';
-import { ConnectionTelemetry, RequestTelemetry } from '../telemetry/index.ts';
+import {
+  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
+} from '../telemetry/index.ts';
+import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
 
@@ -32,6 +37,16 @@ export interface ProxyRuntimeOptions {
   readonly l7?: boolean;
   /** Sniff bound for undeclared ports, ms. Default 100. */
   readonly sniffMs?: number;
+  /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
+  readonly limits?: ProxyLimits;
+}
+
+/** The caps every worker applies, and the counters they share. */
+export interface ProxyLimits {
+  readonly budget: FdBudget;
+  readonly workers: number;
+  /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
+  readonly shared: Int32Array;
 }
 
 export interface ProxyRuntimeDeps {
@@ -41,6 +56,12 @@ export interface ProxyRuntimeDeps {
   readonly originalDestination: (socket: Socket) => SocketAddress;
   /** Admits or refuses connections at accept, on every listener (per-source caps). */
   readonly gate?: ConnectionGate;
+  /** How spliced sockets close (SO_LINGER 0 while bytes are in flight). */
+  readonly closer?: SocketCloser;
+  /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
+  readonly tracer?: Observer;
+  /** Traces HTTP requests beside the request metrics (only when OTEL_* asks for traces). */
+  readonly requestTracer?: RequestObserverLike;
 }
 
 export class ProxyRuntime {
@@ -66,8 +87,28 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
-    const observer = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
+    const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
+    const limits = options.limits;
+    const caps = limits === undefined ? undefined : new ConnectionCaps({
+      globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
+    });
+    const handshakeCaps = limits === undefined ? {} : {
+      maxPending: limits.budget.maxPendingHandshakes, maxPendingPerSource: perWorker(limits.budget.maxPendingHandshakesPerSource, limits.workers),
+    };
+    const overload = new OverloadTelemetry({
+      registry: deps.registry, logger: deps.logger, clock: deps.clock,
+      ...(limits === undefined || caps === undefined ? {} : {
+        limits: {
+          connectionFds: () => ({ cap: caps.limits.globalFds, held: caps.heldGlobally, perSourceCap: limits.budget.perSourceFds, heldHere: caps.held }),
+          handshakes: () => ({ cap: limits.budget.maxPendingHandshakes, perSourceCap: limits.budget.maxPendingHandshakesPerSource, pending: this.#tunnel.stats().pendingHandshakes }),
+        },
+      }),
+    });
+    caps?.observe(overload);
+    const gate = deps.gate ?? caps;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
     const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
@@ -79,22 +120,28 @@ export class ProxyRuntime {
         nodeAddress: (node) => this.#state.nodeAddress(node),
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
-      observer: new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+      // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
+      route: (at, request) => decideAtVip(this.#state, at, request),
+      observer: composeRequestObservers(
+        new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+        ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
+      ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate: deps.gate,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
       ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
     this.#tunnel = new InboundTunnel({
-      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate: deps.gate, http: this.#http,
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http,
+      ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
     }, {
-      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true,
+      nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate: deps.gate }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
     });
   }

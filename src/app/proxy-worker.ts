@@ -9,7 +9,8 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
-import { BatchedLog } from '../telemetry/index.ts';
+import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
+import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
 
@@ -28,7 +29,14 @@ const send = (m: FromWorker): void => port.postMessage(m);
 const destination = pino.destination({ dest: 1, sync: false });
 const logger = pino({ level: data.logLevel, base: { worker: data.index } }, new BatchedLog(destination));
 const registry = new Registry();
-const runtime = new ProxyRuntime(data.options, { logger, registry, clock: systemClock, originalDestination });
+// Traces only when OTEL_* asks for them (this thread's copy of the agent's environment).
+const tracing = startTracing({ serviceName: 'weft-agent', registry });
+const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
+const requestTracer = tracing === undefined ? undefined : new RequestTracer(tracing, { node: data.options.node, clock: systemClock });
+const runtime = new ProxyRuntime(data.options, {
+  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
+  ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
+});
 let draining = false;
 
 port.on('message', (m: ToWorker) => {
@@ -55,7 +63,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'drain':
       draining = true;
-      void runtime.drain(m.deadlineMs).then(() => {
+      void runtime.drain(m.deadlineMs).then(() => tracing?.shutdown()).then(() => {
         // The thread is terminated once it says 'drained', so every access-log line must be out
         // by then: flush() hands the pending batch over but does not wait for writes in flight
         // or queued behind one; end() does (and leaves fd 1 open).

@@ -1,13 +1,10 @@
 // Small helpers shared by the subcommands' flag parsing. Every refusal names the flag.
+// Components' own flags (agent, control) are parsed in src/config with the same toolkit.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { WeftError } from '../core/errors.ts';
+import { CLI_USAGE, usageError } from '../config/flags.ts';
 
-export const CLI_USAGE = 'WEFT_CLI_USAGE';
-
-export function usageError(message: string, usage: string): WeftError {
-  return new WeftError(CLI_USAGE, `${message}\nusage: ${usage}`);
-}
+export { CLI_USAGE, usageError };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

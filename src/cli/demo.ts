@@ -8,6 +8,7 @@ import { down, podPlacement, up } from '../sim/cluster.ts';
 import { runInside } from '../sim/processes.ts';
 import { readState, type ClusterState, type MeshMode } from '../sim/state.ts';
 import { intFlag, oneOf, parseFlags } from './args.ts';
+import { openViews, traceRelayPlan } from './demo-views.ts';
 
 const USAGE = 'weft demo [--name NAME] [--nodes N] [--duration SECONDS] [--mesh off|ebpf|iptables]';
 
@@ -22,13 +23,15 @@ async function curl(state: ClusterState, fromPod: string, url: string): Promise<
 }
 
 /** One line per node from its agent's Istio metrics: connections and bytes, and how many were mutual TLS. */
-async function meshSummary(state: ClusterState): Promise<string> {
+async function meshSummary(state: ClusterState, tracing: boolean): Promise<string> {
   const lines: string[] = [];
   for (const n of state.plan.nodes) {
     const { stdout } = await run('nsenter', [`--net=/run/netns/${n.netns}`, 'curl', '-s', '-m', '2', `http://${n.bridgeIp}:15020/metrics`], { okStatus: [0, 7, 28] });
     let opened = 0;
     let mtls = 0;
     let bytes = 0;
+    let spans = 0;
+    let failedSpans = 0;
     for (const line of stdout.split('\n')) {
       const value = Number(line.slice(line.lastIndexOf(' ') + 1));
       if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
@@ -36,9 +39,11 @@ async function meshSummary(state: ClusterState): Promise<string> {
         if (line.includes('connection_security_policy="mutual_tls"')) mtls += value;
       } else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && line.includes('reporter="source"')) {
         bytes += value;
-      }
+      } else if (line.startsWith('weft_trace_spans_exported_total')) spans += value;
+      else if (line.startsWith('weft_trace_export_failures_total')) failedSpans += value;
     }
-    lines.push(`${n.name}: ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes`);
+    const traced = tracing ? `, ${spans} spans exported${failedSpans > 0 ? ` (${failedSpans} failed)` : ''}` : '';
+    lines.push(`${n.name}: ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
   }
   return `  -- mesh: ${lines.join('; ')}`;
 }
@@ -53,9 +58,19 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
   const mesh: MeshMode = oneOf(values.mesh, '--mesh', ['off', 'ebpf', 'iptables'] as const, 'ebpf', USAGE);
   const out = (line: string) => process.stdout.write(`${line}\n`);
 
+  // Traces go to the user's collector on loopback through a relay (the agents cannot reach it).
+  const relay = mesh === 'off' ? undefined : traceRelayPlan(process.env);
+  if (typeof relay === 'string') out(`  traces: not relayed: ${relay}`);
+  else if (relay !== undefined) Object.assign(process.env, relay.env);
+
   // The demo owns its cluster name: a run that crashed before is cleaned up first.
   await down(name);
   const state = await up({ name, nodes, podsPerNode: 3, manifests: undefined, mesh, log: (l) => out(`  ${l}`) });
+  const tracePlan = typeof relay === 'string' ? undefined : relay;
+  const views = mesh === 'off' ? undefined : await openViews(state, tracePlan).catch(async (err: unknown) => {
+    await down(name);
+    throw err;
+  });
   let stopping = false;
   const stop = () => { stopping = true; };
   process.once('SIGINT', stop);
@@ -67,6 +82,8 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     out(`  status:   npx weft sim status --name ${name}`);
     out(`  a shell:  npx weft sim exec --name ${name} ${client?.name} -- sh`);
     out(`  logs:     /run/weft/sim/${name}/logs/  (one access-log line per connection in agent-<node>.log)`);
+    if (views !== undefined) out(`  dashboard: ${views.dashboardUrl}   (topology, security, control plane; loopback only)`);
+    if (tracePlan !== undefined) out(`  traces:   one span per connection on each agent, exported to your collector at http://${tracePlan.target.host}:${tracePlan.target.port} (service weft-agent)`);
     if (mesh !== 'off') {
       for (const n of state.plan.nodes) out(`  metrics:  nsenter --net=/run/netns/${n.netns} curl -s http://${n.bridgeIp}:15020/metrics   (${n.name}; readiness :15021/healthz/ready)`);
     }
@@ -79,11 +96,12 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
       const url = target !== undefined ? `http://${target.ip}:8080/` : `http://${service?.vip}:${service?.ports[0]?.port}/`;
       out(`  [${new Date().toISOString().slice(11, 19)}] ${client?.name} -> ${url}  ${await curl(readState(name), client?.name ?? '', url)}`);
       i++;
-      if (mesh !== 'off' && i % 5 === 0) out(await meshSummary(state));
+      if (mesh !== 'off' && i % 5 === 0) out(await meshSummary(state, tracePlan !== undefined));
       await sleep(1000);
     }
   } finally {
     out('\ntearing down...');
+    await views?.close();
     await down(name);
     out('done: no namespaces, cgroups or processes of the demo are left.');
   }

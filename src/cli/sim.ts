@@ -1,20 +1,26 @@
 // `weft sim up|down|status|exec`: the simulated cluster (see src/sim/).
 
+import { writeFileSync } from 'node:fs';
 import { WeftError } from '../core/errors.ts';
+import { CGROUP_DRIVERS } from '../core/kubelet-cgroups.ts';
 import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
 import { readState, type ClusterState } from '../sim/state.ts';
-import { restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
+import { DASHBOARD_PORT, restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
+import { portForward } from '../sim/port-forward.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
-const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|off] [--agent-args "FLAGS"]
+const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
+              [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs]
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
-       weft sim exec --name NAME POD -- CMD...`;
+       weft sim exec --name NAME POD -- CMD...
+       weft sim dashboard --name NAME [--port P]
+       weft sim port-forward --name NAME --to HOST:PORT [--port P] [--url-file FILE]   (into the underlay namespace)`;
 
-const MESH_MODES = ['off', 'ebpf', 'iptables'] as const;
+const MESH_MODES = ['off', 'auto', 'ebpf', 'iptables'] as const;
 
 export async function simCommand(argv: readonly string[]): Promise<number> {
   const [verb, ...rest] = argv;
@@ -24,6 +30,8 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
     case 'status': return simStatus(rest);
     case 'exec': return simExec(rest);
     case 'mesh': return simMesh(rest);
+    case 'dashboard': return simDashboard(rest);
+    case 'port-forward': return simPortForward(rest);
     default: throw usageError(verb === undefined ? 'missing sim subcommand' : `unknown sim subcommand ${JSON.stringify(verb)}`, USAGE);
   }
 }
@@ -44,18 +52,25 @@ function joinFlagValue(argv: readonly string[], flag: string): string[] {
 async function simUp(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
-    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
+    prometheus: { type: 'boolean' }, 'prometheus-port': { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
   const nodes = intFlag(values.nodes, '--nodes', undefined, USAGE);
   const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
   const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
   const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'ebpf', USAGE);
+  const cgroupDriver = oneOf(values['cgroup-driver'], '--cgroup-driver', CGROUP_DRIVERS, 'systemd', USAGE);
   const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
   const started = Date.now();
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  if (values['prometheus-port'] !== undefined && values.prometheus !== true) throw usageError('--prometheus-port goes with --prometheus', USAGE);
+  const prometheus = values.prometheus === true ? { port: intFlag(values['prometheus-port'], '--prometheus-port', 0, USAGE) } : undefined;
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, cgroupDriver, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
+  if (state.prometheusUrl !== undefined) {
+    process.stdout.write(`\nprometheus: ${state.prometheusUrl}  (scraping every agent and the control plane, weft-rules.yaml loaded; a loopback port-forward)\n`);
+  }
   process.stdout.write(`\nTry:  weft sim exec --name ${name} ${state.plan.pods[0]?.name ?? 'POD'} -- curl -s http://${state.plan.pods.at(-1)?.ip ?? 'IP'}:8080/\n      weft sim down --name ${name}\n`);
   return 0;
 }
@@ -109,9 +124,44 @@ async function simMesh(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
+/** Forwards 127.0.0.1:P on the host to HOST:PORT in the underlay namespace until stopped; writes the URL to --url-file. */
+async function simPortForward(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, to: { type: 'string' }, port: { type: 'string' }, 'url-file': { type: 'string' } }, USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  const to = /^([^:\s]+):(\d{1,5})$/.exec(requiredFlag(values.to, '--to', USAGE));
+  if (to === null) throw usageError(`--to must be HOST:PORT, got ${JSON.stringify(values.to)}`, USAGE);
+  const forward = await portForward({ netns: state.plan.underlayNetns, target: { host: to[1] ?? '', port: Number(to[2]) }, port: intFlag(values.port, '--port', 0, USAGE) });
+  if (values['url-file'] !== undefined) writeFileSync(values['url-file'], `${forward.url}\n`);
+  process.stdout.write(`${forward.url} -> ${values.to ?? ''} in ${state.plan.underlayNetns}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    void forward.exited.then(resolve);
+  });
+  await forward.close();
+  return 0;
+}
+
+/** Forwards 127.0.0.1:P on the host to the control plane's dashboard (loopback in the underlay namespace) until Ctrl-C. */
+async function simDashboard(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, port: { type: 'string' } }, USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  if (state.mesh === 'off') throw usageError(`cluster ${state.plan.name} runs without a mesh (--mesh off): there is no control plane`, USAGE);
+  const port = intFlag(values.port, '--port', 15080, USAGE);
+  const forward = await portForward({ netns: state.plan.underlayNetns, target: { host: '127.0.0.1', port: DASHBOARD_PORT }, port });
+  process.stdout.write(`dashboard of cluster ${state.plan.name}: ${forward.url}\n(forwarding to the control plane's 127.0.0.1:${DASHBOARD_PORT}; Ctrl-C stops)\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    void forward.exited.then(resolve);
+  });
+  await forward.close();
+  return 0;
+}
+
 function printStatus(state: ClusterState): void {
   const { plan } = state;
-  const lines = [`cluster ${plan.name} (mesh: ${state.mesh})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
+  const lines = [`cluster ${plan.name} (mesh: ${state.mesh}, cgroup driver: ${plan.cgroupDriver})`, 'NODE      UNDERLAY IP    POD CIDR          NETNS'];
   for (const n of plan.nodes) lines.push(`${n.name.padEnd(9)} ${n.ip.padEnd(14)} ${n.podCidr.padEnd(17)} ${n.netns}`);
   lines.push('', 'POD                         NODE      IP              SERVICE ACCOUNT  MESH');
   for (const p of plan.pods) lines.push(`${`${p.namespace}/${p.name}`.padEnd(27)} ${p.node.padEnd(9)} ${p.ip.padEnd(15)} ${p.serviceAccount.padEnd(16)} ${p.enrolled ? 'yes' : 'no'}`);

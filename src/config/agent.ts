@@ -1,12 +1,15 @@
 // The node agent's configuration: read once from flags (and the environment for what a
 // DaemonSet passes that way), validated, frozen. The one place the agent reads flags.
 
-import { isIPv4 } from 'node:net';
-import { WeftError } from '../core/errors.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../model/types.ts';
+import {
+  badFlag, bool, hostPort, int, ip, list, logLevel, oneOf, parseFlagArgs, str, trustDomain, type FlagTable, type FlagValues,
+} from './flags.ts';
 
-export const CONFIG_ERROR = 'WEFT_CONFIG_INVALID';
+export { CONFIG_ERROR } from './flags.ts';
 
-export type CaptureMode = 'ebpf' | 'iptables' | 'off';
+export const CAPTURE_MODES = ['auto', 'ebpf', 'iptables', 'off'] as const;
+export type CaptureMode = typeof CAPTURE_MODES[number];
 
 export interface AgentPorts {
   readonly outbound: number;
@@ -26,12 +29,19 @@ export interface AgentConfig {
   readonly captureAddress: string;
   /** This node's address as other nodes see it: where their tunnels connect. */
   readonly tunnelAddress: string;
-  /** The pods' bridge (iptables mode). */
-  readonly podInterface: string;
+  /** The bpftool command (eBPF mode and the auto probe). */
+  readonly bpftool: string;
+  /** The interface pods' traffic arrives on (iptables mode narrows its match to it); undefined: any (pods are matched by address). */
+  readonly podInterface: string | undefined;
   /** Name of the bpffs pin directory /sys/fs/bpf/weft/<pinName>; unique per node on a host. */
   readonly pinName: string;
-  /** Template for a pod's cgroup path with {namespace}, {name}; where eBPF capture attaches. */
+  /**
+   * Override for where a pod's cgroup is (a template with {namespace}, {name}, {uid}); empty:
+   * found from the pod's UID where the kubelet puts it (either cgroup driver, any QoS class).
+   */
   readonly podCgroup: string;
+  /** The agent's own pod UID (POD_UID from the downward API): its pod cgroup answers SO_ORIGINAL_DST. */
+  readonly ownPodUid: string | undefined;
   readonly ports: AgentPorts;
   readonly excludePorts: readonly number[];
   readonly excludeCidrs: readonly string[];
@@ -52,45 +62,30 @@ export interface AgentConfig {
   readonly sniffMs: number;
 }
 
-export interface AgentFlags {
-  readonly [flag: string]: string | boolean | undefined;
-}
+export type AgentFlags = FlagValues;
 
-function bad(flag: string, value: unknown, why: string): never {
-  throw new WeftError(CONFIG_ERROR, `--${flag} ${JSON.stringify(value)}: ${why}`);
-}
+export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|off] --capture-address IP [--tunnel-address IP]
+            (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
+            [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
+            [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
+            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS]
+  --l7 off        splice every connection (no per-request routing, balancing or request metrics)
+  --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
+  --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
+
+const s = { type: 'string' } as const;
+export const AGENT_FLAGS: FlagTable = Object.freeze({
+  node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
+  'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, workers: s, 'drain-seconds': s,
+  'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
+  l7: s, 'sniff-ms': s,
+});
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
-function str(flags: AgentFlags, name: string): string | undefined {
-  const v = flags[name];
-  return typeof v === 'string' ? v : undefined;
-}
-
-function ip(flags: AgentFlags, name: string, fallback?: string): string {
-  const v = str(flags, name) ?? fallback;
-  if (v === undefined) bad(name, v, 'is required');
-  if (!isIPv4(v)) bad(name, v, 'must be an IPv4 address');
-  return v;
-}
-
-function int(flags: AgentFlags, name: string, fallback: number, min: number, max: number): number {
-  const v = str(flags, name);
-  if (v === undefined) return fallback;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) bad(name, v, `must be a whole number from ${min} to ${max}`);
-  return Number(v);
-}
-
-function onOff(flags: AgentFlags, name: string, fallback: boolean): boolean {
-  const v = str(flags, name);
-  if (v === undefined) return fallback;
-  if (v !== 'on' && v !== 'off') bad(name, v, 'must be on or off');
-  return v === 'on';
-}
-
-function list(flags: AgentFlags, name: string): string[] {
-  const v = str(flags, name);
-  return v === undefined || v === '' ? [] : v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+/** `weft agent` argv -> frozen config. */
+export function agentConfigFromArgv(argv: readonly string[], env: NodeJS.ProcessEnv, cores: number): AgentConfig {
+  return agentConfig(parseFlagArgs(argv, AGENT_FLAGS, AGENT_USAGE), env, cores);
 }
 
 /** Default proxy workers: like ztunnel's max(2, cores/4), bounded by the cores there are. */
@@ -100,47 +95,44 @@ export function defaultWorkers(cores: number): number {
 
 export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: number): AgentConfig {
   const node = str(flags, 'node') ?? env.NODE_NAME;
-  if (node === undefined || !NODE_NAME.test(node)) bad('node', node, 'is required: a Kubernetes node name (or set NODE_NAME)');
-  const mode = str(flags, 'mode') ?? 'ebpf';
-  if (mode !== 'ebpf' && mode !== 'iptables' && mode !== 'off') bad('mode', mode, 'must be ebpf, iptables or off');
+  if (node === undefined || !NODE_NAME.test(node)) badFlag('node', node, 'is required: a Kubernetes node name (or set NODE_NAME)');
+  const mode = oneOf(flags, 'mode', CAPTURE_MODES, 'ebpf');
   const captureAddress = ip(flags, 'capture-address', mode === 'off' ? '127.0.0.1' : undefined);
   const control = str(flags, 'control');
   const manifests = str(flags, 'manifests');
-  if ((control === undefined) === (manifests === undefined)) bad('control', control, 'give exactly one of --control HOST:PORT or --manifests DIR');
-  if (control !== undefined && !/^[^:]+:\d{1,5}$/.test(control)) bad('control', control, 'must be HOST:PORT');
+  if ((control === undefined) === (manifests === undefined)) badFlag('control', control, 'give exactly one of --control HOST:PORT or --manifests DIR');
+  if (control !== undefined) hostPort(flags, 'control');
   const excludePorts = list(flags, 'exclude-ports').map((p) => {
-    if (!/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535) bad('exclude-ports', p, 'must list ports 1-65535');
+    if (!/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535) badFlag('exclude-ports', p, 'must list ports 1-65535');
     return Number(p);
   });
   const podCgroup = str(flags, 'pod-cgroup') ?? '';
-  if (mode === 'ebpf' && !podCgroup.startsWith('/')) bad('pod-cgroup', podCgroup, 'is required in ebpf mode: an absolute path template with {namespace} and {name}');
+  if (podCgroup !== '' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'must be an absolute path template with {uid}, {namespace} or {name}');
+  const ownPodUid = env.POD_UID === undefined || env.POD_UID === '' ? undefined : env.POD_UID;
   return Object.freeze({
     node,
     mode,
     captureAddress,
     tunnelAddress: ip(flags, 'tunnel-address', '0.0.0.0'),
-    podInterface: str(flags, 'pod-interface') ?? 'br0',
+    bpftool: str(flags, 'bpftool') ?? 'bpftool',
+    podInterface: str(flags, 'pod-interface'),
     pinName: str(flags, 'pin-name') ?? node,
     podCgroup,
+    ownPodUid,
     ports: DEFAULT_PORTS,
     excludePorts: Object.freeze(excludePorts),
     excludeCidrs: Object.freeze(list(flags, 'exclude-cidrs')),
     source: control !== undefined
       ? Object.freeze({ kind: 'control' as const, address: control, tokenFile: str(flags, 'token-file'), caFile: str(flags, 'ca-file') })
       : Object.freeze({ kind: 'manifests' as const, dir: manifests ?? '' }),
-    trustDomain: str(flags, 'trust-domain') ?? 'cluster.local',
-    failClosed: flags['fail-closed'] === true,
+    trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
+    failClosed: bool(flags, 'fail-closed'),
     workers: int(flags, 'workers', defaultWorkers(cores), 1, 64),
     drainMs: int(flags, 'drain-seconds', 5, 0, 3600) * 1000,
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
-    logLevel: str(flags, 'log-level') ?? 'info',
-    l7: onOff(flags, 'l7', true),
+    logLevel: logLevel(flags),
+    l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
     sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
   });
-}
-
-/** The pod's cgroup path from the template. */
-export function podCgroupPath(template: string, namespace: string, name: string): string {
-  return template.replaceAll('{namespace}', namespace).replaceAll('{name}', name);
 }

@@ -12,6 +12,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, WeftError } from '../core/errors.ts';
 import { applyDelta, type ResourceValidator } from './apply-update.ts';
+import { ConfigDigest } from './config-digest.ts';
 import { createNodeCsr } from './channel-certificates.ts';
 import { CONTROL_SERVER_NAME, checkNodeName, controlIdentity, parseSubjectAltName } from './channel-identity.ts';
 import { controlError, ControlErrors, type ControlErrorCode } from './errors.ts';
@@ -121,7 +122,10 @@ export class ControlClient {
   readonly #timeoutMs: number;
   readonly #metrics: ClientMetrics | undefined;
   #config: ReadonlyMap<string, ControlResource> = new Map();
+  #digest = new ConfigDigest();
   #version = '';
+  /** The parts of a push applied so far (more to come): served once the last one is applied. */
+  #staged: { readonly config: ReadonlyMap<string, ControlResource>; readonly digest: ConfigDigest; readonly changed: boolean } | undefined;
   readonly #rejected = new Map<string, ResourceRejection>();
   #synced = false;
   #connected = false;
@@ -287,33 +291,51 @@ export class ControlClient {
   }
 
   #onResponse(call: grpc.ClientDuplexStream<DeltaRequest, DeltaResponse>, response: DeltaResponse): void {
-    const applied = applyDelta(this.#config, response, this.#o.validate);
-    const firstSync = !this.#synced;
-    // Phase two: one swap; readers see the old config or the new one, never a mix.
-    this.#config = applied.next;
-    this.#version = response.systemVersion;
-    this.#lastUpdate = this.#clock.now();
+    const staged = this.#staged;
+    const base = staged?.config ?? this.#config;
+    const applied = applyDelta(base, response, this.#o.validate);
+    const digest = (staged?.digest ?? this.#digest).copy();
+    for (const key of applied.changedKeys) {
+      const before = base.get(key);
+      const after = applied.next.get(key);
+      if (before !== undefined) digest.remove(key, before.version);
+      if (after !== undefined) digest.add(key, after.version);
+    }
+    const changed = (staged?.changed ?? false) || applied.changedKeys.length > 0;
+    const more = response.more === true;
+    const firstSync = !this.#synced && !more;
+    // Phase two: one swap once the push is whole; readers see the old config or the new one, never a mix.
+    if (more) {
+      this.#staged = { config: applied.next, digest, changed };
+    } else {
+      this.#staged = undefined;
+      this.#config = applied.next;
+      this.#digest = digest;
+      this.#version = digest.value;
+      this.#lastUpdate = this.#clock.now();
+    }
     for (const key of applied.changedKeys) this.#rejected.delete(key);
     for (const key of response.removed) this.#rejected.delete(key);
     for (const r of applied.rejected) this.#rejected.set(r.key, r);
-    this.#synced = true;
+    if (!more) this.#synced = true;
     this.#attempt = 0;
     this.#lastError = undefined;
     if (!this.#connected) {
       this.#connected = true;
       this.#metrics?.connected.set(1);
-      this.#log.info({ address: this.#o.address, version: response.systemVersion }, 'connected to the control plane');
+      this.#log.info({ address: this.#o.address, generation: response.systemVersion }, 'connected to the control plane');
     }
     if (applied.rejected.length === 0) {
       call.write({ node: '', initialVersions: {}, responseNonce: response.nonce, errorMessage: '', rejected: [] });
       this.#metrics?.updates.inc({ result: 'ack' });
     } else {
       const summary = `${applied.rejected.length} of ${response.resources.length} resources refused: ${applied.rejected.map((r) => `${r.key}: ${r.message}`).join('; ')}`;
-      this.#log.warn({ version: response.systemVersion, rejected: applied.rejected }, `refused config from the control plane: ${summary}`);
+      this.#log.warn({ generation: response.systemVersion, rejected: applied.rejected }, `refused config from the control plane: ${summary}`);
       call.write({ node: '', initialVersions: {}, responseNonce: response.nonce, errorMessage: summary, rejected: [...applied.rejected] });
       this.#metrics?.updates.inc({ result: 'nack' });
     }
-    if (applied.changedKeys.length > 0 || firstSync) {
+    if (more) return;
+    if (changed || firstSync) {
       try {
         this.#o.onConfig?.(this.#config, this.#version);
       } catch (err: unknown) {
@@ -332,6 +354,7 @@ export class ControlClient {
   }
 
   #dropStream(): void {
+    this.#staged = undefined;
     const call = this.#call;
     const stub = this.#streamStub;
     this.#call = undefined;

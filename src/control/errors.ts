@@ -26,6 +26,8 @@ export const ControlErrors = {
   UNAVAILABLE: 'WEFT_CONTROL_UNAVAILABLE',
   /** The client was used after close(). */
   CLOSED: 'WEFT_CONTROL_CLOSED',
+  /** The server ended a config stream for the agent to resubscribe (it fell behind the change history, or refused a push whole). */
+  RESYNC: 'WEFT_CONTROL_RESYNC',
   /** Options given to a control component are invalid. */
   BAD_OPTIONS: 'WEFT_CONTROL_BAD_OPTIONS',
 } as const;

@@ -3,8 +3,9 @@
 // pod-bound token reviewed by Kubernetes 1.30+ carries the node the pod runs on in
 // `user.extra["authentication.kubernetes.io/node-name"]`.
 //
-// UNTESTED against a real API server (no cluster in this environment); the static-token
-// path (token-reviewer.ts) is what the simulator and the tests use.
+// Tested against the simulator's API server (src/sim/kube-api), which answers TokenReview
+// as Kubernetes does (audiences intersected, the bound pod's node in `extra`); not against a
+// real one (no cluster in this environment).
 
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { describeError } from '../core/errors.ts';
@@ -26,11 +27,13 @@ export class KubernetesTokenReviewer implements TokenReviewer {
   readonly #api: AuthenticationV1Api;
   readonly #audience: string;
   readonly #username: string;
+  readonly refusalHint: string;
 
   constructor(options: KubernetesTokenReviewerOptions) {
     this.#api = options.kubeConfig.makeApiClient(AuthenticationV1Api);
     this.#audience = options.audience ?? DEFAULT_TOKEN_AUDIENCE;
     this.#username = options.username ?? `system:serviceaccount:${SYSTEM_NAMESPACE}:${AGENT_SERVICE_ACCOUNT}`;
+    this.refusalHint = `TokenReview did not accept it as ${this.#username} for audience ${JSON.stringify(this.#audience)} on a node-bound token (Kubernetes 1.30+); check the agent's projected token (audience, service account)`;
   }
 
   async review(token: string): Promise<string | undefined> {

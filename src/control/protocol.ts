@@ -32,6 +32,8 @@ export interface DeltaResponse {
   nonce: string;
   resources: WireResource[];
   removed: string[];
+  /** More responses of this push follow (see control.proto). */
+  more: boolean;
 }
 
 export interface SignCertificateRequest {

@@ -35,26 +35,25 @@ export function systemVersion(versions: Iterable<readonly [string, string]>): st
 }
 
 /**
- * Encodes resources for the wire once per (key, version), however many agents receive
- * them and however many nodes' slices carry an equal copy. Entries live for two snapshot
- * generations: `rotate()` at each snapshot drops what the one before last used alone.
+ * Encodes resources for the wire once per resource object (the model gives one object per
+ * (key, version), shared by every node that holds it), however many agents receive it; the
+ * encoding goes when the resource does.
  */
 export class WireEncoder {
-  #current = new Map<string, WireResource>();
-  #previous = new Map<string, WireResource>();
+  readonly #wire = new WeakMap<ControlResource, WireResource>();
 
   encode(r: ControlResource): WireResource {
-    const id = `${resourceKey(r)}\0${r.version}`;
-    let wire = this.#current.get(id);
+    let wire = this.#wire.get(r);
     if (wire === undefined) {
-      wire = this.#previous.get(id) ?? { type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') };
-      this.#current.set(id, wire);
+      wire = { type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') };
+      this.#wire.set(r, wire);
     }
     return wire;
   }
 
-  rotate(): void {
-    this.#previous = this.#current;
-    this.#current = new Map();
+  /** Bytes the resource takes in a response (body, type, name, version). */
+  size(r: ControlResource): number {
+    const w = this.encode(r);
+    return w.body.length + w.type.length + w.name.length + w.version.length + 8;
   }
 }

@@ -11,7 +11,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, isWeftError } from '../core/errors.ts';
-import { AgentLedger, type RejectedVersions } from './agent-ledger.ts';
+import { AgentBook, type PushPart, type RejectedVersions } from './agent-book.ts';
+import { PushBudget } from './push-budget.ts';
+import { SnapshotView, type ResourcesFor, type ResourceView } from './resource-view.ts';
 import type { SignedCertificate } from './channel-certificates.ts';
 import { checkNodeName, nodeFromCertificate } from './channel-identity.ts';
 import { controlError, ControlErrors } from './errors.ts';
@@ -21,7 +23,7 @@ import {
   type BootstrapRequest, type BootstrapResponse, type DeltaRequest, type DeltaResponse,
   type SignCertificateRequest, type SignCertificateResponse,
 } from './protocol.ts';
-import { resourceKey, systemVersion, WireEncoder, type ControlResource, type ResourceRejection } from './resource.ts';
+import { WireEncoder, type ResourceRejection } from './resource.ts';
 import { createControlServerMetrics, type ControlServerMetrics } from './server-metrics.ts';
 import { tokenFingerprint, type TokenReviewer } from './token-reviewer.ts';
 import { TlsMaterialProvider, type ServerTlsMaterial } from './tls-material.ts';
@@ -37,8 +39,7 @@ export interface NodeCertificateSigner {
   signNodeCertificate(csrPem: string, node: string): Promise<SignedCertificate>;
 }
 
-/** The resources one node needs from a snapshot; the app passes the model's `nodeResources`. */
-export type ResourcesFor<S> = (snapshot: S, node: string) => ReadonlyMap<string, ControlResource> | Iterable<ControlResource>;
+export type { ResourcesFor, ResourceView } from './resource-view.ts';
 
 export type ControlServerEvent =
   | { readonly type: 'subscribed'; readonly node: string; readonly stream: string }
@@ -48,7 +49,11 @@ export type ControlServerEvent =
   | { readonly type: 'nack'; readonly node: string; readonly nonce: string; readonly rejected: readonly ResourceRejection[]; readonly message: string };
 
 export interface ControlServerOptions<S> {
-  readonly resourcesFor: ResourcesFor<S>;
+  /**
+   * Snapshot mode: the resources of a node in a snapshot given to setSnapshot (O(nodes x
+   * resources) per snapshot). Leave it out and call serve(view) for the incremental mode.
+   */
+  readonly resourcesFor?: ResourcesFor<S>;
   readonly trustDomain: string;
   readonly tls: ServerTlsMaterial;
   readonly tokenReviewer: TokenReviewer;
@@ -61,6 +66,10 @@ export interface ControlServerOptions<S> {
   readonly onEvent?: (event: ControlServerEvent) => void;
   /** HTTP/2 keepalive ping interval towards agents; 20 s by default. */
   readonly keepaliveMs?: number;
+  /** A push bigger than this (encoded resource bytes) goes in parts; 512 KiB by default. */
+  readonly maxPushBytes?: number;
+  /** Bytes of pushes in flight (sent, not yet answered) over every agent together; 64 MiB by default. */
+  readonly pushBudgetBytes?: number;
 }
 
 export interface AgentStreamStatus {
@@ -69,15 +78,19 @@ export interface AgentStreamStatus {
   readonly peer: string;
   /** Epoch ms. */
   readonly connectedAt: number;
-  /** `type/name` -> version the agent acknowledged. */
+  /** `type/name` -> version the agent acknowledged (computed when read: O(the node's resources)). */
   readonly acked: ReadonlyMap<string, string>;
   readonly pendingPushes: number;
+  /** The view generation the agent acknowledged holding. */
+  readonly ackedGeneration: number | undefined;
 }
 
 interface PushMeta {
   readonly trigger: 'subscribe' | 'change';
-  /** Monotonic ms of the snapshot change or subscription that caused the push. */
+  /** Monotonic ms of the change or subscription that caused the push. */
   readonly startedAt: number;
+  /** Budget bytes the part holds until its answer. */
+  readonly bytes: number;
 }
 
 interface AgentStream {
@@ -87,23 +100,13 @@ interface AgentStream {
   readonly call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>;
   readonly connectedAt: number;
   readonly subscribedAt: number;
-  ledger: AgentLedger<PushMeta> | undefined;
-  initialSent: boolean;
+  book: AgentBook<PushMeta> | undefined;
+  /** A part cut and waiting for budget. */
+  waiting: { readonly part: PushPart; readonly bytes: number } | undefined;
+  /** Monotonic ms of the first change not yet in a push to this agent. */
+  changedSince: number | undefined;
   seq: number;
   closed: boolean;
-}
-
-interface CurrentSnapshot<S> {
-  readonly value: S;
-  readonly generation: number;
-  /** Monotonic ms when it was set. */
-  readonly changedAt: number;
-}
-
-interface Desired {
-  readonly generation: number;
-  readonly resources: ReadonlyMap<string, ControlResource>;
-  readonly systemVersion: string;
 }
 
 /** The part of a server call authentication reads. */
@@ -141,9 +144,10 @@ export class ControlServer<S> {
   readonly #encoder = new WireEncoder();
   readonly #streams = new Set<AgentStream>();
   readonly #rejected = new Map<string, RejectedVersions>();
-  readonly #desired = new Map<string, Desired>();
-  #snapshot: CurrentSnapshot<S> | undefined;
-  #generation = 0;
+  readonly #snapshots: SnapshotView<S> | undefined;
+  #view: ResourceView | undefined;
+  readonly #budget: PushBudget<AgentStream>;
+  readonly #maxPushBytes: number;
   #closing: Promise<void> | undefined;
 
   constructor(options: ControlServerOptions<S>) {
@@ -152,6 +156,14 @@ export class ControlServer<S> {
     this.#clock = options.clock ?? systemClock;
     this.#metrics = createControlServerMetrics(options.registry);
     this.#tls = new TlsMaterialProvider(options.tls);
+    this.#maxPushBytes = options.maxPushBytes ?? 512 * 1024;
+    this.#budget = new PushBudget(options.pushBudgetBytes ?? 64 * 1024 * 1024);
+    if (options.resourcesFor !== undefined) {
+      this.#snapshots = new SnapshotView(options.resourcesFor, (node, err) => {
+        // One node's slice failing must not hold back the others; this node keeps its last config.
+        this.#log.error({ node, err: describeError(err) }, 'cannot compute the node\'s resources; not pushing to it');
+      });
+    }
     const keepalive = options.keepaliveMs ?? 20_000;
     this.#grpc = new grpc.Server({
       'grpc.keepalive_time_ms': keepalive,
@@ -193,28 +205,51 @@ export class ControlServer<S> {
     return this.#tls.material.trustBundlePem;
   }
 
-  /** A new mesh snapshot: every subscribed agent whose slice changed gets the difference. */
+  /** Snapshot mode: a new mesh snapshot; every subscribed agent whose slice changed gets the difference. */
   setSnapshot(snapshot: S): void {
-    this.#snapshot = { value: snapshot, generation: ++this.#generation, changedAt: this.#clock.monotonic() };
-    this.#desired.clear();
-    this.#encoder.rotate();
+    if (this.#snapshots === undefined) throw controlError(ControlErrors.BAD_OPTIONS, 'setSnapshot needs the resourcesFor option (or use serve(view) and publish())');
+    this.#snapshots.set(snapshot);
+    this.#view = this.#snapshots;
+    this.publish();
+  }
+
+  /** Incremental mode: pushes from `view` from now on (call publish() when it changed). */
+  serve(view: ResourceView): void {
+    this.#view = view;
+    this.publish();
+  }
+
+  /** The view moved to a new generation: every agent not busy with a push gets the difference now, the others once they answer. */
+  publish(): void {
     this.#metrics.snapshots.inc();
+    const now = this.#clock.monotonic();
     for (const s of this.#streams) {
-      if (s.ledger === undefined) continue;
-      this.#push(s, s.initialSent ? 'change' : 'subscribe');
+      if (s.book === undefined) continue;
+      s.changedSince ??= now;
+      this.#pump(s);
     }
   }
 
   /** One entry per open agent stream. */
   agents(): AgentStreamStatus[] {
-    return [...this.#streams].filter((s) => s.ledger !== undefined).map((s) => Object.freeze({
-      stream: s.id,
-      node: s.node,
-      peer: s.peer,
-      connectedAt: s.connectedAt,
-      acked: new Map((s.ledger as AgentLedger<PushMeta>).acked()),
-      pendingPushes: (s.ledger as AgentLedger<PushMeta>).pendingCount,
-    }));
+    const view = this.#view;
+    return [...this.#streams].flatMap((s) => {
+      const book = s.book;
+      if (book === undefined) return [];
+      let acked: ReadonlyMap<string, string> | undefined;
+      return [Object.freeze({
+        stream: s.id,
+        node: s.node,
+        peer: s.peer,
+        connectedAt: s.connectedAt,
+        get acked(): ReadonlyMap<string, string> {
+          acked ??= view === undefined ? new Map<string, string>() : book.acked(view);
+          return acked;
+        },
+        pendingPushes: book.pendingCount + (s.waiting === undefined ? 0 : 1),
+        ackedGeneration: book.ackedGeneration,
+      })];
+    });
   }
 
   /** Versions the node's newest open stream acknowledged, or undefined when it has none. */
@@ -265,7 +300,7 @@ export class ControlServer<S> {
     const stream: AgentStream = {
       id: randomBytes(4).toString('hex'), node, peer: call.getPeer(), call,
       connectedAt: now, subscribedAt: this.#clock.monotonic(),
-      ledger: undefined, initialSent: false, seq: 0, closed: false,
+      book: undefined, waiting: undefined, changedSince: undefined, seq: 0, closed: false,
     };
     this.#streams.add(stream);
     this.#metrics.connectedAgents.inc();
@@ -288,7 +323,8 @@ export class ControlServer<S> {
 
   #onRequest(stream: AgentStream, req: DeltaRequest): void {
     if (stream.closed) return;
-    if (stream.ledger === undefined) {
+    const book = stream.book;
+    if (book === undefined) {
       this.#subscribe(stream, req);
       return;
     }
@@ -296,28 +332,36 @@ export class ControlServer<S> {
       this.#log.warn({ node: stream.node, stream: stream.id }, 'agent sent a second subscription on one stream; ignored');
       return;
     }
-    const latency = (meta: PushMeta): void => {
-      this.#metrics.pushLatency.observe({ trigger: meta.trigger }, (this.#clock.monotonic() - meta.startedAt) / 1_000);
+    const answered = (meta: PushMeta, last: boolean): void => {
+      this.#budget.release(meta.bytes);
+      if (last) this.#metrics.pushLatency.observe({ trigger: meta.trigger }, (this.#clock.monotonic() - meta.startedAt) / 1_000);
     };
     if (req.errorMessage === '' && req.rejected.length === 0) {
-      const push = stream.ledger.ack(req.responseNonce);
+      const push = book.ack(req.responseNonce);
       if (push === undefined) return this.#log.debug({ node: stream.node, nonce: req.responseNonce }, 'ACK for an unknown nonce');
       this.#metrics.acks.inc();
-      latency(push.meta);
+      answered(push.meta, !push.more);
       this.#o.onEvent?.({ type: 'ack', node: stream.node, nonce: push.nonce });
+      this.#pump(stream);
       return;
     }
     const message = req.errorMessage || `${req.rejected.length} resources refused`;
-    const outcome = stream.ledger.nack(req.responseNonce, req.rejected, message);
+    const outcome = book.nack(req.responseNonce, req.rejected, message);
     if (outcome === undefined) return this.#log.debug({ node: stream.node, nonce: req.responseNonce }, 'NACK for an unknown nonce');
     this.#metrics.nacks.inc();
-    latency(outcome.push.meta);
+    answered(outcome.push.meta, !outcome.push.more);
     for (const r of outcome.rejected) this.#metrics.rejectedResources.inc({ type: r.key.slice(0, Math.max(0, r.key.indexOf('/'))) || 'unknown' });
     this.#log.warn(
       { node: stream.node, nonce: outcome.push.nonce, rejected: outcome.rejected.map((r) => `${r.key}@${r.version}: ${r.message}`) },
       `agent on ${stream.node} refused config: ${message}`,
     );
     this.#o.onEvent?.({ type: 'nack', node: stream.node, nonce: outcome.push.nonce, rejected: outcome.rejected, message });
+    if (outcome.resync) {
+      // It applied none of the push: only what it holds (sent again when it resubscribes) can tell.
+      this.#fail(stream, statusError(grpc.status.ABORTED, `the agent refused a whole config push (${message}); resubscribe with the versions held`, ControlErrors.RESYNC));
+      return;
+    }
+    this.#pump(stream);
   }
 
   #subscribe(stream: AgentStream, req: DeltaRequest): void {
@@ -332,58 +376,63 @@ export class ControlServer<S> {
     }
     const initial = new Map(Object.entries(req.initialVersions).filter(([k, v]) => typeof k === 'string' && typeof v === 'string' && v !== ''));
     let rejected = this.#rejected.get(stream.node);
-    if (rejected === undefined) this.#rejected.set(stream.node, (rejected = new Map<string, ResourceRejection>()));
-    stream.ledger = new AgentLedger<PushMeta>(initial, rejected);
+    if (rejected === undefined) this.#rejected.set(stream.node, (rejected = new Map() as RejectedVersions));
+    stream.book = new AgentBook<PushMeta>(stream.node, initial, rejected, this.#maxPushBytes, (r) => this.#encoder.size(r));
     this.#log.info({ node: stream.node, stream: stream.id, peer: stream.peer, known: initial.size }, 'agent subscribed');
     this.#o.onEvent?.({ type: 'subscribed', node: stream.node, stream: stream.id });
-    if (this.#snapshot !== undefined) this.#push(stream, 'subscribe');
+    this.#pump(stream);
   }
 
-  #desiredFor(node: string): Desired {
-    const snapshot = this.#snapshot as CurrentSnapshot<S>;
-    const cached = this.#desired.get(node);
-    if (cached !== undefined && cached.generation === snapshot.generation) return cached;
-    const resources = new Map<string, ControlResource>();
-    const given = this.#o.resourcesFor(snapshot.value, node);
-    for (const r of given instanceof Map ? (given as ReadonlyMap<string, ControlResource>).values() : (given as Iterable<ControlResource>)) {
-      resources.set(resourceKey(r), r);
-    }
-    const desired: Desired = Object.freeze({
-      generation: snapshot.generation,
-      resources,
-      systemVersion: systemVersion([...resources].map(([k, r]) => [k, r.version] as const)),
-    });
-    this.#desired.set(node, desired);
-    return desired;
-  }
-
-  #push(stream: AgentStream, trigger: PushMeta['trigger']): void {
-    if (stream.closed || stream.ledger === undefined || this.#snapshot === undefined) return;
-    let desired: Desired;
+  // Sends the stream's next part if it has one and is not waiting for an answer or for budget.
+  #pump(stream: AgentStream): void {
+    const book = stream.book;
+    const view = this.#view;
+    if (stream.closed || book === undefined || view === undefined || stream.waiting !== undefined) return;
+    let part: ReturnType<AgentBook<PushMeta>['next']>;
     try {
-      desired = this.#desiredFor(stream.node);
+      part = book.next(view);
     } catch (err: unknown) {
       // One node's slice failing must not hold back the others; this node keeps its last config.
       this.#log.error({ node: stream.node, err: describeError(err) }, 'cannot compute the node\'s resources; not pushing to it');
       return;
     }
-    const plan = stream.ledger.plan(desired.resources);
-    // The first response goes out even when empty: it tells the agent its config is current.
-    if (trigger === 'change' && plan.changed.length === 0 && plan.removed.length === 0) return;
+    if (part === undefined) return;
+    if (part === 'resync') {
+      this.#log.warn({ node: stream.node, stream: stream.id }, 'agent is further behind than the change history kept; ending its stream so it resubscribes');
+      this.#fail(stream, statusError(grpc.status.ABORTED, 'this agent fell further behind than the control plane\'s change history; resubscribe with the versions held', ControlErrors.RESYNC));
+      return;
+    }
+    let bytes = 64;
+    for (const r of part.changed) bytes += this.#encoder.size(r);
+    for (const k of part.removed) bytes += k.length + 4;
+    const cut = part;
+    if (this.#budget.take(stream, bytes, () => this.#send(stream, cut, bytes))) this.#send(stream, cut, bytes);
+    else stream.waiting = { part: cut, bytes };
+  }
+
+  #send(stream: AgentStream, part: PushPart, bytes: number): void {
+    stream.waiting = undefined;
+    const book = stream.book;
+    if (stream.closed || book === undefined) {
+      this.#budget.release(bytes);
+      return;
+    }
+    const startedAt = part.trigger === 'change' ? (stream.changedSince ?? this.#clock.monotonic()) : stream.subscribedAt;
+    if (part.trigger === 'change') stream.changedSince = undefined;
     const nonce = `${stream.id}-${++stream.seq}`;
-    stream.ledger.sent(nonce, plan, { trigger, startedAt: trigger === 'change' ? this.#snapshot.changedAt : stream.subscribedAt });
-    stream.initialSent = true;
+    book.sent(nonce, part, { trigger: part.trigger, startedAt, bytes });
     stream.call.write({
-      systemVersion: desired.systemVersion,
+      systemVersion: String(this.#view?.generation ?? 0),
       nonce,
-      resources: plan.changed.map((r) => this.#encoder.encode(r)),
-      removed: [...plan.removed],
+      resources: part.changed.map((r) => this.#encoder.encode(r)),
+      removed: [...part.removed],
+      more: part.more,
     });
-    this.#metrics.pushes.inc({ trigger });
-    this.#metrics.pushedResources.inc({ change: 'upsert' }, plan.changed.length);
-    this.#metrics.pushedResources.inc({ change: 'remove' }, plan.removed.length);
-    this.#log.debug({ node: stream.node, nonce, changed: plan.changed.length, removed: plan.removed.length, version: desired.systemVersion }, 'pushed config');
-    this.#o.onEvent?.({ type: 'pushed', node: stream.node, nonce, changed: plan.changed.length, removed: plan.removed.length });
+    this.#metrics.pushes.inc({ trigger: part.trigger });
+    this.#metrics.pushedResources.inc({ change: 'upsert' }, part.changed.length);
+    this.#metrics.pushedResources.inc({ change: 'remove' }, part.removed.length);
+    this.#log.debug({ node: stream.node, nonce, changed: part.changed.length, removed: part.removed.length, more: part.more }, 'pushed config');
+    this.#o.onEvent?.({ type: 'pushed', node: stream.node, nonce, changed: part.changed.length, removed: part.removed.length });
   }
 
   #fail(stream: AgentStream, err: StatusError): void {
@@ -401,8 +450,11 @@ export class ControlServer<S> {
   #forget(stream: AgentStream): void {
     if (!this.#streams.delete(stream)) return;
     stream.closed = true;
+    this.#budget.forget(stream);
+    const inFlight = stream.book?.inFlight;
+    if (inFlight !== undefined) this.#budget.release(inFlight.meta.bytes);
     this.#metrics.connectedAgents.dec();
-    if (stream.ledger !== undefined) {
+    if (stream.book !== undefined) {
       this.#log.info({ node: stream.node, stream: stream.id }, 'agent disconnected');
       this.#o.onEvent?.({ type: 'disconnected', node: stream.node, stream: stream.id });
     }
@@ -492,7 +544,7 @@ export class ControlServer<S> {
       this.#log.warn({ token: tokenFingerprint(token), peer: call.getPeer() }, 'unknown bootstrap token');
       throw statusError(
         grpc.status.UNAUTHENTICATED,
-        `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; check the agent's token file against the control plane's --tokens file`,
+        `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; ${this.#o.tokenReviewer.refusalHint ?? 'check the agent\'s token'}`,
         ControlErrors.UNAUTHENTICATED,
       );
     }

@@ -11,6 +11,8 @@ import { controlError, ControlErrors } from './errors.ts';
 export interface TokenReviewer {
   /** The node the token belongs to, or undefined when the token is not recognised. */
   review(token: string): Promise<string | undefined>;
+  /** What an operator should check when a token is refused (said to the agent). */
+  readonly refusalHint?: string;
 }
 
 function digest(token: string): Buffer {
@@ -22,6 +24,7 @@ function digest(token: string): Buffer {
  * digests in constant time, so neither memory nor timing gives a token away.
  */
 export class StaticTokenReviewer implements TokenReviewer {
+  readonly refusalHint = "check the agent's token file against the control plane's --tokens file";
   readonly #entries: ReadonlyArray<{ readonly digest: Buffer; readonly node: string }>;
 
   /** `tokens`: token -> node name. A node may have several tokens (rotation). */

@@ -1,5 +1,5 @@
 // Where the CA keeps its key, certificate and revocations between restarts. A directory of
-// files here; in Kubernetes the same three entries would live in a Secret.
+// files here; in Kubernetes the same three entries live in a Secret (secret-ca-store.ts).
 
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,6 +24,10 @@ export interface StoredCa {
 export interface CaStore {
   /** The stored CA, or undefined when nothing was ever stored (first start). */
   load(): Promise<StoredCa | undefined>;
+  /**
+   * Stores the CA. A store shared by several processes (a Secret) rejects the first save
+   * with WEFT_IDENTITY_CA_STORE_CONFLICT when another process stored a CA first.
+   */
   save(ca: StoredCa): Promise<void>;
 }
 
@@ -41,9 +45,9 @@ export class MemoryCaStore implements CaStore {
   }
 }
 
-const KEY_FILE = 'ca.key';
-const CERT_FILE = 'ca.crt';
-const REVOKED_FILE = 'revoked.json';
+export const KEY_FILE = 'ca.key';
+export const CERT_FILE = 'ca.crt';
+export const REVOKED_FILE = 'revoked.json';
 
 /**
  * `ca.key` (mode 0600), `ca.crt` and `revoked.json` in one directory (mode 0700). Each file
@@ -66,8 +70,8 @@ export class FileCaStore implements CaStore {
       const missing = keyPem === undefined ? KEY_FILE : CERT_FILE;
       throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${join(this.directory, missing)} is missing while its partner exists`);
     }
-    const revokedJson = await this.#readOptional(REVOKED_FILE);
-    return { keyPem, certPem, revoked: revokedJson === undefined ? [] : this.#parseRevoked(revokedJson) };
+    const revoked = await this.#readOptional(REVOKED_FILE);
+    return { keyPem, certPem, revoked: revoked === undefined ? [] : parseRevoked(revoked, join(this.directory, REVOKED_FILE)) };
   }
 
   async save(ca: StoredCa): Promise<void> {
@@ -75,7 +79,7 @@ export class FileCaStore implements CaStore {
       await mkdir(this.directory, { recursive: true, mode: 0o700 });
       await this.#writeAtomic(KEY_FILE, ca.keyPem, 0o600);
       await this.#writeAtomic(CERT_FILE, ca.certPem, 0o644);
-      await this.#writeAtomic(REVOKED_FILE, `${JSON.stringify(ca.revoked, null, 1)}\n`, 0o644);
+      await this.#writeAtomic(REVOKED_FILE, revokedJson(ca.revoked), 0o644);
     } catch (err: unknown) {
       throw identityError('WEFT_IDENTITY_CA_STORE_IO', `cannot write CA material to ${this.directory}`, err);
     }
@@ -101,24 +105,28 @@ export class FileCaStore implements CaStore {
       throw identityError('WEFT_IDENTITY_CA_STORE_IO', `cannot read ${path}`, err);
     }
   }
+}
 
-  #parseRevoked(text: string): RevokedSerial[] {
-    const path = join(this.directory, REVOKED_FILE);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (err: unknown) {
-      throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${path} is not JSON`, err);
-    }
-    if (!Array.isArray(parsed)) {
-      throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${path} must hold a JSON array`);
-    }
-    return parsed.map((entry: unknown, i) => {
-      const e = entry as Partial<Record<keyof RevokedSerial, unknown>> | null;
-      if (e === null || typeof e.serial !== 'string' || typeof e.revokedAt !== 'number' || typeof e.forgetAfter !== 'number') {
-        throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${path}[${i}] needs serial (string), revokedAt and forgetAfter (numbers)`);
-      }
-      return { serial: e.serial, revokedAt: e.revokedAt, forgetAfter: e.forgetAfter };
-    });
+/** The revocations as stored (`revoked.json`): a JSON array of { serial, revokedAt, forgetAfter }. */
+export function parseRevoked(text: string, where: string): RevokedSerial[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err: unknown) {
+    throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${where} is not JSON`, err);
   }
+  if (!Array.isArray(parsed)) {
+    throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${where} must hold a JSON array`);
+  }
+  return parsed.map((entry: unknown, i) => {
+    const e = entry as Partial<Record<keyof RevokedSerial, unknown>> | null;
+    if (e === null || typeof e.serial !== 'string' || typeof e.revokedAt !== 'number' || typeof e.forgetAfter !== 'number') {
+      throw identityError('WEFT_IDENTITY_CA_STORE_CORRUPT', `${where}[${i}] needs serial (string), revokedAt and forgetAfter (numbers)`);
+    }
+    return { serial: e.serial, revokedAt: e.revokedAt, forgetAfter: e.forgetAfter };
+  });
+}
+
+export function revokedJson(revoked: readonly RevokedSerial[]): string {
+  return `${JSON.stringify(revoked, null, 1)}\n`;
 }

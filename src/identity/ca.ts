@@ -4,6 +4,7 @@
 import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 
 import type { Clock } from '../core/clock.ts';
+import { isWeftError } from '../core/errors.ts';
 import type { CaStore, RevokedSerial, StoredCa } from './ca-store.ts';
 import { identityError } from './errors.ts';
 import { derSerialHex, derToPem, normalizeSerial } from './pem.ts';
@@ -101,8 +102,16 @@ export class CertificateAuthority {
     }
     let stored = await options.store.load();
     if (stored === undefined) {
-      stored = await createRoot(opts.trustDomain, options.clock.now(), opts.clockSkewMs, opts.caTtlMs);
-      await options.store.save(stored);
+      const fresh = await createRoot(opts.trustDomain, options.clock.now(), opts.clockSkewMs, opts.caTtlMs);
+      try {
+        await options.store.save(fresh);
+        stored = fresh;
+      } catch (err: unknown) {
+        // Another replica sharing the store made the root first: use that one.
+        if (!isWeftError(err, 'WEFT_IDENTITY_CA_STORE_CONFLICT')) throw err;
+        stored = await options.store.load();
+        if (stored === undefined) throw err;
+      }
     }
     const { cert, signingKey } = checkStored(stored, opts.trustDomain, options.clock.now());
     const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);

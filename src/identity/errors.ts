@@ -13,6 +13,7 @@ export const identityErrorCodes = Object.freeze({
   WEFT_IDENTITY_CSR_KEY_UNSUPPORTED: 'the CSR key is not ECDSA P-256',
   WEFT_IDENTITY_CSR_IDENTITY_MISMATCH: 'the CSR subject alternative names are not exactly the requested SPIFFE id',
   WEFT_IDENTITY_CA_STORE_IO: 'the CA material could not be read or written',
+  WEFT_IDENTITY_CA_STORE_CONFLICT: 'another process stored a CA (or changed the stored one) first',
   WEFT_IDENTITY_CA_STORE_CORRUPT: 'the stored CA material is incomplete, unparseable or its key does not match its certificate',
   WEFT_IDENTITY_CA_EXPIRED: 'the stored CA certificate is outside its validity period',
   WEFT_IDENTITY_CA_TRUST_DOMAIN_MISMATCH: 'the stored CA certificate was made for another trust domain',

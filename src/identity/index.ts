@@ -4,6 +4,7 @@
 export { identityErrorCodes, type IdentityErrorCode } from './errors.ts';
 export { DEFAULT_TRUST_DOMAIN, parseSpiffeId, spiffeId, type SpiffeId } from './spiffe.ts';
 export { FileCaStore, MemoryCaStore, type CaStore, type RevokedSerial, type StoredCa } from './ca-store.ts';
+export { isConflict, SecretCaStore, type SecretClient, type SecretContent } from './secret-ca-store.ts';
 export {
   CertificateAuthority,
   DEFAULT_CLOCK_SKEW_MS,

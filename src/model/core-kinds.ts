@@ -1,7 +1,7 @@
 // Field checks and conversion for the Kubernetes kinds weft reads: Namespace, Node, Pod,
 // Service, EndpointSlice, ServiceAccount. Each parser throws FieldError at the first bad field.
 
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type {
   EndpointSliceEndpoint, EndpointSliceObject, EndpointSlicePort, NamespaceObject, NodeObject, PodObject, ServiceAccountObject,
   ServiceObject, ServicePort,
@@ -19,6 +19,9 @@ export function parseServiceAccount(body: Record<string, unknown>): ServiceAccou
   return Object.freeze({ name: md.name, namespace: md.namespace });
 }
 
+// The API server makes UUIDs; anything else must still be safe inside a cgroup name.
+const POD_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+
 export function parsePod(body: Record<string, unknown>): PodObject {
   const md = metadata(body, true);
   const spec = record(body.spec, 'spec', true);
@@ -27,11 +30,13 @@ export function parsePod(body: Record<string, unknown>): PodObject {
     ? 'default'
     : str(spec.serviceAccountName, 'spec.serviceAccountName', DNS_SUBDOMAIN, 'a DNS name');
   const nodeName = spec.nodeName === undefined ? undefined : str(spec.nodeName, 'spec.nodeName', DNS_SUBDOMAIN, 'a DNS name');
-  const ip = status.podIP === undefined ? undefined : ipv4(status.podIP, 'status.podIP');
+  const { ip, ipv6 } = podAddresses(status);
   const phase = status.phase === undefined ? undefined : str(status.phase, 'status.phase');
   if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') {
     throw new FieldError('spec.hostNetwork', `must be true or false, got ${show(spec.hostNetwork)}`);
   }
+  const rawUid = record(body.metadata, 'metadata').uid;
+  const uid = rawUid === undefined ? undefined : str(rawUid, 'metadata.uid', POD_UID, 'a UID (letters, digits and -)');
   const containerPorts: number[] = [];
   list(spec.containers, 'spec.containers', true).forEach((c: unknown, i) => {
     const cr = record(c, `spec.containers[${i}]`);
@@ -42,8 +47,27 @@ export function parsePod(body: Record<string, unknown>): PodObject {
   });
   return Object.freeze({
     name: md.name, namespace: md.namespace, labels: md.labels, serviceAccount, nodeName, ip,
-    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true,
+    ...(ipv6.length === 0 ? {} : { ipv6: Object.freeze(ipv6) }),
+    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true, ...(uid === undefined ? {} : { uid }),
   });
+}
+
+/**
+ * status.podIP and status.podIPs: the IPv4 address the mesh uses, and any IPv6 ones. The
+ * data path is IPv4 only; IPv6 addresses are kept so the agent can refuse such a pod loudly
+ * rather than capture half of its traffic.
+ */
+function podAddresses(status: Record<string, unknown>): { ip: string | undefined; ipv6: string[] } {
+  const all: [string, string][] = [];
+  if (status.podIP !== undefined) all.push([str(status.podIP, 'status.podIP'), 'status.podIP']);
+  list(status.podIPs, 'status.podIPs', true).forEach((entry, i) => {
+    all.push([str(record(entry, `status.podIPs[${i}]`).ip, `status.podIPs[${i}].ip`), `status.podIPs[${i}].ip`]);
+  });
+  for (const [address, field] of all) {
+    if (!isIPv4(address) && !isIPv6(address)) throw new FieldError(field, `must be an IPv4 or IPv6 address, got ${JSON.stringify(address)}`);
+  }
+  const ip = all.find(([a]) => isIPv4(a))?.[0];
+  return { ip, ipv6: [...new Set(all.map(([a]) => a).filter((a) => isIPv6(a)))] };
 }
 
 /** Why an address cannot be a service VIP (unspecified, loopback, link-local, multicast, reserved, broadcast). */

@@ -1,14 +1,21 @@
 // Problems that only show across objects: duplicate VIPs, a VIP that is also a pod IP,
 // duplicate pod IPs, selectors matching no pod, slices of unknown services, policies
 // naming identities that nothing in the manifests has, pods on nodes no Node object
-// declares (when some do) and two Nodes sharing an address. Pure; used by `weft vet`.
+// declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
+// addresses (which agents refuse to capture), PeerAuthentications that select nothing or
+// conflict at one scope, and the route checks of route-check.ts.
+// Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
 import type { ManifestProblem } from './manifests.ts';
 import { originKey, type Kind } from './manifests.ts';
 import { selects } from './labels.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
-import { isLivePod } from './resolve.ts';
+import { isLivePod, MESH_DISABLED, namespaceEnrolled, podEnrolled } from './resolve.ts';
+import { MESH_LABEL } from './types.ts';
+import { buildMeshState } from './state.ts';
+import { routeFindings } from './route-check.ts';
+import { peerAuthenticationFindings } from './peer-authentication-check.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -26,6 +33,13 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
     `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1;
   const services = [...objects.services].sort(byKey);
   const pods = objects.pods.filter(isLivePod).sort(byKey);
+
+  const enrolledNs = new Set(objects.namespaces.filter(namespaceEnrolled).map((n) => n.name));
+  for (const p of pods) {
+    if (podEnrolled(p, enrolledNs.has(p.namespace)) && p.ipv6 !== undefined) {
+      report('Pod', p.namespace, p.name, 'status.podIPs', `has IPv6 address(es) ${p.ipv6.join(', ')}; weft captures IPv4 only, so the agent refuses to capture this pod (label it ${MESH_LABEL}: ${MESH_DISABLED} to keep it out of the mesh knowingly)`);
+    }
+  }
 
   const podByIp = new Map<string, string>();
   for (const p of pods) {
@@ -68,6 +82,13 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   ]);
   for (const pol of objects.policies) {
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
+  }
+  for (const f of peerAuthenticationFindings(objects.peerAuthentications ?? [], pods)) report('PeerAuthentication', f.namespace, f.name, f.field, f.message);
+  if ((objects.routes ?? []).length > 0) {
+    for (const f of routeFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) {
+      const file = options.origins.get(f.route)?.file ?? '(unknown file)';
+      problems.push({ file, object: f.route, field: f.field, message: f.message });
+    }
   }
   return problems;
 }

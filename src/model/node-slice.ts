@@ -6,8 +6,10 @@
 // the resources whose version changed.
 
 import { createHash } from 'node:crypto';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
+import { peerAuthenticationsFor } from './peer-authentication.ts';
 import type { MeshState } from './state.ts';
+import { isServiceParent, routeKey, type RouteObject } from './route-types.ts';
 
 export interface NodeIdentity {
   readonly namespace: string;
@@ -27,6 +29,13 @@ export interface NodeSlice {
   readonly services: readonly MeshService[];
   /** Policies applying to the node's enrolled workloads. */
   readonly policies: readonly AuthorizationPolicyObject[];
+  /** PeerAuthentications applying to the node's enrolled workloads (at any scope). */
+  readonly peerAuthentications: readonly PeerAuthenticationObject[];
+  /**
+   * Routes the node's callers may meet: producer routes of existing Services (every caller),
+   * consumer routes only where an enrolled workload lives in the route's namespace.
+   */
+  readonly routes: readonly RouteObject[];
   /** Service accounts of the node's enrolled workloads: the certificates its agent may ask for. */
   readonly serviceAccounts: readonly NodeIdentity[];
   /**
@@ -66,37 +75,81 @@ function sliceNodes(state: MeshState, node: string, called: CalledNodes): MeshNo
   return out;
 }
 
-export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
+/** Whether a route can affect requests from the node's enrolled workloads (in `namespaces`). */
+function routeReaches(state: MeshState, r: RouteObject, namespaces: ReadonlySet<string>): boolean {
+  return r.parentRefs.some((p) => isServiceParent(p) && state.service(`${p.namespace}/${p.name}`) !== undefined
+    && (p.namespace === r.namespace || namespaces.has(r.namespace)));
+}
+
+/**
+ * The part of a node's slice that depends on the node itself: O(its workloads, plus the
+ * routes, which are few), whatever the size of the mesh.
+ */
+export interface LocalSlice {
+  /** Workloads scheduled on the node, enrolled or not. */
+  readonly workloads: readonly Workload[];
+  /** Policies applying to the node's enrolled workloads, by `namespace/name`. */
+  readonly policies: readonly AuthorizationPolicyObject[];
+  /** PeerAuthentications applying to the node's enrolled workloads, by `namespace/name`. */
+  readonly peerAuthentications: readonly PeerAuthenticationObject[];
+  /** Routes the node's callers may meet (empty unless meshed), in the state's order. */
+  readonly routes: readonly RouteObject[];
+  /** Service accounts of the node's enrolled workloads, by `namespace/serviceAccount`. */
+  readonly serviceAccounts: readonly NodeIdentity[];
+  /** The node has an enrolled workload: its agent captures, so it also gets peers, services and node addresses. */
+  readonly meshed: boolean;
+}
+
+export function localSlice(state: MeshState, node: string): LocalSlice {
   const local = state.workloadsOnNode(node);
   const enrolled = local.filter((w) => w.enrolled);
-  const meshed = enrolled.length > 0;
   const policies = new Map<string, AuthorizationPolicyObject>();
+  const peerAuthentications = new Map<string, PeerAuthenticationObject>();
   const accounts = new Map<string, NodeIdentity>();
   for (const w of enrolled) {
     const p = state.policiesFor(w);
     for (const c of [...p.deny, ...p.allow, ...p.dryRunDeny, ...p.dryRunAllow]) policies.set(c.key, c.policy);
+    for (const pa of peerAuthenticationsFor(state.peerAuthentications, w)) peerAuthentications.set(`${pa.namespace}/${pa.name}`, pa);
     accounts.set(`${w.namespace}/${w.serviceAccount}`, Object.freeze({ namespace: w.namespace, serviceAccount: w.serviceAccount, identity: w.identity }));
   }
+  const enrolledNamespaces = new Set(enrolled.map((w) => w.namespace));
   const sortedValues = <T>(m: Map<string, T>): T[] => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
+  const meshed = enrolled.length > 0;
+  return {
+    workloads: local, policies: sortedValues(policies), peerAuthentications: sortedValues(peerAuthentications), serviceAccounts: sortedValues(accounts), meshed,
+    routes: meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [],
+  };
+}
+
+/** A workload as other nodes see it: labels dropped (policy selection happens at the destination). */
+export function peerForm(w: Workload): Workload {
+  return Object.freeze({ ...w, labels: Object.freeze({}) });
+}
+
+export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache): NodeSlice {
+  const local = localSlice(state, node);
+  const meshed = local.meshed;
   return Object.freeze({
     node,
     trustDomain: state.trustDomain,
-    workloads: local,
+    workloads: local.workloads,
     peers: meshed
-      ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => cache?.peer(w) ?? Object.freeze({ ...w, labels: Object.freeze({}) }))
+      ? state.workloads.filter((w) => w.node !== node && w.ip !== undefined).map((w) => cache?.peer(w) ?? peerForm(w))
       : [],
     services: meshed ? state.services : [],
-    policies: sortedValues(policies),
-    serviceAccounts: sortedValues(accounts),
+    policies: local.policies,
+    peerAuthentications: local.peerAuthentications,
+    routes: local.routes,
+    serviceAccounts: local.serviceAccounts,
     nodes: meshed ? sliceNodes(state, node, cache?.calledNodes(state) ?? calledNodes(state)) : [],
   });
 }
 
-export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'identity' | 'node';
+export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'peerauthentication' | 'identity' | 'node' | 'route';
 
 export interface NodeResource {
   readonly type: ResourceType;
-  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `config` (mesh). */
+  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `Kind/namespace/name` (route), `config` (mesh). */
   readonly name: string;
   /** Content hash of the body: equal bodies, equal versions. */
   readonly version: string;
@@ -153,7 +206,7 @@ export class ResourceCache {
   peer(w: Workload): Workload {
     let p = this.#peers.get(w);
     if (p === undefined) {
-      p = Object.freeze({ ...w, labels: Object.freeze({}) });
+      p = peerForm(w);
       this.#peers.set(w, p);
     }
     return p;
@@ -180,6 +233,8 @@ export function sliceResources(slice: NodeSlice, cache: ResourceCache = new Reso
   for (const w of [...slice.workloads, ...slice.peers].sort((a, b) => (a.key < b.key ? -1 : 1))) out.set(...entry(cache, 'workload', w.key, w));
   for (const s of slice.services) out.set(...entry(cache, 'service', s.key, s));
   for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
+  for (const p of slice.peerAuthentications) out.set(...entry(cache, 'peerauthentication', `${p.namespace}/${p.name}`, p));
+  for (const r of slice.routes) out.set(...entry(cache, 'route', routeKey(r), r));
   for (const i of slice.serviceAccounts) out.set(...entry(cache, 'identity', `${i.namespace}/${i.serviceAccount}`, i));
   for (const n of slice.nodes) out.set(...entry(cache, 'node', n.name, n));
   return out;

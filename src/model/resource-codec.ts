@@ -2,21 +2,20 @@
 // is rejected alone, with its key named) and turns the good ones back into MeshContent,
 // ready for meshStateFromContent.
 
-import { isIPv4 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, Workload } from './types.ts';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
 import type { MeshContent } from './resolve.ts';
 import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
-import { checkSchema, type Schema } from './schema-check.ts';
+import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { nodeAddressProblem } from './core-kinds.ts';
+import { routeResourceIssues } from './route-codec.ts';
+import { routeKey, type RouteObject } from './route-types.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
-const int = (min: number, max: number): Schema => ({
-  type: 'custom', what: `an integer ${min}-${max}`,
-  check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
-});
+const int = integer;
 const port = int(1, 65535);
 const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
 const strings: Schema = { type: 'array', items: str };
@@ -24,14 +23,15 @@ const cidrs: Schema = {
   type: 'array',
   items: { type: 'string', check: (s) => { try { parseCidr(s); return undefined; } catch { return `must be an IPv4 CIDR, got ${JSON.stringify(s)}`; } } },
 };
-const obj = (properties: Record<string, Schema>, optional: readonly string[] = []): Schema => ({
-  type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)),
-});
+const obj = requiredExcept;
 
+const ipv6s: Schema = {
+  type: 'array', items: { type: 'string', check: (s) => (isIPv6(s) ? undefined : `must be an IPv6 address, got ${JSON.stringify(s)}`) },
+};
 const WORKLOAD = obj({
-  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe,
-}, ['node', 'ip']);
+  key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
+}, ['node', 'ip', 'ipv6', 'uid']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
@@ -54,6 +54,9 @@ const POLICY = obj({
     }),
   },
 });
+const PEER_AUTHENTICATION = obj({
+  name: str, namespace: str, selector: { type: 'map', values: str }, mode: { type: 'string', enum: ['STRICT', 'PERMISSIVE'] },
+}, ['mode']);
 const IDENTITY = obj({ namespace: str, serviceAccount: str, identity: spiffe });
 const MESH = obj({ trustDomain: str, node: str });
 const NODE = obj({
@@ -68,8 +71,16 @@ const NODE = obj({
   },
 });
 
+const ROUTE: Schema = {
+  type: 'custom', what: 'an HTTPRoute or GRPCRoute',
+  check: (v) => {
+    const issues = routeResourceIssues(v, '');
+    return issues.length === 0 ? undefined : issues.map((i) => `${i.field} ${i.message}`).join('; ');
+  },
+};
+
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, identity: IDENTITY, node: NODE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
 };
 
 export interface ResourceProblem {
@@ -91,8 +102,9 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'mesh': return 'config';
     case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
-    case 'authorization': return `${String(body.namespace)}/${String(body.name)}`;
+    case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
+    case 'route': return routeKey(body as unknown as RouteObject);
   }
 }
 
@@ -101,8 +113,10 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const workloads: Workload[] = [];
   const services: MeshService[] = [];
   const policies: AuthorizationPolicyObject[] = [];
+  const peerAuthentications: PeerAuthenticationObject[] = [];
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
+  const routes: RouteObject[] = [];
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
     const key = `${String(r.type)}/${String(r.name)}`;
@@ -130,8 +144,10 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'workload': workloads.push(body as unknown as Workload); break;
       case 'service': services.push(body as unknown as MeshService); break;
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
+      case 'peerauthentication': peerAuthentications.push(body as unknown as PeerAuthenticationObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
       case 'node': nodes.push(body as unknown as MeshNode); break;
+      case 'route': routes.push(body as unknown as RouteObject); break;
     }
   }
   const byKey = <T>(k: (t: T) => string) => (a: T, b: T): number => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
@@ -145,6 +161,8 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       services: services.sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
+      routes: routes.sort(byKey(routeKey)),
+      peerAuthentications: peerAuthentications.sort(byKey((p) => `${p.namespace}/${p.name}`)),
     },
   };
 }

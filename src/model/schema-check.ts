@@ -12,11 +12,24 @@ export type Schema =
     readonly unsupported?: Readonly<Record<string, string>>;
   }
   | { readonly type: 'map'; readonly values: Schema }
-  | { readonly type: 'array'; readonly items: Schema; readonly minItems?: number }
+  | { readonly type: 'array'; readonly items: Schema; readonly minItems?: number; readonly maxItems?: number }
   | { readonly type: 'string'; readonly enum?: readonly string[]; readonly check?: (s: string) => string | undefined }
   | { readonly type: 'boolean' }
   /** Any value; `check` returns an error message or undefined. */
   | { readonly type: 'custom'; readonly what: string; readonly check: (v: unknown) => string | undefined };
+
+/** An integer in [min, max]. */
+export function integer(min: number, max: number): Schema {
+  return {
+    type: 'custom', what: `an integer ${min}-${max}`,
+    check: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `got ${JSON.stringify(v) ?? 'nothing'}`),
+  };
+}
+
+/** An object whose every property is required except those named `optional`. */
+export function requiredExcept(properties: Record<string, Schema>, optional: readonly string[] = []): Schema {
+  return { type: 'object', properties, required: Object.keys(properties).filter((k) => !optional.includes(k)) };
+}
 
 export interface SchemaIssue {
   /** Dotted path, e.g. `spec.rules[0].from[1].source.principals[0]`. */
@@ -70,6 +83,9 @@ function walk(schema: Schema, value: unknown, field: string, out: SchemaIssue[])
       }
       if (schema.minItems !== undefined && value.length < schema.minItems) {
         out.push({ field, message: `must have at least ${schema.minItems} item(s)` });
+      }
+      if (schema.maxItems !== undefined && value.length > schema.maxItems) {
+        out.push({ field, message: `must have at most ${schema.maxItems} items, got ${value.length}` });
       }
       value.forEach((v: unknown, i) => walk(schema.items, v, `${field}[${i}]`, out));
       return;

@@ -1,6 +1,8 @@
 // The mesh model: what weft knows about the cluster. Plain frozen data; lookups live in
 // model/state.ts, parsing in model/manifests.ts.
 
+import type { RouteObject } from './route-types.ts';
+
 export type Labels = Readonly<Record<string, string>>;
 
 /** The label (on a Namespace or a Pod) that puts workloads in the mesh. */
@@ -15,11 +17,15 @@ export interface NamespaceObject {
 export interface PodObject {
   readonly name: string;
   readonly namespace: string;
+  /** metadata.uid: how the kubelet names the pod's cgroup (where eBPF capture attaches). */
+  readonly uid?: string | undefined;
   readonly serviceAccount: string;
   /** The node the pod is scheduled on; undefined when the manifest leaves it to the scheduler. */
   readonly nodeName: string | undefined;
-  /** Pod IP when known (status.podIP); the simulator assigns one otherwise. */
+  /** The pod's IPv4 address when known (status.podIP / podIPs); the simulator assigns one otherwise. */
   readonly ip: string | undefined;
+  /** IPv6 addresses from status.podIP / podIPs, when it has any (weft refuses to enrol such a pod). */
+  readonly ipv6?: readonly string[];
   readonly labels: Labels;
   /** Ports the containers declare (informational). */
   readonly containerPorts: readonly number[];
@@ -139,6 +145,19 @@ export interface AuthorizationPolicyObject {
   readonly dryRun: boolean;
 }
 
+/** What a workload accepts besides mTLS from the mesh: PERMISSIVE also takes plaintext, STRICT does not. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+
+/** weft.dev/v1alpha1 PeerAuthentication (model/peer-authentication.ts). */
+export interface PeerAuthenticationObject {
+  readonly name: string;
+  readonly namespace: string;
+  /** spec.selector.matchLabels; empty: namespace-wide (mesh-wide in ROOT_NAMESPACE). */
+  readonly selector: Labels;
+  /** spec.mtls.mode; absent (UNSET) inherits from the scope above. */
+  readonly mode?: MtlsMode;
+}
+
 /** Every kind the model understands, parsed. */
 export interface MeshObjects {
   readonly namespaces: readonly NamespaceObject[];
@@ -148,6 +167,10 @@ export interface MeshObjects {
   readonly serviceAccounts: readonly ServiceAccountObject[];
   readonly policies: readonly AuthorizationPolicyObject[];
   readonly nodes: readonly NodeObject[];
+  /** HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1); absent means none. */
+  readonly routes?: readonly RouteObject[];
+  /** weft.dev PeerAuthentications; absent means none (every workload PERMISSIVE). */
+  readonly peerAuthentications?: readonly PeerAuthenticationObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */
@@ -167,9 +190,13 @@ export interface Workload {
   readonly serviceAccount: string;
   readonly node: string | undefined;
   readonly ip: string | undefined;
+  /** The pod's IPv6 addresses, when it has any: the agent refuses to capture such a pod (IPv4 only). */
+  readonly ipv6?: readonly string[];
   readonly labels: Labels;
   /** The Pod or its Namespace carries weft.dev/mesh=enabled. */
   readonly enrolled: boolean;
+  /** The Pod's metadata.uid, when known: the agent finds the pod's cgroup by it. */
+  readonly uid?: string | undefined;
   /** SPIFFE id of its service account. */
   readonly identity: string;
 }

@@ -98,14 +98,47 @@ export interface ConnectionRecord {
   countBytes(source: ByteSource, facing: 'client' | 'server'): void;
   /** Exactly once, whatever way the connection ended. `flags` is a ResponseFlags value. */
   finish(flags: string, detail?: string): void;
+  /**
+   * Headers that carry this connection's trace to the next hop (W3C `traceparent`, maybe
+   * `tracestate`), sent in the tunnel's CONNECT as HBONE does; undefined when not traced.
+   */
+  traceHeaders?(): TraceHeaders | undefined;
 }
 
+/** Trace-context headers, lowercase names. */
+export type TraceHeaders = Readonly<Record<string, string>>;
+
+/** Request headers a trace context may be read from (node:http2's IncomingHttpHeaders fits). */
+export type TraceCarrier = Readonly<Record<string, string | string[] | undefined>>;
+
 export interface ConnectionObserver {
-  /** Called when a connection (or tunnel stream) is accepted; the clock starts here. */
-  open(): ConnectionRecord;
+  /**
+   * Called when a connection (or tunnel stream) is accepted; the clock starts here. `incoming`:
+   * the tunnel CONNECT's headers, whose trace context the connection's span continues.
+   */
+  open(incoming?: TraceCarrier): ConnectionRecord;
   /** A tunnel TLS handshake (either side) was refused; `reason` is a small fixed vocabulary. */
   handshakeFailed(reason: string, detail: string): void;
 }
+
+/**
+ * Overload, as telemetry counts it (and logs it at a bounded rate): connections refused by a
+ * cap, listening sockets that failed to accept, TLS handshakes refused before they started.
+ */
+export interface OverloadObserver {
+  /** A connection refused at accept: its source, or the agent as a whole, was at its cap. */
+  capHit(listener: string, cap: 'source' | 'global', source: string): void;
+  /** accept() failed on a listening socket (EMFILE, ENFILE, ENOBUFS, ...); the listener goes on. */
+  acceptFailed(listener: string, code: string): void;
+  /** A tunnel connection closed before its TLS handshake: too many pending, from its address or in all. */
+  handshakeCapHit(cap: 'source' | 'global', source: string): void;
+}
+
+export const NO_OVERLOAD_OBSERVER: OverloadObserver = Object.freeze({
+  capHit: (): void => undefined,
+  acceptFailed: (): void => undefined,
+  handshakeCapHit: (): void => undefined,
+});
 
 /** An observer that records nothing (tests, or telemetry switched off). */
 export const NO_TELEMETRY: ConnectionObserver = Object.freeze({

@@ -22,6 +22,10 @@ export const ResponseFlags = {
   UPSTREAM_TIMEOUT: 'UT',
   /** The peer agent refused the tunnel request as malformed or misdirected. */
   BAD_REQUEST: 'BR',
+  /** Half-closed (one direction ended) and idle past the timeout: both sides reset. */
+  IDLE_TIMEOUT: 'SI',
+  /** Refused at accept: a connection cap (per source, or the agent's global one) was reached. */
+  OVERLOADED: 'OL',
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

@@ -108,6 +108,6 @@ export class InboundPlain implements Listener {
     }
     record.countBytes(client, 'client');
     client.resume();
-    return flagsForSplice(await splice(client, pod, signal));
+    return flagsForSplice(await splice(client, pod, signal, this.#core.spliceOptions));
   }
 }

@@ -28,6 +28,8 @@ import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
 import { decodeStringsOnWrite } from './upstream.ts';
+import { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, rawSocketOf, type HandshakeLimits } from './handshake-limiter.ts';
+import { endSessionOnEof } from './tunnel-session.ts';
 import { h2Settings, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 import type { OutboundTarget } from './outbound-route.ts';
 import { L7_HEADER } from './tunnel-pool.ts';
@@ -60,8 +62,10 @@ export interface InboundTunnelOptions {
   readonly reusePort?: boolean;
   /** Connect to the pod. Default 5 s. */
   readonly connectTimeoutMs?: number;
-  /** TLS handshake. Default 10 s. */
+  /** TLS handshake. Default 10 s (the pressured timeout and the caps: `handshakes`). */
   readonly handshakeTimeoutMs?: number;
+  /** Caps on pending TLS handshakes and the shorter timeout under pressure. */
+  readonly handshakes?: Partial<HandshakeLimits>;
   readonly tuning?: Partial<TunnelTuning>;
 }
 
@@ -71,6 +75,8 @@ export interface InboundTunnelDeps extends ListenerCommonDeps {
   readonly authorize: Authorizer;
   /** Streams whose peer says they carry HTTP (the `weft-l7` header) go here; spliced when absent. */
   readonly http?: InboundHttpHandler;
+  /** Index 1 counts pending handshakes of every worker (a SharedArrayBuffer); a private one when absent. */
+  readonly sharedCounters?: Int32Array;
 }
 
 interface SessionPeer {
@@ -95,6 +101,7 @@ export class InboundTunnel implements Listener {
   readonly #server: Http2SecureServer;
   readonly #sessions = new Map<Http2Session, SessionPeer>();
   readonly #core: ListenerCore;
+  readonly #handshakes: HandshakeLimiter;
   #draining = false;
 
   constructor(deps: InboundTunnelDeps, options: InboundTunnelOptions) {
@@ -102,6 +109,14 @@ export class InboundTunnel implements Listener {
     this.#nodeName = options.nodeName;
     this.#connectMs = options.connectTimeoutMs ?? 5_000;
     this.#tuning = tunnelTuning(options.tuning);
+    const limits: HandshakeLimits = {
+      ...DEFAULT_HANDSHAKE_LIMITS, ...(options.handshakeTimeoutMs === undefined ? {} : { timeoutMs: options.handshakeTimeoutMs }), ...options.handshakes,
+    };
+    this.#handshakes = new HandshakeLimiter(limits, {
+      ...(deps.sharedCounters === undefined ? {} : { shared: deps.sharedCounters }),
+      ...(deps.overload === undefined ? {} : { overload: deps.overload }),
+      onTimeout: (ip, ms) => this.#observer.handshakeFailed(HandshakeReasons.TIMEOUT, `client ${ip}: no TLS handshake within ${ms} ms`),
+    });
     this.#server = createSecureServer({
       SNICallback: (name, cb) => this.#serverName(name, cb),
       requestCert: true,
@@ -109,16 +124,19 @@ export class InboundTunnel implements Listener {
       rejectUnauthorized: false,
       ALPNProtocols: ['h2'],
       minVersion: 'TLSv1.3',
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      // A backstop only: the limiter times handshakes out first, naming the client.
+      handshakeTimeout: limits.timeoutMs + 1_000,
       allowHTTP1: false,
       settings: h2Settings(this.#tuning),
       maxSessionMemory: this.#tuning.maxSessionMemoryMb,
     });
     // Before TLS: small CONNECT answers must not wait on Nagle; keepalive finds dead peers.
     this.#server.on('connection', (socket: Socket) => {
+      if (!this.#handshakes.begin(socket, plainIp(socket.remoteAddress))) return;
       socket.setNoDelay(true);
       socket.setKeepAlive(true, KEEPALIVE_MS);
     });
+    this.#server.on('secureConnection', (tls: TLSSocket) => this.#handshakes.done(rawSocketOf(tls)));
     this.#server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.#onTlsError(err, socket));
     this.#server.on('unknownProtocol', (socket: TLSSocket) => {
       this.#observer.handshakeFailed(HandshakeReasons.NO_H2, `client ${plainIp(socket.remoteAddress)} did not offer h2`);
@@ -140,8 +158,13 @@ export class InboundTunnel implements Listener {
     return this.#core.connections;
   }
 
-  stats(): { sessions: number; streams: number } {
-    return { sessions: this.#sessions.size, streams: this.#core.connections };
+  stats(): { sessions: number; streams: number; pendingHandshakes: number } {
+    return { sessions: this.#sessions.size, streams: this.#core.connections, pendingHandshakes: this.#handshakes.pending };
+  }
+
+  /** The caps on pending handshakes (for the metrics that show them). */
+  get handshakeLimits(): HandshakeLimits {
+    return this.#handshakes.limits;
   }
 
   /** Stops accepting connections; open sessions keep working. */
@@ -184,11 +207,16 @@ export class InboundTunnel implements Listener {
   }
 
   #onTlsError(err: Error, socket: TLSSocket): void {
+    // The address as seen at accept: a socket that timed out may not know it any more.
+    const raw = rawSocketOf(socket);
+    if (this.#handshakes.closedHere(raw)) return;
+    const client = this.#handshakes.addressOf(raw) ?? plainIp(socket.remoteAddress ?? raw?.remoteAddress);
+    this.#handshakes.done(raw);
     let reason = classifyHandshakeError(err);
     if ('code' in err && err.code === ProxyErrors.BAD_SERVER_NAME) reason = HandshakeReasons.UNKNOWN_SERVER_NAME;
     // Without SNI there is no certificate to present; OpenSSL reports that vaguely.
     else if (reason === HandshakeReasons.OTHER && typeof socket.servername !== 'string') reason = HandshakeReasons.UNKNOWN_SERVER_NAME;
-    this.#observer.handshakeFailed(reason, `client ${plainIp(socket.remoteAddress)}: ${describeError(err)}`);
+    this.#observer.handshakeFailed(reason, `client ${client}: ${describeError(err)}`);
     socket.destroy();
   }
 
@@ -217,6 +245,7 @@ export class InboundTunnel implements Listener {
     const requested = servername === undefined ? undefined : identityForServerName(servername);
     this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp });
     session.once('close', () => this.#sessions.delete(session));
+    endSessionOnEof(session, `tunnel from ${remoteIp}`);
     try {
       session.setLocalWindowSize(this.#tuning.sessionWindowBytes);
     } catch {
@@ -229,7 +258,9 @@ export class InboundTunnel implements Listener {
     const peer = this.#sessions.get(stream.session as Http2Session);
     const forwarded = parseForwardedFor(headers.forwarded);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
-    void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), { resetOnFailure: false });
+    void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), {
+      resetOnFailure: false, incoming: headers, refuse: () => answer(stream, 503),
+    });
   }
 
   async #serve(
@@ -303,7 +334,7 @@ export class InboundTunnel implements Listener {
       }, accepted);
     }
     record.countBytes(pod, 'server');
-    const result = await splice(stream, pod, signal);
+    const result = await splice(stream, pod, signal, this.#core.spliceOptions);
     return flagsForSplice(result);
   }
 }

@@ -15,7 +15,9 @@ export { identityForServerName, serverNameFor } from './server-name.ts';
 export { endpointKey, pickEndpoint, type LoadSnapshot, type Pickable, type RandomSource } from './load-balancer.ts';
 export { OutlierDetector, type OutlierOptions } from './outlier-detector.ts';
 export { UpstreamHealth } from './upstream-health.ts';
-export { splice, resetSide, type SpliceOutcome, type SpliceResult, type SpliceSide } from './splice.ts';
+export {
+  DEFAULT_HALF_CLOSED_IDLE_MS, splice, resetSide, type SocketCloser, type SpliceOptions, type SpliceOutcome, type SpliceResult, type SpliceSide,
+} from './splice.ts';
 export { connectTcp, type TcpConnectOptions } from './tcp-connect.ts';
 export { DEFAULT_TUNNEL_TUNING, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoolStats, type TunnelRequest } from './tunnel-pool.ts';
@@ -35,3 +37,6 @@ export { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamO
 export { classifyConnectFailure, type ConnectFailure, type ConnectFailureContext } from './connect-failure.ts';
 export { planHop, resolveDestination, type Destination, type Hop, type OutboundTarget } from './outbound-route.ts';
 export { workloadName } from './describe.ts';
+export { ConnectionCaps, FD_COST, capDecision, type CapHit, type CapObserver, type ConnectionCapsOptions } from './connection-caps.ts';
+export { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, handshakeDecision, type HandshakeLimits } from './handshake-limiter.ts';
+export { NO_OVERLOAD_OBSERVER, type OverloadObserver } from './contracts.ts';

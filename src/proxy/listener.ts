@@ -1,19 +1,20 @@
 // The one Listener contract (listen, close, drain, destroy, connections) and the one
-// connection skeleton every listener serves through: the record opens at accept, the
-// connection enters the runtime's registry (and passes the accept gate), the listener's
-// handler runs, and exactly once, in `finally`, the record is written and the entry removed,
-// whatever way it ended.
+// connection skeleton every listener serves through: the connection enters the runtime's
+// registry and passes the accept gate (caps; a refusal is reset at once), the record opens,
+// the listener's handler runs, and exactly once, in `finally`, the record is written and the
+// entry removed, whatever way it ended. A listening socket that fails to accept (EMFILE,
+// ENFILE, ENOBUFS) is counted and the listener keeps accepting.
 
 import type { AddressInfo, Server } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
-import type { ConnectionObserver, ConnectionRecord } from './contracts.ts';
-import { NO_TELEMETRY } from './contracts.ts';
+import type { ConnectionObserver, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
+import { NO_OVERLOAD_OBSERVER, NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
 import { listen, stopListening, type ListenOptions } from './listen.ts';
-import { resetSide, type SpliceSide } from './splice.ts';
+import { resetSide, type SpliceOptions, type SpliceSide } from './splice.ts';
 
 /** What every listener offers its owner. `close` and `destroy` are safe to call twice. */
 export interface Listener {
@@ -38,6 +39,10 @@ export interface ListenerCommonDeps {
   readonly registry?: ConnectionRegistry;
   /** Admits or refuses connections at accept; everything is admitted when absent. */
   readonly gate?: ConnectionGate;
+  /** How spliced sockets close (SO_LINGER) and the half-closed idle timeout. */
+  readonly splice?: SpliceOptions;
+  /** Told about accept failures (and, by the gate and the tunnel, about caps hit). */
+  readonly overload?: OverloadObserver;
 }
 
 /** What a listener's handler gets for one accepted connection. */
@@ -55,6 +60,10 @@ export interface ServeOptions {
    * A handler that throws always gets its downstream reset.
    */
   readonly resetOnFailure: boolean;
+  /** How a connection the gate refused is turned away (default: reset; the tunnel answers 503). */
+  readonly refuse?: (downstream: SpliceSide) => void;
+  /** Headers whose trace context the connection's record continues (the tunnel's CONNECT). */
+  readonly incoming?: TraceCarrier;
 }
 
 const ignore = (): void => undefined;
@@ -67,8 +76,15 @@ export class ListenerCore {
   readonly #observer: ConnectionObserver;
   readonly #gate: ConnectionGate | undefined;
   readonly #tracker: ConnectionTracker;
+  readonly #kind: ListenerKind;
+  readonly #overload: OverloadObserver;
+  /** What the listener passes to splice(). */
+  readonly spliceOptions: SpliceOptions;
 
   constructor(kind: ListenerKind, server: Server, where: ListenOptions, deps: ListenerCommonDeps) {
+    this.spliceOptions = deps.splice ?? {};
+    this.#kind = kind;
+    this.#overload = deps.overload ?? NO_OVERLOAD_OBSERVER;
     this.#server = server;
     this.#where = where;
     this.#what = kind.replace('-', ' ');
@@ -81,8 +97,12 @@ export class ListenerCore {
     return this.#observer;
   }
 
-  listen(): Promise<AddressInfo> {
-    return listen(this.#server, this.#what, this.#where);
+  async listen(): Promise<AddressInfo> {
+    const address = await listen(this.#server, this.#what, this.#where);
+    // From now on an 'error' is a failed accept (out of descriptors, or of kernel memory):
+    // libuv keeps accepting, so it is counted, not fatal. Without a listener it would throw.
+    this.#server.on('error', (err: NodeJS.ErrnoException) => this.#overload.acceptFailed(this.#kind, err.code ?? 'unknown'));
+    return address;
   }
 
   get connections(): number {
@@ -104,21 +124,20 @@ export class ListenerCore {
    */
   async serve(downstream: SpliceSide, sourceIp: string, handler: (a: Accepted) => Promise<Ending>, o: ServeOptions): Promise<void> {
     downstream.on('error', ignore);
-    const record = this.#observer.open();
     const tracked = this.#tracker.track(sourceIp);
     const live = tracked.entry;
+    // A refusal by a cap is reset at once and gets no record of its own: a flood of them must
+    // not become a flood of access-log lines. The gate's observer counts and logs them (bounded).
+    if (this.#gate?.admit(live) !== undefined) {
+      (o.refuse ?? resetSide)(downstream);
+      tracked.done();
+      return;
+    }
+    const record = this.#observer.open(o.incoming);
     let ending: Ending = [ResponseFlags.OK];
     let threw = false;
-    let admitted = false;
     try {
-      const refusal = this.#gate?.admit(live);
-      if (refusal !== undefined) {
-        record.identify({ reporter: live.reporter, source: { address: sourceIp }, destination: {}, security: 'unknown' });
-        ending = [refusal.flags, refusal.detail];
-      } else {
-        admitted = true;
-        ending = await handler({ record, live, signal: tracked.signal });
-      }
+      ending = await handler({ record, live, signal: tracked.signal });
     } catch (err: unknown) {
       threw = true;
       ending = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
@@ -127,7 +146,7 @@ export class ListenerCore {
       if (endedBy !== undefined) ending = [endedBy.flags, endedBy.detail];
       if (threw || endedBy !== undefined || (o.resetOnFailure && ending[0] !== ResponseFlags.OK)) resetSide(downstream);
       record.finish(ending[0], ending[1]);
-      if (admitted) this.#gate?.released(live);
+      this.#gate?.released(live);
       tracked.done();
     }
   }

@@ -258,7 +258,7 @@ export class OutboundListener implements Listener {
       try {
         let upstream;
         try {
-          upstream = await this.#upstream.connect({ hop, sourceIdentity: src.identity, clientIp, signal: setup.signal });
+          upstream = await this.#upstream.connect({ hop, sourceIdentity: src.identity, clientIp, traceHeaders: record.traceHeaders?.(), signal: setup.signal });
         } catch (err: unknown) {
           const f = classifyConnectFailure({ error: err, drained: signal.aborted, clientGone: setup.signal.aborted });
           if (f.kind === 'stop') {
@@ -274,7 +274,7 @@ export class OutboundListener implements Listener {
         record.countBytes(client, 'client');
         setup.dispose();
         client.resume();
-        return flagsForSplice(await splice(client, upstream, signal));
+        return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
       } finally {
         this.#deps.health.release(key);
       }

@@ -15,5 +15,7 @@ export function flagsForSplice(r: SpliceResult): [string, string?] {
       return [ResponseFlags.UPSTREAM_RESET, why ?? 'upstream reset'];
     case 'aborted':
       return [ResponseFlags.DRAINED, 'ended by drain or shutdown'];
+    case 'idle_timeout':
+      return [ResponseFlags.IDLE_TIMEOUT, 'half-closed and idle past the timeout'];
   }
 }

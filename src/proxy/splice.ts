@@ -4,7 +4,15 @@
 // - half-close: a FIN (socket 'end', stream END_STREAM) is passed on as a FIN, and the other
 //   direction keeps flowing until it ends too;
 // - resets: an error or reset on one side resets the other (RST for a socket, RST_STREAM
-//   CONNECT_ERROR for a stream), as RFC 9113 section 8.5 asks for CONNECT tunnels.
+//   CONNECT_ERROR for a stream), as RFC 9113 section 8.5 asks for CONNECT tunnels;
+// - a stream that "ends" because its tunnel session died (Node ends every stream of a
+//   session whose socket hit EOF) is a reset, not a FIN: a truncated transfer must not look
+//   complete to the pod;
+// - half-closed and idle: once one direction has ended, the other is reset after
+//   `halfClosedIdleMs` without a byte (a peer that never finishes must not pin sockets);
+// - a crash looks like a crash: sockets are set to reset on close (SO_LINGER 0, through the
+//   injected SocketCloser) for as long as bytes may be in flight, and back to FIN once both
+//   directions have ended cleanly, so an agent that dies leaves its clients an RST.
 // It resolves once both sides are closed, so no socket or stream outlives it.
 
 import { Socket } from 'node:net';
@@ -20,7 +28,28 @@ export type SpliceOutcome =
   /** The upstream side errored or was reset; the downstream was reset in turn. */
   | 'upstream_reset'
   /** The signal fired; both sides were reset. */
-  | 'aborted';
+  | 'aborted'
+  /** One direction had ended and the other sat idle past halfClosedIdleMs; both were reset. */
+  | 'idle_timeout';
+
+/**
+ * How a proxied socket closes (native SO_LINGER in production; absent in tests that do not
+ * care). Declared here, by its consumer.
+ */
+export interface SocketCloser {
+  /** From now on, closing this socket, or the process dying, resets the connection (RST). */
+  resetOnClose(socket: Socket): void;
+  /** Closing it sends FIN again: both directions ended cleanly, nothing is in flight. */
+  finOnClose(socket: Socket): void;
+}
+
+export interface SpliceOptions {
+  readonly closer?: SocketCloser;
+  /** Once one direction has ended, reset after this long without a byte the other way. Default 5 min. */
+  readonly halfClosedIdleMs?: number;
+}
+
+export const DEFAULT_HALF_CLOSED_IDLE_MS = 5 * 60_000;
 
 export interface SpliceResult {
   readonly outcome: SpliceOutcome;
@@ -67,7 +96,19 @@ function closedCleanly(side: SpliceSide, hadError: boolean): boolean {
 // counts what the cork holds: pause once that passes CORKED_LIMIT.
 const CORKED_LIMIT = 256 * 1024;
 
-function pump(from: SpliceSide, to: SpliceSide): void {
+/**
+ * A stream's 'end' is END_STREAM only if its session is still alive once the event has run
+ * its course: Node also ends the streams of a session whose socket hit EOF (a peer agent
+ * killed), and then destroys them with a non-zero code.
+ */
+function streamEndedCleanly(stream: Http2Stream): boolean {
+  // A stream closed since (both ways done) no longer has a session; its code tells.
+  if (stream.destroyed) return stream.rstCode === h2.NGHTTP2_NO_ERROR;
+  const session = stream.session;
+  return session !== undefined && !session.destroyed;
+}
+
+function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () => void, broken: () => void): void {
   if (to instanceof Socket && !(from instanceof Socket)) {
     let corked = false;
     const uncork = (): void => {
@@ -80,35 +121,83 @@ function pump(from: SpliceSide, to: SpliceSide): void {
         to.cork();
         process.nextTick(uncork);
       }
+      onData();
       if (!to.write(chunk) && to.writableLength >= CORKED_LIMIT) from.pause();
     });
   } else {
     from.on('data', (chunk: Buffer) => {
+      onData();
       if (!to.write(chunk)) from.pause();
     });
   }
   to.on('drain', () => from.resume());
-  const passEnd = (): void => {
+  const passFin = (): void => {
     if (!to.destroyed && !to.writableEnded) to.end();
+    onEnd();
   };
-  from.on('end', passEnd);
+  const onFromEnd = (): void => {
+    if (from instanceof Socket) {
+      passFin();
+      return;
+    }
+    // Decided after the session has had its say (its close follows the streams' end).
+    setImmediate(() => {
+      if (streamEndedCleanly(from)) passFin();
+      else broken();
+    });
+  };
+  from.on('end', onFromEnd);
   // A side read before the splice (the protocol sniff) may have seen its FIN already.
-  if (from.readableEnded) passEnd();
+  if (from.readableEnded) onFromEnd();
+}
+
+/** Turns lingering back off once both directions of a socket have ended cleanly. */
+function finOnCleanEnd(socket: Socket, closer: SocketCloser): void {
+  const check = (): void => {
+    if (socket.readableEnded && socket.writableFinished && !socket.destroyed) closer.finOnClose(socket);
+  };
+  // Both run before Node's auto-destroy closes the socket (it follows the second of them).
+  socket.once('end', check);
+  socket.once('finish', check);
 }
 
 /**
  * Splices `downstream` (faces the client) and `upstream` (faces the server) until both are
  * closed. Never rejects. Sockets must be created with allowHalfOpen for half-close to work.
  */
-export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: AbortSignal): Promise<SpliceResult> {
+export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: AbortSignal, options: SpliceOptions = {}): Promise<SpliceResult> {
   return new Promise<SpliceResult>((resolve) => {
     let outcome: SpliceOutcome | undefined;
     let firstError: unknown;
     let open = 2;
+    const idleMs = options.halfClosedIdleMs ?? DEFAULT_HALF_CLOSED_IDLE_MS;
+    // Half-close watch: armed when the first direction ends; any byte since counts as activity.
+    let halfClosed = false;
+    let lastByte = 0;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const onData = (): void => {
+      if (halfClosed) lastByte = performance.now();
+    };
+    const idleCheck = (): void => {
+      const quiet = performance.now() - lastByte;
+      if (quiet >= idleMs) fail('idle_timeout');
+      else {
+        idleTimer = setTimeout(idleCheck, idleMs - quiet);
+        idleTimer.unref();
+      }
+    };
+    const onEnd = (): void => {
+      if (halfClosed) return;
+      halfClosed = true;
+      lastByte = performance.now();
+      idleTimer = setTimeout(idleCheck, idleMs);
+      idleTimer.unref();
+    };
 
     const onAbort = (): void => fail('aborted');
     const settle = (): void => {
       if (--open > 0) return;
+      clearTimeout(idleTimer);
       signal?.removeEventListener('abort', onAbort);
       const result = { outcome: outcome ?? 'closed' };
       resolve(firstError === undefined ? result : { ...result, error: firstError });
@@ -140,8 +229,16 @@ export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: Ab
     watch(downstream, 'downstream_reset');
     watch(upstream, 'upstream_reset');
     if (outcome !== undefined) return;
-    pump(downstream, upstream);
-    pump(upstream, downstream);
+    const closer = options.closer;
+    if (closer !== undefined) {
+      for (const side of [downstream, upstream]) {
+        if (!(side instanceof Socket)) continue;
+        closer.resetOnClose(side);
+        finOnCleanEnd(side, closer);
+      }
+    }
+    pump(downstream, upstream, onData, onEnd, () => fail('downstream_reset'));
+    pump(upstream, downstream, onData, onEnd, () => fail('upstream_reset'));
     if (signal?.aborted === true) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -11,6 +11,7 @@ import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
 import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
 import { dialTunnel } from './tunnel-dial.ts';
+import { endSessionOnEof } from './tunnel-session.ts';
 import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface TunnelPoolOptions {
@@ -38,6 +39,8 @@ export interface TunnelRequest {
   readonly target: { readonly address: string; readonly port: number };
   /** The original client address, sent as `Forwarded: for=`. */
   readonly forwardedFor?: string;
+  /** Trace context for the CONNECT (`traceparent`, `tracestate`); pseudo-headers are never taken from here. */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
   /** The stream carries HTTP of this version: sent as the `weft-l7` header, so the peer reports requests. */
   readonly l7?: 'http1' | 'h2';
@@ -64,6 +67,8 @@ interface Entry {
 }
 
 const ignore = (): void => undefined;
+/** The only extra CONNECT headers a caller may set. */
+const TRACE_HEADERS: ReadonlySet<string> = new Set(['traceparent', 'tracestate', 'baggage']);
 
 function positive(name: string, v: number): number {
   if (!Number.isFinite(v) || v <= 0) throw proxyError(ProxyErrors.BAD_OPTION, `tunnel pool option ${name} must be a positive number, got ${v}`);
@@ -104,6 +109,7 @@ export class TunnelPool {
     };
     if (req.forwardedFor !== undefined) headers.forwarded = forwardedFor(req.forwardedFor);
     if (req.l7 !== undefined) headers[L7_HEADER] = req.l7;
+    for (const [name, value] of Object.entries(req.traceHeaders ?? {})) if (TRACE_HEADERS.has(name)) headers[name] = value;
 
     for (let attempt = 0; ; attempt++) {
       if (this.#closed) throw proxyError(ProxyErrors.POOL_CLOSED, 'the tunnel pool is closed');
@@ -205,6 +211,7 @@ export class TunnelPool {
     const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
     ready.then((session) => {
       entry.session = session;
+      endSessionOnEof(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
       session.once('goaway', () => {
         entry.usable = false;
       });

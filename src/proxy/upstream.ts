@@ -23,6 +23,8 @@ export interface UpstreamRequest {
   readonly sourceIdentity: string;
   /** The original client address, sent through the tunnel as `Forwarded: for=`. */
   readonly clientIp: string;
+  /** Trace context for the tunnel's CONNECT (the connection record's traceHeaders). */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
   /** The stream carries HTTP of this version (the HTTP layer's pooled connections); told to the peer agent. */
   readonly l7?: 'http1' | 'h2';
@@ -75,6 +77,7 @@ export class UpstreamConnector {
       node: { address: hop.nodeAddress, port: this.#tunnelPort },
       target: { address: hop.target.ip, port: hop.target.port },
       forwardedFor: r.clientIp,
+      traceHeaders: r.traceHeaders,
       signal: r.signal,
       l7: r.l7,
     }).then((stream) => {

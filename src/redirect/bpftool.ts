@@ -5,7 +5,7 @@ import { run } from '../core/exec.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 
 /** The cgroup attach points weft uses, in bpftool's command-line spelling. */
-export type AttachType = 'connect4' | 'sock_ops' | 'getpeername4' | 'getsockopt';
+export type AttachType = 'connect4' | 'connect6' | 'sock_ops' | 'getpeername4' | 'getpeername6' | 'getsockopt';
 
 export interface ProgInfo {
   readonly id: number;
@@ -36,10 +36,14 @@ export interface MapEntry {
 const ATTACH_TYPES: Readonly<Record<string, AttachType>> = {
   cgroup_inet4_connect: 'connect4',
   connect4: 'connect4',
+  cgroup_inet6_connect: 'connect6',
+  connect6: 'connect6',
   cgroup_sock_ops: 'sock_ops',
   sock_ops: 'sock_ops',
   cgroup_inet4_getpeername: 'getpeername4',
   getpeername4: 'getpeername4',
+  cgroup_inet6_getpeername: 'getpeername6',
+  getpeername6: 'getpeername6',
   cgroup_getsockopt: 'getsockopt',
   getsockopt: 'getsockopt',
 };

@@ -16,8 +16,10 @@ export const MapNames = {
 
 export const ProgNames = {
   connect4: 'weft_connect4',
+  connect6: 'weft_connect6',
   sockops: 'weft_sockops',
   getpeername4: 'weft_getpeername4',
+  getpeername6: 'weft_getpeername6',
   getsockopt: 'weft_getsockopt',
 } as const;
 

@@ -32,23 +32,29 @@ export function pinLayout(node: string, base = PIN_BASE): PinLayout {
 /** Program ids of a node's pinned programs. */
 export interface PinnedProgs {
   readonly connect4: number;
+  readonly connect6: number;
   readonly sockops: number;
   readonly getpeername4: number;
+  readonly getpeername6: number;
   readonly getsockopt: number;
 }
 
 const PROG_OF: Readonly<Record<keyof PinnedProgs, ProgName>> = {
-  connect4: ProgNames.connect4, sockops: ProgNames.sockops, getpeername4: ProgNames.getpeername4, getsockopt: ProgNames.getsockopt,
+  connect4: ProgNames.connect4, connect6: ProgNames.connect6, sockops: ProgNames.sockops, getpeername4: ProgNames.getpeername4,
+  getpeername6: ProgNames.getpeername6, getsockopt: ProgNames.getsockopt,
 };
 
 /**
- * What a pod's cgroup gets, in attach order: sockops and getpeername4 before connect4,
- * so no connection is rewritten without its records and its peer-name fix.
+ * What a pod's cgroup gets, in attach order: sockops and the getpeername programs before
+ * the connect ones, so no connection is rewritten without its records and its peer-name fix.
+ * connect6 catches IPv4 destinations dialled from dual-stack (AF_INET6) sockets.
  */
 export const POD_PROGRAMS: readonly (readonly [keyof PinnedProgs, AttachType])[] = [
   ['sockops', 'sock_ops'],
   ['getpeername4', 'getpeername4'],
+  ['getpeername6', 'getpeername6'],
   ['connect4', 'connect4'],
+  ['connect6', 'connect6'],
 ];
 
 export function progIds(progs: PinnedProgs): number[] {
@@ -86,7 +92,7 @@ export async function loadPins(bpftool: Bpftool, layout: PinLayout, objectPath: 
     rmSync(layout.dir, { recursive: true, force: true });
     // libbpf says "failed to load" when the kernel (verifier, missing type or helper) refused.
     if (isWeftError(err, RedirectErrors.BPFTOOL_FAILED) && /failed to load|verifier|Invalid argument|not supported/i.test(err.message)) {
-      throw redirectError(RedirectErrors.KERNEL_UNSUPPORTED, `the kernel refused weft's BPF programs, which need Linux 5.8 or later (cgroup getpeername4 hooks) with BTF (${err.message}); ${USE_IPTABLES_HINT}`, err);
+      throw redirectError(RedirectErrors.KERNEL_UNSUPPORTED, `the kernel refused weft's BPF programs, which need Linux 5.8 or later (cgroup getpeername4/6 hooks) with BTF (${err.message}); ${USE_IPTABLES_HINT}`, err);
     }
     throw err;
   }

@@ -1,4 +1,4 @@
-// eBPF capture: connect4, sockops and getpeername4 on each enrolled pod's cgroup, getsockopt on the
+// eBPF capture: connect4/6, sockops and getpeername4/6 on each enrolled pod's cgroup, getsockopt on the
 // agent's (bpf/redirect.bpf.c). Programs and maps are pinned per node; a restarted agent
 // adopts pins that came from the same object file, so capture never lapses.
 
@@ -60,7 +60,7 @@ export class EbpfRedirector implements Redirector {
   }
 
   async #start(): Promise<void> {
-    const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool });
+    const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool, objectPath: this.#objectPath });
     this.#checkAgentCgroup(cgroup2);
     // An iptables agent ran here before (--mode switched): its chains would capture first.
     await reclaimIptables(this.#deps, this.#log);
@@ -210,7 +210,7 @@ export class EbpfRedirector implements Redirector {
     await this.#bpftool.json(['cgroup', 'attach', cgroup, type, 'id', String(id), 'multi']);
   }
 
-  /** Reverse attach order: connect4 first, so nothing new is rewritten while the rest goes. */
+  /** Reverse attach order: the connect programs first, so nothing new is rewritten while the rest goes. */
   async #detachPod(cgroup: string, progs: PinnedProgs): Promise<void> {
     if (!existsSync(cgroup)) return; // removing a cgroup detaches its programs
     const attached = await this.#attached(cgroup);

@@ -7,6 +7,8 @@ export const RedirectErrors = {
   BAD_OPTION: 'WEFT_REDIRECT_BAD_OPTION',
   /** A CaptureTarget (pod) is invalid: bad IP, cgroup missing, id too long. */
   BAD_TARGET: 'WEFT_REDIRECT_BAD_TARGET',
+  /** The pod has IPv6 addresses; capture is IPv4 only, so it is refused rather than half-captured. */
+  IPV6_UNSUPPORTED: 'WEFT_REDIRECT_IPV6_UNSUPPORTED',
   /** The kernel exposes no BTF (/sys/kernel/btf/vmlinux), so CO-RE objects cannot load. */
   NO_BTF: 'WEFT_REDIRECT_NO_BTF',
   /** No cgroup v2 hierarchy is mounted. */

@@ -1,5 +1,5 @@
 // iptables mode as pure text: the nat-table rules that send enrolled pods' outbound TCP
-// to the agent (REDIRECT, so conntrack answers SO_ORIGINAL_DST), and the parsing of
+// to the agent (DNAT, so conntrack answers SO_ORIGINAL_DST), and the parsing of
 // `iptables-save -t nat` that tells what is installed. Everything weft adds lives in
 // WEFT-* chains, plus one jump from PREROUTING.
 
@@ -90,7 +90,9 @@ export function buildNatRules(cfg: RedirectorConfig, pods: readonly IptablesPod[
   for (const group of chunks(cfg.excludePorts, MULTIPORT_MAX)) {
     lines.push(`-A ${CAPTURE_CHAIN} -p tcp -m multiport --dports ${group.join(',')} -j RETURN`);
   }
-  lines.push(`-A ${CAPTURE_CHAIN} -p tcp -j REDIRECT --to-ports ${cfg.outboundPort}`);
+  // DNAT to the agent's own address rather than REDIRECT (the incoming interface's address):
+  // on a real node pods arrive on per-pod veths whose address is not the one the agent listens on.
+  lines.push(`-A ${CAPTURE_CHAIN} -p tcp -j DNAT --to-destination ${cfg.agentAddress}:${cfg.outboundPort}`);
   // First in PREROUTING, so a DNAT installed later (kube-proxy) cannot hide the original destination.
   if (!state.jumps.some((j) => j === `-A PREROUTING ${JUMP}`)) lines.push(`-I PREROUTING 1 ${JUMP}`);
   lines.push('COMMIT', '');

@@ -19,6 +19,11 @@ export interface CaptureTarget {
   readonly ip: string;
   /** Absolute path of the pod's cgroup in the cgroup2 filesystem (eBPF mode attaches there). */
   readonly cgroupPath: string;
+  /**
+   * The pod's IPv6 addresses, if any. Capture is IPv4 only, so such a pod is refused
+   * (WEFT_REDIRECT_IPV6_UNSUPPORTED) rather than captured on one family and open on the other.
+   */
+  readonly ipv6?: readonly string[];
 }
 
 export interface RedirectorOptions {
@@ -127,6 +132,9 @@ export function validateTarget(pod: CaptureTarget): CaptureTarget {
   }
   // The id is also kept in an iptables rule comment, where quotes and spaces would need escaping.
   if (!POD_ID.test(pod.podId)) badTarget('podId', pod.podId, 'may hold only letters, digits and . _ : / @ + = -');
+  if (pod.ipv6 !== undefined && pod.ipv6.length > 0) {
+    throw redirectError(RedirectErrors.IPV6_UNSUPPORTED, `pod ${pod.podId} has IPv6 address(es) ${pod.ipv6.join(', ')}: weft captures IPv4 only, so it refuses to capture this pod rather than leave its IPv6 traffic outside the mesh (give the pod IPv4 only, or label it weft.dev/mesh: disabled)`);
+  }
   if (typeof pod.ip !== 'string' || !isIPv4(pod.ip) || pod.ip === '0.0.0.0') badTarget('ip', pod.ip, 'must be an IPv4 address');
   if (typeof pod.cgroupPath !== 'string' || !isAbsolute(pod.cgroupPath) || Buffer.byteLength(pod.cgroupPath) > MAX_CGROUP_PATH_BYTES) {
     badTarget('cgroupPath', pod.cgroupPath, `must be an absolute path of at most ${MAX_CGROUP_PATH_BYTES} bytes`);

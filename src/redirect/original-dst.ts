@@ -2,33 +2,25 @@
 // accepted socket. Conntrack answers it in iptables mode, the cgroup/getsockopt program in
 // eBPF mode; the caller cannot tell which, which is the point.
 
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import type { Socket } from 'node:net';
+import { NATIVE_ADDON_PATH, nativeAddon, socketFdOf, type NativeAddon } from '../core/native-addon.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
+
+export { NATIVE_ADDON_PATH };
 
 export interface OriginalDestination {
   readonly address: string;
   readonly port: number;
 }
 
-interface NativeAddon {
-  originalDst(fd: number): OriginalDestination;
+/** Why the native addon does not load, or undefined when it does (for `weft check`). */
+export function nativeAddonProblem(): string | undefined {
+  const addon = nativeAddon();
+  return addon instanceof Error ? `${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap` : undefined;
 }
 
-export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');
-
-// Loaded once at import; a missing build is reported when first needed, not at import,
-// so code that never reads original destinations still loads.
-const addon: NativeAddon | Error = (() => {
-  try {
-    return createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
-  } catch (err: unknown) {
-    return err instanceof Error ? err : new Error(String(err));
-  }
-})();
-
 function native(): NativeAddon {
+  const addon = nativeAddon();
   if (addon instanceof Error) {
     throw redirectError(RedirectErrors.NO_NATIVE, `the native addon ${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap`, addon);
   }
@@ -37,9 +29,8 @@ function native(): NativeAddon {
 
 /** The file descriptor under a connected net.Socket (Linux, libuv TCP handle). */
 export function socketFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
-  const fd = handle?.fd;
-  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+  const fd = socketFdOf(socket);
+  if (fd === undefined) {
     throw redirectError(RedirectErrors.NO_ORIGINAL_DST, 'the socket has no file descriptor (closed, not TCP, or not on Linux)');
   }
   return fd;

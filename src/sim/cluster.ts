@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../core/errors.ts';
 import type { ManifestFile } from '../model/manifests.ts';
+import type { CgroupDriver } from '../core/kubelet-cgroups.ts';
 import { SimErrors } from './errors.ts';
 import { cgroup2Root, cgroupPids, listCgroups, makeCgroup, removeCgroupTree } from './cgroups.ts';
 import { buildNetwork, deleteNetns, listNetns, netnsPids } from './network.ts';
 import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './plan.ts';
 import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
-import { startMesh, stopMesh } from './mesh.ts';
+import { controlEndpoint, meshCgroups, startMesh, stopMesh } from './mesh.ts';
+import { startPrometheus } from './prometheus.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -27,8 +29,12 @@ export interface UpOptions {
   /** User manifests; when absent, the sample set (defaults.ts) is generated. */
   readonly manifests: readonly ManifestFile[] | undefined;
   readonly mesh: MeshMode;
+  /** How pod cgroups are named, as the kubelet's --cgroup-driver (default systemd). */
+  readonly cgroupDriver?: CgroupDriver;
   /** Extra flags for every agent, e.g. ['--workers', '1']. */
   readonly agentArgs?: readonly string[];
+  /** Run Prometheus in the underlay (scraping the mesh), forwarded to this host port (0: any). */
+  readonly prometheus?: { readonly port: number };
   /** Progress lines for a person; silent when undefined. */
   readonly log?: (line: string) => void;
 }
@@ -39,8 +45,9 @@ export function requireRoot(): void {
   }
 }
 
+/** Where a pod's processes run: its container's cgroup (inside the pod's, as the kubelet lays it out) and its network namespace. */
 export function podPlacement(state: ClusterState, pod: SimPod): Placement {
-  return { cgroup: join(state.cgroupMount, pod.cgroup), netns: pod.netns };
+  return { cgroup: join(state.cgroupMount, pod.containerCgroup), netns: pod.netns };
 }
 
 /** Where a node's own processes (its agent) run: the node's network namespace, in `<node>/<role>`'s cgroup. */
@@ -62,7 +69,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   requireRoot();
   const log = opts.log ?? (() => undefined);
   const manifests = opts.manifests ?? defaultManifests(opts.nodes, opts.podsPerNode);
-  const plan = planCluster({ name: opts.name, nodes: opts.nodes, podsPerNode: opts.podsPerNode, manifests });
+  const plan = planCluster({ name: opts.name, nodes: opts.nodes, podsPerNode: opts.podsPerNode, manifests, ...(opts.cgroupDriver === undefined ? {} : { cgroupDriver: opts.cgroupDriver }) });
   const cgroupMount = cgroup2Root();
   const busy = await inUse(plan.name, cgroupMount);
   if (busy !== undefined) {
@@ -80,7 +87,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   try {
     const started = Date.now();
     for (const n of plan.nodes) makeCgroup(join(cgroupMount, n.cgroup));
-    for (const p of plan.pods) makeCgroup(join(cgroupMount, p.cgroup));
+    for (const p of plan.pods) makeCgroup(join(cgroupMount, p.containerCgroup));
     await buildNetwork(plan);
     log(`network: ${plan.nodes.length} nodes, ${plan.pods.length} pods in ${Date.now() - started} ms`);
 
@@ -95,6 +102,11 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     writeState(state);
     await waitReady(plan, dir);
     log(`workloads: ${plan.pods.length} ready after ${Date.now() - started} ms`);
+    if (opts.prometheus !== undefined) {
+      state = await startPrometheus(state, opts.prometheus.port);
+      writeState(state);
+      log(`prometheus: ${state.prometheusUrl ?? '?'} after ${Date.now() - started} ms`);
+    }
     if (opts.mesh !== 'off') {
       state = await startMesh(state);
       log(`mesh (${opts.mesh}): control plane and ${plan.nodes.length} agents ready after ${Date.now() - started} ms`);
@@ -136,6 +148,7 @@ export async function down(name: string): Promise<void> {
   if (state !== undefined) await stopMesh(state);
   const pids = new Set<number>([
     ...Object.values(state?.workloads ?? {}),
+    ...Object.values(state?.addons ?? {}),
     ...cgroupPids(cgroupDir),
   ]);
   for (const ns of namespaces) for (const pid of await netnsPids(ns)) pids.add(pid);
@@ -214,14 +227,19 @@ export function statusJson(state: ClusterState): object {
   return {
     name: plan.name,
     mesh: state.mesh,
+    cgroupDriver: plan.cgroupDriver,
     createdAt: state.createdAt,
     underlay: { netns: plan.underlayNetns },
     nodes: plan.nodes.map((n) => ({ name: n.name, ip: n.ip, netns: n.netns, bridgeIp: n.bridgeIp, podCIDR: n.podCidr, cgroup: join(state.cgroupMount, n.cgroup) })),
     pods: plan.pods.map((p) => ({
       name: p.name, namespace: p.namespace, node: p.node, ip: p.ip, netns: p.netns, serviceAccount: p.serviceAccount,
-      labels: p.labels, enrolled: p.enrolled, cgroup: join(state.cgroupMount, p.cgroup), pid: state.workloads[`${p.namespace}/${p.name}`],
+      labels: p.labels, enrolled: p.enrolled, uid: p.uid, qos: p.qos, cgroup: join(state.cgroupMount, p.cgroup),
+      containerCgroup: join(state.cgroupMount, p.containerCgroup), pid: state.workloads[`${p.namespace}/${p.name}`],
     })),
     services: plan.services.map((s) => ({ name: s.name, namespace: s.namespace, vip: s.vip, ports: s.ports, selector: s.selector })),
     meshProcesses: state.mesh_processes,
+    meshCgroups: meshCgroups(state),
+    control: controlEndpoint(state),
+    ...(state.prometheusUrl === undefined ? {} : { prometheusUrl: state.prometheusUrl }),
   };
 }

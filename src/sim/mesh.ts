@@ -12,16 +12,25 @@ import { makeCgroup } from './cgroups.ts';
 import { alive, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, writeState, type ClusterState } from './state.ts';
 import { CONTROL_IP } from './addresses.ts';
+import { podCgroups, simUid } from './plan.ts';
+import { PROMETHEUS_URL } from './prometheus.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
 export const CONTROL_PORT = 15010;
+/** The control plane's dashboard, on loopback inside the underlay namespace (`weft sim dashboard` forwards to it). */
+export const DASHBOARD_PORT = 15080;
 
-function weftProcess(where: Placement, args: readonly string[], log: string): number {
+function weftProcess(where: Placement, args: readonly string[], env: NodeJS.ProcessEnv, log: string): number {
   makeCgroup(where.cgroup);
   return startDetached(where, [process.execPath, CLI, ...args], {
-    PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE,
+    PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE, ...otelEnvironment(process.env), ...env,
   }, log);
+}
+
+/** The OpenTelemetry variables (OTEL_*) of `weft sim`'s own environment, passed to every mesh process. */
+export function otelEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('OTEL_') && e[1] !== undefined));
 }
 
 function meshDir(state: ClusterState): string {
@@ -29,7 +38,7 @@ function meshDir(state: ClusterState): string {
 }
 
 /** The command line of a mesh component: `control` or `agent/<node>`. */
-function componentProcess(state: ClusterState, component: string): { where: Placement; args: string[]; log: string; ready: string } {
+function componentProcess(state: ClusterState, component: string): { where: Placement; args: string[]; env: NodeJS.ProcessEnv; log: string; ready: string } {
   const { plan } = state;
   const dir = meshDir(state);
   const logs = join(clusterDir(plan.name), 'logs');
@@ -38,20 +47,26 @@ function componentProcess(state: ClusterState, component: string): { where: Plac
     return {
       where: { cgroup: join(state.cgroupMount, plan.cgroup, 'control'), netns: plan.underlayNetns },
       args: ['control', '--listen', `${CONTROL_IP}:${CONTROL_PORT}`, '--manifests', join(clusterDir(plan.name), 'manifests'),
-        '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control')],
+        '--ca-dir', join(dir, 'ca'), '--tokens', join(dir, 'tokens.json'), '--ready-file', join(readyDir, 'control'),
+        '--dashboard', `127.0.0.1:${DASHBOARD_PORT}`, ...(state.addons?.prometheus === undefined ? [] : ['--prometheus', PROMETHEUS_URL])],
+      env: {},
       log: join(logs, 'control.log'),
       ready: join(readyDir, 'control'),
     };
   }
   const n = plan.nodes.find((node) => `agent/${node.name}` === component);
   if (n === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `no mesh component ${JSON.stringify(component)}: use control or agent/<node> (${plan.nodes.map((x) => `agent/${x.name}`).join(', ')})`);
-  const cgroupRoot = join(state.cgroupMount, n.cgroup);
+  // The agent runs as a DaemonSet pod would: in a pod cgroup of its node, knowing its pod UID,
+  // and finds the node's pods by their UIDs.
+  const uid = simUid(plan.uidSeed ?? plan.name, `Pod/weft-system/weft-agent-${n.name}`);
+  const { containerCgroup } = podCgroups(n, plan.cgroupDriver ?? 'systemd', 'Burstable', uid, 'agent');
   return {
-    where: { cgroup: join(cgroupRoot, 'agent'), netns: n.netns },
+    where: { cgroup: join(state.cgroupMount, containerCgroup), netns: n.netns },
     args: ['agent', '--node', n.name, '--mode', state.mesh, '--capture-address', n.bridgeIp, '--tunnel-address', n.ip,
-      '--pin-name', `${plan.name}-${n.name}`, '--pod-cgroup', join(cgroupRoot, 'pod-{namespace}.{name}'),
+      '--pin-name', `${plan.name}-${n.name}`,
       '--control', `${CONTROL_IP}:${CONTROL_PORT}`, '--token-file', join(dir, n.name, 'token'), '--ca-file', join(dir, 'ca', 'ca.crt'),
       '--state-dir', join(dir, n.name), '--ready-file', join(readyDir, `agent-${n.name}`), ...state.agentArgs],
+    env: { POD_UID: uid, NODE_NAME: n.name },
     log: join(logs, `agent-${n.name}.log`),
     ready: join(readyDir, `agent-${n.name}`),
   };
@@ -60,10 +75,22 @@ function componentProcess(state: ClusterState, component: string): { where: Plac
 function launch(state: ClusterState, component: string): { state: ClusterState; ready: string } {
   const p = componentProcess(state, component);
   rmSync(p.ready, { force: true });
-  const pid = weftProcess(p.where, p.args, p.log);
+  const pid = weftProcess(p.where, p.args, p.env, p.log);
   const next: ClusterState = { ...state, mesh_processes: { ...state.mesh_processes, [component]: pid } };
   writeState(next);
   return { state: next, ready: p.ready };
+}
+
+/** Where agents reach the control plane, and the CA file that verifies it (for tools and tests). */
+export function controlEndpoint(state: ClusterState): { address: string; caFile: string } | undefined {
+  if (state.mesh === 'off') return undefined;
+  return { address: `${CONTROL_IP}:${CONTROL_PORT}`, caFile: join(meshDir(state), 'ca', 'ca.crt') };
+}
+
+/** Each mesh component's cgroup (absolute), by component name: where its process runs. */
+export function meshCgroups(state: ClusterState): Record<string, string> {
+  if (state.mesh === 'off') return {};
+  return Object.fromEntries(['control', ...state.plan.nodes.map((n) => `agent/${n.name}`)].map((c) => [c, componentProcess(state, c).where.cgroup]));
 }
 
 /** Starts the control plane and every agent; resolves once all report ready. */

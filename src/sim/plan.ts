@@ -1,8 +1,10 @@
 // Pure planning: from the requested shape and the parsed manifests to every name and
 // address the simulator will create. No I/O here, so it is tested with tables.
 
+import { createHash, randomUUID } from 'node:crypto';
 import { WeftError } from '../core/errors.ts';
-import { formatProblem, parseManifests, type ManifestFile, type ManifestProblem } from '../model/manifests.ts';
+import { containerCgroupName, podCgroupRelative, qosClass, type CgroupDriver, type ContainerResources, type QosClass } from '../core/kubelet-cgroups.ts';
+import { formatProblem, parseManifests, splitManifests, type ManifestFile, type ManifestProblem } from '../model/manifests.ts';
 import { MESH_ENABLED, MESH_LABEL, type Labels } from '../model/types.ts';
 import { SimErrors } from './errors.ts';
 import {
@@ -31,8 +33,14 @@ export interface SimPod {
   readonly serviceAccount: string;
   readonly labels: Labels;
   readonly enrolled: boolean;
-  /** Cgroup directory of the pod, relative to the cgroup2 mount. */
+  /** metadata.uid (the manifest's, else made up as the API server would). */
+  readonly uid: string;
+  /** The QoS class the kubelet derives from the containers' requests and limits. */
+  readonly qos: QosClass;
+  /** Cgroup directory of the pod, relative to the cgroup2 mount, as the kubelet names it (by UID and QoS class). */
   readonly cgroup: string;
+  /** The cgroup its (one) container's processes run in, below `cgroup`. */
+  readonly containerCgroup: string;
   /** The node-side end of the pod's veth. */
   readonly hostVeth: string;
 }
@@ -50,6 +58,10 @@ export interface ClusterPlan {
   readonly underlayNetns: string;
   /** Cgroup directory of the whole cluster, relative to the cgroup2 mount. */
   readonly cgroup: string;
+  /** How pod cgroups are named, as the kubelet's --cgroup-driver. */
+  readonly cgroupDriver: CgroupDriver;
+  /** Makes every made-up UID of this cluster (UIDs differ between clusters, and between runs). */
+  readonly uidSeed: string;
   readonly nodes: readonly SimNode[];
   readonly pods: readonly SimPod[];
   readonly services: readonly SimService[];
@@ -61,12 +73,49 @@ export interface PlanRequest {
   /** Pods per node for the generated set; with manifests, the most pods one node may take. */
   readonly podsPerNode: number;
   readonly manifests: readonly ManifestFile[];
+  /** Default systemd, the kubelet's usual driver on cgroup v2. */
+  readonly cgroupDriver?: CgroupDriver;
+  /** Default: random. */
+  readonly uidSeed?: string;
+}
+
+/** A UID of the form the API server makes, derived from the cluster's seed and the object. */
+export function simUid(seed: string, what: string): string {
+  const h = createHash('sha256').update(`${seed}\0${what}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${((Number.parseInt(h.slice(16, 17), 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** A container id of containerd's form (64 hex), stable for the pod. */
+export function simContainerId(podUid: string, container: string): string {
+  return createHash('sha256').update(`${podUid}/${container}`).digest('hex');
+}
+
+/** Where a pod's cgroups go under its node's: the kubelet's names. */
+export function podCgroups(node: SimNode, driver: CgroupDriver, qos: QosClass, uid: string, container = 'app'): { cgroup: string; containerCgroup: string } {
+  const cgroup = `${node.cgroup}/${podCgroupRelative(driver, qos, uid)}`;
+  return { cgroup, containerCgroup: `${cgroup}/${containerCgroupName(driver, simContainerId(uid, container))}` };
+}
+
+/** Each Pod's containers' resources (by namespace/name): what its QoS class comes from. */
+function podResources(files: readonly ManifestFile[]): Map<string, ContainerResources[]> {
+  const out = new Map<string, ContainerResources[]>();
+  for (const o of splitManifests(files).objects) {
+    if (o.kind !== 'Pod') continue;
+    const md = (o.body.metadata ?? {}) as { name?: unknown; namespace?: unknown };
+    const spec = (o.body.spec ?? {}) as { containers?: unknown; initContainers?: unknown };
+    const containers = [spec.containers, spec.initContainers].flatMap((l): unknown[] => (Array.isArray(l) ? l as unknown[] : []))
+      .map((c: unknown) => ((c as { resources?: ContainerResources } | null)?.resources ?? {}));
+    out.set(`${typeof md.namespace === 'string' ? md.namespace : 'default'}/${String(md.name)}`, containers);
+  }
+  return out;
 }
 
 /** Kinds the control plane reads and the simulator has nothing to build for. */
-const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy']);
+const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy', 'PeerAuthentication']);
 
 const CLUSTER_NAME = /^[a-z][a-z0-9]{0,11}$/;
+/** A manifest set with thousands of mistakes must not print thousands of lines. */
+const MAX_PROBLEM_LINES = 20;
 
 export function validateClusterName(name: string): void {
   if (!CLUSTER_NAME.test(name)) {
@@ -86,6 +135,9 @@ export function planCluster(req: PlanRequest): ClusterPlan {
     throw new WeftError(SimErrors.BAD_ARGUMENT, `--pods-per-node must be a whole number from 0 to ${MAX_PODS_PER_NODE}, got ${req.podsPerNode}`);
   }
   const prefix = clusterPrefix(req.name);
+  const cgroupDriver = req.cgroupDriver ?? 'systemd';
+  const uidSeed = req.uidSeed ?? randomUUID();
+  const resources = podResources(req.manifests);
   const nodes: SimNode[] = [];
   for (let i = 1; i <= req.nodes; i++) {
     nodes.push(Object.freeze({
@@ -129,7 +181,8 @@ export function planCluster(req: PlanRequest): ClusterPlan {
       if (slot === undefined) continue;
     }
     if (slot.count >= capacity) {
-      problem(id, 'spec.nodeName', `${slot.node.name} is full (--pods-per-node ${req.podsPerNode})`);
+      const limit = req.podsPerNode > 0 ? `--pods-per-node ${req.podsPerNode}` : `the simulator's limit of ${MAX_PODS_PER_NODE} pods per node`;
+      problem(id, 'spec.nodeName', `${slot.node.name} is full: it holds ${capacity} pods (${limit})`);
       continue;
     }
     let ip = pod.ip;
@@ -156,12 +209,14 @@ export function planCluster(req: PlanRequest): ClusterPlan {
     slot.used.add(ip);
     const host = Number(ip.split('.')[3]);
     slot.count++;
+    const uid = pod.uid ?? simUid(uidSeed, `Pod/${pod.namespace}/${pod.name}`);
+    const qos = qosClass(resources.get(`${pod.namespace}/${pod.name}`) ?? []);
     pods.push(Object.freeze({
       name: pod.name, namespace: pod.namespace, node: slot.node.name, ip,
       netns: `${prefix}p-${pod.namespace}.${pod.name}`,
       serviceAccount: pod.serviceAccount, labels: pod.labels,
       enrolled: pod.labels[MESH_LABEL] === MESH_ENABLED || nsLabels.get(pod.namespace)?.[MESH_LABEL] === MESH_ENABLED,
-      cgroup: `${slot.node.cgroup}/pod-${pod.namespace}.${pod.name}`,
+      uid, qos, ...podCgroups(slot.node, cgroupDriver, qos, uid),
       hostVeth: `vp${host}`,
     }));
   }
@@ -187,11 +242,13 @@ export function planCluster(req: PlanRequest): ClusterPlan {
   }
 
   if (problems.length > 0) {
-    throw new WeftError(SimErrors.BAD_MANIFEST, `the manifests have ${problems.length} problem(s):\n${problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`);
+    const shown = problems.slice(0, MAX_PROBLEM_LINES).map((p) => `  ${formatProblem(p)}`);
+    if (problems.length > MAX_PROBLEM_LINES) shown.push(`  ... and ${problems.length - MAX_PROBLEM_LINES} more (weft vet lists them all)`);
+    throw new WeftError(SimErrors.BAD_MANIFEST, `the manifests have ${problems.length} problem(s):\n${shown.join('\n')}`);
   }
   const byName = (a: SimPod, b: SimPod) => a.node.localeCompare(b.node, 'en', { numeric: true }) || a.ip.localeCompare(b.ip, 'en', { numeric: true });
   return Object.freeze({
-    name: req.name, underlayNetns: `${prefix}underlay`, cgroup: `weft-${req.name}`,
+    name: req.name, underlayNetns: `${prefix}underlay`, cgroup: `weft-${req.name}`, cgroupDriver, uidSeed,
     nodes: Object.freeze(nodes), pods: Object.freeze(pods.sort(byName)), services: Object.freeze(services),
   });
 }

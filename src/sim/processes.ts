@@ -9,12 +9,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface Placement {
   /** Absolute cgroup directory. */
   readonly cgroup: string;
-  /** Network namespace name (under /run/netns). */
+  /** Network namespace name (under /run/netns); '' stays in the caller's (the root) namespace. */
   readonly netns: string;
 }
 
 // $0 is the cgroup, $1 the netns; the rest is the command. `exec` keeps one PID throughout.
-const ENTER = 'echo $$ > "$0/cgroup.procs" && ns="$1" && shift 1 && exec nsenter --net="/run/netns/$ns" -- "$@"';
+const ENTER = 'echo $$ > "$0/cgroup.procs" && ns="$1" && shift 1 && if [ -n "$ns" ]; then exec nsenter --net="/run/netns/$ns" -- "$@"; else exec "$@"; fi';
 
 export function enterArgs(where: Placement, command: readonly string[]): string[] {
   return ['-c', ENTER, where.cgroup, where.netns, ...command];

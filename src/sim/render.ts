@@ -1,13 +1,13 @@
 // The manifests the mesh reads for a simulated cluster: one Node per simulated node (its
 // underlay address as InternalIP, where other agents reach its tunnel), then the user's (or
-// generated) objects as given, except that every Pod is shown as scheduled — spec.nodeName
-// and status.podIP filled in from the plan — just as the Kubernetes API would report it.
+// generated) objects as given, except that every Pod is shown as scheduled — metadata.uid,
+// spec.nodeName and status.podIP filled in from the plan — just as the Kubernetes API would report it.
 
 import { parseAllDocuments, stringify } from 'yaml';
 import type { ManifestFile } from '../model/manifests.ts';
 import type { ClusterPlan, SimNode } from './plan.ts';
 
-type Body = Record<string, unknown> & { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: Record<string, unknown> };
+type Body = Record<string, unknown> & { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; uid?: unknown }; spec?: Record<string, unknown> };
 
 /** The file of Node objects, first among the rendered manifests. */
 export const NODES_FILE = '00-nodes.yaml';
@@ -19,6 +19,19 @@ export function nodeManifest(node: SimNode): Record<string, unknown> {
     spec: { podCIDR: node.podCidr },
     status: { addresses: [{ type: 'InternalIP', address: node.ip }, { type: 'Hostname', address: node.name }] },
   };
+}
+
+/**
+ * IPv6 entries of a Pod's own status.podIPs, kept so the mesh sees a dual-stack pod (and
+ * refuses it); the simulator configures no IPv6 address, its networks being IPv4 only.
+ */
+function declaredIpv6(body: Body): { ip: string }[] {
+  const status = body.status as { podIPs?: unknown } | undefined;
+  const list = Array.isArray(status?.podIPs) ? status.podIPs as unknown[] : [];
+  return list.flatMap((e) => {
+    const ip = typeof e === 'object' && e !== null ? (e as { ip?: unknown }).ip : undefined;
+    return typeof ip === 'string' && ip.includes(':') ? [{ ip }] : [];
+  });
 }
 
 export function renderScheduled(plan: ClusterPlan, manifests: readonly ManifestFile[]): ManifestFile[] {
@@ -36,8 +49,9 @@ export function renderScheduled(plan: ClusterPlan, manifests: readonly ManifestF
       const ns = typeof body.metadata?.namespace === 'string' ? body.metadata.namespace : 'default';
       const pod = byKey.get(`${ns}/${String(body.metadata?.name)}`);
       if (pod === undefined) continue;
+      body.metadata = { ...body.metadata, uid: pod.uid };
       body.spec = { ...body.spec, nodeName: pod.node };
-      body.status = { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }] };
+      body.status = { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }, ...declaredIpv6(body)] };
     }
     const base = m.path.split('/').pop()?.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.json$/, '.yaml') ?? 'manifest.yaml';
     return { path: `${String(i + 1).padStart(2, '0')}-${base}`, text: bodies.map((b) => stringify(b)).join('---\n') };

@@ -9,7 +9,7 @@ import type { ClusterPlan } from './plan.ts';
 
 export const SIM_RUN_DIR = process.env.WEFT_SIM_RUN_DIR ?? '/run/weft/sim';
 
-export type MeshMode = 'off' | 'ebpf' | 'iptables';
+export type MeshMode = 'off' | 'auto' | 'ebpf' | 'iptables';
 
 export interface ClusterState {
   readonly version: 1;
@@ -23,6 +23,10 @@ export interface ClusterState {
   readonly mesh_processes: Readonly<Record<string, number>>;
   /** Extra flags every agent of this cluster gets (`sim up --agent-args`). */
   readonly agentArgs: readonly string[];
+  /** PIDs of add-ons (`sim up --prometheus`: prometheus, its port-forward), by name. */
+  readonly addons?: Readonly<Record<string, number>>;
+  /** The host's loopback URL of the cluster's Prometheus, when it runs one. */
+  readonly prometheusUrl?: string;
 }
 
 export function clusterDir(name: string): string {

@@ -2,7 +2,7 @@
 // metrics / readiness / admin HTTP endpoints.
 
 export { TelemetryErrors, telemetryError, type TelemetryErrorCode } from './errors.ts';
-export type { ByteSource, ConnectionDescription, PeerRef, RequestDescription, RequestOutcome, ServiceRef } from './types.ts';
+export type { ByteSource, ConnectionDescription, PeerRef, ServiceRef } from './types.ts';
 export { DENIED_FLAG } from './types.ts';
 export { DEFAULT_DURATION_BUCKETS, PairStats, TCP_LABEL_NAMES, TcpMetrics, type TcpLabelName, type TcpLabels, type TcpMetricsOptions } from './tcp-metrics.ts';
 export { ConnectionRecordImpl, ConnectionTelemetry, type ConnectionTelemetryOptions } from './connection-telemetry.ts';
@@ -15,3 +15,10 @@ export {
 export { BatchedLog, type BatchedLogOptions, type LogTarget } from './batched-log.ts';
 export { collectProcessMetrics } from './process-metrics.ts';
 export { CertificateMetrics, type CertificateMetricEvent } from './certificate-metrics.ts';
+export { OverloadTelemetry, type OverloadLimits, type OverloadTelemetryOptions } from './overload-telemetry.ts';
+export { startTracing, tracingRequested, type Tracing, type TracingOptions } from './tracing.ts';
+export { ConnectionTracer, type ConnectionTracerOptions } from './connection-tracer.ts';
+export { composeObservers, composeRequestObservers, type RequestObserverLike } from './observers.ts';
+export type { ObservedConnection, Observer, TraceCarrier } from './types.ts';
+export { RequestTracer, type RequestTracerOptions } from './request-tracer.ts';
+export type { IncomingRequest, ObservedRequest, OutgoingTraceHeaders, RequestDescription, RequestOutcome } from './types.ts';

@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 
 import { systemClock, type Clock } from '../core/clock.ts';
 import { RequestMetrics } from './request-metrics.ts';
-import type { PeerRef, RequestDescription, RequestOutcome } from './types.ts';
+import type { IncomingRequest, PeerRef, RequestDescription, RequestOutcome } from './types.ts';
 
 export interface RequestTelemetryOptions {
   readonly registry: Registry;
@@ -40,8 +40,8 @@ export class RequestTelemetry {
     this.#accessLog = options.accessLog ?? true;
   }
 
-  /** A request's head arrived: the clock starts now. */
-  request(): RequestRecordImpl {
+  /** A request's head arrived: the clock starts now. (Headers are not read: labels come from describe.) */
+  request(_incoming?: IncomingRequest): RequestRecordImpl {
     return new RequestRecordImpl(this, this.#clock.monotonic());
   }
 

@@ -11,18 +11,17 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { dirname, join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { needsRoot } from '../support/root.ts';
 import { simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
 import { runInside, alive } from '../../src/sim/processes.ts';
 import { parseCgroupTree, type CgroupTreeEntry } from '../../src/redirect/bpftool.ts';
+import { AccessLog, configDump, curl, escape, until, within, type Pod } from './capture-support.ts';
 
 type Mode = 'ebpf' | 'iptables';
-type Pod = SimStatus['pods'][number];
 type Status = SimStatus & { meshProcesses: Record<string, number> };
 
 const HELLO_VIP = '198.19.0.11';
@@ -79,116 +78,6 @@ spec:
   containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
 `).join('')}`;
 
-// ---- running things in pods -------------------------------------------------------------
-
-interface Ran {
-  readonly status: number;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly ms: number;
-}
-
-/**
- * Runs a command in a pod the way `weft sim exec` does (same code: its cgroup, then its
- * network namespace), without starting a CLI process for each of the many curls.
- */
-async function inPodFast(pod: Pod, command: readonly string[], timeoutMs = 15_000): Promise<Ran> {
-  const started = performance.now();
-  const { child, done } = runInside({ cgroup: pod.cgroup, netns: pod.netns }, command, ['ignore', 'pipe', 'pipe']);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (b: Buffer) => { stdout += b.toString(); });
-  child.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const status = await done;
-  clearTimeout(timer);
-  return { status, stdout, stderr, ms: performance.now() - started };
-}
-
-interface Curl extends Ran {
-  readonly body: string;
-  /** The client's local port, as curl saw it (0 when it did not connect). */
-  readonly localPort: number;
-}
-
-async function curl(pod: Pod, url: string, maxSeconds = 5): Promise<Curl> {
-  const r = await inPodFast(pod, ['curl', '-sS', '-m', String(maxSeconds), '-w', '\n%{local_port}', url]);
-  const lines = r.stdout.split('\n');
-  const localPort = Number(lines.pop());
-  return { ...r, body: lines.join('\n'), localPort };
-}
-
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-// ---- the agents' access logs --------------------------------------------------------------
-
-interface Peer {
-  readonly workload?: string;
-  readonly namespace?: string;
-  readonly identity?: string;
-  readonly address?: string;
-}
-
-interface ConnectionRecord {
-  readonly reporter: 'source' | 'destination';
-  readonly src: Peer;
-  readonly dst: Peer;
-  readonly service?: string;
-  readonly security: string;
-  readonly bytes_sent: number;
-  readonly bytes_received: number;
-  readonly flags: string;
-}
-
-/** The access-log records an agent wrote after mark(). */
-class AccessLog {
-  readonly #file: string;
-  #offset = 0;
-
-  constructor(file: string) {
-    this.#file = file;
-  }
-
-  mark(): void {
-    this.#offset = existsSync(this.#file) ? statSync(this.#file).size : 0;
-  }
-
-  records(): ConnectionRecord[] {
-    const size = statSync(this.#file).size;
-    if (size <= this.#offset) return [];
-    const buf = Buffer.alloc(size - this.#offset);
-    const fd = openSync(this.#file, 'r');
-    try {
-      readSync(fd, buf, 0, buf.length, this.#offset);
-    } finally {
-      closeSync(fd);
-    }
-    const out: ConnectionRecord[] = [];
-    for (const line of buf.toString().split('\n')) {
-      // One line per connection, or per request for HTTP (then the connection's own line is debug-level).
-      if (!line.includes('"msg":"connection"') && !line.includes('"msg":"request"')) continue;
-      try {
-        out.push(JSON.parse(line) as ConnectionRecord);
-      } catch {
-        // a line still being written
-      }
-    }
-    return out;
-  }
-
-  /** Waits until `count` records are there, then a little longer so that extra ones (a loop) show too. */
-  async settle(count: number, timeoutMs = 5000): Promise<ConnectionRecord[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.records().length < count && Date.now() < deadline) await sleep(50);
-    await sleep(count === 0 ? 800 : 400);
-    return this.records();
-  }
-
-  text(): string {
-    return readFileSync(this.#file, 'utf8');
-  }
-}
-
 // ---- the node's capture state --------------------------------------------------------------
 
 function bpftoolTree(cgroup: string): CgroupTreeEntry[] {
@@ -207,38 +96,17 @@ function natRules(netns: string): string {
   return execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
 }
 
-async function configDump(netns: string): Promise<{ capture: { mode: string; enrolled: string[] } }> {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, 'curl', '-sS', '-m', '5', 'http://127.0.0.1:15000/config_dump'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`config_dump in ${netns}: ${r.stderr}`);
-  return Promise.resolve(JSON.parse(r.stdout) as { capture: { mode: string; enrolled: string[] } });
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A process's start time in clock ticks since boot (/proc/PID/stat field 22); PIDs wrap, this does not. */
 function startTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+}
+
+/** The agent runs as a DaemonSet pod: SO_ORIGINAL_DST is answered on its pod's cgroup (its container's parent). */
+function agentPodCgroup(s: SimStatus): string {
+  const container = s.meshCgroups['agent/node-1'];
+  if (container === undefined) throw new Error('sim status names no cgroup for agent/node-1');
+  return dirname(container);
 }
 
 async function status(name: string): Promise<Status> {
@@ -355,7 +223,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     assert.deepEqual(recs.map((x) => x.src.address).sort(), ports.map((p) => `${client.ip}:${p}`).sort());
     if (mode === 'ebpf') {
       // The agent's cgroup answers SO_ORIGINAL_DST and is never redirected.
-      const agentCgroup = join(node1.cgroup, 'agent');
+      const agentCgroup = agentPodCgroup(s);
       assert.deepEqual(attachedAt(agentCgroup).map((a) => a.type), ['getsockopt']);
     } else {
       // Rules match enrolled pods' source addresses arriving from the bridge; the agent's own
@@ -410,7 +278,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   await t.test('an agent killed with SIGKILL and restarted reclaims its capture and works', async () => {
     const pins = join(PIN_BASE, `${name}-node-1`);
     const before = mode === 'ebpf' ? attachedAt(client.cgroup) : [];
-    if (mode === 'ebpf') assert.deepEqual(before.map((a) => a.type), ['connect4', 'getpeername4', 'sock_ops']);
+    if (mode === 'ebpf') assert.deepEqual(before.map((a) => a.type), ['connect4', 'connect6', 'getpeername4', 'getpeername6', 'sock_ops']);
     const killed = (await status(name)).meshProcesses['agent/node-1'];
     log1.mark();
     await mesh(name, 'restart', 'agent/node-1', '--kill');
@@ -420,7 +288,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
       assert.ok(existsSync(pins), 'the pins outlived the killed agent');
       assert.match(restartLog, /adopting the eBPF capture a previous agent left/);
       assert.deepEqual(attachedAt(client.cgroup), before, 'the same programs, attached once (no duplicates)');
-      assert.deepEqual(attachedAt(join(node1.cgroup, 'agent')).map((a) => a.type), ['getsockopt']);
+      assert.deepEqual(attachedAt(agentPodCgroup(s)).map((a) => a.type), ['getsockopt']);
     } else {
       assert.match(restartLog, /adopted enrolled pods from existing WEFT chains/);
       const nat = natRules(node1.netns);
@@ -492,7 +360,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
         return info.id;
       })
       : [];
-    if (mode === 'ebpf') assert.equal(progIds.length, 4);
+    if (mode === 'ebpf') assert.equal(progIds.length, 6);
     const d = await weft(['sim', 'down', '--name', name]);
     assert.equal(d.status, 0, d.stderr);
     const pins = existsSync(PIN_BASE) ? readdirSync(PIN_BASE).filter((e) => e.startsWith(`${name}-`)) : [];

@@ -362,7 +362,7 @@ test('control plane and identity on a 3-node mesh', async (t) => {
     const mark = c.log('control.log').length;
     c.writeManifest('50-bump.yaml', `${bumpService(port + 1)}  selector: [unclosed\n`);
     const yamlProblem = await waitFor(() => c.log('control.log').slice(mark).map((l) => l.problem).find((p): p is string => typeof p === 'string'), 'a YAML problem in control.log', 5_000);
-    assert.match(yamlProblem, /50-bump\.yaml: document 1: invalid YAML/);
+    assert.match(yamlProblem, /50-bump\.yaml:\d+:\d+: document 1: invalid YAML/);
     assert.match(yamlProblem, /keeping this file's last good objects/);
     await sleep(500);
     for (const d of await c.dumps()) {

@@ -20,3 +20,46 @@ test('the demo: every request through the mesh answers, and teardown is complete
   assert.match(r.stdout, /metrics: +nsenter --net=\/run\/netns\/weft-\w+-n-node-1 curl -s http:\/\/198\.18\.1\.1:15020\/metrics/);
   assert.doesNotMatch(execFileSync('ip', ['netns', 'list']).toString(), new RegExp(`weft-${name}-`));
 });
+
+test('the demo prints the dashboard URL, serves it while it runs, and relays traces to a collector on loopback', { timeout: 240_000 }, async (t) => {
+  if (!needsRoot(t, ['curl', 'nsenter'])) return;
+  const { startOtlpReceiver } = await import('../support/otlp-receiver.ts');
+  const { spawn } = await import('node:child_process');
+  const { createInterface } = await import('node:readline');
+  const { WEFT } = await import('../support/sim.ts');
+  const receiver = await startOtlpReceiver('127.0.0.1', 0);
+  t.after(() => receiver.close());
+  const name = uniqueName('d');
+  t.after(async () => { await weft(['sim', 'down', '--name', name]); });
+  const demo = spawn(WEFT, ['demo', '--name', name, '--duration', '20'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`, OTEL_BSP_SCHEDULE_DELAY: '500' },
+  });
+  const lines: string[] = [];
+  const exited = new Promise<number>((resolve) => demo.once('close', (code) => resolve(code ?? -1)));
+  const dashboard = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: demo.stdout }).on('line', (line) => {
+      lines.push(line);
+      const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(line);
+      if (m !== null) resolve(m[1]);
+    });
+    void exited.then(() => reject(new Error(`the demo ended without a dashboard line:\n${lines.join('\n')}`)));
+  });
+  assert.ok(lines.some((l) => /traces: +one span per connection on each agent, exported to your collector at http:\/\/127\.0\.0\.1:\d+/.test(l)), lines.join('\n'));
+  // The dashboard answers on the printed URL while the demo runs, with the demo's traffic on it.
+  let edges = 0;
+  for (let i = 0; i < 30 && edges === 0; i++) {
+    const m = await (await fetch(`${dashboard}api/mesh`)).json() as { topology: { edges: { from: string; security: string }[] } };
+    edges = m.topology.edges.filter((e) => e.from === 'workload:demo/echo-1-0').length;
+    if (edges === 0) await new Promise((r) => setTimeout(r, 1000));
+  }
+  assert.ok(edges > 0, 'the dashboard shows the demo client\'s edges');
+  assert.equal(await exited, 0, lines.join('\n'));
+  assert.match(lines.join('\n'), /-- mesh: node-1: .*spans exported/);
+  // Traces reached the collector on the host's loopback: spans from both agents.
+  await receiver.waitFor((s) => s.some((x) => x.attributes['weft.node'] === 'node-1') && s.some((x) => x.attributes['weft.node'] === 'node-2'), 10_000, 'spans from both agents');
+  assert.ok(receiver.spans.every((s) => s.resource['service.name'] === 'weft-agent'));
+  // Nothing is left: the forward's port is closed and the cluster is gone.
+  await assert.rejects(fetch(`${dashboard}api/mesh`));
+  assert.doesNotMatch(execFileSync('ip', ['netns', 'list']).toString(), new RegExp(`weft-${name}-`));
+});

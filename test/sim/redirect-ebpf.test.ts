@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
   Agent, attachedWeftPrograms, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT,
-  GATEWAY, natRules, parseEcho, peerNameFrom, startEchoServer, target, timingSummary, VIP, type Topology,
+  GATEWAY, mappedFrom, natRules, parseEcho, peerNameFrom, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
 const PINS = (topo: Topology) => join('/sys/fs/bpf/weft', topo.id);
@@ -48,6 +48,19 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
     assert.equal(await peerNameFrom(topo, a, VIP, 80), `${VIP}:80`);
     assert.equal(await peerNameFrom(topo, a, b.ip, 8080), `${b.ip}:8080`);
     assert.equal(agent.captured().length, 2, 'both connections were captured');
+  });
+
+  await t.test('a dual-stack AF_INET6 socket dialling a v4-mapped address is captured the same way', async () => {
+    agent.events.length = 0;
+    const viaVip = await mappedFrom(topo, a, VIP, 80);
+    assert.equal(viaVip.peer, `::ffff:${VIP}:80`, 'getpeername still shows the address it dialled');
+    assert.equal((JSON.parse(viaVip.body) as { remote: string }).remote, GATEWAY, 'b saw the agent');
+    const direct = await mappedFrom(topo, a, b.ip, 8080);
+    assert.equal(direct.peer, `::ffff:${b.ip}:8080`);
+    assert.deepEqual(agent.captured(), [
+      { event: 'captured', client: a.ip, original: { address: VIP, port: 80 } },
+      { event: 'captured', client: a.ip, original: { address: b.ip, port: 8080 } },
+    ]);
   });
 
   await t.test('a service VIP that routes nowhere is captured', async () => {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
 import {
-  Agent, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT, GATEWAY, natRules,
+  Agent, B_EXCLUDED_IP, buildTopology, curlFrom, destroyTopology, ensureBuilt, EXCLUDED_PORT, GATEWAY, mappedFrom, natRules,
   parseEcho, peerNameFrom, startEchoServer, target, timingSummary, VIP, type Topology,
 } from './redirect-support.ts';
 
@@ -53,6 +53,19 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
     assert.equal(await peerNameFrom(topo, a, VIP, 80), `${VIP}:80`);
     assert.equal(await peerNameFrom(topo, a, b.ip, 8080), `${b.ip}:8080`);
     assert.equal(agent.captured().length, 2, 'both connections were captured');
+  });
+
+  await t.test('a dual-stack AF_INET6 socket dialling a v4-mapped address is captured the same way', async () => {
+    agent.events.length = 0;
+    const viaVip = await mappedFrom(topo, a, VIP, 80);
+    assert.equal(viaVip.peer, `::ffff:${VIP}:80`, 'getpeername still shows the address it dialled');
+    assert.equal((JSON.parse(viaVip.body) as { remote: string }).remote, GATEWAY, 'b saw the agent');
+    const direct = await mappedFrom(topo, a, b.ip, 8080);
+    assert.equal(direct.peer, `::ffff:${b.ip}:8080`);
+    assert.deepEqual(agent.captured(), [
+      { event: 'captured', client: a.ip, original: { address: VIP, port: 80 } },
+      { event: 'captured', client: a.ip, original: { address: b.ip, port: 8080 } },
+    ]);
   });
 
   await t.test('a service VIP (routed) is captured', async () => {

@@ -169,6 +169,41 @@ export function peerNameFrom(topo: Topology, pod: Pod, address: string, port: nu
   });
 }
 
+const MAPPED_CLIENT = `
+import json, socket, sys
+address, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.settimeout(4)
+s.connect(('::ffff:' + address, port))
+peer = s.getpeername()
+s.sendall(b'GET / HTTP/1.0\\r\\nHost: weft\\r\\n\\r\\n')
+data = b''
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(json.dumps({'peer': '%s:%d' % (peer[0], peer[1]), 'body': data.split(b'\\r\\n\\r\\n', 1)[-1].decode()}))
+`;
+
+/**
+ * A plain AF_INET6 (dual-stack) socket in a pod dialling `::ffff:<address>`, as gRPC's C
+ * core and Java do for an IPv4 destination: what getpeername() says and the reply body.
+ */
+export function mappedFrom(topo: Topology, pod: Pod, address: string, port: number): Promise<{ peer: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', inside(pod.cgroup, pod.netns, ['python3', '-c', MAPPED_CLIENT, address, String(port)]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    topo.children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { peer: string; body: string }) : reject(new Error(`AF_INET6 client exited ${code}: ${err.trim().split('\n').pop() ?? ''}`))));
+  });
+}
+
 /** What pod b's server answers: who it saw connecting, on which local address. */
 export interface Echo {
   readonly server: string;

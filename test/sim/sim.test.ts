@@ -34,9 +34,11 @@ test('2 nodes x 3 pods: pods reach pods across nodes, VIPs route nowhere, down r
   const to = s.pods.find((p) => p.node === 'node-2');
   assert.ok(from && to);
 
-  // The workload runs in its pod's cgroup.
+  // The workload runs in its container's cgroup, inside its pod's, named as the kubelet (systemd driver) names them.
   const cg = await inPod(name, from.name, ['cat', '/proc/self/cgroup']);
-  assert.match(cg.stdout, new RegExp(`0::/weft-${name}/node-1/pod-${from.namespace}\\.${from.name}\\n`));
+  assert.equal(from.cgroup, join(findCgroup2Mount() ?? '', `weft-${name}/node-1/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${from.uid.replaceAll('-', '_')}.slice`));
+  assert.match(cg.stdout, new RegExp(`0::${from.containerCgroup.slice((findCgroup2Mount() ?? '').length).replace(/\./g, '\\.')}\\n`));
+  assert.match(from.containerCgroup, /\/cri-containerd-[0-9a-f]{64}\.scope$/);
 
   const r = await inPod(name, from.name, ['curl', '-s', '-m', '5', `http://${to.ip}:8080/`]);
   assert.equal(r.status, 0, r.stderr);

@@ -39,8 +39,13 @@ export interface SimStatus {
   name: string;
   mesh: string;
   nodes: { name: string; ip: string; netns: string; bridgeIp: string; cgroup: string }[];
-  pods: { name: string; namespace: string; node: string; ip: string; netns: string; serviceAccount: string; labels: Record<string, string>; enrolled: boolean; cgroup: string; pid: number }[];
+  cgroupDriver: string;
+  pods: { name: string; namespace: string; node: string; ip: string; netns: string; serviceAccount: string; labels: Record<string, string>; enrolled: boolean; uid: string; qos: string; cgroup: string; containerCgroup: string; pid: number }[];
   services: { name: string; namespace: string; vip: string; ports: { port: number; targetPort: number }[] }[];
+  /** The cgroup each mesh process runs in, by component (`control`, `agent/<node>`). */
+  meshCgroups: Record<string, string>;
+  /** Where agents reach the control plane and the CA file that verifies it; absent without a mesh. */
+  control?: { address: string; caFile: string };
 }
 
 /** Brings a cluster up for the test and registers its removal; returns its status. */

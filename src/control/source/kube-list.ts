@@ -69,6 +69,8 @@ export interface ListRequest {
   readonly pageSize: number;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
+  /** What of each item to keep (default: all of it). */
+  readonly keep?: (item: Record<string, unknown>) => Record<string, unknown>;
 }
 
 /** Every item of a collection, following `continue` tokens; items get the kind and apiVersion lists leave out. */
@@ -88,7 +90,7 @@ export async function listAll(r: ListRequest): Promise<RawList> {
     }
     // A paginated list is one consistent snapshot at the first page's resourceVersion.
     resourceVersion ??= typeof page.metadata.resourceVersion === 'string' ? page.metadata.resourceVersion : '';
-    for (const item of page.items) if (isRecord(item)) items.push({ ...item, kind: r.kind, apiVersion: r.apiVersion });
+    for (const item of page.items) if (isRecord(item)) items.push({ ...(r.keep === undefined ? item : r.keep(item)), kind: r.kind, apiVersion: r.apiVersion });
     cont = typeof page.metadata.continue === 'string' && page.metadata.continue !== '' ? page.metadata.continue : undefined;
   } while (cont !== undefined);
   return { metadata: { resourceVersion: resourceVersion ?? '' }, items };

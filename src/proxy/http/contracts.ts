@@ -145,16 +145,33 @@ export interface RequestOutcome {
   readonly detail?: string;
 }
 
+/** The request as it arrived here, for an observer that reads headers (tracing continues their context). */
+export interface IncomingRequest {
+  readonly reporter: 'source' | 'destination';
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string | undefined;
+  readonly headers: RequestHeaders;
+}
+
+/** Trace headers for the request sent on: `remove` these first, then `set` these. */
+export interface OutgoingTraceHeaders {
+  readonly set: Readonly<Record<string, string>>;
+  readonly remove: readonly string[];
+}
+
 /** One record per request, written once. */
 export interface RequestRecord {
   /** Who and what, once the destination is known (the first call wins; finish fills in if never called). */
   describe(description: RequestDescription): void;
   finish(outcome: RequestOutcome): void;
+  /** The trace context to send on with the request; undefined (or absent) when not traced. */
+  traceHeaders?(): OutgoingTraceHeaders | undefined;
 }
 
 export interface RequestObserver {
   /** Called when a request's head has arrived; the clock starts here. */
-  request(): RequestRecord;
+  request(incoming: IncomingRequest): RequestRecord;
 }
 
 export const NO_REQUEST_TELEMETRY: RequestObserver = Object.freeze({

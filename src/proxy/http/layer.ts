@@ -19,13 +19,13 @@ import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunne
 import { resetSide, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
 import {
-  NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RouteDecider,
+  NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RequestRecord, type RouteDecider,
 } from './contracts.ts';
 import { H1Downstream } from './downstream-h1.ts';
 import { serveH2 } from './downstream-h2.ts';
 import { Exchange, composeSteps, type DownstreamRequest, type HttpConnection, type RequestStep } from './exchange.ts';
 import { forwardStep } from './forward-step.ts';
-import { endToEndRequestHeaders, first, isGrpc } from './headers.ts';
+import { endToEndRequestHeaders, first, isGrpc, type OutHeaders } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
 import type { ResponseSink } from './messages.ts';
 import { RequestBalancer } from './request-balancer.ts';
@@ -64,6 +64,15 @@ interface ConnectionContext {
   readonly accepted: Accepted;
   readonly pipeline: (x: Exchange) => Promise<void>;
   readonly steps: readonly RequestStep[];
+}
+
+/** The outgoing headers with the request record's trace context (this hop's span) in place of the client's. */
+function withTraceHeaders(headers: OutHeaders, record: RequestRecord): OutHeaders {
+  const trace = record.traceHeaders?.();
+  if (trace === undefined) return headers;
+  for (const name of trace.remove) delete headers[name];
+  Object.assign(headers, trace.set);
+  return headers;
 }
 
 /** A signal that fires when either does, and how to stop listening. */
@@ -182,10 +191,10 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   }
 
   async #request(ctx: ConnectionContext, req: DownstreamRequest, sink: ResponseSink, requestSignal: AbortSignal): Promise<void> {
-    const record = this.#observer.request();
+    const record = this.#observer.request({ reporter: ctx.connection.reporter, method: req.method, path: req.path, authority: req.authority, headers: req.headers });
     const signal = either(requestSignal, ctx.accepted.signal);
     const x = new Exchange(ctx.connection, ctx.accepted.live, req, sink, record, signal.signal, {
-      path: req.path, authority: req.authority, headers: endToEndRequestHeaders(req.headers),
+      path: req.path, authority: req.authority, headers: withTraceHeaders(endToEndRequestHeaders(req.headers), record),
     });
     try {
       await ctx.pipeline(x);
@@ -222,13 +231,13 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   async #upgrade(ctx: ConnectionContext, req: IncomingMessage, socket: SpliceSide, head: Buffer): Promise<Ending> {
     let ending: Ending | undefined;
     const sink = new RawResponseSink(socket);
-    const record = this.#observer.request();
+    const record = this.#observer.request({ reporter: ctx.connection.reporter, method: req.method ?? 'GET', path: req.url ?? '/', authority: first(req.headers.host), headers: req.headers });
     const request: DownstreamRequest = {
       version: 'h1', method: req.method ?? 'GET', path: req.url ?? '/', authority: first(req.headers.host), headers: req.headers,
       grpc: isGrpc(req.headers['content-type']), body: undefined, sendContinue: () => undefined,
     };
     const x = new Exchange(ctx.connection, ctx.accepted.live, request, sink, record, ctx.accepted.signal, {
-      path: request.path, authority: request.authority, headers: endToEndRequestHeaders(req.headers),
+      path: request.path, authority: request.authority, headers: withTraceHeaders(endToEndRequestHeaders(req.headers), record),
     });
     const pipeline = composeSteps([...ctx.steps, upgradeStep({
       nodeName: this.#nodeName, mesh: this.#deps.mesh, authorize: this.#deps.authorize, balancer: this.#balancer,

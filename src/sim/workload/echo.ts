@@ -2,6 +2,8 @@
 //   GET /          -> "hello from <pod> ns=<namespace> node=<node> client=<ip:port>\n"
 //   GET /bytes/N   -> N bytes (for transfers and benchmarks)
 //   POST|PUT /     -> the request body, streamed back (for copy-correctness checks)
+// A request with an `x-weft-echo` header also gets the request as the pod saw it, for route
+// tests: `x-weft-path` (the request target) and `x-weft-request-headers` (its headers, JSON).
 // It touches $WEFT_READY_FILE once listening, so the simulator knows it is up.
 
 import { createServer } from 'node:http';
@@ -16,6 +18,10 @@ const chunk = Buffer.alloc(64 * 1024, 'x');
 
 const server = createServer((req, res) => {
   res.setHeader('x-weft-pod', pod);
+  if (req.headers['x-weft-echo'] !== undefined) {
+    res.setHeader('x-weft-path', req.url ?? '');
+    res.setHeader('x-weft-request-headers', JSON.stringify(req.headers));
+  }
   if (req.method === 'POST' || req.method === 'PUT') {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     req.pipe(res);

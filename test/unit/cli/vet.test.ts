@@ -131,7 +131,7 @@ test('a directory with five distinct mistakes reports all five, each with file, 
   const bad = (f: string) => join(dir, 'bad', f);
   assert.deepEqual(r.lines.slice(0, -1).sort(), [
     `${bad('policy.yaml')}: AuthorizationPolicy/shop/from-nobody: spec.rules[0].from[0].source.principals[0]: no ServiceAccount or Pod has service account shop/nobody`,
-    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy)`,
+    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy, PeerAuthentication, HTTPRoute, GRPCRoute)`,
     `${bad('services.yaml')}: Service/shop/ghost: spec.selector: selects no Pod in namespace shop (app=ghost), so the Service has no endpoints`,
     `${bad('services.yaml')}: Service/shop/loop: spec.clusterIP: "127.0.0.10" cannot be a cluster IP: it is a loopback address`,
     `${bad('services.yaml')}: Service/shop/web-copy: spec.clusterIP: 198.19.0.10 is already the cluster IP of Service shop/web`,
@@ -180,4 +180,98 @@ test('runs as a process: exit status 1 on problems', async (t) => {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, dir], { encoding: 'utf8' });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stdout, /weft vet: 2 problems in 1 file/);
+});
+
+const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - backendRefs: [{name: web, port: 80, weight: 90}, {name: web-v2, port: 80, weight: 10}]
+  - matches: [{path: {type: PathPrefix, value: /off}}]
+    backendRefs: [{name: web, port: 80, weight: 0}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-a-gateway, namespace: shop}
+spec:
+  parentRefs: [{name: public}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules: [{matches: [{method: {service: "a/b"}}]}]
+`;
+
+test('routes: unknown backend, parent not a Service, weights summing to 0, a refused route; and where status goes', async (t) => {
+  const dir = await dirWith(t, { 'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'services.yaml': GOOD_SERVICES, 'routes.yaml': ROUTES });
+  const r = await vet([dir]);
+  assert.equal(r.code, 1);
+  const at = join(dir, 'routes.yaml');
+  assert.deepEqual(r.lines.slice(0, -2), [
+    `${at}: GRPCRoute/shop/broken: spec.rules[0].matches[0].method.service: must match ^\\.?[a-z_][a-z_0-9]*(\\.[a-z_][a-z_0-9]*)*$`,
+    `${at}: HTTPRoute/shop/canary: spec.rules[0].backendRefs[1]: Service shop/web-v2 does not exist: requests sent there get 500`,
+    `${at}: HTTPRoute/shop/canary: spec.rules[1].backendRefs: weights sum to 0: every request this rule matches gets 500`,
+    `${at}: HTTPRoute/shop/to-a-gateway: spec.parentRefs[0]: is a gateway.networking.k8s.io/Gateway; weft serves routes whose parent is a Service (GAMMA, group "" kind Service), so it ignores this parent`,
+  ]);
+  assert.match(r.lines.at(-2) ?? '', /route status .* is written back only by `weft control --kubernetes`/);
+  assert.equal(r.lines.at(-1), 'weft vet: 4 problems in 1 file (8 objects in 4 files accepted)');
+});
+
+test('hostile files: each is reported as its own problem, naming the limit, the rest is still vetted, and no stack trace is printed', async (t) => {
+  const { aliasBomb } = await import('../model/hostile-yaml.ts');
+  const dir = await dirWith(t, {
+    'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'services.yaml': GOOD_SERVICES, 'bomb.yaml': aliasBomb(),
+    'deep.yaml': `a: ${'['.repeat(30_000)}${']'.repeat(30_000)}\n`, 'broken.yaml': 'kind: Pod\nmetadata:\n  name: a\n   bad: x\n',
+  });
+  await writeFile(join(dir, 'huge.yaml'), Buffer.alloc(50 * 1000 * 1000, '#'));
+  const main = join(import.meta.dirname, '../../../src/cli/main.ts');
+  const r = spawnSync(process.execPath, [main, 'vet', dir], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr, '', 'nothing on stderr');
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.deepEqual(lines.slice(0, -1), [
+    `${join(dir, 'bomb.yaml')}: refused: document 1 expands YAML aliases past the limit of 100 (Excessive alias count indicates a resource exhaustion attack) [WEFT_MANIFEST_ALIAS_LIMIT]`,
+    `${join(dir, 'broken.yaml')}:3:9: document 1: invalid YAML: Nested mappings are not allowed in compact mappings (and 1 more in this document) [WEFT_MANIFEST_BAD_YAML]`,
+    `${join(dir, 'deep.yaml')}: refused: document 1 nests deeper than the YAML parser can follow (the limit is 64 levels) [WEFT_MANIFEST_TOO_DEEP]`,
+    `${join(dir, 'huge.yaml')}: refused unread: 47.7 MiB is over the limit of 4 MiB per manifest file [WEFT_MANIFEST_FILE_TOO_LARGE]`,
+  ]);
+  assert.equal(lines.at(-1), 'weft vet: 4 problems in 4 files (6 objects in 7 files accepted)');
+  assert.doesNotMatch(r.stdout, /\n\s+at /, 'no stack frames');
+});
+
+test('PeerAuthentication: vet names a bad mode, a selector matching nothing, and two policies at one scope', async (t) => {
+  const PAS = `apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: typo, namespace: shop}
+spec: {mtls: {mode: STRICTLY}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: a-strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: b-permissive, namespace: shop}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: nobody, namespace: shop}
+spec: {selector: {matchLabels: {app: nobody}}, mtls: {mode: STRICT}}
+`;
+  const dir = await dirWith(t, { 'ns.yaml': NAMESPACES, 'pods.yaml': PODS, 'pa.yaml': PAS });
+  const r = await vet([dir]);
+  assert.equal(r.code, 1);
+  const file = join(dir, 'pa.yaml');
+  assert.deepEqual(r.lines.slice(0, -1), [
+    `${file}: PeerAuthentication/shop/typo: spec.mtls.mode: must be one of STRICT, PERMISSIVE, UNSET, got "STRICTLY"`,
+    `${file}: PeerAuthentication/shop/b-permissive: spec: conflicts with PeerAuthentication shop/a-strict: both are namespace-wide in shop (no selector); only shop/a-strict (first by name, mode STRICT) is used, this one (mode PERMISSIVE) is ignored`,
+    `${file}: PeerAuthentication/shop/nobody: spec.selector.matchLabels: selects no Pod in namespace shop (app=nobody), so it applies to nothing`,
+  ]);
 });

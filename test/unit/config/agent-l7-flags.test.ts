@@ -21,7 +21,7 @@ test('agent flags: --l7 off, --sniff-ms 20', () => {
 });
 
 const bad: Array<[Record<string, string>, RegExp]> = [
-  [{ l7: 'yes' }, /--l7 "yes": must be on or off/],
+  [{ l7: 'yes' }, /--l7 "yes": must be one of on, off/],
   [{ 'sniff-ms': '250' }, /--sniff-ms "250": must be a whole number from 1 to 100/],
   [{ 'sniff-ms': '0' }, /--sniff-ms "0"/],
   [{ 'sniff-ms': 'soon' }, /--sniff-ms "soon"/],

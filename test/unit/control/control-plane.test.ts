@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { decodeAgentResources, runControlPlane, validateAgentResource } from '../../../src/app/control.ts';
-import { controlConfig } from '../../../src/cli/control.ts';
+import { controlConfigFromArgv as controlConfig } from '../../../src/config/control.ts';
 import { ControlClient } from '../../../src/control/client.ts';
 import { CertificateStore, createWorkloadCsr, spiffeId, systemScheduler, type CertificateIssuer } from '../../../src/identity/index.ts';
 import { systemClock } from '../../../src/core/clock.ts';
@@ -44,7 +44,7 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
 
   const config = controlConfig([
     '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--manifests', manifests, '--ca-dir', join(dir, 'ca'),
-    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'),
+    '--tokens', join(dir, 'tokens.json'), '--ready-file', join(dir, 'ready', 'control'), '--dashboard', '127.0.0.1:0',
   ]);
   const plane = await runControlPlane(config, { logger: pino({ level: 'silent' }) });
   t.after(() => plane.close());
@@ -112,24 +112,59 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
   assert.equal(agent.config().resources.has('workload/shop/web-0-1'), true, 'config kept after the control plane left');
 });
 
-test('weft control flags: every refusal names the flag', () => {
+test('weft control flags: every refusal names the flag and the value', () => {
   const base = ['--manifests', '/m', '--ca-dir', '/ca', '--tokens', '/t'];
   const cfg = controlConfig(base);
   assert.equal(cfg.listen, '0.0.0.0:15010');
   assert.deepEqual(cfg.metrics, { host: '0.0.0.0', port: 15014 });
+  assert.deepEqual(cfg.dashboard, { host: '127.0.0.1', port: 15080 }, 'the dashboard is loopback-only by default');
+  assert.equal(controlConfig([...base, '--dashboard', 'off']).dashboard, undefined);
+  assert.deepEqual(controlConfig([...base, '--dashboard', '0.0.0.0:9090']).dashboard, { host: '0.0.0.0', port: 9090 });
   assert.equal(cfg.trustDomain, 'cluster.local');
-  const cases: Array<[string[], RegExp]> = [
+  assert.ok(Object.isFrozen(cfg));
+  assert.deepEqual(cfg.source, { kind: 'manifests', dir: '/m', quietMs: 200, removalGraceMs: 10_000 });
+  assert.deepEqual(controlConfig([...base, '--manifest-quiet-ms', '0', '--removal-grace-ms', '60000']).source, { kind: 'manifests', dir: '/m', quietMs: 0, removalGraceMs: 60_000 });
+  const usage: Array<[string[], RegExp]> = [
     [['--ca-dir', '/ca', '--tokens', '/t'], /exactly one of --manifests DIR or --kubernetes/],
     [[...base, '--kubernetes'], /exactly one of --manifests DIR or --kubernetes/],
-    [['--manifests', '/m', '--ca-dir', '/ca'], /--tokens FILE is required with --manifests/],
-    [['--manifests', '/m', '--tokens', '/t'], /--ca-dir is required/],
-    [[...base, '--listen', '15010'], /--listen must be HOST:PORT/],
-    [[...base, '--metrics', 'x:y'], /--metrics must be PORT or HOST:PORT/],
-    [[...base, '--trust-domain', 'Bad TD'], /--trust-domain must be lowercase/],
-    [[...base, '--kubeconfig', '/k'], /--kubeconfig only goes with --kubernetes/],
+    [['--manifests', '/m', '--tokens', '/t'], /exactly one of --ca-dir DIR or --ca-secret/],
+    [['--kubernetes', '--ca-dir', '/ca', '--ca-secret', 'weft-ca'], /exactly one of --ca-dir DIR or --ca-secret/],
     [[...base, '--bogus'], /Unknown option '--bogus'/],
   ];
-  for (const [argv, message] of cases) assert.throws(() => controlConfig(argv), { code: 'WEFT_CLI_USAGE', message }, argv.join(' '));
-  assert.deepEqual(controlConfig(['--kubernetes', '--ca-dir', '/ca']).source, { kind: 'kubernetes', kubeconfig: undefined });
+  for (const [argv, message] of usage) assert.throws(() => controlConfig(argv), { code: 'WEFT_CLI_USAGE', message }, argv.join(' '));
+  const invalid: Array<[string[], RegExp]> = [
+    [['--manifests', '/m', '--ca-dir', '/ca'], /^--tokens \(not given\): is required with --manifests/],
+    [[...base, '--listen', '15010'], /^--listen "15010": must be HOST:PORT/],
+    [[...base, '--listen', 'h:99999'], /^--listen "h:99999": must be HOST:PORT/],
+    [[...base, '--metrics', 'x:y'], /^--metrics "x:y": must be PORT or HOST:PORT/],
+    [[...base, '--dashboard', 'everywhere'], /^--dashboard "everywhere": must be PORT or HOST:PORT/],
+    [[...base, '--prometheus', 'ftp://p'], /^--prometheus "ftp:\/\/p": must be an http\(s\) URL/],
+    [[...base, '--dashboard', 'off', '--prometheus', 'http://p:9090'], /^--prometheus "http:\/\/p:9090": is for the dashboard/],
+    [[...base, '--trust-domain', 'Bad TD'], /^--trust-domain "Bad TD": must be lowercase/],
+    [[...base, '--kubeconfig', '/k'], /^--kubeconfig "\/k": only goes with --kubernetes/],
+    [[...base, '--log-level', 'loud'], /^--log-level "loud": must be one of fatal, error/],
+    [[...base, '--removal-grace-ms', '5e3'], /^--removal-grace-ms "5e3": must be a whole number from 0 to 3600000/],
+    [[...base, '--manifest-quiet-ms', '1s'], /^--manifest-quiet-ms "1s": must be a whole number from 0 to 60000/],
+    [['--kubernetes', '--ca-dir', '/ca', '--removal-grace-ms', '5'], /^--removal-grace-ms "5": only goes with --manifests/],
+    [['--manifests', '/m', '--ca-secret', 'weft-ca', '--tokens', '/t'], /^--ca-secret "weft-ca": a Secret lives in the Kubernetes API/],
+    [['--kubernetes', '--ca-secret', 'a/b/c'], /^--ca-secret "a\/b\/c": must be NAME or NAMESPACE\/NAME/],
+    [['--kubernetes', '--ca-secret', 'Bad_Name'], /^--ca-secret "Bad_Name": must be NAME or NAMESPACE\/NAME/],
+    [['--kubernetes', '--ca-dir', '/ca', '--tokens', '/t', '--token-audience', 'x'], /^--token-audience "x": goes with TokenReview/],
+    [['--kubernetes', '--ca-dir', '/ca', '--token-audience', 'a b'], /^--token-audience "a b": must be a token audience/],
+    [[...base, '--trust-bundle-configmap', 'weft-ca-root-cert'], /^--trust-bundle-configmap "weft-ca-root-cert": a ConfigMap lives in the Kubernetes API/],
+    [['--kubernetes', '--ca-dir', '/ca', '--trust-bundle-configmap', 'Root_Cert'], /^--trust-bundle-configmap "Root_Cert": must be a ConfigMap name/],
+  ];
+  for (const [argv, message] of invalid) assert.throws(() => controlConfig(argv), { code: 'WEFT_CONFIG_INVALID', message }, argv.join(' '));
+  const k8s = controlConfig(['--kubernetes', '--ca-dir', '/ca']);
+  assert.deepEqual(k8s.source, { kind: 'kubernetes', kubeconfig: undefined });
+  assert.equal(k8s.tokenAudience, 'weft-control');
+  // The Deployment's namespace (downward API) is the Secret's unless the flag names one.
+  assert.deepEqual(controlConfig(['--kubernetes', '--ca-secret', 'weft-ca'], { POD_NAMESPACE: 'mesh' }).caSecret, { namespace: 'mesh', name: 'weft-ca' });
+  assert.deepEqual(controlConfig(['--kubernetes', '--ca-secret', 'weft-ca'], {}).caSecret, { namespace: 'weft-system', name: 'weft-ca' });
+  assert.deepEqual(controlConfig(['--kubernetes', '--ca-secret', 'other/weft-ca'], { POD_NAMESPACE: 'mesh' }).caSecret, { namespace: 'other', name: 'weft-ca' });
+  const full = controlConfig(['--kubernetes', '--ca-secret', 'weft-ca', '--token-audience', 'weft', '--trust-bundle-configmap', 'weft-ca-root-cert', '--server-dns', 'a.svc, b.svc']);
+  assert.equal(full.tokenAudience, 'weft');
+  assert.equal(full.trustBundleConfigMap, 'weft-ca-root-cert');
+  assert.deepEqual(full.serverDnsNames, ['a.svc', 'b.svc']);
 });
 

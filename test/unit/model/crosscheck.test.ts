@@ -56,3 +56,12 @@ test('two Nodes with one address are a problem', () => {
     'extra.yaml: Node/n4: status.addresses: 198.18.0.11 is also the address of Node n1, so tunnels to one would reach the other',
   ]);
 });
+
+test('an enrolled pod with IPv6 addresses is named: its agent will refuse to capture it', () => {
+  const dual = { ...(pod('shop', 'dual', { sa: 'web', node: 'n1', ip: '198.18.1.40' }) as Record<string, unknown>), status: { podIP: '198.18.1.40', podIPs: [{ ip: '198.18.1.40' }, { ip: 'fd00::30' }] } };
+  const outside = { ...(pod('legacy', 'dual', { node: 'n1', ip: '198.18.1.41' }) as Record<string, unknown>), status: { podIP: '198.18.1.41', podIPs: [{ ip: 'fd00::31' }] } };
+  const got = check([dual, outside]);
+  assert.deepEqual(got, [
+    'extra.yaml: Pod/shop/dual: status.podIPs: has IPv6 address(es) fd00::30; weft captures IPv4 only, so the agent refuses to capture this pod (label it weft.dev/mesh: disabled to keep it out of the mesh knowingly)',
+  ], 'only the enrolled one: a pod outside the mesh is not captured anyway');
+});

@@ -67,7 +67,7 @@ test('one bad object rejects only itself', () => {
   const r = parse([file([pod('x', 'good', {}), pod('x', 'bad', { ip: 'nope' }), pod('x', 'also-good', {})])]);
   assert.deepEqual(r.pods.map((p) => p.name), ['good', 'also-good']);
   assert.equal(r.problems.length, 1);
-  assert.equal(formatProblem(r.problems[0] ?? assert.fail()), 'm.yaml: Pod/x/bad: status.podIP: must be an IPv4 address, got "nope"');
+  assert.equal(formatProblem(r.problems[0] ?? assert.fail()), 'm.yaml: Pod/x/bad: status.podIP: must be an IPv4 or IPv6 address, got "nope"');
 });
 
 test('YAML errors name the document; duplicates name the first file', () => {
@@ -89,6 +89,19 @@ test('given the previous objects, an object that turned invalid keeps its last g
   assert.ok(r.problems.every((p) => p.message.endsWith('(keeping the previous version of this object)')));
   const without = parseObjects(next.objects);
   assert.equal(without.pods.length + without.policies.length, 0);
+});
+
+test('a valid version of an object beats an invalid one before it; the previous version is kept only when none is valid', () => {
+  const first = parse([file([pod('x', 'p', { ip: '198.18.0.1' })])]);
+  const bad = pod('x', 'p', { ip: 'oops' });
+  const next = splitManifests([file([bad], 'a.yaml'), file([pod('x', 'p', { ip: '198.18.0.2' })], 'b.yaml')]);
+  const r = parseObjects(next.objects, { previous: first });
+  assert.deepEqual(r.pods.map((p) => p.ip), ['198.18.0.2'], 'the valid one in b.yaml, not the kept version');
+  assert.deepEqual(r.problems.map((p) => [p.file, p.field]), [['a.yaml', 'status.podIP']]);
+  assert.doesNotMatch(r.problems[0]?.message ?? '', /keeping/);
+  const none = parseObjects(splitManifests([file([bad], 'a.yaml'), file([bad], 'b.yaml')]).objects, { previous: first });
+  assert.deepEqual(none.pods.map((p) => p.ip), ['198.18.0.1'], 'none valid: the previous version stays');
+  assert.deepEqual(none.problems.map((p) => [p.file, /keeping/.test(p.message)]), [['a.yaml', true], ['b.yaml', false]]);
 });
 
 test('parseManifests leaves the Kubernetes schema check off unless asked (simulator manifests have no containers)', () => {
@@ -151,4 +164,23 @@ test('Service ports keep appProtocol (the protocol hint) and their names', () =>
   assert.equal(bad.services.length, 0);
   assert.equal(bad.problems[0]?.field, 'spec.ports[0].appProtocol');
   assert.match(bad.problems[0]?.message ?? '', /protocol name/);
+});
+
+test('pod addresses: the IPv4 one from podIP or podIPs; IPv6 ones are kept apart, so capture can refuse the pod', () => {
+  const withStatus = (name: string, status: object): object => ({ ...(pod('x', name, {}) as Record<string, unknown>), status });
+  const r = parse([file([
+    withStatus('v4', { podIP: '198.18.1.10', podIPs: [{ ip: '198.18.1.10' }] }),
+    withStatus('dual', { podIP: '198.18.1.11', podIPs: [{ ip: '198.18.1.11' }, { ip: 'fd00::11' }] }),
+    withStatus('v6-first', { podIP: 'fd00::12', podIPs: [{ ip: 'fd00::12' }, { ip: '198.18.1.12' }] }),
+    withStatus('v6-only', { podIP: 'fd00::13', podIPs: [{ ip: 'fd00::13' }] }),
+    withStatus('bad', { podIP: '198.18.1.14', podIPs: [{ ip: 'not-an-ip' }] }),
+  ])]);
+  assert.deepEqual(r.pods.map((p) => [p.name, p.ip, p.ipv6]), [
+    ['v4', '198.18.1.10', undefined],
+    ['dual', '198.18.1.11', ['fd00::11']],
+    ['v6-first', '198.18.1.12', ['fd00::12']],
+    ['v6-only', undefined, ['fd00::13']],
+  ]);
+  assert.deepEqual(r.problems.map((p) => [p.object, p.field]), [['Pod/x/bad', 'status.podIPs[0].ip']]);
+  assert.match(r.problems[0]?.message ?? '', /must be an IPv4 or IPv6 address, got "not-an-ip"/);
 });

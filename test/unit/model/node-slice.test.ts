@@ -6,6 +6,7 @@ import { meshStateFromContent } from '../../../src/model/state.ts';
 import { authorize, type AuthorizationRequest } from '../../../src/model/authorize.ts';
 import { buildMeshState } from '../../../src/model/state.ts';
 import { parseManifests } from '../../../src/model/manifests.ts';
+import { decideRoute } from '../../../src/model/route-match.ts';
 import { BASE_DOCS, node, NODE_DOCS, parsed, pod, policy, state, yamlOf } from './fixture.ts';
 
 const POLICIES = [
@@ -187,4 +188,52 @@ test('service ports reach the agent with their names and appProtocol', () => {
   const agent = meshStateFromContent(decoded.content);
   assert.deepEqual(agent.serviceByVip('198.19.0.12', 90)?.port, { name: 'grpc-api', port: 90, targetPort: 9000, protocol: 'TCP', appProtocol: 'grpc' });
   assert.deepEqual(agent.serviceByVip('198.19.0.10', 80)?.port, { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' });
+});
+
+test('a pod\'s metadata.uid reaches its agent, which finds the pod\'s cgroup by it', () => {
+  const uid = '0c1e5bd8-7c60-4a51-9a2c-0d1f1e2b3c4d';
+  const withUid = { ...pod('shop', 'web-9', { node: 'n2', ip: '198.18.2.99', labels: { app: 'web' } }) } as { metadata: Record<string, unknown> };
+  withUid.metadata = { ...withUid.metadata, uid };
+  const wire = JSON.parse(JSON.stringify([...nodeResources(state([withUid]), 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  assert.equal(decoded.content.workloads.find((w) => w.key === 'shop/web-9')?.uid, uid);
+  assert.equal(decoded.content.workloads.find((w) => w.key === 'shop/web-2')?.uid, undefined, 'a pod without one has none');
+  const bad = { ...withUid, metadata: { ...withUid.metadata, name: 'web-8', uid: '../../etc' } };
+  const r = parseManifests([{ path: 'x', text: yamlOf([...BASE_DOCS, bad]) }]);
+  assert.deepEqual(r.problems.map((p) => `${p.object} ${p.field}`), ['Pod/shop/web-8 metadata.uid']);
+});
+
+const withVersion = (r: NodeResource, body: object): NodeResource => ({ ...r, body, version: resourceVersion(body) });
+
+test('routes go to the nodes whose callers they affect: producer routes to every meshed node, consumer routes where their namespace has enrolled workloads', () => {
+  const rt = (ns: string, name: string, parentName: string, extra: object = {}) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: ns },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: parentName, namespace: 'shop', ...extra }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/v[0-9]+/.*' } }], backendRefs: [{ name: 'web', namespace: 'shop', port: 80 }] }] },
+  });
+  const s = state([rt('shop', 'producer', 'web'), rt('legacy', 'consumer', 'web'), rt('shop', 'orphan', 'no-such-service')]);
+  const names = (n: string) => nodeSlice(s, n).routes.map((r) => `${r.namespace}/${r.name}`);
+  assert.deepEqual(names('n1'), ['shop/producer'], 'legacy/old-1 on n1 is not enrolled');
+  assert.deepEqual(names('n2'), ['shop/producer']);
+  assert.deepEqual(names('n3'), ['legacy/consumer', 'shop/producer']);
+  const lone = buildMeshState(parseManifests([{ path: 'x', text: yamlOf([...BASE_DOCS, pod('legacy', 'lone', { node: 'n7', ip: '198.18.7.1' }), rt('shop', 'producer', 'web')]) }]));
+  assert.deepEqual(nodeSlice(lone, 'n7').routes, [], 'a node with nothing enrolled gets no routes');
+
+  const wire = JSON.parse(JSON.stringify([...nodeResources(s, 'n3').values()])) as NodeResource[];
+  assert.ok(wire.some((r) => r.type === 'route' && r.name === 'HTTPRoute/legacy/consumer'));
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  const agent = meshStateFromContent(decoded.content);
+  const web = agent.service('shop/web') ?? assert.fail();
+  const req = { method: 'GET', path: '/v2/x', headers: {}, authority: 'web', grpc: false, sourceNamespace: 'legacy' };
+  assert.deepEqual(decideRoute(agent.routeTable(web, 80), req, () => 0.5), decideRoute(s.routeTable(s.service('shop/web') ?? assert.fail(), 80), req, () => 0.5));
+  assert.equal(decideRoute(agent.routeTable(web, 80), req, () => 0.5).route?.name, 'consumer');
+
+  const tampered = wire.map((r) => (r.type === 'route' && r.name === 'HTTPRoute/shop/producer' ? withVersion(r, {
+    ...(r.body as object), rules: [{ name: undefined, matches: [{ path: { type: 'RegularExpression', value: '(' }, headers: [], queryParams: [] }], filters: [], backendRefs: [], timeouts: {} }],
+  }) : r));
+  const bad = decodeNodeResources(tampered);
+  assert.deepEqual(bad.problems.map((p) => p.key), ['route/HTTPRoute/shop/producer']);
+  assert.match(bad.problems[0]?.message ?? '', /RE2/);
+  assert.deepEqual(bad.content.routes?.map((r) => r.name), ['consumer'], 'the bad route alone is rejected');
 });

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { node, NODE_DOCS, state } from './fixture.ts';
+import { BASE_DOCS, node, NODE_DOCS, pod, state, yamlOf } from './fixture.ts';
+import { buildMeshState } from '../../../src/model/state.ts';
+import { parseManifests } from '../../../src/model/manifests.ts';
 
 test('workloads carry enrollment from the namespace or the pod label, and their SPIFFE identity', () => {
   const s = state();
@@ -89,4 +91,15 @@ test('node addresses come from Node objects; nodes() lists nodes with workloads 
   assert.deepEqual(s.nodes(), ['n1', 'n2', 'n3', 'spare']);
   assert.deepEqual(s.workloadsOnNode('spare'), []);
   assert.equal(state().nodeAddress('n1'), undefined, 'no Node objects, no addresses');
+});
+
+test('two pods claiming one IP give the same endpoints whatever order the objects come in', () => {
+  const twins = [
+    pod('shop', 'zz-twin', { sa: 'web', node: 'n3', ip: '198.18.1.10', labels: { app: 'web' } }),
+  ];
+  const a = state(twins);
+  const b = buildMeshState(parseManifests([{ path: 'r.yaml', text: yamlOf([...twins, ...[...BASE_DOCS].reverse()]) }]));
+  assert.deepEqual(a.endpoints('shop/web', 80), b.endpoints('shop/web', 80));
+  assert.equal(a.endpoints('shop/web', 80).find((e) => e.ip === '198.18.1.10')?.workload, 'shop/web-1', 'the first by namespace/name');
+  assert.equal(b.workloadByIp('198.18.1.10')?.key, 'shop/web-1');
 });

@@ -84,10 +84,10 @@ test('registry: an accept gate refuses at once, and is told exactly once when ad
   // Refused at accept: the reset may beat the client's own connect callback.
   const refused = await n.dial().then(closure, (err: NodeJS.ErrnoException) => err.code);
   assert.equal(refused, 'ECONNRESET');
-  await until(() => recordsOf(n.logLines, 'source').length === 2, 3000, 'records');
-  const r = recordsOf(n.logLines, 'source')[1];
-  assert.equal(r?.flags, 'OVERLOAD');
-  assert.match(String(r?.detail), /too many connections from 127\.0\.1\.10/);
+  await until(() => n.connections.size === 0, 3000, 'the refused connection gone');
+  // A refusal has no record of its own (a flood must not flood the access log); the gate's
+  // observer counts it (connection-caps.test.ts).
+  assert.equal(recordsOf(n.logLines, 'source').length, 1);
   assert.equal(n.pool.stats().streams, 0, 'a refused connection never reached the tunnel');
   assert.deepEqual(released, [admitted[0]?.id], 'refused connections are not released');
   assert.equal(n.connections.size, 0);

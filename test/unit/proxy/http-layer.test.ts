@@ -274,3 +274,57 @@ test('an upstream that resets mid-upload resets the client (no 503 once body byt
   await until(() => n.requests.records.some((r) => r.outcome !== undefined), 3000, 'record');
   assert.equal(n.requests.records[0]?.outcome?.flags, ResponseFlags.UPSTREAM_RESET);
 });
+
+test('route decisions are carried out: rewrite and header modifiers, redirect, 404 and gRPC UNIMPLEMENTED, response modifiers', async (t) => {
+  let seen: IncomingHttpHeaders | undefined;
+  let seenPath = '';
+  const route = { kind: 'HTTPRoute', namespace: 'shop', name: 'r', rule: 0 };
+  const n = await l7Mesh(t, {
+    h1: (name, req, res) => {
+      seen = req.headers;
+      seenPath = req.url ?? '';
+      res.setHeader('x-drop-me', '1');
+      res.end(name);
+    },
+    route: (at, req) => {
+      if (req.path.startsWith('/old')) return { kind: 'redirect', route, status: 301, location: 'http://web.shop/new', responseHeaders: [] };
+      if (req.path.startsWith('/none') || req.grpc) return { kind: 'reject', route: undefined, status: 404, grpcStatus: 12, reason: 'no rule matched', responseHeaders: [] };
+      return {
+        kind: 'forward', route, backend: { serviceKey: at.service.key, port: at.port.port },
+        requestHeaders: [{ set: [{ name: 'x-env', value: 'canary' }], add: [{ name: 'x-hop', value: 'weft' }], remove: ['x-secret'] }],
+        responseHeaders: [{ set: [{ name: 'x-served-by', value: 'weft' }], add: [], remove: ['x-drop-me'] }],
+        rewrite: { path: req.path.replace(/^\/api/, '/v2'), authority: 'internal.web' }, mirrors: [],
+        requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
+      };
+    },
+  });
+  const client = h1Client(n);
+  t.after(() => client.destroy());
+  const r = await client.request({ path: '/api/items?x=1', method: 'GET', headers: { 'x-secret': 's', 'x-env': 'prod' } });
+  assert.equal(r.statusCode, 200);
+  await r.body.text();
+  assert.equal(seenPath, '/v2/items?x=1');
+  assert.equal(seen?.host, 'internal.web');
+  assert.equal(seen?.['x-env'], 'canary');
+  assert.equal(seen?.['x-hop'], 'weft');
+  assert.equal(seen?.['x-secret'], undefined);
+  assert.equal(r.headers['x-served-by'], 'weft');
+  assert.equal(r.headers['x-drop-me'], undefined);
+
+  const redirect = await client.request({ path: '/old/page', method: 'GET' });
+  assert.equal(redirect.statusCode, 301);
+  assert.equal(redirect.headers.location, 'http://web.shop/new');
+  await redirect.body.text();
+  const missing = await client.request({ path: '/none', method: 'GET' });
+  assert.equal(missing.statusCode, 404);
+  await missing.body.text();
+
+  const session = await h2Session(n);
+  t.after(() => session.destroy());
+  const g = await h2Request(session, '/pkg.Svc/M');
+  assert.equal(g.headers[':status'], 200);
+  assert.equal(g.headers['grpc-status'], '12');
+  await until(() => n.requests.records.filter((x) => x.outcome !== undefined).length === 4, 3000, 'records');
+  assert.equal(n.requests.records[0]?.description?.route, 'shop/r');
+  assert.equal(n.requests.records[2]?.outcome?.flags, ResponseFlags.NO_ROUTE);
+});

@@ -17,9 +17,11 @@ import { ConnectionRegistry, type ConnectionGate } from '../../../src/proxy/conn
 import type { Authorizer, TunnelCredentials } from '../../../src/proxy/contracts.ts';
 import { InboundTunnel, type InboundTunnelOptions } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener, type OutboundOptions } from '../../../src/proxy/outbound.ts';
+import type { SpliceOptions } from '../../../src/proxy/splice.ts';
 import { TunnelPool, type TunnelPoolOptions } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
 import { ConnectionTelemetry } from '../../../src/telemetry/connection-telemetry.ts';
+import { OverloadTelemetry } from '../../../src/telemetry/overload-telemetry.ts';
 import {
   OriginalDestinations, TestMesh, allowAll, dialCaptured, echoServer, endpoint, service, testCredentials, workload,
   type EchoServer,
@@ -59,6 +61,8 @@ export interface TwoNodeOptions {
   readonly echo?: Parameters<typeof echoServer>[1];
   readonly outboundGate?: ConnectionGate;
   readonly inboundGate?: ConnectionGate;
+  /** Splice options of both listeners (SO_LINGER closer, half-closed idle timeout). */
+  readonly splice?: SpliceOptions;
 }
 
 export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<TwoNodes> {
@@ -76,13 +80,15 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
       cb();
     },
   });
-  const telemetry = new ConnectionTelemetry({ registry, logger: pino({ level: 'info' }, sink) });
+  const logger = pino({ level: 'info' }, sink);
+  const telemetry = new ConnectionTelemetry({ registry, logger });
+  const overload = new OverloadTelemetry({ registry, logger, logIntervalMs: 0 });
 
   const connections = new ConnectionRegistry();
   const echo = await echoServer(server.ip ?? '', o.echo);
   const inbound = new InboundTunnel({
     mesh, credentials: o.serverCredentials ?? testCredentials([server.identity]), authorize: o.inboundAuthorize ?? o.authorize ?? allowAll,
-    observer: telemetry, registry: connections, gate: o.inboundGate,
+    observer: telemetry, overload, registry: connections, gate: o.inboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
   }, { nodeName: 'b', host: '127.0.0.2', port: 0, ...o.inbound });
   const inboundAddress = await inbound.listen();
 
@@ -91,7 +97,7 @@ export async function twoNodes(t: TestContext, o: TwoNodeOptions = {}): Promise<
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
     originalDestination: table.reader, mesh, authorize: o.authorize ?? allowAll, tunnels: pool, health, observer: telemetry,
-    registry: connections, gate: o.outboundGate,
+    overload, registry: connections, gate: o.outboundGate, ...(o.splice === undefined ? {} : { splice: o.splice }),
   }, { nodeName: 'a', host: '127.0.0.1', port: 0, tunnelPort: inboundAddress.port, ...o.outbound });
   const outboundAddress = await outbound.listen();
 

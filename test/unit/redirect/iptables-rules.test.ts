@@ -10,7 +10,7 @@ const opts = {
 const cfg = validateOptions(opts);
 const empty = parseNatSave('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n');
 
-test('rules: one match per pod, exclusions, then REDIRECT; the jump first in PREROUTING', () => {
+test('rules: one match per pod, exclusions, then DNAT to the agent; the jump first in PREROUTING', () => {
   const script = buildNatRules(cfg, [{ podId: 'ns/b', ip: '198.18.1.11' }, { podId: 'ns/a', ip: '198.18.1.10' }], empty);
   assert.equal(script, [
     '*nat',
@@ -22,7 +22,7 @@ test('rules: one match per pod, exclusions, then REDIRECT; the jump first in PRE
     '-A WEFT-CAPTURE -d 198.18.1.1/32 -j RETURN',
     '-A WEFT-CAPTURE -d 198.18.1.192/26 -j RETURN',
     '-A WEFT-CAPTURE -p tcp -m multiport --dports 53,9090,15000,15001,15006,15008,15020,15021 -j RETURN',
-    '-A WEFT-CAPTURE -p tcp -j REDIRECT --to-ports 15001',
+    '-A WEFT-CAPTURE -p tcp -j DNAT --to-destination 198.18.1.1:15001',
     '-I PREROUTING 1 -j WEFT-PREROUTING',
     'COMMIT',
     '',

@@ -62,3 +62,14 @@ test('targets: valid ones pass, bad fields are named', () => {
     assert.throws(() => validateTarget(pod as never), (err: unknown) => isWeftError(err, RedirectErrors.BAD_TARGET) && message.test(err.message));
   }
 });
+
+test('a pod with IPv6 addresses is refused with its own code, before its other fields are looked at', () => {
+  for (const ip of ['198.18.1.10', '']) {
+    assert.throws(() => validateTarget({ podId: 'shop/dual', ip, cgroupPath: '/sys/fs/cgroup/x', ipv6: ['fd00::10'] }), (err: unknown) => {
+      assert.ok(isWeftError(err, RedirectErrors.IPV6_UNSUPPORTED), String(err));
+      assert.match(err.message, /pod shop\/dual has IPv6 address\(es\) fd00::10: weft captures IPv4 only/);
+      return true;
+    });
+  }
+  assert.equal(validateTarget({ podId: 'p', ip: '198.18.1.10', cgroupPath: '/x', ipv6: [] }).ip, '198.18.1.10', 'an empty list is no IPv6');
+});

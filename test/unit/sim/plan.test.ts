@@ -61,11 +61,11 @@ const refusals: [string, Parameters<typeof planCluster>[0], string, RegExp][] = 
   ['a malformed port', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 198.19.0.1, ports: [{port: http}]}\n', 'svc.yaml') },
     SimErrors.BAD_MANIFEST, /svc\.yaml: Service\/(default\/)?s: spec\.ports\[0\]\.port: must be a port number/],
   ['broken YAML', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('kind: Pod\nmetadata: [unclosed\n', 'broken.yaml') },
-    SimErrors.BAD_MANIFEST, /broken\.yaml: document 1: invalid YAML/],
+    SimErrors.BAD_MANIFEST, /broken\.yaml:3:1: document 1: invalid YAML: .* \[WEFT_MANIFEST_BAD_YAML\]$/],
   ['an unknown kind', { name: 'a', nodes: 1, podsPerNode: 0, manifests: file('apiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n') },
     SimErrors.BAD_MANIFEST, /Deployment\/(default\/)?d: kind: unknown kind "Deployment"/],
   ['a full node', { name: 'a', nodes: 1, podsPerNode: 1, manifests: file('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\n') },
-    SimErrors.BAD_MANIFEST, /node-1 is full/],
+    SimErrors.BAD_MANIFEST, /node-1 is full: it holds 1 pods \(--pods-per-node 1\)/],
 ];
 
 for (const [what, req, code, message] of refusals) {
@@ -78,4 +78,53 @@ test('every problem of a manifest set is reported, not just the first', () => {
   const text = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-9}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 1.2.3.4, ports: [{port: 80}]}\n';
   assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(text) }),
     (err: unknown) => isWeftError(err, SimErrors.BAD_MANIFEST) && /2 problem/.test(err.message) && /node-9/.test(err.message) && /1\.2\.3\.4/.test(err.message));
+});
+
+test('pods get UIDs and cgroups as the kubelet lays them out: QoS from resources, either driver', () => {
+  const manifests = file(`
+apiVersion: v1
+kind: Pod
+metadata: { name: g, namespace: shop }
+spec: { nodeName: node-1, containers: [{ name: a, image: x, resources: { limits: { cpu: 500m, memory: 64Mi } } }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: b, namespace: shop, uid: 0a1b2c3d-0000-4000-8000-000000000001 }
+spec: { nodeName: node-1, containers: [{ name: a, image: x, resources: { requests: { cpu: 100m } } }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: e, namespace: shop }
+spec: { nodeName: node-1, containers: [{ name: a, image: x }] }
+`);
+  const systemd = planCluster({ name: 'q', nodes: 1, podsPerNode: 0, manifests, uidSeed: 'seed' });
+  const byName = new Map(systemd.pods.map((p) => [p.name, p]));
+  assert.deepEqual([...byName.values()].map((p) => `${p.name} ${p.qos}`).sort(), ['b Burstable', 'e BestEffort', 'g Guaranteed']);
+  const b = byName.get('b') ?? assert.fail();
+  assert.equal(b.uid, '0a1b2c3d-0000-4000-8000-000000000001', 'a UID the manifest gives is kept');
+  assert.equal(b.cgroup, 'weft-q/node-1/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b2c3d_0000_4000_8000_000000000001.slice');
+  assert.match(b.containerCgroup, /^weft-q\/node-1\/kubepods\.slice\/.*\.slice\/cri-containerd-[0-9a-f]{64}\.scope$/);
+  const g = byName.get('g') ?? assert.fail();
+  assert.match(g.uid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(g.cgroup, `weft-q/node-1/kubepods.slice/kubepods-pod${g.uid.replaceAll('-', '_')}.slice`);
+  assert.equal(planCluster({ name: 'q', nodes: 1, podsPerNode: 0, manifests, uidSeed: 'seed' }).pods.find((p) => p.name === 'g')?.uid, g.uid, 'the same seed, the same UIDs');
+  assert.notEqual(planCluster({ name: 'q', nodes: 1, podsPerNode: 0, manifests }).pods.find((p) => p.name === 'g')?.uid, g.uid, 'a new cluster, new UIDs');
+
+  const cgroupfs = planCluster({ name: 'q', nodes: 1, podsPerNode: 0, manifests, uidSeed: 'seed', cgroupDriver: 'cgroupfs' });
+  const e = cgroupfs.pods.find((p) => p.name === 'e') ?? assert.fail();
+  assert.equal(e.cgroup, `weft-q/node-1/kubepods/besteffort/pod${e.uid}`);
+  assert.match(e.containerCgroup, new RegExp(`^weft-q/node-1/kubepods/besteffort/pod${e.uid}/[0-9a-f]{64}$`));
+  assert.equal(cgroupfs.pods.find((p) => p.name === 'g')?.cgroup, `weft-q/node-1/kubepods/pod${g.uid}`);
+});
+
+test('a full node without --pods-per-node names the simulator\'s real limit, and a long problem list is capped', () => {
+  const pods = Array.from({ length: 241 }, (_, i) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec: {nodeName: node-1}\n`).join('---\n');
+  assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(pods) }),
+    (err: unknown) => isWeftError(err, SimErrors.BAD_MANIFEST) && /node-1 is full: it holds 240 pods \(the simulator's limit of 240 pods per node\)/.test(err.message));
+  const bad = Array.from({ length: 45 }, (_, i) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}}\nspec: {nodeName: node-9}\n`).join('---\n');
+  assert.throws(() => planCluster({ name: 'a', nodes: 1, podsPerNode: 0, manifests: file(bad) }), (err: unknown) => {
+    if (!isWeftError(err, SimErrors.BAD_MANIFEST)) return false;
+    const lines = err.message.split('\n');
+    return /45 problem/.test(lines[0] ?? '') && lines.length === 22 && /\.\.\. and 25 more \(weft vet lists them all\)/.test(lines.at(-1) ?? '');
+  });
 });

@@ -4,26 +4,32 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { mkdtemp, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DirectorySource } from '../../../../src/control/source/directory.ts';
+import { DEFAULT_QUIET_MS, DirectorySource, type DirectorySourceOptions } from '../../../../src/control/source/directory.ts';
 import type { RawObject } from '../../../../src/model/types.ts';
 import type { ManifestProblem } from '../../../../src/model/manifests.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
 import { SourceErrors } from '../../../../src/control/source/errors.ts';
 import { loadMesh } from '../../../../src/model/load.ts';
+import { aliasBomb } from '../../model/hostile-yaml.ts';
 
 interface Snap { readonly objects: readonly RawObject[]; readonly problems: readonly ManifestProblem[] }
 
 const ns = (name: string, extra = '') => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n${extra}`;
 const names = (s: Snap) => s.objects.map((o) => String((o.body.metadata as { name: string }).name)).sort();
 
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** Starts a source on a fresh temp directory and collects its snapshots. */
-async function harness(t: TestContext, setup: (dir: string) => Promise<void> = async () => {}) {
+async function harness(t: TestContext, setup: (dir: string) => Promise<void> = async () => {}, options: Partial<DirectorySourceOptions> = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'weft-dirsource-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await setup(dir);
   const snaps: Snap[] = [];
   const waiters: { pred: (s: Snap) => boolean; resolve: (s: Snap) => void }[] = [];
-  const source = new DirectorySource({ directory: dir, debounceMs: 20, rewatchMs: 50 });
+  // Short quiet and grace periods unless a test is about them.
+  const source = new DirectorySource({ directory: dir, debounceMs: 20, rewatchMs: 50, quietMs: 30, removalGuard: { graceMs: 0 }, ...stripUndefined(options) });
   t.after(() => source.close());
   await source.start((objects, problems) => {
     const s = { objects, problems };
@@ -173,4 +179,136 @@ test('passes every kind through as written, Nodes included; the model gives thei
   const loaded = loadMesh(s.objects);
   assert.deepEqual(loaded.problems, []);
   assert.equal(loaded.state.nodeAddress('n1'), '198.18.0.11');
+});
+
+/** A SourceLogger that keeps what it was told. */
+function recordingLog() {
+  const lines: { level: string; obj: object; msg: string }[] = [];
+  return {
+    lines,
+    log: { info: (obj: object, msg: string) => void lines.push({ level: 'info', obj, msg }), warn: (obj: object, msg: string) => void lines.push({ level: 'warn', obj, msg }) },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const [what, quietMs, held] of [['the default quiet period: read empty, but held back', DEFAULT_QUIET_MS, true], ['a 500 ms quiet period: never read empty', 500, false]] as const) {
+  test(`a file truncated for 300 ms (\`> file\`, then the new content) changes nothing (${what})`, async (t) => {
+    const rec = recordingLog();
+    const h = await harness(t, async (dir) => {
+      await writeFile(join(dir, 'a.yaml'), `${ns('a')}---\n${ns('b')}`);
+      await writeFile(join(dir, 'c.yaml'), ns('c'));
+    }, { quietMs, removalGuard: {}, log: rec.log });
+    await sleep(100);
+    const before = h.snaps.length;
+    await writeFile(join(h.dir, 'a.yaml'), '');
+    await sleep(300);
+    await writeFile(join(h.dir, 'a.yaml'), `${ns('a')}---\n${ns('b')}`);
+    await sleep(1000);
+    assert.equal(h.snaps.length, before, `no snapshot at all: ${h.snaps.slice(before).map((x) => names(x).join() + JSON.stringify(x.problems)).join(' | ')}`);
+    assert.equal(rec.lines.some((l) => l.msg.startsWith('HOLDING BACK')), held);
+    // And a real edit still goes through, once quiet.
+    await writeFile(join(h.dir, 'a.yaml'), `${ns('a')}---\n${ns('b2')}`);
+    const edited = await h.next((s) => names(s).join() === 'a,b2,c', 'the edit');
+    assert.deepEqual(edited.problems, []);
+  });
+}
+
+test('a file emptied for longer than the quiet period is held back for the grace period, loudly, then applies', async (t) => {
+  const rec = recordingLog();
+  const h = await harness(t, async (dir) => {
+    await writeFile(join(dir, 'a.yaml'), `${ns('a')}---\n${ns('b')}`);
+    await writeFile(join(dir, 'c.yaml'), ns('c'));
+  }, { quietMs: 30, removalGuard: { graceMs: 1500 }, log: rec.log });
+  await sleep(100);
+  const emptied = Date.now();
+  await writeFile(join(h.dir, 'a.yaml'), '');
+  // Meanwhile another file's edit applies at once, with a.yaml's objects kept.
+  await sleep(200);
+  await writeFile(join(h.dir, 'c.yaml'), ns('c2'));
+  const edit = await h.next((s) => names(s).includes('c2'), 'c2');
+  assert.deepEqual(names(edit), ['a', 'b', 'c2']);
+  const hold = rec.lines.find((l) => l.msg.startsWith('HOLDING BACK'));
+  assert.ok(hold !== undefined && hold.level === 'warn', 'the hold is logged as a warning');
+  assert.match(hold.msg, /would remove 2 of 3 objects \(.*a\.yaml: 2 -> 0\); it applies in 1500 ms/);
+  const applied = await h.next((s) => names(s).join() === 'c2', 'the removal after the grace period');
+  assert.ok(Date.now() - emptied >= 1500, `applied after ${Date.now() - emptied} ms, before the grace period ended`);
+  assert.ok(rec.lines.some((l) => l.level === 'warn' && /applying a held-back mass removal/.test(l.msg)));
+  assert.deepEqual(applied.problems, []);
+});
+
+test('a file deleted and written back within the grace period never leaves the mesh', async (t) => {
+  const rec = recordingLog();
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')), { quietMs: 30, removalGuard: { graceMs: 800 }, log: rec.log });
+  await sleep(100);
+  await unlink(join(h.dir, 'a.yaml'));
+  await sleep(300);
+  assert.ok(rec.lines.some((l) => l.msg.startsWith('HOLDING BACK')));
+  await writeFile(join(h.dir, 'a.yaml'), ns('a'));
+  await sleep(1200);
+  assert.ok(h.snaps.every((s) => names(s).join() === 'a'), `a was removed meanwhile: ${h.snaps.map((s) => names(s).join()).join(' | ')}`);
+  assert.ok(rec.lines.some((l) => /withdrawn/.test(l.msg)));
+});
+
+test('a reload removing more than half of all objects at once is held; a small removal is not', async (t) => {
+  const h = await harness(t, async (dir) => {
+    await writeFile(join(dir, 'a.yaml'), [ns('a1'), ns('a2'), ns('a3')].join('---\n'));
+    await writeFile(join(dir, 'b.yaml'), [ns('b1'), ns('b2'), ns('b3')].join('---\n'));
+  }, { quietMs: 30, removalGuard: { graceMs: 1000 } });
+  await sleep(100);
+  await writeFile(join(h.dir, 'a.yaml'), ns('a1'));
+  await h.next((s) => names(s).join() === 'a1,b1,b2,b3', 'the small removal at once');
+  const t0 = Date.now();
+  await writeFile(join(h.dir, 'b.yaml'), ns('b1'));
+  await h.next((s) => names(s).join() === 'a1,b1', '2 of 4 removed is half, not more: applies');
+  assert.ok(Date.now() - t0 < 900);
+  await writeFile(join(h.dir, 'a.yaml'), [ns('a1'), ns('x1'), ns('x2'), ns('x3')].join('---\n'));
+  await h.next((s) => names(s).length === 5, 'grown again');
+  const t1 = Date.now();
+  await writeFile(join(h.dir, 'a.yaml'), ns('z'));
+  await h.next((s) => names(s).join() === 'b1,z', 'the mass removal after its grace period');
+  assert.ok(Date.now() - t1 >= 1000, `4 of 5 removed applied after ${Date.now() - t1} ms`);
+});
+
+test('hostile files are refused by name and keep nothing from applying elsewhere: alias bomb, 50 MB, too deep', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await writeFile(join(h.dir, 'bomb.yaml'), aliasBomb());
+  await writeFile(join(h.dir, 'huge.yaml'), Buffer.alloc(50 * 1000 * 1000, '#'));
+  await writeFile(join(h.dir, 'deep.yaml'), `a: ${'['.repeat(500)}${']'.repeat(500)}\n`);
+  const refused = await h.next((s) => s.problems.length === 3, 'three problems');
+  const byFile = new Map(refused.problems.map((p) => [p.file, p]));
+  assert.equal(byFile.get(join(h.dir, 'bomb.yaml'))?.code, 'WEFT_MANIFEST_ALIAS_LIMIT');
+  assert.equal(byFile.get(join(h.dir, 'huge.yaml'))?.code, 'WEFT_MANIFEST_FILE_TOO_LARGE');
+  assert.match(byFile.get(join(h.dir, 'huge.yaml'))?.message ?? '', /refused unread: 47\.7 MiB is over the limit of 4 MiB per manifest file/);
+  assert.equal(byFile.get(join(h.dir, 'deep.yaml'))?.code, 'WEFT_MANIFEST_TOO_DEEP');
+  assert.deepEqual(names(refused), ['a']);
+  // Every later change still applies.
+  await writeFile(join(h.dir, 'a.yaml'), ns('a2'));
+  await writeFile(join(h.dir, 'b.yaml'), ns('b'));
+  const later = await h.next((s) => names(s).join() === 'a2,b', 'later changes');
+  assert.equal(later.problems.length, 3);
+  await unlink(join(h.dir, 'bomb.yaml'));
+  await h.next((s) => s.problems.length === 2, 'the bomb gone');
+});
+
+test('limits in total: a file past the total objects is refused until others shrink', async (t) => {
+  const h = await harness(t, async (dir) => {
+    await writeFile(join(dir, 'a.yaml'), [ns('a1'), ns('a2')].join('---\n'));
+  }, { limits: { maxObjectsTotal: 3 } });
+  await writeFile(join(h.dir, 'b.yaml'), [ns('b1'), ns('b2')].join('---\n'));
+  const over = await h.next((s) => s.problems.length === 1, 'b.yaml over the total');
+  assert.equal(over.problems[0]?.code, 'WEFT_MANIFEST_TOTAL_TOO_MANY_OBJECTS');
+  assert.equal(over.problems[0]?.file, join(h.dir, 'b.yaml'));
+  assert.deepEqual(names(over), ['a1', 'a2']);
+  await writeFile(join(h.dir, 'a.yaml'), ns('a1'));
+  await h.next((s) => s.problems.length === 0 && names(s).join() === 'a1,b1,b2', 'b.yaml fits now');
+});
+
+test('a YAML error names file, line and column, and one mistake is one problem', async (t) => {
+  const h = await harness(t, async (dir) => writeFile(join(dir, 'a.yaml'), ns('a')));
+  await writeFile(join(h.dir, 'a.yaml'), 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n   bad: x\n  - y\n');
+  const bad = await h.next((s) => s.problems.length > 0, 'a problem');
+  assert.equal(bad.problems.length, 1);
+  assert.deepEqual([bad.problems[0]?.file, bad.problems[0]?.line, bad.problems[0]?.column], [join(h.dir, 'a.yaml'), 4, 9]);
+  assert.deepEqual(names(bad), ['a']);
 });

@@ -7,7 +7,10 @@ import { isWeftError } from '../../../../src/core/errors.ts';
 import { loadMesh } from '../../../../src/model/load.ts';
 import type { RawObject } from '../../../../src/model/types.ts';
 import type { ManifestProblem } from '../../../../src/model/manifests.ts';
-import { FakeApiServer } from './fake-apiserver.ts';
+import { KubeApiServer as FakeApiServer } from '../../../../src/sim/kube-api/server.ts';
+import { kubernetesStatusPut, RouteStatusWriter } from '../../../../src/control/route-status.ts';
+import { routeStatuses } from '../../../../src/model/route-check.ts';
+import { silentLogger } from '../../../../src/control/logger.ts';
 
 const [NS, POD, SVC, SA, SLICE, POLICY, NODE] = WATCHED_KINDS.map((k) => k.path) as [string, string, string, string, string, string, string];
 const POLICY_KIND = WATCHED_KINDS[5] ?? assert.fail();
@@ -74,7 +77,7 @@ async function harness(t: TestContext, opts: { seedPods?: number; serverKinds?: 
     const timer = setTimeout(() => reject(new Error(`no snapshot with ${what} within 5 s`)), 5000);
     waiters.push({ pred, resolve: (s) => { clearTimeout(timer); resolve(s); } });
   });
-  return { server, source, snaps, next, started };
+  return { server, source, snaps, next, started, kc };
 }
 
 async function until(cond: () => boolean, what: string): Promise<void> {
@@ -239,4 +242,85 @@ test('close ends every watch, is idempotent, and no snapshot follows it', async 
   assert.equal(h.snaps.length, count);
   assert.equal(h.server.requests.length, requests, 'no reconnect after close');
   await assert.rejects(h.source.start(() => {}), (e: unknown) => isWeftError(e, SourceErrors.BAD_STATE));
+});
+
+const ROUTE_PATH = WATCHED_KINDS.find((k) => k.kind === 'HTTPRoute')?.path ?? assert.fail();
+const GRPC_ROUTE_PATH = WATCHED_KINDS.find((k) => k.kind === 'GRPCRoute')?.path ?? assert.fail();
+const OTHER_CONTROLLER = { parentRef: { name: 'public-gw' }, controllerName: 'example.com/gateway', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: '', lastTransitionTime: '2024-01-01T00:00:00Z' }] };
+
+function httpRoute(name: string, backend: string, status: object = {}): Record<string, unknown> {
+  return {
+    metadata: { name, namespace: 'shop', generation: 3 },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }, { name: 'public-gw' }], rules: [{ backendRefs: [{ name: backend, port: 80 }] }] },
+    status,
+  };
+}
+
+test('HTTPRoutes and GRPCRoutes are watched; their status is written back through the status subresource, other controllers kept', async (t) => {
+  const h = await harness(t, {
+    prepare: (s) => {
+      s.upsert(ROUTE_PATH, httpRoute('canary', 'web', { parents: [OTHER_CONTROLLER] }));
+      s.upsert(ROUTE_PATH, httpRoute('broken', 'nope'));
+      s.upsert(GRPC_ROUTE_PATH, { metadata: { name: 'rpc', namespace: 'shop' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'ghost' }] } });
+    },
+  });
+  await h.started;
+  const first = h.snaps[0] ?? assert.fail();
+  assert.deepEqual(names(first, 'HTTPRoute'), ['broken', 'canary']);
+  assert.equal(first.objects.find((o) => o.kind === 'HTTPRoute')?.body.status, undefined, 'snapshots leave status out');
+  const loaded = loadMesh(first.objects);
+  assert.deepEqual(loaded.problems, []);
+  assert.equal(loaded.state.routes.length, 3);
+  const routes = ['canary', 'broken'];
+  const statusOf = (name: string) => (h.server.get(ROUTE_PATH, 'shop', name)?.status ?? {}) as { parents?: Record<string, unknown>[] };
+  const writer = new RouteStatusWriter({ objects: h.source, put: kubernetesStatusPut(h.kc), log: silentLogger, retryMs: 20, now: () => new Date('2025-06-01T00:00:00Z') });
+  t.after(() => writer.close());
+  const before = h.snaps.length;
+  writer.update(routeStatuses(loaded.state));
+  await writer.settled();
+  const canary = statusOf('canary').parents ?? [];
+  assert.deepEqual(canary[0], OTHER_CONTROLLER, 'the other controller\'s entry is kept as it was');
+  assert.deepEqual(canary[1], {
+    parentRef: { group: '', kind: 'Service', namespace: 'shop', name: 'web', port: 80 }, controllerName: 'weft.dev/mesh',
+    conditions: [
+      { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'attached to shop/web port 80', lastTransitionTime: '2025-06-01T00:00:00.000Z', observedGeneration: 3 },
+      { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'every backend is a Service port', lastTransitionTime: '2025-06-01T00:00:00.000Z', observedGeneration: 3 },
+    ],
+  });
+  const broken = statusOf('broken').parents?.[0]?.conditions as Record<string, unknown>[];
+  assert.deepEqual(broken.map((c) => `${String(c.type)}=${String(c.status)}/${String(c.reason)}`), ['Accepted=True/Accepted', 'ResolvedRefs=False/BackendNotFound']);
+  const rpc = (h.server.get(GRPC_ROUTE_PATH, 'shop', 'rpc')?.status ?? {}) as { parents?: { conditions: { reason: string; message: string }[] }[] };
+  assert.deepEqual(rpc.parents?.[0]?.conditions[0], { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: 'Service shop/ghost does not exist', lastTransitionTime: '2025-06-01T00:00:00.000Z' });
+  const puts = () => h.server.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/status')).length;
+  assert.equal(puts(), 3);
+  // The watch brings the written status back; nothing to write again, and no snapshot for it.
+  await until(() => routes.every((n) => (h.source.object('HTTPRoute', 'shop', n)?.status as { parents?: unknown[] } | undefined)?.parents?.length !== undefined), 'statuses watched back');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(h.snaps.length, before, 'a status write makes no snapshot');
+  writer.update(routeStatuses(loaded.state));
+  await writer.settled();
+  assert.equal(puts(), 3, 'unchanged status is not written again');
+
+  // Someone else writes meanwhile: our stale copy conflicts (409), the retry starts from the fresh one.
+  const stale = h.source.object('HTTPRoute', 'shop', 'broken') ?? assert.fail();
+  h.server.upsert(ROUTE_PATH, { ...httpRoute('broken', 'web'), status: { parents: [OTHER_CONTROLLER] } });
+  const fixed = await h.next((s) => loadMesh(s.objects).state.routes.find((r) => r.name === 'broken')?.rules[0]?.backendRefs[0]?.name === 'web', 'broken fixed');
+  let served = 0;
+  const conflicted = new RouteStatusWriter({
+    objects: { object: (kind, ns, name) => (name === 'broken' && served++ === 0 ? stale : h.source.object(kind, ns, name)) },
+    put: kubernetesStatusPut(h.kc), log: silentLogger, retryMs: 20,
+  });
+  t.after(() => conflicted.close());
+  conflicted.update(routeStatuses(loadMesh(fixed.objects).state));
+  await until(() => (statusOf('broken').parents ?? []).some((p) => p.controllerName === 'weft.dev/mesh'
+    && (p.conditions as { type: string; status: string }[]).every((c) => c.status === 'True')), 'broken resolved after the conflict');
+  assert.ok(h.server.requests.some((r) => r.path.endsWith('/httproutes/broken/status') && r.status === 409), 'the stale write was refused');
+  assert.deepEqual(statusOf('broken').parents?.[0], OTHER_CONTROLLER);
+});
+
+test('a cluster without the Gateway API CRDs: routes count as none, with no problem reported', async (t) => {
+  const h = await harness(t, { serverKinds: WATCHED_KINDS.filter((k) => k.kind !== 'HTTPRoute' && k.kind !== 'GRPCRoute') });
+  await h.started;
+  assert.deepEqual(h.snaps[0]?.problems, []);
+  assert.deepEqual(names(h.snaps[0] ?? assert.fail(), 'HTTPRoute'), []);
 });

@@ -1,0 +1,93 @@
+// The control plane's dashboard (15080), wired: the mesh state the control plane holds, the
+// traffic rates (from Prometheus when given one, else scraped from every node's agent), the
+// agent streams and refusals of the gRPC server, and the CA's revocations with what it knows
+// of each certificate it signed.
+
+import type { Logger } from 'pino';
+
+import type { ControlResource } from '../control/resource.ts';
+import { resourceKey } from '../control/resource.ts';
+import type { MeshState } from '../model/state.ts';
+import type { HttpEndpoint } from '../telemetry/index.ts';
+import {
+  AgentSource, PrometheusSource, dashboardModel, startDashboard,
+  type AgentStream, type MeshRates, type RevokedCertificate,
+} from '../ui/index.ts';
+
+export interface DashboardConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Read rates from this Prometheus (its /api/v1/query) instead of the agents. */
+  readonly prometheusUrl: string | undefined;
+  /** Where every agent serves /metrics. */
+  readonly agentMetricsPort: number;
+}
+
+export interface DashboardDeps {
+  readonly state: () => MeshState | undefined;
+  readonly agents: () => readonly AgentStream[];
+  readonly desired: (node: string) => readonly ControlResource[];
+  readonly rejected: (node: string) => readonly { readonly key: string; readonly version: string; readonly message: string }[];
+  readonly manifestProblems: () => readonly string[];
+  readonly revokedSerials: () => readonly string[];
+  readonly logger: Logger;
+}
+
+/** What the CA signed, remembered so a revoked serial can be named by identity and node. */
+export class IssuedCertificates {
+  readonly #bySerial = new Map<string, { identity: string; node: string; notAfter: number }>();
+
+  record(serial: string, identity: string, node: string, notAfter: Date): void {
+    this.#bySerial.set(serial, { identity, node, notAfter: notAfter.getTime() });
+    // Bounded: expired entries go once the map grows past what a mesh renews in a day.
+    if (this.#bySerial.size > 100_000) {
+      const now = Date.now();
+      for (const [s, c] of this.#bySerial) if (c.notAfter < now) this.#bySerial.delete(s);
+    }
+  }
+
+  describe(serial: string): RevokedCertificate {
+    const c = this.#bySerial.get(serial);
+    return c === undefined ? { serial } : { serial, identity: c.identity, node: c.node };
+  }
+}
+
+export function startControlDashboard(config: DashboardConfig, deps: DashboardDeps, issued: IssuedCertificates): Promise<HttpEndpoint> {
+  const agentSource = new AgentSource({
+    targets: () => {
+      const state = deps.state();
+      if (state === undefined) return [];
+      return state.nodes().flatMap((name) => {
+        const address = state.nodeAddress(name);
+        return address === undefined ? [] : [{ instance: name, url: `http://${address.includes(':') ? `[${address}]` : address}:${config.agentMetricsPort}/metrics` }];
+      });
+    },
+  });
+  const source: { rates(): Promise<MeshRates> } = config.prometheusUrl === undefined
+    ? agentSource
+    : new PrometheusSource({ url: config.prometheusUrl, fallback: agentSource });
+  const empty = { trustDomain: '', workloads: [], services: [], nodes: () => [] };
+  return startDashboard({
+    host: config.host,
+    port: config.port,
+    model: async () => {
+      const rates = await source.rates();
+      const state = deps.state();
+      return dashboardModel(state ?? empty, rates, {
+        now: Date.now(),
+        // A mode only when a PeerAuthentication set it; the view shows the default otherwise.
+        peerAuthenticationMode: (w) => {
+          const d = state?.mtlsModeFor(w);
+          return d?.policy === undefined ? undefined : `${d.mode} (${d.policy})`;
+        },
+        revoked: deps.revokedSerials().map((s) => issued.describe(s)),
+      }, {
+        nodes: state?.nodes() ?? [],
+        streams: deps.agents(),
+        desired: (node) => new Map(deps.desired(node).map((r) => [resourceKey(r), r.version])),
+        rejected: deps.rejected,
+        manifestProblems: deps.manifestProblems(),
+      });
+    },
+  });
+}

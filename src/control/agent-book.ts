@@ -1,0 +1,312 @@
+// The server's book of one agent stream, without a copy of what the agent holds: the agent
+// holds the view's resources as of one generation (`held`), except for the versions it
+// refused, whose previous version it kept (the node's RejectedVersions). A push is the
+// difference between `held` and now, from the view's history, read when the agent is ready
+// for it: an agent busy with a push (one at a time, until its ACK) gets everything since in
+// one delta afterwards, the newest version of each resource and never an intermediate one.
+// Big pushes (the first sync of a large node) go in parts of at most `maxBytes`, flagged
+// `more` until the last. Pure bookkeeping, no I/O.
+
+import type { ControlResource, ResourceRejection } from './resource.ts';
+import { resourceKey } from './resource.ts';
+import type { ResourceView } from './resource-view.ts';
+
+/**
+ * Versions an agent refused, per resource key, with the version it kept instead. Shared by
+ * every stream of one node so that a reconnect does not bring back a version already
+ * refused. An entry goes when the resource moves to another version or goes away.
+ */
+export type RejectedVersions = Map<string, ResourceRejection & { readonly kept: string | undefined }>;
+
+export interface PushPart {
+  readonly changed: readonly ControlResource[];
+  /** Keys (`type/name`) the agent should drop. */
+  readonly removed: readonly string[];
+  /** More parts of this push follow; the agent applies this one but serves the config only after the last. */
+  readonly more: boolean;
+  readonly trigger: 'subscribe' | 'change';
+}
+
+export interface PendingPush<M> extends PushPart {
+  readonly nonce: string;
+  readonly meta: M;
+  /** The version each changed resource replaces on the agent (for a refusal: what it keeps). */
+  readonly replaces: ReadonlyMap<string, string | undefined>;
+}
+
+export interface NackOutcome<M> {
+  readonly push: PendingPush<M>;
+  readonly rejected: readonly ResourceRejection[];
+  /**
+   * The agent refused the part as a whole: it applied none of it (removals included), so
+   * what it holds is unknown here; the stream must be ended for it to resubscribe with what
+   * it holds. The refused versions stay refused.
+   */
+  readonly resync: boolean;
+}
+
+/** The encoded size of a resource, to cut pushes into parts. */
+export type ResourceSize = (r: ControlResource) => number;
+
+interface Planned {
+  readonly changed: ControlResource[];
+  readonly removed: string[];
+  readonly replaces: Map<string, string | undefined>;
+  /** The generation the agent holds once every part is applied. */
+  readonly generation: number;
+  /** Whether that is exactly the view at `generation` (false after a first sync read over several generations). */
+  readonly exact: boolean;
+  readonly trigger: 'subscribe' | 'change';
+  next: number;
+}
+
+interface FirstSync {
+  readonly keys: Iterator<string>;
+  /** The view's generation when it started: what the agent holds once it is sent whole. */
+  readonly generation: number;
+  /** Set when the last part is cut: no change happened while it was read, so the agent holds exactly that generation. */
+  exact: boolean;
+}
+
+const MAX_REMOVALS_PER_PART = 20_000;
+
+export class AgentBook<M = undefined> {
+  readonly node: string;
+  readonly #rejected: RejectedVersions;
+  readonly #maxBytes: number;
+  readonly #size: ResourceSize;
+  /** What the agent said it holds when it subscribed (until its first sync is acknowledged). */
+  #initial: ReadonlyMap<string, string> | undefined;
+  #first: FirstSync | undefined;
+  #planned: Planned | undefined;
+  #pending: PendingPush<M> | undefined;
+  /** The generation the agent holds once the push in flight applies; undefined until its first sync is sent. */
+  #held: number | undefined;
+  #exact = true;
+  #acked: number | undefined;
+
+  /** `maxBytes`: a part stops growing once its resources reach this encoded size. */
+  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize) {
+    this.node = node;
+    this.#initial = initial;
+    this.#rejected = rejected;
+    this.#maxBytes = maxBytes;
+    this.#size = size;
+  }
+
+  /** A push awaits its ACK. */
+  get busy(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  /** The part awaiting its answer, if any. */
+  get inFlight(): PendingPush<M> | undefined {
+    return this.#pending;
+  }
+
+  get pendingCount(): number {
+    return this.#pending === undefined ? 0 : 1;
+  }
+
+  /** The first sync has been sent whole. */
+  get synced(): boolean {
+    return this.#held !== undefined;
+  }
+
+  /** The generation the agent acknowledged holding (undefined before its first sync). */
+  get ackedGeneration(): number | undefined {
+    return this.#acked;
+  }
+
+  /**
+   * The next part to send, or undefined when the agent is busy, up to date, or (`resync`)
+   * too far behind the view's history: then it must resubscribe. The first sync's first
+   * part is returned even when empty: it tells the agent its config is current.
+   */
+  next(view: ResourceView): PushPart | 'resync' | undefined {
+    if (this.#pending !== undefined) return undefined;
+    if (this.#held === undefined && this.#planned === undefined) {
+      this.#first ??= { keys: view.keys(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+      return this.#firstSyncPart(view, this.#first);
+    }
+    if (this.#planned === undefined) {
+      const held = this.#held as number;
+      if (held >= view.generation) return undefined;
+      const since = view.changesSince(this.node, held);
+      if (since === undefined) return 'resync';
+      this.#planned = this.#plan(view, since);
+      if (this.#planned.changed.length === 0 && this.#planned.removed.length === 0) {
+        this.#held = this.#planned.generation;
+        this.#exact = this.#planned.exact;
+        this.#planned = undefined;
+        return undefined;
+      }
+    }
+    return this.#partOf(this.#planned);
+  }
+
+  /** Records the part returned by next() as sent. */
+  sent(nonce: string, part: PushPart, meta: M): PendingPush<M> {
+    const replaces = new Map<string, string | undefined>();
+    const p = this.#planned;
+    for (const r of part.changed) replaces.set(resourceKey(r), p?.replaces.get(resourceKey(r)) ?? this.#initial?.get(resourceKey(r)));
+    const push: PendingPush<M> = Object.freeze({ ...part, nonce, meta, replaces });
+    this.#pending = push;
+    if (!part.more) {
+      if (p !== undefined) {
+        this.#held = p.generation;
+        this.#exact = p.exact;
+        this.#planned = undefined;
+      } else if (this.#first !== undefined) {
+        this.#held = this.#first.generation;
+        // Read over several generations, the agent may hold newer versions than `held` of
+        // what changed meanwhile: the next delta then resends those whatever they were.
+        this.#exact = this.#first.exact;
+        this.#first = undefined;
+      }
+    }
+    return push;
+  }
+
+  /** The agent applied the whole part. Undefined when the nonce is not the one in flight. */
+  ack(nonce: string): PendingPush<M> | undefined {
+    const push = this.#take(nonce);
+    if (push !== undefined && !push.more) this.#answeredWhole();
+    return push;
+  }
+
+  /**
+   * The agent refused some resources of the part (named in `refusals`; none named: all of
+   * them) and applied the rest. Refused versions are not sent again until they change.
+   */
+  nack(nonce: string, refusals: readonly { readonly key: string; readonly message: string }[], errorMessage: string): NackOutcome<M> | undefined {
+    const push = this.#take(nonce);
+    if (push === undefined) return undefined;
+    const whole = refusals.length === 0;
+    const why = new Map(refusals.map((r) => [r.key, r.message]));
+    const rejected: ResourceRejection[] = [];
+    for (const r of push.changed) {
+      const key = resourceKey(r);
+      const message = whole ? errorMessage : why.get(key);
+      if (message === undefined) continue;
+      const rejection = Object.freeze({ key, version: r.version, message, kept: push.replaces.get(key) });
+      this.#rejected.set(key, rejection);
+      rejected.push(Object.freeze({ key, version: r.version, message }));
+    }
+    if (!push.more) this.#answeredWhole();
+    return { push, rejected, resync: whole };
+  }
+
+  /**
+   * The versions the agent acknowledged holding, by key, reconstructed from the view and its
+   * history: O(the node's resources), for status pages, not for every push. After a first
+   * sync read while the view changed, keys changed meanwhile may show their older version.
+   */
+  acked(view: ResourceView): Map<string, string> {
+    if (this.#acked === undefined) return new Map(this.#initial);
+    const out = new Map<string, string>();
+    for (const k of view.keys(this.node)) {
+      const r = view.current(this.node, k);
+      if (r !== undefined) out.set(k, r.version);
+    }
+    const since = view.changesSince(this.node, this.#acked);
+    for (const [k, then] of since ?? []) {
+      if (then === undefined) out.delete(k);
+      else out.set(k, then.version);
+    }
+    for (const [k, rej] of this.#rejected) {
+      if (rej.kept === undefined) out.delete(k);
+      else out.set(k, rej.kept);
+    }
+    return out;
+  }
+
+  #answeredWhole(): void {
+    this.#acked = this.#held;
+    if (this.#held !== undefined) this.#initial = undefined;
+  }
+
+  #take(nonce: string): PendingPush<M> | undefined {
+    const push = this.#pending;
+    if (push?.nonce !== nonce) return undefined;
+    this.#pending = undefined;
+    return push;
+  }
+
+  // The difference between what the agent holds (the view at `held`, or unknown for the keys
+  // that changed since when inexact) and now.
+  #plan(view: ResourceView, since: ReadonlyMap<string, ControlResource | undefined>): Planned {
+    const changed: ControlResource[] = [];
+    const removed: string[] = [];
+    const replaces = new Map<string, string | undefined>();
+    for (const key of [...since.keys()].sort()) {
+      const then = since.get(key);
+      const now = view.current(this.node, key);
+      const refused = this.#rejected.get(key);
+      const holds = refused !== undefined ? refused.kept : then?.version;
+      if (now !== undefined && refused?.version === now.version) continue; // refused exactly this: wait for a new version
+      if (this.#exact && now?.version === holds) {
+        if (refused !== undefined) this.#rejected.delete(key); // back to the version it kept
+        continue;
+      }
+      if (refused !== undefined) this.#rejected.delete(key);
+      if (now !== undefined) {
+        changed.push(now);
+        replaces.set(key, holds);
+      } else if (!this.#exact || holds !== undefined) {
+        removed.push(key);
+      }
+    }
+    return { changed, removed, replaces, generation: view.generation, exact: true, trigger: 'change', next: 0 };
+  }
+
+  #partOf(p: Planned): PushPart {
+    const changed: ControlResource[] = [];
+    let bytes = 0;
+    while (p.next < p.changed.length) {
+      if (bytes >= this.#maxBytes) break;
+      const r = p.changed[p.next];
+      changed.push(r);
+      bytes += this.#size(r);
+      p.next++;
+    }
+    const more = p.next < p.changed.length;
+    // Removals ride the last part.
+    return { changed, removed: more ? [] : p.removed, more, trigger: p.trigger };
+  }
+
+  #firstSyncPart(view: ResourceView, f: FirstSync): PushPart {
+    const initial = this.#initial ?? new Map<string, string>();
+    const changed: ControlResource[] = [];
+    let bytes = 0;
+    for (;;) {
+      const step = f.keys.next();
+      if (step.done === true) break;
+      const key = step.value;
+      const now = view.current(this.node, key);
+      if (now === undefined) continue;
+      const refused = this.#rejected.get(key);
+      if (refused !== undefined && refused.version === now.version) continue;
+      if (refused !== undefined) this.#rejected.delete(key);
+      if (initial.get(key) === now.version) continue;
+      changed.push(now);
+      bytes += this.#size(now);
+      if (bytes >= this.#maxBytes) return { changed, removed: [], more: true, trigger: 'subscribe' };
+    }
+    f.exact = view.generation === f.generation;
+    const removed: string[] = [];
+    for (const key of initial.keys()) {
+      if (view.current(this.node, key) !== undefined) continue;
+      removed.push(key);
+      this.#rejected.delete(key);
+    }
+    if (removed.length > MAX_REMOVALS_PER_PART) {
+      // Very many removals (an agent back from a much larger cluster): a planned remainder.
+      this.#planned = { changed: [], removed: removed.slice(MAX_REMOVALS_PER_PART), replaces: new Map(), generation: f.generation, exact: f.exact, trigger: 'subscribe', next: 0 };
+      this.#first = undefined;
+      this.#held = undefined;
+      return { changed, removed: removed.slice(0, MAX_REMOVALS_PER_PART), more: true, trigger: 'subscribe' };
+    }
+    return { changed, removed, more: false, trigger: 'subscribe' };
+  }
+}

@@ -1,0 +1,41 @@
+// The native addon (native/weft_native.c), loaded once and typed: what Node cannot do by
+// itself (SO_ORIGINAL_DST, SO_LINGER, RLIMIT_NOFILE, malloc_trim). A missing build is
+// reported when first needed, not at import, so code that never needs it still loads.
+
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+
+export interface NativeAddon {
+  originalDst(fd: number): { readonly address: string; readonly port: number };
+  /** seconds >= 0: linger that long on close (0: close resets); -1: off. */
+  setLinger(fd: number, seconds: number): void;
+  /** RLIMIT_NOFILE; -1 stands for unlimited. */
+  nofileLimit(): { readonly soft: number; readonly hard: number };
+  /** Sets the soft RLIMIT_NOFILE to the hard one; the limits after. */
+  raiseNofileLimit(): { readonly soft: number; readonly hard: number };
+  /** glibc malloc_trim(0); true when memory went back to the kernel. */
+  mallocTrim(): boolean;
+}
+
+export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');
+
+const loaded: NativeAddon | Error = (() => {
+  try {
+    return createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
+  } catch (err: unknown) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+})();
+
+/** The addon, or the Error that loading it raised. */
+export function nativeAddon(): NativeAddon | Error {
+  return loaded;
+}
+
+/** The file descriptor under a connected net.Socket (Linux, libuv TCP handle), or undefined. */
+export function socketFdOf(socket: Socket): number | undefined {
+  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}

@@ -1,0 +1,161 @@
+// The server's per-stream push book, against a SnapshotView: the first sync, deltas from the
+// view's history, one push in flight at a time with everything since coalesced into the
+// next, refusals, parts, and agents too far behind the history.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AgentBook, type PushPart, type RejectedVersions } from '../../../src/control/agent-book.ts';
+import type { ControlResource } from '../../../src/control/resource.ts';
+import { SnapshotView } from '../../../src/control/resource-view.ts';
+
+type Snap = Record<string, string>; // key -> version (for node n1)
+
+const r = (key: string, version: string): ControlResource => {
+  const [type, ...name] = key.split('/');
+  return Object.freeze({ type: type, name: name.join('/'), version, body: { v: version } });
+};
+
+function view(historyLimit = 100): SnapshotView<Snap> {
+  return new SnapshotView<Snap>((snap) => Object.entries(snap).map(([k, v]) => r(k, v)), (node, err) => { throw new Error(`${node}: ${String(err)}`); }, historyLimit);
+}
+
+const keys = (p: PushPart | 'resync' | undefined) => (p === undefined || p === 'resync'
+  ? p
+  : { changed: p.changed.map((x) => `${x.type}/${x.name}@${x.version}`), removed: [...p.removed], more: p.more });
+
+function book(initial: Snap = {}, rejected: RejectedVersions = new Map(), maxBytes = 1 << 20): AgentBook<string> {
+  return new AgentBook<string>('n1', new Map(Object.entries(initial)), rejected, maxBytes, () => 100);
+}
+
+let nonces = 0;
+/** Sends the next part and answers it with an ACK. */
+function deliver(b: AgentBook<string>, v: SnapshotView<Snap>): ReturnType<typeof keys> {
+  const part = b.next(v);
+  if (part === undefined || part === 'resync') return keys(part);
+  const nonce = `x${++nonces}`;
+  b.sent(nonce, part, 'meta');
+  assert.ok(b.ack(nonce) !== undefined);
+  return keys(part);
+}
+
+test('first sync: a fresh agent gets everything; one that reports its versions gets the difference (an empty first response too)', () => {
+  const cases: Array<[string, Snap, Snap, { changed: string[]; removed: string[] }]> = [
+    ['empty agent', {}, { 'mesh/config': '1', 'svc/a': '1' }, { changed: ['mesh/config@1', 'svc/a@1'], removed: [] }],
+    ['in sync', { 'mesh/config': '1', 'svc/a': '1' }, { 'mesh/config': '1', 'svc/a': '1' }, { changed: [], removed: [] }],
+    ['one changed', { 'mesh/config': '1', 'svc/a': '1' }, { 'mesh/config': '1', 'svc/a': '2' }, { changed: ['svc/a@2'], removed: [] }],
+    ['one gone, one new', { 'svc/a': '1', 'svc/old': '1' }, { 'svc/a': '1', 'svc/new': '1' }, { changed: ['svc/new@1'], removed: ['svc/old'] }],
+  ];
+  for (const [name, initial, now, expected] of cases) {
+    const v = view();
+    v.set(now);
+    const b = book(initial);
+    assert.deepEqual(deliver(b, v), { ...expected, more: false }, name);
+    assert.equal(b.next(v), undefined, `${name}: then nothing until the view moves`);
+  }
+});
+
+test('one push in flight: changes meanwhile go out as one delta with the newest versions after the ACK', () => {
+  const v = view();
+  v.set({ 'svc/a': '1', 'svc/b': '1' });
+  const b = book();
+  const first = b.next(v) as PushPart;
+  b.sent('n1', first, 'first');
+  v.set({ 'svc/a': '2', 'svc/b': '1' });
+  v.set({ 'svc/a': '3', 'svc/b': '1', 'svc/c': '1' });
+  v.set({ 'svc/a': '4', 'svc/c': '1' });
+  assert.equal(b.next(v), undefined, 'busy until the answer');
+  assert.equal(b.pendingCount, 1);
+  assert.equal(b.ack('n1')?.meta, 'first');
+  assert.equal(b.ack('n1'), undefined, 'a nonce is answered once');
+  assert.deepEqual(deliver(b, v), { changed: ['svc/a@4', 'svc/c@1'], removed: ['svc/b'], more: false }, 'svc/a 2 and 3 are never sent');
+  assert.deepEqual([...b.acked(v)].sort(), [['svc/a', '4'], ['svc/c', '1']]);
+  v.set({ 'svc/a': '5', 'svc/c': '1' });
+  v.set({ 'svc/a': '4', 'svc/c': '1' });
+  assert.equal(b.next(v), undefined, 'changed and back again: nothing to send');
+});
+
+test('NACK: refused versions are kept by the agent and not resent; a newer version is, and the refusal is forgotten', () => {
+  const rejected: RejectedVersions = new Map();
+  const v = view();
+  v.set({ 'svc/a': '1', 'svc/b': '1', 'svc/gone': '1' });
+  const b = book({}, rejected);
+  deliver(b, v);
+  v.set({ 'svc/a': '2', 'svc/b': '2' });
+  const part = b.next(v) as PushPart;
+  assert.deepEqual(keys(part), { changed: ['svc/a@2', 'svc/b@2'], removed: ['svc/gone'], more: false });
+  b.sent('n2', part, 'm');
+  const outcome = b.nack('n2', [{ key: 'svc/a', message: 'bad vip' }], '1 refused');
+  assert.deepEqual(outcome?.rejected, [{ key: 'svc/a', version: '2', message: 'bad vip' }]);
+  assert.equal(outcome?.resync, false);
+  assert.deepEqual([...b.acked(v)].sort(), [['svc/a', '1'], ['svc/b', '2']], 'the agent kept svc/a 1');
+  v.set({ 'svc/a': '2', 'svc/b': '2', 'svc/c': '1' });
+  assert.deepEqual(deliver(b, v), { changed: ['svc/c@1'], removed: [], more: false }, 'not svc/a 2 again');
+  v.set({ 'svc/a': '3', 'svc/b': '2', 'svc/c': '1' });
+  assert.deepEqual(deliver(b, v), { changed: ['svc/a@3'], removed: [], more: false });
+  assert.equal(rejected.size, 0);
+});
+
+test('a refused resource that disappears is removed from the agent and forgotten', () => {
+  const rejected: RejectedVersions = new Map();
+  const v = view();
+  v.set({ 'svc/a': '1' });
+  const b = book({}, rejected);
+  deliver(b, v);
+  v.set({ 'svc/a': '2' });
+  const part = b.next(v) as PushPart;
+  b.sent('n2', part, 'm');
+  b.nack('n2', [{ key: 'svc/a', message: 'no' }], 'no');
+  v.set({});
+  assert.deepEqual(deliver(b, v), { changed: [], removed: ['svc/a'], more: false });
+  assert.equal(rejected.size, 0);
+});
+
+test('a NACK naming no resource refuses the whole part: its versions stay refused and the stream must resync', () => {
+  const rejected: RejectedVersions = new Map();
+  const v = view();
+  v.set({ 'svc/a': '1', 'svc/old': '1' });
+  const b = book({}, rejected);
+  deliver(b, v);
+  v.set({ 'svc/a': '2' });
+  b.sent('n2', b.next(v) as PushPart, 'm');
+  const outcome = b.nack('n2', [], 'could not decode');
+  assert.equal(outcome?.resync, true);
+  assert.deepEqual(rejected.get('svc/a'), { key: 'svc/a', version: '2', message: 'could not decode', kept: '1' });
+  // Resubscribing with what it holds: the removal goes out again, the refused version does not.
+  const again = book({ 'svc/a': '1', 'svc/old': '1' }, rejected);
+  assert.deepEqual(deliver(again, v), { changed: [], removed: ['svc/old'], more: false });
+});
+
+test('a big first sync goes in parts of at most maxBytes, removals in the last, and the agent holds its start generation', () => {
+  const v = view();
+  const snap: Snap = {};
+  for (let i = 0; i < 10; i++) snap[`svc/s${i}`] = '1';
+  v.set(snap);
+  const b = book({ 'svc/old': 'x' }, new Map(), 350); // 100 bytes per resource: 4 per part (the 4th crosses 350)
+  const parts = [deliver(b, v), deliver(b, v), deliver(b, v)];
+  assert.deepEqual(parts.map((p) => p !== undefined && p !== 'resync' && [p.changed.length, p.removed, p.more]), [[4, [], true], [4, [], true], [2, ['svc/old'], false]]);
+  assert.equal(b.synced, true);
+  assert.equal(b.next(v), undefined);
+});
+
+test('a change made while a first sync is read in parts is sent again afterwards, whatever the agent got', () => {
+  const v = view();
+  v.set({ 'svc/a': '1', 'svc/b': '1', 'svc/c': '1' });
+  const b = book({}, new Map(), 150); // two resources per part
+  assert.deepEqual(deliver(b, v), { changed: ['svc/a@1', 'svc/b@1'], removed: [], more: true });
+  v.set({ 'svc/a': '2', 'svc/b': '1', 'svc/c': '2' });
+  assert.deepEqual(deliver(b, v), { changed: ['svc/c@2'], removed: [], more: false }, 'the rest is read as it is now');
+  v.set({ 'svc/a': '2', 'svc/b': '1', 'svc/c': '1' }); // c back to 1: the agent holds 2
+  assert.deepEqual(deliver(b, v), { changed: ['svc/a@2', 'svc/c@1'], removed: [], more: false });
+});
+
+test('an agent further behind than the history kept must resync', () => {
+  const v = view(3);
+  v.set({ 'svc/a': '1' });
+  const b = book();
+  deliver(b, v);
+  const part = b.next(v);
+  assert.equal(part, undefined);
+  for (let i = 2; i < 8; i++) v.set({ 'svc/a': String(i) });
+  assert.equal(b.next(v), 'resync');
+});
