@@ -1,6 +1,8 @@
 // The OCI image (npm run image): built offline from Debian's packages and this checkout
 // (cached while its inputs are unchanged), then run with podman: `weft --version` and
-// `weft vet` on manifests mounted into the container, as the default non-root user.
+// `weft vet` on manifests mounted into the container, as the default non-root user; what the
+// build prunes (node's symbols, node_modules files, the system's package tools) must leave
+// every module, dependency, the native addon and the tools the agent runs loadable; 250 MB at most.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,26 @@ import { needsRoot } from '../support/root.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const env = { ...process.env, CONTAINERS_CONF: join(ROOT, 'scripts', 'containers.conf') };
+const MAX_IMAGE_BYTES = 250e6;
+
+// Imports every module of src/ (but the simulator, the CLI entry and worker entry points,
+// which start things) and every production dependency Node loads, as the pruned image holds them.
+const IMPORT_ALL = `
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+const files = [];
+const walk = (d) => { for (const e of readdirSync(d, { withFileTypes: true })) {
+  const p = join(d, e.name);
+  if (e.isDirectory()) { if (e.name !== 'sim') walk(p); } else if (e.name.endsWith('.ts') && e.name !== 'main.ts' && !e.name.includes('worker')) files.push(p);
+} };
+walk('/opt/weft/src');
+for (const f of files) await import(f);
+// cytoscape runs in the dashboard's browser: only the file it is served from must be there.
+const deps = Object.keys(JSON.parse(readFileSync('/opt/weft/package.json', 'utf8')).dependencies).filter((d) => d !== 'cytoscape');
+for (const d of deps) await import(d);
+readFileSync('/opt/weft/node_modules/cytoscape/dist/cytoscape.min.js');
+console.log('imported ' + files.length + ' modules and ' + deps.length + ' dependencies');
+`;
 
 function podman(args: readonly string[]) {
   return spawnSync('podman', args, { encoding: 'utf8', env, timeout: 120_000 });
@@ -31,8 +53,16 @@ test('the image builds offline and runs weft --version and weft vet under podman
   assert.match(v.stdout, new RegExp(`^weft ${version.replaceAll('.', '\\.')} \\(node v24\\.`));
   const user = podman(['run', '--rm', '--entrypoint', 'id', ref, '-u']);
   assert.equal(user.stdout.trim(), '65532', 'the default user is not root');
-  const tools = podman(['run', '--rm', '--entrypoint', 'sh', ref, '-c', 'command -v bpftool && command -v iptables-restore && test -f /opt/weft/bpf/build/redirect.bpf.o && test -f /opt/weft/native/build/Release/weft_native.node && echo ok']);
-  assert.match(tools.stdout, /ok\n$/, tools.stderr);
+  const tools = podman(['run', '--rm', '--entrypoint', 'sh', ref, '-c',
+    'bpftool version && iptables-restore --version && iptables --version && unshare --version && mount --version && test -f /opt/weft/bpf/build/redirect.bpf.o && echo ok']);
+  assert.match(tools.stdout, /^bpftool v[\s\S]*\(nf_tables\)[\s\S]*ok\n$/, tools.stdout + tools.stderr);
+  const node = '/opt/weft/node_modules/node/bin/node';
+  const addon = podman(['run', '--rm', '--entrypoint', node, ref, '-e', "require('/opt/weft/native/build/Release/weft_native.node'); console.log('addon loaded')"]);
+  assert.equal(addon.stdout.trim(), 'addon loaded', `the stripped node loads the native addon: ${addon.stderr}`);
+  const imports = podman(['run', '--rm', '--workdir', '/opt/weft', '--entrypoint', node, ref, '--input-type=module', '-e', IMPORT_ALL]);
+  assert.match(imports.stdout, /^imported \d{3,} modules and \d+ dependencies\n$/, imports.stderr);
+  const size = Number(podman(['image', 'inspect', '--format', '{{.Size}}', ref]).stdout.trim());
+  assert.ok(size > 0 && size <= MAX_IMAGE_BYTES, `the image is ${(size / 1e6).toFixed(0)} MB, over ${MAX_IMAGE_BYTES / 1e6} MB`);
 
   const dir = mkdtempSync(join(tmpdir(), 'weft-image-vet-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
