@@ -61,9 +61,11 @@ export interface SpliceResult {
 export function resetSide(side: SpliceSide): void {
   if (side.destroyed) return;
   if (side instanceof Socket) {
-    // After our FIN (shutdown) libuv refuses to reset (uv_tcp_close_reset: EINVAL) and Node then
-    // never closes the handle nor emits 'close': plain destroy is the only safe end there.
-    if (side.writableEnded) {
+    // While our FIN (shutdown) is in flight libuv refuses to reset (uv_tcp_close_reset: EINVAL)
+    // and Node then never closes the handle nor emits 'close': plain destroy is the only safe
+    // end there. Once the shutdown has completed a reset works again (and a peer still writing
+    // must learn of it).
+    if (side.writableEnded && !side.writableFinished) {
       side.destroy();
       return;
     }
