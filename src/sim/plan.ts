@@ -111,7 +111,7 @@ function podResources(files: readonly ManifestFile[]): Map<string, ContainerReso
 }
 
 /** Kinds the control plane reads and the simulator has nothing to build for. */
-const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy', 'PeerAuthentication']);
+const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy', 'PeerAuthentication', 'DestinationPolicy', 'RateLimitPolicy', 'FaultInjection']);
 
 const CLUSTER_NAME = /^[a-z][a-z0-9]{0,11}$/;
 /** A manifest set with thousands of mistakes must not print thousands of lines. */
