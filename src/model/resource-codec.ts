@@ -3,9 +3,9 @@
 // ready for meshStateFromContent.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
-import type { MeshContent } from './resolve.ts';
-import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
+import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, PeerAuthenticationObject, ServicePortEndpoints, Workload } from './types.ts';
+import { compareEndpoints, type MeshContent } from './resolve.ts';
+import { endpointName, resourceVersion, type EndpointBody, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
 import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
@@ -38,8 +38,11 @@ const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
   ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
   endpointSource: { type: 'string', enum: ['EndpointSlice', 'selector', 'none'] },
+  // Endpoints come as `endpoint` resources; a Service that carries them itself (a control
+  // plane from before they were split out) is taken as it is.
   endpoints: { type: 'array', items: obj({ port, endpoints: { type: 'array', items: ENDPOINT } }) },
-});
+}, ['endpoints']);
+const ENDPOINT_RESOURCE = obj({ service: str, port, ip, targetPort: port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const POLICY = obj({
   name: str, namespace: str, selector: { type: 'map', values: str }, action: { type: 'string', enum: ['ALLOW', 'DENY'] },
   dryRun: { type: 'boolean' },
@@ -122,7 +125,7 @@ const TRAFFIC_POLICY: Schema = {
 };
 
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, endpoint: ENDPOINT_RESOURCE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
   trafficpolicy: TRAFFIC_POLICY,
 };
 
@@ -145,11 +148,26 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'mesh': return 'config';
     case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
+    case 'endpoint': return endpointName(String(body.service), Number(body.port), String(body.ip));
     case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
     case 'route': return routeKey(body as unknown as RouteObject);
     case 'trafficpolicy': return trafficPolicyKey(body as unknown as TrafficPolicyObject);
   }
+}
+
+/** A Service with its endpoint resources put back, as the model resolved it (per port, by address). */
+function withEndpoints(svc: MeshService, given: readonly EndpointBody[]): MeshService {
+  if ((svc as Partial<MeshService>).endpoints !== undefined) return svc;
+  const byPort = Map.groupBy(given, (e) => e.port);
+  const endpoints: ServicePortEndpoints[] = [...svc.ports].sort((a, b) => a.port - b.port).map((p) => Object.freeze({
+    port: p.port,
+    // The model's endpoint fields, in its order; those undefined left out (as JSON leaves them).
+    endpoints: Object.freeze((byPort.get(p.port) ?? []).map((b): Endpoint => Object.freeze({
+      ip: b.ip, port: b.targetPort, ...(b.node === undefined ? {} : { node: b.node }), ...(b.workload === undefined ? {} : { workload: b.workload }), weight: b.weight,
+    }) as Endpoint).sort(compareEndpoints)),
+  }));
+  return Object.freeze({ ...svc, endpoints: Object.freeze(endpoints) });
 }
 
 export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackTrustDomain = 'cluster.local'): DecodedResources {
@@ -162,6 +180,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const nodes: MeshNode[] = [];
   const routes: RouteObject[] = [];
   const trafficPolicies: TrafficPolicyObject[] = [];
+  const endpoints = new Map<string, EndpointBody[]>();
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
     const key = `${String(r.type)}/${String(r.name)}`;
@@ -188,6 +207,13 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'mesh': mesh = body as typeof mesh; break;
       case 'workload': workloads.push(body as unknown as Workload); break;
       case 'service': services.push(body as unknown as MeshService); break;
+      case 'endpoint': {
+        const e = body as unknown as EndpointBody;
+        const list = endpoints.get(e.service);
+        if (list === undefined) endpoints.set(e.service, [e]);
+        else list.push(e);
+        break;
+      }
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
       case 'peerauthentication': peerAuthentications.push(body as unknown as PeerAuthenticationObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
@@ -204,7 +230,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
     content: {
       trustDomain: mesh?.trustDomain ?? fallbackTrustDomain,
       workloads: workloads.sort(byKey((w) => w.key)),
-      services: services.sort(byKey((s) => s.key)),
+      services: services.map((svc) => withEndpoints(svc, endpoints.get(svc.key) ?? [])).sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
       routes: routes.sort(byKey(routeKey)),

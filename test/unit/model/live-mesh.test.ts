@@ -250,6 +250,8 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
         for (const n of nodes) {
           const since = live.slices.changesSince(n, gen);
           if (since === undefined) continue;
+          const listed = [...since.keys()];
+          assert.deepEqual(listed, [...listed].sort(), `${where}: ${n} changes since generation ${gen} in key order`);
           const was = then.get(n) as Map<string, string>;
           const is = now.get(n) as Map<string, string>;
           for (const k of new Set([...was.keys(), ...is.keys()])) {
@@ -284,8 +286,10 @@ test('a pod relabel touches only its node and the services that select it', () =
   const update = live.apply({ upserted: [pod(7, 'a8')], removed: [] });
   assert.deepEqual([update.objects, update.workloads, update.services], [1, 1, 2], 'one workload, the two services it left and joined');
   const onItsNode = live.slices.changesSince('n7', gen);
-  assert.deepEqual([...(onItsNode?.keys() ?? [])].sort(), ['service/shop/s7', 'service/shop/s8', 'workload/shop/p7']);
+  assert.deepEqual([...(onItsNode?.keys() ?? [])].sort(), ['endpoint/shop/s7/80/198.18.0.8', 'endpoint/shop/s8/80/198.18.0.8', 'workload/shop/p7']);
   const elsewhere = live.slices.changesSince('n3', gen);
-  assert.deepEqual([...(elsewhere?.keys() ?? [])].sort(), ['service/shop/s7', 'service/shop/s8'], 'peers carry no labels: only the services change');
+  assert.deepEqual([...(elsewhere?.keys() ?? [])].sort(), ['endpoint/shop/s7/80/198.18.0.8', 'endpoint/shop/s8/80/198.18.0.8'], 'peers carry no labels: only its endpoint moves');
+  assert.equal(elsewhere?.get('endpoint/shop/s8/80/198.18.0.8'), undefined, 'new in s8');
+  assert.equal(live.slices.current('n3', 'endpoint/shop/s7/80/198.18.0.8'), undefined, 'gone from s7');
   assert.equal(live.apply({ upserted: [pod(7, 'a8')], removed: [] }).objects, 0, 'the same object again changes nothing');
 });
