@@ -49,7 +49,7 @@ export interface SimService {
   readonly name: string;
   readonly namespace: string;
   readonly vip: string;
-  readonly ports: readonly { readonly port: number; readonly targetPort: number }[];
+  readonly ports: readonly { readonly port: number; readonly targetPort: number | string }[];
   readonly selector: Labels;
 }
 
@@ -111,7 +111,7 @@ function podResources(files: readonly ManifestFile[]): Map<string, ContainerReso
 }
 
 /** Kinds the control plane reads and the simulator has nothing to build for. */
-const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy', 'PeerAuthentication', 'DestinationPolicy', 'RateLimitPolicy', 'FaultInjection']);
+const MESH_ONLY_KINDS: ReadonlySet<string> = new Set(['ServiceAccount', 'EndpointSlice', 'AuthorizationPolicy', 'PeerAuthentication']);
 
 const CLUSTER_NAME = /^[a-z][a-z0-9]{0,11}$/;
 /** A manifest set with thousands of mistakes must not print thousands of lines. */
