@@ -18,6 +18,10 @@ const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
 const int = integer;
 const port = int(1, 65535);
+const portOrName: Schema = {
+  type: 'custom', what: 'a port number or a port name',
+  check: (v) => (typeof v === 'string' && v !== '' && v.length <= 15 ? undefined : checkSchema(port, v, '')[0]?.message),
+};
 const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
 const strings: Schema = { type: 'array', items: str };
 const cidrs: Schema = {
@@ -31,12 +35,12 @@ const ipv6s: Schema = {
 };
 const WORKLOAD = obj({
   key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
-}, ['node', 'ip', 'ipv6', 'uid']);
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str, ports: { type: 'map', values: port },
+}, ['node', 'ip', 'ipv6', 'uid', 'ports']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
-  ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
+  ports: { type: 'array', items: obj({ name: str, port, targetPort: portOrName, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
   endpointSource: { type: 'string', enum: ['EndpointSlice', 'selector', 'none'] },
   // Endpoints come as `endpoint` resources; a Service that carries them itself (a control
   // plane from before they were split out) is taken as it is.
