@@ -10,6 +10,7 @@ import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
 import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
+import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
@@ -37,6 +38,7 @@ const runtime = new ProxyRuntime(data.options, {
   logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
   ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
 });
+const reclaim = threadReclaimer();
 let draining = false;
 
 port.on('message', (m: ToWorker) => {
@@ -53,6 +55,10 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
+      break;
+    case 'reclaim':
+      reclaim();
+      send({ type: 'reclaimed', id: m.id });
       break;
     case 'listen':
       if (draining) break;

@@ -28,8 +28,9 @@ export function portDecision(destination: Destination): PortDecision {
   const declared: PortProtocol = port === undefined ? 'undeclared' : protocolFor(port);
   if (declared === 'tcp') return { kind: 'opaque', why: 'declared tcp' };
   if (declared !== 'undeclared') return { kind: 'http', declared };
+  // A named targetPort (resolved per pod) is judged by the Service port alone.
   const numbers = destination.kind === 'service' ? [destination.service.port.port, destination.service.port.targetPort] : [destination.target.port];
-  if (numbers.some((n) => SERVER_FIRST_PORTS.has(n))) return { kind: 'opaque', why: 'server-first port' };
+  if (numbers.some((n) => typeof n === 'number' && SERVER_FIRST_PORTS.has(n))) return { kind: 'opaque', why: 'server-first port' };
   return { kind: 'sniff' };
 }
 
