@@ -81,6 +81,9 @@ export function take(shape: BucketShape, state: BucketState, cost: number, nowMs
   return { state, result: { allowed: false, remaining: state.tokens, retryAfterMs: Math.max(1, nextFillAt - nowMs + (fills - 1) * shape.fillIntervalMs) } };
 }
 
+/** Slots of an agent's table (96 KiB): keys beyond it share slots, which is stricter, never looser. */
+export const DEFAULT_BUCKET_SLOTS = 4096;
+
 // Per slot: Int32 [lock, tag], Float64 [tokens, tick].
 const I32_PER_SLOT = 2;
 const F64_PER_SLOT = 2;
