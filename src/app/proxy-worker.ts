@@ -9,7 +9,8 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
-import { BatchedLog, ConnectionTracer, startTracing } from '../telemetry/index.ts';
+import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
+import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
@@ -32,9 +33,12 @@ const registry = new Registry();
 // Traces only when OTEL_* asks for them (this thread's copy of the agent's environment).
 const tracing = startTracing({ serviceName: 'weft-agent', registry });
 const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
+const requestTracer = tracing === undefined ? undefined : new RequestTracer(tracing, { node: data.options.node, clock: systemClock });
 const runtime = new ProxyRuntime(data.options, {
-  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger), ...(tracer === undefined ? {} : { tracer }),
+  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
+  ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
 });
+const reclaim = threadReclaimer();
 let draining = false;
 
 port.on('message', (m: ToWorker) => {
@@ -51,6 +55,10 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
+      break;
+    case 'reclaim':
+      reclaim();
+      send({ type: 'reclaimed', id: m.id });
       break;
     case 'listen':
       if (draining) break;

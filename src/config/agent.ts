@@ -56,6 +56,10 @@ export interface AgentConfig {
   /** Where the agent keeps its state (node certificate); created when missing. */
   readonly stateDir: string;
   readonly logLevel: string;
+  /** Serve HTTP/1.1, h2c and gRPC request by request (else every connection is spliced). */
+  readonly l7: boolean;
+  /** Longest wait for the client's first bytes on a port that declares no protocol (1..100 ms). */
+  readonly sniffMs: number;
 }
 
 export type AgentFlags = FlagValues;
@@ -64,7 +68,9 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
-            [--bpftool PATH]
+            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS]
+  --l7 off        splice every connection (no per-request routing, balancing or request metrics)
+  --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
 const s = { type: 'string' } as const;
@@ -72,6 +78,7 @@ export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
+  l7: s, 'sniff-ms': s,
 });
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -125,5 +132,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
     logLevel: logLevel(flags),
+    l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
+    sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
   });
 }

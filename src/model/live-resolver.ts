@@ -9,6 +9,7 @@
 // Adding a kind: a case in `#take` (where its objects are kept and what they make dirty),
 // and, when it resolves into content, the re-resolution step and a field of ContentChanges.
 
+import type { TrafficPolicyObject } from './traffic-policy-types.ts';
 import type {
   AuthorizationPolicyObject, EndpointSliceObject, Labels, MeshNode, MeshService, NamespaceObject, NodeObject, PeerAuthenticationObject, PodObject,
   ServiceAccountObject, ServiceObject, Workload,
@@ -27,6 +28,8 @@ export interface ContentChanges {
   readonly policyNamespaces: ReadonlySet<string>;
   /** Some HTTPRoute or GRPCRoute changed. */
   readonly routes: boolean;
+  /** Some DestinationPolicy, RateLimitPolicy or FaultInjection changed. */
+  readonly trafficPolicies?: boolean;
 }
 
 interface Dirty {
@@ -36,6 +39,7 @@ interface Dirty {
   readonly policyNamespaces: Set<string>;
   routes: boolean;
   peerAuthentications: boolean;
+  trafficPolicies: boolean;
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
@@ -62,7 +66,12 @@ function sameWorkload(a: Workload | undefined, b: Workload | undefined): boolean
   if (a === undefined || b === undefined) return a === b;
   return a.key === b.key && a.serviceAccount === b.serviceAccount && a.node === b.node && a.ip === b.ip && a.enrolled === b.enrolled
     && (a.ipv6 ?? []).join(',') === (b.ipv6 ?? []).join(',')
-    && a.identity === b.identity && sameLabels(a.labels, b.labels);
+    && a.identity === b.identity && sameLabels(a.labels, b.labels) && samePorts(a.ports, b.ports);
+}
+
+function samePorts(a: Readonly<Record<string, number>> | undefined, b: Readonly<Record<string, number>> | undefined): boolean {
+  const ea = Object.entries(a ?? {});
+  return ea.length === Object.keys(b ?? {}).length && ea.every(([k, v]) => b?.[k] === v);
 }
 
 function pairs(labels: Labels): string[] {
@@ -88,6 +97,7 @@ export class LiveResolver {
   readonly #nodes = new Map<string, NodeObject>();
   readonly #accounts = new Map<string, ServiceAccountObject>();
   readonly #routes = new Map<string, RouteObject>();
+  readonly #trafficPolicies = new Map<string, TrafficPolicyObject>();
   /** Workloads with an IP, per namespace, per `key=value` label. */
   readonly #byLabel = new Map<string, Map<string, Set<string>>>();
   /** Selector-resolved services, per namespace, under one pair of their selector (a workload they select carries it). */
@@ -109,7 +119,7 @@ export class LiveResolver {
   }
 
   apply(changes: readonly ParsedChange[]): ContentChanges {
-    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false, peerAuthentications: false };
+    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false, peerAuthentications: false, trafficPolicies: false };
     for (const c of changes) this.#take(c, dirty);
     const workloads = new Map<string, Workload | undefined>();
     for (const key of dirty.pods) this.#resolvePod(key, workloads, dirty.services);
@@ -126,7 +136,8 @@ export class LiveResolver {
     if (dirty.policyNamespaces.size > 0) this.index.setPolicies([...this.#policies.values()]);
     if (dirty.peerAuthentications) this.index.setPeerAuthentications([...this.#peerAuthentications.values()]);
     if (dirty.routes) this.index.setRoutes(sortRoutes([...this.#routes.values()]));
-    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes };
+    if (dirty.trafficPolicies) this.index.setTrafficPolicies([...this.#trafficPolicies.values()]);
+    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes, trafficPolicies: dirty.trafficPolicies };
   }
 
   namespaceNames(): string[] {
@@ -138,7 +149,7 @@ export class LiveResolver {
     return {
       namespaces: this.#namespaces.size, pods: this.#pods.size, services: this.#services.size, endpointSlices: this.#slices.size,
       serviceAccounts: this.#accounts.size, policies: this.#policies.size,
-      peerAuthentications: this.#peerAuthentications.size, nodes: this.#nodes.size, routes: this.#routes.size,
+      peerAuthentications: this.#peerAuthentications.size, nodes: this.#nodes.size, routes: this.#routes.size, trafficPolicies: this.#trafficPolicies.size,
     };
   }
 
@@ -214,6 +225,14 @@ export class LiveResolver {
         else this.#routes.set(c.key, c.value);
         dirty.routes = true;
         return;
+      case 'DestinationPolicy':
+      case 'RateLimitPolicy':
+      case 'FaultInjection':
+        // Few, and they reach nodes by Services, selectors and routes: kept as one list.
+        if (c.value === undefined) this.#trafficPolicies.delete(c.key);
+        else this.#trafficPolicies.set(c.key, c.value);
+        dirty.trafficPolicies = true;
+        return;
       case 'ServiceAccount':
         // Kept for completeness; nothing in the resolved mesh reads ServiceAccounts.
         if (c.value === undefined) this.#accounts.delete(key);
@@ -238,8 +257,9 @@ export class LiveResolver {
     if (after === undefined) this.index.removeWorkload(key);
     else this.index.putWorkload(after);
     if (!changed.has(key)) changed.set(key, before);
-    // Enrollment and identity do not change endpoints; existence, IP, node and labels may.
-    const moved = before === undefined || after === undefined || before.ip !== after.ip || before.node !== after.node || !sameLabels(before.labels, after.labels);
+    // Enrollment and identity do not change endpoints; existence, IP, node, labels and named ports may.
+    const moved = before === undefined || after === undefined || before.ip !== after.ip || before.node !== after.node
+      || !sameLabels(before.labels, after.labels) || !samePorts(before.ports, after.ports);
     if (!moved) return;
     for (const w of [before, after]) {
       if (w?.ip === undefined) continue;

@@ -13,6 +13,7 @@ import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 import { selects } from './labels.ts';
 import { routeKey, type RouteObject } from './route-types.ts';
 import { spiffeUri } from './spiffe.ts';
+import { sortTrafficPolicies, type TrafficPolicyObject } from './traffic-policy-types.ts';
 
 /** The resolved mesh: what MeshState indexes and what node resources carry. */
 export interface MeshContent {
@@ -26,6 +27,8 @@ export interface MeshContent {
   readonly routes?: readonly RouteObject[];
   /** PeerAuthentications, sorted by `namespace/name`; absent means none (every workload PERMISSIVE). */
   readonly peerAuthentications?: readonly PeerAuthenticationObject[];
+  /** DestinationPolicies, RateLimitPolicies and FaultInjections, sorted by `Kind/namespace/name`; absent means none. */
+  readonly trafficPolicies?: readonly TrafficPolicyObject[];
 }
 
 /** Label value on a Pod that keeps it out of the mesh even in an enrolled namespace. */
@@ -61,6 +64,7 @@ export function resolveWorkload(p: PodObject, enrolledNamespace: boolean, trustD
     node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
     identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
     ...(p.uid === undefined ? {} : { uid: p.uid }),
+    ...(p.namedPorts === undefined ? {} : { ports: p.namedPorts }),
   });
 }
 
@@ -158,11 +162,14 @@ export function resolveService(svc: ServiceObject, slices: readonly EndpointSlic
         if (w.ip !== undefined && w.namespace === svc.namespace && selects(svc.selector, w.labels)) selected.push(w);
       }
     }
+    // A named target port is each pod's own container port of that name; a pod without one is
+    // no endpoint of that port (as Kubernetes' endpoints controller does).
     perPort = svc.ports.map((sp) => Object.freeze({
       port: sp.port,
-      endpoints: Object.freeze(dedupe(selected.map((w) => Object.freeze({
-        ip: w.ip ?? '', port: sp.targetPort, node: w.node, workload: w.key, weight: 1,
-      })))),
+      endpoints: Object.freeze(dedupe(selected.flatMap((w) => {
+        const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.ports?.[sp.targetPort];
+        return target === undefined ? [] : [Object.freeze({ ip: w.ip ?? '', port: target, node: w.node, workload: w.key, weight: 1 })];
+      }))),
     }));
   }
   return Object.freeze({
@@ -220,5 +227,6 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
   return Object.freeze({
     trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(sortPolicies(objects.policies)), nodes: Object.freeze(nodes),
     routes: Object.freeze(sortRoutes(objects.routes ?? [])), peerAuthentications: Object.freeze(sortPolicies(objects.peerAuthentications ?? [])),
+    trafficPolicies: sortTrafficPolicies(objects.trafficPolicies ?? []),
   });
 }

@@ -2,6 +2,7 @@
 // model/state.ts, parsing in model/manifests.ts.
 
 import type { RouteObject } from './route-types.ts';
+import type { TrafficPolicyObject } from './traffic-policy-types.ts';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -29,6 +30,8 @@ export interface PodObject {
   readonly labels: Labels;
   /** Ports the containers declare (informational). */
   readonly containerPorts: readonly number[];
+  /** The containers' named ports (name -> containerPort), when any has a name: a Service's named targetPort resolves here. */
+  readonly namedPorts?: Readonly<Record<string, number>>;
   /** status.phase; pods that Succeeded or Failed are not workloads (their IP may be reused). */
   readonly phase?: string | undefined;
   /** spec.hostNetwork; such pods share the node's IP and are never part of the mesh. */
@@ -39,7 +42,8 @@ export interface ServicePort {
   /** Also a protocol hint: Istio's prefixes `http-`, `http2-`, `grpc-`, `tcp-` (see model/protocol.ts). */
   readonly name: string | undefined;
   readonly port: number;
-  readonly targetPort: number;
+  /** A port number, or the name of a container port of each selected pod (IntOrString, as in Kubernetes). */
+  readonly targetPort: number | string;
   readonly protocol: 'TCP';
   /** spec.ports[].appProtocol as written (`http`, `kubernetes.io/h2c`, `grpc`, ...); it wins over the name. */
   readonly appProtocol?: string | undefined;
@@ -189,6 +193,8 @@ export interface MeshObjects {
   readonly routes?: readonly RouteObject[];
   /** weft.dev PeerAuthentications; absent means none (every workload PERMISSIVE). */
   readonly peerAuthentications?: readonly PeerAuthenticationObject[];
+  /** weft.dev DestinationPolicies, RateLimitPolicies and FaultInjections; absent means none. */
+  readonly trafficPolicies?: readonly TrafficPolicyObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */
@@ -217,6 +223,8 @@ export interface Workload {
   readonly uid?: string | undefined;
   /** SPIFFE id of its service account. */
   readonly identity: string;
+  /** The pod's named container ports, when it has any (PodObject.namedPorts). */
+  readonly ports?: Readonly<Record<string, number>>;
 }
 
 export interface Endpoint {

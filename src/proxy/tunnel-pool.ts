@@ -11,7 +11,7 @@ import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
 import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
 import { dialTunnel } from './tunnel-dial.ts';
-import { endSessionOnEof } from './tunnel-session.ts';
+import { SessionGuard } from './tunnel-session.ts';
 import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface TunnelPoolOptions {
@@ -42,7 +42,12 @@ export interface TunnelRequest {
   /** Trace context for the CONNECT (`traceparent`, `tracestate`); pseudo-headers are never taken from here. */
   readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
+  /** The stream carries HTTP of this version: sent as the `weft-l7` header, so the peer reports requests. */
+  readonly l7?: 'http1' | 'h2';
 }
+
+/** The CONNECT header that says a tunnel stream carries HTTP (`http1` or `h2`). */
+export const L7_HEADER = 'weft-l7';
 
 export interface TunnelPoolStats {
   /** Sessions open or opening. */
@@ -81,6 +86,7 @@ export class TunnelPool {
   readonly #responseMs: number;
   readonly #tuning: TunnelTuning;
   readonly #entries = new Map<string, Entry[]>();
+  readonly #guard = new SessionGuard();
   #closed = false;
 
   constructor(deps: TunnelPoolDeps, options: TunnelPoolOptions = {}) {
@@ -103,6 +109,7 @@ export class TunnelPool {
       [h2.HTTP2_HEADER_AUTHORITY]: hostPort(req.target.address, req.target.port),
     };
     if (req.forwardedFor !== undefined) headers.forwarded = forwardedFor(req.forwardedFor);
+    if (req.l7 !== undefined) headers[L7_HEADER] = req.l7;
     for (const [name, value] of Object.entries(req.traceHeaders ?? {})) if (TRACE_HEADERS.has(name)) headers[name] = value;
 
     for (let attempt = 0; ; attempt++) {
@@ -115,6 +122,7 @@ export class TunnelPool {
         const session = entry.session ?? await abortable(entry.ready, req.signal);
         stream = session.request(headers, { endStream: false });
         stream.on('error', ignore);
+        this.#guard.track(stream);
         stream.once('close', () => this.#release(entry));
         const status = await this.#answer(stream, req.signal);
         if (status !== 200) throw new TunnelRefusedError(status, `${hostPort(req.node.address, req.node.port)} answered ${status} to CONNECT ${hostPort(req.target.address, req.target.port)}`);
@@ -205,7 +213,7 @@ export class TunnelPool {
     const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
     ready.then((session) => {
       entry.session = session;
-      endSessionOnEof(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
+      this.#guard.watch(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
       session.once('goaway', () => {
         entry.usable = false;
       });

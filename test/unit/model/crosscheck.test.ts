@@ -66,6 +66,23 @@ test('an enrolled pod with IPv6 addresses is named: its agent will refuse to cap
   ], 'only the enrolled one: a pod outside the mesh is not captured anyway');
 });
 
+test('a named targetPort is checked against the selected pods\' container ports', () => {
+  const named = (name: string, ip: string, ports: readonly object[]) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'named' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'app', image: 'x', ports }] }, status: { podIP: ip },
+  });
+  const got = check([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'named', namespace: 'shop' }, spec: { clusterIP: '198.19.0.30', selector: { app: 'named' }, ports: [{ port: 80, targetPort: 'web' }, { port: 81, targetPort: 'admin' }] } },
+    named('has-both', '198.18.5.1', [{ name: 'web', containerPort: 8080 }, { name: 'admin', containerPort: 9090 }]),
+    named('web-only', '198.18.5.2', [{ name: 'web', containerPort: 8081 }]),
+    named('numbers-only', '198.18.5.3', [{ containerPort: 8080 }]),
+  ]);
+  assert.deepEqual(got, [
+    'extra.yaml: Service/shop/named: spec.ports[0].targetPort: names container port "web", which 1 of the 3 selected Pods do not declare (numbers-only), so they get no traffic on port 80',
+    'extra.yaml: Service/shop/named: spec.ports[1].targetPort: names container port "admin", which 2 of the 3 selected Pods do not declare (numbers-only, web-only), so they get no traffic on port 81',
+  ]);
+});
+
 test('an AuthorizationPolicy HTTP rule on a port that is not HTTP is a problem naming the rule and the port; on HTTP ports it is not', () => {
   const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'l7', labels: { 'weft.dev/mesh': 'enabled' } } };
   const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'l7' }, spec: { clusterIP: '198.19.7.1', selector: { app: 'api' }, ports: [

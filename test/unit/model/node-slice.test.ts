@@ -245,6 +245,24 @@ test('routes go to the nodes whose callers they affect: producer routes to every
   assert.deepEqual(bad.content.routes?.map((r) => r.name), ['consumer'], 'the bad route alone is rejected');
 });
 
+test('a Service with a named target port and pods with named ports reach the agent intact', () => {
+  const named = (name: string, nodeName: string, ip: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'named' } },
+    spec: { nodeName, serviceAccountName: 'web', containers: [{ name: 'app', image: 'x', ports: [{ name: 'web', containerPort: 8443 }] }] }, status: { podIP: ip },
+  });
+  const full = state([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'named', namespace: 'shop' }, spec: { clusterIP: '198.19.0.30', selector: { app: 'named' }, ports: [{ port: 80, targetPort: 'web' }] } },
+    named('named-1', 'n1', '198.18.5.1'), named('named-2', 'n2', '198.18.5.2'),
+  ]);
+  const wire = JSON.parse(JSON.stringify([...nodeResources(full, 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  const agent = meshStateFromContent(decoded.content);
+  assert.equal(agent.serviceByVip('198.19.0.30', 80)?.port.targetPort, 'web');
+  assert.deepEqual(agent.endpoints('shop/named', 80).map((e) => `${e.ip}:${e.port}`), ['198.18.5.1:8443', '198.18.5.2:8443']);
+  assert.deepEqual(agent.workload('shop/named-2')?.ports, { web: 8443 });
+});
+
 test('the agent puts endpoints back into their Services as the model resolved them; a Service that carries its own is taken as it is', () => {
   const s = state(POLICIES);
   const wire = JSON.parse(JSON.stringify([...nodeResources(s, 'n2').values()])) as NodeResource[];
