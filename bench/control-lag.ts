@@ -1,11 +1,13 @@
 // The control plane's push bookkeeping when agents lag, in one process, without sockets:
-// 1,000 AgentBooks (one per node) over a LiveMesh of 5,000 pods on 1,000 nodes; 300
+// 1,000 AgentBooks (one per node, by default) over a LiveMesh of 5,000 pods on 1,000 nodes; 300
 // generations of 20 pod moves; each generation a random 15% of the agents answer and are
 // given their next part. Measures the CPU of AgentBook.next (SliceIndex.changesSince and the
 // plan) and of encoding each distinct part once, as the server does per push. The first
 // syncs are not counted.
 //
-//   node --expose-gc bench/control-lag.ts [--pods 5000] [--answer 0.15]
+// Also the model's CPU per pod move (LiveMesh.apply), which should not grow with the pods.
+//
+//   node --expose-gc bench/control-lag.ts [--pods 5000] [--agents 1000] [--answer 0.15]
 
 import { parseArgs } from 'node:util';
 import { AgentBook, PlanCache } from '../src/control/agent-book.ts';
@@ -16,10 +18,13 @@ import { LiveMesh } from '../src/model/live-mesh.ts';
 import type { RawObject } from '../src/model/types.ts';
 import { NAMESPACE, nodeName, podBody } from './control-scale/cluster.ts';
 
-const { values } = parseArgs({ options: { pods: { type: 'string' }, answer: { type: 'string' } } });
+const { values } = parseArgs({ options: { pods: { type: 'string' }, agents: { type: 'string' }, answer: { type: 'string' } } });
 const pods = Number(values.pods ?? 5000);
 const answer = Number(values.answer ?? 0.15);
-if (!Number.isInteger(pods) || pods < 1000 || !(answer > 0 && answer <= 1)) throw new Error('--pods: an integer >= 1000; --answer: a share in (0, 1]');
+const agents = Number(values.agents ?? 1000);
+if (!Number.isInteger(pods) || pods < 1000 || !(answer > 0 && answer <= 1) || !Number.isInteger(agents) || agents < 1 || agents > 1000) {
+  throw new Error('--pods: an integer >= 1000; --agents: 1..1000; --answer: a share in (0, 1]');
+}
 const nodes = 1000;
 const services = pods / 10;
 const shape = { nodes, pods, services };
@@ -45,7 +50,7 @@ const live = new LiveMesh({ kubernetesSchema: false });
 live.apply({ upserted: objects, removed: [] });
 const encoder = new WireEncoder();
 const plans = new PlanCache();
-const books = Array.from({ length: nodes }, (_, k) => new AgentBook<undefined>(nodeName(k), new Map(), new Map(), 512 * 1024, (r: ControlResource) => encoder.size(r), plans));
+const books = Array.from({ length: agents }, (_, k) => new AgentBook<undefined>(nodeName(k), new Map(), new Map(), 512 * 1024, (r: ControlResource) => encoder.size(r), plans));
 const tails = new WeakMap<object, Buffer>();
 let nonce = 0;
 /** Gives the book its next part (encoded once per distinct part) and answers it: 0 nothing, 1 the last part, 2 more follow. */
@@ -62,6 +67,7 @@ for (const b of books) while (deliver(b) === 2);
 let seed = 12345;
 const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 let cpuMs = 0;
+let modelMs = 0;
 let pushes = 0;
 for (let g = 0; g < 300; g++) {
   const moved: RawObject[] = [];
@@ -70,7 +76,10 @@ for (let g = 0; g < 300; g++) {
     apps[j] = ((apps[j]) + 1) % services;
     moved.push(pod(j));
   }
+  const m0 = process.cpuUsage();
   live.apply({ upserted: moved, removed: [] });
+  const m = process.cpuUsage(m0);
+  modelMs += (m.user + m.system) / 1000;
   const t0 = process.cpuUsage();
   for (const b of books) {
     if (random() >= answer) continue;
@@ -81,4 +90,4 @@ for (let g = 0; g < 300; g++) {
   cpuMs += (d.user + d.system) / 1000;
 }
 (globalThis as { gc?: () => void }).gc?.();
-process.stdout.write(`control-lag: ${pods} pods, ${nodes} agents answering ${answer} of generations: ${cpuMs.toFixed(0)} ms of push bookkeeping for ${pushes} pushes (${((cpuMs * 1000) / pushes).toFixed(0)} us each); live heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(0)} MB\n`);
+process.stdout.write(`control-lag: ${pods} pods on ${nodes} nodes, ${agents} agents answering ${answer} of generations: ${cpuMs.toFixed(0)} ms of push bookkeeping for ${pushes} pushes (${((cpuMs * 1000) / pushes).toFixed(0)} us each); the model ${(modelMs / 6000).toFixed(2)} ms per pod move; live heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(0)} MB\n`);
