@@ -99,6 +99,11 @@ const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly names
 
 export const KNOWN_KINDS: readonly string[] = Object.keys(KINDS);
 
+/** The apiVersion a known kind is served under. */
+export function kindApiVersion(kind: string): string | undefined {
+  return isKind(kind) ? KINDS[kind].apiVersion : undefined;
+}
+
 export function isKind(k: string): k is Kind {
   return Object.hasOwn(KINDS, k);
 }

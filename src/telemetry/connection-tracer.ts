@@ -7,6 +7,7 @@
 import type { api } from '@opentelemetry/sdk-node';
 
 import { systemClock, type Clock } from '../core/clock.ts';
+import { peerAttributes, setKnown, splitHostPort } from './span-attributes.ts';
 import type { Tracing } from './tracing.ts';
 import type { ByteSource, ConnectionDescription, ObservedConnection, Observer, TraceCarrier } from './types.ts';
 
@@ -79,8 +80,8 @@ class TracedConnection implements ObservedConnection {
     const target = d.service?.host ?? d.destination.workload ?? d.destination.address ?? 'unknown';
     const span = this.#start(d.reporter === 'destination' ? KIND.SERVER : KIND.CLIENT, `tcp ${target}`);
     span.updateName(`tcp ${target}`);
-    const [dstHost, dstPort] = splitAddress(d.destination.address);
-    const [srcHost, srcPort] = splitAddress(d.source.address);
+    const [dstHost, dstPort] = splitHostPort(d.destination.address);
+    const [srcHost, srcPort] = splitHostPort(d.source.address);
     const attributes: api.Attributes = {
       'weft.reporter': d.reporter,
       'weft.connection_security_policy': d.security,
@@ -91,15 +92,9 @@ class TracedConnection implements ObservedConnection {
       // The peer of this agent's socket: the client on the destination side, the server on the source side.
       'network.peer.address': d.reporter === 'destination' ? srcHost : dstHost,
       'network.peer.port': d.reporter === 'destination' ? srcPort : dstPort,
-      'weft.source.workload': d.source.workload,
-      'weft.source.namespace': d.source.namespace,
-      'weft.source.principal': d.source.principal,
-      'weft.destination.workload': d.destination.workload,
-      'weft.destination.namespace': d.destination.namespace,
-      'weft.destination.principal': d.destination.principal,
-      'weft.destination.service': d.service?.host,
+      ...peerAttributes(d.source, d.destination, d.service),
     };
-    for (const [k, v] of Object.entries(attributes)) if (v !== undefined) span.setAttribute(k, v);
+    setKnown(span, attributes);
   }
 
   countBytes(source: ByteSource, facing: 'client' | 'server'): void {
@@ -128,12 +123,4 @@ class TracedConnection implements ObservedConnection {
     if (flags !== '-') span.setStatus({ code: STATUS_ERROR, message: detail === undefined ? flags : `${flags}: ${detail}` });
     span.end();
   }
-}
-
-function splitAddress(address: string | undefined): [string | undefined, number | undefined] {
-  if (address === undefined) return [undefined, undefined];
-  const at = address.lastIndexOf(':');
-  if (at < 0) return [address, undefined];
-  const port = Number(address.slice(at + 1));
-  return [address.slice(0, at).replace(/^\[|\]$/g, ''), Number.isInteger(port) ? port : undefined];
 }

@@ -17,3 +17,5 @@ export { startTracing, tracingRequested, type Tracing, type TracingOptions } fro
 export { ConnectionTracer, type ConnectionTracerOptions } from './connection-tracer.ts';
 export { composeObservers } from './observers.ts';
 export type { ObservedConnection, Observer, TraceCarrier } from './types.ts';
+export { RequestTracer, type RequestTracerOptions } from './request-tracer.ts';
+export type { IncomingRequest, ObservedRequest, OutgoingTraceHeaders, RequestDescription, RequestOutcome } from './types.ts';

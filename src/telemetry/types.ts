@@ -51,3 +51,55 @@ export interface Observer {
   open(incoming?: TraceCarrier): ObservedConnection;
   handshakeFailed(reason: string, detail: string): void;
 }
+
+// ---- HTTP requests (the HTTP layer's RequestObserver, as far as telemetry reads it) ----
+
+/** The request as it arrived at this agent: who reports it, and its headers (lowercase names). */
+export interface IncomingRequest {
+  readonly reporter: 'source' | 'destination';
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string | undefined;
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+}
+
+export interface RequestDescription {
+  readonly reporter: 'source' | 'destination';
+  readonly source: PeerRef;
+  readonly destination: PeerRef;
+  readonly service: ServiceRef | undefined;
+  readonly security: 'mutual_tls' | 'none' | 'unknown';
+  readonly protocol: 'http' | 'grpc';
+  readonly method: string;
+  readonly authority: string | undefined;
+  readonly path: string;
+  /** `namespace/name` of the route that decided, when one did. */
+  readonly route: string | undefined;
+}
+
+export interface RequestOutcome {
+  /** The status the client got (0: none, reset before a response). */
+  readonly status: number;
+  readonly grpcStatus: string | undefined;
+  /** A ResponseFlags value, '-' when none. */
+  readonly flags: string;
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+  /** `ip:port` of the endpoint that answered. */
+  readonly upstream: string | undefined;
+  readonly retries: number;
+  readonly detail?: string;
+}
+
+/** Trace headers for the request sent on: set these, and remove these others first. */
+export interface OutgoingTraceHeaders {
+  readonly set: Readonly<Record<string, string>>;
+  /** Every header the configured propagators use (traceparent, tracestate, b3, x-b3-*...). */
+  readonly remove: readonly string[];
+}
+
+export interface ObservedRequest {
+  describe(description: RequestDescription): void;
+  finish(outcome: RequestOutcome): void;
+  traceHeaders?(): OutgoingTraceHeaders | undefined;
+}

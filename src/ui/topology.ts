@@ -73,15 +73,32 @@ function flowKey(l: Labels): string {
   return FLOW_LABELS.map((k) => l[k] ?? '').join('\u0001');
 }
 
-interface Flow {
-  readonly labels: Labels;
+/** Rates summed over the series of a flow or an edge. */
+interface Counts {
   opened: number;
+  /** Connections since the agents started, when the source knows it. */
   total: number | undefined;
   bytes: number;
   closed: number;
   closedWithFlags: number;
   requests: number;
   errors: number;
+}
+
+const noCounts = (): Counts => ({ opened: 0, total: undefined, bytes: 0, closed: 0, closedWithFlags: 0, requests: 0, errors: 0 });
+
+function addCounts(into: Counts, from: Counts): void {
+  into.opened += from.opened;
+  if (from.total !== undefined) into.total = (into.total ?? 0) + from.total;
+  into.bytes += from.bytes;
+  into.closed += from.closed;
+  into.closedWithFlags += from.closedWithFlags;
+  into.requests += from.requests;
+  into.errors += from.errors;
+}
+
+interface Flow extends Counts {
+  readonly labels: Labels;
   durationBuckets: { le: number; rate: number }[];
   requestBuckets: { le: number; rate: number }[];
 }
@@ -98,10 +115,7 @@ function flows(rates: MeshRates): Flow[] {
     const key = flowKey(l);
     let f = byKey.get(key);
     if (f === undefined) {
-      f = {
-        labels: Object.fromEntries(FLOW_LABELS.map((k) => [k, l[k] ?? UNKNOWN])), opened: 0, total: undefined, bytes: 0, closed: 0,
-        closedWithFlags: 0, requests: 0, errors: 0, durationBuckets: [], requestBuckets: [],
-      };
+      f = { labels: Object.fromEntries(FLOW_LABELS.map((k) => [k, l[k] ?? UNKNOWN])), ...noCounts(), durationBuckets: [], requestBuckets: [] };
       byKey.set(key, f);
     }
     return f;
@@ -155,18 +169,11 @@ function workloadId(ns: string | undefined, name: string | undefined): string {
   return ns === undefined || name === undefined || ns === UNKNOWN || name === UNKNOWN ? UNKNOWN : `workload:${ns}/${name}`;
 }
 
-interface EdgeSum {
+interface EdgeSum extends Counts {
   from: string;
   to: string;
   reporter: 'source' | 'destination';
   securities: Set<string>;
-  opened: number;
-  total: number | undefined;
-  bytes: number;
-  closed: number;
-  closedWithFlags: number;
-  requests: number;
-  errors: number;
   buckets: { le: number; rate: number }[];
   http: boolean;
   plaintextIntoEnrolled: boolean;
@@ -207,19 +214,13 @@ export function topology(state: TopologyState, rates: MeshRates): Topology {
     let e = sums.get(id);
     if (e === undefined) {
       e = {
-        from, to, reporter: f.labels.reporter === 'destination' ? 'destination' : 'source', securities: new Set(), opened: 0, total: undefined,
-        bytes: 0, closed: 0, closedWithFlags: 0, requests: 0, errors: 0, buckets: [], http: false, plaintextIntoEnrolled: false, nodeLocal: false,
+        from, to, reporter: f.labels.reporter === 'destination' ? 'destination' : 'source', securities: new Set(), ...noCounts(),
+        buckets: [], http: false, plaintextIntoEnrolled: false, nodeLocal: false,
       };
       sums.set(id, e);
     }
     e.securities.add(f.labels.connection_security_policy ?? UNKNOWN);
-    e.opened += f.opened;
-    if (f.total !== undefined) e.total = (e.total ?? 0) + f.total;
-    e.bytes += f.bytes;
-    e.closed += f.closed;
-    e.closedWithFlags += f.closedWithFlags;
-    e.requests += f.requests;
-    e.errors += f.errors;
+    addCounts(e, f);
     e.http ||= f.requests > 0 || f.requestBuckets.length > 0;
     e.buckets.push(...(f.requestBuckets.length > 0 ? f.requestBuckets : f.durationBuckets));
     e.plaintextIntoEnrolled ||= plaintextIntoEnrolled;
