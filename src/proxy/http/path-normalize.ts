@@ -9,35 +9,16 @@
 // normalised target is also what is sent on, so the backend sees what was matched.
 // Anything that cannot be normalised is refused with 400. Pure.
 
+import { normalizePath } from '../../model/l7-authorization.ts';
+
 export type NormalizedTarget =
   | { readonly ok: true; readonly target: string }
   | { readonly ok: false; readonly reason: string };
 
-const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 
-/** RFC 3986 §5.2.4 remove_dot_segments over an absolute path. */
-export function removeDotSegments(path: string): string {
-  const out: string[] = [];
-  const segments = path.split('/');
-  // segments[0] is '' (the path starts with '/').
-  for (let i = 1; i < segments.length; i++) {
-    const s = segments[i] ?? '';
-    const last = i === segments.length - 1;
-    if (s === '.') {
-      if (last) out.push('');
-    } else if (s === '..') {
-      out.pop();
-      if (last) out.push('');
-    } else {
-      out.push(s);
-    }
-  }
-  return `/${out.join('/')}`;
-}
-
-/** Decodes percent-encoded unreserved characters, upper-cases the rest; undefined when a `%` is not followed by two hex digits. */
-function normalizePercent(path: string): string | undefined {
+/** Upper-cases the hex of every percent-encoding; undefined when a `%` is not followed by two hex digits. */
+function upperPercent(path: string): string | undefined {
   if (!path.includes('%')) return path;
   let out = '';
   for (let i = 0; i < path.length; i++) {
@@ -48,8 +29,7 @@ function normalizePercent(path: string): string | undefined {
     }
     const hex = path.slice(i + 1, i + 3);
     if (!HEX.test(hex)) return undefined;
-    const decoded = String.fromCharCode(parseInt(hex, 16));
-    out += UNRESERVED.test(decoded) ? decoded : `%${hex.toUpperCase()}`;
+    out += `%${hex.toUpperCase()}`;
     i += 2;
   }
   return out;
@@ -69,8 +49,8 @@ export function normalizeRequestTarget(target: string): NormalizedTarget {
   const q = noFragment.indexOf('?');
   const rawPath = q < 0 ? noFragment : noFragment.slice(0, q);
   const query = q < 0 ? '' : noFragment.slice(q);
-  const decoded = normalizePercent(rawPath.replaceAll('\\', '/'));
-  if (decoded === undefined) return { ok: false, reason: 'broken percent-encoding in the path' };
-  const path = decoded.includes('.') ? removeDotSegments(decoded) : decoded;
-  return { ok: true, target: path + query };
+  const checked = upperPercent(rawPath.replaceAll('\\', '/'));
+  if (checked === undefined) return { ok: false, reason: 'broken percent-encoding in the path' };
+  // The rest (unreserved %XX decoded, dot segments) is the normalisation policy matching uses.
+  return { ok: true, target: normalizePath(checked) + query };
 }
