@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination } from '../redirect/index.ts';
-import { BatchedLog, ConnectionTracer, startTracing } from '../telemetry/index.ts';
+import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
 import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
@@ -33,8 +33,10 @@ const registry = new Registry();
 // Traces only when OTEL_* asks for them (this thread's copy of the agent's environment).
 const tracing = startTracing({ serviceName: 'weft-agent', registry });
 const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
+const requestTracer = tracing === undefined ? undefined : new RequestTracer(tracing, { node: data.options.node, clock: systemClock });
 const runtime = new ProxyRuntime(data.options, {
-  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger), ...(tracer === undefined ? {} : { tracer }),
+  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
+  ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
 });
 const reclaim = threadReclaimer();
 let draining = false;
@@ -53,6 +55,12 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
+      break;
+    case 'inbound-socket':
+      runtime.adoptInbound(m.pod, m.fd).catch((err: unknown) => logger.error({ pod: m.pod, err: describeError(err) }, 'cannot serve the pod\'s inbound socket'));
+      break;
+    case 'inbound-release':
+      runtime.releaseInbound(m.pod);
       break;
     case 'reclaim':
       reclaim();

@@ -61,6 +61,14 @@ export interface SpliceResult {
 export function resetSide(side: SpliceSide): void {
   if (side.destroyed) return;
   if (side instanceof Socket) {
+    // While our FIN (shutdown) is in flight libuv refuses to reset (uv_tcp_close_reset: EINVAL)
+    // and Node then never closes the handle nor emits 'close': plain destroy is the only safe
+    // end there. Once the shutdown has completed a reset works again (and a peer still writing
+    // must learn of it).
+    if (side.writableEnded && !side.writableFinished) {
+      side.destroy();
+      return;
+    }
     try {
       side.resetAndDestroy();
     } catch {
@@ -129,7 +137,7 @@ function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () =>
     if (!to.destroyed && !to.writableEnded) to.end();
     onEnd();
   };
-  from.on('end', () => {
+  const onFromEnd = (): void => {
     if (from instanceof Socket) {
       passFin();
       return;
@@ -139,7 +147,10 @@ function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () =>
       if (streamEndedCleanly(from)) passFin();
       else broken();
     });
-  });
+  };
+  from.on('end', onFromEnd);
+  // A side read before the splice (the protocol sniff) may have seen its FIN already.
+  if (from.readableEnded) onFromEnd();
 }
 
 /** Turns lingering back off once both directions of a socket have ended cleanly. */

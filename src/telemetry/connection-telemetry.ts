@@ -1,6 +1,8 @@
 // One record per connection: opened is counted when the proxy says who talks to whom,
 // closed (with its response flags), bytes, duration and one access-log line when it finishes,
-// exactly once however it ended. Bytes are read from the sockets' own counters (no per-chunk
+// exactly once however it ended. A plaintext connection the destination refused (STRICT, a
+// policy, not a mesh pod) is counted by reason and logged at a bounded rate instead, since
+// anything on the network can make them. Bytes are read from the sockets' own counters (no per-chunk
 // work) at finish and, for live connections, at each scrape.
 
 import type { Logger } from 'pino';
@@ -8,12 +10,13 @@ import type { Registry } from 'prom-client';
 
 import { systemClock, type Clock } from '../core/clock.ts';
 import { PairStats, TcpMetrics } from './tcp-metrics.ts';
-import { DENIED_FLAG, type ByteSource, type ConnectionDescription, type PeerRef } from './types.ts';
+import { RateLimitedLog } from './rate-limited-log.ts';
+import { DENIED_FLAG, PLAINTEXT_REFUSALS, type ByteSource, type ConnectionDescription, type PeerRef } from './types.ts';
 
 export interface ConnectionTelemetryOptions {
   readonly registry: Registry;
   /** Access log; use an asynchronous pino destination so logging never blocks the proxy. */
-  readonly logger: Pick<Logger, 'info' | 'warn'>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   readonly clock?: Clock;
   /** source_cluster / destination_cluster. */
   readonly cluster?: string;
@@ -33,14 +36,12 @@ const UNIDENTIFIED: ConnectionDescription = Object.freeze({
 
 export class ConnectionTelemetry {
   readonly metrics: TcpMetrics;
-  readonly #logger: Pick<Logger, 'info' | 'warn'>;
+  readonly #logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   readonly #clock: Clock;
   readonly #accessLog: boolean;
-  readonly #handshakeLogs: number;
+  readonly #handshakeLog: RateLimitedLog;
+  readonly #refusalLog: RateLimitedLog;
   readonly #live = new Set<ConnectionRecordImpl>();
-  #logWindowStart = Number.NEGATIVE_INFINITY;
-  #logsInWindow = 0;
-  #suppressed = 0;
 
   constructor(options: ConnectionTelemetryOptions) {
     this.metrics = new TcpMetrics({ registry: options.registry, cluster: options.cluster, durationBuckets: options.durationBuckets });
@@ -50,7 +51,8 @@ export class ConnectionTelemetry {
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#accessLog = options.accessLog ?? true;
-    this.#handshakeLogs = options.handshakeLogsPerSecond ?? 10;
+    this.#handshakeLog = new RateLimitedLog(options.logger, this.#clock, options.handshakeLogsPerSecond ?? 10);
+    this.#refusalLog = new RateLimitedLog(options.logger, this.#clock, options.handshakeLogsPerSecond ?? 10);
   }
 
   /** A new connection: the clock starts now. */
@@ -60,20 +62,13 @@ export class ConnectionTelemetry {
 
   handshakeFailed(reason: string, detail: string): void {
     this.metrics.handshakeFailed(reason);
-    const now = this.#clock.monotonic();
-    if (now - this.#logWindowStart >= 1000) {
-      this.#logWindowStart = now;
-      this.#logsInWindow = 0;
-    }
-    if (this.#logsInWindow >= this.#handshakeLogs) {
-      this.#suppressed += 1;
-      return;
-    }
-    this.#logsInWindow += 1;
-    const line: Record<string, unknown> = { reason, detail };
-    if (this.#suppressed > 0) line.suppressed = this.#suppressed;
-    this.#suppressed = 0;
-    this.#logger.warn(line, 'tunnel handshake refused');
+    this.#handshakeLog.warn({ reason, detail }, 'tunnel handshake refused');
+  }
+
+  forwardedMismatch(claimed: string, principal: string, peerIp: string): void {
+    this.metrics.forwardedMismatch();
+    this.#refusalLog.warn({ claimed, principal, peer: peerIp },
+      `tunnel stream from ${peerIp} claimed source ${claimed}, which is not a workload of ${principal}: the peer's own address stands`);
   }
 
   /** Connections whose bytes are being counted now. */
@@ -88,10 +83,17 @@ export class ConnectionTelemetry {
   }
 
   /** @internal */
-  ended(r: ConnectionRecordImpl, d: ConnectionDescription, pair: PairStats, flags: string, detail: string | undefined, startedAt: number): void {
+  ended(r: ConnectionRecordImpl, d: ConnectionDescription, pair: PairStats | undefined, flags: string, detail: string | undefined, startedAt: number): void {
     const ms = this.#clock.monotonic() - startedAt;
-    this.metrics.closed(pair, flags, ms / 1000);
+    // An HTTP connection is reported per request (request telemetry); its own line is for debugging.
+    if (pair !== undefined) this.metrics.closed(pair, flags, ms / 1000);
     if (flags === DENIED_FLAG) this.metrics.denied(d.reporter);
+    const refusal = d.reporter === 'destination' && d.security === 'none' ? PLAINTEXT_REFUSALS[flags] : undefined;
+    if (refusal !== undefined) {
+      this.metrics.plaintextRefused(refusal);
+      this.#refusalLog.warn({ reason: refusal, src: d.source.address, dst: d.destination.address, workload: d.destination.workload, namespace: d.destination.namespace, detail }, 'inbound plaintext connection refused');
+      return;
+    }
     if (!this.#accessLog) return;
     const line: Record<string, unknown> = {
       reporter: d.reporter,
@@ -105,7 +107,8 @@ export class ConnectionTelemetry {
       flags,
     };
     if (detail !== undefined) line.detail = detail;
-    this.#logger.info(line, 'connection');
+    if (d.l7 === true) this.#logger.debug({ ...line, l7: true }, 'connection');
+    else this.#logger.info(line, 'connection');
   }
 }
 
@@ -141,8 +144,9 @@ export class ConnectionRecordImpl {
   }
 
   identify(description: ConnectionDescription): void {
-    if (this.#pair !== undefined || this.#done) return;
+    if (this.#description !== undefined || this.#done) return;
     this.#description = description;
+    if (description.l7 === true) return;
     this.#pair = this.#t.metrics.pair(description);
     this.#pair.opened += 1;
   }
@@ -169,10 +173,10 @@ export class ConnectionRecordImpl {
 
   finish(flags: string, detail?: string): void {
     if (this.#done) return;
-    if (this.#pair === undefined) this.identify(UNIDENTIFIED);
+    if (this.#description === undefined) this.identify(UNIDENTIFIED);
     this.flush();
     this.#done = true;
     this.#t.track(this, false);
-    this.#t.ended(this, this.#description ?? UNIDENTIFIED, this.#pair as PairStats, flags, detail, this.#startedAt);
+    this.#t.ended(this, this.#description ?? UNIDENTIFIED, this.#pair, flags, detail, this.#startedAt);
   }
 }
