@@ -8,9 +8,39 @@ import { down, podPlacement, up } from '../sim/cluster.ts';
 import { runInside } from '../sim/processes.ts';
 import { readState, type ClusterState, type MeshMode } from '../sim/state.ts';
 import { intFlag, oneOf, parseFlags } from './args.ts';
+import { stringify } from 'yaml';
+import { defaultManifests, SAMPLE_NAMESPACE } from '../sim/defaults.ts';
+import type { ManifestFile } from '../model/manifests.ts';
 import { openViews, traceRelayPlan } from './demo-views.ts';
 
 const USAGE = 'weft demo [--name NAME] [--nodes N] [--duration SECONDS] [--mesh off|ebpf|iptables]';
+
+/** The demo's Gateway API route: calls to demo/hello go 80% to hello's pods, 20% to echo's (a canary split). */
+const CANARY_ROUTE: ManifestFile = {
+  path: 'canary-route.yaml',
+  text: stringify({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'hello-canary', namespace: SAMPLE_NAMESPACE },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'hello', port: 80 }],
+      rules: [{ backendRefs: [{ name: 'hello', port: 80, weight: 80 }, { name: 'echo', port: 80, weight: 20 }] }],
+    },
+  }),
+};
+const CANARY_CALLS = 50;
+
+/** CANARY_CALLS requests to demo/hello on one connection: how many each app answered. */
+async function canarySummary(state: ClusterState, fromPod: string, vip: string): Promise<string> {
+  const pod = state.plan.pods.find((p) => p.name === fromPod);
+  if (pod === undefined) return '';
+  let text = '';
+  const urls = Array.from({ length: CANARY_CALLS }, () => `http://${vip}/`);
+  const { child, done } = runInside(podPlacement(state, pod), ['curl', '-s', '-m', '5', ...urls], ['ignore', 'pipe', 'ignore']);
+  child.stdout?.on('data', (b: Buffer) => { text += b.toString(); });
+  await done;
+  const hello = [...text.matchAll(/hello from hello-/g)].length;
+  const echo = [...text.matchAll(/hello from echo-/g)].length;
+  return `  -- route ${SAMPLE_NAMESPACE}/hello-canary (HTTPRoute, 80/20): of ${CANARY_CALLS} calls to ${vip} on one connection, ${hello} reached hello, ${echo} echo`;
+}
 
 async function curl(state: ClusterState, fromPod: string, url: string): Promise<string> {
   const pod = state.plan.pods.find((p) => p.name === fromPod);
@@ -67,7 +97,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
 
   // The demo owns its cluster name: a run that crashed before is cleaned up first.
   await down(name);
-  const state = await up({ name, nodes, podsPerNode: 3, manifests: undefined, mesh, log: (l) => out(`  ${l}`) });
+  const state = await up({ name, nodes, podsPerNode: 3, manifests: [...defaultManifests(nodes, 3), CANARY_ROUTE], mesh, log: (l) => out(`  ${l}`) });
   const tracePlan = typeof relay === 'string' ? undefined : relay;
   const views = mesh === 'off' ? undefined : await openViews(state, tracePlan).catch(async (err: unknown) => {
     await down(name);
@@ -93,6 +123,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     if (mesh !== 'off') {
       for (const n of state.plan.nodes) out(`  metrics:  nsenter --net=/run/netns/${n.netns} curl -s http://${n.bridgeIp}:15020/metrics   (${n.name}; readiness :15021/healthz/ready)`);
     }
+    if (mesh !== 'off') out(`  route:    HTTPRoute ${SAMPLE_NAMESPACE}/hello-canary sends 80% of calls to demo/hello to hello's pods, 20% to echo's (/run/weft/sim/${name}/manifests/)`);
     out(`  client ${client?.name} on ${client?.node} calls ${mesh === 'off' ? 'pods on the other node by IP' : 'the services by VIP'} every second; Ctrl-C tears everything down.\n`);
     const started = Date.now();
     let i = 0;
@@ -103,6 +134,8 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
       out(`  [${new Date().toISOString().slice(11, 19)}] ${client?.name} -> ${url}  ${await curl(readState(name), client?.name ?? '', url)}`);
       i++;
       if (mesh !== 'off' && i % 5 === 0) out(await meshSummary(state, tracePlan !== undefined));
+      const hello = state.plan.services.find((x) => x.name === 'hello');
+      if (mesh !== 'off' && i % 10 === 3 && hello !== undefined) out(await canarySummary(readState(name), client?.name ?? '', hello.vip));
       await sleep(1000);
     }
   } finally {

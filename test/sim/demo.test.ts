@@ -17,6 +17,11 @@ test('the demo: every request through the mesh answers, and teardown is complete
   assert.ok(calls.length >= 3, `the client made calls:\n${r.stdout}`);
   for (const call of calls) assert.match(call, /hello from (echo|hello)-\d-\d ns=demo node=node-\d client=198\.18\.\d\.1:/, 'answered through the agent');
   assert.match(r.stdout, /-- mesh: node-1: [1-9]\d* HTTP requests, \d+ outbound connections \(\d+ over mutual TLS\)/);
+  // The canary HTTPRoute splits demo/hello 80/20 (50 calls: all answered, some by echo, most by hello).
+  const canary = /route demo\/hello-canary \(HTTPRoute, 80\/20\): of 50 calls .* (\d+) reached hello, (\d+) echo/.exec(r.stdout) ?? assert.fail(`no canary line:\n${r.stdout}`);
+  const [hello, echo] = [Number(canary[1]), Number(canary[2])];
+  assert.equal(hello + echo, 50);
+  assert.ok(echo >= 1 && echo <= 25, `echo answered ${echo} of 50`);
   assert.match(r.stdout, /metrics: +nsenter --net=\/run\/netns\/weft-\w+-n-node-1 curl -s http:\/\/198\.18\.1\.1:15020\/metrics/);
   assert.doesNotMatch(execFileSync('ip', ['netns', 'list']).toString(), new RegExp(`weft-${name}-`));
 });
