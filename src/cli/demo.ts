@@ -52,11 +52,12 @@ async function curl(state: ClusterState, fromPod: string, url: string): Promise<
   return code === 0 ? out.trim() : `curl exit ${code}`;
 }
 
-/** One line per node from its agent's Istio metrics: connections and bytes, and how many were mutual TLS. */
+/** One line per node from its agent's Istio metrics: requests, connections and bytes, and how many were mutual TLS. */
 async function meshSummary(state: ClusterState, tracing: boolean): Promise<string> {
   const lines: string[] = [];
   for (const n of state.plan.nodes) {
     const { stdout } = await run('nsenter', [`--net=/run/netns/${n.netns}`, 'curl', '-s', '-m', '2', `http://${n.bridgeIp}:15020/metrics`], { okStatus: [0, 7, 28] });
+    let requests = 0;
     let opened = 0;
     let mtls = 0;
     let bytes = 0;
@@ -64,7 +65,8 @@ async function meshSummary(state: ClusterState, tracing: boolean): Promise<strin
     let failedSpans = 0;
     for (const line of stdout.split('\n')) {
       const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
+      if (line.startsWith('istio_requests_total{') && line.includes('reporter="source"')) requests += value;
+      else if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
         opened += value;
         if (line.includes('connection_security_policy="mutual_tls"')) mtls += value;
       } else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && line.includes('reporter="source"')) {
@@ -73,7 +75,7 @@ async function meshSummary(state: ClusterState, tracing: boolean): Promise<strin
       else if (line.startsWith('weft_trace_export_failures_total')) failedSpans += value;
     }
     const traced = tracing ? `, ${spans} spans exported${failedSpans > 0 ? ` (${failedSpans} failed)` : ''}` : '';
-    lines.push(`${n.name}: ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
+    lines.push(`${n.name}: ${requests} HTTP requests, ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
   }
   return `  -- mesh: ${lines.join('; ')}`;
 }
@@ -113,7 +115,11 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     out(`  a shell:  npx weft sim exec --name ${name} ${client?.name} -- sh`);
     out(`  logs:     /run/weft/sim/${name}/logs/  (one access-log line per connection in agent-<node>.log)`);
     if (views !== undefined) out(`  dashboard: ${views.dashboardUrl}   (topology, security, control plane; loopback only)`);
-    if (tracePlan !== undefined) out(`  traces:   one span per connection on each agent, exported to your collector at http://${tracePlan.target.host}:${tracePlan.target.port} (service weft-agent)`);
+    if (tracePlan !== undefined) {
+      out(`  traces:   every HTTP request is traced (a CLIENT span on the source agent, a SERVER span on the destination agent, one trace`);
+      out(`            with the pod's traceparent), and one span per connection on each agent; exported to your collector at`);
+      out(`            http://${tracePlan.target.host}:${tracePlan.target.port} (service weft-agent)`);
+    }
     if (mesh !== 'off') {
       for (const n of state.plan.nodes) out(`  metrics:  nsenter --net=/run/netns/${n.netns} curl -s http://${n.bridgeIp}:15020/metrics   (${n.name}; readiness :15021/healthz/ready)`);
     }
