@@ -50,13 +50,15 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
   const s = JSON.parse((await weft(['sim', 'status', '--name', name, '--json'])).stdout) as SimStatus & { prometheusUrl?: string };
   assert.equal(s.prometheusUrl, url);
 
-  // Bounded cross-node traffic: echo-1-0 calls hello-2-1 (mutual TLS) for up to 2 minutes, HTTP
+  // Bounded cross-node traffic: echo-1-0 calls hello-2-1 (mutual TLS) for up to 2 minutes: HTTP
   // requests to its server and, every fourth round, one more to a port nothing listens on (the
-  // agents answer 503): one request in five fails.
+  // agents answer 503): one request in five fails. Opaque TCP too (curl's telnet bytes are not
+  // HTTP, so the agents splice them), for the TCP panels: HTTP connections are reported per request.
   const target = pod(s, 'hello-2-1');
   const traffic = spawn(WEFT, ['sim', 'exec', '--name', name, 'echo-1-0', '--', 'sh', '-c',
     `i=0; while [ $i -lt 600 ]; do curl -s -m 2 -o /dev/null http://${target.ip}:8080/; `
-    + `[ $((i % 4)) -eq 0 ] && curl -s -m 2 -o /dev/null http://${target.ip}:8089/; i=$((i+1)); sleep 0.2; done`], { stdio: 'ignore' });
+    + `[ $((i % 4)) -eq 0 ] && curl -s -m 2 -o /dev/null http://${target.ip}:8089/; `
+    + `printf 'opaque\\r\\n' | curl -s -m 1 -o /dev/null telnet://${target.ip}:8080; i=$((i+1)); sleep 0.2; done`], { stdio: 'ignore' });
   t.after(() => traffic.kill('SIGTERM'));
 
   // Every agent and the control plane are scraped.
@@ -96,7 +98,7 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
   });
   assert.ok(byCode.every((x) => x.metric.connection_security_policy === 'mutual_tls'), JSON.stringify(byCode));
   // Global success rate, as the mesh dashboard's "Global Success Rate (non-5xx responses)" panel.
-  const success = Number((await query(url, 'sum(rate(istio_requests_total{reporter="destination", response_code!~"5.."}[1m])) / sum(rate(istio_requests_total{reporter="destination"}[1m]))'))[0]?.value[1]);
+  const success = Number((await query(url, 'sum(rate(istio_requests_total{reporter="source", response_code!~"5.."}[1m])) / sum(rate(istio_requests_total{reporter="source"}[1m]))'))[0]?.value[1]);
   assert.ok(success > 0.5 && success < 1, `success rate with one request in five refused: ${success} (non-5xx ${ok}/s)`);
   const p99 = await query(url, 'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination", destination_workload="hello-2-1"}[1m])) by (le))');
   assert.ok(Number(p99[0]?.value[1]) > 0, `p99 request duration: ${JSON.stringify(p99)}`);
