@@ -6,7 +6,7 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { decideAtVip } from '../model/route-match.ts';
@@ -16,7 +16,11 @@ import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { HttpLayer, protocolSelector } from '../proxy/http/index.ts';
+import { HttpLayer, protocolSelector, rateLimitStep, requestAuthorizationStep } from '../proxy/http/index.ts';
+import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
+import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
+import type { RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
+import type { Workload } from '../model/types.ts';
 import {
   ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
 } from '../telemetry/index.ts';
@@ -41,12 +45,20 @@ export interface ProxyRuntimeOptions {
   readonly limits?: ProxyLimits;
 }
 
+/** The RateLimitPolicies that apply to a workload, for the destination side's rate-limit step. */
+function rateLimitsFor(state: MeshState, w: Workload): readonly RateLimitPolicyObject[] {
+  if (state.trafficPolicies.length === 0) return [];
+  return state.trafficPolicies.filter((p): p is RateLimitPolicyObject => p.kind === 'RateLimitPolicy' && rateLimitApplies(state, p, w));
+}
+
 /** The caps every worker applies, and the counters they share. */
 export interface ProxyLimits {
   readonly budget: FdBudget;
   readonly workers: number;
   /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
   readonly shared: Int32Array;
+  /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
+  readonly buckets?: SharedArrayBuffer;
 }
 
 export interface ProxyRuntimeDeps {
@@ -87,6 +99,10 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const rateLimited = new Counter({
+      name: 'weft_rate_limited_requests_total', help: 'Requests a RateLimitPolicy refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
+      labelNames: ['policy', 'mode'], registers: [deps.registry],
+    });
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
@@ -120,6 +136,13 @@ export class ProxyRuntime {
         nodeAddress: (node) => this.#state.nodeAddress(node),
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
+      // then draws on its RateLimitPolicies' buckets.
+      inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep({
+        policiesFor: (w) => rateLimitsFor(this.#state, w),
+        buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
+        limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
+      })],
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
       observer: composeRequestObservers(

@@ -26,6 +26,8 @@ export const ResponseFlags = {
   IDLE_TIMEOUT: 'SI',
   /** Refused at accept: a connection cap (per source, or the agent's global one) was reached. */
   OVERLOADED: 'OL',
+  /** A RateLimitPolicy's bucket was empty (429, gRPC RESOURCE_EXHAUSTED), Envoy's RL. */
+  RATE_LIMITED: 'RL',
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

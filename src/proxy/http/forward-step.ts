@@ -15,6 +15,7 @@ import { endpointKey } from '../load-balancer.ts';
 import { endpointTarget, planHop, type OutboundTarget } from '../outbound-route.ts';
 import type { BackendTarget, HttpMeshView } from './contracts.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
+import { denyRequest, httpAttributes } from './authorization-step.ts';
 import { acceptsTrailers, applyHeaderModifiers, headersForUpstream } from './headers.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 import type { OutgoingRequest, ResponseSink, SendResult } from './messages.ts';
@@ -147,10 +148,14 @@ async function attempts(
     x.destination = peerOf(target.workload, addressOf(target.ip, target.port));
     const w = target.workload;
     if (c.checkPolicy && w !== undefined && w.enrolled) {
-      const request = { sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port };
+      // With the request's HTTP attributes: L7 rules of a pod on this node are enforced here.
+      const request = {
+        sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
+        http: httpAttributes(x),
+      };
       const decision = deps.authorize(request);
       if (!decision.allowed) {
-        sendLocalReply(x, { status: 403, flags: ResponseFlags.DENIED, message: 'RBAC: access denied', detail: `denied: ${decision.reason}`, grpcStatus: GrpcStatus.PERMISSION_DENIED });
+        denyRequest(x, decision.reason);
         return;
       }
       x.live.allowed(request);
@@ -276,6 +281,7 @@ function mirror(deps: ForwardDeps, x: Exchange, mirrors: readonly BackendTarget[
     const w = target.workload;
     if (c.checkPolicy && w !== undefined && w.enrolled && !deps.authorize({
       sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
+      http: httpAttributes(x),
     }).allowed) continue;
     const hop = planHop(deps.mesh, deps.nodeName, target);
     if (hop.kind === 'unreachable') continue;
