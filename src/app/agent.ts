@@ -22,6 +22,7 @@ import { ProxyWorkers } from './proxy-workers.ts';
 import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
 import { agentReclaimer } from './memory-reclaim.ts';
 import { bucketMemory, DEFAULT_BUCKET_SLOTS } from '../proxy/resilience/token-bucket.ts';
+import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
@@ -84,7 +85,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
-    limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS) },
+    limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);
   workers.start();
   const reclaimer = agentReclaimer(workers, shared, logger, registry);

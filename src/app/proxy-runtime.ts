@@ -16,10 +16,11 @@ import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { HttpLayer, protocolSelector, rateLimitStep, requestAuthorizationStep } from '../proxy/http/index.ts';
+import { HttpLayer, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep } from '../proxy/http/index.ts';
+import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
-import type { RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
+import type { DestinationPolicyObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
 import {
   ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
@@ -51,6 +52,12 @@ function rateLimitsFor(state: MeshState, w: Workload): readonly RateLimitPolicyO
   return state.trafficPolicies.filter((p): p is RateLimitPolicyObject => p.kind === 'RateLimitPolicy' && rateLimitApplies(state, p, w));
 }
 
+/** The DestinationPolicy of a Service (the first by name, as vet warns), for the caller side's circuit breaker. */
+function destinationPolicyFor(state: MeshState, serviceKey: string): DestinationPolicyObject | undefined {
+  if (state.trafficPolicies.length === 0) return undefined;
+  return state.trafficPolicies.find((p): p is DestinationPolicyObject => p.kind === 'DestinationPolicy' && `${p.namespace}/${p.targetRef.name}` === serviceKey);
+}
+
 /** The caps every worker applies, and the counters they share. */
 export interface ProxyLimits {
   readonly budget: FdBudget;
@@ -59,6 +66,8 @@ export interface ProxyLimits {
   readonly shared: Int32Array;
   /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
   readonly buckets?: SharedArrayBuffer;
+  /** DestinationPolicy connection-pool counters (counterMemory), one set for all workers. */
+  readonly pools?: SharedArrayBuffer;
 }
 
 export interface ProxyRuntimeDeps {
@@ -99,6 +108,10 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const overflowed = new Counter({
+      name: 'weft_request_overflow_total', help: 'Requests refused at once (503 UO) because the DestinationPolicy connection pool of their Service was full.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
     const rateLimited = new Counter({
       name: 'weft_rate_limited_requests_total', help: 'Requests a RateLimitPolicy refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
       labelNames: ['policy', 'mode'], registers: [deps.registry],
@@ -142,6 +155,12 @@ export class ProxyRuntime {
         policiesFor: (w) => rateLimitsFor(this.#state, w),
         buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
         limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
+      })],
+      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits.
+      steps: [circuitBreakerStep({
+        policyFor: (key) => destinationPolicyFor(this.#state, key),
+        limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
+        overflowed: (service) => overflowed.inc({ destination_service: service }),
       })],
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),

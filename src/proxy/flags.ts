@@ -28,6 +28,8 @@ export const ResponseFlags = {
   OVERLOADED: 'OL',
   /** A RateLimitPolicy's bucket was empty (429, gRPC RESOURCE_EXHAUSTED), Envoy's RL. */
   RATE_LIMITED: 'RL',
+  /** A DestinationPolicy's connection pool was full (503 at once), Envoy's UO (upstream overflow). */
+  UPSTREAM_OVERFLOW: 'UO',
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

@@ -4,6 +4,7 @@
 // sit in shared memory so the limit holds for the agent, however many worker threads share it.
 
 import { ProxyErrors, proxyError } from '../errors.ts';
+import { keyTag } from './token-bucket.ts';
 
 /** Shared memory for `count` counters; create once per agent, hand to every worker. */
 export function counterMemory(count: number): SharedArrayBuffer {
@@ -62,4 +63,40 @@ export function unlimited(): Permit {
 /** Whether a connection that has served `served` requests must be retired (maxRequestsPerConnection; 0: never). */
 export function connectionSpent(served: number, maxRequestsPerConnection: number): boolean {
   return maxRequestsPerConnection > 0 && served >= maxRequestsPerConnection;
+}
+
+/**
+ * Limits by key (a destination Service) over one shared Int32Array: keys hash onto a fixed
+ * number of counters, so memory is bounded; two keys sharing a counter are limited together,
+ * which is stricter, never looser. Create the memory once per agent (counterMemory) and hand
+ * it to every worker.
+ */
+export class ConcurrencyLimits {
+  readonly #cells: Int32Array;
+
+  constructor(memory: SharedArrayBuffer) {
+    this.#cells = new Int32Array(memory);
+  }
+
+  /** A permit while `key` holds fewer than `limit`; undefined (refuse at once) at it. */
+  tryAcquire(key: string, limit: number): Permit | undefined {
+    const i = (keyTag(key) >>> 0) % this.#cells.length;
+    const before = Atomics.add(this.#cells, i, 1);
+    if (before >= limit) {
+      Atomics.sub(this.#cells, i, 1);
+      return undefined;
+    }
+    let held = true;
+    return {
+      release: (): void => {
+        if (!held) return;
+        held = false;
+        Atomics.sub(this.#cells, i, 1);
+      },
+    };
+  }
+
+  inUse(key: string): number {
+    return Atomics.load(this.#cells, (keyTag(key) >>> 0) % this.#cells.length);
+  }
 }
