@@ -16,7 +16,9 @@ import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
   type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { HttpLayer, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep } from '../proxy/http/index.ts';
+import {
+  HttpLayer, admitRateLimited, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep, type RateLimitStepDeps,
+} from '../proxy/http/index.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
@@ -121,6 +123,11 @@ export class ProxyRuntime {
     const reader: OriginalDestinationReader = deps.originalDestination;
     const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
     const limits = options.limits;
+    const rateLimits: RateLimitStepDeps = {
+      policiesFor: (w) => rateLimitsFor(this.#state, w),
+      buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
+      limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
+    };
     const caps = limits === undefined ? undefined : new ConnectionCaps({
       globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
     });
@@ -151,11 +158,9 @@ export class ProxyRuntime {
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
       // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
       // then draws on its RateLimitPolicies' buckets.
-      inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep({
-        policiesFor: (w) => rateLimitsFor(this.#state, w),
-        buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
-        limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
-      })],
+      inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
+      // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
+      admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits.
       steps: [circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),

@@ -4,8 +4,10 @@
 // its workers); a gRPC client (python3-grpcio) gets RESOURCE_EXHAUSTED past a burst of 2; the
 // same policy in Shadow mode refuses nothing and counts what it would have refused.
 //
-// Cluster: node-1 demo/client; node-2 demo/limited (app: limited), demo/shadow (app: shadow),
-// demo/grpc (app: grpc). Each server answers HTTP on 8080 and gRPC on 50051.
+// A caller on the pod's own node is limited the same way (its agent is the destination agent).
+//
+// Cluster: node-1 demo/client; node-2 demo/limited, demo/shadow, demo/grpc, demo/local (the
+// servers) and demo/neighbour (a caller beside them). Each server answers HTTP on 8080 and gRPC on 50051.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +19,7 @@ import { simCluster, uniqueName } from '../support/sim.ts';
 import { grpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
 import { agentMetrics } from './mesh-support.ts';
 
-const VIP = { limited: '198.19.0.70', shadow: '198.19.0.71', grpc: '198.19.0.72' } as const;
+const VIP = { limited: '198.19.0.70', shadow: '198.19.0.71', grpc: '198.19.0.72', local: '198.19.0.73' } as const;
 
 function manifests(): string {
   const app = (name: string, vip: string, limit: string): string => `---
@@ -52,7 +54,14 @@ metadata: {name: client, namespace: demo, labels: {app: client}}
 spec:
   nodeName: node-1
   containers: [{name: app, image: weft/echo}]
-${app('limited', VIP.limited, '  total: {requestsPerSecond: 10}\n')}${app('shadow', VIP.shadow, '  total: {requestsPerSecond: 10}\n  mode: Shadow\n')}${app('grpc', VIP.grpc, '  perSource: {requestsPerSecond: 1, burst: 2}\n')}`;
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: neighbour, namespace: demo, labels: {app: neighbour}}
+spec:
+  nodeName: node-2
+  containers: [{name: app, image: weft/echo}]
+${app('limited', VIP.limited, '  total: {requestsPerSecond: 10}\n')}${app('local', VIP.local, '  total: {requestsPerSecond: 1, burst: 5}\n')}${app('shadow', VIP.shadow, '  total: {requestsPerSecond: 10}\n  mode: Shadow\n')}${app('grpc', VIP.grpc, '  perSource: {requestsPerSecond: 1, burst: 2}\n')}`;
 }
 
 const SERVER = `
@@ -132,7 +141,7 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
   const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');
-  const servers = ['limited', 'shadow', 'grpc'].map((n) => startInPod(pod(n), [python, join(dir, 'server.py')]));
+  const servers = ['limited', 'shadow', 'grpc', 'local'].map((n) => startInPod(pod(n), [python, join(dir, 'server.py')]));
   t.after(async () => { await Promise.all(servers.map((x) => x.stop())); });
   await Promise.all(servers.map((x) => x.waitLine(/^listening$/, 30_000)));
 
@@ -146,6 +155,13 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
     assert.equal(ok + limited, 500, `only 200 and 429: ${JSON.stringify(out.counts)}`);
     assert.ok(ok >= 100 && ok <= 110, `${ok} succeeded`);
     assert.deepEqual(out.retry_after, ['1'], 'retry-after: 1 (s) on every 429');
+  });
+
+  await t.test('a caller on the same node (no tunnel): the same limit, at its agent', async () => {
+    const r = await inPodFast(pod('neighbour'), [python, join(dir, 'load.py'), VIP.local, '50', '0.4'], 30_000);
+    assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
+    const counts = (JSON.parse(r.stdout) as { counts: Record<string, number> }).counts;
+    assert.deepEqual(counts, { 200: 5, 429: 15 }, 'the burst of 5, then 429');
   });
 
   await t.test('gRPC: a burst of 2 then 1/s per source: RESOURCE_EXHAUSTED past the burst', async () => {

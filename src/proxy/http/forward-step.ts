@@ -6,7 +6,7 @@
 // once a response started, cut. Timeouts from the route end in 504 UT.
 
 import { protocolFor } from '../../model/protocol.ts';
-import type { Endpoint, MeshService, ServicePort } from '../../model/types.ts';
+import type { Endpoint, MeshService, ServicePort, Workload } from '../../model/types.ts';
 import { classifyConnectFailure, isConnectError, isRetriableReset } from '../connect-failure.ts';
 import type { Authorizer } from '../contracts.ts';
 import { addressOf, peerOf, serviceRef } from '../describe.ts';
@@ -31,6 +31,11 @@ export interface ForwardDeps {
   /** Endpoints tried per request on connect failures. */
   readonly maxAttempts: number;
   readonly clusterDomain: string;
+  /**
+   * A request about to go straight to a pod on this node, whose destination agent this is:
+   * the destination side's checks (rate limits). False: it answered the request itself.
+   */
+  readonly admitLocal?: (x: Exchange, pod: Workload) => boolean;
 }
 
 /** HTTP/2 to ports declared h2 or gRPC, else the protocol the client spoke. */
@@ -166,6 +171,7 @@ async function attempts(
       failure = { flags: ResponseFlags.UPSTREAM_CONNECT_FAILURE, detail: hop.detail };
       continue;
     }
+    if (c.checkPolicy && hop.kind === 'direct' && w !== undefined && w.enrolled && w.node === deps.nodeName && deps.admitLocal?.(x, w) === false) return;
     x.security = c.security ?? (hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
     const outgoing: OutgoingRequest = {
       method: x.request.method,

@@ -9,7 +9,7 @@ export {
 } from './contracts.ts';
 export { HttpLayer, type HttpLayerDeps, type HttpLayerOptions } from './layer.ts';
 export { requestAuthorizationStep } from './authorization-step.ts';
-export { rateLimitStep } from './rate-limit-step.ts';
+export { admitRateLimited, rateLimitStep, type RateLimitStepDeps } from './rate-limit-step.ts';
 export { circuitBreakerStep } from './circuit-breaker-step.ts';
 export { Exchange, composeSteps, type DownstreamRequest, type OutgoingParts, type RequestStep } from './exchange.ts';
 export { sendLocalReply, GrpcStatus, grpcStatusForHttp, type LocalReply } from './local-reply.ts';
