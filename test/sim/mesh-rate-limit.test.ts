@@ -161,7 +161,10 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
     const r = await inPodFast(pod('neighbour'), [python, join(dir, 'load.py'), VIP.local, '50', '0.4'], 30_000);
     assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     const counts = (JSON.parse(r.stdout) as { counts: Record<string, number> }).counts;
-    assert.deepEqual(counts, { 200: 5, 429: 15 }, 'the burst of 5, then 429');
+    // The burst of 5, one more if a whole second's fill fell inside the 0.4 s.
+    const ok = counts['200'] ?? 0;
+    assert.ok(ok === 5 || ok === 6, JSON.stringify(counts));
+    assert.equal(counts['429'], 20 - ok, JSON.stringify(counts));
   });
 
   await t.test('gRPC: a burst of 2 then 1/s per source: RESOURCE_EXHAUSTED past the burst', async () => {
