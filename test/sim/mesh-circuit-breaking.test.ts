@@ -104,7 +104,7 @@ test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} conc
   writeFileSync(join(dir, 'burst.py'), BURST);
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), MANIFESTS);
-  const name = uniqueName('circuit');
+  const name = uniqueName('cbreak');
   const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const server = startInPod(pod('slow'), ['python3', join(dir, 'server.py')]);

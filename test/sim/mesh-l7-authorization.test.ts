@@ -134,7 +134,7 @@ test('L7 AuthorizationPolicy: GET /public allowed, POST /admin 403, gRPC Admin P
   writeFileSync(join(dir, 'grpc-client.py'), GRPC_CLIENT);
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
-  const name = uniqueName('l7authz');
+  const name = uniqueName('authz');
   const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');

@@ -137,7 +137,7 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
   for (const [f, text] of [['server.py', SERVER], ['load.py', LOAD], ['grpc-client.py', GRPC_CLIENT]] as const) writeFileSync(join(dir, f), text);
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
-  const name = uniqueName('ratelimit');
+  const name = uniqueName('rlimit');
   const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');
