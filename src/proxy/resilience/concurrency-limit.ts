@@ -19,6 +19,22 @@ export interface Permit {
 
 const NOOP: Permit = Object.freeze({ release: (): void => undefined });
 
+/** One more on counter `i` if it is under `limit`, as a permit that gives it back once. */
+function acquire(cells: Int32Array, i: number, limit: number): Permit | undefined {
+  if (Atomics.add(cells, i, 1) >= limit) {
+    Atomics.sub(cells, i, 1);
+    return undefined;
+  }
+  let held = true;
+  return {
+    release: (): void => {
+      if (!held) return;
+      held = false;
+      Atomics.sub(cells, i, 1);
+    },
+  };
+}
+
 /** One counter of a shared array with a limit. */
 export class ConcurrencyLimit {
   readonly limit: number;
@@ -35,19 +51,7 @@ export class ConcurrencyLimit {
 
   /** A permit while under the limit; undefined (refuse, do not wait) at it. */
   tryAcquire(): Permit | undefined {
-    const before = Atomics.add(this.#cells, this.#index, 1);
-    if (before >= this.limit) {
-      Atomics.sub(this.#cells, this.#index, 1);
-      return undefined;
-    }
-    let held = true;
-    return {
-      release: (): void => {
-        if (!held) return;
-        held = false;
-        Atomics.sub(this.#cells, this.#index, 1);
-      },
-    };
+    return acquire(this.#cells, this.#index, this.limit);
   }
 
   get inUse(): number {
@@ -80,20 +84,7 @@ export class ConcurrencyLimits {
 
   /** A permit while `key` holds fewer than `limit`; undefined (refuse at once) at it. */
   tryAcquire(key: string, limit: number): Permit | undefined {
-    const i = (keyTag(key) >>> 0) % this.#cells.length;
-    const before = Atomics.add(this.#cells, i, 1);
-    if (before >= limit) {
-      Atomics.sub(this.#cells, i, 1);
-      return undefined;
-    }
-    let held = true;
-    return {
-      release: (): void => {
-        if (!held) return;
-        held = false;
-        Atomics.sub(this.#cells, i, 1);
-      },
-    };
+    return acquire(this.#cells, (keyTag(key) >>> 0) % this.#cells.length, limit);
   }
 
   inUse(key: string): number {
