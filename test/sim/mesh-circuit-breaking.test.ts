@@ -4,7 +4,7 @@
 // http.client) get 10 answers and 90 immediate 503s with the flag UO, no queue; the overflow is
 // in the caller agent's access log and in weft_request_overflow_total.
 //
-// Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 8080, each answer after 2 s).
+// Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 9080, each answer after 2 s).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +30,7 @@ metadata: {name: slow, namespace: demo}
 spec:
   clusterIP: ${VIP}
   selector: {app: slow}
-  ports: [{name: http, port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 9080}]
 ---
 apiVersion: weft.dev/v1alpha1
 kind: DestinationPolicy
@@ -68,7 +68,7 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'slow')
     def log_message(self, *a): pass
-s = ThreadingHTTPServer(('0.0.0.0', 8080), H)
+s = ThreadingHTTPServer(('0.0.0.0', 9080), H)
 s.daemon_threads = True
 s.request_queue_size = 256
 print('listening', flush=True)

@@ -8,7 +8,7 @@
 // and in istio_requests_total.
 //
 // Cluster: node-1 demo/client and demo/near (app: near); node-2 demo/far (app: far). Each
-// server pod answers HTTP on 8080 and gRPC on 50051.
+// server pod answers HTTP on 9080 and gRPC on 50051.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +30,7 @@ metadata: {name: ${app}, namespace: demo}
 spec:
   clusterIP: ${vip}
   selector: {app: ${app}}
-  ports: [{name: http, port: 80, targetPort: 8080}, {name: grpc, port: 50051, targetPort: 50051}]
+  ports: [{name: http, port: 80, targetPort: 9080}, {name: grpc, port: 50051, targetPort: 50051}]
 `;
   // One ALLOW and one DENY policy per app, so each lands only on the node of its pod.
   const policies = (app: string): string => `---
@@ -40,8 +40,8 @@ metadata: {name: ${app}-allow, namespace: demo}
 spec:
   selector: {matchLabels: {app: ${app}}}
   rules:
-  - to: [{operation: {ports: [8080], methods: [GET, HEAD], paths: [/public, /public/*]}}]
-  - to: [{operation: {ports: [8080], methods: [POST], paths: [/admin]}}]
+  - to: [{operation: {ports: [9080], methods: [GET, HEAD], paths: [/public, /public/*]}}]
+  - to: [{operation: {ports: [9080], methods: [POST], paths: [/admin]}}]
   - to: [{operation: {ports: [50051], paths: [/demo.Public/*, /demo.Admin/*]}}]
 ---
 apiVersion: weft.dev/v1alpha1
@@ -59,7 +59,7 @@ kind: Pod
 metadata: {name: ${name}, namespace: demo, labels: {app: ${app}}}
 spec:
   nodeName: ${node}
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}, {containerPort: 50051}]}]
+  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
 `;
   return `apiVersion: v1
 kind: Namespace
@@ -67,7 +67,7 @@ metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
 ${service('near', VIP.near)}${service('far', VIP.far)}${policies('near')}${policies('far')}${pod('client', 'node-1', 'client')}${pod('near', 'node-1', 'near')}${pod('far', 'node-2', 'far')}`;
 }
 
-/** HTTP on 8080 (any method: "<pod> <METHOD> <path>") and gRPC on 50051 (demo.Public/Get, demo.Admin/Drop). */
+/** HTTP on 9080 (any method: "<pod> <METHOD> <path>") and gRPC on 50051 (demo.Public/Get, demo.Admin/Drop). */
 const SERVER = `
 import grpc, sys, threading
 from concurrent import futures
@@ -84,7 +84,7 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     do_GET = do_POST = do_PUT = do_DELETE = answer
     def log_message(self, *a): pass
-http = ThreadingHTTPServer(('0.0.0.0', 8080), H)
+http = ThreadingHTTPServer(('0.0.0.0', 9080), H)
 threading.Thread(target=http.serve_forever, daemon=True).start()
 ok = lambda request, context: pod.encode()
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

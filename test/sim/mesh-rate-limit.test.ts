@@ -7,7 +7,7 @@
 // A caller on the pod's own node is limited the same way (its agent is the destination agent).
 //
 // Cluster: node-1 demo/client; node-2 demo/limited, demo/shadow, demo/grpc, demo/local (the
-// servers) and demo/neighbour (a caller beside them). Each server answers HTTP on 8080 and gRPC on 50051.
+// servers) and demo/neighbour (a caller beside them). Each server answers HTTP on 9080 and gRPC on 50051.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,14 +29,14 @@ metadata: {name: ${name}, namespace: demo}
 spec:
   clusterIP: ${vip}
   selector: {app: ${name}}
-  ports: [{name: http, port: 80, targetPort: 8080}, {name: grpc, port: 50051, targetPort: 50051}]
+  ports: [{name: http, port: 80, targetPort: 9080}, {name: grpc, port: 50051, targetPort: 50051}]
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: ${name}, namespace: demo, labels: {app: ${name}}}
 spec:
   nodeName: node-2
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}, {containerPort: 50051}]}]
+  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
 ---
 apiVersion: weft.dev/v1alpha1
 kind: RateLimitPolicy
@@ -76,7 +76,7 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'ok')
     def log_message(self, *a): pass
-threading.Thread(target=ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever, daemon=True).start()
+threading.Thread(target=ThreadingHTTPServer(('0.0.0.0', 9080), H).serve_forever, daemon=True).start()
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler('demo.Api', {'Get': grpc.unary_unary_rpc_method_handler(lambda r, c: b'ok')}),))
 server.add_insecure_port('0.0.0.0:50051')
