@@ -88,7 +88,7 @@ def one(c):
     c.request('GET', '/slow')
     r = c.getresponse()
     body = r.read().decode(errors='replace')
-    with lock: out.append({'status': r.status, 's': time.monotonic() - t0, 'body': body[:80]})
+    with lock: out.append({'status': r.status, 's': time.monotonic() - t0, 'body': body[:200]})
 ts = [threading.Thread(target=one, args=(c,)) for c in conns]
 for t in ts: t.start()
 go.set()
