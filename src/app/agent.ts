@@ -12,7 +12,7 @@ import { findCgroup2Mount } from '../core/cgroup2.ts';
 import type { AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
-import type { Redirector } from '../redirect/index.ts';
+import { KernelSpliceProgram, RedirectErrors, type Redirector } from '../redirect/index.ts';
 import { startCapture, type RunningMode } from './capture-mode.ts';
 import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
@@ -78,9 +78,11 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   // Descriptors: the hard limit, with a reserve kept from the proxy for this thread's own needs.
   const budget = fdBudget(raiseNofileLimit(logger));
   logger.info({ ...budget }, 'file descriptor budget');
+  const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
+    ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared: sharedProxyCounters() },
   }, logger, config.logLevel);
   workers.start();
@@ -206,6 +208,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       if (!keepCapture) await redirector?.close({ keepCapture: false });
       logger.info({ drainMs: config.drainMs }, 'draining');
       await workers.drain(config.drainMs);
+      kernelSplice?.close();
       if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();
       await meshFeed.close();
@@ -218,6 +221,17 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return stopping;
   };
   return { shutdown, failed };
+}
+
+/** The same-node kernel splice, or undefined (off, or this kernel cannot: one warning names why). */
+async function startKernelSplice(config: AgentConfig, logger: Logger): Promise<KernelSpliceProgram | undefined> {
+  if (config.kernelSplice === 'off') return undefined;
+  try {
+    return await KernelSpliceProgram.start(config.pinName, { bpftool: config.bpftool, log: logger });
+  } catch (err: unknown) {
+    logger.warn({ code: RedirectErrors.KERNEL_SPLICE_UNAVAILABLE, err: describeError(err) }, 'same-node connections are spliced in user space');
+    return undefined;
+  }
 }
 
 /**

@@ -5,19 +5,20 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
+  type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import { ConnectionTelemetry, OverloadTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
+import type { KernelSplicePins } from '../redirect/index.ts';
 
 export interface ProxyRuntimeOptions {
   readonly node: string;
@@ -28,6 +29,8 @@ export interface ProxyRuntimeOptions {
   readonly ports: AgentPorts;
   readonly clusterDomain: string;
   readonly cluster: string;
+  /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
+  readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
   readonly limits?: ProxyLimits;
 }
@@ -51,6 +54,8 @@ export interface ProxyRuntimeDeps {
   readonly closer?: SocketCloser;
   /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
   readonly tracer?: Observer;
+  /** Same-node kernel splice (absent: every connection is spliced in user space). */
+  readonly kernel?: KernelSplicer;
 }
 
 export class ProxyRuntime {
@@ -98,9 +103,14 @@ export class ProxyRuntime {
     caps?.observe(overload);
     const gate = deps.gate ?? caps;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
+    const kernelSpliced = new Counter({
+      name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
+      help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
+    });
+    const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
