@@ -20,6 +20,7 @@ import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
 import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
+import { agentReclaimer } from './memory-reclaim.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
@@ -78,14 +79,16 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   // Descriptors: the hard limit, with a reserve kept from the proxy for this thread's own needs.
   const budget = fdBudget(raiseNofileLimit(logger));
   logger.info({ ...budget }, 'file descriptor budget');
+  const shared = sharedProxyCounters();
   const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
-    limits: { budget, workers: config.workers, shared: sharedProxyCounters() },
+    limits: { budget, workers: config.workers, shared },
   }, logger, config.logLevel);
   workers.start();
+  const reclaimer = agentReclaimer(workers, shared, logger, registry);
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
   let current: NodeConfig | undefined;
@@ -198,6 +201,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(readyCheck);
+      reclaimer.stop();
       await enrollment.idle();
       const handedOver = readOwner(ownerFile) !== process.pid;
       const keepCapture = config.failClosed || handedOver;

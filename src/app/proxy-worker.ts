@@ -11,6 +11,7 @@ import { describeError } from '../core/errors.ts';
 import { originalDestination, RedirectErrors, type KernelSplicePins } from '../redirect/index.ts';
 import { BatchedLog, ConnectionTracer, startTracing } from '../telemetry/index.ts';
 import { NativeKernelSplicer } from './kernel-splicer.ts';
+import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
 import type { ToWorker, FromWorker } from './worker-messages.ts';
@@ -49,6 +50,7 @@ function openKernelSplicer(pins: KernelSplicePins | undefined): NativeKernelSpli
     return undefined;
   }
 }
+const reclaim = threadReclaimer();
 let draining = false;
 
 port.on('message', (m: ToWorker) => {
@@ -65,6 +67,10 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
+      break;
+    case 'reclaim':
+      reclaim();
+      send({ type: 'reclaimed', id: m.id });
       break;
     case 'listen':
       if (draining) break;

@@ -117,19 +117,31 @@ export class ProxyWorkers {
   }
 
   #ask(worker: Worker): Promise<{ metrics: MetricObjectWithValues<MetricValue<string>>[]; stats: WorkerStats } | undefined> {
+    return this.#request(worker, (id) => ({ type: 'metrics', id }), (m) => (m.type === 'metrics' ? { metrics: m.metrics, stats: m.stats } : undefined));
+  }
+
+  /** Sends what `message` makes with a fresh id; the reply with that id, as `pick` reads it, or undefined after a timeout. */
+  #request<T>(worker: Worker, message: (id: number) => ToWorker, pick: (m: FromWorker) => T | undefined): Promise<T | undefined> {
     const id = this.#nextId++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => { worker.off('message', onMessage); resolve(undefined); }, METRICS_TIMEOUT_MS);
       timer.unref();
       const onMessage = (m: FromWorker): void => {
-        if (m.type !== 'metrics' || m.id !== id) return;
+        if (!('id' in m) || m.id !== id) return;
+        const got = pick(m);
+        if (got === undefined) return;
         clearTimeout(timer);
         worker.off('message', onMessage);
-        resolve({ metrics: m.metrics, stats: m.stats });
+        resolve(got);
       };
       worker.on('message', onMessage);
-      worker.postMessage({ type: 'metrics', id } satisfies ToWorker);
+      worker.postMessage(message(id));
     });
+  }
+
+  /** Every worker collects its garbage and trims its heap; resolves when all have (or after a timeout). */
+  async reclaim(): Promise<void> {
+    await Promise.all(this.#slots.map((s) => this.#request(s.worker, (id) => ({ type: 'reclaim', id }), (m) => (m.type === 'reclaimed' ? true : undefined))));
   }
 
   /** Stops accepting, lets connections finish up to the deadline, then ends the threads. Safe to call twice. */

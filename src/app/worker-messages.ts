@@ -8,6 +8,8 @@ export type ToWorker =
   | { readonly type: 'mesh'; readonly content: MeshContent }
   | { readonly type: 'credentials'; readonly set: CredentialSet }
   | { readonly type: 'metrics'; readonly id: number }
+  /** Collect garbage and trim the heap (a flood is over: memory-reclaim.ts). */
+  | { readonly type: 'reclaim'; readonly id: number }
   /** Open the listeners (sent after the first mesh and credentials, which arrive in order before it). */
   | { readonly type: 'listen' }
   | { readonly type: 'drain'; readonly deadlineMs: number };
@@ -22,4 +24,5 @@ export type FromWorker =
   | { readonly type: 'listening' }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[]; readonly stats: WorkerStats }
+  | { readonly type: 'reclaimed'; readonly id: number }
   | { readonly type: 'drained' };

@@ -30,7 +30,7 @@ export interface PushPart {
 export interface PendingPush<M> extends PushPart {
   readonly nonce: string;
   readonly meta: M;
-  /** The version each changed resource replaces on the agent (for a refusal: what it keeps). */
+  /** The version a changed resource replaces on the agent (for a refusal: what it keeps). */
   readonly replaces: ReadonlyMap<string, string | undefined>;
 }
 
@@ -48,20 +48,46 @@ export interface NackOutcome<M> {
 /** The encoded size of a resource, to cut pushes into parts. */
 export type ResourceSize = (r: ControlResource) => number;
 
+/** A delta cut into parts: the same object for every agent the view gave the same changes (see PlanCache). */
+export interface Plan {
+  readonly parts: readonly PushPart[];
+  /** The version each changed resource replaces on the agent. */
+  readonly replaces: ReadonlyMap<string, string | undefined>;
+}
+
+/**
+ * Plans shared between agents: under churn most agents are at the same generation and the
+ * view gives them the very same changes (the same map), so the same plan and parts serve
+ * them all. Valid for one view generation; the server owns one for all its streams.
+ */
+export class PlanCache {
+  #generation = -1;
+  readonly #plans = new Map<object, Plan>();
+
+  get(generation: number, changes: object): Plan | undefined {
+    return generation === this.#generation ? this.#plans.get(changes) : undefined;
+  }
+
+  set(generation: number, changes: object, plan: Plan): void {
+    if (generation !== this.#generation) {
+      this.#generation = generation;
+      this.#plans.clear();
+    }
+    this.#plans.set(changes, plan);
+  }
+}
+
 interface Planned {
-  readonly changed: ControlResource[];
-  readonly removed: string[];
-  readonly replaces: Map<string, string | undefined>;
+  readonly plan: Plan;
   /** The generation the agent holds once every part is applied. */
   readonly generation: number;
   /** Whether that is exactly the view at `generation` (false after a first sync read over several generations). */
   readonly exact: boolean;
-  readonly trigger: 'subscribe' | 'change';
   next: number;
 }
 
 interface FirstSync {
-  readonly keys: Iterator<string>;
+  readonly entries: Iterator<readonly [string, ControlResource]>;
   /** The view's generation when it started: what the agent holds once it is sent whole. */
   readonly generation: number;
   /** Set when the last part is cut: no change happened while it was read, so the agent holds exactly that generation. */
@@ -85,13 +111,16 @@ export class AgentBook<M = undefined> {
   #exact = true;
   #acked: number | undefined;
 
+  readonly #plans: PlanCache;
+
   /** `maxBytes`: a part stops growing once its resources reach this encoded size. */
-  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize) {
+  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize, plans = new PlanCache()) {
     this.node = node;
     this.#initial = initial;
     this.#rejected = rejected;
     this.#maxBytes = maxBytes;
     this.#size = size;
+    this.#plans = plans;
   }
 
   /** A push awaits its ACK. */
@@ -126,7 +155,7 @@ export class AgentBook<M = undefined> {
   next(view: ResourceView): PushPart | 'resync' | undefined {
     if (this.#pending !== undefined) return undefined;
     if (this.#held === undefined && this.#planned === undefined) {
-      this.#first ??= { keys: view.keys(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+      this.#first ??= { entries: view.entries(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
       return this.#firstSyncPart(view, this.#first);
     }
     if (this.#planned === undefined) {
@@ -134,22 +163,29 @@ export class AgentBook<M = undefined> {
       if (held >= view.generation) return undefined;
       const since = view.changesSince(this.node, held);
       if (since === undefined) return 'resync';
-      this.#planned = this.#plan(view, since);
-      if (this.#planned.changed.length === 0 && this.#planned.removed.length === 0) {
-        this.#held = this.#planned.generation;
-        this.#exact = this.#planned.exact;
-        this.#planned = undefined;
+      // Shared with every agent given the same changes, unless this one refused something or is inexact.
+      const shareable = this.#exact && this.#rejected.size === 0;
+      let plan = shareable ? this.#plans.get(view.generation, since) : undefined;
+      if (plan === undefined) {
+        plan = this.#plan(view, since);
+        if (shareable) this.#plans.set(view.generation, since, plan);
+      }
+      if (plan.parts.length === 0) {
+        this.#held = view.generation;
+        this.#exact = true;
         return undefined;
       }
+      this.#planned = { plan, generation: view.generation, exact: true, next: 0 };
     }
-    return this.#partOf(this.#planned);
+    const planned = this.#planned;
+    return planned.plan.parts[planned.next++];
   }
 
   /** Records the part returned by next() as sent. */
   sent(nonce: string, part: PushPart, meta: M): PendingPush<M> {
-    const replaces = new Map<string, string | undefined>();
     const p = this.#planned;
-    for (const r of part.changed) replaces.set(resourceKey(r), p?.replaces.get(resourceKey(r)) ?? this.#initial?.get(resourceKey(r)));
+    // A first sync replaces what the agent said it held; a delta, what it held at `held`.
+    const replaces = p?.plan.replaces ?? this.#initial ?? new Map<string, string>();
     const push: PendingPush<M> = Object.freeze({ ...part, nonce, meta, replaces });
     this.#pending = push;
     if (!part.more) {
@@ -205,10 +241,7 @@ export class AgentBook<M = undefined> {
   acked(view: ResourceView): Map<string, string> {
     if (this.#acked === undefined) return new Map(this.#initial);
     const out = new Map<string, string>();
-    for (const k of view.keys(this.node)) {
-      const r = view.current(this.node, k);
-      if (r !== undefined) out.set(k, r.version);
-    }
+    for (const [k, r] of view.entries(this.node)) out.set(k, r.version);
     const since = view.changesSince(this.node, this.#acked);
     for (const [k, then] of since ?? []) {
       if (then === undefined) out.delete(k);
@@ -235,12 +268,12 @@ export class AgentBook<M = undefined> {
 
   // The difference between what the agent holds (the view at `held`, or unknown for the keys
   // that changed since when inexact) and now.
-  #plan(view: ResourceView, since: ReadonlyMap<string, ControlResource | undefined>): Planned {
+  #plan(view: ResourceView, since: ReadonlyMap<string, ControlResource | undefined>): Plan {
     const changed: ControlResource[] = [];
     const removed: string[] = [];
     const replaces = new Map<string, string | undefined>();
-    for (const key of [...since.keys()].sort()) {
-      const then = since.get(key);
+    // The view lists them in key order.
+    for (const [key, then] of since) {
       const now = view.current(this.node, key);
       const refused = this.#rejected.get(key);
       const holds = refused !== undefined ? refused.kept : then?.version;
@@ -257,22 +290,26 @@ export class AgentBook<M = undefined> {
         removed.push(key);
       }
     }
-    return { changed, removed, replaces, generation: view.generation, exact: true, trigger: 'change', next: 0 };
+    return { parts: this.#cut(changed, removed, 'change'), replaces };
   }
 
-  #partOf(p: Planned): PushPart {
-    const changed: ControlResource[] = [];
+  // Parts of at most maxBytes of resources (a part stops growing once it reaches it); removals ride the last.
+  #cut(all: readonly ControlResource[], removed: readonly string[], trigger: PushPart['trigger']): PushPart[] {
+    if (all.length === 0 && removed.length === 0) return [];
+    const parts: PushPart[] = [];
+    let changed: ControlResource[] = [];
     let bytes = 0;
-    while (p.next < p.changed.length) {
-      if (bytes >= this.#maxBytes) break;
-      const r = p.changed[p.next];
+    for (const r of all) {
+      if (bytes >= this.#maxBytes) {
+        parts.push({ changed, removed: [], more: true, trigger });
+        changed = [];
+        bytes = 0;
+      }
       changed.push(r);
       bytes += this.#size(r);
-      p.next++;
     }
-    const more = p.next < p.changed.length;
-    // Removals ride the last part.
-    return { changed, removed: more ? [] : p.removed, more, trigger: p.trigger };
+    parts.push({ changed, removed, more: false, trigger });
+    return parts;
   }
 
   #firstSyncPart(view: ResourceView, f: FirstSync): PushPart {
@@ -280,11 +317,9 @@ export class AgentBook<M = undefined> {
     const changed: ControlResource[] = [];
     let bytes = 0;
     for (;;) {
-      const step = f.keys.next();
+      const step = f.entries.next();
       if (step.done === true) break;
-      const key = step.value;
-      const now = view.current(this.node, key);
-      if (now === undefined) continue;
+      const [key, now] = step.value;
       const refused = this.#rejected.get(key);
       if (refused !== undefined && refused.version === now.version) continue;
       if (refused !== undefined) this.#rejected.delete(key);
@@ -302,7 +337,7 @@ export class AgentBook<M = undefined> {
     }
     if (removed.length > MAX_REMOVALS_PER_PART) {
       // Very many removals (an agent back from a much larger cluster): a planned remainder.
-      this.#planned = { changed: [], removed: removed.slice(MAX_REMOVALS_PER_PART), replaces: new Map(), generation: f.generation, exact: f.exact, trigger: 'subscribe', next: 0 };
+      this.#planned = { plan: { parts: this.#cut([], removed.slice(MAX_REMOVALS_PER_PART), 'subscribe'), replaces: new Map() }, generation: f.generation, exact: f.exact, next: 0 };
       this.#first = undefined;
       this.#held = undefined;
       return { changed, removed: removed.slice(0, MAX_REMOVALS_PER_PART), more: true, trigger: 'subscribe' };

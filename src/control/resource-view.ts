@@ -13,12 +13,16 @@ export interface ResourceView {
   readonly generation: number;
   /** The resource `key` (`type/name`) for the node now; undefined when the node should not hold it. */
   current(node: string, key: string): ControlResource | undefined;
-  /** Every key the node should hold now (any order). */
-  keys(node: string): Iterable<string>;
+  /**
+   * Every resource the node should hold (any order), each as it is when the iteration
+   * reaches it: the server reads a big node's in parts, over several generations.
+   */
+  entries(node: string): Iterable<readonly [string, ControlResource]>;
   /**
    * Every key whose resource for the node may differ between generation `since` and now,
-   * with the resource it was then (undefined: none). Undefined when `since` is older than
-   * the history kept: the node's agent must then be resynced from what it says it holds.
+   * with the resource it was then (undefined: none), in key order. Undefined when `since`
+   * is older than the history kept: the node's agent must then be resynced from what it
+   * says it holds. Nodes with the same changes may be given the same map.
    */
   changesSince(node: string, since: number): ReadonlyMap<string, ControlResource | undefined> | undefined;
 }
@@ -82,8 +86,12 @@ export class SnapshotView<S> implements ResourceView {
     return this.#of(node).get(key);
   }
 
-  keys(node: string): Iterable<string> {
-    return this.#of(node).keys();
+  *entries(node: string): Iterable<readonly [string, ControlResource]> {
+    // A snapshot replaces the node's map: read each key afresh (what changed meanwhile is in the history).
+    for (const k of this.#of(node).keys()) {
+      const r = this.current(node, k);
+      if (r !== undefined) yield [k, r];
+    }
   }
 
   changesSince(node: string, since: number): ReadonlyMap<string, ControlResource | undefined> | undefined {
@@ -93,7 +101,7 @@ export class SnapshotView<S> implements ResourceView {
       if (g.generation <= since) continue;
       for (const [k, r] of g.changes.get(node) ?? []) if (!out.has(k)) out.set(k, r);
     }
-    return out;
+    return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   #of(node: string): ReadonlyMap<string, ControlResource> {

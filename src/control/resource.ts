@@ -3,7 +3,7 @@
 // agent's validator judges them.
 
 import { createHash } from 'node:crypto';
-import type { WireResource } from './protocol.ts';
+import { encodeResource } from './wire-encoding.ts';
 
 export interface ControlResource {
   readonly type: string;
@@ -13,6 +13,11 @@ export interface ControlResource {
   readonly version: string;
   /** Plain JSON data. */
   readonly body: unknown;
+  /**
+   * Optional room (one per resource object) where the server keeps the resource's wire
+   * encoding once made: cheaper than a lookup table for hundreds of thousands of resources.
+   */
+  readonly wire?: { encoded?: Uint8Array };
 }
 
 /** A resource refused by an agent, as the server records it and the agent reports it. */
@@ -36,24 +41,35 @@ export function systemVersion(versions: Iterable<readonly [string, string]>): st
 
 /**
  * Encodes resources for the wire once per resource object (the model gives one object per
- * (key, version), shared by every node that holds it), however many agents receive it; the
- * encoding goes when the resource does.
+ * (key, version), shared by every node that holds it), however many agents receive it: the
+ * JSON body, and the protobuf `Resource` message responses are assembled from
+ * (wire-encoding.ts). The encoding goes when the resource does.
  */
 export class WireEncoder {
-  readonly #wire = new WeakMap<ControlResource, WireResource>();
+  /** For resources without room of their own (`wire`). */
+  readonly #encoded = new WeakMap<ControlResource, Buffer>();
 
-  encode(r: ControlResource): WireResource {
-    let wire = this.#wire.get(r);
-    if (wire === undefined) {
-      wire = { type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') };
-      this.#wire.set(r, wire);
+  /** The encoded `Resource` message. */
+  encode(r: ControlResource): Buffer {
+    const room = r.wire;
+    if (room !== undefined) {
+      room.encoded ??= this.#encode(r);
+      return room.encoded as Buffer;
     }
-    return wire;
+    let buf = this.#encoded.get(r);
+    if (buf === undefined) {
+      buf = this.#encode(r);
+      this.#encoded.set(r, buf);
+    }
+    return buf;
   }
 
-  /** Bytes the resource takes in a response (body, type, name, version). */
+  #encode(r: ControlResource): Buffer {
+    return encodeResource({ type: r.type, name: r.name, version: r.version, body: Buffer.from(JSON.stringify(r.body) ?? 'null') });
+  }
+
+  /** Bytes the resource takes in a response. */
   size(r: ControlResource): number {
-    const w = this.encode(r);
-    return w.body.length + w.type.length + w.name.length + w.version.length + 8;
+    return this.encode(r).length + 4;
   }
 }

@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, isWeftError } from '../core/errors.ts';
-import { AgentBook, type PushPart, type RejectedVersions } from './agent-book.ts';
+import { AgentBook, PlanCache, type PushPart, type RejectedVersions } from './agent-book.ts';
 import { PushBudget } from './push-budget.ts';
 import { SnapshotView, type ResourcesFor, type ResourceView } from './resource-view.ts';
 import type { SignedCertificate } from './channel-certificates.ts';
@@ -20,10 +20,11 @@ import { controlError, ControlErrors } from './errors.ts';
 import { silentLogger, type ControlLogger } from './logger.ts';
 import {
   AUTHORIZATION_METADATA, controlService, ERROR_CODE_METADATA,
-  type BootstrapRequest, type BootstrapResponse, type DeltaRequest, type DeltaResponse,
+  type BootstrapRequest, type BootstrapResponse, type DeltaRequest,
   type SignCertificateRequest, type SignCertificateResponse,
 } from './protocol.ts';
 import { WireEncoder, type ResourceRejection } from './resource.ts';
+import { encodeDeltaResponse, encodeDeltaTail, type EncodedDeltaResponse } from './wire-encoding.ts';
 import { createControlServerMetrics, type ControlServerMetrics } from './server-metrics.ts';
 import { tokenFingerprint, type TokenReviewer } from './token-reviewer.ts';
 import { TlsMaterialProvider, type ServerTlsMaterial } from './tls-material.ts';
@@ -97,7 +98,7 @@ interface AgentStream {
   readonly id: string;
   readonly node: string;
   readonly peer: string;
-  readonly call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>;
+  readonly call: grpc.ServerDuplexStream<DeltaRequest, EncodedDeltaResponse>;
   readonly connectedAt: number;
   readonly subscribedAt: number;
   book: AgentBook<PushMeta> | undefined;
@@ -142,6 +143,9 @@ export class ControlServer<S> {
   readonly #tls: TlsMaterialProvider;
   readonly #grpc: grpc.Server;
   readonly #encoder = new WireEncoder();
+  /** Plans, and each part's encoding, shared by the agents given the same changes. */
+  readonly #plans = new PlanCache();
+  readonly #tails = new WeakMap<PushPart, Buffer>();
   readonly #streams = new Set<AgentStream>();
   readonly #rejected = new Map<string, RejectedVersions>();
   readonly #snapshots: SnapshotView<S> | undefined;
@@ -172,8 +176,13 @@ export class ControlServer<S> {
       // default 4 MiB at some 70,000 resources. Agents are authenticated before they stream.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
     });
-    this.#grpc.addService(controlService, {
-      DeltaResources: (call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>) => this.#onStream(call),
+    // Responses go out with their resources already encoded (wire-encoding.ts): the same bytes for every agent.
+    const service: grpc.ServiceDefinition = {
+      ...controlService,
+      DeltaResources: { ...(controlService.DeltaResources as grpc.MethodDefinition<DeltaRequest, EncodedDeltaResponse>), responseSerialize: encodeDeltaResponse },
+    };
+    this.#grpc.addService(service, {
+      DeltaResources: (call: grpc.ServerDuplexStream<DeltaRequest, EncodedDeltaResponse>) => this.#onStream(call),
       SignCertificate: (call: grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>, done: grpc.sendUnaryData<SignCertificateResponse>) => {
         this.#onSign(call).then((r) => done(null, r), (e: unknown) => done(asStatusError(e)));
       },
@@ -288,7 +297,7 @@ export class ControlServer<S> {
 
   // ---- streams -------------------------------------------------------------------------
 
-  #onStream(call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>): void {
+  #onStream(call: grpc.ServerDuplexStream<DeltaRequest, EncodedDeltaResponse>): void {
     let node: string;
     try {
       node = this.#nodeFromCertificate(call, 'DeltaResources');
@@ -377,7 +386,7 @@ export class ControlServer<S> {
     const initial = new Map(Object.entries(req.initialVersions).filter(([k, v]) => typeof k === 'string' && typeof v === 'string' && v !== ''));
     let rejected = this.#rejected.get(stream.node);
     if (rejected === undefined) this.#rejected.set(stream.node, (rejected = new Map() as RejectedVersions));
-    stream.book = new AgentBook<PushMeta>(stream.node, initial, rejected, this.#maxPushBytes, (r) => this.#encoder.size(r));
+    stream.book = new AgentBook<PushMeta>(stream.node, initial, rejected, this.#maxPushBytes, (r) => this.#encoder.size(r), this.#plans);
     this.#log.info({ node: stream.node, stream: stream.id, peer: stream.peer, known: initial.size }, 'agent subscribed');
     this.#o.onEvent?.({ type: 'subscribed', node: stream.node, stream: stream.id });
     this.#pump(stream);
@@ -402,12 +411,20 @@ export class ControlServer<S> {
       this.#fail(stream, statusError(grpc.status.ABORTED, 'this agent fell further behind than the control plane\'s change history; resubscribe with the versions held', ControlErrors.RESYNC));
       return;
     }
-    let bytes = 64;
-    for (const r of part.changed) bytes += this.#encoder.size(r);
-    for (const k of part.removed) bytes += k.length + 4;
     const cut = part;
+    const bytes = this.#tailOf(cut).length + 64;
     if (this.#budget.take(stream, bytes, () => this.#send(stream, cut, bytes))) this.#send(stream, cut, bytes);
     else stream.waiting = { part: cut, bytes };
+  }
+
+  // Fields 3-5 of the part's response, encoded once for every agent it goes to.
+  #tailOf(part: PushPart): Buffer {
+    let tail = this.#tails.get(part);
+    if (tail === undefined) {
+      tail = encodeDeltaTail({ resources: part.changed.map((r) => this.#encoder.encode(r)), removed: part.removed, more: part.more });
+      this.#tails.set(part, tail);
+    }
+    return tail;
   }
 
   #send(stream: AgentStream, part: PushPart, bytes: number): void {
@@ -421,13 +438,7 @@ export class ControlServer<S> {
     if (part.trigger === 'change') stream.changedSince = undefined;
     const nonce = `${stream.id}-${++stream.seq}`;
     book.sent(nonce, part, { trigger: part.trigger, startedAt, bytes });
-    stream.call.write({
-      systemVersion: String(this.#view?.generation ?? 0),
-      nonce,
-      resources: part.changed.map((r) => this.#encoder.encode(r)),
-      removed: [...part.removed],
-      more: part.more,
-    });
+    stream.call.write({ systemVersion: String(this.#view?.generation ?? 0), nonce, tail: this.#tailOf(part) });
     this.#metrics.pushes.inc({ trigger: part.trigger });
     this.#metrics.pushedResources.inc({ change: 'upsert' }, part.changed.length);
     this.#metrics.pushedResources.inc({ change: 'remove' }, part.removed.length);

@@ -1,13 +1,17 @@
-// L4 authorization, with Istio's semantics: DENY policies first; then, if any ALLOW policy
+// Authorization, with Istio's semantics: DENY policies first; then, if any ALLOW policy
 // applies to the destination workload, the request must match one of them; otherwise it
 // is allowed. Dry-run policies never change the decision; they yield a shadow decision.
+// A connection is checked on its L4 facts; an HTTP request also on its method, path, host
+// and headers (model/l7-authorization.ts). Rules with HTTP attributes checked without the
+// request fail closed: they never allow, and deny on their L4 part alone.
 // Pure: everything comes from the request and the precompiled policies.
 
-import type { AuthorizationPolicyObject, PolicyOperation, PolicySource, Workload } from './types.ts';
+import type { AuthorizationPolicyObject, PolicyCondition, PolicyOperation, PolicySource, Workload } from './types.ts';
 import { ROOT_NAMESPACE } from './types.ts';
 import { selects } from './labels.ts';
 import { ipv4ToInt, parseCidr, type Cidr } from './cidr.ts';
 import { isIPv4 } from 'node:net';
+import { all, conditionMatch, operationMatch, ruleHasL7, some, type HttpAttributes, type Match } from './l7-authorization.ts';
 
 interface CompiledSource extends Omit<PolicySource, 'ipBlocks' | 'notIpBlocks'> {
   readonly ipBlocks?: readonly Cidr[];
@@ -17,6 +21,7 @@ interface CompiledSource extends Omit<PolicySource, 'ipBlocks' | 'notIpBlocks'> 
 interface CompiledRule {
   readonly from: readonly CompiledSource[];
   readonly to: readonly PolicyOperation[];
+  readonly when: readonly PolicyCondition[];
 }
 
 export interface CompiledPolicy {
@@ -47,6 +52,8 @@ export interface AuthorizationRequest {
   readonly sourceIp: string;
   readonly destinationWorkload: Workload;
   readonly destinationPort: number;
+  /** The HTTP request, when the destination agent parsed one; undefined for a connection. */
+  readonly http?: HttpAttributes | undefined;
 }
 
 export interface AuthorizationDecision {
@@ -68,6 +75,7 @@ export function compilePolicy(policy: AuthorizationPolicyObject): CompiledPolicy
     rules: policy.rules.map((r) => ({
       from: r.from.map((s) => ({ ...s, ipBlocks: cidrs(s.ipBlocks), notIpBlocks: cidrs(s.notIpBlocks) })),
       to: r.to,
+      when: r.when ?? [],
     })),
   });
 }
@@ -106,13 +114,8 @@ function sourceMatches(s: CompiledSource, r: Prepared): boolean {
   return true;
 }
 
-function operationMatches(o: PolicyOperation, port: number): boolean {
-  if (o.ports !== undefined && !o.ports.includes(port)) return false;
-  if (o.notPorts?.includes(port) === true) return false;
-  return true;
-}
-
-export function policyMatches(p: CompiledPolicy, request: AuthorizationRequest): boolean {
+/** Whether the policy matches; undefined when that needs the HTTP request and there is none. */
+export function policyMatches(p: CompiledPolicy, request: AuthorizationRequest): Match {
   return matches(p, prepare(request));
 }
 
@@ -120,17 +123,20 @@ function prepare(r: AuthorizationRequest): Prepared {
   return { ...r, ip: isIPv4(r.sourceIp) ? ipv4ToInt(r.sourceIp) : undefined };
 }
 
-function matches(p: CompiledPolicy, r: Prepared): boolean {
-  return p.rules.some((rule) =>
-    (rule.from.length === 0 || rule.from.some((s) => sourceMatches(s, r)))
-    && (rule.to.length === 0 || rule.to.some((o) => operationMatches(o, r.destinationPort))));
+function matches(p: CompiledPolicy, r: Prepared): Match {
+  return some(p.rules.map((rule) => all([
+    rule.from.length === 0 || rule.from.some((s) => sourceMatches(s, r)),
+    rule.to.length === 0 ? true : some(rule.to.map((o) => operationMatch(o, r.destinationPort, r.http))),
+    all(rule.when.map((c) => conditionMatch(c, r, r.http))),
+  ])));
 }
 
 function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[], r: Prepared): Omit<AuthorizationDecision, 'dryRun'> {
-  const denied = deny.find((p) => matches(p, r));
+  // Unknown (HTTP attributes, no request) counts as a match for DENY and as none for ALLOW.
+  const denied = deny.find((p) => matches(p, r) !== false);
   if (denied !== undefined) return { allowed: false, policy: denied.key, reason: `denied by DENY policy ${denied.key}` };
   if (allow.length === 0) return { allowed: true, reason: 'no ALLOW policy applies to the workload' };
-  const allowed = allow.find((p) => matches(p, r));
+  const allowed = allow.find((p) => matches(p, r) === true);
   if (allowed !== undefined) return { allowed: true, policy: allowed.key, reason: `allowed by ALLOW policy ${allowed.key}` };
   return { allowed: false, reason: `no rule of the ${allow.length} ALLOW policy(ies) applying to the workload matched` };
 }
@@ -144,4 +150,10 @@ export function authorize(state: PolicyView, request: AuthorizationRequest): Aut
   const decision = decide(p.deny, p.allow, r);
   if (p.dryRunDeny.length === 0 && p.dryRunAllow.length === 0) return decision;
   return { ...decision, dryRun: decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], r) };
+}
+
+/** Whether any policy that applies has rules only an HTTP request can decide: the agent must then check each request. */
+export function needsRequestCheck(p: ApplicablePolicies): boolean {
+  if (p === NO_POLICIES) return false;
+  return [...p.deny, ...p.allow, ...p.dryRunDeny, ...p.dryRunAllow].some((c) => c.policy.rules.some(ruleHasL7));
 }

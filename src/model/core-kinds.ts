@@ -19,6 +19,10 @@ export function parseServiceAccount(body: Record<string, unknown>): ServiceAccou
   return Object.freeze({ name: md.name, namespace: md.namespace });
 }
 
+// Kubernetes' IANA_SVC_NAME: 1-15 lower-case letters, digits and '-', at least one letter,
+// no '-' at either end or twice in a row.
+const PORT_NAME = /^(?=.{1,15}$)(?=[a-z0-9-]*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
+
 // The API server makes UUIDs; anything else must still be safe inside a cgroup name.
 const POD_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 
@@ -38,17 +42,24 @@ export function parsePod(body: Record<string, unknown>): PodObject {
   const rawUid = record(body.metadata, 'metadata').uid;
   const uid = rawUid === undefined ? undefined : str(rawUid, 'metadata.uid', POD_UID, 'a UID (letters, digits and -)');
   const containerPorts: number[] = [];
+  const namedPorts: Record<string, number> = {};
   list(spec.containers, 'spec.containers', true).forEach((c: unknown, i) => {
     const cr = record(c, `spec.containers[${i}]`);
     list(cr.ports, `spec.containers[${i}].ports`, true).forEach((p: unknown, j) => {
       const f = `spec.containers[${i}].ports[${j}]`;
-      containerPorts.push(port(record(p, f).containerPort, `${f}.containerPort`));
+      const pr = record(p, f);
+      const number = port(pr.containerPort, `${f}.containerPort`);
+      containerPorts.push(number);
+      if (pr.name === undefined || pr.name === null) return;
+      const portName = str(pr.name, `${f}.name`, PORT_NAME, 'a port name (up to 15 lower-case letters, digits and -, with a letter)');
+      if (namedPorts[portName] !== undefined) throw new FieldError(`${f}.name`, `duplicates port name ${JSON.stringify(portName)} (already port ${namedPorts[portName]})`);
+      namedPorts[portName] = number;
     });
   });
   return Object.freeze({
     name: md.name, namespace: md.namespace, labels: md.labels, serviceAccount, nodeName, ip,
     ...(ipv6.length === 0 ? {} : { ipv6: Object.freeze(ipv6) }),
-    containerPorts: Object.freeze(containerPorts), phase, hostNetwork: spec.hostNetwork === true, ...(uid === undefined ? {} : { uid }),
+    containerPorts: Object.freeze(containerPorts), ...(Object.keys(namedPorts).length === 0 ? {} : { namedPorts: Object.freeze(namedPorts) }), phase, hostNetwork: spec.hostNetwork === true, ...(uid === undefined ? {} : { uid }),
   });
 }
 
@@ -131,8 +142,12 @@ export function parseService(body: Record<string, unknown>): ServiceObject {
     const number = port(pr.port, `${f}.port`);
     if (seen.has(number)) throw new FieldError(`${f}.port`, `duplicates port ${number}`);
     seen.add(number);
-    // Named target ports would need container port names, which the model does not keep.
-    const targetPort = pr.targetPort === undefined ? number : port(pr.targetPort, `${f}.targetPort`);
+    // A named target port is resolved per selected pod (resolve.ts), and checked by vet (crosscheck.ts).
+    const targetPort = pr.targetPort === undefined
+      ? number
+      : typeof pr.targetPort === 'string'
+        ? str(pr.targetPort, `${f}.targetPort`, PORT_NAME, 'a port number 1-65535 or a container port name (up to 15 lower-case letters, digits and -, with a letter)')
+        : port(pr.targetPort, `${f}.targetPort`);
     if (pr.protocol !== undefined && pr.protocol !== 'TCP') {
       throw new FieldError(`${f}.protocol`, `only TCP is supported, got ${JSON.stringify(pr.protocol)}`);
     }

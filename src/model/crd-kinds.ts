@@ -18,7 +18,7 @@ export interface WeftKind {
 }
 
 export const WEFT_KINDS: readonly WeftKind[] = Object.freeze([
-  { kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', shortNames: ['wap'], spec: AUTHORIZATION_POLICY_SPEC, description: 'Which sources may reach the selected workloads (L4, Istio semantics: ALLOW/DENY, principals, namespaces, IP blocks, ports).' },
+  { kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', shortNames: ['wap'], spec: AUTHORIZATION_POLICY_SPEC, description: 'Which sources may reach the selected workloads, Istio semantics: ALLOW/DENY on principals, namespaces, IP blocks, ports, and for HTTP methods, paths, hosts and request-header conditions.' },
   { kind: 'PeerAuthentication', plural: 'peerauthentications', singular: 'peerauthentication', shortNames: ['wpa'], spec: PEER_AUTHENTICATION_SPEC, description: 'Whether the selected workloads accept plaintext (PERMISSIVE) or only mesh mutual TLS (STRICT).' },
 ]);
 

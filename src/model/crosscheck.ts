@@ -3,7 +3,9 @@
 // naming identities that nothing in the manifests has, pods on nodes no Node object
 // declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
 // addresses (which agents refuse to capture), PeerAuthentications that select nothing or
-// conflict at one scope, and the route checks of route-check.ts.
+// conflict at one scope, AuthorizationPolicies' HTTP rules on ports that are not HTTP
+// (policy-check.ts), named target ports that selected pods do not declare, and the route
+// checks of route-check.ts.
 // Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
@@ -16,6 +18,8 @@ import { MESH_LABEL } from './types.ts';
 import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
 import { peerAuthenticationFindings } from './peer-authentication-check.ts';
+import { authorizationFindings } from './policy-check.ts';
+import { ruleHasL7 } from './l7-authorization.ts';
 
 export interface CrossCheckOptions {
   readonly trustDomain: string;
@@ -61,10 +65,19 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   const sliced = new Set(objects.endpointSlices.map((e) => `${e.namespace}/${e.serviceName}`));
   for (const s of services) {
     if (Object.keys(s.selector).length === 0 || sliced.has(`${s.namespace}/${s.name}`)) continue;
-    if (!pods.some((p) => p.namespace === s.namespace && selects(s.selector, p.labels))) {
+    const selected = pods.filter((p) => p.namespace === s.namespace && selects(s.selector, p.labels));
+    if (selected.length === 0) {
       const sel = Object.entries(s.selector).map(([k, v]) => `${k}=${v}`).join(',');
       report('Service', s.namespace, s.name, 'spec.selector', `selects no Pod in namespace ${s.namespace} (${sel}), so the Service has no endpoints`);
     }
+    s.ports.forEach((sp, i) => {
+      if (typeof sp.targetPort !== 'string') return;
+      const name = sp.targetPort;
+      const without = selected.filter((p) => p.namedPorts?.[name] === undefined).map((p) => p.name);
+      if (without.length === 0) return;
+      const shown = without.length <= 5 ? without.join(', ') : `${without.slice(0, 5).join(', ')}, ...`;
+      report('Service', s.namespace, s.name, `spec.ports[${i}].targetPort`, `names container port ${JSON.stringify(name)}, which ${without.length} of the ${selected.length} selected Pods do not declare (${shown}), so they get no traffic on port ${sp.port}`);
+    });
   }
 
   checkNodes(objects, report);
@@ -82,6 +95,9 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   ]);
   for (const pol of objects.policies) {
     checkPrincipals(pol.rules, options.trustDomain, accounts, (field, message) => report('AuthorizationPolicy', pol.namespace, pol.name, field, message));
+  }
+  if (objects.policies.some((p) => p.rules.some(ruleHasL7))) {
+    for (const f of authorizationFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) report('AuthorizationPolicy', f.namespace, f.name, f.field, f.message);
   }
   for (const f of peerAuthenticationFindings(objects.peerAuthentications ?? [], pods)) report('PeerAuthentication', f.namespace, f.name, f.field, f.message);
   if ((objects.routes ?? []).length > 0) {

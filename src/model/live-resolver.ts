@@ -62,7 +62,12 @@ function sameWorkload(a: Workload | undefined, b: Workload | undefined): boolean
   if (a === undefined || b === undefined) return a === b;
   return a.key === b.key && a.serviceAccount === b.serviceAccount && a.node === b.node && a.ip === b.ip && a.enrolled === b.enrolled
     && (a.ipv6 ?? []).join(',') === (b.ipv6 ?? []).join(',')
-    && a.identity === b.identity && sameLabels(a.labels, b.labels);
+    && a.identity === b.identity && sameLabels(a.labels, b.labels) && samePorts(a.ports, b.ports);
+}
+
+function samePorts(a: Readonly<Record<string, number>> | undefined, b: Readonly<Record<string, number>> | undefined): boolean {
+  const ea = Object.entries(a ?? {});
+  return ea.length === Object.keys(b ?? {}).length && ea.every(([k, v]) => b?.[k] === v);
 }
 
 function pairs(labels: Labels): string[] {
@@ -238,8 +243,9 @@ export class LiveResolver {
     if (after === undefined) this.index.removeWorkload(key);
     else this.index.putWorkload(after);
     if (!changed.has(key)) changed.set(key, before);
-    // Enrollment and identity do not change endpoints; existence, IP, node and labels may.
-    const moved = before === undefined || after === undefined || before.ip !== after.ip || before.node !== after.node || !sameLabels(before.labels, after.labels);
+    // Enrollment and identity do not change endpoints; existence, IP, node, labels and named ports may.
+    const moved = before === undefined || after === undefined || before.ip !== after.ip || before.node !== after.node
+      || !sameLabels(before.labels, after.labels) || !samePorts(before.ports, after.ports);
     if (!moved) return;
     for (const w of [before, after]) {
       if (w?.ip === undefined) continue;

@@ -145,16 +145,30 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
   });
 }
 
-export type ResourceType = 'mesh' | 'workload' | 'service' | 'authorization' | 'peerauthentication' | 'identity' | 'node' | 'route';
+export type ResourceType = 'mesh' | 'workload' | 'service' | 'endpoint' | 'authorization' | 'peerauthentication' | 'identity' | 'node' | 'route';
 
 export interface NodeResource {
   readonly type: ResourceType;
-  /** `namespace/name` (workload, service, authorization), `namespace/serviceAccount` (identity), node name (node), `Kind/namespace/name` (route), `config` (mesh). */
+  /**
+   * `namespace/name` (workload, service, authorization), `namespace/service/port/ip`
+   * (endpoint), `namespace/serviceAccount` (identity), node name (node),
+   * `Kind/namespace/name` (route), `config` (mesh).
+   */
   readonly name: string;
   /** Content hash of the body: equal bodies, equal versions. */
   readonly version: string;
   /** Plain, frozen JSON data (the model's own object; undefined fields are left out on the wire). */
   readonly body: unknown;
+  /**
+   * Room for the control plane's wire encoding of this resource, filled once by its server
+   * and reused for every agent that gets it (control/resource.ts, ControlResource.wire).
+   */
+  readonly wire?: { encoded?: Uint8Array };
+}
+
+/** A resource for a body: versioned by its content hash, with room for its wire encoding. */
+export function newResource(type: ResourceType, name: string, body: object): NodeResource {
+  return Object.freeze({ type, name, version: resourceVersion(body), body, wire: {} });
 }
 
 /** JSON with object keys sorted at every level and undefined fields left out. */
@@ -188,18 +202,81 @@ export function resourceKey(type: ResourceType, name: string): string {
  * node's resources hashes each workload, service and policy once per state rather than
  * once per node. Held by the control plane; entries go with the state they came from.
  */
+/** A Service on the wire: the Service without its endpoints (each endpoint is a resource of its own). */
+export type ServiceBody = Omit<MeshService, 'endpoints'>;
+
+/** One endpoint of a Service port on the wire: `endpoint/<namespace>/<service>/<port>/<ip>`. */
+export interface EndpointBody {
+  /** `namespace/name` of the Service. */
+  readonly service: string;
+  /** The Service port. */
+  readonly port: number;
+  readonly ip: string;
+  /** The port on the endpoint. */
+  readonly targetPort: number;
+  readonly node: string | undefined;
+  readonly workload: string | undefined;
+  readonly weight: number;
+}
+
+/** The name of an endpoint resource. */
+export function endpointName(service: string, port: number, ip: string): string {
+  return `${service}/${port}/${ip}`;
+}
+
+/**
+ * A Service as resources: the Service itself (ports, VIP) and one resource per endpoint of
+ * each port, so that a pod joining or leaving a Service sends agents that endpoint, not the
+ * Service's every endpoint again. Bodies are built once per MeshService object (cached).
+ */
+interface ServiceParts {
+  readonly service: ServiceBody;
+  readonly endpoints: readonly (readonly [string, EndpointBody])[];
+}
+
+/** A Service's resources, unversioned: the Service (type `service`) and each endpoint (type `endpoint`). */
+export function serviceBodies(s: MeshService): { readonly service: ServiceBody; readonly endpoints: readonly (readonly [string, EndpointBody])[] } {
+  return serviceParts(s);
+}
+
+function serviceParts(s: MeshService): ServiceParts {
+  const { endpoints, ...service } = s;
+  const out: (readonly [string, EndpointBody])[] = [];
+  for (const pe of endpoints) {
+    for (const e of pe.endpoints) {
+      out.push([endpointName(s.key, pe.port, e.ip), Object.freeze({
+        service: s.key, port: pe.port, ip: e.ip, targetPort: e.port, node: e.node, workload: e.workload, weight: e.weight,
+      })]);
+    }
+  }
+  return { service: Object.freeze(service), endpoints: out };
+}
+
 export class ResourceCache {
   readonly #resources = new WeakMap<object, NodeResource>();
+  readonly #services = new WeakMap<MeshService, ServiceParts>();
   readonly #peers = new WeakMap<Workload, Workload>();
   readonly #called = new WeakMap<MeshState, CalledNodes>();
 
   resource(type: ResourceType, name: string, body: object): NodeResource {
     let r = this.#resources.get(body);
     if (r === undefined || r.type !== type || r.name !== name) {
-      r = Object.freeze({ type, name, version: resourceVersion(body), body });
+      r = newResource(type, name, body);
       this.#resources.set(body, r);
     }
     return r;
+  }
+
+  /** The service's resources: the Service (keyed `service/...`) and its endpoints (`endpoint/...`). */
+  serviceResources(s: MeshService): [string, NodeResource][] {
+    let parts = this.#services.get(s);
+    if (parts === undefined) {
+      parts = serviceParts(s);
+      this.#services.set(s, parts);
+    }
+    const out: [string, NodeResource][] = [[resourceKey('service', s.key), this.resource('service', s.key, parts.service)]];
+    for (const [name, body] of parts.endpoints) out.push([resourceKey('endpoint', name), this.resource('endpoint', name, body)]);
+    return out;
   }
 
   /** A workload as other nodes see it: labels dropped (policy selection happens at the destination). */
@@ -231,7 +308,7 @@ function entry(cache: ResourceCache, type: ResourceType, name: string, body: obj
 export function sliceResources(slice: NodeSlice, cache: ResourceCache = new ResourceCache()): Map<string, NodeResource> {
   const out = new Map<string, NodeResource>([entry(cache, 'mesh', 'config', { trustDomain: slice.trustDomain, node: slice.node })]);
   for (const w of [...slice.workloads, ...slice.peers].sort((a, b) => (a.key < b.key ? -1 : 1))) out.set(...entry(cache, 'workload', w.key, w));
-  for (const s of slice.services) out.set(...entry(cache, 'service', s.key, s));
+  for (const s of slice.services) for (const [k, r] of cache.serviceResources(s)) out.set(k, r);
   for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
   for (const p of slice.peerAuthentications) out.set(...entry(cache, 'peerauthentication', `${p.namespace}/${p.name}`, p));
   for (const r of slice.routes) out.set(...entry(cache, 'route', routeKey(r), r));

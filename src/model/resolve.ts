@@ -61,6 +61,7 @@ export function resolveWorkload(p: PodObject, enrolledNamespace: boolean, trustD
     node: p.nodeName, ip: p.ip, ...(p.ipv6 === undefined ? {} : { ipv6: p.ipv6 }), labels: p.labels, enrolled: podEnrolled(p, enrolledNamespace),
     identity: spiffeUri(p.namespace, p.serviceAccount, trustDomain),
     ...(p.uid === undefined ? {} : { uid: p.uid }),
+    ...(p.namedPorts === undefined ? {} : { ports: p.namedPorts }),
   });
 }
 
@@ -158,11 +159,14 @@ export function resolveService(svc: ServiceObject, slices: readonly EndpointSlic
         if (w.ip !== undefined && w.namespace === svc.namespace && selects(svc.selector, w.labels)) selected.push(w);
       }
     }
+    // A named target port is each pod's own container port of that name; a pod without one is
+    // no endpoint of that port (as Kubernetes' endpoints controller does).
     perPort = svc.ports.map((sp) => Object.freeze({
       port: sp.port,
-      endpoints: Object.freeze(dedupe(selected.map((w) => Object.freeze({
-        ip: w.ip ?? '', port: sp.targetPort, node: w.node, workload: w.key, weight: 1,
-      })))),
+      endpoints: Object.freeze(dedupe(selected.flatMap((w) => {
+        const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.ports?.[sp.targetPort];
+        return target === undefined ? [] : [Object.freeze({ ip: w.ip ?? '', port: target, node: w.node, workload: w.key, weight: 1 })];
+      }))),
     }));
   }
   return Object.freeze({

@@ -3,9 +3,9 @@
 // ready for meshStateFromContent.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
-import type { MeshContent } from './resolve.ts';
-import { resourceVersion, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
+import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, PeerAuthenticationObject, ServicePortEndpoints, Workload } from './types.ts';
+import { compareEndpoints, type MeshContent } from './resolve.ts';
+import { endpointName, resourceVersion, type EndpointBody, type NodeIdentity, type NodeResource, type ResourceType } from './node-slice.ts';
 import { checkSchema, integer, requiredExcept, type Schema } from './schema-check.ts';
 import { parseCidr } from './cidr.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
@@ -17,6 +17,10 @@ const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
 const int = integer;
 const port = int(1, 65535);
+const portOrName: Schema = {
+  type: 'custom', what: 'a port number or a port name',
+  check: (v) => (typeof v === 'string' && v !== '' && v.length <= 15 ? undefined : checkSchema(port, v, '')[0]?.message),
+};
 const spiffe: Schema = { type: 'string', check: (s) => (tryParseSpiffeId(s) === undefined ? `must be a SPIFFE id, got ${JSON.stringify(s)}` : undefined) };
 const strings: Schema = { type: 'array', items: str };
 const cidrs: Schema = {
@@ -30,15 +34,18 @@ const ipv6s: Schema = {
 };
 const WORKLOAD = obj({
   key: str, name: str, namespace: str, serviceAccount: str, node: str, ip, ipv6: ipv6s, labels: { type: 'map', values: str },
-  enrolled: { type: 'boolean' }, identity: spiffe, uid: str,
-}, ['node', 'ip', 'ipv6', 'uid']);
+  enrolled: { type: 'boolean' }, identity: spiffe, uid: str, ports: { type: 'map', values: port },
+}, ['node', 'ip', 'ipv6', 'uid', 'ports']);
 const ENDPOINT = obj({ ip, port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const SERVICE = obj({
   key: str, name: str, namespace: str, vip: ip,
-  ports: { type: 'array', items: obj({ name: str, port, targetPort: port, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
+  ports: { type: 'array', items: obj({ name: str, port, targetPort: portOrName, protocol: { type: 'string', enum: ['TCP'] }, appProtocol: str }, ['name', 'appProtocol']) },
   endpointSource: { type: 'string', enum: ['EndpointSlice', 'selector', 'none'] },
+  // Endpoints come as `endpoint` resources; a Service that carries them itself (a control
+  // plane from before they were split out) is taken as it is.
   endpoints: { type: 'array', items: obj({ port, endpoints: { type: 'array', items: ENDPOINT } }) },
-});
+}, ['endpoints']);
+const ENDPOINT_RESOURCE = obj({ service: str, port, ip, targetPort: port, node: str, workload: str, weight: int(0, 1_000_000) }, ['node', 'workload']);
 const POLICY = obj({
   name: str, namespace: str, selector: { type: 'map', values: str }, action: { type: 'string', enum: ['ALLOW', 'DENY'] },
   dryRun: { type: 'boolean' },
@@ -50,8 +57,15 @@ const POLICY = obj({
         items: obj({ principals: strings, notPrincipals: strings, namespaces: strings, notNamespaces: strings, ipBlocks: cidrs, notIpBlocks: cidrs },
           ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks']),
       },
-      to: { type: 'array', items: obj({ ports: { type: 'array', items: port }, notPorts: { type: 'array', items: port } }, ['ports', 'notPorts']) },
-    }),
+      to: {
+        type: 'array',
+        items: obj({
+          ports: { type: 'array', items: port }, notPorts: { type: 'array', items: port },
+          methods: strings, notMethods: strings, paths: strings, notPaths: strings, hosts: strings, notHosts: strings,
+        }, ['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts']),
+      },
+      when: { type: 'array', items: obj({ key: str, values: strings, notValues: strings }, ['values', 'notValues']) },
+    }, ['when']),
   },
 });
 const PEER_AUTHENTICATION = obj({
@@ -80,7 +94,7 @@ const ROUTE: Schema = {
 };
 
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
-  mesh: MESH, workload: WORKLOAD, service: SERVICE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
+  mesh: MESH, workload: WORKLOAD, service: SERVICE, endpoint: ENDPOINT_RESOURCE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
 };
 
 export interface ResourceProblem {
@@ -102,10 +116,25 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'mesh': return 'config';
     case 'node': return String(body.name);
     case 'workload': case 'service': return String(body.key);
+    case 'endpoint': return endpointName(String(body.service), Number(body.port), String(body.ip));
     case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
     case 'route': return routeKey(body as unknown as RouteObject);
   }
+}
+
+/** A Service with its endpoint resources put back, as the model resolved it (per port, by address). */
+function withEndpoints(svc: MeshService, given: readonly EndpointBody[]): MeshService {
+  if ((svc as Partial<MeshService>).endpoints !== undefined) return svc;
+  const byPort = Map.groupBy(given, (e) => e.port);
+  const endpoints: ServicePortEndpoints[] = [...svc.ports].sort((a, b) => a.port - b.port).map((p) => Object.freeze({
+    port: p.port,
+    // The model's endpoint fields, in its order; those undefined left out (as JSON leaves them).
+    endpoints: Object.freeze((byPort.get(p.port) ?? []).map((b): Endpoint => Object.freeze({
+      ip: b.ip, port: b.targetPort, ...(b.node === undefined ? {} : { node: b.node }), ...(b.workload === undefined ? {} : { workload: b.workload }), weight: b.weight,
+    }) as Endpoint).sort(compareEndpoints)),
+  }));
+  return Object.freeze({ ...svc, endpoints: Object.freeze(endpoints) });
 }
 
 export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackTrustDomain = 'cluster.local'): DecodedResources {
@@ -117,6 +146,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
   const routes: RouteObject[] = [];
+  const endpoints = new Map<string, EndpointBody[]>();
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
     const key = `${String(r.type)}/${String(r.name)}`;
@@ -143,6 +173,13 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'mesh': mesh = body as typeof mesh; break;
       case 'workload': workloads.push(body as unknown as Workload); break;
       case 'service': services.push(body as unknown as MeshService); break;
+      case 'endpoint': {
+        const e = body as unknown as EndpointBody;
+        const list = endpoints.get(e.service);
+        if (list === undefined) endpoints.set(e.service, [e]);
+        else list.push(e);
+        break;
+      }
       case 'authorization': policies.push(body as unknown as AuthorizationPolicyObject); break;
       case 'peerauthentication': peerAuthentications.push(body as unknown as PeerAuthenticationObject); break;
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
@@ -158,7 +195,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
     content: {
       trustDomain: mesh?.trustDomain ?? fallbackTrustDomain,
       workloads: workloads.sort(byKey((w) => w.key)),
-      services: services.sort(byKey((s) => s.key)),
+      services: services.map((svc) => withEndpoints(svc, endpoints.get(svc.key) ?? [])).sort(byKey((s) => s.key)),
       policies: policies.sort(byKey((p) => `${p.namespace}/${p.name}`)),
       nodes: nodes.sort(byKey((n) => n.name)),
       routes: routes.sort(byKey(routeKey)),

@@ -17,7 +17,7 @@
 import type { MeshNode, MeshService } from './types.ts';
 import { ROOT_NAMESPACE } from './types.ts';
 import { isServiceParent, routeKey } from './route-types.ts';
-import { localSlice, resourceKey, ResourceCache, type NodeResource, type ResourceType } from './node-slice.ts';
+import { localSlice, newResource, peerForm, resourceKey, serviceBodies, type EndpointBody, type NodeResource, type ResourceType, type ServiceBody } from './node-slice.ts';
 import type { MeshIndex } from './mesh-index.ts';
 import type { ContentChanges } from './live-resolver.ts';
 
@@ -51,6 +51,17 @@ function count(map: Map<string, number>, key: string, by: number): boolean {
   return (before > 0) !== (after > 0);
 }
 
+function sameEndpoint(a: EndpointBody, b: EndpointBody): boolean {
+  return a.service === b.service && a.port === b.port && a.ip === b.ip && a.targetPort === b.targetPort && a.node === b.node
+    && a.workload === b.workload && a.weight === b.weight;
+}
+
+// Ports come from the parsed Service object: the same objects while the Service is unchanged.
+function sameServiceBody(a: ServiceBody, b: ServiceBody): boolean {
+  return a.key === b.key && a.vip === b.vip && a.endpointSource === b.endpointSource && a.name === b.name && a.namespace === b.namespace
+    && a.ports.length === b.ports.length && a.ports.every((p, i) => p === b.ports[i]);
+}
+
 function endpointNodes(s: MeshService | undefined): string[] {
   const out: string[] = [];
   if (s === undefined) return out;
@@ -60,7 +71,6 @@ function endpointNodes(s: MeshService | undefined): string[] {
 
 export class SliceIndex {
   readonly #state: MeshIndex;
-  readonly #cache = new ResourceCache();
   readonly #historyLimit: number;
   readonly #global = new Map<string, NodeResource>();
   readonly #shared = new Map<string, NodeResource>();
@@ -70,10 +80,14 @@ export class SliceIndex {
   readonly #withWorkloads = new Map<string, number>();
   /** Service endpoints per node. */
   readonly #withEndpoints = new Map<string, number>();
+  /** The shared keys of each service: its own and its endpoints'. */
+  readonly #serviceKeys = new Map<string, readonly string[]>();
   /** Workloads per namespace per node: the nodes a policy change in a namespace can reach. */
   readonly #nsNodes = new Map<string, Map<string, number>>();
   /** Per node: its mesh config, and the local part of a node without workloads (that config alone). */
   readonly #meshConfig = new Map<string, { readonly resource: NodeResource; readonly alone: ReadonlyMap<string, LocalEntry> }>();
+  /** changesSince's common part, per since-generation, for the current generation. */
+  #common: { generation: number; bySince: Map<number, ReadonlyMap<string, NodeResource | undefined>> } = { generation: -1, bySince: new Map() };
   /** `namespace/name` of every Service some route names as a parent. */
   #routeParents: ReadonlySet<string> = new Set();
   readonly #log: Generation[] = [];
@@ -112,7 +126,7 @@ export class SliceIndex {
       }
       if (before?.ip !== undefined && before.node !== undefined && count(this.#withWorkloads, before.node, -1)) nodeRefs.add(before.node);
       if (after?.ip !== undefined && after.node !== undefined && count(this.#withWorkloads, after.node, 1)) nodeRefs.add(after.node);
-      this.#setShared(g, resourceKey('workload', key), after?.ip === undefined ? undefined : this.#resource('workload', key, this.#cache.peer(after)));
+      this.#setShared(g, resourceKey('workload', key), after?.ip === undefined ? undefined : newResource('workload', key, peerForm(after)));
     }
     for (const [key, before] of changes.services) {
       const after = this.#state.service(key);
@@ -128,13 +142,34 @@ export class SliceIndex {
           touched.add(n);
         }
       }
-      this.#setShared(g, resourceKey('service', key), after === undefined ? undefined : this.#resource('service', key, after));
+      // The Service and one resource per endpoint: a pod joining or leaving sends its endpoint only.
+      // A service re-resolved because one pod moved keeps its other endpoints as they are:
+      // equal bodies reuse the resource already made (no hashing again).
+      const entries: [string, NodeResource][] = [];
+      if (after !== undefined) {
+        const parts = serviceBodies(after);
+        const sk = resourceKey('service', key);
+        const was = this.#shared.get(sk);
+        entries.push([sk, was !== undefined && sameServiceBody(was.body as ServiceBody, parts.service) ? was : newResource('service', key, parts.service)]);
+        for (const [name, body] of parts.endpoints) {
+          const ek = resourceKey('endpoint', name);
+          const prev = this.#shared.get(ek);
+          entries.push([ek, prev !== undefined && sameEndpoint(prev.body as EndpointBody, body) ? prev : newResource('endpoint', name, body)]);
+        }
+      }
+      const keys = entries.map(([k]) => k);
+      const now = new Set(keys);
+      for (const k of this.#serviceKeys.get(key) ?? []) if (!now.has(k)) this.#setShared(g, k, undefined);
+      for (const [k, r] of entries) this.#setShared(g, k, r);
+      if (after === undefined) this.#serviceKeys.delete(key);
+      else this.#serviceKeys.set(key, keys);
     }
     for (const name of changes.nodes.keys()) nodeRefs.add(name);
     for (const name of nodeRefs) {
       const n: MeshNode | undefined = this.#state.node(name);
       const called = this.#withEndpoints.has(name) || this.#withWorkloads.has(name);
-      this.#setShared(g, resourceKey('node', name), called && n !== undefined ? this.#resource('node', name, n) : undefined);
+      const k = resourceKey('node', name);
+      this.#setShared(g, k, called && n !== undefined ? this.#resource('node', name, n, this.#shared.get(k)) : undefined);
     }
     if (changes.routes) {
       this.#routeParents = new Set(this.#state.routes.flatMap((r) => r.parentRefs.filter(isServiceParent).map((p) => `${p.namespace}/${p.name}`)));
@@ -174,20 +209,26 @@ export class SliceIndex {
     return this.#at(this.#localOf(node).get(key), this.#meshed.has(node), this.#shared.get(key), this.#global.get(key));
   }
 
-  /** Every key the node should hold now. */
-  *keys(node: string): Iterable<string> {
-    yield* this.#global.keys();
+  /**
+   * Every resource the node should hold, keyed `type/name` (any order). Read lazily, each
+   * as it is now when reached: a caller may take it in parts while the index changes (it
+   * then misses or repeats only what changed meanwhile, which changesSince lists).
+   */
+  *entries(node: string): Iterable<readonly [string, NodeResource]> {
+    yield* this.#global;
     const local = this.#localOf(node);
-    for (const [k, v] of local) if (v !== HIDDEN) yield k;
+    // A node's local part is replaced whole when it changes: read each key afresh.
+    for (const k of local.keys()) {
+      const r = this.current(node, k);
+      if (r !== undefined) yield [k, r];
+    }
     if (!this.#meshed.has(node)) return;
-    for (const k of this.#shared.keys()) if (!local.has(k)) yield k;
+    for (const [k, r] of this.#shared) if (!this.#localOf(node).has(k)) yield [k, r];
   }
 
   /** Every resource the node should hold now, keyed `type/name` (in no particular order). */
   resources(node: string): Map<string, NodeResource> {
-    const out = new Map<string, NodeResource>();
-    for (const k of this.keys(node)) out.set(k, this.current(node, k) as NodeResource);
-    return out;
+    return new Map(this.entries(node));
   }
 
   /**
@@ -195,13 +236,56 @@ export class SliceIndex {
    * with the resource it had at `since` (undefined: none). Undefined when `since` is older
    * than the history kept: the caller must resync the node's agent from scratch.
    */
-  changesSince(node: string, since: number): Map<string, NodeResource | undefined> | undefined {
+  changesSince(node: string, since: number): ReadonlyMap<string, NodeResource | undefined> | undefined {
     if (since < this.#horizon || since > this.#generation) return undefined;
+    const first = this.#firstAfter(since);
+    let own = false;
+    for (let i = first; i < this.#log.length && !own; i++) {
+      const g = this.#log[i];
+      own = g.local.has(node) || g.meshed.has(node);
+    }
+    // The common case under churn: nothing of the node's own changed, so what it must be
+    // sent is what every meshed (or every unmeshed) node must, computed once per generation.
+    if (!own) {
+      const meshed = this.#meshed.has(node);
+      const common = this.#commonSince(since, first, meshed);
+      const local = this.#localOf(node);
+      let mine: Map<string, NodeResource | undefined> | undefined;
+      for (const k of common.keys()) {
+        if (!local.has(k)) continue;
+        // Its own (unchanged) local entry is what it held for that key.
+        mine ??= new Map(common);
+        const l = local.get(k);
+        mine.set(k, l === HIDDEN ? undefined : l);
+      }
+      return mine ?? common;
+    }
+    return this.#changesOf(node, first);
+  }
+
+  /** Changes since `since` of the global and (for a meshed node) shared parts, in key order; cached per generation. */
+  #commonSince(since: number, first: number, meshed: boolean): ReadonlyMap<string, NodeResource | undefined> {
+    if (this.#common.generation !== this.#generation) this.#common = { generation: this.#generation, bySince: new Map() };
+    const id = meshed ? since : -1 - since;
+    const cached = this.#common.bySince.get(id);
+    if (cached !== undefined) return cached;
+    const then = new Map<string, NodeResource | undefined>();
+    for (let i = first; i < this.#log.length; i++) {
+      const g = this.#log[i];
+      for (const [k, v] of g.global) if (!then.has(k)) then.set(k, v);
+      if (meshed) for (const [k, v] of g.shared) if (!then.has(k)) then.set(k, v);
+    }
+    const out = new Map([...then].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    this.#common.bySince.set(id, out);
+    return out;
+  }
+
+  #changesOf(node: string, first: number): ReadonlyMap<string, NodeResource | undefined> {
     const globalThen = new Map<string, NodeResource | undefined>();
     const sharedThen = new Map<string, NodeResource | undefined>();
     const localThen = new Map<string, LocalEntry | undefined>();
     let meshedThen: boolean | undefined;
-    for (let i = this.#firstAfter(since); i < this.#log.length; i++) {
+    for (let i = first; i < this.#log.length; i++) {
       const g = this.#log[i];
       for (const [k, v] of g.global) if (!globalThen.has(k)) globalThen.set(k, v);
       for (const [k, v] of g.shared) if (!sharedThen.has(k)) sharedThen.set(k, v);
@@ -218,7 +302,7 @@ export class SliceIndex {
     if (wasMeshed !== meshedNow) for (const k of this.#shared.keys()) keys.add(k);
     const local = this.#localOf(node);
     const out = new Map<string, NodeResource | undefined>();
-    for (const k of keys) {
+    for (const k of [...keys].sort()) {
       const then = this.#at(
         localThen.has(k) ? localThen.get(k) : local.get(k),
         wasMeshed,
@@ -239,14 +323,15 @@ export class SliceIndex {
     return meshed ? shared : undefined;
   }
 
-  #resource(type: ResourceType, name: string, body: object): NodeResource {
-    return this.#cache.resource(type, name, body);
+  /** `previous` when it has this very body (an unchanged object), else a new resource. */
+  #resource(type: ResourceType, name: string, body: object, previous: LocalEntry | undefined): NodeResource {
+    return previous !== undefined && previous !== HIDDEN && previous.body === body ? previous : newResource(type, name, body);
   }
 
   #configOf(node: string): { readonly resource: NodeResource; readonly alone: ReadonlyMap<string, LocalEntry> } {
     let c = this.#meshConfig.get(node);
     if (c === undefined) {
-      const resource = this.#resource('mesh', 'config', Object.freeze({ trustDomain: this.#state.trustDomain, node }));
+      const resource = newResource('mesh', 'config', Object.freeze({ trustDomain: this.#state.trustDomain, node }));
       c = { resource, alone: new Map([[resourceKey('mesh', 'config'), resource]]) };
       this.#meshConfig.set(node, c);
     }
@@ -259,26 +344,31 @@ export class SliceIndex {
 
   #recomputeLocal(g: Generation, node: string): void {
     const slice = localSlice(this.#state, node);
+    const before = this.#localOf(node);
     const next = new Map<string, LocalEntry>([[resourceKey('mesh', 'config'), this.#configOf(node).resource]]);
-    for (const w of slice.workloads) next.set(resourceKey('workload', w.key), this.#resource('workload', w.key, w));
+    const put = (type: ResourceType, name: string, body: object): void => {
+      const k = resourceKey(type, name);
+      next.set(k, this.#resource(type, name, body, before.get(k)));
+    };
+    for (const w of slice.workloads) put('workload', w.key, w);
     for (const p of slice.policies) {
       const name = `${p.namespace}/${p.name}`;
-      next.set(resourceKey('authorization', name), this.#resource('authorization', name, p));
+      put('authorization', name, p);
     }
     for (const p of slice.peerAuthentications) {
       const name = `${p.namespace}/${p.name}`;
-      next.set(resourceKey('peerauthentication', name), this.#resource('peerauthentication', name, p));
+      put('peerauthentication', name, p);
     }
     for (const r of slice.routes) {
       const name = routeKey(r);
-      next.set(resourceKey('route', name), this.#resource('route', name, r));
+      put('route', name, r);
     }
     for (const i of slice.serviceAccounts) {
       const name = `${i.namespace}/${i.serviceAccount}`;
-      next.set(resourceKey('identity', name), this.#resource('identity', name, i));
+      // Identities are rebuilt each time (small): the one already sent stays when equal (below).
+      put('identity', name, i);
     }
     if (slice.meshed && !this.#withEndpoints.has(node)) next.set(resourceKey('node', node), HIDDEN);
-    const before = this.#localOf(node);
     let log = g.local.get(node);
     const record = (k: string, v: LocalEntry | undefined): void => {
       if (log === undefined) g.local.set(node, (log = new Map<string, LocalEntry | undefined>()));

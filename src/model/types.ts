@@ -29,6 +29,8 @@ export interface PodObject {
   readonly labels: Labels;
   /** Ports the containers declare (informational). */
   readonly containerPorts: readonly number[];
+  /** The containers' named ports (name -> containerPort), when any has a name: a Service's named targetPort resolves here. */
+  readonly namedPorts?: Readonly<Record<string, number>>;
   /** status.phase; pods that Succeeded or Failed are not workloads (their IP may be reused). */
   readonly phase?: string | undefined;
   /** spec.hostNetwork; such pods share the node's IP and are never part of the mesh. */
@@ -39,7 +41,8 @@ export interface ServicePort {
   /** Also a protocol hint: Istio's prefixes `http-`, `http2-`, `grpc-`, `tcp-` (see model/protocol.ts). */
   readonly name: string | undefined;
   readonly port: number;
-  readonly targetPort: number;
+  /** A port number, or the name of a container port of each selected pod (IntOrString, as in Kubernetes). */
+  readonly targetPort: number | string;
   readonly protocol: 'TCP';
   /** spec.ports[].appProtocol as written (`http`, `kubernetes.io/h2c`, `grpc`, ...); it wins over the name. */
   readonly appProtocol?: string | undefined;
@@ -121,10 +124,26 @@ export interface PolicySource {
   readonly notIpBlocks?: readonly string[];
 }
 
-/** One `to[].operation`. */
+/** One `to[].operation`. The HTTP fields (Istio's) hold only for requests the destination agent parses. */
 export interface PolicyOperation {
   readonly ports?: readonly number[];
   readonly notPorts?: readonly number[];
+  /** HTTP methods, exact (gRPC calls are POST). */
+  readonly methods?: readonly string[];
+  readonly notMethods?: readonly string[];
+  /** Request paths without the query: exact, `prefix*`, `*suffix` or `*` (gRPC: `/package.Service/Method`). */
+  readonly paths?: readonly string[];
+  readonly notPaths?: readonly string[];
+  /** Host or :authority without its port, case-insensitive, with one leading or trailing `*`. */
+  readonly hosts?: readonly string[];
+  readonly notHosts?: readonly string[];
+}
+
+/** One `when` condition: `key` is `request.headers[<name>]` (name lowercased) or an L4 attribute. */
+export interface PolicyCondition {
+  readonly key: string;
+  readonly values?: readonly string[];
+  readonly notValues?: readonly string[];
 }
 
 export interface PolicyRule {
@@ -132,6 +151,8 @@ export interface PolicyRule {
   readonly from: readonly PolicySource[];
   /** Empty: any port. */
   readonly to: readonly PolicyOperation[];
+  /** Every condition must hold; absent or empty: none. */
+  readonly when?: readonly PolicyCondition[];
 }
 
 export interface AuthorizationPolicyObject {
@@ -199,6 +220,8 @@ export interface Workload {
   readonly uid?: string | undefined;
   /** SPIFFE id of its service account. */
   readonly identity: string;
+  /** The pod's named container ports, when it has any (PodObject.namedPorts). */
+  readonly ports?: Readonly<Record<string, number>>;
 }
 
 export interface Endpoint {

@@ -28,7 +28,7 @@ import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
 import { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, rawSocketOf, type HandshakeLimits } from './handshake-limiter.ts';
-import { endSessionOnEof } from './tunnel-session.ts';
+import { SessionGuard } from './tunnel-session.ts';
 import { h2Settings, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface InboundTunnelOptions {
@@ -77,6 +77,7 @@ export class InboundTunnel implements Listener {
   readonly #sessions = new Map<Http2Session, SessionPeer>();
   readonly #core: ListenerCore;
   readonly #handshakes: HandshakeLimiter;
+  readonly #guard = new SessionGuard();
   #draining = false;
 
   constructor(deps: InboundTunnelDeps, options: InboundTunnelOptions) {
@@ -220,7 +221,7 @@ export class InboundTunnel implements Listener {
     const requested = servername === undefined ? undefined : identityForServerName(servername);
     this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp });
     session.once('close', () => this.#sessions.delete(session));
-    endSessionOnEof(session, `tunnel from ${remoteIp}`);
+    this.#guard.watch(session, `tunnel from ${remoteIp}`);
     try {
       session.setLocalWindowSize(this.#tuning.sessionWindowBytes);
     } catch {
@@ -230,6 +231,7 @@ export class InboundTunnel implements Listener {
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    this.#guard.track(stream);
     const peer = this.#sessions.get(stream.session as Http2Session);
     const forwarded = parseForwardedFor(headers.forwarded);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);

@@ -11,7 +11,7 @@ import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
 import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
 import { dialTunnel } from './tunnel-dial.ts';
-import { endSessionOnEof } from './tunnel-session.ts';
+import { SessionGuard } from './tunnel-session.ts';
 import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
 export interface TunnelPoolOptions {
@@ -81,6 +81,7 @@ export class TunnelPool {
   readonly #responseMs: number;
   readonly #tuning: TunnelTuning;
   readonly #entries = new Map<string, Entry[]>();
+  readonly #guard = new SessionGuard();
   #closed = false;
 
   constructor(deps: TunnelPoolDeps, options: TunnelPoolOptions = {}) {
@@ -115,6 +116,7 @@ export class TunnelPool {
         const session = entry.session ?? await abortable(entry.ready, req.signal);
         stream = session.request(headers, { endStream: false });
         stream.on('error', ignore);
+        this.#guard.track(stream);
         stream.once('close', () => this.#release(entry));
         const status = await this.#answer(stream, req.signal);
         if (status !== 200) throw new TunnelRefusedError(status, `${hostPort(req.node.address, req.node.port)} answered ${status} to CONNECT ${hostPort(req.target.address, req.target.port)}`);
@@ -205,7 +207,7 @@ export class TunnelPool {
     const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
     ready.then((session) => {
       entry.session = session;
-      endSessionOnEof(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
+      this.#guard.watch(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);
       session.once('goaway', () => {
         entry.usable = false;
       });

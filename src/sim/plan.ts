@@ -49,7 +49,7 @@ export interface SimService {
   readonly name: string;
   readonly namespace: string;
   readonly vip: string;
-  readonly ports: readonly { readonly port: number; readonly targetPort: number }[];
+  readonly ports: readonly { readonly port: number; readonly targetPort: number | string }[];
   readonly selector: Labels;
 }
 

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 
-import { HttpEndpoint, type RouteHandler } from '../telemetry/index.ts';
+import { HttpEndpoint, type RouteHandler } from '../telemetry/http-endpoints.ts';
 import type { DashboardModel } from './dashboard-model.ts';
 
 export interface DashboardServerOptions {

@@ -545,6 +545,7 @@ spec:
   selector: {matchLabels: {app: web}}
   rules:
   - to: [{operation: {methods: [GET]}}]
+    when: [{key: 'request.auth.claims[iss]', values: [issuer]}]
 `);
   writeFileSync(join(dir, 'd-deploy.yaml'), `apiVersion: apps/v1
 kind: Deployment
@@ -559,7 +560,7 @@ spec: {replicas: 2}
     /a-namespace\.yaml: Pod\/shop\/web-1: spec\.containers\[0\]\.ports\[0\]\.containerPort: .*70000/,
     /b-services\.yaml: Service\/shop\/web: spec\.ports\[0\]\.protocol: .*UDP/,
     /b-services\.yaml: Service\/shop\/db: spec\.clusterIP: .*198\.19\.0\.300/,
-    /c-policy\.yaml: AuthorizationPolicy\/shop\/web-get: spec\.rules\[0\]\.to\[0\]\.operation\.methods: .*L7/,
+    /c-policy\.yaml: AuthorizationPolicy\/shop\/web-get: spec\.rules\[0\]\.when\[0\]\.key: .*JWT/,
     /d-deploy\.yaml: Deployment\/shop\/web: kind: unknown kind "Deployment"/,
   ];
   for (const re of expected) assert.equal(lines.filter((l) => re.test(l)).length, 1, `one line matches ${re}:\n${r.stdout}`);

@@ -37,11 +37,15 @@ test('the demo prints the dashboard URL, serves it while it runs, and relays tra
   });
   const lines: string[] = [];
   const exited = new Promise<number>((resolve) => demo.once('close', (code) => resolve(code ?? -1)));
+  // The banner arrives in several writes; wait for its last line (the client's) so a pipe
+  // chunk boundary between the dashboard and traces lines cannot fail the test.
   const dashboard = await new Promise<string>((resolve, reject) => {
+    let url: string | undefined;
     createInterface({ input: demo.stdout }).on('line', (line) => {
       lines.push(line);
       const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(line);
-      if (m !== null) resolve(m[1]);
+      if (m !== null) url = m[1];
+      if (url !== undefined && /^ {2}client /.test(line)) resolve(url);
     });
     void exited.then(() => reject(new Error(`the demo ended without a dashboard line:\n${lines.join('\n')}`)));
   });

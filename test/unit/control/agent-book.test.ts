@@ -4,9 +4,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AgentBook, type PushPart, type RejectedVersions } from '../../../src/control/agent-book.ts';
+import { AgentBook, PlanCache, type PushPart, type RejectedVersions } from '../../../src/control/agent-book.ts';
 import type { ControlResource } from '../../../src/control/resource.ts';
 import { SnapshotView } from '../../../src/control/resource-view.ts';
+import { LiveMesh } from '../../../src/model/live-mesh.ts';
+import type { RawObject } from '../../../src/model/types.ts';
 
 type Snap = Record<string, string>; // key -> version (for node n1)
 
@@ -158,4 +160,38 @@ test('an agent further behind than the history kept must resync', () => {
   assert.equal(part, undefined);
   for (let i = 2; i < 8; i++) v.set({ 'svc/a': String(i) });
   assert.equal(b.next(v), 'resync');
+});
+
+test('agents given the same changes share one plan and its parts; one that refused something plans its own', () => {
+  const live = new LiveMesh({ kubernetesSchema: false });
+  const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
+  const pod = (i: number, app: string): RawObject => raw('Pod', {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app } },
+    spec: { nodeName: `n${i % 4}`, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
+  }, 10 + i);
+  const objects = [raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0)];
+  for (let s = 0; s < 2; s++) {
+    objects.push(raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${s}`, namespace: 'shop' }, spec: { clusterIP: `198.19.0.${1 + s}`, selector: { app: `a${s}` }, ports: [{ port: 80 }] } }, 1 + s));
+  }
+  for (let i = 0; i < 8; i++) objects.push(pod(i, `a${i % 2}`));
+  live.apply({ upserted: objects, removed: [] });
+  const plans = new PlanCache();
+  const rejected = new Map<string, RejectedVersions>(['n1', 'n2', 'n3'].map((n) => [n, new Map()]));
+  const books = ['n1', 'n2', 'n3'].map((n) => new AgentBook<string>(n, new Map(), rejected.get(n) as RejectedVersions, 1 << 20, () => 100, plans));
+  for (const b of books) {
+    const first = b.next(live.slices) as PushPart;
+    b.sent(`${b.node}-1`, first, 'first');
+    b.ack(`${b.node}-1`);
+  }
+  // n3 refused the version of s0's endpoint on n0 it was sent: it keeps the one before.
+  rejected.get('n3')?.set('endpoint/shop/s0/80/198.18.0.10', { key: 'endpoint/shop/s0/80/198.18.0.10', version: 'refused', message: 'no', kept: 'older' });
+  // Pod 0 (on n0) moves from s0 to s1: the same changes for n1, n2 and n3 (none of their own pods).
+  live.apply({ upserted: [pod(0, 'a1')], removed: [] });
+  const [p1, p2, p3] = books.map((b) => b.next(live.slices) as PushPart);
+  assert.equal(p1, p2, 'n1 and n2 are sent the very same part (one plan, one encoding)');
+  assert.deepEqual(p1.changed.map((x) => `${x.type}/${x.name}`), ['endpoint/shop/s1/80/198.18.0.10']);
+  assert.deepEqual(p1.removed, ['endpoint/shop/s0/80/198.18.0.10']);
+  assert.notEqual(p3, p1, 'n3 has a refusal of its own: its plan is its own');
+  assert.deepEqual([p3.changed.map((x) => x.name), p3.removed], [['shop/s1/80/198.18.0.10'], ['endpoint/shop/s0/80/198.18.0.10']], 'the same content: it drops the version it kept');
+  assert.equal(rejected.get('n3')?.size, 0, 'the refusal is forgotten once its resource goes');
 });

@@ -65,7 +65,8 @@ test('weft control wiring: manifests -> model -> per-node push with trust bundle
   await agent.whenSynced();
 
   const held = agent.config().resources;
-  assert.deepEqual([...held.keys()].filter((k) => !k.startsWith('workload/')).sort(), ['identity/shop/web', 'mesh/config', 'service/shop/web', 'trust/bundle']);
+  assert.deepEqual([...held.keys()].filter((k) => !k.startsWith('workload/') && !k.startsWith('endpoint/')).sort(), ['identity/shop/web', 'mesh/config', 'service/shop/web', 'trust/bundle']);
+  assert.deepEqual([...held.keys()].filter((k) => k.startsWith('endpoint/')).sort(), ['endpoint/shop/web/80/198.18.1.10', 'endpoint/shop/web/80/198.18.2.10']);
   const { decoded, trust } = decodeAgentResources(held, 'cluster.local');
   assert.deepEqual(decoded.problems, []);
   assert.equal(decoded.node, 'node-a');

@@ -65,3 +65,38 @@ test('an enrolled pod with IPv6 addresses is named: its agent will refuse to cap
     'extra.yaml: Pod/shop/dual: status.podIPs: has IPv6 address(es) fd00::30; weft captures IPv4 only, so the agent refuses to capture this pod (label it weft.dev/mesh: disabled to keep it out of the mesh knowingly)',
   ], 'only the enrolled one: a pod outside the mesh is not captured anyway');
 });
+
+test('a named targetPort is checked against the selected pods\' container ports', () => {
+  const named = (name: string, ip: string, ports: readonly object[]) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'named' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'app', image: 'x', ports }] }, status: { podIP: ip },
+  });
+  const got = check([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'named', namespace: 'shop' }, spec: { clusterIP: '198.19.0.30', selector: { app: 'named' }, ports: [{ port: 80, targetPort: 'web' }, { port: 81, targetPort: 'admin' }] } },
+    named('has-both', '198.18.5.1', [{ name: 'web', containerPort: 8080 }, { name: 'admin', containerPort: 9090 }]),
+    named('web-only', '198.18.5.2', [{ name: 'web', containerPort: 8081 }]),
+    named('numbers-only', '198.18.5.3', [{ containerPort: 8080 }]),
+  ]);
+  assert.deepEqual(got, [
+    'extra.yaml: Service/shop/named: spec.ports[0].targetPort: names container port "web", which 1 of the 3 selected Pods do not declare (numbers-only), so they get no traffic on port 80',
+    'extra.yaml: Service/shop/named: spec.ports[1].targetPort: names container port "admin", which 2 of the 3 selected Pods do not declare (numbers-only, web-only), so they get no traffic on port 81',
+  ]);
+});
+
+test('an AuthorizationPolicy HTTP rule on a port that is not HTTP is a problem naming the rule and the port; on HTTP ports it is not', () => {
+  const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'l7', labels: { 'weft.dev/mesh': 'enabled' } } };
+  const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'l7' }, spec: { clusterIP: '198.19.7.1', selector: { app: 'api' }, ports: [
+    { name: 'http', port: 80, targetPort: 8080 }, { name: 'tcp-db', port: 5432, targetPort: 5432 },
+  ] } };
+  const docs = [ns, svc, pod('l7', 'api-1', { node: 'n1', ip: '198.18.7.10', labels: { app: 'api' } })];
+  const got = check([...docs,
+    policy('l7', 'on-http', { selector: { matchLabels: { app: 'api' } }, rules: [{ to: [{ operation: { ports: [8080], methods: ['GET'] } }] }] }),
+    policy('l7', 'on-tcp', { selector: { matchLabels: { app: 'api' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [5432], paths: ['/x'] } }] }] }),
+    policy('l7', 'every-port', { selector: { matchLabels: { app: 'api' } }, rules: [{ from: [{ source: { namespaces: ['l7'] } }] }, { when: [{ key: 'request.headers[x-a]', values: ['1'] }] }] }),
+    policy('l7', 'undeclared', { selector: { matchLabels: { app: 'api' } }, rules: [{ to: [{ operation: { ports: [9999], methods: ['GET'] } }] }] }),
+  ]);
+  assert.equal(got.length, 3, got.join('\n'));
+  assert.match(got[1] ?? '', /AuthorizationPolicy\/l7\/on-tcp: spec\.rules\[0\]: .*port 5432 of l7\/api-1 \(its Service port is declared tcp\).*deny whole connections/);
+  assert.match(got[0] ?? '', /AuthorizationPolicy\/l7\/every-port: spec\.rules\[1\]: .*port 5432 of l7\/api-1.*never allow/);
+  assert.match(got[2] ?? '', /AuthorizationPolicy\/l7\/undeclared: spec\.rules\[0\]: .*port 9999 of l7\/api-1 \(no Service declares it\)/);
+});

@@ -36,13 +36,20 @@ function identity(o: RawObject): string {
 
 class World {
   readonly #r: () => number;
+  /** Named ports draw from their own stream, so the rest of each seed's sequence stays as it was. */
+  readonly #ports: () => number;
   /** identity (file#doc) -> raw object */
   readonly objects = new Map<string, RawObject>();
   readonly #files = ['a.yaml', 'b.yaml'];
   #doc = 0;
 
-  constructor(r: () => number) {
+  constructor(r: () => number, ports: () => number) {
     this.#r = r;
+    this.#ports = ports;
+  }
+
+  #portChance(p: number): boolean {
+    return this.#ports() < p;
   }
 
   pick<T>(xs: readonly T[]): T {
@@ -85,7 +92,9 @@ class World {
       case 2: {
         const name = `svc-${this.int(4)}`;
         const selector = this.chance(0.8) ? { app: this.pick(APPS), ...(this.chance(0.3) ? { tier: this.pick(['a', 'b']) } : {}) } : {};
-        const ports = this.chance(0.5) ? [{ name: 'http', port: 80, targetPort: 8080 }] : [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'admin', port: 81, targetPort: 9090 }];
+        // Sometimes a named target port, which each pod resolves (or lacks) on its own.
+        const http = { name: 'http', port: 80, targetPort: this.#portChance(0.3) ? 'web' : 8080 };
+        const ports = this.chance(0.5) ? [http] : [http, { name: 'admin', port: 81, targetPort: 9090 }];
         return {
           kind: 'Service',
           body: { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { clusterIP: `198.19.0.${1 + this.int(6)}`, selector, ports: this.chance(0.05) ? [] : ports } },
@@ -127,7 +136,8 @@ class World {
             apiVersion: 'v1', kind: 'Pod', metadata: { name: `pod-${this.int(8)}`, namespace: ns, labels: labels() },
             spec: {
               ...(node === undefined ? {} : { nodeName: node }), serviceAccountName: this.pick(['web', 'db']),
-              containers: [{ name: 'app', image: 'x' }], ...(this.chance(0.05) ? { hostNetwork: true } : {}),
+              containers: [{ name: 'app', image: 'x', ...(this.#portChance(0.5) ? { ports: [{ name: 'web', containerPort: this.#portChance(0.5) ? 8000 : 8001 }] } : {}) }],
+              ...(this.chance(0.05) ? { hostNetwork: true } : {}),
             },
             status: {
               ...(ip === undefined ? {} : { podIP: this.chance(0.03) ? 'not-an-ip' : ip }),
@@ -208,7 +218,7 @@ function sortedEntries(m: ReadonlyMap<string, string>): [string, string][] {
 
 for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
   test(`live model equals the batch model after each of 150 random changes (seed ${seed})`, () => {
-    const world = new World(rng(seed));
+    const world = new World(rng(seed), rng(seed + 1000));
     const live = new LiveMesh({ historyLimit: 100 });
     /** generation -> node -> key -> version, as the batch model computes it. */
     const held = new Map<number, Map<string, Map<string, string>>>();
@@ -242,6 +252,8 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
         for (const n of nodes) {
           const since = live.slices.changesSince(n, gen);
           if (since === undefined) continue;
+          const listed = [...since.keys()];
+          assert.deepEqual(listed, [...listed].sort(), `${where}: ${n} changes since generation ${gen} in key order`);
           const was = then.get(n) as Map<string, string>;
           const is = now.get(n) as Map<string, string>;
           for (const k of new Set([...was.keys(), ...is.keys()])) {
@@ -276,8 +288,34 @@ test('a pod relabel touches only its node and the services that select it', () =
   const update = live.apply({ upserted: [pod(7, 'a8')], removed: [] });
   assert.deepEqual([update.objects, update.workloads, update.services], [1, 1, 2], 'one workload, the two services it left and joined');
   const onItsNode = live.slices.changesSince('n7', gen);
-  assert.deepEqual([...(onItsNode?.keys() ?? [])].sort(), ['service/shop/s7', 'service/shop/s8', 'workload/shop/p7']);
+  assert.deepEqual([...(onItsNode?.keys() ?? [])].sort(), ['endpoint/shop/s7/80/198.18.0.8', 'endpoint/shop/s8/80/198.18.0.8', 'workload/shop/p7']);
   const elsewhere = live.slices.changesSince('n3', gen);
-  assert.deepEqual([...(elsewhere?.keys() ?? [])].sort(), ['service/shop/s7', 'service/shop/s8'], 'peers carry no labels: only the services change');
+  assert.deepEqual([...(elsewhere?.keys() ?? [])].sort(), ['endpoint/shop/s7/80/198.18.0.8', 'endpoint/shop/s8/80/198.18.0.8'], 'peers carry no labels: only its endpoint moves');
+  assert.equal(elsewhere?.get('endpoint/shop/s8/80/198.18.0.8'), undefined, 'new in s8');
+  assert.equal(live.slices.current('n3', 'endpoint/shop/s7/80/198.18.0.8'), undefined, 'gone from s7');
   assert.equal(live.apply({ upserted: [pod(7, 'a8')], removed: [] }).objects, 0, 'the same object again changes nothing');
+});
+
+test('a named target port follows each pod: a pod renumbering or dropping its named port moves or removes its endpoint', () => {
+  const live = new LiveMesh();
+  const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
+  const pod = (i: number, ports: readonly object[]): RawObject => raw('Pod', {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app: 'web' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'x', ports }] }, status: { podIP: `198.18.1.${10 + i}` },
+  }, 10 + i);
+  live.apply({
+    upserted: [
+      raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0),
+      raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '198.19.0.1', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'web' }] } }, 1),
+      pod(1, [{ name: 'web', containerPort: 8000 }]),
+      pod(2, [{ name: 'web', containerPort: 9000 }]),
+    ],
+    removed: [],
+  });
+  const endpoints = (): string[] => live.state.endpoints('shop/web', 80).map((e) => `${e.ip}:${e.port}`);
+  assert.deepEqual(endpoints(), ['198.18.1.11:8000', '198.18.1.12:9000'], 'each pod its own port');
+  live.apply({ upserted: [pod(1, [{ name: 'web', containerPort: 8001 }])], removed: [] });
+  assert.deepEqual(endpoints(), ['198.18.1.11:8001', '198.18.1.12:9000'], 'renumbered');
+  live.apply({ upserted: [pod(2, [{ containerPort: 9000 }])], removed: [] });
+  assert.deepEqual(endpoints(), ['198.18.1.11:8001'], 'a pod without the name is no endpoint');
 });

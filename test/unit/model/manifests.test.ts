@@ -166,6 +166,31 @@ test('Service ports keep appProtocol (the protocol hint) and their names', () =>
   assert.match(bad.problems[0]?.message ?? '', /protocol name/);
 });
 
+test('a named targetPort is kept as a name; container port names are checked', () => {
+  const svc = (targetPort: unknown) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'x' }, spec: { clusterIP: '198.19.0.9', ports: [{ port: 80, targetPort }] } });
+  const withPorts = (name: string, ports: object[]): object => {
+    const p = pod('x', name, {}) as { spec: { containers: object[] } };
+    return { ...p, spec: { ...p.spec, containers: [{ name: 'app', image: 'x', ports }] } };
+  };
+  const r = parse([file([svc('web'), withPorts('p', [{ name: 'web', containerPort: 8080 }, { containerPort: 9090 }])])]);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.services[0]?.ports[0]?.targetPort, 'web');
+  assert.deepEqual([r.pods[0]?.containerPorts, r.pods[0]?.namedPorts], [[8080, 9090], { web: 8080 }]);
+  const cases: [object, string, RegExp][] = [
+    [svc('Web_Port'), 'spec.ports[0].targetPort', /port number 1-65535 or a container port name/],
+    [svc('1234'), 'spec.ports[0].targetPort', /container port name/],
+    [svc(0), 'spec.ports[0].targetPort', /port number 1-65535/],
+    [withPorts('q', [{ name: 'a-very-long-port-name', containerPort: 1 }]), 'spec.containers[0].ports[0].name', /port name/],
+    [withPorts('q', [{ name: 'web', containerPort: 1 }, { name: 'web', containerPort: 2 }]), 'spec.containers[0].ports[1].name', /duplicates port name "web" \(already port 1\)/],
+  ];
+  for (const [doc, field, message] of cases) {
+    const bad = parse([file([doc])]);
+    assert.equal(bad.problems.length, 1, JSON.stringify(bad.problems));
+    assert.equal(bad.problems[0]?.field, field);
+    assert.match(bad.problems[0]?.message ?? '', message);
+  }
+});
+
 test('pod addresses: the IPv4 one from podIP or podIPs; IPv6 ones are kept apart, so capture can refuse the pod', () => {
   const withStatus = (name: string, status: object): object => ({ ...(pod('x', name, {}) as Record<string, unknown>), status });
   const r = parse([file([

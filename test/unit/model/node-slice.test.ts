@@ -38,10 +38,17 @@ test('resources are keyed type/name and versioned by content, independent of inp
   const b = nodeResources(reordered, 'n2');
   assert.deepEqual([...a.keys()], [...b.keys()]);
   for (const [k, r] of a) assert.equal(b.get(k)?.version, r.version, k);
-  assert.deepEqual([...a.keys()].filter((k) => !k.startsWith('workload/')), [
+  assert.deepEqual([...a.keys()].filter((k) => !k.startsWith('workload/') && !k.startsWith('endpoint/')), [
     'mesh/config', 'service/shop/db', 'service/shop/web', 'authorization/shop/db-only-web', 'authorization/weft-system/global',
     'identity/shop/db', 'identity/shop/web',
   ]);
+  // Each endpoint of each Service port is a resource of its own.
+  assert.deepEqual([...a.keys()].filter((k) => k.startsWith('endpoint/')), [
+    'endpoint/shop/db/5432/198.18.2.11', 'endpoint/shop/db/5432/198.18.8.8',
+    'endpoint/shop/web/80/198.18.1.10', 'endpoint/shop/web/80/198.18.2.10', 'endpoint/shop/web/81/198.18.1.10', 'endpoint/shop/web/81/198.18.2.10',
+  ]);
+  assert.deepEqual(a.get('endpoint/shop/db/5432/198.18.2.11')?.body, { service: 'shop/db', port: 5432, ip: '198.18.2.11', targetPort: 15432, node: 'n2', workload: 'shop/db-1', weight: 1 });
+  assert.equal((a.get('service/shop/db')?.body as { endpoints?: unknown }).endpoints, undefined, 'the Service resource carries no endpoints');
   const r = a.get('service/shop/db');
   assert.equal(r?.version, resourceVersion(r?.body));
   assert.match(r?.version ?? '', /^[0-9a-f]{16}$/);
@@ -62,14 +69,14 @@ test('a shared ResourceCache hashes each object once and gives the same resource
 
 test('a diff carries only what changed for that node', () => {
   const before = nodeResources(state(POLICIES), 'n2');
-  // A new pod on n1 behind the web service changes service/shop/web and adds one peer; nothing else.
+  // A new pod on n1 behind the web service adds its endpoint on each web port and one peer; nothing else.
   const after = nodeResources(state([...POLICIES, pod('shop', 'web-3', { sa: 'web', node: 'n1', ip: '198.18.1.11', labels: { app: 'web' } })]), 'n2');
   const d = diffNodeResources(before, after);
-  assert.deepEqual(d.changed.map((r) => `${r.type}/${r.name}`), ['service/shop/web', 'workload/shop/web-3']);
+  assert.deepEqual(d.changed.map((r) => `${r.type}/${r.name}`), ['endpoint/shop/web/80/198.18.1.11', 'endpoint/shop/web/81/198.18.1.11', 'workload/shop/web-3']);
   assert.deepEqual(d.removed, []);
   const back = diffNodeResources(after, before);
-  assert.deepEqual(back.changed.map((r) => r.name), ['shop/web']);
-  assert.deepEqual(back.removed, ['workload/shop/web-3']);
+  assert.deepEqual(back.changed, []);
+  assert.deepEqual(back.removed, ['endpoint/shop/web/80/198.18.1.11', 'endpoint/shop/web/81/198.18.1.11', 'workload/shop/web-3']);
   assert.deepEqual(diffNodeResources(before, before), { changed: [], removed: [] });
 });
 
@@ -236,4 +243,37 @@ test('routes go to the nodes whose callers they affect: producer routes to every
   assert.deepEqual(bad.problems.map((p) => p.key), ['route/HTTPRoute/shop/producer']);
   assert.match(bad.problems[0]?.message ?? '', /RE2/);
   assert.deepEqual(bad.content.routes?.map((r) => r.name), ['consumer'], 'the bad route alone is rejected');
+});
+
+test('a Service with a named target port and pods with named ports reach the agent intact', () => {
+  const named = (name: string, nodeName: string, ip: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'named' } },
+    spec: { nodeName, serviceAccountName: 'web', containers: [{ name: 'app', image: 'x', ports: [{ name: 'web', containerPort: 8443 }] }] }, status: { podIP: ip },
+  });
+  const full = state([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'named', namespace: 'shop' }, spec: { clusterIP: '198.19.0.30', selector: { app: 'named' }, ports: [{ port: 80, targetPort: 'web' }] } },
+    named('named-1', 'n1', '198.18.5.1'), named('named-2', 'n2', '198.18.5.2'),
+  ]);
+  const wire = JSON.parse(JSON.stringify([...nodeResources(full, 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  const agent = meshStateFromContent(decoded.content);
+  assert.equal(agent.serviceByVip('198.19.0.30', 80)?.port.targetPort, 'web');
+  assert.deepEqual(agent.endpoints('shop/named', 80).map((e) => `${e.ip}:${e.port}`), ['198.18.5.1:8443', '198.18.5.2:8443']);
+  assert.deepEqual(agent.workload('shop/named-2')?.ports, { web: 8443 });
+});
+
+test('the agent puts endpoints back into their Services as the model resolved them; a Service that carries its own is taken as it is', () => {
+  const s = state(POLICIES);
+  const wire = JSON.parse(JSON.stringify([...nodeResources(s, 'n2').values()])) as NodeResource[];
+  const decoded = decodeNodeResources(wire);
+  assert.deepEqual(decoded.problems, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(decoded.content.services)), JSON.parse(JSON.stringify(s.services)), 'endpoints per port, by address, as resolved');
+  // Without its endpoint resources a Service has none; an old-style Service body keeps its own.
+  const noEndpoints = decodeNodeResources(wire.filter((r) => r.type !== 'endpoint'));
+  assert.deepEqual(noEndpoints.content.services.find((x) => x.key === 'shop/web')?.endpoints.map((pe) => pe.endpoints.length), [0, 0]);
+  const old = { type: 'service' as const, name: 'shop/web', body: s.service('shop/web'), version: resourceVersion(s.service('shop/web')) };
+  const legacy = decodeNodeResources([JSON.parse(JSON.stringify(old)) as NodeResource]);
+  assert.deepEqual(legacy.problems, []);
+  assert.deepEqual(legacy.content.services[0]?.endpoints.map((pe) => pe.endpoints.length), [2, 2]);
 });

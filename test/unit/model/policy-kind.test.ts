@@ -33,8 +33,8 @@ test('every problem of a policy is reported, each with its field', () => {
     action: 'AUDIT',
     selector: { matchLabels: { app: 5 } },
     rules: [
-      { from: [{ source: { principals: ['not a spiffe id'], ipBlocks: ['10.0.0.1/24'], namespaces: ['a*b'] } }], to: [{ operation: { ports: [0, '70000', 'http'], methods: ['GET'] } }] },
-      { when: [{ key: 'x' }], from: [{}] },
+      { from: [{ source: { principals: ['not a spiffe id'], ipBlocks: ['10.0.0.1/24'], namespaces: ['a*b'] } }], to: [{ operation: { ports: [0, '70000', 'http'], methods: ['GET*'], paths: ['admin'] } }] },
+      { when: [{ key: 'x', values: ['1'] }, { key: 'request.auth.claims[iss]', values: ['a'] }, { key: 'request.headers[x-a]' }], from: [{}] },
     ],
     extra: true,
   }, { name: 'p', namespace: 'shop', annotations: { 'weft.dev/dry-run': 'yes' } }));
@@ -47,16 +47,23 @@ test('every problem of a policy is reported, each with its field', () => {
     'spec.rules[0].from[0].source.ipBlocks[0]',
     'spec.rules[0].from[0].source.namespaces[0]',
     'spec.rules[0].from[0].source.principals[0]',
-    'spec.rules[0].to[0].operation.methods',
+    'spec.rules[0].to[0].operation.methods[0]',
+    'spec.rules[0].to[0].operation.paths[0]',
     'spec.rules[0].to[0].operation.ports[0]',
     'spec.rules[0].to[0].operation.ports[1]',
     'spec.rules[0].to[0].operation.ports[2]',
     'spec.rules[1].from[0].source',
-    'spec.rules[1].when',
+    'spec.rules[1].when[0].key',
+    'spec.rules[1].when[1].key',
+    'spec.rules[1].when[2]',
     'spec.selector.matchLabels.app',
   ]);
   const msg = (f: string) => r.issues.find((i) => i.field === f)?.message ?? '';
-  assert.match(msg('spec.rules[0].to[0].operation.methods'), /L7/);
+  assert.match(msg('spec.rules[0].to[0].operation.methods[0]'), /not an HTTP method/);
+  assert.match(msg('spec.rules[0].to[0].operation.paths[0]'), /not a path/);
+  assert.match(msg('spec.rules[1].when[0].key'), /not a known key/);
+  assert.match(msg('spec.rules[1].when[1].key'), /JWT/);
+  assert.match(msg('spec.rules[1].when[2]'), /needs values or notValues/);
   assert.match(msg('spec.rules[0].from[0].source.ipBlocks[0]'), /host bits/);
   assert.match(msg('spec.action'), /ALLOW, DENY/);
 });

@@ -103,3 +103,18 @@ test('two pods claiming one IP give the same endpoints whatever order the object
   assert.equal(a.endpoints('shop/web', 80).find((e) => e.ip === '198.18.1.10')?.workload, 'shop/web-1', 'the first by namespace/name');
   assert.equal(b.workloadByIp('198.18.1.10')?.key, 'shop/web-1');
 });
+
+test('a named target port resolves per selected pod; a pod without it is no endpoint', () => {
+  const named = (name: string, ip: string, ports: readonly object[]) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels: { app: 'named' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'app', image: 'x', ports }] }, status: { podIP: ip },
+  });
+  const s = state([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'named', namespace: 'shop' }, spec: { clusterIP: '198.19.0.30', selector: { app: 'named' }, ports: [{ port: 80, targetPort: 'web' }, { port: 81, targetPort: 7000 }] } },
+    named('a', '198.18.5.1', [{ name: 'web', containerPort: 8080 }]),
+    named('b', '198.18.5.2', [{ name: 'web', containerPort: 8081 }]),
+    named('c', '198.18.5.3', [{ containerPort: 8080 }]),
+  ]);
+  assert.deepEqual(s.endpoints('shop/named', 80).map((e) => `${e.workload} ${e.port}`), ['shop/a 8080', 'shop/b 8081']);
+  assert.deepEqual(s.endpoints('shop/named', 81).map((e) => `${e.workload} ${e.port}`), ['shop/a 7000', 'shop/b 7000', 'shop/c 7000']);
+});

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Socket as NetSocket, type Socket } from 'node:net';
 
+import { nativeAddon } from '../../../src/core/native-addon.ts';
 import { ResponseFlags } from '../../../src/proxy/flags.ts';
 import { closure, exchange, until } from './harness.ts';
 import { parseMetrics } from './metrics-text.ts';
@@ -17,10 +18,19 @@ import { twoNodes, type TwoNodes } from './two-nodes.ts';
  * Destroys the tunnel connections `pick` selects without a TLS close_notify or a GOAWAY: the
  * other side sees what a killed agent's kernel leaves, a bare FIN.
  */
-function killTunnelSockets(pick: (s: Socket) => boolean): number {
+function killTunnelSockets(pick: (s: Socket) => boolean, how: 'FIN' | 'RST' = 'FIN'): number {
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
   const victims = handles.filter((h): h is Socket => h instanceof NetSocket && pick(h));
-  for (const s of victims) s.destroy();
+  for (const s of victims) {
+    // A killed process's kernel resets a socket that still has unread data: linger 0, then close.
+    if (how === 'RST') {
+      const addon = nativeAddon();
+      const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (addon instanceof Error || fd === undefined) throw new Error('cannot reset the tunnel socket: no native addon or fd');
+      addon.setLinger(fd, 0);
+    }
+    s.destroy();
+  }
   return victims.length;
 }
 
@@ -43,7 +53,7 @@ async function openedMinusClosed(n: TwoNodes, reporter: 'source' | 'destination'
   return sum('istio_tcp_connections_opened_total') - sum('istio_tcp_connections_closed_total');
 }
 
-test('the source agent dies mid-download: the destination pod is reset (not FIN), the stream recorded, nothing held', async (t) => {
+for (const how of ['FIN', 'RST'] as const) test(`the source agent dies mid-download (its kernel sends ${how}): the destination pod is reset (not FIN), the stream recorded, nothing held`, async (t) => {
   const pods: Socket[] = [];
   const n = await twoNodes(t, { echo: flooder(pods) });
   const clients = await Promise.all([n.dial(), n.dial(), n.dial()]);
@@ -57,7 +67,7 @@ test('the source agent dies mid-download: the destination pod is reset (not FIN)
     p.once('error', (e: NodeJS.ErrnoException) => { how = e.code ?? e.message; });
     p.once('close', () => resolve(how));
   }));
-  assert.equal(killTunnelSockets((s) => s.remotePort === n.inboundAddress.port), 1, 'one pooled session');
+  assert.equal(killTunnelSockets((s) => s.remotePort === n.inboundAddress.port, how), 1, 'one pooled session');
   const t0 = Date.now();
   assert.deepEqual(await Promise.all(podEnds), ['ECONNRESET', 'ECONNRESET', 'ECONNRESET'], 'every pod saw a reset');
   assert.ok(Date.now() - t0 < 2000, `pods reset after ${Date.now() - t0} ms`);

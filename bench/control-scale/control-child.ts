@@ -1,0 +1,47 @@
+// The scale benchmark's control plane, alone in its process (so its CPU and RSS are its own):
+// runControlPlane with the Kubernetes source against the benchmark's local API server, static
+// bootstrap tokens, loopback gRPC with TLS. Answers `heap` with its memory after a full GC
+// (it runs with --expose-gc) and stops on `close`.
+
+import { writeFileSync } from 'node:fs';
+import { runControlPlane } from '../../src/app/control.ts';
+
+export interface ControlChildArgs {
+  readonly kubeconfig: string;
+  readonly caDir: string;
+  readonly tokensFile: string;
+}
+
+export type ControlChildMessage =
+  | { readonly type: 'ready'; readonly port: number; readonly metricsPort: number }
+  | { readonly type: 'failed'; readonly error: string }
+  | { readonly type: 'heap'; readonly heapUsedMb: number; readonly heapTotalMb: number; readonly rssMb: number; readonly externalMb: number };
+
+const send = (m: ControlChildMessage): void => void process.send?.(m);
+
+async function main(args: ControlChildArgs): Promise<void> {
+  try {
+    const cp = await runControlPlane({
+      listen: '127.0.0.1:0', metrics: { host: '127.0.0.1', port: 0 }, dashboard: undefined,
+      source: { kind: 'kubernetes', kubeconfig: args.kubeconfig }, caDir: args.caDir, tokensFile: args.tokensFile,
+      trustDomain: 'cluster.local', serverDnsNames: [], readyFile: undefined, logLevel: 'warn',
+    });
+    process.on('message', (m) => {
+      if (m === 'heap') {
+        const gc = (globalThis as { gc?: () => void }).gc;
+        gc?.();
+        gc?.();
+        const u = process.memoryUsage();
+        send({ type: 'heap', heapUsedMb: u.heapUsed / 2 ** 20, heapTotalMb: u.heapTotal / 2 ** 20, rssMb: u.rss / 2 ** 20, externalMb: u.external / 2 ** 20 });
+      }
+      if (m === 'close') void cp.close().finally(() => process.exit(0));
+    });
+    send({ type: 'ready', port: cp.port, metricsPort: cp.metricsPort });
+  } catch (err: unknown) {
+    send({ type: 'failed', error: err instanceof Error ? err.stack ?? err.message : String(err) });
+    writeFileSync(2, `${String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+await main(JSON.parse(process.argv[2] ?? '{}') as ControlChildArgs);

@@ -1,0 +1,154 @@
+// Memory that comes back after a flood or churn (issue 16). Node keeps what a flood allocated:
+// V8 collects the old generation only when it next fills (an agent back at its usual load may
+// not get there for many minutes), and glibc keeps freed heap in its arenas. So the agent
+// watches two signals and, when either says a burst is over, every thread collects its garbage
+// and hands free heap back to the kernel (malloc_trim):
+// - the descriptors held by connections fell to at most half of their peak, by at least
+//   `minDrop` (a flood of held connections ended);
+// - RSS rose `growthBytes` above its lowest since the last reclaim (churn: a flood of refused
+//   or short connections leaves garbage but holds nothing); within `followUpMs` of a reclaim,
+//   `followUpBytes` is enough, so the garbage a flood made after the last reclaim (while it was
+//   still going on) is collected too once it ends.
+// At most once per `minIntervalMs`, so a steady heavy load does not pay a full collection often.
+
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { nativeAddon } from '../core/native-addon.ts';
+
+export interface ReclaimPolicy {
+  /** Descriptors the held count must fall by (from its peak) to count as a flood ending. */
+  readonly minDrop: number;
+  /** RSS growth over the level after the last reclaim that triggers one. */
+  readonly growthBytes: number;
+  /** The growth that triggers one within `followUpMs` of the last reclaim. */
+  readonly followUpBytes: number;
+  readonly followUpMs: number;
+  readonly minIntervalMs: number;
+}
+
+export const DEFAULT_RECLAIM_POLICY: ReclaimPolicy = Object.freeze({
+  minDrop: 512, growthBytes: 64 * 2 ** 20, followUpBytes: 16 * 2 ** 20, followUpMs: 60_000, minIntervalMs: 10_000,
+});
+
+export interface ReclaimState {
+  /** Most descriptors held since the last reclaim. */
+  readonly peak: number;
+  /** RSS after the last reclaim (or at start). */
+  readonly baseline: number;
+  /** When the last reclaim ran; undefined before the first. */
+  readonly lastAt: number | undefined;
+}
+
+export type ReclaimReason = 'flood-ended' | 'rss-grew';
+
+export interface ReclaimSample {
+  readonly held: number;
+  readonly rss: number;
+  readonly now: number;
+}
+
+/** One sample's decision: the next state, and why to reclaim now (undefined: not now). */
+export function reclaimStep(state: ReclaimState, s: ReclaimSample, policy: ReclaimPolicy): { state: ReclaimState; reclaim: ReclaimReason | undefined } {
+  const peak = Math.max(state.peak, s.held);
+  const baseline = Math.min(state.baseline, s.rss);
+  const growth = state.lastAt !== undefined && s.now - state.lastAt <= policy.followUpMs ? policy.followUpBytes : policy.growthBytes;
+  const reason: ReclaimReason | undefined = peak - s.held >= policy.minDrop && s.held * 2 <= peak
+    ? 'flood-ended'
+    : s.rss - baseline >= growth ? 'rss-grew' : undefined;
+  const due = state.lastAt === undefined || s.now - state.lastAt >= policy.minIntervalMs;
+  if (reason === undefined || !due) return { state: { peak, baseline, lastAt: state.lastAt }, reclaim: undefined };
+  // The baseline is set again from the first sample after the reclaim has run (see below).
+  return { state: { peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now }, reclaim: reason };
+}
+
+/**
+ * This thread's reclaim: a full garbage collection, then malloc_trim. `gc` is not exposed
+ * without --expose-gc on the command line (which worker threads cannot take); setting the flag
+ * makes V8 install it in contexts created afterwards, such as this one.
+ */
+export function threadReclaimer(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (() => void) | undefined;
+  const addon = nativeAddon();
+  return () => {
+    gc?.();
+    if (!(addon instanceof Error)) addon.mallocTrim();
+  };
+}
+
+export interface MemoryReclaimerDeps {
+  /** Descriptors held by connections, all workers. */
+  readonly held: () => number;
+  readonly rss: () => number;
+  readonly now: () => number;
+  /** Reclaims in every thread; resolves once they all have. */
+  readonly reclaim: () => Promise<void>;
+  readonly onReclaimed: (r: { reason: ReclaimReason; rssBefore: number; rssAfter: number; held: number }) => void;
+}
+
+/** Samples every `everyMs` and reclaims when reclaimStep says so. */
+export class MemoryReclaimer {
+  readonly #deps: MemoryReclaimerDeps;
+  readonly #policy: ReclaimPolicy;
+  #state: ReclaimState;
+  #running = false;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(deps: MemoryReclaimerDeps, options: { everyMs?: number; policy?: ReclaimPolicy } = {}) {
+    this.#deps = deps;
+    this.#policy = options.policy ?? DEFAULT_RECLAIM_POLICY;
+    this.#state = { peak: deps.held(), baseline: deps.rss(), lastAt: undefined };
+    this.#timer = setInterval(() => void this.tick(), options.everyMs ?? 2_000);
+    this.#timer.unref();
+  }
+
+  /** One sample (the timer's; tests call it directly). */
+  async tick(): Promise<void> {
+    if (this.#running) return;
+    const sample = { held: this.#deps.held(), rss: this.#deps.rss(), now: this.#deps.now() };
+    const step = reclaimStep(this.#state, sample, this.#policy);
+    this.#state = step.state;
+    if (step.reclaim === undefined) return;
+    this.#running = true;
+    try {
+      await this.#deps.reclaim();
+      const rssAfter = this.#deps.rss();
+      this.#state = { ...this.#state, baseline: rssAfter };
+      this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held });
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/**
+ * The agent's reclaimer: `shared[0]` is the descriptors its workers' connections hold; a
+ * reclaim runs in every worker, then in this thread. Logged, and counted in
+ * weft_agent_memory_reclaims_total{reason}.
+ */
+export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: Int32Array, logger: Logger, registry: Registry): MemoryReclaimer {
+  const self = threadReclaimer();
+  const reclaims = new Counter({
+    name: 'weft_agent_memory_reclaims_total', help: 'Garbage collections and heap trims run after a flood or churn ended', labelNames: ['reason'], registers: [registry],
+  });
+  const mib = (b: number): number => Math.round(b / 2 ** 20);
+  return new MemoryReclaimer({
+    held: () => Atomics.load(shared, 0),
+    rss: () => process.memoryUsage.rss(),
+    now: () => Date.now(),
+    reclaim: async () => {
+      await workers.reclaim();
+      self();
+    },
+    onReclaimed: (r) => {
+      reclaims.inc({ reason: r.reason });
+      logger.info({ reason: r.reason, rssMiB: mib(r.rssBefore), rssAfterMiB: mib(r.rssAfter), heldFds: r.held }, 'memory reclaimed');
+    },
+  });
+}
