@@ -11,7 +11,7 @@ import { authorize } from '../model/authorize.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import { ConnectionTelemetry, OverloadTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
@@ -127,7 +127,17 @@ export class ProxyRuntime {
   }
 
   setMesh(content: MeshContent): void {
-    this.#state = meshStateFromContent(content);
+    const state = meshStateFromContent(content);
+    this.#state = state;
+    // Live re-check (ztunnel does the same): an open connection whose policy check no longer
+    // passes is ended now (both sides reset, recorded DENY), kernel-spliced ones included.
+    this.connections.endWhere((c) => {
+      for (const request of c.authorized) {
+        const decision = authorize(state, request);
+        if (!decision.allowed) return { flags: ResponseFlags.DENIED, detail: `denied after a policy change: ${decision.reason}` };
+      }
+      return undefined;
+    });
   }
 
   setCredentials(set: CredentialSet): void {

@@ -114,4 +114,33 @@ test('same-node opaque connections move in the kernel: curl, a checked bulk tran
     const metrics = await agentMetrics(s, 'node-1');
     assert.equal(sample(metrics, KERNEL, { result: 'refused' }), 0, 'no pair was refused');
   });
+
+  await t.test('a DENY policy that arrives mid-download resets the kernel-spliced connection', async () => {
+    const from = fileSize(log);
+    const before = await kernelCount();
+    const download = inPod(name, client.name, ['bash', '-c', `curl -sS --limit-rate 2M -o /dev/null -w 'bytes=%{size_download}' http://${ECHO_TCP}:8080/bytes/1073741824`], 60_000);
+    assert.ok(await eventually(async () => ((await kernelCount()) > before ? true : undefined), 10_000), 'the download is in the kernel');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The control plane watches the manifest directory the simulator keeps.
+    writeFileSync(join('/run/weft/sim', name, 'manifests', 'deny.yaml'), `apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: no-hello, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: DENY
+  rules: [{from: [{source: {principals: ['spiffe://cluster.local/ns/demo/sa/hello']}}]}]
+`);
+    const r = await download;
+    const bytes = Number(/bytes=(\d+)/.exec(r.stdout)?.[1] ?? -1);
+    t.diagnostic(`curl exit ${r.status} after ${bytes} bytes: ${r.stderr.trim()}`);
+    assert.equal(r.status, 56, `reset, not a clean end: ${r.stderr}`);
+    assert.ok(bytes > 0 && bytes < 1073741824, `cut mid-way (${bytes} bytes)`);
+    const line = await eventually(() => accessLines(log, from).find((l) => l.reporter === 'source' && l.src.workload === client.name && l.flags !== '-'), 10_000);
+    assert.ok(line, 'the reset connection is logged');
+    assert.equal(line.flags, 'DENY', JSON.stringify(line));
+    assert.match(line.detail ?? '', /policy change/);
+    assert.ok(line.bytes_sent >= bytes, `the kernel's count (${line.bytes_sent}) covers what curl got (${bytes})`);
+    const denied = await inPod(name, client.name, ['curl', '-sS', '-m', '5', `http://${ECHO_TCP}:8080/`]);
+    assert.notEqual(denied.status, 0, 'a new connection is refused too');
+  });
 });
