@@ -79,7 +79,12 @@ class NativeKernelPair implements KernelPair {
 
   queued(socket: Socket): number {
     const side = socket === this.#a[0] ? this.#a : this.#b;
-    return this.#addon.tcpQueuedTotal(side[2]) - side[3];
+    try {
+      return this.#addon.tcpQueuedTotal(side[2]) - side[3];
+    } catch {
+      // The socket is going away under us: nothing is left to wait for before its FIN.
+      return Number.POSITIVE_INFINITY;
+    }
   }
 
   release(): void {
