@@ -34,8 +34,8 @@ export interface KernelSpliceDeps {
 }
 
 /** What the kernel splice needs, as named checks; cgroup v2 is not among them. */
-export async function checkKernelSplice(bpftool: Bpftool, objectPath: string): Promise<ProbeCheck[]> {
-  const r = await checkEbpf({ bpftool, objectPath, idsPath: join(objectPath, '..', 'bpf-ids.txt') });
+export async function checkKernelSplice(bpftool: Bpftool, objectPath: string, mountBpffs = true): Promise<ProbeCheck[]> {
+  const r = await checkEbpf({ bpftool, objectPath, idsPath: join(objectPath, '..', 'bpf-ids.txt'), mountBpffs });
   return r.checks.filter((c) => c.id !== 'cgroup2');
 }
 
