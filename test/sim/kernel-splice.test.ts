@@ -79,7 +79,10 @@ test('same-node opaque connections move in the kernel: curl, a checked bulk tran
     assert.ok(line, 'the connection is logged');
     assert.equal(line.flags, '-', JSON.stringify(line));
     assert.equal(line.bytes_received, (req ?? 0) + (up ?? 0), 'request bytes as curl sent them');
-    assert.equal(line.bytes_sent, (hdr ?? 0) + (down ?? 0), 'response bytes as curl received them');
+    // The echo answers with chunked encoding, whose framing curl's size_download leaves out
+    // (about 9 bytes per 64 KiB chunk); the raw TCP case below checks both directions exactly.
+    const framing = line.bytes_sent - (hdr ?? 0) - (down ?? 0);
+    assert.ok(framing >= 0 && framing <= body.length / 4096, `response bytes ${line.bytes_sent} = curl's ${(hdr ?? 0) + (down ?? 0)} + chunk framing ${framing}`);
     assert.ok((await kernelCount()) >= before + 1, 'the kernel moved this connection');
   });
 
