@@ -14,14 +14,14 @@ declare -A pkg_for=(
   [curl]=curl [tcpdump]=tcpdump [haproxy]=haproxy [wrk]=wrk [iperf3]=iperf3
   [sockperf]=sockperf [nsenter]=util-linux [ps]=procps [make]=make [g++]=g++
   [python3]=python3 [openssl]=openssl [promtool]=prometheus [chromium]=chromium [strace]=strace
-  [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [unzip]=unzip [strip]=binutils
+  [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [unzip]=unzip [strip]=binutils [h2load]=nghttp2-client
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
-# Python modules, keyed by an import: the dual-stack capture tests use a real gRPC client.
+# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real gRPC client and server.
 # Debian's module goes with Debian's interpreter, which a pyenv python3 may shadow.
 has_grpc=no
 for py in python3 /usr/bin/python3; do "$py" -c 'import grpc' >/dev/null 2>&1 && has_grpc=yes; done

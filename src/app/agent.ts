@@ -83,7 +83,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
-    ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes',
+    ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared },
   }, logger, config.logLevel);

@@ -1,20 +1,25 @@
 // One thread's data plane: the outbound (15001), inbound tunnel (15008) and inbound
-// plaintext (15006) listeners, the tunnel pool, endpoint health and per-connection
-// telemetry, reading the mesh state and credentials the agent hands it. Every proxy
-// worker thread runs one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
+// plaintext (15006) listeners, the HTTP layer behind the outbound and tunnel ones, the
+// upstream connector and tunnel pool, endpoint health, connection and request telemetry,
+// reading the mesh state and credentials the agent hands it. Every proxy worker thread runs
+// one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
+import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { ConnectionTelemetry, OverloadTelemetry, composeObservers, type Observer } from '../telemetry/index.ts';
+import { HttpLayer, protocolSelector } from '../proxy/http/index.ts';
+import {
+  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
+} from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
@@ -29,6 +34,10 @@ export interface ProxyRuntimeOptions {
   readonly ports: AgentPorts;
   readonly clusterDomain: string;
   readonly cluster: string;
+  /** Serve HTTP request by request on the outbound side. Default true. */
+  readonly l7?: boolean;
+  /** Sniff bound for undeclared ports, ms. Default 100. */
+  readonly sniffMs?: number;
   /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
   readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
@@ -54,6 +63,8 @@ export interface ProxyRuntimeDeps {
   readonly closer?: SocketCloser;
   /** Traces connections beside the metrics (only when OTEL_* asks for traces). */
   readonly tracer?: Observer;
+  /** Traces HTTP requests beside the request metrics (only when OTEL_* asks for traces). */
+  readonly requestTracer?: RequestObserverLike;
   /** Same-node kernel splice (absent: every connection is spliced in user space). */
   readonly kernel?: KernelSplicer;
 }
@@ -67,6 +78,7 @@ export class ProxyRuntime {
   readonly #tunnel: InboundTunnel;
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
+  readonly #http: HttpLayer | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
@@ -103,20 +115,38 @@ export class ProxyRuntime {
     caps?.observe(overload);
     const gate = deps.gate ?? caps;
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
+    // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
+    const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
+    this.#http = options.l7 === false ? undefined : new HttpLayer({
+      mesh: {
+        workloadByIp: (ip) => this.#state.workloadByIp(ip),
+        service: (key) => this.#state.service(key),
+        endpoints: (key, port) => this.#state.endpoints(key, port),
+        nodeAddress: (node) => this.#state.nodeAddress(node),
+      },
+      authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
+      route: (at, request) => decideAtVip(this.#state, at, request),
+      observer: composeRequestObservers(
+        new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+        ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
+      ),
+    }, { nodeName: options.node, clusterDomain: options.clusterDomain });
     const kernelSpliced = new Counter({
       name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
       help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
     });
     const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
-      originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool,
+      originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
       health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
+      ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
     this.#tunnel = new InboundTunnel({
-      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload,
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http,
       ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
     }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
@@ -157,6 +187,7 @@ export class ProxyRuntime {
   drain(deadlineMs: number): Promise<void> {
     this.#closed ??= (async () => {
       await Promise.all([this.#outbound.drain(deadlineMs), this.#tunnel.drain(deadlineMs), this.#plain.drain(deadlineMs)]);
+      await this.#http?.close();
       await this.#pool.close();
     })();
     return this.#closed;

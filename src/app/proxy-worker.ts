@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { originalDestination, RedirectErrors, type KernelSplicePins } from '../redirect/index.ts';
-import { BatchedLog, ConnectionTracer, startTracing } from '../telemetry/index.ts';
+import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
 import { NativeKernelSplicer } from './kernel-splicer.ts';
 import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
@@ -34,9 +34,11 @@ const registry = new Registry();
 // Traces only when OTEL_* asks for them (this thread's copy of the agent's environment).
 const tracing = startTracing({ serviceName: 'weft-agent', registry });
 const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
+const requestTracer = tracing === undefined ? undefined : new RequestTracer(tracing, { node: data.options.node, clock: systemClock });
 const kernel = openKernelSplicer(data.options.kernelSplice);
 const runtime = new ProxyRuntime(data.options, {
-  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger), ...(tracer === undefined ? {} : { tracer }),
+  logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
+  ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
   ...(kernel === undefined ? {} : { kernel }),
 });
 

@@ -58,6 +58,10 @@ export interface AgentConfig {
   /** Where the agent keeps its state (node certificate); created when missing. */
   readonly stateDir: string;
   readonly logLevel: string;
+  /** Serve HTTP/1.1, h2c and gRPC request by request (else every connection is spliced). */
+  readonly l7: boolean;
+  /** Longest wait for the client's first bytes on a port that declares no protocol (1..100 ms). */
+  readonly sniffMs: number;
 }
 
 export type AgentFlags = FlagValues;
@@ -66,7 +70,9 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
-            [--bpftool PATH] [--kernel-splice auto|off]
+            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off]
+  --l7 off        splice every connection (no per-request routing, balancing or request metrics)
+  --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
   --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can (default)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
@@ -75,7 +81,7 @@ export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
-  'kernel-splice': s,
+  l7: s, 'sniff-ms': s, 'kernel-splice': s,
 });
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -130,5 +136,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
     logLevel: logLevel(flags),
+    l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
+    sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
   });
 }

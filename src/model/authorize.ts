@@ -3,7 +3,9 @@
 // is allowed. Dry-run policies never change the decision; they yield a shadow decision.
 // A connection is checked on its L4 facts; an HTTP request also on its method, path, host
 // and headers (model/l7-authorization.ts). Rules with HTTP attributes checked without the
-// request fail closed: they never allow, and deny on their L4 part alone.
+// request fail closed: they never allow, and deny on their L4 part alone; unless the
+// connection is admitted for per-request checks, when they may allow (a request may match)
+// and do not deny (a request will be denied if it matches).
 // Pure: everything comes from the request and the precompiled policies.
 
 import type { AuthorizationPolicyObject, PolicyCondition, PolicyOperation, PolicySource, Workload } from './types.ts';
@@ -52,8 +54,13 @@ export interface AuthorizationRequest {
   readonly sourceIp: string;
   readonly destinationWorkload: Workload;
   readonly destinationPort: number;
-  /** The HTTP request, when the destination agent parsed one; undefined for a connection. */
-  readonly http?: HttpAttributes | undefined;
+  /**
+   * The HTTP request, when the destination agent parsed one; undefined for a connection.
+   * `per-request`: a connection whose every request will be checked with its HTTP attributes
+   * (the destination agent parses it): HTTP rules then neither refuse it nor let it through
+   * here; each request is decided on its own.
+   */
+  readonly http?: HttpAttributes | 'per-request' | undefined;
 }
 
 export interface AuthorizationDecision {
@@ -124,19 +131,22 @@ function prepare(r: AuthorizationRequest): Prepared {
 }
 
 function matches(p: CompiledPolicy, r: Prepared): Match {
+  const http = r.http === 'per-request' ? undefined : r.http;
   return some(p.rules.map((rule) => all([
     rule.from.length === 0 || rule.from.some((s) => sourceMatches(s, r)),
-    rule.to.length === 0 ? true : some(rule.to.map((o) => operationMatch(o, r.destinationPort, r.http))),
-    all(rule.when.map((c) => conditionMatch(c, r, r.http))),
+    rule.to.length === 0 ? true : some(rule.to.map((o) => operationMatch(o, r.destinationPort, http))),
+    all(rule.when.map((c) => conditionMatch(c, r, http))),
   ])));
 }
 
 function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[], r: Prepared): Omit<AuthorizationDecision, 'dryRun'> {
-  // Unknown (HTTP attributes, no request) counts as a match for DENY and as none for ALLOW.
-  const denied = deny.find((p) => matches(p, r) !== false);
+  // Unknown (HTTP attributes, no request) counts as a match for DENY and as none for ALLOW,
+  // the other way round when each request will be checked.
+  const later = r.http === 'per-request';
+  const denied = deny.find((p) => (later ? matches(p, r) === true : matches(p, r) !== false));
   if (denied !== undefined) return { allowed: false, policy: denied.key, reason: `denied by DENY policy ${denied.key}` };
   if (allow.length === 0) return { allowed: true, reason: 'no ALLOW policy applies to the workload' };
-  const allowed = allow.find((p) => matches(p, r) === true);
+  const allowed = allow.find((p) => (later ? matches(p, r) !== false : matches(p, r) === true));
   if (allowed !== undefined) return { allowed: true, policy: allowed.key, reason: `allowed by ALLOW policy ${allowed.key}` };
   return { allowed: false, reason: `no rule of the ${allow.length} ALLOW policy(ies) applying to the workload matched` };
 }

@@ -5,6 +5,7 @@
 
 import { AUTHORIZATION_POLICY_SPEC } from './policy-kind.ts';
 import { PEER_AUTHENTICATION_SPEC } from './peer-authentication.ts';
+import { DESTINATION_POLICY_SPEC, FAULT_INJECTION_SPEC, RATE_LIMIT_POLICY_SPEC } from './traffic-policy-kinds.ts';
 import type { Schema } from './schema-check.ts';
 import { WEFT_API_VERSION } from './types.ts';
 
@@ -20,6 +21,9 @@ export interface WeftKind {
 export const WEFT_KINDS: readonly WeftKind[] = Object.freeze([
   { kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', singular: 'authorizationpolicy', shortNames: ['wap'], spec: AUTHORIZATION_POLICY_SPEC, description: 'Which sources may reach the selected workloads, Istio semantics: ALLOW/DENY on principals, namespaces, IP blocks, ports, and for HTTP methods, paths, hosts and request-header conditions.' },
   { kind: 'PeerAuthentication', plural: 'peerauthentications', singular: 'peerauthentication', shortNames: ['wpa'], spec: PEER_AUTHENTICATION_SPEC, description: 'Whether the selected workloads accept plaintext (PERMISSIVE) or only mesh mutual TLS (STRICT).' },
+  { kind: 'DestinationPolicy', plural: 'destinationpolicies', singular: 'destinationpolicy', shortNames: ['wdp'], spec: DESTINATION_POLICY_SPEC, description: 'Circuit breaking and outlier detection for calls to a Service (the fields of Istio DestinationRule trafficPolicy: connectionPool, outlierDetection).' },
+  { kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', singular: 'ratelimitpolicy', shortNames: ['wrl'], spec: RATE_LIMIT_POLICY_SPEC, description: 'Token-bucket rate limits enforced at the destination agent for a Service or selected workloads: total, per source identity, new connections; Enforce or Shadow.' },
+  { kind: 'FaultInjection', plural: 'faultinjections', singular: 'faultinjection', shortNames: ['wfi'], spec: FAULT_INJECTION_SPEC, description: 'Delays and aborts for a percentage of requests, applied where an HTTPRoute or GRPCRoute ExtensionRef filter names it.' },
 ]);
 
 type OpenApi = Record<string, unknown>;
@@ -48,7 +52,7 @@ export function toOpenApi(schema: Schema): OpenApi {
     case 'boolean':
       return { type: 'boolean' };
     case 'custom':
-      return { description: `Must be ${schema.what} (checked by weft).`, 'x-kubernetes-int-or-string': true };
+      return { description: `Must be ${schema.what} (checked by weft).`, ...(schema.openApi ?? { 'x-kubernetes-int-or-string': true }) };
   }
 }
 

@@ -4,8 +4,8 @@
 // declares (when some do), two Nodes sharing an address, enrolled pods with IPv6
 // addresses (which agents refuse to capture), PeerAuthentications that select nothing or
 // conflict at one scope, AuthorizationPolicies' HTTP rules on ports that are not HTTP
-// (policy-check.ts), named target ports that selected pods do not declare, and the route
-// checks of route-check.ts.
+// (policy-check.ts), named target ports that selected pods do not declare, traffic policies
+// naming what does not exist (traffic-policy-check.ts), and the route checks of route-check.ts.
 // Pure; used by `weft vet`.
 
 import type { MeshObjects, PolicyRule, SourceRef } from './types.ts';
@@ -19,6 +19,7 @@ import { buildMeshState } from './state.ts';
 import { routeFindings } from './route-check.ts';
 import { peerAuthenticationFindings } from './peer-authentication-check.ts';
 import { authorizationFindings } from './policy-check.ts';
+import { trafficPolicyFindings } from './traffic-policy-check.ts';
 import { ruleHasL7 } from './l7-authorization.ts';
 
 export interface CrossCheckOptions {
@@ -98,6 +99,10 @@ export function crossCheck(objects: MeshObjects, options: CrossCheckOptions): Ma
   }
   if (objects.policies.some((p) => p.rules.some(ruleHasL7))) {
     for (const f of authorizationFindings(buildMeshState(objects, { trustDomain: options.trustDomain }))) report('AuthorizationPolicy', f.namespace, f.name, f.field, f.message);
+  }
+  for (const f of trafficPolicyFindings(objects, pods)) {
+    const file = options.origins.get(f.object)?.file ?? '(unknown file)';
+    problems.push({ file, object: f.object, field: f.field, message: f.message });
   }
   for (const f of peerAuthenticationFindings(objects.peerAuthentications ?? [], pods)) report('PeerAuthentication', f.namespace, f.name, f.field, f.message);
   if ((objects.routes ?? []).length > 0) {

@@ -9,6 +9,7 @@
 // Adding a kind: a case in `#take` (where its objects are kept and what they make dirty),
 // and, when it resolves into content, the re-resolution step and a field of ContentChanges.
 
+import type { TrafficPolicyObject } from './traffic-policy-types.ts';
 import type {
   AuthorizationPolicyObject, EndpointSliceObject, Labels, MeshNode, MeshService, NamespaceObject, NodeObject, PeerAuthenticationObject, PodObject,
   ServiceAccountObject, ServiceObject, Workload,
@@ -27,6 +28,8 @@ export interface ContentChanges {
   readonly policyNamespaces: ReadonlySet<string>;
   /** Some HTTPRoute or GRPCRoute changed. */
   readonly routes: boolean;
+  /** Some DestinationPolicy, RateLimitPolicy or FaultInjection changed. */
+  readonly trafficPolicies?: boolean;
 }
 
 interface Dirty {
@@ -36,6 +39,7 @@ interface Dirty {
   readonly policyNamespaces: Set<string>;
   routes: boolean;
   peerAuthentications: boolean;
+  trafficPolicies: boolean;
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
@@ -93,6 +97,7 @@ export class LiveResolver {
   readonly #nodes = new Map<string, NodeObject>();
   readonly #accounts = new Map<string, ServiceAccountObject>();
   readonly #routes = new Map<string, RouteObject>();
+  readonly #trafficPolicies = new Map<string, TrafficPolicyObject>();
   /** Workloads with an IP, per namespace, per `key=value` label. */
   readonly #byLabel = new Map<string, Map<string, Set<string>>>();
   /** Selector-resolved services, per namespace, under one pair of their selector (a workload they select carries it). */
@@ -114,7 +119,7 @@ export class LiveResolver {
   }
 
   apply(changes: readonly ParsedChange[]): ContentChanges {
-    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false, peerAuthentications: false };
+    const dirty: Dirty = { pods: new Set(), services: new Set(), nodes: new Set(), policyNamespaces: new Set(), routes: false, peerAuthentications: false, trafficPolicies: false };
     for (const c of changes) this.#take(c, dirty);
     const workloads = new Map<string, Workload | undefined>();
     for (const key of dirty.pods) this.#resolvePod(key, workloads, dirty.services);
@@ -131,7 +136,8 @@ export class LiveResolver {
     if (dirty.policyNamespaces.size > 0) this.index.setPolicies([...this.#policies.values()]);
     if (dirty.peerAuthentications) this.index.setPeerAuthentications([...this.#peerAuthentications.values()]);
     if (dirty.routes) this.index.setRoutes(sortRoutes([...this.#routes.values()]));
-    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes };
+    if (dirty.trafficPolicies) this.index.setTrafficPolicies([...this.#trafficPolicies.values()]);
+    return { workloads, services, nodes, policyNamespaces: dirty.policyNamespaces, routes: dirty.routes, trafficPolicies: dirty.trafficPolicies };
   }
 
   namespaceNames(): string[] {
@@ -143,7 +149,7 @@ export class LiveResolver {
     return {
       namespaces: this.#namespaces.size, pods: this.#pods.size, services: this.#services.size, endpointSlices: this.#slices.size,
       serviceAccounts: this.#accounts.size, policies: this.#policies.size,
-      peerAuthentications: this.#peerAuthentications.size, nodes: this.#nodes.size, routes: this.#routes.size,
+      peerAuthentications: this.#peerAuthentications.size, nodes: this.#nodes.size, routes: this.#routes.size, trafficPolicies: this.#trafficPolicies.size,
     };
   }
 
@@ -218,6 +224,14 @@ export class LiveResolver {
         if (c.value === undefined) this.#routes.delete(c.key);
         else this.#routes.set(c.key, c.value);
         dirty.routes = true;
+        return;
+      case 'DestinationPolicy':
+      case 'RateLimitPolicy':
+      case 'FaultInjection':
+        // Few, and they reach nodes by Services, selectors and routes: kept as one list.
+        if (c.value === undefined) this.#trafficPolicies.delete(c.key);
+        else this.#trafficPolicies.set(c.key, c.value);
+        dirty.trafficPolicies = true;
         return;
       case 'ServiceAccount':
         // Kept for completeness; nothing in the resolved mesh reads ServiceAccounts.

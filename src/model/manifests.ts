@@ -1,5 +1,5 @@
 // Parses Kubernetes objects (Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount,
-// weft.dev AuthorizationPolicy and PeerAuthentication, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
+// weft.dev AuthorizationPolicy, PeerAuthentication, DestinationPolicy, RateLimitPolicy and FaultInjection, Gateway API HTTPRoute and GRPCRoute) into model objects. Pure: takes file contents or raw
 // objects, returns objects plus every problem found, each naming file, object and field.
 // One bad object rejects only itself (and, given the previous objects, keeps that
 // object's last good version).
@@ -15,6 +15,8 @@ import { parseEndpointSlice, parseNamespace, parseNode, parsePod, parseService, 
 import { parseAuthorizationPolicy } from './policy-kind.ts';
 import { parsePeerAuthentication } from './peer-authentication.ts';
 import { parseRoute } from './route-kind.ts';
+import { parseTrafficPolicy } from './traffic-policy-kinds.ts';
+import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject, TrafficPolicyObject } from './traffic-policy-types.ts';
 import { GATEWAY_API_VERSION, type GrpcRouteObject, type HttpRouteObject, type RouteObject } from './route-types.ts';
 import { kubernetesSchemaIssues } from './k8s-schema.ts';
 import type { SchemaIssue } from './schema-check.ts';
@@ -41,6 +43,7 @@ export interface ManifestProblem {
 
 export interface ParsedManifests extends MeshObjects {
   readonly routes: readonly RouteObject[];
+  readonly trafficPolicies: readonly TrafficPolicyObject[];
   readonly peerAuthentications: readonly PeerAuthenticationObject[];
   readonly problems: readonly ManifestProblem[];
   /** Documents of kinds this parser was told to leave to others (`knownOtherKinds`), with their source. */
@@ -79,7 +82,10 @@ export type ParsedObject =
   | { kind: 'AuthorizationPolicy'; value: AuthorizationPolicyObject }
   | { kind: 'PeerAuthentication'; value: PeerAuthenticationObject }
   | { kind: 'HTTPRoute'; value: HttpRouteObject }
-  | { kind: 'GRPCRoute'; value: GrpcRouteObject };
+  | { kind: 'GRPCRoute'; value: GrpcRouteObject }
+  | { kind: 'DestinationPolicy'; value: DestinationPolicyObject }
+  | { kind: 'RateLimitPolicy'; value: RateLimitPolicyObject }
+  | { kind: 'FaultInjection'; value: FaultInjectionObject };
 
 export type Kind = ParsedObject['kind'];
 type Parsed = ParsedObject;
@@ -95,6 +101,9 @@ const KINDS: Readonly<Record<Kind, { readonly apiVersion: string; readonly names
   PeerAuthentication: { apiVersion: WEFT_API_VERSION, namespaced: true },
   HTTPRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
   GRPCRoute: { apiVersion: GATEWAY_API_VERSION, namespaced: true },
+  DestinationPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+  RateLimitPolicy: { apiVersion: WEFT_API_VERSION, namespaced: true },
+  FaultInjection: { apiVersion: WEFT_API_VERSION, namespaced: true },
 };
 
 export const KNOWN_KINDS: readonly string[] = Object.keys(KINDS);
@@ -151,6 +160,10 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
     const r = parsePeerAuthentication(body);
     return r.policy === undefined ? { issues: [...r.issues] } : { parsed: { kind, value: r.policy }, issues: [] };
   }
+  if (kind === 'DestinationPolicy' || kind === 'RateLimitPolicy' || kind === 'FaultInjection') {
+    const r = parseTrafficPolicy(kind, body);
+    return r.policy === undefined ? { issues: [...r.issues] } : { parsed: trafficParsed(r.policy), issues: [] };
+  }
   if (kind === 'HTTPRoute' || kind === 'GRPCRoute') {
     const r = parseRoute(kind, body);
     if (r.route === undefined) return { issues: [...r.issues] };
@@ -173,6 +186,14 @@ function parseOne(kind: Kind, body: Record<string, unknown>, kubernetesSchema: b
   return { issues: [...own.issues, ...schema.filter((i) => !fields.has(i.field))] };
 }
 
+function trafficParsed(value: TrafficPolicyObject): Parsed {
+  switch (value.kind) {
+    case 'DestinationPolicy': return { kind: value.kind, value };
+    case 'RateLimitPolicy': return { kind: value.kind, value };
+    case 'FaultInjection': return { kind: value.kind, value };
+  }
+}
+
 function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   const out = new Map<string, Parsed>();
   if (previous === undefined) return out;
@@ -186,6 +207,7 @@ function previousByKey(previous: MeshObjects | undefined): Map<string, Parsed> {
   previous.nodes.forEach((value) => add({ kind: 'Node', value }));
   (previous.peerAuthentications ?? []).forEach((value) => add({ kind: 'PeerAuthentication', value }));
   (previous.routes ?? []).forEach((value) => add(value.kind === 'HTTPRoute' ? { kind: 'HTTPRoute', value } : { kind: 'GRPCRoute', value }));
+  (previous.trafficPolicies ?? []).forEach((value) => add(trafficParsed(value)));
   return out;
 }
 
@@ -198,7 +220,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
     namespaces: [] as NamespaceObject[], pods: [] as PodObject[], services: [] as ServiceObject[],
     endpointSlices: [] as EndpointSliceObject[], serviceAccounts: [] as ServiceAccountObject[],
     policies: [] as AuthorizationPolicyObject[], nodes: [] as NodeObject[], routes: [] as RouteObject[],
-    peerAuthentications: [] as PeerAuthenticationObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
+    peerAuthentications: [] as PeerAuthenticationObject[], trafficPolicies: [] as TrafficPolicyObject[], problems: [] as ManifestProblem[], others: [] as RawObject[],
     origins: new Map<string, SourceRef>(),
   };
   const accept = (p: Parsed, source: SourceRef, object: string): void => {
@@ -219,6 +241,7 @@ export function parseObjects(objects: readonly RawObject[], options: ParseOption
       case 'PeerAuthentication': out.peerAuthentications.push(p.value); break;
       case 'Node': out.nodes.push(p.value); break;
       case 'HTTPRoute': case 'GRPCRoute': out.routes.push(p.value); break;
+      case 'DestinationPolicy': case 'RateLimitPolicy': case 'FaultInjection': out.trafficPolicies.push(p.value); break;
     }
   };
 

@@ -4,6 +4,7 @@
 // what it touches, not the size of the mesh. Conflicts (two workloads on one IP, two
 // services on one VIP and port) go to the first by `namespace/name`, as resolveMesh sorts.
 
+import { sortTrafficPolicies, type TrafficPolicyObject } from './traffic-policy-types.ts';
 import type { AuthorizationPolicyObject, Endpoint, MeshNode, MeshService, PeerAuthenticationObject, Workload } from './types.ts';
 import { mtlsModeFor, type MtlsDecision } from './peer-authentication.ts';
 import { ROOT_NAMESPACE } from './types.ts';
@@ -66,6 +67,7 @@ export class MeshIndex implements MeshState {
   /** mtlsModeFor, per workload key, for the workload object it was computed for. */
   readonly #mtls = new Map<string, { readonly workload: Workload; readonly decision: MtlsDecision }>();
   #routes: readonly RouteObject[] = Object.freeze([]);
+  #trafficPolicies: readonly TrafficPolicyObject[] = Object.freeze([]);
   /** Route tables per `service:port`, compiled on first use after the routes or services changed. */
   #routeTables: Map<string, RouteTable> | undefined;
   #sortedWorkloads: readonly Workload[] | undefined;
@@ -190,6 +192,12 @@ export class MeshIndex implements MeshState {
     this.#routeTables = undefined;
   }
 
+  /** Replaces every DestinationPolicy, RateLimitPolicy and FaultInjection (few). */
+  setTrafficPolicies(policies: readonly TrafficPolicyObject[]): void {
+    this.#mutable();
+    this.#trafficPolicies = sortTrafficPolicies(policies);
+  }
+
   // ---- MeshState ----------------------------------------------------------------------------
 
   get workloads(): readonly Workload[] {
@@ -220,6 +228,10 @@ export class MeshIndex implements MeshState {
 
   get routes(): readonly RouteObject[] {
     return this.#routes;
+  }
+
+  get trafficPolicies(): readonly TrafficPolicyObject[] {
+    return this.#trafficPolicies;
   }
 
   routeTable(service: MeshService, port: number): RouteTable {

@@ -10,6 +10,8 @@ import type { AuthorizationPolicyObject, MeshNode, MeshService, PeerAuthenticati
 import { peerAuthenticationsFor } from './peer-authentication.ts';
 import type { MeshState } from './state.ts';
 import { isServiceParent, routeKey, type RouteObject } from './route-types.ts';
+import { trafficPolicyKey, type TrafficPolicyObject } from './traffic-policy-types.ts';
+import { trafficPoliciesForNode } from './traffic-policy-slice.ts';
 
 export interface NodeIdentity {
   readonly namespace: string;
@@ -36,6 +38,8 @@ export interface NodeSlice {
    * consumer routes only where an enrolled workload lives in the route's namespace.
    */
   readonly routes: readonly RouteObject[];
+  /** DestinationPolicies, RateLimitPolicies and FaultInjections its agent enforces (traffic-policy-slice.ts). */
+  readonly trafficPolicies: readonly TrafficPolicyObject[];
   /** Service accounts of the node's enrolled workloads: the certificates its agent may ask for. */
   readonly serviceAccounts: readonly NodeIdentity[];
   /**
@@ -94,6 +98,8 @@ export interface LocalSlice {
   readonly peerAuthentications: readonly PeerAuthenticationObject[];
   /** Routes the node's callers may meet (empty unless meshed), in the state's order. */
   readonly routes: readonly RouteObject[];
+  /** Traffic policies its agent enforces, by `Kind/namespace/name`. */
+  readonly trafficPolicies: readonly TrafficPolicyObject[];
   /** Service accounts of the node's enrolled workloads, by `namespace/serviceAccount`. */
   readonly serviceAccounts: readonly NodeIdentity[];
   /** The node has an enrolled workload: its agent captures, so it also gets peers, services and node addresses. */
@@ -115,9 +121,10 @@ export function localSlice(state: MeshState, node: string): LocalSlice {
   const enrolledNamespaces = new Set(enrolled.map((w) => w.namespace));
   const sortedValues = <T>(m: Map<string, T>): T[] => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
   const meshed = enrolled.length > 0;
+  const routes = meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [];
   return {
     workloads: local, policies: sortedValues(policies), peerAuthentications: sortedValues(peerAuthentications), serviceAccounts: sortedValues(accounts), meshed,
-    routes: meshed ? state.routes.filter((r) => routeReaches(state, r, enrolledNamespaces)) : [],
+    routes, trafficPolicies: trafficPoliciesForNode(state, enrolled, routes, meshed),
   };
 }
 
@@ -140,12 +147,13 @@ export function nodeSlice(state: MeshState, node: string, cache?: ResourceCache)
     policies: local.policies,
     peerAuthentications: local.peerAuthentications,
     routes: local.routes,
+    trafficPolicies: local.trafficPolicies,
     serviceAccounts: local.serviceAccounts,
     nodes: meshed ? sliceNodes(state, node, cache?.calledNodes(state) ?? calledNodes(state)) : [],
   });
 }
 
-export type ResourceType = 'mesh' | 'workload' | 'service' | 'endpoint' | 'authorization' | 'peerauthentication' | 'identity' | 'node' | 'route';
+export type ResourceType = 'mesh' | 'workload' | 'service' | 'endpoint' | 'authorization' | 'peerauthentication' | 'identity' | 'node' | 'route' | 'trafficpolicy';
 
 export interface NodeResource {
   readonly type: ResourceType;
@@ -312,6 +320,7 @@ export function sliceResources(slice: NodeSlice, cache: ResourceCache = new Reso
   for (const p of slice.policies) out.set(...entry(cache, 'authorization', `${p.namespace}/${p.name}`, p));
   for (const p of slice.peerAuthentications) out.set(...entry(cache, 'peerauthentication', `${p.namespace}/${p.name}`, p));
   for (const r of slice.routes) out.set(...entry(cache, 'route', routeKey(r), r));
+  for (const p of slice.trafficPolicies) out.set(...entry(cache, 'trafficpolicy', trafficPolicyKey(p), p));
   for (const i of slice.serviceAccounts) out.set(...entry(cache, 'identity', `${i.namespace}/${i.serviceAccount}`, i));
   for (const n of slice.nodes) out.set(...entry(cache, 'node', n.name, n));
   return out;

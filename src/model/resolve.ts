@@ -13,6 +13,7 @@ import { MESH_ENABLED, MESH_LABEL } from './types.ts';
 import { selects } from './labels.ts';
 import { routeKey, type RouteObject } from './route-types.ts';
 import { spiffeUri } from './spiffe.ts';
+import { sortTrafficPolicies, type TrafficPolicyObject } from './traffic-policy-types.ts';
 
 /** The resolved mesh: what MeshState indexes and what node resources carry. */
 export interface MeshContent {
@@ -26,6 +27,8 @@ export interface MeshContent {
   readonly routes?: readonly RouteObject[];
   /** PeerAuthentications, sorted by `namespace/name`; absent means none (every workload PERMISSIVE). */
   readonly peerAuthentications?: readonly PeerAuthenticationObject[];
+  /** DestinationPolicies, RateLimitPolicies and FaultInjections, sorted by `Kind/namespace/name`; absent means none. */
+  readonly trafficPolicies?: readonly TrafficPolicyObject[];
 }
 
 /** Label value on a Pod that keeps it out of the mesh even in an enrolled namespace. */
@@ -224,5 +227,6 @@ export function resolveMesh(objects: MeshObjects, trustDomain: string): MeshCont
   return Object.freeze({
     trustDomain, workloads: Object.freeze(ws), services: Object.freeze(services), policies: Object.freeze(sortPolicies(objects.policies)), nodes: Object.freeze(nodes),
     routes: Object.freeze(sortRoutes(objects.routes ?? [])), peerAuthentications: Object.freeze(sortPolicies(objects.peerAuthentications ?? [])),
+    trafficPolicies: sortTrafficPolicies(objects.trafficPolicies ?? []),
   });
 }

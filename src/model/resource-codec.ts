@@ -12,6 +12,7 @@ import { tryParseSpiffeId } from './spiffe.ts';
 import { nodeAddressProblem } from './core-kinds.ts';
 import { routeResourceIssues } from './route-codec.ts';
 import { routeKey, type RouteObject } from './route-types.ts';
+import { sortTrafficPolicies, trafficPolicyKey, type TrafficPolicyObject } from './traffic-policy-types.ts';
 
 const str: Schema = { type: 'string' };
 const ip: Schema = { type: 'string', check: (s) => (isIPv4(s) ? undefined : `must be an IPv4 address, got ${JSON.stringify(s)}`) };
@@ -93,8 +94,43 @@ const ROUTE: Schema = {
   },
 };
 
+const percent: Schema = { type: 'custom', what: 'a percentage 0-100', check: (v) => (typeof v === 'number' && v >= 0 && v <= 100 ? undefined : `got ${JSON.stringify(v)}`) };
+const rate: Schema = { type: 'custom', what: 'a rate above 0', check: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : `got ${JSON.stringify(v)}`) };
+const RATE = obj({ requestsPerSecond: rate, burst: int(1, 2_147_483_647) });
+const TARGET = obj({ name: str });
+const TRAFFIC_SCHEMAS: Readonly<Record<string, Schema>> = {
+  DestinationPolicy: obj({
+    kind: str, name: str, namespace: str, targetRef: TARGET,
+    connectionPool: obj({ maxConnections: int(1, 2_147_483_647), maxPendingRequests: int(1, 2_147_483_647), maxRequestsPerConnection: int(0, 2_147_483_647) },
+      ['maxConnections', 'maxPendingRequests', 'maxRequestsPerConnection']),
+    outlierDetection: obj({ consecutive5xxErrors: int(0, 2_147_483_647), intervalMs: int(1, 2 ** 40), baseEjectionMs: int(1, 2 ** 40), maxEjectionPercent: int(0, 100) }),
+  }, ['outlierDetection']),
+  RateLimitPolicy: obj({
+    kind: str, name: str, namespace: str, targetRef: TARGET, selector: { type: 'map', values: str },
+    total: RATE, perSource: RATE, connections: RATE,
+    overrides: { type: 'array', items: obj({ principal: spiffe, requestsPerSecond: rate, burst: int(1, 2_147_483_647) }) },
+    mode: { type: 'string', enum: ['Enforce', 'Shadow'] },
+  }, ['targetRef', 'selector', 'total', 'perSource', 'connections']),
+  FaultInjection: obj({
+    kind: str, name: str, namespace: str,
+    delay: obj({ fixedDelayMs: int(1, 2 ** 40), percentage: percent }),
+    abort: obj({ httpStatus: int(200, 599), grpcStatus: int(1, 16), percentage: percent }, ['grpcStatus']),
+  }, ['delay', 'abort']),
+};
+const TRAFFIC_POLICY: Schema = {
+  type: 'custom', what: 'a DestinationPolicy, RateLimitPolicy or FaultInjection',
+  check: (v) => {
+    const kind = typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined;
+    const schema = typeof kind === 'string' ? TRAFFIC_SCHEMAS[kind] : undefined;
+    if (schema === undefined) return `kind ${JSON.stringify(kind)} is not one`;
+    const issues = checkSchema(schema, v, '');
+    return issues.length === 0 ? undefined : issues.map((i) => `${i.field} ${i.message}`).join('; ');
+  },
+};
+
 const SCHEMAS: Readonly<Record<ResourceType, Schema>> = {
   mesh: MESH, workload: WORKLOAD, service: SERVICE, endpoint: ENDPOINT_RESOURCE, authorization: POLICY, peerauthentication: PEER_AUTHENTICATION, identity: IDENTITY, node: NODE, route: ROUTE,
+  trafficpolicy: TRAFFIC_POLICY,
 };
 
 export interface ResourceProblem {
@@ -120,6 +156,7 @@ function nameOf(type: ResourceType, body: Record<string, unknown>): string {
     case 'authorization': case 'peerauthentication': return `${String(body.namespace)}/${String(body.name)}`;
     case 'identity': return `${String(body.namespace)}/${String(body.serviceAccount)}`;
     case 'route': return routeKey(body as unknown as RouteObject);
+    case 'trafficpolicy': return trafficPolicyKey(body as unknown as TrafficPolicyObject);
   }
 }
 
@@ -146,6 +183,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
   const identities: NodeIdentity[] = [];
   const nodes: MeshNode[] = [];
   const routes: RouteObject[] = [];
+  const trafficPolicies: TrafficPolicyObject[] = [];
   const endpoints = new Map<string, EndpointBody[]>();
   let mesh: { trustDomain: string; node: string } | undefined;
   for (const r of resources) {
@@ -185,6 +223,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       case 'identity': identities.push(body as unknown as NodeIdentity); break;
       case 'node': nodes.push(body as unknown as MeshNode); break;
       case 'route': routes.push(body as unknown as RouteObject); break;
+      case 'trafficpolicy': trafficPolicies.push(body as unknown as TrafficPolicyObject); break;
     }
   }
   const byKey = <T>(k: (t: T) => string) => (a: T, b: T): number => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
@@ -200,6 +239,7 @@ export function decodeNodeResources(resources: Iterable<NodeResource>, fallbackT
       nodes: nodes.sort(byKey((n) => n.name)),
       routes: routes.sort(byKey(routeKey)),
       peerAuthentications: peerAuthentications.sort(byKey((p) => `${p.namespace}/${p.name}`)),
+      trafficPolicies: sortTrafficPolicies(trafficPolicies),
     },
   };
 }

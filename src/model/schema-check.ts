@@ -16,7 +16,11 @@ export type Schema =
   | { readonly type: 'string'; readonly enum?: readonly string[]; readonly check?: (s: string) => string | undefined }
   | { readonly type: 'boolean' }
   /** Any value; `check` returns an error message or undefined. */
-  | { readonly type: 'custom'; readonly what: string; readonly check: (v: unknown) => string | undefined };
+  | {
+    readonly type: 'custom'; readonly what: string; readonly check: (v: unknown) => string | undefined;
+    /** The structural OpenAPI schema for the CRD, when not int-or-string (crd-kinds.ts). */
+    readonly openApi?: Readonly<Record<string, unknown>>;
+  };
 
 /** An integer in [min, max]. */
 export function integer(min: number, max: number): Schema {

@@ -17,6 +17,7 @@
 import type { MeshNode, MeshService } from './types.ts';
 import { ROOT_NAMESPACE } from './types.ts';
 import { isServiceParent, routeKey } from './route-types.ts';
+import { trafficPolicyKey } from './traffic-policy-types.ts';
 import { localSlice, newResource, peerForm, resourceKey, serviceBodies, type EndpointBody, type NodeResource, type ResourceType, type ServiceBody } from './node-slice.ts';
 import type { MeshIndex } from './mesh-index.ts';
 import type { ContentChanges } from './live-resolver.ts';
@@ -176,7 +177,12 @@ export class SliceIndex {
     }
     // Routes go to nodes by which parent Services exist: a route or such a Service coming or
     // going reaches every node (both are rare, and routes are few).
-    let everyNode = changes.routes;
+    // Traffic policies likewise (few; they reach nodes by Services, selectors and routes).
+    let everyNode = changes.routes || changes.trafficPolicies === true;
+    if (!everyNode && this.#state.trafficPolicies.length > 0) {
+      const targets = new Set(this.#state.trafficPolicies.flatMap((p) => (p.kind !== 'FaultInjection' && p.targetRef !== undefined ? [`${p.namespace}/${p.targetRef.name}`] : [])));
+      for (const key of changes.services.keys()) if (targets.has(key)) everyNode = true;
+    }
     for (const [key, before] of changes.services) if ((before === undefined) !== (this.#state.service(key) === undefined) && this.#routeParents.has(key)) everyNode = true;
     if (everyNode) for (const n of this.#state.nodesWithWorkloads()) touched.add(n);
     for (const ns of changes.policyNamespaces) {
@@ -362,6 +368,10 @@ export class SliceIndex {
     for (const r of slice.routes) {
       const name = routeKey(r);
       put('route', name, r);
+    }
+    for (const p of slice.trafficPolicies) {
+      const name = trafficPolicyKey(p);
+      put('trafficpolicy', name, p);
     }
     for (const i of slice.serviceAccounts) {
       const name = `${i.namespace}/${i.serviceAccount}`;

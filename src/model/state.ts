@@ -5,6 +5,7 @@
 // two pods on one IP) resolve deterministically to the first by `namespace/name`;
 // crossCheck reports them.
 
+import type { TrafficPolicyObject } from './traffic-policy-types.ts';
 import type {
   AuthorizationPolicyObject, Endpoint, MeshNode, MeshObjects, MeshService, PeerAuthenticationObject, ServicePort, Workload,
 } from './types.ts';
@@ -55,6 +56,8 @@ export interface MeshState extends PolicyView {
    * a table with no route attached when none is (or the port is unknown to the Service).
    */
   routeTable(service: MeshService, port: number): RouteTable;
+  /** DestinationPolicies, RateLimitPolicies and FaultInjections, sorted by `Kind/namespace/name`. */
+  readonly trafficPolicies: readonly TrafficPolicyObject[];
 }
 
 export interface BuildOptions {
@@ -85,6 +88,7 @@ function indexContent(content: MeshContent): MeshIndex {
   index.setPolicies(content.policies);
   index.setRoutes(content.routes ?? []);
   index.setPeerAuthentications(content.peerAuthentications ?? []);
+  index.setTrafficPolicies(content.trafficPolicies ?? []);
   return index.freeze();
 }
 
@@ -94,5 +98,5 @@ export function checkedTrustDomain(td: string | undefined): string {
 }
 
 export const EMPTY_OBJECTS: MeshObjects = Object.freeze({
-  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [], peerAuthentications: [],
+  namespaces: [], pods: [], services: [], endpointSlices: [], serviceAccounts: [], policies: [], nodes: [], routes: [], peerAuthentications: [], trafficPolicies: [],
 });

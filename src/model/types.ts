@@ -2,6 +2,7 @@
 // model/state.ts, parsing in model/manifests.ts.
 
 import type { RouteObject } from './route-types.ts';
+import type { TrafficPolicyObject } from './traffic-policy-types.ts';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -192,6 +193,8 @@ export interface MeshObjects {
   readonly routes?: readonly RouteObject[];
   /** weft.dev PeerAuthentications; absent means none (every workload PERMISSIVE). */
   readonly peerAuthentications?: readonly PeerAuthenticationObject[];
+  /** weft.dev DestinationPolicies, RateLimitPolicies and FaultInjections; absent means none. */
+  readonly trafficPolicies?: readonly TrafficPolicyObject[];
 }
 
 /** A Kubernetes object before validation, as a source read it. */

@@ -36,3 +36,30 @@ export function classifyConnectFailure(c: ConnectFailureContext): ConnectFailure
   const eject = !isWeftError(err, ProxyErrors.NO_CREDENTIALS);
   return { kind: 'next', ending: [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)], eject };
 }
+
+/** Methods RFC 9110 section 9.2.2 calls idempotent. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** A pooled connection found closed when a request was put on it (the keep-alive race). */
+const STALE_CONNECTION: ReadonlySet<string> = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+
+/**
+ * True when a request that got no response and sent no body byte may go again: a stream the
+ * HTTP/2 server refused unprocessed (any method), or an idempotent request on a pooled
+ * connection that turned out closed (RFC 9112 section 9.3.1 lets a client retry those).
+ */
+export function isRetriableReset(err: unknown, method: string): boolean {
+  if (isWeftError(err, ProxyErrors.STREAM_REFUSED)) return true;
+  const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  return code !== undefined && STALE_CONNECTION.has(code) && IDEMPOTENT.has(method);
+}
+
+const CONNECT_PHASE: ReadonlySet<string> = new Set([
+  ProxyErrors.CONNECT_FAILED, ProxyErrors.CONNECT_TIMEOUT, ProxyErrors.NO_CREDENTIALS, ProxyErrors.TUNNEL_HANDSHAKE,
+  ProxyErrors.TUNNEL_REFUSED, ProxyErrors.TUNNEL_BROKEN, ProxyErrors.POOL_CLOSED,
+]);
+
+/** True when `err` comes from connecting (nothing was sent): another endpoint may be tried. */
+export function isConnectError(err: unknown): boolean {
+  return isWeftError(err) && CONNECT_PHASE.has(err.code);
+}

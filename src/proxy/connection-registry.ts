@@ -36,6 +36,12 @@ export interface LiveConnection {
   readonly endedBy: ConnectionEnding | undefined;
   /** Fires when the connection must end now (drain deadline, destroy, or `end`). */
   readonly signal: AbortSignal;
+  /**
+   * Calls `callback` once when a drain starts (before the deadline ends the connection), so a
+   * connection that can end gracefully (HTTP: close when idle, GOAWAY) does. At once if the drain
+   * already started.
+   */
+  onDrain(callback: () => void): void;
   /** Records a passed policy check (bounded: the oldest is dropped past 32). */
   allowed(request: AuthorizationRequest): void;
   /**
@@ -65,6 +71,8 @@ export class RegisteredConnection implements LiveConnection {
   readonly #controller = new AbortController();
   #authorized: AuthorizationRequest[] = [];
   #endedBy: ConnectionEnding | undefined;
+  #drainCallbacks: Array<() => void> | undefined;
+  #draining = false;
 
   constructor(id: number, listener: ListenerKind, sourceIp: string, openedAt: number) {
     this.id = id;
@@ -84,6 +92,23 @@ export class RegisteredConnection implements LiveConnection {
 
   get endedBy(): ConnectionEnding | undefined {
     return this.#endedBy;
+  }
+
+  onDrain(callback: () => void): void {
+    if (this.#draining) {
+      callback();
+      return;
+    }
+    (this.#drainCallbacks ??= []).push(callback);
+  }
+
+  /** The listener started draining. */
+  startDrain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    const callbacks = this.#drainCallbacks ?? [];
+    this.#drainCallbacks = undefined;
+    for (const cb of callbacks) cb();
   }
 
   allowed(request: AuthorizationRequest): void {

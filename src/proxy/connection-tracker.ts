@@ -58,6 +58,7 @@ export class ConnectionTracker {
 
   /** Waits up to `deadlineMs` for connections to end by themselves, then ends the rest. */
   async drain(deadlineMs: number): Promise<void> {
+    for (const c of [...this.#live]) c.startDrain();
     if (this.#live.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => {

@@ -77,6 +77,8 @@ export interface ConnectionDescription {
   readonly destination: PeerRef;
   readonly service?: ServiceRef;
   readonly security: 'mutual_tls' | 'none' | 'unknown';
+  /** The connection carried HTTP, reported request by request: no TCP metrics, no info-level line of its own. */
+  readonly l7?: boolean;
 }
 
 /** Live byte counts: a net.Socket fits. */

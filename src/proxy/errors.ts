@@ -23,6 +23,8 @@ export const ProxyErrors = {
   TUNNEL_BROKEN: 'WEFT_PROXY_TUNNEL_BROKEN',
   /** The tunnel pool is closed. */
   POOL_CLOSED: 'WEFT_PROXY_POOL_CLOSED',
+  /** An HTTP/2 upstream refused a stream before processing it (REFUSED_STREAM, or the session was going away). */
+  STREAM_REFUSED: 'WEFT_PROXY_STREAM_REFUSED',
   /** The listener could not bind. */
   LISTEN_FAILED: 'WEFT_PROXY_LISTEN_FAILED',
 } as const;

@@ -18,6 +18,8 @@ export const ResponseFlags = {
   DENIED: 'DENY',
   /** Destroyed when a drain deadline passed or the proxy shut down. */
   DRAINED: 'DRAIN',
+  /** An HTTP request's route timeout passed before its response was complete (504). */
+  UPSTREAM_TIMEOUT: 'UT',
   /** The peer agent refused the tunnel request as malformed or misdirected. */
   BAD_REQUEST: 'BR',
   /** Half-closed (one direction ended) and idle past the timeout: both sides reset. */

@@ -14,7 +14,7 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 
 import { describeError } from '../core/errors.ts';
 import { tryParseSpiffeId } from '../model/spiffe.ts';
-import type { Authorizer, ConnectionObserver, MeshView, TunnelCredentials } from './contracts.ts';
+import type { Authorizer, ConnectionObserver, MeshView, PeerRef, TunnelCredentials } from './contracts.ts';
 import { setupSignal } from './connection-tracker.ts';
 import { addressOf, peerOf } from './describe.ts';
 import { ProxyErrors, proxyError } from './errors.ts';
@@ -27,9 +27,32 @@ import { identityForServerName } from './server-name.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
 import { connectTcp } from './tcp-connect.ts';
+import { decodeStringsOnWrite } from './upstream.ts';
 import { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, rawSocketOf, type HandshakeLimits } from './handshake-limiter.ts';
 import { SessionGuard } from './tunnel-session.ts';
 import { h2Settings, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
+import type { OutboundTarget } from './outbound-route.ts';
+import { L7_HEADER } from './tunnel-pool.ts';
+
+/** A tunnel stream that carries HTTP to a local pod, as the HTTP layer serves it. */
+export interface InboundHttpConnection {
+  readonly protocol: 'http1' | 'h2';
+  /** The caller as telemetry labels it. */
+  readonly source: PeerRef;
+  /** The verified peer identity. */
+  readonly sourceIdentity: string;
+  readonly sourceNamespace: string | undefined;
+  readonly clientIp: string;
+  /** The local pod the stream was admitted to. */
+  readonly target: OutboundTarget;
+  /** A connection to it made to admit the stream: the first pooled connection to the pod. */
+  readonly connected: Socket;
+}
+
+/** Serves admitted streams that carry HTTP request by request (reporter="destination" telemetry). */
+export interface InboundHttpHandler {
+  serveInbound(stream: ServerHttp2Stream, c: InboundHttpConnection, accepted: Accepted): Promise<Ending>;
+}
 
 export interface InboundTunnelOptions {
   /** This node's name: only pods scheduled here are served. */
@@ -50,6 +73,8 @@ export interface InboundTunnelDeps extends ListenerCommonDeps {
   readonly mesh: Pick<MeshView, 'workloadByIp'>;
   readonly credentials: TunnelCredentials;
   readonly authorize: Authorizer;
+  /** Streams whose peer says they carry HTTP (the `weft-l7` header) go here; spliced when absent. */
+  readonly http?: InboundHttpHandler;
   /** Index 1 counts pending handshakes of every worker (a SharedArrayBuffer); a private one when absent. */
   readonly sharedCounters?: Int32Array;
 }
@@ -242,8 +267,9 @@ export class InboundTunnel implements Listener {
 
   async #serve(
     stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: SessionPeer | undefined, forwarded: string | undefined,
-    { record, live, signal }: Accepted,
+    accepted: Accepted,
   ): Promise<Ending> {
+    const { record, live, signal } = accepted;
     if (peer === undefined) {
       resetSide(stream);
       return [ResponseFlags.BAD_REQUEST, 'stream on an unverified session'];
@@ -270,13 +296,16 @@ export class InboundTunnel implements Listener {
       requestedIdentity: peer.requested,
     });
     const destination = peerOf(admission.workload, addressOf(target.address, target.port));
-    record.identify({ reporter: 'destination', source, destination, security: 'mutual_tls' });
+    const l7 = this.#deps.http === undefined ? undefined : l7Of(headers[L7_HEADER]);
+    record.identify({ reporter: 'destination', source, destination, security: 'mutual_tls', l7: l7 !== undefined });
     if (!admission.ok) {
       answer(stream, admission.status);
       return [admission.flags, admission.detail];
     }
     live.allowed(admission.request);
 
+    // The pod must accept before the stream is answered, for HTTP too: a refusal is a 503 the
+    // client agent retries elsewhere, as for any connection.
     let pod: Socket;
     const setup = setupSignal(signal, stream);
     try {
@@ -298,10 +327,22 @@ export class InboundTunnel implements Listener {
       pod.resetAndDestroy();
       return [ResponseFlags.DOWNSTREAM_RESET, describeError(err)];
     }
+    if (l7 !== undefined && this.#deps.http !== undefined) {
+      // node:http writes response heads as strings.
+      decodeStringsOnWrite(stream);
+      return this.#deps.http.serveInbound(stream, {
+        protocol: l7, source, sourceIdentity: peer.principal, sourceNamespace: peer.namespace, clientIp: sourceIp,
+        target: { ip: target.address, port: target.port, workload: admission.workload }, connected: pod,
+      }, accepted);
+    }
     record.countBytes(pod, 'server');
     const result = await splice(stream, pod, signal, this.#core.spliceOptions);
     return flagsForSplice(result);
   }
+}
+
+function l7Of(v: string | string[] | undefined): 'http1' | 'h2' | undefined {
+  return v === 'http1' || v === 'h2' ? v : undefined;
 }
 
 /** Answers a stream with a bare status and ends it, unless the client is already gone. */

@@ -32,12 +32,12 @@ export function resolveDestination(mesh: MeshView, dst: SocketAddress): Destinat
   return workload === undefined ? { kind: 'external', target } : { kind: 'workload', target };
 }
 
-export function endpointTarget(mesh: MeshView, e: Endpoint): OutboundTarget {
+export function endpointTarget(mesh: Pick<MeshView, 'workloadByIp'>, e: Endpoint): OutboundTarget {
   return { ip: e.ip, port: e.port, workload: mesh.workloadByIp(e.ip) };
 }
 
 /** Straight to pods on this node and to pods outside the mesh; through the tunnel otherwise. */
-export function planHop(mesh: MeshView, localNode: string, target: OutboundTarget): Hop {
+export function planHop(mesh: Pick<MeshView, 'nodeAddress'>, localNode: string, target: OutboundTarget): Hop {
   const w = target.workload;
   if (w === undefined || !w.enrolled) return { kind: 'direct', target };
   if (w.node === undefined) return { kind: 'unreachable', target, detail: `${w.key} is not scheduled on a node` };

@@ -60,6 +60,8 @@ export type ConnectionProtocol = 'opaque' | 'http1' | 'h2';
 export interface RoutedConnection {
   readonly client: Socket;
   readonly src: Workload;
+  /** The client as telemetry labels it. */
+  readonly source: PeerRef;
   readonly clientIp: string;
   readonly destination: Destination;
   /** The original destination, `ip:port`. */
@@ -208,16 +210,16 @@ export class OutboundListener implements Listener {
       return [ResponseFlags.NO_ROUTE, `${dstAddress ?? '?'} is outside the mesh and passthrough is off`];
     }
     const service = destination.kind === 'service' ? serviceRef(destination.service.service, this.#o.clusterDomain) : undefined;
+    const resolved: Resolved = { src, clientIp, dstAddress, destination, service, identify };
+    // The fork after routing: HTTP is served request by request (a route may send it to other
+    // backends, and a Service without endpoints gets 503s), anything else is spliced.
+    const protocol = await this.#protocol(client, destination, signal);
+    if (protocol !== 'opaque' && this.#deps.http !== undefined && !signal.aborted) {
+      return this.#deps.http.serve({ client, source, ...resolved, protocol }, accepted);
+    }
     if (destination.kind === 'service' && destination.endpoints.length === 0) {
       identify({ address: dstAddress }, service, 'unknown');
       return [ResponseFlags.NO_HEALTHY_UPSTREAM, `service ${destination.service.service.key} has no endpoints`];
-    }
-
-    const resolved: Resolved = { src, clientIp, dstAddress, destination, service, identify };
-    // The fork after routing: HTTP is served request by request, anything else is spliced.
-    const protocol = await this.#protocol(client, destination, signal);
-    if (protocol !== 'opaque' && this.#deps.http !== undefined && !signal.aborted) {
-      return this.#deps.http.serve({ client, ...resolved, protocol }, accepted);
     }
     const setup = setupSignal(signal, client);
     try {

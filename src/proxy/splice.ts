@@ -69,6 +69,14 @@ export interface SpliceResult {
 export function resetSide(side: SpliceSide): void {
   if (side.destroyed) return;
   if (side instanceof Socket) {
+    // While our FIN (shutdown) is in flight libuv refuses to reset (uv_tcp_close_reset: EINVAL)
+    // and Node then never closes the handle nor emits 'close': plain destroy is the only safe
+    // end there. Once the shutdown has completed a reset works again (and a peer still writing
+    // must learn of it).
+    if (side.writableEnded && !side.writableFinished) {
+      side.destroy();
+      return;
+    }
     try {
       side.resetAndDestroy();
     } catch {
@@ -138,7 +146,7 @@ function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () =>
     onEnd();
   };
   const writtenAtPair = to instanceof Socket ? to.bytesWritten : 0;
-  from.on('end', () => {
+  const onFromEnd = (): void => {
     if (from instanceof Socket) {
       if (kernel !== undefined && to instanceof Socket) {
         onEnd(); // the half-closed watch starts now, the FIN goes once the kernel has flushed
@@ -151,7 +159,10 @@ function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () =>
       if (streamEndedCleanly(from)) passFin();
       else broken();
     });
-  });
+  };
+  from.on('end', onFromEnd);
+  // A side read before the splice (the protocol sniff) may have seen its FIN already.
+  if (from.readableEnded) onFromEnd();
 }
 
 /** Turns lingering back off once both directions of a socket have ended cleanly. */

@@ -42,7 +42,12 @@ export interface TunnelRequest {
   /** Trace context for the CONNECT (`traceparent`, `tracestate`); pseudo-headers are never taken from here. */
   readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
+  /** The stream carries HTTP of this version: sent as the `weft-l7` header, so the peer reports requests. */
+  readonly l7?: 'http1' | 'h2';
 }
+
+/** The CONNECT header that says a tunnel stream carries HTTP (`http1` or `h2`). */
+export const L7_HEADER = 'weft-l7';
 
 export interface TunnelPoolStats {
   /** Sessions open or opening. */
@@ -104,6 +109,7 @@ export class TunnelPool {
       [h2.HTTP2_HEADER_AUTHORITY]: hostPort(req.target.address, req.target.port),
     };
     if (req.forwardedFor !== undefined) headers.forwarded = forwardedFor(req.forwardedFor);
+    if (req.l7 !== undefined) headers[L7_HEADER] = req.l7;
     for (const [name, value] of Object.entries(req.traceHeaders ?? {})) if (TRACE_HEADERS.has(name)) headers[name] = value;
 
     for (let attempt = 0; ; attempt++) {

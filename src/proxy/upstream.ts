@@ -26,6 +26,8 @@ export interface UpstreamRequest {
   /** Trace context for the tunnel's CONNECT (the connection record's traceHeaders). */
   readonly traceHeaders?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
+  /** The stream carries HTTP of this version (the HTTP layer's pooled connections); told to the peer agent. */
+  readonly l7?: 'http1' | 'h2';
 }
 
 export interface UpstreamOptions {
@@ -37,6 +39,17 @@ export interface UpstreamOptions {
 
 /** A connected upstream: a TCP socket or a tunnel stream the peer answered 200. */
 export type UpstreamStream = Socket | Http2Stream;
+
+/**
+ * Makes a tunnel stream turn written strings into Buffers before they reach its writev.
+ * Node's Http2Stream is built with decodeStrings off, and a writev that mixes a string (an
+ * HTTP/1.1 head written by node:http or undici) with Buffers sends corrupted bytes for the
+ * string (seen as garbage in the first bytes of a response head). Safe to repeat.
+ */
+export function decodeStringsOnWrite(stream: Http2Stream): void {
+  const state = (stream as unknown as { _writableState?: { decodeStrings: boolean } })._writableState;
+  if (state !== undefined) state.decodeStrings = true;
+}
 
 export class UpstreamConnector {
   readonly #tunnels: TunnelOpener;
@@ -66,6 +79,10 @@ export class UpstreamConnector {
       forwardedFor: r.clientIp,
       traceHeaders: r.traceHeaders,
       signal: r.signal,
+      l7: r.l7,
+    }).then((stream) => {
+      decodeStringsOnWrite(stream);
+      return stream;
     });
   }
 }

@@ -13,7 +13,7 @@ import { DENIED_FLAG, type ByteSource, type ConnectionDescription, type PeerRef 
 export interface ConnectionTelemetryOptions {
   readonly registry: Registry;
   /** Access log; use an asynchronous pino destination so logging never blocks the proxy. */
-  readonly logger: Pick<Logger, 'info' | 'warn'>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   readonly clock?: Clock;
   /** source_cluster / destination_cluster. */
   readonly cluster?: string;
@@ -33,7 +33,7 @@ const UNIDENTIFIED: ConnectionDescription = Object.freeze({
 
 export class ConnectionTelemetry {
   readonly metrics: TcpMetrics;
-  readonly #logger: Pick<Logger, 'info' | 'warn'>;
+  readonly #logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   readonly #clock: Clock;
   readonly #accessLog: boolean;
   readonly #handshakeLogs: number;
@@ -88,9 +88,10 @@ export class ConnectionTelemetry {
   }
 
   /** @internal */
-  ended(r: ConnectionRecordImpl, d: ConnectionDescription, pair: PairStats, flags: string, detail: string | undefined, startedAt: number): void {
+  ended(r: ConnectionRecordImpl, d: ConnectionDescription, pair: PairStats | undefined, flags: string, detail: string | undefined, startedAt: number): void {
     const ms = this.#clock.monotonic() - startedAt;
-    this.metrics.closed(pair, flags, ms / 1000);
+    // An HTTP connection is reported per request (request telemetry); its own line is for debugging.
+    if (pair !== undefined) this.metrics.closed(pair, flags, ms / 1000);
     if (flags === DENIED_FLAG) this.metrics.denied(d.reporter);
     if (!this.#accessLog) return;
     const line: Record<string, unknown> = {
@@ -105,7 +106,8 @@ export class ConnectionTelemetry {
       flags,
     };
     if (detail !== undefined) line.detail = detail;
-    this.#logger.info(line, 'connection');
+    if (d.l7 === true) this.#logger.debug({ ...line, l7: true }, 'connection');
+    else this.#logger.info(line, 'connection');
   }
 }
 
@@ -141,8 +143,9 @@ export class ConnectionRecordImpl {
   }
 
   identify(description: ConnectionDescription): void {
-    if (this.#pair !== undefined || this.#done) return;
+    if (this.#description !== undefined || this.#done) return;
     this.#description = description;
+    if (description.l7 === true) return;
     this.#pair = this.#t.metrics.pair(description);
     this.#pair.opened += 1;
   }
@@ -169,10 +172,10 @@ export class ConnectionRecordImpl {
 
   finish(flags: string, detail?: string): void {
     if (this.#done) return;
-    if (this.#pair === undefined) this.identify(UNIDENTIFIED);
+    if (this.#description === undefined) this.identify(UNIDENTIFIED);
     this.flush();
     this.#done = true;
     this.#t.track(this, false);
-    this.#t.ended(this, this.#description ?? UNIDENTIFIED, this.#pair as PairStats, flags, detail, this.#startedAt);
+    this.#t.ended(this, this.#description ?? UNIDENTIFIED, this.#pair, flags, detail, this.#startedAt);
   }
 }

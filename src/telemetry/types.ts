@@ -23,6 +23,21 @@ export interface ConnectionDescription {
   readonly destination: PeerRef;
   readonly service?: ServiceRef;
   readonly security: 'mutual_tls' | 'none' | 'unknown';
+  /** The connection carried HTTP, reported request by request: no TCP metrics, no info-level line of its own. */
+  readonly l7?: boolean;
+}
+
+/** The labels of one request series. */
+export interface RequestLabelsInput {
+  readonly reporter: 'source' | 'destination';
+  readonly source: PeerRef;
+  readonly destination: PeerRef;
+  readonly service: ServiceRef | undefined;
+  readonly security: string;
+  readonly protocol: string;
+  readonly responseCode: number;
+  readonly grpcStatus: string | undefined;
+  readonly flags: string;
 }
 
 /** Live byte counts; a net.Socket fits. */

@@ -96,7 +96,8 @@ export class AccessLog {
     }
     const out: ConnectionRecord[] = [];
     for (const line of buf.toString().split('\n')) {
-      if (!line.includes('"msg":"connection"')) continue;
+      // One line per connection, or per request for HTTP (then the connection's own line is debug-level).
+      if (!line.includes('"msg":"connection"') && !line.includes('"msg":"request"')) continue;
       try {
         out.push(JSON.parse(line) as ConnectionRecord);
       } catch {

@@ -187,7 +187,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     assert.equal(rec.service, service, 'a VIP names its service; a pod address none');
     assert.equal(rec.security, crossNode ? 'mutual_tls' : 'none');
     assert.equal(rec.flags, '-');
-    assert.ok(rec.bytes_received > Buffer.byteLength(r.body), 'the reply (headers and body) went back through the agent');
+    assert.ok(rec.bytes_sent >= Buffer.byteLength(r.body), 'the reply went back through the agent');
     const at2 = await log2.settle(crossNode ? 1 : 0, crossNode ? 5000 : 0);
     assert.equal(at2.length, crossNode ? 1 : 0, `records at node-2's agent: ${JSON.stringify(at2)}`);
     if (crossNode) {

@@ -31,7 +31,7 @@ interface Download {
 /** The agent's shutdown log lines after byte `from`, as "msg +ms" from the first. */
 function shutdownSteps(path: string, from: number): string {
   const steps = readFileSync(path).subarray(from).toString().split('\n')
-    .filter((l) => l.startsWith('{') && !l.includes('"msg":"connection"'))
+    .filter((l) => l.startsWith('{') && !l.includes('"msg":"connection"') && !l.includes('"msg":"request"'))
     .map((l) => JSON.parse(l) as { time: number; msg: string })
     .filter((l) => /draining|capture|stopped|control plane/.test(l.msg));
   const t0 = steps[0]?.time ?? 0;

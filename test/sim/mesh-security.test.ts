@@ -120,7 +120,8 @@ test('tunnel security: hostile clients and impostor agents are refused and count
         try {
           await fake.waitFor((l) => l.event === 'listening', 10_000, `impostor (${what})`);
           const before = await failureCounts(s, 'node-1');
-          const r = await inPod(name, client.name, ['curl', '-sS', '-m', '8', `http://${echo3.ip}:8080/`]);
+          // -f: through the HTTP layer the refusal is a 503 from node-1 rather than a reset.
+          const r = await inPod(name, client.name, ['curl', '-sS', '-f', '-m', '8', `http://${echo3.ip}:8080/`]);
           assert.notEqual(r.status, 0, `${what}: the request cannot succeed against an impostor`);
           assert.doesNotMatch(r.stdout, /hello from/);
           const conn = await fake.waitFor((l) => l.event === 'connection' || l.event === 'tlsClientError', 10_000, `${what}: node-1 dialled the impostor`);

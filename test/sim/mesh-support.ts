@@ -181,14 +181,22 @@ export interface AccessLine {
   readonly bytes_received: number;
   readonly flags: string;
   readonly detail?: string;
+  /** "request" lines (HTTP) only. */
+  readonly method?: string;
+  readonly path?: string;
+  readonly status?: number;
 }
 
-/** The access-log lines ("msg":"connection") appended to `path` after byte `from`. */
+/**
+ * The access-log lines appended to `path` after byte `from`: one per connection ("msg":
+ * "connection") and, for HTTP, one per request ("msg":"request", the same fields plus method,
+ * path, status, ...) instead (an HTTP connection's own line is debug-level).
+ */
 export function accessLines(path: string, from = 0): AccessLine[] {
   const text = readFileSync(path).subarray(from).toString();
   const out: AccessLine[] = [];
   for (const line of text.split('\n')) {
-    if (!line.includes('"msg":"connection"')) continue;
+    if (!line.includes('"msg":"connection"') && !line.includes('"msg":"request"')) continue;
     try {
       out.push(JSON.parse(line) as AccessLine);
     } catch {

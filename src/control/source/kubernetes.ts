@@ -106,6 +106,9 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
   { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, path: `/apis/${GATEWAY_API_VERSION}/grpcroutes`, relevant: routeFields, optional: true },
   // weft's own; optional so that a cluster without its CRD yet still runs (nothing is STRICT then).
   { kind: 'PeerAuthentication', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/peerauthentications`, optional: true },
+  { kind: 'DestinationPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/destinationpolicies`, optional: true },
+  { kind: 'RateLimitPolicy', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/ratelimitpolicies`, optional: true },
+  { kind: 'FaultInjection', apiVersion: WEFT_API_VERSION, path: `/apis/${WEFT_API_VERSION}/faultinjections`, optional: true },
 ]);
 
 export interface KubernetesSourceOptions {

@@ -3,9 +3,10 @@
 // never above max_tokens), kept in shared memory so that every proxy worker thread of an agent
 // draws on one budget: the table's SharedArrayBuffer is handed to each worker, and each slot
 // is guarded by its own spin lock (the critical section is a few arithmetic operations).
-// Keys (a source identity, a destination) are hashed onto a fixed number of slots, so memory
+// Keys (a policy and a source identity, say) are hashed onto a fixed number of slots, so memory
 // is bounded whatever the number of keys; a slot whose bucket has refilled to the brim holds
 // no state worth keeping (a full bucket equals a new one), so another key may take it over.
+// Each call names the key's shape (policies differ; a changed policy keeps its tokens, capped).
 
 import type { Clock } from '../../core/clock.ts';
 import { ProxyErrors, proxyError } from '../errors.ts';
@@ -80,6 +81,9 @@ export function take(shape: BucketShape, state: BucketState, cost: number, nowMs
   return { state, result: { allowed: false, remaining: state.tokens, retryAfterMs: Math.max(1, nextFillAt - nowMs + (fills - 1) * shape.fillIntervalMs) } };
 }
 
+/** Slots of an agent's table (96 KiB): keys beyond it share slots, which is stricter, never looser. */
+export const DEFAULT_BUCKET_SLOTS = 4096;
+
 // Per slot: Int32 [lock, tag], Float64 [tokens, tick].
 const I32_PER_SLOT = 2;
 const F64_PER_SLOT = 2;
@@ -102,17 +106,15 @@ export function bucketMemory(slots: number): SharedArrayBuffer {
   return new SharedArrayBuffer(slots * (I32_PER_SLOT * 4 + F64_PER_SLOT * 8));
 }
 
-/** Buckets of one shape, keyed, over shared memory (see the file's head). */
+/** Buckets, keyed, over shared memory (see the file's head). */
 export class BucketTable {
-  readonly shape: BucketShape;
   readonly memory: SharedArrayBuffer;
   readonly #clock: Clock;
   readonly #slots: number;
   readonly #f64: Float64Array;
   readonly #i32: Int32Array;
 
-  constructor(shape: BucketShape, clock: Clock, memory: SharedArrayBuffer) {
-    this.shape = checkShape(shape);
+  constructor(clock: Clock, memory: SharedArrayBuffer) {
     this.#clock = clock;
     this.memory = memory;
     this.#slots = memory.byteLength / (I32_PER_SLOT * 4 + F64_PER_SLOT * 8);
@@ -121,14 +123,14 @@ export class BucketTable {
     this.#i32 = new Int32Array(memory, this.#slots * F64_PER_SLOT * 8, this.#slots * I32_PER_SLOT);
   }
 
-  /** Takes `cost` tokens from the key's bucket, or says how long until they are there. */
-  take(key: string, cost = 1): TakeResult {
+  /** Takes `cost` tokens from the key's bucket (of `shape`, checked once by the caller), or says how long until they are there. */
+  take(key: string, shape: BucketShape, cost = 1): TakeResult {
     const now = this.#clock.now();
-    const slot = this.#slotFor(keyTag(key), now);
+    const slot = this.#slotFor(keyTag(key), shape, now);
     this.#lock(slot);
     try {
-      const before = refill(this.shape, this.#read(slot), now);
-      const out = take(this.shape, before, cost, now);
+      const before = refill(shape, this.#read(slot), now);
+      const out = take(shape, before, cost, now);
       this.#write(slot, out.state);
       return out.result;
     } finally {
@@ -137,19 +139,19 @@ export class BucketTable {
   }
 
   /** Tokens the key's bucket holds now (without taking any). */
-  tokens(key: string): number {
+  tokens(key: string, shape: BucketShape): number {
     const now = this.#clock.now();
-    const slot = this.#slotFor(keyTag(key), now);
+    const slot = this.#slotFor(keyTag(key), shape, now);
     this.#lock(slot);
     try {
-      return refill(this.shape, this.#read(slot), now).tokens;
+      return refill(shape, this.#read(slot), now).tokens;
     } finally {
       this.#unlock(slot);
     }
   }
 
   /** The key's slot: its own, a free one (claimed full), an idle one (full again, taken over), else the last probed (shared). */
-  #slotFor(tag: number, now: number): number {
+  #slotFor(tag: number, shape: BucketShape, now: number): number {
     const start = (tag >>> 0) % this.#slots;
     let idle = -1;
     let last = start;
@@ -163,9 +165,9 @@ export class BucketTable {
         try {
           const current = this.#i32[slot * I32_PER_SLOT + 1];
           if (current === tag) return slot;
-          if (current === 0 || refill(this.shape, this.#read(slot), now).tokens >= this.shape.maxTokens) {
+          if (current === 0 || refill(shape, this.#read(slot), now).tokens >= shape.maxTokens) {
             if (current === 0) {
-              this.#claim(slot, tag, now);
+              this.#claim(slot, tag, shape, now);
               return slot;
             }
             idle = slot;
@@ -179,7 +181,7 @@ export class BucketTable {
       this.#lock(idle);
       try {
         // Still idle (no one took from it meanwhile)? Then it is ours.
-        if (refill(this.shape, this.#read(idle), now).tokens >= this.shape.maxTokens) this.#claim(idle, tag, now);
+        if (refill(shape, this.#read(idle), now).tokens >= shape.maxTokens) this.#claim(idle, tag, shape, now);
       } finally {
         this.#unlock(idle);
       }
@@ -188,8 +190,8 @@ export class BucketTable {
     return last;
   }
 
-  #claim(slot: number, tag: number, now: number): void {
-    this.#write(slot, { tokens: this.shape.maxTokens, tick: fillTick(this.shape, now) });
+  #claim(slot: number, tag: number, shape: BucketShape, now: number): void {
+    this.#write(slot, { tokens: shape.maxTokens, tick: fillTick(shape, now) });
     Atomics.store(this.#i32, slot * I32_PER_SLOT + 1, tag);
   }
 

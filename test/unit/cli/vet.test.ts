@@ -131,7 +131,7 @@ test('a directory with five distinct mistakes reports all five, each with file, 
   const bad = (f: string) => join(dir, 'bad', f);
   assert.deepEqual(r.lines.slice(0, -1).sort(), [
     `${bad('policy.yaml')}: AuthorizationPolicy/shop/from-nobody: spec.rules[0].from[0].source.principals[0]: no ServiceAccount or Pod has service account shop/nobody`,
-    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy, PeerAuthentication, HTTPRoute, GRPCRoute)`,
+    `${bad('policy.yaml')}: ConfigMap/shop/settings: kind: unknown kind "ConfigMap" (known: Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice, AuthorizationPolicy, PeerAuthentication, HTTPRoute, GRPCRoute, DestinationPolicy, RateLimitPolicy, FaultInjection)`,
     `${bad('services.yaml')}: Service/shop/ghost: spec.selector: selects no Pod in namespace shop (app=ghost), so the Service has no endpoints`,
     `${bad('services.yaml')}: Service/shop/loop: spec.clusterIP: "127.0.0.10" cannot be a cluster IP: it is a loopback address`,
     `${bad('services.yaml')}: Service/shop/web-copy: spec.clusterIP: 198.19.0.10 is already the cluster IP of Service shop/web`,

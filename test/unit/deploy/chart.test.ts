@@ -90,6 +90,10 @@ test('the CRDs are structural and accept what the model accepts', () => {
     { apiVersion: WEFT_API_VERSION, kind: 'AuthorizationPolicy', metadata: { name: 'db', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'db' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'], notNamespaces: ['legacy'] } }], to: [{ operation: { ports: [5432, '5433'] } }] }] } },
     { apiVersion: WEFT_API_VERSION, kind: 'AuthorizationPolicy', metadata: { name: 'deny', namespace: 'weft-system' }, spec: { action: 'DENY', rules: [{ from: [{ source: { ipBlocks: ['198.18.66.0/24'] } }] }] } },
     { apiVersion: WEFT_API_VERSION, kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'db' } }, mtls: { mode: 'STRICT' } } },
+    { apiVersion: WEFT_API_VERSION, kind: 'AuthorizationPolicy', metadata: { name: 'l7', namespace: 'shop' }, spec: { rules: [{ to: [{ operation: { methods: ['GET'], paths: ['/public*'] } }], when: [{ key: 'request.headers[x-a]', values: ['1'] }] }] } },
+    { apiVersion: WEFT_API_VERSION, kind: 'DestinationPolicy', metadata: { name: 'web', namespace: 'shop' }, spec: { targetRef: { kind: 'Service', name: 'web' }, trafficPolicy: { connectionPool: { tcp: { maxConnections: 10 }, http: { maxPendingRequests: 10 } }, outlierDetection: { consecutive5xxErrors: 5, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 10 } } } },
+    { apiVersion: WEFT_API_VERSION, kind: 'RateLimitPolicy', metadata: { name: 'web', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'web' } }, total: { requestsPerSecond: 0.5 }, perSource: { requestsPerSecond: 10, burst: 20 }, overrides: [{ principal: 'cluster.local/ns/shop/sa/web', requestsPerSecond: 100 }], mode: 'Shadow' } },
+    { apiVersion: WEFT_API_VERSION, kind: 'FaultInjection', metadata: { name: 'chaos', namespace: 'shop' }, spec: { delay: { fixedDelay: '100ms', percentage: { value: 10 } }, abort: { grpcStatus: 'UNAVAILABLE', httpStatus: 503, percentage: 50 } } },
   ];
   assert.deepEqual(parseObjects(samples.map((body, i) => ({ kind: body.kind, body, source: { file: 'samples', doc: i } }))).problems, [], 'the model accepts the samples');
   for (const k of WEFT_KINDS) {
@@ -101,8 +105,10 @@ test('the CRDs are structural and accept what the model accepts', () => {
     const validate = ajv.compile(jsonSchema(schema) as object);
     for (const s of samples.filter((x) => x.kind === k.kind)) assert.equal(validate(s), true, `${s.metadata.name}: ${JSON.stringify(validate.errors)}`);
     // What the schema alone can refuse, it refuses.
-    const bad = { apiVersion: WEFT_API_VERSION, kind: k.kind, metadata: { name: 'x' }, spec: { selector: { matchLabels: 'app=db' } } };
-    assert.equal(validate(bad), false, `${k.kind}: a string for matchLabels`);
+    const hasSelector = k.spec.type === 'object' && 'selector' in k.spec.properties;
+    const bad = { apiVersion: WEFT_API_VERSION, kind: k.kind, metadata: { name: 'x' }, spec: hasSelector ? { selector: { matchLabels: 'app=db' } } : 'targetRef=web' };
+    assert.equal(validate(bad), false, `${k.kind}: ${hasSelector ? 'a string for matchLabels' : 'a string for spec'}`);
+    assert.ok(samples.some((x) => x.kind === k.kind), `a sample of ${k.kind}`);
   }
 });
 

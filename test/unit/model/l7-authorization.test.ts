@@ -85,6 +85,22 @@ for (const [what, to, req, from, allowed, decidedBy] of CASES) {
   });
 }
 
+test('a connection admitted for per-request checks: HTTP rules neither refuse nor admit it alone; L4 parts still do', () => {
+  const of = (k: string, from: { principal?: string; port?: number; ip?: string }) => {
+    const dest = s.workload(k);
+    assert.ok(dest);
+    return authorize(s, {
+      sourcePrincipal: from.principal, sourceNamespace: from.principal === undefined ? undefined : 'shop', sourceIp: from.ip ?? '198.18.1.10',
+      destinationWorkload: dest, destinationPort: from.port ?? 80, http: 'per-request',
+    });
+  };
+  // api: the DENY /admin* rule does not refuse the connection; the ALLOW GET /public rule may admit it.
+  assert.deepEqual([of('shop/api', {}).allowed, of('shop/api', {}).policy], [true, 'shop/api-public']);
+  assert.equal(of('shop/grpc', {}).allowed, true);
+  // L4 parts still decide: plain-l4 allows port 80 only.
+  assert.deepEqual([of('shop/plain', { port: 80 }).allowed, of('shop/plain', { port: 81 }).allowed], [true, false]);
+});
+
 test('needsRequestCheck: only where an applying policy has HTTP attributes', () => {
   const of = (k: string): boolean => {
     const w = s.workload(k);

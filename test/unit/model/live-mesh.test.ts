@@ -73,12 +73,20 @@ class World {
       if (this.chance(0.15)) l['weft.dev/mesh'] = this.pick(['enabled', 'disabled']);
       return l;
     };
-    switch (this.int(8)) {
+    switch (this.int(9)) {
+      case 8: {
+        const kind = this.pick(['DestinationPolicy', 'RateLimitPolicy', 'FaultInjection']);
+        const target = { kind: 'Service', name: `svc-${this.int(4)}` };
+        const spec = kind === 'DestinationPolicy' ? { targetRef: target, trafficPolicy: { connectionPool: { tcp: { maxConnections: 1 + this.int(9) } } } }
+          : kind === 'RateLimitPolicy' ? { ...(this.chance(0.5) ? { targetRef: target } : { selector: { matchLabels: labels() } }), total: { requestsPerSecond: 1 + this.int(9) } }
+            : { abort: { httpStatus: 503, percentage: this.int(101) } };
+        return { kind, body: { apiVersion: 'weft.dev/v1alpha1', kind, metadata: { name: `tp-${this.int(2)}`, namespace: ns }, spec } };
+      }
       case 7: return {
         kind: 'HTTPRoute',
         body: {
           apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: `route-${this.int(2)}`, namespace: ns },
-          spec: { parentRefs: [{ group: '', kind: 'Service', name: `svc-${this.int(4)}`, ...(this.chance(0.5) ? { namespace: this.pick(NAMESPACES) } : {}), port: 80 }], rules: [{ backendRefs: [{ name: `svc-${this.int(4)}`, port: 80 }] }] },
+          spec: { parentRefs: [{ group: '', kind: 'Service', name: `svc-${this.int(4)}`, ...(this.chance(0.5) ? { namespace: this.pick(NAMESPACES) } : {}), port: 80 }], rules: [{ ...(this.chance(0.5) ? { filters: [{ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'FaultInjection', name: `tp-${this.int(2)}` } }] } : {}), backendRefs: [{ name: `svc-${this.int(4)}`, port: 80 }] }] },
         },
       };
       case 0: return {

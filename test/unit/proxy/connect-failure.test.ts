@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { classifyConnectFailure, type ConnectFailure } from '../../../src/proxy/connect-failure.ts';
+import { classifyConnectFailure, isRetriableReset, type ConnectFailure } from '../../../src/proxy/connect-failure.ts';
 import { ProxyErrors, TunnelRefusedError, proxyError } from '../../../src/proxy/errors.ts';
 import { ResponseFlags } from '../../../src/proxy/flags.ts';
 
@@ -39,3 +39,16 @@ test('connect failure: the detail names the cause', () => {
   const got = classifyConnectFailure({ error: refused, drained: false, clientGone: false });
   assert.match(got.ending[1] ?? '', /WEFT_PROXY_CONNECT_FAILED.*ECONNREFUSED/);
 });
+
+const resets: Array<[string, unknown, string, boolean]> = [
+  ['a refused HTTP/2 stream, POST', proxyError(ProxyErrors.STREAM_REFUSED, 'refused'), 'POST', true],
+  ['a stale pooled connection, GET', Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }), 'GET', true],
+  ['a stale pooled connection, PUT (idempotent)', Object.assign(new Error('reset'), { code: 'ECONNRESET' }), 'PUT', true],
+  ['a stale pooled connection, POST: not retried', Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }), 'POST', false],
+  ['a stale pooled connection, PATCH: not retried', Object.assign(new Error('epipe'), { code: 'EPIPE' }), 'PATCH', false],
+  ['a timeout is not a stale connection', Object.assign(new Error('t'), { code: 'UND_ERR_HEADERS_TIMEOUT' }), 'GET', false],
+  ['a plain error', new Error('boom'), 'GET', false],
+];
+for (const [name, err, method, want] of resets) {
+  test(`retriable reset: ${name}`, () => assert.equal(isRetriableReset(err, method), want));
+}

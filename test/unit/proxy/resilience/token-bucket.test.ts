@@ -50,10 +50,11 @@ test('shapeForRate: burst defaults to a second, fills every 100 ms (slower rates
 
 test('10 req/s offered 50 req/s for 10 s: 100-110 allowed (the burst plus a fill per 100 ms)', () => {
   const clock = new ManualClock(0);
-  const t = new BucketTable(shapeForRate(10), clock, bucketMemory(16));
+  const t = new BucketTable(clock, bucketMemory(16));
+  const shape = shapeForRate(10);
   let allowed = 0;
   for (let i = 0; i < 500; i++) {
-    if (t.take('svc').allowed) allowed++;
+    if (t.take('svc', shape).allowed) allowed++;
     clock.advance(20);
   }
   assert.ok(allowed >= 100 && allowed <= 110, `allowed ${allowed}`);
@@ -61,17 +62,24 @@ test('10 req/s offered 50 req/s for 10 s: 100-110 allowed (the burst plus a fill
 
 test('keys get their own buckets; a full table shares, and an idle (full) bucket is taken over', () => {
   const clock = new ManualClock(0);
-  const t = new BucketTable({ maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 }, clock, bucketMemory(1));
-  assert.equal(t.take('a').allowed, true);
+  const two: BucketShape = { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 };
+  const t = new BucketTable(clock, bucketMemory(1));
+  assert.equal(t.take('a', two).allowed, true);
   // One slot, still in use by a (not full): b shares it.
-  assert.equal(t.take('b').allowed, true);
-  assert.equal(t.take('a').allowed, false);
+  assert.equal(t.take('b', two).allowed, true);
+  assert.equal(t.take('a', two).allowed, false);
   clock.advance(2000);
   // a's bucket is full again, so it carries nothing: c takes the slot over, full.
-  assert.equal(t.tokens('c'), 2);
-  const roomy = new BucketTable({ maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 }, clock, bucketMemory(64));
-  for (const k of ['x', 'y', 'z']) assert.equal(roomy.take(k).allowed, true, k);
-  for (const k of ['x', 'y', 'z']) assert.equal(roomy.take(k).allowed, false, k);
+  assert.equal(t.tokens('c', two), 2);
+  const one: BucketShape = { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 };
+  const roomy = new BucketTable(clock, bucketMemory(64));
+  for (const k of ['x', 'y', 'z']) assert.equal(roomy.take(k, one).allowed, true, k);
+  for (const k of ['x', 'y', 'z']) assert.equal(roomy.take(k, one).allowed, false, k);
+  // Keys of different shapes in one table; a shape that shrinks caps what its bucket holds.
+  assert.equal(roomy.take('big', { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }).remaining, 4);
+  assert.equal(roomy.tokens('big', { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 }), 4, 'no fill yet: what it had');
+  clock.advance(1000);
+  assert.equal(roomy.tokens('big', { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 }), 2, 'the next fill caps it');
 });
 
 test('one budget across worker threads: four workers racing for 1000 tokens take exactly 1000', async () => {
@@ -82,9 +90,9 @@ test('one budget across worker threads: four workers racing for 1000 tokens take
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
     import(workerData.url).then(({ BucketTable }) => {
-      const t = new BucketTable(workerData.shape, { now: () => 1000, monotonic: () => 0 }, workerData.memory);
+      const t = new BucketTable({ now: () => 1000, monotonic: () => 0 }, workerData.memory);
       let n = 0;
-      for (let i = 0; i < 5000; i++) if (t.take('agent').allowed) n++;
+      for (let i = 0; i < 5000; i++) if (t.take('agent', workerData.shape).allowed) n++;
       parentPort.postMessage(n);
     });`;
   const counts = await Promise.all([0, 1, 2, 3].map(() => new Promise<number>((resolve, reject) => {
@@ -93,5 +101,5 @@ test('one budget across worker threads: four workers racing for 1000 tokens take
     w.once('error', reject);
   })));
   assert.equal(counts.reduce((a, b) => a + b, 0), 1000, `per worker ${counts.join(', ')}`);
-  assert.equal(new BucketTable(shape, frozen, memory).tokens('agent'), 0);
+  assert.equal(new BucketTable(frozen, memory).tokens('agent', shape), 0);
 });

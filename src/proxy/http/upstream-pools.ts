@@ -1,0 +1,87 @@
+// The HTTP layer's upstream connection pools: one Sender per (client pod, endpoint, hop,
+// protocol). Keyed by the client pod because a tunnelled connection carries its client's
+// certificate identity and `Forwarded: for=` address, which the destination agent uses
+// for policy and telemetry; a pooled connection must never speak for another pod. Idle
+// senders are swept on a timer; close() lets requests finish, destroy() resets them.
+
+import { endpointKey } from '../load-balancer.ts';
+import { UpstreamConnector, type ReachableHop, type UpstreamStream } from '../upstream.ts';
+import { H1Sender } from './upstream-h1.ts';
+import { H2Sender } from './upstream-h2.ts';
+import type { Sender } from './messages.ts';
+
+export type UpstreamProtocol = 'h1' | 'h2';
+
+export interface UpstreamPoolsOptions {
+  /** Idle pooled connections close after this long. Default 60 s. */
+  readonly idleMs?: number;
+  /** How often idle senders are dropped. Default 30 s. */
+  readonly sweepMs?: number;
+}
+
+export class UpstreamPools {
+  readonly #connector: UpstreamConnector;
+  readonly #idleMs: number;
+  readonly #senders = new Map<string, Sender>();
+  readonly #sweep: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(connector: UpstreamConnector, options: UpstreamPoolsOptions = {}) {
+    this.#connector = connector;
+    this.#idleMs = options.idleMs ?? 60_000;
+    this.#sweep = setInterval(() => this.#dropIdle(), options.sweepMs ?? 30_000);
+    this.#sweep.unref();
+  }
+
+  get size(): number {
+    return this.#senders.size;
+  }
+
+  /** The sender for this client, hop and protocol (made on first use). */
+  sender(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol): Sender {
+    const where = hop.kind === 'tunnel' ? `tunnel:${hop.nodeAddress}` : 'direct';
+    const key = `${clientIp}|${sourceIdentity}|${where}|${endpointKey(hop.target)}|${protocol}`;
+    let s = this.#senders.get(key);
+    if (s === undefined) {
+      // Told to the destination agent, so it reports each request (reporter="destination").
+      const l7 = protocol === 'h1' ? 'http1' : 'h2';
+      const connect = () => this.#connector.connect({ hop, sourceIdentity, clientIp, l7 });
+      const authority = endpointKey(hop.target);
+      s = protocol === 'h1'
+        ? new H1Sender(`http://${authority}`, connect, { keepAliveMs: this.#idleMs })
+        : new H2Sender(authority, connect, { idleMs: this.#idleMs });
+      if (this.#closed) s.destroy();
+      this.#senders.set(key, s);
+    }
+    return s;
+  }
+
+  /** Hands a connection made elsewhere to the sender for this client, hop and protocol, to be used first. */
+  adopt(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, connection: UpstreamStream): void {
+    this.sender(sourceIdentity, clientIp, hop, protocol).adopt(connection, this.#idleMs);
+  }
+
+  #dropIdle(): void {
+    for (const [key, s] of this.#senders) {
+      if (!s.idle) continue;
+      this.#senders.delete(key);
+      void s.close();
+    }
+  }
+
+  /** Lets requests in flight finish, then closes every connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    const all = [...this.#senders.values()];
+    this.#senders.clear();
+    await Promise.all(all.map((s) => s.close().catch(() => undefined)));
+  }
+
+  destroy(): void {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    for (const s of this.#senders.values()) s.destroy();
+    this.#senders.clear();
+  }
+}
