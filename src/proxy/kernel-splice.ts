@@ -45,6 +45,33 @@ export function tryKernelPair(splicer: KernelSplicer, client: Socket, upstream: 
   }
 }
 
+const HANDOVER_ROUNDS = 4;
+
+/**
+ * Pairs the sockets after writing out what already reached JavaScript (the protocol sniff
+ * reads a client's first bytes and puts them back; a server may have greeted already): each
+ * side's buffered bytes go to the other, and the pair is made in the same tick as the check
+ * that nothing more arrived, so the kernel's bytes follow ours. Gives up ('buffered') when
+ * bytes keep arriving in JavaScript. Never rejects.
+ */
+export async function handOverToKernel(splicer: KernelSplicer, client: Socket, upstream: Socket): Promise<KernelPair | KernelFallback> {
+  for (let round = 0; round < HANDOVER_ROUNDS; round++) {
+    if (client.readableLength === 0 && upstream.readableLength === 0) return tryKernelPair(splicer, client, upstream);
+    if (client.destroyed || upstream.destroyed) return 'buffered';
+    await Promise.all([flushBuffered(client, upstream), flushBuffered(upstream, client)]);
+  }
+  return client.readableLength === 0 && upstream.readableLength === 0 ? tryKernelPair(splicer, client, upstream) : 'buffered';
+}
+
+/** Writes what `from` holds in JavaScript to `to`; resolves once the kernel has it (or a side failed). */
+function flushBuffered(from: Socket, to: Socket): Promise<void> {
+  const chunk = from.readableLength > 0 ? (from.read() as Buffer | null) : null;
+  if (chunk === null) return Promise.resolve();
+  return new Promise((resolve) => {
+    to.write(chunk, () => resolve());
+  });
+}
+
 /**
  * The client-facing byte counts of a kernel-spliced connection: what JavaScript moved (bytes
  * that reached it before the pair took hold) plus what the kernel moved.

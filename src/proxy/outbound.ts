@@ -21,7 +21,7 @@ import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerC
 import { plainIp } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
 import { endpointTarget, planHop, resolveDestination, type Destination, type OutboundTarget } from './outbound-route.ts';
-import { kernelByteSource, tryKernelPair, type KernelFallback, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
+import { handOverToKernel, kernelByteSource, type KernelFallback, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { splice } from './splice.ts';
 import { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamStream } from './upstream.ts';
@@ -280,7 +280,7 @@ export class OutboundListener implements Listener {
         this.#deps.health.connected(key);
         identify(peer, service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
         setup.dispose();
-        const kernel = this.#kernelPair(client, upstream, hop);
+        const kernel = await this.#kernelPair(client, upstream, hop);
         record.countBytes(kernel === undefined ? client : kernelByteSource(client, upstream as Socket, kernel), 'client');
         client.resume();
         if (kernel === undefined) return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
@@ -301,12 +301,13 @@ export class OutboundListener implements Listener {
    * The kernel pair for a connection between two pods of this node, when it can have one.
    * Only here, after policy allowed it and on the opaque path (the HTTP layer parses its own).
    */
-  #kernelPair(client: Socket, upstream: UpstreamStream, hop: ReachableHop): KernelPair | undefined {
+  async #kernelPair(client: Socket, upstream: UpstreamStream, hop: ReachableHop): Promise<KernelPair | undefined> {
     const splicer = this.#deps.kernel;
     if (splicer === undefined || hop.kind !== 'direct' || !(upstream instanceof Socket)) return undefined;
     const w = hop.target.workload;
     if (w === undefined || !w.enrolled || w.node !== this.#o.nodeName) return undefined;
-    const pair = tryKernelPair(splicer, client, upstream);
+    // Bytes the sniff put back (or a server's greeting) go out first; then the kernel takes over.
+    const pair = await handOverToKernel(splicer, client, upstream);
     this.#deps.kernelSpliced?.(typeof pair === 'string' ? pair : 'kernel');
     return typeof pair === 'string' ? undefined : pair;
   }

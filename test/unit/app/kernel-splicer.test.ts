@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { NATIVE_ADDON_PATH } from '../../../src/core/native-addon.ts';
 import { isWeftError } from '../../../src/core/errors.ts';
 import { NativeKernelSplicer } from '../../../src/app/kernel-splicer.ts';
-import { kernelByteSource, splice, tryKernelPair, type KernelPair, type SpliceResult } from '../../../src/proxy/index.ts';
+import { handOverToKernel, kernelByteSource, splice, tryKernelPair, type KernelPair, type SpliceResult } from '../../../src/proxy/index.ts';
 import { KernelSpliceProgram, RedirectErrors } from '../../../src/redirect/index.ts';
 import { KERNEL_SPLICE_OBJECT } from '../../../src/redirect/kernel-splice.ts';
 import { cannotRun, needsRoot } from '../../support/root.ts';
@@ -206,6 +206,48 @@ test('bytes already read into JavaScript keep the connection in user space (buff
     });
     await new Promise((resolve) => b.once('connect', resolve));
     assert.equal(tryKernelPair(splicer, a, b), 'buffered');
+  });
+});
+
+test('bytes the sniff read into JavaScript are written out first, then the kernel takes over, in order', async (t) => {
+  if (!ready(t)) return;
+  await withProgram(t, 'ks-handover', async (splicer) => {
+    const backend = createServer({ allowHalfOpen: true });
+    const serverSide = new Promise<Socket>((resolve) => backend.once('connection', resolve));
+    const backendPort = await listening(backend);
+    const front = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const frontPort = await listening(front);
+    t.after(() => {
+      backend.close();
+      front.close();
+    });
+    const accepted = new Promise<Socket>((resolve) => front.once('connection', resolve));
+    const client = connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
+    t.after(() => client.destroy());
+    const first = payload(700, 5);
+    client.write(first);
+    const proxyClient = await accepted;
+    // What the protocol sniff does: read the first bytes, put them back.
+    const seen = await new Promise<Buffer>((resolve) => proxyClient.once('readable', () => resolve(proxyClient.read() as Buffer)));
+    proxyClient.unshift(seen);
+    const proxyUpstream = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
+    await new Promise((resolve) => proxyUpstream.once('connect', resolve));
+    const server = await serverSide;
+    t.after(() => server.destroy());
+    const pair = await handOverToKernel(splicer, proxyClient, proxyUpstream);
+    if (typeof pair === 'string') assert.fail(`not paired: ${pair}`);
+    proxyClient.resume();
+    const result = splice(proxyClient, proxyUpstream, undefined, { kernel: pair }).finally(() => pair.release());
+    const atServer = collect(server);
+    const rest = payload(6 * 1024 * 1024, 6);
+    client.end(rest);
+    server.once('end', () => server.end());
+    const all = Buffer.concat([first, rest]);
+    assert.deepEqual(await atServer, { bytes: all.length, sha: sha(all) });
+    assert.equal((await result).outcome, 'closed');
+    const bytes = kernelByteSource(proxyClient, proxyUpstream, pair);
+    assert.equal(bytes.bytesRead, all.length, 'what JavaScript wrote plus what the kernel moved');
+    assert.equal(pair.moved(proxyClient), rest.length, 'the rest went through the kernel');
   });
 });
 
