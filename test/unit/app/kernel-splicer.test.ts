@@ -64,32 +64,46 @@ interface Proxied {
   readonly result: Promise<SpliceResult>;
 }
 
-/** client -> [proxyClient | kernel pair | proxyUpstream] -> server, on loopback. */
-async function proxied(t: TestContext, splicer: NativeKernelSplicer, signal?: AbortSignal): Promise<Proxied> {
+/** A client connected to a paused front listener, and a way for the "proxy" to dial the backend. */
+interface Rig {
+  readonly client: Socket;
+  readonly accepted: Promise<Socket>;
+  readonly dialUpstream: () => Promise<{ proxyUpstream: Socket; server: Socket }>;
+}
+
+async function rig(t: TestContext): Promise<Rig> {
   const backend = createServer({ allowHalfOpen: true });
   const serverSide = new Promise<Socket>((resolve) => backend.once('connection', resolve));
   const backendPort = await listening(backend);
   const front = createServer({ allowHalfOpen: true, pauseOnConnect: true });
   const frontPort = await listening(front);
+  const accepted = new Promise<Socket>((resolve) => front.once('connection', resolve));
+  const client = connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
   t.after(() => {
+    client.destroy();
     backend.close();
     front.close();
   });
-  const accepted = new Promise<Socket>((resolve) => front.once('connection', resolve));
-  const client = connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
+  const dialUpstream = async (): Promise<{ proxyUpstream: Socket; server: Socket }> => {
+    const proxyUpstream = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
+    await new Promise((resolve) => proxyUpstream.once('connect', resolve));
+    const server = await serverSide;
+    t.after(() => server.destroy());
+    return { proxyUpstream, server };
+  };
+  return { client, accepted, dialUpstream };
+}
+
+/** client -> [proxyClient | kernel pair | proxyUpstream] -> server, on loopback. */
+async function proxied(t: TestContext, splicer: NativeKernelSplicer, signal?: AbortSignal): Promise<Proxied> {
+  const { client, accepted, dialUpstream } = await rig(t);
   const proxyClient = await accepted;
-  const proxyUpstream = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
-  await new Promise((resolve) => proxyUpstream.once('connect', resolve));
-  const server = await serverSide;
+  const { proxyUpstream, server } = await dialUpstream();
   const pair = tryKernelPair(splicer, proxyClient, proxyUpstream);
   if (typeof pair === 'string') assert.fail(`not paired: ${pair}`);
   const kernel = pair;
   proxyClient.resume();
   const result = splice(proxyClient, proxyUpstream, signal, { kernel }).finally(() => kernel.release());
-  t.after(() => {
-    client.destroy();
-    server.destroy();
-  });
   return { client, server, pair: kernel, proxyClient, proxyUpstream, result };
 }
 
@@ -130,27 +144,13 @@ test('the kernel moves bytes both ways, exactly counted, and FINs follow the las
 test('bytes the client sent before the pair was made are moved too, in order', async (t) => {
   if (!ready(t)) return;
   await withProgram(t, 'ks-early', async (splicer) => {
-    const backend = createServer({ allowHalfOpen: true });
-    const serverSide = new Promise<Socket>((resolve) => backend.once('connection', resolve));
-    const backendPort = await listening(backend);
-    const front = createServer({ allowHalfOpen: true, pauseOnConnect: true });
-    const frontPort = await listening(front);
-    t.after(() => {
-      backend.close();
-      front.close();
-    });
-    const accepted = new Promise<Socket>((resolve) => front.once('connection', resolve));
-    const client = connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
-    t.after(() => client.destroy());
+    const { client, accepted, dialUpstream } = await rig(t);
     const early = payload(3000, 3);
     const late = payload(5 * 1024 * 1024, 4);
     client.write(early);
     const proxyClient = await accepted;
     await new Promise((resolve) => setTimeout(resolve, 50)); // the early bytes wait in the kernel
-    const proxyUpstream = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
-    await new Promise((resolve) => proxyUpstream.once('connect', resolve));
-    const server = await serverSide;
-    t.after(() => server.destroy());
+    const { proxyUpstream, server } = await dialUpstream();
     const pair = tryKernelPair(splicer, proxyClient, proxyUpstream);
     assert.notEqual(typeof pair, 'string');
     proxyClient.resume();
@@ -212,28 +212,14 @@ test('bytes already read into JavaScript keep the connection in user space (buff
 test('bytes the sniff read into JavaScript are written out first, then the kernel takes over, in order', async (t) => {
   if (!ready(t)) return;
   await withProgram(t, 'ks-handover', async (splicer) => {
-    const backend = createServer({ allowHalfOpen: true });
-    const serverSide = new Promise<Socket>((resolve) => backend.once('connection', resolve));
-    const backendPort = await listening(backend);
-    const front = createServer({ allowHalfOpen: true, pauseOnConnect: true });
-    const frontPort = await listening(front);
-    t.after(() => {
-      backend.close();
-      front.close();
-    });
-    const accepted = new Promise<Socket>((resolve) => front.once('connection', resolve));
-    const client = connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
-    t.after(() => client.destroy());
+    const { client, accepted, dialUpstream } = await rig(t);
     const first = payload(700, 5);
     client.write(first);
     const proxyClient = await accepted;
     // What the protocol sniff does: read the first bytes, put them back.
     const seen = await new Promise<Buffer>((resolve) => proxyClient.once('readable', () => resolve(proxyClient.read() as Buffer)));
     proxyClient.unshift(seen);
-    const proxyUpstream = connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true });
-    await new Promise((resolve) => proxyUpstream.once('connect', resolve));
-    const server = await serverSide;
-    t.after(() => server.destroy());
+    const { proxyUpstream, server } = await dialUpstream();
     const pair = await handOverToKernel(splicer, proxyClient, proxyUpstream);
     if (typeof pair === 'string') assert.fail(`not paired: ${pair}`);
     proxyClient.resume();
