@@ -21,11 +21,15 @@ for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
-# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real gRPC client and server.
+# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real
+# gRPC client and server (grpc) and a real WebSocket client and server (websockets).
 # Debian's module goes with Debian's interpreter, which a pyenv python3 may shadow.
-has_grpc=no
-for py in python3 /usr/bin/python3; do "$py" -c 'import grpc' >/dev/null 2>&1 && has_grpc=yes; done
-[ "$has_grpc" = yes ] || missing+=(python3-grpcio)
+declare -A pymod_pkg=([grpc]=python3-grpcio [websockets]=python3-websockets)
+for mod in "${!pymod_pkg[@]}"; do
+  found=no
+  for py in python3 /usr/bin/python3; do "$py" -c "import $mod" >/dev/null 2>&1 && found=yes; done
+  [ "$found" = yes ] || missing+=("${pymod_pkg[$mod]}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing system packages (${missing[*]}) and not root: install them with apt-get, or run as root"
@@ -48,7 +52,7 @@ if [ -f bpf/Makefile ] && command -v clang >/dev/null 2>&1 && command -v bpftool
   make -s -C bpf >&2
 fi
 if [ -f native/binding.gyp ]; then
-  if [ ! -f native/build/Release/weft_native.node ] || [ -n "$(find native -maxdepth 1 -newer native/build/Release/weft_native.node -name '*.c')" ]; then
+  if [ ! -f native/build/Release/weft_native.node ] || [ -n "$(find native -maxdepth 1 -newer native/build/Release/weft_native.node \( -name '*.c' -o -name '*.h' -o -name binding.gyp \))" ]; then
     say "building native addon"
     # N-API is ABI-stable across Node versions, so any installed Node headers will do.
     nodedir_flag=()

@@ -12,7 +12,7 @@ import { findCgroup2Mount } from '../core/cgroup2.ts';
 import type { AgentConfig } from '../config/agent.ts';
 import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
-import type { Redirector } from '../redirect/index.ts';
+import { KernelSpliceProgram, RedirectErrors, type Redirector } from '../redirect/index.ts';
 import { startCapture, type RunningMode } from './capture-mode.ts';
 import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
@@ -26,6 +26,7 @@ import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
+import { InboundSockets } from './inbound-sockets.ts';
 import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
@@ -70,6 +71,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
+      // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
+      // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
+      inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
+      inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
     }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.
@@ -82,12 +87,16 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const budget = fdBudget(raiseNofileLimit(logger));
   logger.info({ ...budget }, 'file descriptor budget');
   const shared = sharedProxyCounters();
+  const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
+    ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);
   workers.start();
+  const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);
+  workers.onRestart((slot) => void inboundSockets?.workerRestarted(slot));
   const reclaimer = agentReclaimer(workers, shared, logger, registry);
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
@@ -110,7 +119,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     pushCredentials();
   });
 
-  const enrollment = new EnrollmentReconciler(redirector, logger);
+  const enrollment = new EnrollmentReconciler(redirector, logger, inboundSockets === undefined ? undefined : {
+    enrolled: (podId) => void inboundSockets.podEnrolled(podId),
+    released: (podId) => inboundSockets.podReleased(podId),
+  });
   const applyConfig = (next: NodeConfig): void => {
     current = next;
     workers.setMesh(next.content);
@@ -203,6 +215,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       clearInterval(readyCheck);
       reclaimer.stop();
       await enrollment.idle();
+      inboundSockets?.close();
+      await inboundSockets?.idle();
       const handedOver = readOwner(ownerFile) !== process.pid;
       const keepCapture = config.failClosed || handedOver;
       if (handedOver) logger.info('a newer agent owns capture on this node; leaving it in place');
@@ -212,6 +226,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       if (!keepCapture) await redirector?.close({ keepCapture: false });
       logger.info({ drainMs: config.drainMs }, 'draining');
       await workers.drain(config.drainMs);
+      kernelSplice?.close();
       if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();
       await meshFeed.close();
@@ -224,6 +239,17 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return stopping;
   };
   return { shutdown, failed };
+}
+
+/** The same-node kernel splice, or undefined (off, or this kernel cannot: one warning names why). */
+async function startKernelSplice(config: AgentConfig, logger: Logger): Promise<KernelSpliceProgram | undefined> {
+  if (config.kernelSplice === 'off') return undefined;
+  try {
+    return await KernelSpliceProgram.start(config.pinName, { bpftool: config.bpftool, log: logger });
+  } catch (err: unknown) {
+    logger.warn({ code: RedirectErrors.KERNEL_SPLICE_UNAVAILABLE, err: describeError(err) }, 'same-node connections are spliced in user space');
+    return undefined;
+  }
 }
 
 /**

@@ -13,8 +13,8 @@ import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
+  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
+  type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
   HttpLayer, admitRateLimited, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep, type RateLimitStepDeps,
@@ -30,6 +30,7 @@ import {
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
+import type { KernelSplicePins } from '../redirect/index.ts';
 
 export interface ProxyRuntimeOptions {
   readonly node: string;
@@ -44,6 +45,8 @@ export interface ProxyRuntimeOptions {
   readonly l7?: boolean;
   /** Sniff bound for undeclared ports, ms. Default 100. */
   readonly sniffMs?: number;
+  /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
+  readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
   readonly limits?: ProxyLimits;
 }
@@ -85,6 +88,8 @@ export interface ProxyRuntimeDeps {
   readonly tracer?: Observer;
   /** Traces HTTP requests beside the request metrics (only when OTEL_* asks for traces). */
   readonly requestTracer?: RequestObserverLike;
+  /** Same-node kernel splice (absent: every connection is spliced in user space). */
+  readonly kernel?: KernelSplicer;
 }
 
 export class ProxyRuntime {
@@ -108,6 +113,7 @@ export class ProxyRuntime {
       serviceByVip: (ip, port) => this.#state.serviceByVip(ip, port),
       endpoints: (key, port) => this.#state.endpoints(key, port),
       nodeAddress: (node) => this.#state.nodeAddress(node),
+      mtlsMode: (workload) => this.#state.mtlsModeFor(workload),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
     const overflowed = new Counter({
@@ -174,9 +180,14 @@ export class ProxyRuntime {
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
+    const kernelSpliced = new Counter({
+      name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
+      help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
+    });
+    const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
       ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
@@ -189,12 +200,33 @@ export class ProxyRuntime {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
     this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
-      nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
+      // Every address: iptables redirects inbound connections to the address they arrived on
+      // (the pods' bridge, or the node's own from another node).
+      nodeName: options.node, host: '0.0.0.0', port: options.ports.inboundPlain, reusePort: true,
     });
   }
 
   setMesh(content: MeshContent): void {
-    this.#state = meshStateFromContent(content);
+    const state = meshStateFromContent(content);
+    this.#state = state;
+    // Live re-check (ztunnel does the same): an open connection whose policy check no longer
+    // passes is ended now (both sides reset, recorded DENY), kernel-spliced ones included.
+    this.connections.endWhere((c) => {
+      for (const request of c.authorized) {
+        const decision = authorize(state, request);
+        if (!decision.allowed) return { flags: ResponseFlags.DENIED, detail: `denied after a policy change: ${decision.reason}` };
+      }
+      return undefined;
+    });
+  }
+
+  /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */
+  adoptInbound(pod: string, fd: number): Promise<void> {
+    return this.#plain.adopt(pod, fd);
+  }
+
+  releaseInbound(pod: string): void {
+    this.#plain.release(pod);
   }
 
   setCredentials(set: CredentialSet): void {

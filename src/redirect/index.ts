@@ -1,6 +1,9 @@
 // Transparent capture: the public surface the agent wiring (src/app) uses.
 
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { EbpfRedirector } from './ebpf-redirector.ts';
+import { KERNEL_SPLICE_PIN_BASE } from './kernel-splice.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { IptablesRedirector } from './iptables-redirector.ts';
 import { reclaimEbpf, reclaimIptables } from './leftovers.ts';
@@ -15,6 +18,7 @@ export { RedirectErrors, type RedirectErrorCode } from './errors.ts';
 export { originalDestination, type OriginalDestination } from './original-dst.ts';
 export { findCgroup2Mount } from './probe.ts';
 export { PIN_BASE } from './ebpf-pins.ts';
+export { KERNEL_SPLICE_PIN_BASE, KernelSpliceProgram, checkKernelSplice, type KernelSpliceDeps, type KernelSplicePins } from './kernel-splice.ts';
 
 /** Validates the options (throws WEFT_REDIRECT_BAD_OPTION naming the field) and builds the mode's redirector. */
 export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, deps: RedirectorDeps = {}): Redirector {
@@ -31,7 +35,7 @@ export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, de
 
 /**
  * Removes what a crashed agent for `node` left: its eBPF pins and attachments (plus weft
- * programs nobody has pinned any more) and the WEFT-* chains of the network namespace
+ * programs nobody has pinned any more), its kernel-splice pins and the WEFT-* chains of the network namespace
  * this process runs in (the agent runs in its node's). Tools that are not installed
  * mean there is nothing of theirs to remove.
  */
@@ -39,5 +43,6 @@ export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Prom
   validateNode(node);
   const log = deps.log ?? silentLog;
   await reclaimEbpf(node, deps, log);
+  rmSync(join(KERNEL_SPLICE_PIN_BASE, node), { recursive: true, force: true });
   await reclaimIptables(deps, log);
 }
