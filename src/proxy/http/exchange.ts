@@ -28,6 +28,11 @@ export interface HttpConnection {
   readonly checkPolicy: boolean;
   /** How every hop of this connection is secured, when the connection decides it (the destination side: the tunnel). */
   readonly security: 'mutual_tls' | 'none' | 'unknown' | undefined;
+  /**
+   * The upstream pools' scope of this connection (the destination side: its tunnel stream),
+   * whose pod connections close with it; absent: the shared pools.
+   */
+  readonly upstreamScope?: string;
 }
 
 /** The request as the client sent it (never changed; steps change `Exchange.outgoing`). */

@@ -185,7 +185,7 @@ async function attempts(
     const perAttempt = withTimeout(signal, backendTimeoutMs);
     let result: SendResult;
     try {
-      result = await deps.pools.sender(c.sourceIdentity, c.clientIp, hop, protocol).send(outgoing, sink, perAttempt.signal);
+      result = await deps.pools.sender(c.sourceIdentity, c.clientIp, hop, protocol, c.upstreamScope).send(outgoing, sink, perAttempt.signal);
     } finally {
       perAttempt.dispose();
     }

@@ -3,6 +3,8 @@
 // certificate identity and `Forwarded: for=` address, which the destination agent uses
 // for policy and telemetry; a pooled connection must never speak for another pod. Idle
 // senders are swept on a timer; close() lets requests finish, destroy() resets them.
+// A scope (the destination side: one tunnel stream) gets senders of its own, which go with it:
+// a stream that dies takes the pod connections it carried along, however their requests stand.
 
 import { endpointKey } from '../load-balancer.ts';
 import { UpstreamConnector, type ReachableHop, type UpstreamStream } from '../upstream.ts';
@@ -23,6 +25,8 @@ export class UpstreamPools {
   readonly #connector: UpstreamConnector;
   readonly #idleMs: number;
   readonly #senders = new Map<string, Sender>();
+  /** The keys of each scope's senders. */
+  readonly #scopes = new Map<string, Set<string>>();
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
@@ -37,10 +41,10 @@ export class UpstreamPools {
     return this.#senders.size;
   }
 
-  /** The sender for this client, hop and protocol (made on first use). */
-  sender(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol): Sender {
+  /** The sender for this client, hop and protocol (made on first use), within `scope` when given. */
+  sender(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, scope?: string): Sender {
     const where = hop.kind === 'tunnel' ? `tunnel:${hop.nodeAddress}` : 'direct';
-    const key = `${clientIp}|${sourceIdentity}|${where}|${endpointKey(hop.target)}|${protocol}`;
+    const key = `${scope ?? ''}|${clientIp}|${sourceIdentity}|${where}|${endpointKey(hop.target)}|${protocol}`;
     let s = this.#senders.get(key);
     if (s === undefined) {
       // Told to the destination agent, so it reports each request (reporter="destination").
@@ -52,19 +56,44 @@ export class UpstreamPools {
         : new H2Sender(authority, connect, { idleMs: this.#idleMs });
       if (this.#closed) s.destroy();
       this.#senders.set(key, s);
+      if (scope !== undefined) {
+        const keys = this.#scopes.get(scope) ?? new Set<string>();
+        keys.add(key);
+        this.#scopes.set(scope, keys);
+      }
     }
     return s;
   }
 
+  /**
+   * Ends a scope's senders: idle ones close (FIN); one with a request still in flight is
+   * destroyed (its connections reset), since whoever was to read the answer is gone.
+   */
+  release(scope: string): void {
+    const keys = this.#scopes.get(scope);
+    if (keys === undefined) return;
+    this.#scopes.delete(scope);
+    for (const key of keys) {
+      const s = this.#senders.get(key);
+      this.#senders.delete(key);
+      if (s === undefined) continue;
+      if (s.busy) s.destroy();
+      else void s.close().catch(() => undefined);
+    }
+  }
+
   /** Hands a connection made elsewhere to the sender for this client, hop and protocol, to be used first. */
-  adopt(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, connection: UpstreamStream): void {
-    this.sender(sourceIdentity, clientIp, hop, protocol).adopt(connection, this.#idleMs);
+  adopt(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, connection: UpstreamStream, scope?: string): void {
+    this.sender(sourceIdentity, clientIp, hop, protocol, scope).adopt(connection, this.#idleMs);
   }
 
   #dropIdle(): void {
     for (const [key, s] of this.#senders) {
       if (!s.idle) continue;
       this.#senders.delete(key);
+      for (const [scope, keys] of this.#scopes) {
+        if (keys.delete(key) && keys.size === 0) this.#scopes.delete(scope);
+      }
       void s.close();
     }
   }
@@ -75,6 +104,7 @@ export class UpstreamPools {
     clearInterval(this.#sweep);
     const all = [...this.#senders.values()];
     this.#senders.clear();
+    this.#scopes.clear();
     await Promise.all(all.map((s) => s.close().catch(() => undefined)));
   }
 
@@ -83,5 +113,6 @@ export class UpstreamPools {
     clearInterval(this.#sweep);
     for (const s of this.#senders.values()) s.destroy();
     this.#senders.clear();
+    this.#scopes.clear();
   }
 }
