@@ -1,6 +1,5 @@
 // Transparent capture: the public surface the agent wiring (src/app) uses.
 
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfRedirector } from './ebpf-redirector.ts';
 import { KERNEL_SPLICE_PIN_BASE } from './kernel-splice.ts';
@@ -8,6 +7,7 @@ import { redirectError, RedirectErrors } from './errors.ts';
 import { IptablesRedirector } from './iptables-redirector.ts';
 import { reclaimEbpf, reclaimIptables } from './leftovers.ts';
 import { validateNode, validateOptions, type RedirectorOptions } from './options.ts';
+import { removePinDir } from './pin-dirs.ts';
 import type { RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
 import { silentLog } from './redirector.ts';
 
@@ -18,6 +18,7 @@ export { RedirectErrors, type RedirectErrorCode } from './errors.ts';
 export { originalDestination, type OriginalDestination } from './original-dst.ts';
 export { findCgroup2Mount } from './probe.ts';
 export { PIN_BASE } from './ebpf-pins.ts';
+export { removePinDir } from './pin-dirs.ts';
 export { KERNEL_SPLICE_PIN_BASE, KernelSpliceProgram, checkKernelSplice, type KernelSpliceDeps, type KernelSplicePins } from './kernel-splice.ts';
 
 /** Validates the options (throws WEFT_REDIRECT_BAD_OPTION naming the field) and builds the mode's redirector. */
@@ -43,6 +44,6 @@ export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Prom
   validateNode(node);
   const log = deps.log ?? silentLog;
   await reclaimEbpf(node, deps, log);
-  rmSync(join(KERNEL_SPLICE_PIN_BASE, node), { recursive: true, force: true });
+  removePinDir(join(KERNEL_SPLICE_PIN_BASE, node));
   await reclaimIptables(deps, log);
 }

@@ -5,11 +5,12 @@
 // start (sockets die with their process, so there is nothing to adopt). The data path —
 // putting socket pairs into the map — is the proxy's, through the native addon.
 
-import { existsSync, mkdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bpftool } from './bpftool.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { validateNode } from './options.ts';
+import { removePinDir } from './pin-dirs.ts';
 import { checkEbpf, type ProbeCheck } from './probe.ts';
 import type { RedirectLog } from './redirector.ts';
 import { silentLog } from './redirector.ts';
@@ -43,12 +44,10 @@ export async function checkKernelSplice(bpftool: Bpftool, objectPath: string, mo
 export class KernelSpliceProgram {
   readonly pins: KernelSplicePins;
   readonly #dir: string;
-  readonly #base: string;
   #closed = false;
 
-  private constructor(dir: string, base: string) {
+  private constructor(dir: string) {
     this.#dir = dir;
-    this.#base = base;
     this.pins = Object.freeze({ socks: join(dir, 'maps', SpliceMapNames.socks), pairs: join(dir, 'maps', SpliceMapNames.pairs) });
   }
 
@@ -67,7 +66,7 @@ export class KernelSpliceProgram {
     if (failed.length > 0) {
       throw redirectError(RedirectErrors.KERNEL_SPLICE_UNAVAILABLE, `same-node kernel splice unavailable: ${failed.map((c) => c.detail ?? c.what).join('; ')}`);
     }
-    const program = new KernelSpliceProgram(join(base, node), base);
+    const program = new KernelSpliceProgram(join(base, node));
     if (existsSync(program.#dir)) {
       rmSync(program.#dir, { recursive: true, force: true });
       log.warn({ node, pins: program.#dir }, 'removed the kernel splice pins an earlier agent left');
@@ -93,11 +92,6 @@ export class KernelSpliceProgram {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    rmSync(this.#dir, { recursive: true, force: true });
-    try {
-      rmdirSync(this.#base); // only once no node has pins left
-    } catch {
-      // not empty, or gone
-    }
+    removePinDir(this.#dir);
   }
 }
