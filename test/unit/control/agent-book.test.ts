@@ -333,3 +333,27 @@ test('first syncs share the shared entries\' parts (the same objects for every f
     assert.deepEqual([...(held.get(n) ?? [])].sort(), want, `${n} holds exactly the view`);
   }
 });
+
+test('a book with more changes than it keeps reads them from the history for its next push, then keeps them again', () => {
+  const v = view();
+  const all = (version: (i: number) => string): Snap => Object.fromEntries(Array.from({ length: 1_500 }, (_, i) => [`svc/k${i}`, version(i)]));
+  v.set(all(() => '1'));
+  const b = book();
+  deliver(b, v);
+  v.set({ ...all(() => '1'), 'svc/extra': '1' });
+  const busy = b.next(v) as PushPart;
+  b.sent('busy', busy, 'm');
+  v.set(all(() => '2')); // 1,501 keys changed: more than a book keeps
+  AgentBook.observe([b], v);
+  v.set(all((i) => (i === 0 ? '3' : '2')));
+  AgentBook.observe([b], v);
+  b.ack('busy');
+  const part = deliver(b, v);
+  assert.ok(part !== undefined && part !== 'resync', 'a part');
+  assert.equal(part.changed.length, 1_500);
+  assert.ok(part.changed.includes('svc/k0@3') && part.changed.includes('svc/k1@2'), part.changed.slice(0, 3).join());
+  assert.deepEqual(part.removed, ['svc/extra']);
+  v.set(all((i) => (i === 0 ? '3' : i === 1 ? '4' : '2')));
+  AgentBook.observe([b], v);
+  assert.deepEqual(deliver(b, v), { changed: ['svc/k1@4'], removed: [], more: false }, 'kept again');
+});
