@@ -14,7 +14,19 @@
 //                               does under an iptables REDIRECT (NAT is invisible to it).
 //   getsockopt (agent cgroup) : answer getsockopt(SOL_IP, SO_ORIGINAL_DST) from the
 //                               4-tuple map, so the proxy reads it like an iptables
-//                               REDIRECT and has one code path for both modes.
+//                               REDIRECT and has one code path for both modes; for an
+//                               inbound connection (below) the answer is its own local
+//                               address, which is where it was going.
+//   sk_lookup (pod netns)     : inbound capture. Linked to each enrolled pod's network
+//                               namespace, it hands every new TCP connection to the pod's
+//                               address (from another node, a pod on the same bridge, a pod
+//                               outside the mesh) to a listening socket the agent opened in
+//                               that namespace (weft_inbound_socks), instead of the pod's own
+//                               listener. Exempt: connections from the node's own addresses
+//                               (kubelet probes, the agent's own connections to the pod) and
+//                               ports in weft_inbound_skip_ports. Established connections and
+//                               replies never reach it: the kernel looks listeners up only for
+//                               new connections.
 //
 // Maps are filled by the agent (src/redirect/ebpf-maps.ts holds the byte layouts;
 // keep the two in step). Every address and port in a key or value is in network
@@ -34,12 +46,14 @@
 // Sizes of the connection maps. Records are deleted when the connection closes; LRU
 // is the backstop for closes never seen (failed connects, programs detached meanwhile).
 #define CONN_ENTRIES 262144
+// Proxy workers (and so inbound sockets per pod) at most; the agent caps --workers at 64.
+#define MAX_SLOTS 64
 
 // Written once by the agent; all zero (not yet configured) means "capture nothing".
 struct weft_settings {
 	__u32 agent_ip;     // where captured connections go (the pod's gateway)
 	__u16 agent_port;   // the outbound capture port, 15001
-	__u16 reserved;
+	__u16 inbound_slots; // how many inbound sockets each pod has (one per proxy worker); 0: no inbound capture
 	__u32 build_id;     // which object file these pins came from (see the loader)
 	__u32 reserved2;
 };
@@ -113,6 +127,36 @@ struct {
 	__type(key, __u32);
 	__type(value, struct weft_pod);
 } weft_pods SEC(".maps");
+
+// Sources never captured inbound: the node's own addresses.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} weft_inbound_exempt SEC(".maps");
+
+// Pod ports never captured inbound (network order, as weft_skip_ports).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} weft_inbound_skip_ports SEC(".maps");
+
+// The agent's listening sockets inside enrolled pods' network namespaces, one per proxy
+// worker (slot). A socket leaves the map by itself when the agent closes it.
+struct weft_inbound_key {
+	__u32 pod_ip;
+	__u32 slot;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 32768);
+	__type(key, struct weft_inbound_key);
+	__type(value, __u64);
+} weft_inbound_socks SEC(".maps");
 
 // Socket cookie -> original destination, for the life of the client socket.
 struct {
@@ -284,6 +328,7 @@ int weft_getsockopt(struct bpf_sockopt *ctx)
 {
 	struct weft_sockaddr_in *sin;
 	struct weft_orig_dst *orig;
+	struct weft_orig_dst inbound;
 	struct weft_conn_key key;
 	struct bpf_sock *sk;
 
@@ -301,8 +346,17 @@ int weft_getsockopt(struct bpf_sockopt *ctx)
 	key.client_port = sk->dst_port;
 	key.server_port = bpf_htons((__u16)sk->src_port);
 	orig = bpf_map_lookup_elem(&weft_conns, &key);
-	if (!orig)
-		return 1; // not ours: keep whatever the kernel (conntrack) answered
+	if (!orig) {
+		// Accepted on an inbound socket in a pod's namespace: nothing was rewritten, so the
+		// connection's own local address (an enrolled pod's) is where it was going. The
+		// agent's other sockets never have a pod address on their side.
+		if (!bpf_map_lookup_elem(&weft_pods, &key.server_ip))
+			return 1; // not ours: keep whatever the kernel (conntrack) answered
+		inbound.ip = key.server_ip;
+		inbound.port = key.server_port;
+		inbound.reserved = 0;
+		orig = &inbound;
+	}
 
 	sin = ctx->optval;
 	if ((void *)(sin + 1) > ctx->optval_end)
@@ -314,6 +368,56 @@ int weft_getsockopt(struct bpf_sockopt *ctx)
 	ctx->optlen = sizeof(*sin);
 	ctx->retval = 0;
 	return 1;
+}
+
+SEC("sk_lookup")
+int weft_inbound(struct bpf_sk_lookup *ctx)
+{
+	struct weft_inbound_key key;
+	struct weft_settings *cfg;
+	struct bpf_sock *sk;
+	__u32 zero = 0;
+	__u32 slots, start, i, local_ip, remote_ip;
+	__u16 port;
+
+	if (ctx->family != AF_INET || ctx->protocol != IPPROTO_TCP)
+		return SK_PASS;
+	local_ip = ctx->local_ip4;
+	remote_ip = ctx->remote_ip4;
+	// Only connections to the pod's own address (not to loopback or another local address).
+	if (!bpf_map_lookup_elem(&weft_pods, &local_ip))
+		return SK_PASS;
+	if (bpf_map_lookup_elem(&weft_inbound_exempt, &remote_ip))
+		return SK_PASS;
+	port = bpf_htons((__u16)ctx->local_port);
+	if (bpf_map_lookup_elem(&weft_inbound_skip_ports, &port))
+		return SK_PASS;
+	cfg = bpf_map_lookup_elem(&weft_settings, &zero);
+	if (!cfg || cfg->inbound_slots == 0)
+		return SK_PASS;
+	slots = cfg->inbound_slots;
+	if (slots > MAX_SLOTS)
+		slots = MAX_SLOTS;
+	// Spread connections over the workers; a worker whose socket is gone is skipped.
+	start = bpf_ntohs(ctx->remote_port) % slots;
+	key.pod_ip = local_ip;
+	for (i = 0; i < MAX_SLOTS; i++) {
+		if (i >= slots)
+			break;
+		key.slot = (start + i) % slots;
+		sk = bpf_map_lookup_elem(&weft_inbound_socks, &key);
+		if (!sk)
+			continue;
+		if (bpf_sk_assign(ctx, sk, 0) == 0) {
+			bpf_sk_release(sk);
+			return SK_PASS;
+		}
+		bpf_sk_release(sk);
+	}
+	// Captured pod, no agent socket (the agent died, or has not opened them yet): refuse
+	// rather than let the connection bypass the mesh. A stopping agent that hands the pod
+	// back unlinks this program first.
+	return SK_DROP;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -5,6 +5,7 @@
 //   agent's sockets are reset (RST), not closed cleanly (FIN); the graceful path clears it.
 // - getrlimit/setrlimit(RLIMIT_NOFILE): the agent raises its soft limit to the hard one.
 // - malloc_trim(0): hands freed heap back to the kernel after a flood.
+// - in weft_netns.c, what eBPF inbound capture needs from inside pods' network namespaces.
 // Plain N-API (ABI-stable): built against any Node's headers, loaded by Node 24.
 
 #define _GNU_SOURCE
@@ -19,6 +20,8 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+
+#include "weft_netns.h"
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 // linux/netfilter_ipv4.h
@@ -176,7 +179,7 @@ static int export_fn(napi_env env, napi_value exports, const char *name, napi_ca
 static napi_value init(napi_env env, napi_value exports) {
   if (export_fn(env, exports, "originalDst", original_dst) != 0 || export_fn(env, exports, "setLinger", set_linger) != 0 ||
       export_fn(env, exports, "nofileLimit", nofile_limit) != 0 || export_fn(env, exports, "raiseNofileLimit", raise_nofile_limit) != 0 ||
-      export_fn(env, exports, "mallocTrim", malloc_trim_) != 0)
+      export_fn(env, exports, "mallocTrim", malloc_trim_) != 0 || weft_register_netns(env, exports) != 0)
     return NULL;
   return exports;
 }

@@ -24,6 +24,7 @@ import { agentReclaimer } from './memory-reclaim.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
+import { InboundSockets } from './inbound-sockets.ts';
 import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
@@ -68,6 +69,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
+      // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
+      // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
+      inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
+      inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
     }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.
@@ -86,6 +91,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     limits: { budget, workers: config.workers, shared },
   }, logger, config.logLevel);
   workers.start();
+  const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);
+  workers.onRestart((slot) => void inboundSockets?.workerRestarted(slot));
   const reclaimer = agentReclaimer(workers, shared, logger, registry);
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
@@ -108,7 +115,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     pushCredentials();
   });
 
-  const enrollment = new EnrollmentReconciler(redirector, logger);
+  const enrollment = new EnrollmentReconciler(redirector, logger, inboundSockets === undefined ? undefined : {
+    enrolled: (podId) => void inboundSockets.podEnrolled(podId),
+    released: (podId) => inboundSockets.podReleased(podId),
+  });
   const applyConfig = (next: NodeConfig): void => {
     current = next;
     workers.setMesh(next.content);
@@ -201,6 +211,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       clearInterval(readyCheck);
       reclaimer.stop();
       await enrollment.idle();
+      inboundSockets?.close();
+      await inboundSockets?.idle();
       const handedOver = readOwner(ownerFile) !== process.pid;
       const keepCapture = config.failClosed || handedOver;
       if (handedOver) logger.info('a newer agent owns capture on this node; leaving it in place');

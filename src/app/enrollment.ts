@@ -11,6 +11,12 @@ import { RedirectErrors, type CaptureTarget, type Redirector } from '../redirect
 
 const RETRY_MS = 2000;
 
+/** Told when a pod's capture is in place or gone (e.g. to hand the workers its inbound sockets). */
+export interface EnrollmentListener {
+  enrolled(podId: string): void;
+  released(podId: string): void;
+}
+
 /** A pod to capture; `cgroupPath` finds its cgroup now, or throws saying why it cannot. */
 export interface CaptureRequest {
   readonly podId: string;
@@ -30,9 +36,12 @@ export class EnrollmentReconciler {
   #retry: NodeJS.Timeout | undefined;
   #settled = false;
 
-  constructor(redirector: Redirector | undefined, logger: Logger) {
+  readonly #listener: EnrollmentListener | undefined;
+
+  constructor(redirector: Redirector | undefined, logger: Logger, listener?: EnrollmentListener) {
     this.#redirector = redirector;
     this.#logger = logger;
+    this.#listener = listener;
   }
 
   /** True once the latest desired set is applied in full: every enrolled pod is captured. */
@@ -71,6 +80,7 @@ export class EnrollmentReconciler {
       try {
         await redirector.unenroll(podId);
         this.#applied.delete(podId);
+        this.#listener?.released(podId);
         this.#logger.info({ pod: podId }, 'pod released from capture');
       } catch (err: unknown) {
         failed++;
@@ -98,6 +108,7 @@ export class EnrollmentReconciler {
         await redirector.enroll(t);
         this.#applied.set(t.podId, fingerprint);
         this.#refused.delete(t.podId);
+        this.#listener?.enrolled(t.podId);
         this.#logger.info({ pod: t.podId, ip: t.ip }, 'pod captured');
       } catch (err: unknown) {
         if (isWeftError(err, RedirectErrors.IPV6_UNSUPPORTED)) {
@@ -122,6 +133,7 @@ export class EnrollmentReconciler {
     if (redirector.enrolled().includes(t.podId)) {
       try {
         await redirector.unenroll(t.podId);
+        this.#listener?.released(t.podId);
       } catch (unenrollErr: unknown) {
         this.#logger.warn({ pod: t.podId, err: describeError(unenrollErr) }, 'could not release a refused pod from capture');
       }

@@ -85,6 +85,7 @@ export class ProxyRuntime {
       serviceByVip: (ip, port) => this.#state.serviceByVip(ip, port),
       endpoints: (key, port) => this.#state.endpoints(key, port),
       nodeAddress: (node) => this.#state.nodeAddress(node),
+      mtlsMode: (workload) => this.#state.mtlsModeFor(workload),
     };
     const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
@@ -142,12 +143,23 @@ export class ProxyRuntime {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
     this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
-      nodeName: options.node, host: options.captureAddress, port: options.ports.inboundPlain, reusePort: true,
+      // Every address: iptables redirects inbound connections to the address they arrived on
+      // (the pods' bridge, or the node's own from another node).
+      nodeName: options.node, host: '0.0.0.0', port: options.ports.inboundPlain, reusePort: true,
     });
   }
 
   setMesh(content: MeshContent): void {
     this.#state = meshStateFromContent(content);
+  }
+
+  /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */
+  adoptInbound(pod: string, fd: number): Promise<void> {
+    return this.#plain.adopt(pod, fd);
+  }
+
+  releaseInbound(pod: string): void {
+    this.#plain.release(pod);
   }
 
   setCredentials(set: CredentialSet): void {

@@ -56,6 +56,12 @@ port.on('message', (m: ToWorker) => {
     case 'metrics':
       void registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: m.id, metrics, stats: runtime.stats() }));
       break;
+    case 'inbound-socket':
+      runtime.adoptInbound(m.pod, m.fd).catch((err: unknown) => logger.error({ pod: m.pod, err: describeError(err) }, 'cannot serve the pod\'s inbound socket'));
+      break;
+    case 'inbound-release':
+      runtime.releaseInbound(m.pod);
+      break;
     case 'reclaim':
       reclaim();
       send({ type: 'reclaimed', id: m.id });

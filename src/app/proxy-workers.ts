@@ -32,6 +32,7 @@ export class ProxyWorkers {
   #nextId = 0;
   #live = false;
   #stopping = false;
+  readonly #restarted: ((index: number) => void)[] = [];
 
   constructor(count: number, options: ProxyRuntimeOptions, logger: Logger, logLevel: string) {
     this.#count = count;
@@ -56,6 +57,20 @@ export class ProxyWorkers {
     this.#live = true;
     for (const s of this.#slots) s.worker.postMessage({ type: 'listen' } satisfies ToWorker);
     await Promise.all(this.#slots.map((s) => s.listened));
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Posts to one worker (e.g. a pod's inbound socket for that worker's slot). */
+  postTo(index: number, message: ToWorker): void {
+    this.#slots[index]?.worker.postMessage(message);
+  }
+
+  /** Called with a worker's index after it was replaced (its sockets died with it). */
+  onRestart(listener: (index: number) => void): void {
+    this.#restarted.push(listener);
   }
 
   get listening(): number {
@@ -88,6 +103,7 @@ export class ProxyWorkers {
         // A crashed worker is replaced: the others keep serving meanwhile (SO_REUSEPORT).
         this.#logger.error({ worker: index, code }, 'proxy worker exited; starting a new one');
         this.#spawn(index).listened.catch((err: unknown) => this.#logger.error({ worker: index, err: String(err) }, 'proxy worker restart failed'));
+        for (const l of this.#restarted) l(index);
       });
     });
     // Observed by listen() or the restart above; this keeps an early failure from going unhandled.

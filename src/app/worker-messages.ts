@@ -12,6 +12,9 @@ export type ToWorker =
   | { readonly type: 'reclaim'; readonly id: number }
   /** Open the listeners (sent after the first mesh and credentials, which arrive in order before it). */
   | { readonly type: 'listen' }
+  /** Serve a pod's inbound socket (a file descriptor of this process, eBPF capture); the worker owns it from now. */
+  | { readonly type: 'inbound-socket'; readonly pod: string; readonly fd: number }
+  | { readonly type: 'inbound-release'; readonly pod: string }
   | { readonly type: 'drain'; readonly deadlineMs: number };
 
 export interface WorkerStats {

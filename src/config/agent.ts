@@ -45,6 +45,8 @@ export interface AgentConfig {
   readonly ports: AgentPorts;
   readonly excludePorts: readonly number[];
   readonly excludeCidrs: readonly string[];
+  /** Pod ports whose inbound connections are not captured (they bypass STRICT: use sparingly). */
+  readonly excludeInboundPorts: readonly number[];
   /** Where config comes from: the control plane, or a local manifests directory (standalone). */
   readonly source: { readonly kind: 'control'; readonly address: string; readonly tokenFile: string | undefined; readonly caFile: string | undefined } | { readonly kind: 'manifests'; readonly dir: string };
   readonly trustDomain: string;
@@ -67,7 +69,7 @@ export type AgentFlags = FlagValues;
 export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|off] --capture-address IP [--tunnel-address IP]
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
-            [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
+            [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
             [--bpftool PATH] [--l7 on|off] [--sniff-ms MS]
   --l7 off        splice every connection (no per-request routing, balancing or request metrics)
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
@@ -76,7 +78,7 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
 const s = { type: 'string' } as const;
 export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
-  'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, workers: s, 'drain-seconds': s,
+  'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, 'exclude-inbound-ports': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
   l7: s, 'sniff-ms': s,
 });
@@ -102,10 +104,11 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
   const manifests = str(flags, 'manifests');
   if ((control === undefined) === (manifests === undefined)) badFlag('control', control, 'give exactly one of --control HOST:PORT or --manifests DIR');
   if (control !== undefined) hostPort(flags, 'control');
-  const excludePorts = list(flags, 'exclude-ports').map((p) => {
-    if (!/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535) badFlag('exclude-ports', p, 'must list ports 1-65535');
+  const ports = (flag: string): number[] => list(flags, flag).map((p) => {
+    if (!/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535) badFlag(flag, p, 'must list ports 1-65535');
     return Number(p);
   });
+  const excludePorts = ports('exclude-ports');
   const podCgroup = str(flags, 'pod-cgroup') ?? '';
   if (podCgroup !== '' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'must be an absolute path template with {uid}, {namespace} or {name}');
   const ownPodUid = env.POD_UID === undefined || env.POD_UID === '' ? undefined : env.POD_UID;
@@ -122,6 +125,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     ports: DEFAULT_PORTS,
     excludePorts: Object.freeze(excludePorts),
     excludeCidrs: Object.freeze(list(flags, 'exclude-cidrs')),
+    excludeInboundPorts: Object.freeze(ports('exclude-inbound-ports')),
     source: control !== undefined
       ? Object.freeze({ kind: 'control' as const, address: control, tokenFile: str(flags, 'token-file'), caFile: str(flags, 'ca-file') })
       : Object.freeze({ kind: 'manifests' as const, dir: manifests ?? '' }),

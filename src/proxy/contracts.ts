@@ -9,6 +9,7 @@ import type { SecureContext } from 'node:tls';
 
 import type { AuthorizationDecision, AuthorizationRequest } from '../model/authorize.ts';
 import type { ServiceAtVip } from '../model/state.ts';
+import type { MtlsDecision } from '../model/peer-authentication.ts';
 import type { Endpoint, Workload } from '../model/types.ts';
 
 export interface SocketAddress {
@@ -30,6 +31,11 @@ export interface MeshView {
   endpoints(serviceKey: string, port: number): readonly Endpoint[];
   /** The address of a node's agent (its tunnel listener runs there), or undefined when unknown. */
   nodeAddress(node: string): string | undefined;
+  /**
+   * Whether the workload takes plaintext connections from outside the mesh (PeerAuthentication);
+   * absent means PERMISSIVE for every workload.
+   */
+  mtlsMode?(workload: Workload): MtlsDecision;
 }
 
 /** A pure policy check (model/authorize.ts `authorize` bound to the current state). */
@@ -119,6 +125,11 @@ export interface ConnectionObserver {
   open(incoming?: TraceCarrier): ConnectionRecord;
   /** A tunnel TLS handshake (either side) was refused; `reason` is a small fixed vocabulary. */
   handshakeFailed(reason: string, detail: string): void;
+  /**
+   * A tunnel stream's `Forwarded` address is not a workload with the peer's verified identity:
+   * it was ignored (the peer agent's address stood instead).
+   */
+  forwardedMismatch?(claimed: string, principal: string, peerIp: string): void;
 }
 
 /**

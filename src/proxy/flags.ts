@@ -16,6 +16,8 @@ export const ResponseFlags = {
   DOWNSTREAM_RESET: 'DC',
   /** Authorization policy denied it. */
   DENIED: 'DENY',
+  /** A plaintext connection to a pod whose PeerAuthentication is STRICT (mTLS only). */
+  MTLS_REQUIRED: 'MTLS_REQUIRED',
   /** Destroyed when a drain deadline passed or the proxy shut down. */
   DRAINED: 'DRAIN',
   /** An HTTP request's route timeout passed before its response was complete (504). */

@@ -258,11 +258,23 @@ export class InboundTunnel implements Listener {
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     this.#guard.track(stream);
     const peer = this.#sessions.get(stream.session as Http2Session);
-    const forwarded = parseForwardedFor(headers.forwarded);
+    const forwarded = this.#vouchedForwarded(parseForwardedFor(headers.forwarded), peer);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
     void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), {
       resetOnFailure: false, incoming: headers, refuse: () => answer(stream, 503),
     });
+  }
+
+  /**
+   * The `Forwarded` address, when the mesh says it belongs to a workload with exactly the
+   * peer's verified identity; otherwise undefined (the peer's own address stands) and counted:
+   * a mesh certificate must not let its holder claim any source address (ipBlocks rules).
+   */
+  #vouchedForwarded(claimed: string | undefined, peer: SessionPeer | undefined): string | undefined {
+    if (claimed === undefined || peer === undefined) return undefined;
+    if (this.#deps.mesh.workloadByIp(claimed)?.identity === peer.principal) return claimed;
+    this.#observer.forwardedMismatch?.(claimed, peer.principal, peer.remoteIp);
+    return undefined;
   }
 
   async #serve(
@@ -275,9 +287,8 @@ export class InboundTunnel implements Listener {
       return [ResponseFlags.BAD_REQUEST, 'stream on an unverified session'];
     }
     const sourceIp = live.sourceIp;
-    const sourceWorkload = forwarded === undefined ? undefined : this.#deps.mesh.workloadByIp(forwarded);
-    // Labels from the Forwarded address only when that pod really is the verified identity.
-    const source = peerOf(sourceWorkload?.identity === peer.principal ? sourceWorkload : undefined, sourceIp, peer.principal);
+    // `forwarded` is vouched for: that pod has the verified identity.
+    const source = peerOf(forwarded === undefined ? undefined : this.#deps.mesh.workloadByIp(forwarded), sourceIp, peer.principal);
 
     if (headers[h2.HTTP2_HEADER_METHOD] !== h2.HTTP2_METHOD_CONNECT) {
       record.identify({ reporter: 'destination', source, destination: {}, security: 'mutual_tls' });

@@ -56,6 +56,19 @@ function isRecord(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
+export interface LinkInfo {
+  readonly id: number;
+  readonly progId: number;
+  /** The network namespace's inode for a netns link (sk_lookup); 0 once that namespace is gone. */
+  readonly netnsIno: number | undefined;
+}
+
+/** `bpftool -j link show pinned PATH`. */
+export function parseLinkInfo(json: unknown): LinkInfo {
+  if (!isRecord(json) || typeof json.id !== 'number' || typeof json.prog_id !== 'number') shape('link description', json);
+  return { id: json.id, progId: json.prog_id, netnsIno: typeof json.netns_ino === 'number' ? json.netns_ino : undefined };
+}
+
 export function parseProgInfo(json: unknown): ProgInfo {
   if (!isRecord(json) || typeof json.id !== 'number' || typeof json.type !== 'string') shape('program description', json);
   return {

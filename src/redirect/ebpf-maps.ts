@@ -12,6 +12,9 @@ export const MapNames = {
   pods: 'weft_pods',
   byCookie: 'weft_by_cookie',
   conns: 'weft_conns',
+  inboundExempt: 'weft_inbound_exempt',
+  inboundSkipPorts: 'weft_inbound_skip_ports',
+  inboundSocks: 'weft_inbound_socks',
 } as const;
 
 export const ProgNames = {
@@ -21,6 +24,7 @@ export const ProgNames = {
   getpeername4: 'weft_getpeername4',
   getpeername6: 'weft_getpeername6',
   getsockopt: 'weft_getsockopt',
+  inbound: 'weft_inbound',
 } as const;
 
 export type ProgName = (typeof ProgNames)[keyof typeof ProgNames];
@@ -33,6 +37,8 @@ export interface Settings {
   readonly agentPort: number;
   /** Identifies the object file the pins came from (first 4 bytes of its SHA-256). */
   readonly buildId: number;
+  /** Inbound sockets per pod (one per proxy worker); 0 turns inbound capture off. */
+  readonly inboundSlots: number;
 }
 
 export interface PodRecord {
@@ -57,18 +63,29 @@ export function indexKey(index: number): Buffer {
   return b;
 }
 
-/** struct weft_settings: agent_ip(4, be) agent_port(2, be) reserved(2) build_id(4, host) reserved2(4). */
+/** struct weft_settings: agent_ip(4, be) agent_port(2, be) inbound_slots(2, host) build_id(4, host) reserved2(4). */
 export function encodeSettings(s: Settings): Buffer {
   const b = Buffer.alloc(16);
   ipv4Bytes(s.agentAddress).copy(b, 0);
   b.writeUInt16BE(s.agentPort, 4);
+  b.writeUInt16LE(s.inboundSlots, 6);
   b.writeUInt32LE(s.buildId >>> 0, 8);
   return b;
 }
 
 export function decodeSettings(b: Buffer): Settings {
   expectSize('weft_settings value', b, 16);
-  return { agentAddress: ipv4FromBytes(b, 0), agentPort: b.readUInt16BE(4), buildId: b.readUInt32LE(8) };
+  return { agentAddress: ipv4FromBytes(b, 0), agentPort: b.readUInt16BE(4), inboundSlots: b.readUInt16LE(6), buildId: b.readUInt32LE(8) };
+}
+
+/** weft_inbound_exempt key: a source IPv4 address in network order. */
+export function encodeIpKey(ip: string): Buffer {
+  return ipv4Bytes(ip);
+}
+
+export function decodeIpKey(b: Buffer): string {
+  expectSize('weft_inbound_exempt key', b, 4);
+  return ipv4FromBytes(b, 0);
 }
 
 /** weft_skip_ports key: a __u16 holding the port in network order. */

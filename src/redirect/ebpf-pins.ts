@@ -18,15 +18,23 @@ export interface PinLayout {
   readonly dir: string;
   readonly progsDir: string;
   readonly mapsDir: string;
+  /** sk_lookup links to pods' network namespaces, one pin per pod. */
+  readonly linksDir: string;
   prog(name: ProgName): string;
   map(name: string): string;
+  link(podId: string): string;
 }
 
 export function pinLayout(node: string, base = PIN_BASE): PinLayout {
   const dir = join(base, node);
   const progsDir = join(dir, 'progs');
   const mapsDir = join(dir, 'maps');
-  return Object.freeze({ dir, progsDir, mapsDir, prog: (name: ProgName) => join(progsDir, name), map: (name: string) => join(mapsDir, name) });
+  const linksDir = join(dir, 'links');
+  return Object.freeze({
+    dir, progsDir, mapsDir, linksDir, prog: (name: ProgName) => join(progsDir, name), map: (name: string) => join(mapsDir, name),
+    // A pod id holds '/', which a bpffs file name cannot.
+    link: (podId: string) => join(linksDir, encodeURIComponent(podId)),
+  });
 }
 
 /** Program ids of a node's pinned programs. */
@@ -37,11 +45,13 @@ export interface PinnedProgs {
   readonly getpeername4: number;
   readonly getpeername6: number;
   readonly getsockopt: number;
+  /** sk_lookup, linked to pods' network namespaces rather than attached to a cgroup. */
+  readonly inbound: number;
 }
 
 const PROG_OF: Readonly<Record<keyof PinnedProgs, ProgName>> = {
   connect4: ProgNames.connect4, connect6: ProgNames.connect6, sockops: ProgNames.sockops, getpeername4: ProgNames.getpeername4,
-  getpeername6: ProgNames.getpeername6, getsockopt: ProgNames.getsockopt,
+  getpeername6: ProgNames.getpeername6, getsockopt: ProgNames.getsockopt, inbound: ProgNames.inbound,
 };
 
 /**
@@ -49,7 +59,7 @@ const PROG_OF: Readonly<Record<keyof PinnedProgs, ProgName>> = {
  * the connect ones, so no connection is rewritten without its records and its peer-name fix.
  * connect6 catches IPv4 destinations dialled from dual-stack (AF_INET6) sockets.
  */
-export const POD_PROGRAMS: readonly (readonly [keyof PinnedProgs, AttachType])[] = [
+export const POD_PROGRAMS: readonly (readonly [Exclude<keyof PinnedProgs, 'inbound'>, AttachType])[] = [
   ['sockops', 'sock_ops'],
   ['getpeername4', 'getpeername4'],
   ['getpeername6', 'getpeername6'],

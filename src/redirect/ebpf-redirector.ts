@@ -1,4 +1,5 @@
-// eBPF capture: connect4/6, sockops and getpeername4/6 on each enrolled pod's cgroup, getsockopt on the
+// eBPF capture: connect4/6, sockops and getpeername4/6 on each enrolled pod's cgroup, sk_lookup
+// in its network namespace (inbound, ebpf-inbound.ts), getsockopt on the
 // agent's (bpf/redirect.bpf.c). Programs and maps are pinned per node; a restarted agent
 // adopts pins that came from the same object file, so capture never lapses.
 
@@ -6,14 +7,16 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Bpftool, parseCgroupShow, parseMapDump, type AttachType } from './bpftool.ts';
 import {
-  bytesFromJson, decodeCidrKey, decodePodKey, decodePodRecord, decodePortKey, decodeSettings,
-  encodeCidrKey, encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey, MapNames, ONE,
+  bytesFromJson, decodeCidrKey, decodeIpKey, decodePodKey, decodePodRecord, decodePortKey, decodeSettings,
+  encodeCidrKey, encodeIpKey, encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey, MapNames, ONE,
 } from './ebpf-maps.ts';
 import {
   detachEverywhere, detachIfPresent, loadPins, objectBuildId, pinLayout, POD_PROGRAMS, progIds, readPinnedProgs, reclaimPins,
   type PinLayout, type PinnedProgs,
 } from './ebpf-pins.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
+import { ensureInboundLink, openInboundSocket, removeInboundLink } from './ebpf-inbound.ts';
+import { podNetns } from './pod-netns.ts';
 import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
 import { reclaimIptables } from './leftovers.ts';
 import { probeEbpf } from './probe.ts';
@@ -37,6 +40,8 @@ export class EbpfRedirector implements Redirector {
   readonly #layout: PinLayout;
   readonly #serial = new Serial();
   readonly #pods = new Map<string, CaptureTarget>();
+  /** Network namespace path per pod, for its inbound sockets (found at enrolment). */
+  readonly #netns = new Map<string, string>();
   #running: Running | undefined;
   #started: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -82,7 +87,9 @@ export class EbpfRedirector implements Redirector {
     // Exclusions before the settings: an all-zero settings entry is what keeps a fresh load inert.
     await this.#syncExclusions();
     await this.#bpftool.json(['map', 'update', 'pinned', this.#layout.map(MapNames.settings), 'key', ...hexArgs(indexKey(0)),
-      'value', ...hexArgs(encodeSettings({ agentAddress: this.#cfg.agentAddress, agentPort: this.#cfg.outboundPort, buildId }))]);
+      'value', ...hexArgs(encodeSettings({
+        agentAddress: this.#cfg.agentAddress, agentPort: this.#cfg.outboundPort, inboundSlots: this.#cfg.inboundSlots, buildId,
+      }))]);
     await this.#attach(this.#cfg.agentCgroup, 'getsockopt', progs.getsockopt);
     await this.#adoptPods();
   }
@@ -105,33 +112,25 @@ export class EbpfRedirector implements Redirector {
     return only === undefined ? undefined : decodeSettings(bytesFromJson(only.value, 'weft_settings value'));
   }
 
-  /** Makes the exclusion maps hold exactly the configured ports and CIDRs. */
+  /** Makes the exclusion maps (outbound and inbound) hold exactly the configured keys. */
   async #syncExclusions(): Promise<void> {
-    const portsMap = this.#layout.map(MapNames.skipPorts);
-    const cidrsMap = this.#layout.map(MapNames.skipCidrs);
-    // Current keys, decoded for comparison and kept raw for deletion.
-    const havePorts = new Map((await this.#dump(portsMap)).map((e) => {
-      const raw = bytesFromJson(e.key, 'port key');
-      return [decodePortKey(raw), raw] as const;
-    }));
-    const haveCidrs = new Map((await this.#dump(cidrsMap)).map((e) => {
-      const raw = bytesFromJson(e.key, 'cidr key');
-      return [decodeCidrKey(raw), raw] as const;
-    }));
-    const wantPorts = new Set(this.#cfg.excludePorts);
-    const wantCidrs = new Map(this.#cfg.excludeCidrs.map((c) => [c.text, c]));
+    const port = (p: number): [string, Buffer] => [String(p), encodePortKey(p)];
+    const sets: [string, Map<string, Buffer>, (raw: Buffer) => string][] = [
+      [MapNames.skipPorts, new Map(this.#cfg.excludePorts.map(port)), (raw) => String(decodePortKey(raw))],
+      [MapNames.skipCidrs, new Map(this.#cfg.excludeCidrs.map((c) => [c.text, encodeCidrKey(c)])), decodeCidrKey],
+      [MapNames.inboundExempt, new Map(this.#cfg.inboundExemptSources.map((ip) => [ip, encodeIpKey(ip)])), decodeIpKey],
+      [MapNames.inboundSkipPorts, new Map(this.#cfg.excludeInboundPorts.map(port)), (raw) => String(decodePortKey(raw))],
+    ];
     const commands: string[][] = [];
-    for (const port of wantPorts) {
-      if (!havePorts.has(port)) commands.push(['map', 'update', 'pinned', portsMap, 'key', ...hexArgs(encodePortKey(port)), 'value', ...hexArgs(ONE)]);
-    }
-    for (const [port, raw] of havePorts) {
-      if (!wantPorts.has(port)) commands.push(['map', 'delete', 'pinned', portsMap, 'key', ...hexArgs(raw)]);
-    }
-    for (const [text, cidr] of wantCidrs) {
-      if (!haveCidrs.has(text)) commands.push(['map', 'update', 'pinned', cidrsMap, 'key', ...hexArgs(encodeCidrKey(cidr)), 'value', ...hexArgs(ONE)]);
-    }
-    for (const [text, raw] of haveCidrs) {
-      if (!wantCidrs.has(text)) commands.push(['map', 'delete', 'pinned', cidrsMap, 'key', ...hexArgs(raw)]);
+    for (const [name, want, decode] of sets) {
+      const path = this.#layout.map(name);
+      // Current keys, decoded for comparison and kept raw for deletion.
+      const have = new Map((await this.#dump(path)).map((e) => {
+        const raw = bytesFromJson(e.key, `${name} key`);
+        return [decode(raw), raw] as const;
+      }));
+      for (const [text, key] of want) if (!have.has(text)) commands.push(['map', 'update', 'pinned', path, 'key', ...hexArgs(key), 'value', ...hexArgs(ONE)]);
+      for (const [text, raw] of have) if (!want.has(text)) commands.push(['map', 'delete', 'pinned', path, 'key', ...hexArgs(raw)]);
     }
     await this.#bpftool.batch(commands);
   }
@@ -175,6 +174,30 @@ export class EbpfRedirector implements Redirector {
         'value', ...hexArgs(encodePodRecord(pod))]);
       for (const [prog, type] of POD_PROGRAMS) await this.#attach(pod.cgroupPath, type, running.progs[prog]);
       this.#pods.set(pod.podId, pod);
+      if (this.#cfg.inboundSlots > 0) {
+        const netns = podNetns(pod);
+        await ensureInboundLink(this.#bpftool, this.#layout, pod, netns);
+        this.#netns.set(pod.podId, netns);
+      }
+    });
+  }
+
+  openInboundSocket(podId: string, slot: number): Promise<number | undefined> {
+    return this.#serial.run(async () => {
+      this.#requireRunning('open an inbound socket');
+      if (this.#cfg.inboundSlots === 0) return undefined;
+      const pod = this.#pods.get(podId);
+      if (pod === undefined) throw redirectError(RedirectErrors.BAD_TARGET, `cannot open an inbound socket for pod ${podId}: it is not enrolled`);
+      if (!Number.isInteger(slot) || slot < 0 || slot >= this.#cfg.inboundSlots) {
+        throw redirectError(RedirectErrors.BAD_OPTION, `inbound socket slot ${slot}: must be from 0 to ${this.#cfg.inboundSlots - 1} (one per proxy worker)`);
+      }
+      // Adopted pods have no namespace path yet; a pod's namespace may also have been replaced.
+      let netns = this.#netns.get(podId);
+      if (netns === undefined || !existsSync(netns)) {
+        netns = podNetns(pod);
+        this.#netns.set(podId, netns);
+      }
+      return Promise.resolve(openInboundSocket(this.#layout, pod, netns, slot));
     });
   }
 
@@ -192,6 +215,9 @@ export class EbpfRedirector implements Redirector {
 
   async #remove(pod: CaptureTarget): Promise<void> {
     const running = this.#requireRunning('unenroll');
+    // Inbound first: new connections go to the pod itself before its sockets here close.
+    removeInboundLink(this.#layout, pod.podId);
+    this.#netns.delete(pod.podId);
     await this.#detachPod(pod.cgroupPath, running.progs);
     try {
       await this.#bpftool.json(['map', 'delete', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip))]);

@@ -45,7 +45,7 @@ export class IptablesRedirector implements Redirector {
       for (const pod of state.pods) this.#pods.set(pod.podId, pod);
       if (state.pods.length > 0) this.#log.info({ pods: state.pods.map((p) => p.podId) }, 'adopted enrolled pods from existing WEFT chains');
       this.#enableBridgeNetfilter();
-      await this.#apply(state);
+      await this.#apply(this.#pods, state);
       this.#running = true;
     }).catch((err: unknown) => {
       this.#started = undefined; // nothing half-done: the restore is one transaction
@@ -68,43 +68,43 @@ export class IptablesRedirector implements Redirector {
     }
   }
 
-  async #apply(state?: NatState): Promise<void> {
-    await restoreNat(this.#cmds, buildNatRules(this.#cfg, [...this.#pods.values()], state ?? (await readNatState(this.#cmds))));
+  async #apply(pods: ReadonlyMap<string, IptablesPod>, state?: NatState): Promise<void> {
+    await restoreNat(this.#cmds, buildNatRules(this.#cfg, [...pods.values()], state ?? (await readNatState(this.#cmds))));
   }
 
+  // The pod set changes only once the rules are in: enrolled() never reports what the node
+  // does not do yet (a pod reported released must not be captured any more).
   enroll(target: CaptureTarget): Promise<void> {
     const pod = validateTarget(target);
     return this.#serial.run(async () => {
       this.#requireRunning('enroll');
-      const before = this.#pods.get(pod.podId);
-      if (before?.ip === pod.ip) return;
-      for (const other of [...this.#pods.values()]) {
-        if (other.podId !== pod.podId && other.ip === pod.ip) this.#pods.delete(other.podId);
-      }
-      this.#pods.set(pod.podId, { podId: pod.podId, ip: pod.ip });
-      try {
-        await this.#apply();
-      } catch (err: unknown) {
-        if (before === undefined) this.#pods.delete(pod.podId);
-        else this.#pods.set(pod.podId, before);
-        throw err;
-      }
+      if (this.#pods.get(pod.podId)?.ip === pod.ip) return;
+      const next = new Map([...this.#pods].filter(([id, other]) => id === pod.podId || other.ip !== pod.ip));
+      next.set(pod.podId, { podId: pod.podId, ip: pod.ip });
+      await this.#apply(next);
+      this.#commit(next);
     });
   }
 
   unenroll(podId: string): Promise<void> {
     return this.#serial.run(async () => {
       this.#requireRunning('unenroll');
-      const before = this.#pods.get(podId);
-      if (before === undefined) return;
-      this.#pods.delete(podId);
-      try {
-        await this.#apply();
-      } catch (err: unknown) {
-        this.#pods.set(podId, before);
-        throw err;
-      }
+      if (!this.#pods.has(podId)) return;
+      const next = new Map(this.#pods);
+      next.delete(podId);
+      await this.#apply(next);
+      this.#commit(next);
     });
+  }
+
+  #commit(next: ReadonlyMap<string, IptablesPod>): void {
+    this.#pods.clear();
+    for (const [id, p] of next) this.#pods.set(id, p);
+  }
+
+  /** None: inbound connections are redirected to the agent's inbound port instead. */
+  openInboundSocket(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
   }
 
   enrolled(): readonly string[] {

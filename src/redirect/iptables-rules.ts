@@ -7,6 +7,8 @@ import type { RedirectorConfig } from './options.ts';
 
 export const PREROUTING_CHAIN = 'WEFT-PREROUTING';
 export const CAPTURE_CHAIN = 'WEFT-CAPTURE';
+export const INBOUND_CHAIN = 'WEFT-INBOUND';
+const INBOUND_COMMENT = 'weft-inbound=';
 const JUMP = `-j ${PREROUTING_CHAIN}`;
 const POD_COMMENT = 'weft-pod=';
 /** multiport takes at most 15 ports per rule. */
@@ -77,14 +79,29 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 /**
  * An `iptables-restore --noflush` script that rewrites the WEFT-* chains in one
  * transaction (declaring a chain flushes it) and adds the PREROUTING jump if missing.
- * Pods are matched by source address (and the bridge, when known), so the agent's own
- * connections, which start in the node's OUTPUT path, are never captured.
+ * Outbound: pods are matched by source address (and the bridge, when known). Inbound (when
+ * on): TCP to an enrolled pod's address that was not captured outbound first goes to the
+ * agent's inbound port, whether it was routed in from another node or bridged from a pod on
+ * this one. The agent's own connections, and everything else the node itself sends (kubelet
+ * probes), start in the node's OUTPUT path and never meet these rules.
  */
 export function buildNatRules(cfg: RedirectorConfig, pods: readonly IptablesPod[], state: NatState): string {
-  const lines = ['*nat', `:${PREROUTING_CHAIN} - [0:0]`, `:${CAPTURE_CHAIN} - [0:0]`];
+  const lines = ['*nat', `:${PREROUTING_CHAIN} - [0:0]`, `:${CAPTURE_CHAIN} - [0:0]`, `:${INBOUND_CHAIN} - [0:0]`];
   const inIf = cfg.podInterface === undefined ? '' : ` -i ${cfg.podInterface}`;
-  for (const pod of [...pods].sort((a, b) => a.podId.localeCompare(b.podId))) {
+  const sorted = [...pods].sort((a, b) => a.podId.localeCompare(b.podId));
+  for (const pod of sorted) {
     lines.push(`-A ${PREROUTING_CHAIN} -s ${pod.ip}/32${inIf} -p tcp -m comment --comment "${POD_COMMENT}${pod.podId}" -j ${CAPTURE_CHAIN}`);
+  }
+  // After every outbound rule: a mesh pod's own connection is captured as outbound first.
+  if (cfg.inboundSlots > 0) {
+    for (const pod of sorted) {
+      lines.push(`-A ${PREROUTING_CHAIN} -d ${pod.ip}/32 -p tcp -m comment --comment "${INBOUND_COMMENT}${pod.podId}" -j ${INBOUND_CHAIN}`);
+    }
+    for (const ip of cfg.inboundExemptSources) lines.push(`-A ${INBOUND_CHAIN} -s ${ip}/32 -j RETURN`);
+    for (const group of chunks(cfg.excludeInboundPorts, MULTIPORT_MAX)) {
+      lines.push(`-A ${INBOUND_CHAIN} -p tcp -m multiport --dports ${group.join(',')} -j RETURN`);
+    }
+    lines.push(`-A ${INBOUND_CHAIN} -p tcp -j REDIRECT --to-ports ${cfg.inboundPort}`);
   }
   for (const cidr of cfg.excludeCidrs) lines.push(`-A ${CAPTURE_CHAIN} -d ${cidr.text} -j RETURN`);
   for (const group of chunks(cfg.excludePorts, MULTIPORT_MAX)) {

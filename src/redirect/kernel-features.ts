@@ -45,6 +45,7 @@ const SECTION_KINDS: readonly SectionKind[] = [
   { section: 'cgroup/post_bind6', progType: 'cgroup_sock', since: 'post_bind6, Linux 4.17' },
   { section: 'cgroup_skb/', progType: 'cgroup_skb', since: 'cgroup skb, Linux 4.10' },
   { section: 'sockops', progType: 'sock_ops', since: 'sock_ops, Linux 4.13' },
+  { section: 'sk_lookup', progType: 'sk_lookup', since: 'sk_lookup, Linux 5.9' },
   { section: 'sk_msg', progType: 'sk_msg', since: 'sk_msg, Linux 4.17' },
   { section: 'sk_skb/', progType: 'sk_skb', since: 'sk_skb, Linux 4.14' },
   { section: 'tc', progType: 'sched_cls', since: 'tc, Linux 4.1' },

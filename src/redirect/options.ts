@@ -20,6 +20,12 @@ export interface CaptureTarget {
   /** Absolute path of the pod's cgroup in the cgroup2 filesystem (eBPF mode attaches there). */
   readonly cgroupPath: string;
   /**
+   * The pod's network namespace (e.g. /proc/<pid>/ns/net, /run/netns/<name>), for eBPF inbound
+   * capture. When absent it is found from the processes in `cgroupPath`, and in every case
+   * it must hold `ip` (so that the node's or the host's namespace is never taken for it).
+   */
+  readonly netnsPath?: string;
+  /**
    * The pod's IPv6 addresses, if any. Capture is IPv4 only, so such a pod is refused
    * (WEFT_REDIRECT_IPV6_UNSUPPORTED) rather than captured on one family and open on the other.
    */
@@ -41,6 +47,18 @@ export interface RedirectorOptions {
   readonly agentCgroup: string;
   /** The pods' bridge on the node (iptables mode matches it as the incoming interface). */
   readonly podInterface?: string;
+  /**
+   * Inbound capture: connections to enrolled pods that did not come through the mesh go to
+   * the agent (inboundPort). In eBPF mode each pod gets `inboundSlots` sockets (one per proxy
+   * worker); 0 turns inbound capture off. Default 0.
+   */
+  readonly inboundSlots?: number;
+  /** The agent's inbound plaintext port (15006), where iptables mode redirects inbound connections. */
+  readonly inboundPort?: number;
+  /** Sources never captured inbound: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. */
+  readonly inboundExemptSources?: readonly string[];
+  /** Pod ports never captured inbound. */
+  readonly excludeInboundPorts?: readonly number[];
 }
 
 export interface RedirectorConfig {
@@ -53,12 +71,20 @@ export interface RedirectorConfig {
   readonly excludeCidrs: readonly Cidr[];
   readonly agentCgroup: string;
   readonly podInterface: string | undefined;
+  readonly inboundSlots: number;
+  readonly inboundPort: number;
+  /** Unique, sorted. */
+  readonly inboundExemptSources: readonly string[];
+  /** Unique, sorted. */
+  readonly excludeInboundPorts: readonly number[];
 }
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const POD_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]*$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 export const MAX_POD_ID_BYTES = 127;
+/** bpf/redirect.bpf.c MAX_SLOTS: inbound sockets per pod, one per proxy worker. */
+export const MAX_INBOUND_SLOTS = 64;
 export const MAX_CGROUP_PATH_BYTES = 383;
 
 function bad(field: string, value: unknown, why: string): never {
@@ -110,6 +136,20 @@ export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
     bad('podInterface', opts.podInterface, 'must be a network interface name (1-15 characters)');
   }
   const ports = [...new Set([...AGENT_PORTS, DNS_PORT, opts.outboundPort, ...opts.excludePorts])].sort((a, b) => a - b);
+  const slots = opts.inboundSlots ?? 0;
+  if (!Number.isInteger(slots) || slots < 0 || slots > MAX_INBOUND_SLOTS) bad('inboundSlots', slots, `must be an integer from 0 to ${MAX_INBOUND_SLOTS} (one per proxy worker)`);
+  const inboundPort = opts.inboundPort ?? 15006;
+  if (!isPort(inboundPort)) bad('inboundPort', inboundPort, 'must be an integer port 1-65535');
+  const exempt = opts.inboundExemptSources ?? [opts.agentAddress];
+  if (!isArray(exempt)) bad('inboundExemptSources', exempt, 'must be an array of IPv4 addresses');
+  exempt.forEach((ip, i) => {
+    if (typeof ip !== 'string' || !isIPv4(ip) || ip === '0.0.0.0') bad(`inboundExemptSources[${i}]`, ip, 'must be a unicast IPv4 address');
+  });
+  const inboundExcluded = opts.excludeInboundPorts ?? [];
+  if (!isArray(inboundExcluded)) bad('excludeInboundPorts', inboundExcluded, 'must be an array of ports');
+  inboundExcluded.forEach((p, i) => {
+    if (!isPort(p)) bad(`excludeInboundPorts[${i}]`, p, 'must be an integer port 1-65535');
+  });
   return Object.freeze({
     node: opts.node,
     agentAddress: opts.agentAddress,
@@ -118,6 +158,10 @@ export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
     excludeCidrs: Object.freeze([...cidrs.values()]),
     agentCgroup: opts.agentCgroup.replace(/\/+$/, ''),
     podInterface: opts.podInterface,
+    inboundSlots: slots,
+    inboundPort,
+    inboundExemptSources: Object.freeze([...new Set(exempt)].sort()),
+    excludeInboundPorts: Object.freeze([...new Set(inboundExcluded)].sort((a, b) => a - b)),
   });
 }
 
@@ -139,5 +183,10 @@ export function validateTarget(pod: CaptureTarget): CaptureTarget {
   if (typeof pod.cgroupPath !== 'string' || !isAbsolute(pod.cgroupPath) || Buffer.byteLength(pod.cgroupPath) > MAX_CGROUP_PATH_BYTES) {
     badTarget('cgroupPath', pod.cgroupPath, `must be an absolute path of at most ${MAX_CGROUP_PATH_BYTES} bytes`);
   }
-  return Object.freeze({ podId: pod.podId, ip: pod.ip, cgroupPath: pod.cgroupPath.replace(/\/+$/, '') });
+  if (pod.netnsPath !== undefined && (typeof pod.netnsPath !== 'string' || !isAbsolute(pod.netnsPath) || Buffer.byteLength(pod.netnsPath) > 500)) {
+    badTarget('netnsPath', pod.netnsPath, 'must be an absolute path of at most 500 bytes');
+  }
+  return Object.freeze({
+    podId: pod.podId, ip: pod.ip, cgroupPath: pod.cgroupPath.replace(/\/+$/, ''), ...(pod.netnsPath === undefined ? {} : { netnsPath: pod.netnsPath }),
+  });
 }

@@ -3,28 +3,15 @@
 // eBPF mode; the caller cannot tell which, which is the point.
 
 import type { Socket } from 'node:net';
-import { NATIVE_ADDON_PATH, nativeAddon, socketFdOf, type NativeAddon } from '../core/native-addon.ts';
+import { socketFdOf } from '../core/native-addon.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
+import { isErrnoError, native } from './native.ts';
 
-export { NATIVE_ADDON_PATH };
+export { NATIVE_ADDON_PATH, nativeAddonProblem } from './native.ts';
 
 export interface OriginalDestination {
   readonly address: string;
   readonly port: number;
-}
-
-/** Why the native addon does not load, or undefined when it does (for `weft check`). */
-export function nativeAddonProblem(): string | undefined {
-  const addon = nativeAddon();
-  return addon instanceof Error ? `${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap` : undefined;
-}
-
-function native(): NativeAddon {
-  const addon = nativeAddon();
-  if (addon instanceof Error) {
-    throw redirectError(RedirectErrors.NO_NATIVE, `the native addon ${NATIVE_ADDON_PATH} does not load (${addon.message}); build it with: npm run bootstrap`, addon);
-  }
-  return addon;
 }
 
 /** The file descriptor under a connected net.Socket (Linux, libuv TCP handle). */
@@ -42,7 +29,7 @@ export function originalDestination(socket: Socket): OriginalDestination {
   try {
     return native().originalDst(fd);
   } catch (err: unknown) {
-    if (err instanceof Error && 'code' in err && typeof err.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) {
+    if (isErrnoError(err)) {
       // ENOENT: no record (the connection was not captured, or its record aged out).
       throw redirectError(RedirectErrors.NO_ORIGINAL_DST, `no original destination for ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: ${err.message}`, err);
     }

@@ -25,6 +25,14 @@ export interface Redirector {
   enroll(pod: CaptureTarget): Promise<void>;
   /** Stops capturing the pod. Idempotent; unknown ids are ignored. */
   unenroll(podId: string): Promise<void>;
+  /**
+   * A listening socket for proxy worker `slot` (0 <= slot < inboundSlots) that receives the
+   * enrolled pod's inbound connections (eBPF mode: opened inside the pod's network namespace
+   * and handed to the kernel's sk_lookup program). Resolves its file descriptor, now owned by
+   * the caller; resolves undefined when the mode needs none (iptables redirects inbound
+   * connections to the agent's inbound port) or inbound capture is off.
+   */
+  openInboundSocket(podId: string, slot: number): Promise<number | undefined>;
   /** Pod ids currently enrolled, including those adopted from a previous agent. */
   enrolled(): readonly string[];
   /** Removes everything (or keeps capture, see CloseOptions). Idempotent. */

@@ -1,6 +1,8 @@
 // One record per connection: opened is counted when the proxy says who talks to whom,
 // closed (with its response flags), bytes, duration and one access-log line when it finishes,
-// exactly once however it ended. Bytes are read from the sockets' own counters (no per-chunk
+// exactly once however it ended. A plaintext connection the destination refused (STRICT, a
+// policy, not a mesh pod) is counted by reason and logged at a bounded rate instead, since
+// anything on the network can make them. Bytes are read from the sockets' own counters (no per-chunk
 // work) at finish and, for live connections, at each scrape.
 
 import type { Logger } from 'pino';
@@ -8,7 +10,8 @@ import type { Registry } from 'prom-client';
 
 import { systemClock, type Clock } from '../core/clock.ts';
 import { PairStats, TcpMetrics } from './tcp-metrics.ts';
-import { DENIED_FLAG, type ByteSource, type ConnectionDescription, type PeerRef } from './types.ts';
+import { RateLimitedLog } from './rate-limited-log.ts';
+import { DENIED_FLAG, PLAINTEXT_REFUSALS, type ByteSource, type ConnectionDescription, type PeerRef } from './types.ts';
 
 export interface ConnectionTelemetryOptions {
   readonly registry: Registry;
@@ -36,11 +39,9 @@ export class ConnectionTelemetry {
   readonly #logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   readonly #clock: Clock;
   readonly #accessLog: boolean;
-  readonly #handshakeLogs: number;
+  readonly #handshakeLog: RateLimitedLog;
+  readonly #refusalLog: RateLimitedLog;
   readonly #live = new Set<ConnectionRecordImpl>();
-  #logWindowStart = Number.NEGATIVE_INFINITY;
-  #logsInWindow = 0;
-  #suppressed = 0;
 
   constructor(options: ConnectionTelemetryOptions) {
     this.metrics = new TcpMetrics({ registry: options.registry, cluster: options.cluster, durationBuckets: options.durationBuckets });
@@ -50,7 +51,8 @@ export class ConnectionTelemetry {
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#accessLog = options.accessLog ?? true;
-    this.#handshakeLogs = options.handshakeLogsPerSecond ?? 10;
+    this.#handshakeLog = new RateLimitedLog(options.logger, this.#clock, options.handshakeLogsPerSecond ?? 10);
+    this.#refusalLog = new RateLimitedLog(options.logger, this.#clock, options.handshakeLogsPerSecond ?? 10);
   }
 
   /** A new connection: the clock starts now. */
@@ -60,20 +62,13 @@ export class ConnectionTelemetry {
 
   handshakeFailed(reason: string, detail: string): void {
     this.metrics.handshakeFailed(reason);
-    const now = this.#clock.monotonic();
-    if (now - this.#logWindowStart >= 1000) {
-      this.#logWindowStart = now;
-      this.#logsInWindow = 0;
-    }
-    if (this.#logsInWindow >= this.#handshakeLogs) {
-      this.#suppressed += 1;
-      return;
-    }
-    this.#logsInWindow += 1;
-    const line: Record<string, unknown> = { reason, detail };
-    if (this.#suppressed > 0) line.suppressed = this.#suppressed;
-    this.#suppressed = 0;
-    this.#logger.warn(line, 'tunnel handshake refused');
+    this.#handshakeLog.warn({ reason, detail }, 'tunnel handshake refused');
+  }
+
+  forwardedMismatch(claimed: string, principal: string, peerIp: string): void {
+    this.metrics.forwardedMismatch();
+    this.#refusalLog.warn({ claimed, principal, peer: peerIp },
+      `tunnel stream from ${peerIp} claimed source ${claimed}, which is not a workload of ${principal}: the peer's own address stands`);
   }
 
   /** Connections whose bytes are being counted now. */
@@ -93,6 +88,12 @@ export class ConnectionTelemetry {
     // An HTTP connection is reported per request (request telemetry); its own line is for debugging.
     if (pair !== undefined) this.metrics.closed(pair, flags, ms / 1000);
     if (flags === DENIED_FLAG) this.metrics.denied(d.reporter);
+    const refusal = d.reporter === 'destination' && d.security === 'none' ? PLAINTEXT_REFUSALS[flags] : undefined;
+    if (refusal !== undefined) {
+      this.metrics.plaintextRefused(refusal);
+      this.#refusalLog.warn({ reason: refusal, src: d.source.address, dst: d.destination.address, workload: d.destination.workload, namespace: d.destination.namespace, detail }, 'inbound plaintext connection refused');
+      return;
+    }
     if (!this.#accessLog) return;
     const line: Record<string, unknown> = {
       reporter: d.reporter,

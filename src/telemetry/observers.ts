@@ -25,6 +25,9 @@ export function composeObservers(...observers: readonly Observer[]): Observer {
     handshakeFailed(reason, detail) {
       for (const o of observers) o.handshakeFailed(reason, detail);
     },
+    forwardedMismatch(claimed, principal, peerIp) {
+      for (const o of observers) o.forwardedMismatch?.(claimed, principal, peerIp);
+    },
   };
 }
 

@@ -71,6 +71,8 @@ export class TcpMetrics {
   readonly #duration: Histogram<(typeof DURATION_LABEL_NAMES)[number]>;
   readonly #handshakes: Counter<'reason'>;
   readonly #denials: Counter<'reporter'>;
+  readonly #plaintextRefused: Counter<'reason'>;
+  readonly #forwardedMismatch: Counter;
 
   constructor(options: TcpMetricsOptions) {
     const registers = [options.registry];
@@ -110,6 +112,16 @@ export class TcpMetrics {
     });
     this.#denials = new Counter({
       name: 'weft_policy_denials_total', help: 'Connections denied by authorization policy', labelNames: ['reporter'], registers,
+    });
+    this.#plaintextRefused = new Counter({
+      name: 'weft_inbound_plaintext_refused_total',
+      help: 'Plaintext (not mesh) inbound connections the destination agent refused, by reason (mtls_required: the pod is STRICT)',
+      labelNames: ['reason'], registers,
+    });
+    this.#forwardedMismatch = new Counter({
+      name: 'weft_tunnel_forwarded_mismatch_total',
+      help: 'Tunnel streams whose Forwarded source address is not a workload with the peer\'s verified identity (ignored: the peer agent\'s address was used)',
+      registers,
     });
   }
 
@@ -165,5 +177,13 @@ export class TcpMetrics {
 
   denied(reporter: string): void {
     this.#denials.inc({ reporter });
+  }
+
+  plaintextRefused(reason: string): void {
+    this.#plaintextRefused.inc({ reason });
+  }
+
+  forwardedMismatch(): void {
+    this.#forwardedMismatch.inc();
   }
 }

@@ -49,6 +49,20 @@ export interface ByteSource {
 /** The flag (response_flags) that means an authorization policy denied the connection. */
 export const DENIED_FLAG = 'DENY';
 
+/** The flag of a plaintext connection refused because the destination is STRICT (mTLS only). */
+export const MTLS_REQUIRED_FLAG = 'MTLS_REQUIRED';
+
+/**
+ * Why the destination agent refused a plaintext (not mesh) inbound connection, by its flag:
+ * the reason label of weft_inbound_plaintext_refused_total.
+ */
+export const PLAINTEXT_REFUSALS: Readonly<Record<string, string>> = Object.freeze({
+  [MTLS_REQUIRED_FLAG]: 'mtls_required',
+  [DENIED_FLAG]: 'policy_denied',
+  BR: 'not_a_mesh_pod',
+  NR: 'no_original_destination',
+});
+
 /** Request headers a trace context is read from (the proxy's TraceCarrier). */
 export type TraceCarrier = Readonly<Record<string, string | string[] | undefined>>;
 
@@ -65,6 +79,7 @@ export interface ObservedConnection {
 export interface Observer {
   open(incoming?: TraceCarrier): ObservedConnection;
   handshakeFailed(reason: string, detail: string): void;
+  forwardedMismatch?(claimed: string, principal: string, peerIp: string): void;
 }
 
 // ---- HTTP requests (the HTTP layer's RequestObserver, as far as telemetry reads it) ----

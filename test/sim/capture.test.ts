@@ -4,7 +4,8 @@
 //
 // Cluster (custom manifests, 2 nodes):
 //   node-1: demo/client, demo/local (app echo), demo/leaver, plain/outsider (namespace not in the mesh)
-//   node-2: demo/remote (app echo), demo/hello (app hello, the only endpoint of Service demo/hello)
+//   node-2: demo/remote (app echo), demo/hello (app hello, the only endpoint of Service demo/hello),
+//           demo/guarded (app guarded, PeerAuthentication STRICT for that workload only)
 // The echo server answers `client=<ip:port>`: the node's bridge address when an agent
 // connected to it (captured), the client pod's own address when not.
 
@@ -61,6 +62,11 @@ spec:
   clusterIP: ${HELLO_VIP}
   selector: {app: hello}
   ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: guarded-strict, namespace: demo}
+spec: {selector: {matchLabels: {app: guarded}}, mtls: {mode: STRICT}}
 ${[
   ['client', 'demo', 'node-1', 'client', 'client'],
   ['local', 'demo', 'node-1', 'echo', 'echo'],
@@ -68,6 +74,7 @@ ${[
   ['outsider', 'plain', 'node-1', 'default', 'outsider'],
   ['remote', 'demo', 'node-2', 'echo', 'echo'],
   ['hello', 'demo', 'node-2', 'hello', 'hello'],
+  ['guarded', 'demo', 'node-2', 'echo', 'guarded'],
 ].map(([name, ns, node, sa, app]) => `---
 apiVersion: v1
 kind: Pod
@@ -134,7 +141,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'capture.yaml'), MANIFESTS);
   const name = uniqueName(mode === 'ebpf' ? 'ce' : 'ci');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, '--agent-args', `--exclude-ports ${EXCLUDED_PORT}`]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, '--agent-args', `--exclude-ports ${EXCLUDED_PORT} --exclude-inbound-ports ${EXCLUDED_PORT}`]);
 
   const pod = (ref: string): Pod => {
     const [ns, n] = ref.split('/');
@@ -153,6 +160,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   const outsider = pod('plain/outsider');
   const remote = pod('demo/remote');
   const hello = pod('demo/hello');
+  const guarded = pod('demo/guarded');
   const node1 = node('node-1');
   const node2 = node('node-2');
   const logs = join('/run/weft/sim', name, 'logs');
@@ -164,7 +172,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
   };
   /** Reply text for a connection an agent of `via` made (captured) or `from` made itself (direct). */
   const answeredBy = (to: Pod, clientIp: string): RegExp => new RegExp(`^hello from ${to.name} ns=${to.namespace} node=${to.node} client=${escape(clientIp)}:\\d+\\n$`);
-  assert.equal(s.pods.filter((p) => p.enrolled).length, 5, 'five pods in the mesh, plain/outsider not');
+  assert.equal(s.pods.filter((p) => p.enrolled).length, 6, 'six pods in the mesh, plain/outsider not');
   assert.equal(outsider.enrolled, false);
 
   /** One request from client through capture, checked at both agents. */
@@ -232,19 +240,42 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     }
   });
 
-  await t.test('an unenrolled pod is not captured: a pod address is reached directly, a VIP fails', async () => {
+  await t.test('an unenrolled pod is not captured, but its connection to a mesh pod is: the destination agent takes it (inbound, PERMISSIVE) and records it as plaintext', async () => {
     mark();
-    const direct = await curl(outsider, remoteUrl);
-    assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, outsider.ip), 'the server sees the pod itself');
+    const viaInbound = await curl(outsider, remoteUrl);
+    assert.equal(viaInbound.status, 0, viaInbound.stderr);
+    assert.match(viaInbound.body, answeredBy(remote, node2.bridgeIp), 'the server sees node-2\'s agent, not the pod outside the mesh: no inbound bypass');
+    const [rec] = await log2.settle(1);
+    assert.ok(rec, 'node-2\'s agent recorded it');
+    assert.equal(rec.reporter, 'destination');
+    assert.equal(rec.security, 'none', 'plaintext: connection_security_policy none');
+    assert.equal(rec.src.address, `${outsider.ip}:${viaInbound.localPort}`, 'with the real client address');
+    assert.equal(rec.src.identity, undefined, 'and no principal');
+    assert.equal(rec.dst.address, `${remote.ip}:8080`);
     const vip = await curl(outsider, helloUrl, 3);
-    assert.notEqual(vip.status, 0, 'a VIP routes nowhere without capture');
+    assert.notEqual(vip.status, 0, 'a VIP routes nowhere without (outbound) capture');
     assert.notEqual(vip.status, 28, `it fails at once rather than hanging to the timeout (${Math.round(vip.ms)} ms)`);
-    assert.deepEqual(await log1.settle(0), [], 'node-1\'s agent saw nothing');
+    assert.deepEqual(await log1.settle(0), [], 'node-1\'s agent saw nothing: the pod is not captured outbound');
     assert.ok(!(await configDump(node1.netns)).capture.enrolled.includes('plain/outsider'));
   });
 
-  await t.test(`excluded ports are not captured (--exclude-ports ${EXCLUDED_PORT})`, async () => {
+  await t.test('STRICT: the same pod outside the mesh is reset by a STRICT pod (curl); a mesh client still gets in over mTLS', async () => {
+    const guardedUrl = `http://${guarded.ip}:8080/`;
+    const refused = await curl(outsider, guardedUrl, 5);
+    assert.notEqual(refused.status, 0, `outsider -> guarded must fail: ${refused.body}`);
+    assert.doesNotMatch(refused.body, /hello from/, 'not one byte from the pod');
+    // Reset right after the handshake: a failed connect (7), a reset read (56) or an empty
+    // reply (52) depending on when the RST lands; never a timeout (28).
+    assert.ok([7, 52, 56].includes(refused.status), `reset, not timed out (curl ${refused.status}: ${refused.stderr.trim()})`);
+    const text = await until('the refusal in node-2\'s log', 5000, () => {
+      const lines = log2.text().split('\n').filter((l) => l.includes('inbound plaintext connection refused') && l.includes('demo/guarded'));
+      return lines.length > 0 ? lines.join('\n') : undefined;
+    });
+    assert.match(text, /PeerAuthentication demo\/guarded-strict is STRICT/);
+    await capturedOnce(client, guarded, guardedUrl, undefined);
+  });
+
+  await t.test(`excluded ports are not captured (--exclude-ports and --exclude-inbound-ports ${EXCLUDED_PORT})`, async () => {
     // A second listener in demo/remote, owned by this test, stopped by PID, and gone by itself after a minute.
     const script = `require('node:http').createServer((q, s) => s.end('port ${EXCLUDED_PORT} client=' + q.socket.remoteAddress + '\\n'))`
       + `.listen(${EXCLUDED_PORT}, '0.0.0.0', () => console.log('listening')); setTimeout(() => process.exit(0), 60000);`;
@@ -324,7 +355,9 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     mark();
     const direct = await curl(leaver, remoteUrl);
     assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, leaver.ip), 'the server sees the pod itself');
+    // Not captured at its own node any more; node-2 still takes it inbound for its mesh pod.
+    assert.match(direct.body, answeredBy(remote, node2.bridgeIp));
+    assert.equal((await log2.settle(1)).at(-1)?.src.address, `${leaver.ip}:${direct.localPort}`);
     const vip = await curl(leaver, helloUrl, 3);
     assert.notEqual(vip.status, 0, 'its VIP connection is no longer captured, so it fails');
     assert.notEqual(vip.status, 28, 'at once, not by timing out');
@@ -346,7 +379,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
     }
     const direct = await curl(client, remoteUrl);
     assert.equal(direct.status, 0, direct.stderr);
-    assert.match(direct.body, answeredBy(remote, client.ip), 'direct: the server sees the pod itself');
+    assert.match(direct.body, answeredBy(remote, node2.bridgeIp), 'not captured at node-1; node-2 takes it inbound (PERMISSIVE)');
     const vip = await curl(client, helloUrl, 10);
     assert.notEqual(vip.status, 0, 'a VIP routes nowhere without the agent');
     assert.notEqual(vip.status, 28, 'it fails, it does not hang until the timeout');
@@ -360,7 +393,7 @@ async function captureSuite(t: TestContext, mode: Mode): Promise<void> {
         return info.id;
       })
       : [];
-    if (mode === 'ebpf') assert.equal(progIds.length, 6);
+    if (mode === 'ebpf') assert.equal(progIds.length, 7);
     const d = await weft(['sim', 'down', '--name', name]);
     assert.equal(d.status, 0, d.stderr);
     const pins = existsSync(PIN_BASE) ? readdirSync(PIN_BASE).filter((e) => e.startsWith(`${name}-`)) : [];

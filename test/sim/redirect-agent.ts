@@ -1,8 +1,10 @@
 // The stand-in agent of the capture tests (not a test file): run by redirect-support.ts
 // inside the node netns and the agent cgroup. It listens on the outbound capture port,
 // reads each connection's original destination, reports it on stdout and relays to it
-// (service VIPs mapped to a pod, as the real agent's load balancer would). It drives a
-// real redirector, following JSON-line commands on stdin.
+// (service VIPs mapped to a pod, as the real agent's load balancer would). Inbound
+// connections (on the inbound port in iptables mode, on the sockets the redirector opens in
+// pods' namespaces in eBPF mode) are reported as 'inbound' and relayed the same way. It
+// drives a real redirector, following JSON-line commands on stdin.
 
 import { connect, createServer, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -23,7 +25,7 @@ const log = {
   warn: (fields: object, msg: string) => say({ event: 'log', level: 'warn', msg, fields }),
 };
 
-function relay(client: Socket): void {
+function relay(client: Socket, event = 'captured'): void {
   let original;
   try {
     original = originalDestination(client);
@@ -32,7 +34,7 @@ function relay(client: Socket): void {
     client.destroy();
     return;
   }
-  say({ event: 'captured', client: client.remoteAddress, original });
+  say({ event, client: client.remoteAddress, original });
   const to = config.vips[`${original.address}:${original.port}`] ?? original;
   const upstream = connect(to.port, to.address);
   client.pipe(upstream).pipe(client);
@@ -50,8 +52,12 @@ async function main(): Promise<void> {
     say({ event: 'ready' });
     return;
   }
-  const server = createServer(relay);
+  const server = createServer((c) => relay(c));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.options.outboundPort, config.options.agentAddress, resolve));
+  const inboundRelay = (c: Socket): void => relay(c, 'inbound');
+  const inboundPort = createServer(inboundRelay);
+  await new Promise<void>((resolve, reject) => inboundPort.once('error', reject).listen(config.options.inboundPort ?? 15006, '0.0.0.0', resolve));
+  const podServers = new Map<string, ReturnType<typeof createServer>>();
   const redirector = createRedirector(config.mode, config.options, { log });
   const t0 = performance.now();
   await redirector.start();
@@ -59,11 +65,26 @@ async function main(): Promise<void> {
 
   const ops: Record<string, (cmd: Record<string, unknown>) => Promise<unknown>> = {
     enroll: async (cmd) => redirector.enroll(cmd.pod as Parameters<typeof redirector.enroll>[0]),
-    unenroll: async (cmd) => redirector.unenroll(String(cmd.podId)),
+    unenroll: async (cmd) => {
+      await redirector.unenroll(String(cmd.podId));
+      podServers.get(String(cmd.podId))?.close();
+      podServers.delete(String(cmd.podId));
+    },
+    // eBPF mode: accept the pod's inbound connections on the socket opened in its namespace.
+    inbound: async (cmd) => {
+      const fd = await redirector.openInboundSocket(String(cmd.podId), 0);
+      if (fd === undefined) return 'none';
+      const s = createServer(inboundRelay);
+      await new Promise<void>((resolve, reject) => s.once('error', reject).listen({ fd }, resolve));
+      podServers.set(String(cmd.podId), s);
+      return 'listening';
+    },
     enrolled: () => Promise.resolve(redirector.enrolled()),
     close: async (cmd) => {
       await redirector.close({ keepCapture: cmd.keepCapture === true });
       server.close();
+      inboundPort.close();
+      for (const s of podServers.values()) s.close();
     },
     // The agent's own outbound connection: must reach the destination directly.
     dial: (cmd) => new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { needsRoot } from '../support/root.ts';
@@ -90,6 +90,26 @@ test('eBPF capture: pods to the agent with their original destination, and nothi
     const body = await agent.call('dial', { address: b.ip, port: 8080 });
     assert.equal((JSON.parse(String(body)) as { remote: string }).remote, GATEWAY);
     assert.deepEqual(agent.captured(), []);
+  });
+
+  await t.test('inbound: a connection to an enrolled pod that did not come through the mesh goes to the agent; the agent\'s own do not', async () => {
+    agent.events.length = 0;
+    await agent.call('enroll', { pod: target(b) });
+    assert.equal(await agent.call('inbound', { podId: 'default/b' }), 'listening');
+    assert.deepEqual(readdirSync(join(PINS(topo), 'links')).sort(), ['default%2Fa', 'default%2Fb'], 'an sk_lookup link per enrolled pod\'s namespace, pinned');
+    const fromOutside = parseEcho(await curlFrom(topo, c, `http://${b.ip}:8080/`));
+    assert.equal(fromOutside.remote, GATEWAY, 'b saw the agent, not c');
+    assert.deepEqual(agent.inbound(), [{ event: 'inbound', client: c.ip, original: { address: b.ip, port: 8080 } }], 'with the real client and the original destination');
+    agent.events.length = 0;
+    const own = await agent.call('dial', { address: b.ip, port: 8080 });
+    assert.equal((JSON.parse(String(own)) as { remote: string }).remote, GATEWAY);
+    assert.deepEqual(agent.inbound(), [], 'the agent\'s own connection (from the node\'s address) is not captured inbound');
+    agent.events.length = 0;
+    assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
+    assert.deepEqual(agent.events.filter((e) => e.event === 'captured' || e.event === 'inbound').map((e) => e.event), ['captured'], 'a mesh pod\'s connection is captured once, as outbound');
+    await agent.call('unenroll', { podId: 'default/b' });
+    assert.deepEqual(readdirSync(join(PINS(topo), 'links')), ['default%2Fa'], 'b unlinked');
+    assert.equal(parseEcho(await curlFrom(topo, c, `http://${b.ip}:8080/`)).remote, c.ip, 'released: c reaches b directly');
   });
 
   await t.test('an unenrolled pod goes direct; enrolling it later captures it; unenrolling detaches', async () => {

@@ -83,6 +83,24 @@ test('iptables capture: same contract as eBPF, rules only in WEFT chains, nothin
     assert.deepEqual(agent.captured(), []);
   });
 
+  await t.test('inbound: a connection to an enrolled pod that did not come through the mesh goes to the agent; the agent\'s own do not', async () => {
+    agent.events.length = 0;
+    await agent.call('enroll', { pod: target(b) });
+    assert.equal(await agent.call('inbound', { podId: 'default/b' }), 'none');
+    const fromOutside = parseEcho(await curlFrom(topo, c, `http://${b.ip}:8080/`));
+    assert.equal(fromOutside.remote, GATEWAY, 'b saw the agent, not c');
+    assert.deepEqual(agent.inbound(), [{ event: 'inbound', client: c.ip, original: { address: b.ip, port: 8080 } }], 'with the real client and the original destination');
+    agent.events.length = 0;
+    const own = await agent.call('dial', { address: b.ip, port: 8080 });
+    assert.equal((JSON.parse(String(own)) as { remote: string }).remote, GATEWAY);
+    assert.deepEqual(agent.inbound(), [], 'the agent\'s own connection (from the node\'s address) is not captured inbound');
+    agent.events.length = 0;
+    assert.equal(parseEcho(await curlFrom(topo, a, `http://${b.ip}:8080/`)).remote, GATEWAY);
+    assert.deepEqual(agent.events.filter((e) => e.event === 'captured' || e.event === 'inbound').map((e) => e.event), ['captured'], 'a mesh pod\'s connection is captured once, as outbound');
+    await agent.call('unenroll', { podId: 'default/b' });
+    assert.equal(parseEcho(await curlFrom(topo, c, `http://${b.ip}:8080/`)).remote, c.ip, 'released: c reaches b directly');
+  });
+
   await t.test('an unenrolled pod goes direct; enrolling captures it; unenrolling stops', async () => {
     agent.events.length = 0;
     assert.equal(parseEcho(await curlFrom(topo, c, `http://${b.ip}:8080/`)).remote, c.ip);

@@ -84,6 +84,12 @@ export async function buildTopology(): Promise<Topology> {
     }
     sh('ip', ['-n', topo.pods.b.netns, 'addr', 'add', `${B_EXCLUDED_IP}/24`, 'dev', 'eth0']);
     mkdirSync(topo.agentCgroup, { recursive: true });
+    // What a pause container is to a Kubernetes pod: a process holding the pod's cgroup and
+    // namespace from the start (eBPF inbound capture finds the namespace through it).
+    for (const p of Object.values(topo.pods)) {
+      const pause = spawn('sh', inside(p.cgroup, p.netns, ['sleep', '600']), { stdio: 'ignore' });
+      topo.children.add(pause);
+    }
   } catch (err: unknown) {
     await destroyTopology(topo);
     throw err;
@@ -257,6 +263,8 @@ export function agentOptions(topo: Topology): RedirectorOptions {
     excludeCidrs: [EXCLUDED_CIDR],
     agentCgroup: topo.agentCgroup,
     podInterface: 'br0',
+    inboundSlots: 1,
+    inboundPort: 15006,
   };
 }
 
@@ -331,6 +339,10 @@ export class Agent {
 
   captured(): AgentEvent[] {
     return this.events.filter((e) => e.event === 'captured' || e.event === 'capture-error');
+  }
+
+  inbound(): AgentEvent[] {
+    return this.events.filter((e) => e.event === 'inbound');
   }
 
   async kill(): Promise<void> {

@@ -34,6 +34,10 @@ class RecordingRedirector implements Redirector {
     return [...this.pods.keys()].sort();
   }
 
+  openInboundSocket(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

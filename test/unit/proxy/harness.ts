@@ -3,6 +3,7 @@
 // destination of a captured connection is looked up in a table keyed by the client's port.
 // Everything on the data path is real: sockets, TLS, HTTP/2.
 
+import type { MtlsDecision } from '../../../src/model/peer-authentication.ts';
 import { X509Certificate } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -32,6 +33,12 @@ export class TestMesh implements MeshView {
   readonly workloads = new Map<string, Workload>();
   readonly services = new Map<string, { at: ServiceAtVip; endpoints: Endpoint[] }>();
   readonly nodes = new Map<string, string>();
+  /** Workload keys whose PeerAuthentication is STRICT (every other one is PERMISSIVE). */
+  readonly strict = new Set<string>();
+
+  mtlsMode(w: Workload): MtlsDecision {
+    return this.strict.has(w.key) ? { mode: 'STRICT', policy: `${w.namespace}/strict`, scope: 'namespace' } : { mode: 'PERMISSIVE' };
+  }
 
   addWorkload(w: Workload): Workload {
     this.workloads.set(w.ip ?? '', w);

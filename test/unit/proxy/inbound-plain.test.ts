@@ -30,7 +30,8 @@ async function node(t: TestContext, authorize: Authorizer = allowAll) {
       cb();
     },
   }));
-  const observer = new ConnectionTelemetry({ registry: new Registry(), logger });
+  const registry = new Registry();
+  const observer = new ConnectionTelemetry({ registry, logger, handshakeLogsPerSecond: 3 });
   const inbound = new InboundPlain({ originalDestination: table.reader, mesh, authorize, observer }, { nodeName: 'b', host: '127.0.0.2', port: 0 });
   const address = await inbound.listen();
   t.after(async () => {
@@ -38,7 +39,7 @@ async function node(t: TestContext, authorize: Authorizer = allowAll) {
     await echo.close();
   });
   return {
-    pod, echo, lines, inbound,
+    pod, echo, lines, inbound, mesh, registry,
     dial: (dst: { address: string; port: number }) => dialCaptured(address, '127.0.6.6', dst, table),
   };
 }
@@ -68,11 +69,41 @@ test('plaintext refused: pod elsewhere, pod not in the mesh, policy', async (t) 
     [{ address: '127.0.5.3', port: n.echo.address.port }, ResponseFlags.BAD_REQUEST],
     [{ address: '127.0.5.1', port: 9 }, ResponseFlags.DENIED],
   ];
+  const refused = (): Record<string, unknown>[] => n.lines.filter((l) => l.msg === 'inbound plaintext connection refused');
   for (const [dst, flags] of cases) {
-    const before = n.lines.filter((l) => l.msg === 'connection').length;
+    const before = refused().length;
     assert.equal(await closure(await n.dial(dst)), 'ECONNRESET');
-    await until(() => n.lines.filter((l) => l.msg === 'connection').length === before + 1, 3000, 'record');
-    assert.equal(n.lines.filter((l) => l.msg === 'connection').at(-1)?.flags, flags, `${dst.address}:${dst.port}`);
+    await until(() => refused().length === before + 1, 3000, 'record');
+    assert.equal(refused().at(-1)?.reason, flags === ResponseFlags.DENIED ? 'policy_denied' : 'not_a_mesh_pod', `${dst.address}:${dst.port}`);
   }
+  assert.equal(n.lines.filter((l) => l.msg === 'connection').length, 0, 'refusals are not access-log lines (anything on the network can make them)');
   assert.equal(n.inbound.connections, 0);
+});
+
+test('STRICT: plaintext to the pod is reset whatever the policy, counted by reason, logged at a bounded rate', async (t) => {
+  let asked = 0;
+  const n = await node(t, () => {
+    asked++;
+    return allowAll();
+  });
+  n.mesh.strict.add(n.pod.key);
+  let accepted = 0;
+  n.echo.server.on('connection', () => accepted++);
+  for (let i = 0; i < 5; i++) assert.equal(await closure(await n.dial({ address: '127.0.5.1', port: n.echo.address.port })), 'ECONNRESET');
+  assert.equal(asked, 0, 'policy is not consulted: STRICT refuses plaintext first');
+  assert.equal(accepted, 0, 'nothing reached the pod');
+  const metric = async (): Promise<number> => ((await n.registry.getSingleMetric('weft_inbound_plaintext_refused_total')?.get())?.values ?? [])
+    .filter((v) => v.labels.reason === 'mtls_required').reduce((a, v) => a + v.value, 0);
+  for (let i = 0; i < 100 && (await metric()) < 5; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await metric(), 5, 'every refusal counted');
+  const lines = n.lines.filter((l) => l.msg === 'inbound plaintext connection refused');
+  assert.equal(lines.length, 3, 'three lines per second at most (handshakeLogsPerSecond: 3)');
+  assert.equal(lines[0]?.reason, 'mtls_required');
+  assert.match(String(lines[0]?.detail), /shop\/web takes mTLS only \(PeerAuthentication shop\/strict is STRICT\)/);
+  const closed = (await n.registry.getSingleMetric('istio_tcp_connections_closed_total')?.get())?.values ?? [];
+  assert.equal(closed.filter((v) => v.labels.response_flags === 'MTLS_REQUIRED' && v.labels.connection_security_policy === 'none').reduce((a, v) => a + v.value, 0), 5);
+
+  n.mesh.strict.delete(n.pod.key);
+  const back = await exchange(await n.dial({ address: '127.0.5.1', port: n.echo.address.port }), Buffer.from('permissive again'));
+  assert.equal(back.toString(), 'permissive again');
 });

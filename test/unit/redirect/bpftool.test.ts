@@ -66,7 +66,8 @@ test('the compiled object\'s struct layouts match the loader\'s encoders', (t) =
     assert.ok(s, `struct ${name} in the object`);
     return { size: s.size, ...Object.fromEntries((s.members ?? []).map((m) => [m.name, m.bits_offset / 8])) };
   };
-  assert.deepEqual(layout('weft_settings'), { size: 16, agent_ip: 0, agent_port: 4, reserved: 6, build_id: 8, reserved2: 12 });
+  assert.deepEqual(layout('weft_settings'), { size: 16, agent_ip: 0, agent_port: 4, inbound_slots: 6, build_id: 8, reserved2: 12 });
+  assert.deepEqual(layout('weft_inbound_key'), { size: 8, pod_ip: 0, slot: 4 });
   assert.deepEqual(layout('weft_cidr_key'), { size: 8, prefixlen: 0, ip: 4 });
   assert.deepEqual(layout('weft_pod'), { size: 512, pod_id: 0, cgroup_path: 128 });
   assert.deepEqual(layout('weft_orig_dst'), { size: 8, ip: 0, port: 4, reserved: 6 });

@@ -2,16 +2,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCidr } from '../../../src/model/cidr.ts';
 import {
-  bytesFromJson, decodeCidrKey, decodePodKey, decodePodRecord, decodePortKey, decodeSettings, encodeCidrKey,
-  encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey,
+  bytesFromJson, decodeCidrKey, decodeIpKey, decodePodKey, decodePodRecord, decodePortKey, decodeSettings, encodeCidrKey,
+  encodeIpKey, encodePodKey, encodePodRecord, encodePortKey, encodeSettings, hexArgs, indexKey,
 } from '../../../src/redirect/ebpf-maps.ts';
 
 // Expected bytes are what bpf/redirect.bpf.c reads: network order for addresses and
 // ports, host (little-endian) order for the LPM prefix length and the build id.
-test('settings: agent address and port in network order', () => {
-  const b = encodeSettings({ agentAddress: '198.18.1.1', agentPort: 15001, buildId: 0xdeadbeef });
-  assert.equal(b.toString('hex'), 'c6120101' + '3a99' + '0000' + 'efbeadde' + '00000000');
-  assert.deepEqual(decodeSettings(b), { agentAddress: '198.18.1.1', agentPort: 15001, buildId: 0xdeadbeef });
+test('settings: agent address and port in network order, inbound slots and build id in host order', () => {
+  const b = encodeSettings({ agentAddress: '198.18.1.1', agentPort: 15001, inboundSlots: 2, buildId: 0xdeadbeef });
+  assert.equal(b.toString('hex'), 'c6120101' + '3a99' + '0200' + 'efbeadde' + '00000000');
+  assert.deepEqual(decodeSettings(b), { agentAddress: '198.18.1.1', agentPort: 15001, inboundSlots: 2, buildId: 0xdeadbeef });
+});
+
+test('inbound exemption keys are the source address in network order', () => {
+  assert.equal(encodeIpKey('198.18.1.1').toString('hex'), 'c6120101');
+  assert.equal(decodeIpKey(encodeIpKey('198.18.0.11')), '198.18.0.11');
 });
 
 test('port keys are the port in network order', () => {

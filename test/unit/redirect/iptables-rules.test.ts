@@ -16,6 +16,7 @@ test('rules: one match per pod, exclusions, then DNAT to the agent; the jump fir
     '*nat',
     ':WEFT-PREROUTING - [0:0]',
     ':WEFT-CAPTURE - [0:0]',
+    ':WEFT-INBOUND - [0:0]',
     '-A WEFT-PREROUTING -s 198.18.1.10/32 -i br0 -p tcp -m comment --comment "weft-pod=ns/a" -j WEFT-CAPTURE',
     '-A WEFT-PREROUTING -s 198.18.1.11/32 -i br0 -p tcp -m comment --comment "weft-pod=ns/b" -j WEFT-CAPTURE',
     '-A WEFT-CAPTURE -d 127.0.0.0/8 -j RETURN',
@@ -27,6 +28,27 @@ test('rules: one match per pod, exclusions, then DNAT to the agent; the jump fir
     'COMMIT',
     '',
   ].join('\n'));
+});
+
+test('inbound on: after the outbound rules, TCP to each pod goes to the inbound port, but for exempt sources and ports', () => {
+  const inbound = validateOptions({ ...opts, inboundSlots: 2, inboundExemptSources: ['198.18.1.1', '198.18.0.11'], excludeInboundPorts: [9091] });
+  const lines = buildNatRules(inbound, [{ podId: 'ns/b', ip: '198.18.1.11' }, { podId: 'ns/a', ip: '198.18.1.10' }], empty).split('\n');
+  const pre = lines.filter((l) => l.startsWith('-A WEFT-PREROUTING'));
+  assert.deepEqual(pre, [
+    '-A WEFT-PREROUTING -s 198.18.1.10/32 -i br0 -p tcp -m comment --comment "weft-pod=ns/a" -j WEFT-CAPTURE',
+    '-A WEFT-PREROUTING -s 198.18.1.11/32 -i br0 -p tcp -m comment --comment "weft-pod=ns/b" -j WEFT-CAPTURE',
+    '-A WEFT-PREROUTING -d 198.18.1.10/32 -p tcp -m comment --comment "weft-inbound=ns/a" -j WEFT-INBOUND',
+    '-A WEFT-PREROUTING -d 198.18.1.11/32 -p tcp -m comment --comment "weft-inbound=ns/b" -j WEFT-INBOUND',
+  ]);
+  assert.deepEqual(lines.filter((l) => l.startsWith('-A WEFT-INBOUND')), [
+    '-A WEFT-INBOUND -s 198.18.0.11/32 -j RETURN',
+    '-A WEFT-INBOUND -s 198.18.1.1/32 -j RETURN',
+    '-A WEFT-INBOUND -p tcp -m multiport --dports 9091 -j RETURN',
+    '-A WEFT-INBOUND -p tcp -j REDIRECT --to-ports 15006',
+  ]);
+  // The inbound rules are not mistaken for enrolled pods when read back.
+  const back = parseNatSave(`*nat\n:WEFT-PREROUTING - [0:0]\n${pre.join('\n')}\nCOMMIT\n`);
+  assert.deepEqual(back.pods.map((p) => p.podId).sort(), ['ns/a', 'ns/b']);
 });
 
 test('no second jump when one is installed; no interface match without podInterface', () => {

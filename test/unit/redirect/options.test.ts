@@ -17,6 +17,11 @@ test('defaults are added, duplicates removed, trailing slashes dropped', () => {
   assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.excludePorts));
 });
 
+test('inbound defaults: off, the agent address exempt, port 15006', () => {
+  const cfg = validateOptions(good);
+  assert.deepEqual([cfg.inboundSlots, cfg.inboundExemptSources, cfg.inboundPort, cfg.excludeInboundPorts], [0, ['198.18.1.1'], 15006, []]);
+});
+
 test('a non-default outbound port is excluded too (no capture loop)', () => {
   assert.ok(validateOptions({ ...good, outboundPort: 25001 }).excludePorts.includes(25001));
 });
@@ -33,6 +38,10 @@ const badOptions: [string, Partial<RedirectorOptions>, RegExp][] = [
   ['not a CIDR', { excludeCidrs: ['example.com'] }, /excludeCidrs\[0\]="example.com"/],
   ['relative cgroup', { agentCgroup: 'weft/agent' }, /agentCgroup="weft\/agent"/],
   ['interface name too long', { podInterface: 'a-very-long-bridge-name' }, /podInterface/],
+  ['too many inbound slots', { inboundSlots: 65 }, /inboundSlots=65: must be an integer from 0 to 64/],
+  ['inbound exempt source not IPv4', { inboundExemptSources: ['node-1'] }, /inboundExemptSources\[0\]="node-1"/],
+  ['bad inbound excluded port', { excludeInboundPorts: [0] }, /excludeInboundPorts\[0\]=0/],
+  ['bad inbound port', { inboundPort: 99999 }, /inboundPort=99999/],
 ];
 
 for (const [name, change, message] of badOptions) {
