@@ -15,8 +15,8 @@ import { inPod, simCluster, uniqueName, weft, type SimStatus } from '../support/
 import { agentMetrics, clientInPod, eventually, inNetns, pod, sample } from './mesh-support.ts';
 
 const DEPLOY = join(import.meta.dirname, '..', '..', 'deploy', 'weft.yaml');
-/** BPF (39), PERFMON (38), NET_ADMIN (12), SYS_ADMIN (21): what the chart grants the agent, and nothing else. */
-const AGENT_CAPS = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 21n);
+/** BPF (39), PERFMON (38), NET_ADMIN (12), SYS_ADMIN (21), SYS_PTRACE (19): what the chart grants the agent, and nothing else. */
+const AGENT_CAPS = (1n << 39n) | (1n << 38n) | (1n << 12n) | (1n << 21n) | (1n << 19n);
 
 type Status = SimStatus & { meshProcesses: Record<string, number> };
 
@@ -60,7 +60,7 @@ test('sim up --install deploy/weft.yaml: the chart runs the mesh; either control
       const expanded = renderedArgs('DaemonSet').map((a) => a.replace('$(HOST_IP)', n.ip).replace('$(NODE_NAME)', n.name));
       assert.deepEqual(p.args.slice(2), expanded, `agent/${n.name}: the DaemonSet's args, $(VAR)s expanded`);
       assert.equal(p.uid, 0);
-      assert.equal(p.capEff, AGENT_CAPS, `agent/${n.name} holds only BPF, PERFMON, NET_ADMIN and SYS_ADMIN (CapEff ${p.capEff.toString(16)})`);
+      assert.equal(p.capEff, AGENT_CAPS, `agent/${n.name} holds only BPF, PERFMON, NET_ADMIN, SYS_ADMIN and SYS_PTRACE (CapEff ${p.capEff.toString(16)})`);
     }
     for (const c of ['control/0', 'control/1']) {
       const p = proc(s.meshProcesses[c] ?? 0);

@@ -21,7 +21,7 @@ test('$(VAR) expands as the kubelet does: defined names only, $$ escapes', () =>
   for (const [input, want] of cases) assert.equal(expandVars(input, env), want, input);
 });
 
-test('the rendered agent DaemonSet: fieldRefs resolved into args, every volume mounted, probe on 15021, only four capabilities', () => {
+test('the rendered agent DaemonSet: fieldRefs resolved into args, every volume mounted, probe on 15021, only the chart capabilities', () => {
   const set = installSet([{ path: 'deploy/weft.yaml', text: readFileSync(join(import.meta.dirname, '../../../../deploy/weft.yaml'), 'utf8') }]);
   const agent = set.workloads.find((w) => w.role === 'agent') ?? assert.fail('no agent workload');
   const run = podRun(agent.template, ctx, none, 'DaemonSet/weft-agent');
@@ -38,8 +38,8 @@ test('the rendered agent DaemonSet: fieldRefs resolved into args, every volume m
   assert.deepEqual(mounts['/var/run/weft-ca']?.sources, [{ type: 'configMap', name: 'weft-ca-root-cert', optional: false }]);
   assert.equal(mounts['/sys/fs/cgroup']?.readOnly, true);
   assert.equal(mounts[API_ACCESS_MOUNT], undefined, 'automountServiceAccountToken: false keeps the API token out');
-  assert.deepEqual(run.capabilities, { add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN'], drop: ['ALL'] });
-  assert.deepEqual(securityPrefix(run), ['setpriv', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all,+bpf,+perfmon,+net_admin,+sys_admin', '--']);
+  assert.deepEqual(run.capabilities, { add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'], drop: ['ALL'] });
+  assert.deepEqual(securityPrefix(run), ['setpriv', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all,+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace', '--']);
 });
 
 test('the rendered control Deployment: non-root, API access mounted, downward-API namespace', () => {
