@@ -55,7 +55,7 @@ export interface RedirectorOptions {
   readonly inboundSlots?: number;
   /** The agent's inbound plaintext port (15006), where iptables mode redirects inbound connections. */
   readonly inboundPort?: number;
-  /** Sources never captured inbound: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. */
+  /** Sources never captured inbound in eBPF mode: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. iptables mode needs none (those leave through OUTPUT). */
   readonly inboundExemptSources?: readonly string[];
   /** Pod ports never captured inbound. */
   readonly excludeInboundPorts?: readonly number[];

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
 import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, curl, escape, type Pod } from './capture-support.ts';
+import { AccessLog, curl, escape, inPodFast, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics, inNetns, node, sample } from './mesh-support.ts';
 
 const MANIFESTS = `
@@ -103,6 +103,33 @@ async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables'): Promise<
     // (Records of the mesh clients above may still be on their way: only web's count.)
     const seen = (await log1.settle(0)).filter((x) => x.dst.address === `${web.ip}:8080`);
     assert.deepEqual(seen.map((x) => `${x.reporter} ${x.src.address ?? '?'} -> ${x.dst.address ?? '?'}`), [], 'the agent saw no probe');
+  });
+
+  await t.test('STRICT: a pod outside the mesh that forges the node\'s own addresses (exempt for probes) is still refused', async () => {
+    // The outsider takes each node address as its own (a pod root can: NET_ADMIN in its netns)
+    // and dials from it. Its ARP then claims that address on the bridge, so vault's replies
+    // would come to it: only capture that cannot be fooled by a source address refuses it.
+    const outsider = pod('outsider');
+    for (const forged of [node1.bridgeIp, node1.ip]) {
+      const add = await inNetns(outsider.netns, ['ip', 'addr', 'add', `${forged}/32`, 'dev', 'eth0']);
+      assert.equal(add.status, 0, add.stderr);
+      try {
+        // Forget vault's MAC, so the outsider asks for it again with the forged address as sender.
+        await inNetns(outsider.netns, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+        const r = await inPodFast(outsider, ['curl', '-sS', '-m', '3', '--interface', forged, url(vault)]);
+        assert.notEqual(r.status, 0, `outsider forging ${forged} must not reach vault: ${r.stdout}`);
+        assert.doesNotMatch(r.stdout, /hello from/, `nothing from vault for a forged ${forged}`);
+      } finally {
+        await inNetns(outsider.netns, ['ip', 'addr', 'del', `${forged}/32`, 'dev', 'eth0']);
+      }
+    }
+    // vault still answers its node (a probe) and the mesh after the attempt.
+    const probe = await inNetns(node1.netns, ['curl', '-sS', '-m', '5', url(vault)]);
+    assert.match(probe.stdout, answer(vault, node1.bridgeIp), `the node still reaches vault: ${probe.stderr}`);
+    log1.mark();
+    const near = await curl(pod('near'), url(vault));
+    assert.match(near.body, answer(vault, node1.bridgeIp), `the mesh still reaches vault: ${near.stderr}`);
+    await log1.settle(2, 3000); // its records are in before the next test marks the log
   });
 
   await t.test('PERMISSIVE: pods outside the mesh get in, and the destination agent records plaintext', async () => {
