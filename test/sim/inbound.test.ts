@@ -3,7 +3,9 @@
 // node agent (15006) — from a pod outside the mesh on the same bridge and from one on another
 // node — where PeerAuthentication decides: STRICT resets it (counted by reason, logged at a
 // bounded rate), PERMISSIVE admits it under AuthorizationPolicy and records it as plaintext.
-// Mesh clients (same node and cross-node) and probes from the pod's own node always pass.
+// Mesh clients (same node and cross-node) and probes from the pod's own node always pass; a
+// pod that forges the node's address does not. Each mode runs on the mesh `weft sim` starts
+// and on the rendered install (deploy/weft.yaml), where the agent's address is $(HOST_IP).
 //
 // Cluster (2 nodes):
 //   node-1: vault/vault (namespace STRICT), open/web (PERMISSIVE), plain/outsider (not in the
@@ -16,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
+import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
 import { AccessLog, curl, escape, inPodFast, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics, inNetns, node, sample } from './mesh-support.ts';
 
@@ -46,19 +48,19 @@ spec:
   containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
 `).join('')}`;
 
-for (const mode of ['ebpf', 'iptables'] as const) {
-  test(`inbound enforcement: STRICT refuses plaintext, PERMISSIVE records it, mesh and node traffic pass (--mesh ${mode})`, { timeout: 240_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) for (const mode of ['ebpf', 'iptables'] as const) {
+  test(`inbound enforcement: STRICT refuses plaintext, PERMISSIVE records it, mesh and node traffic pass (--mesh ${mode}, ${setup})`, { timeout: 240_000 }, async (t) => {
     if (!needsRoot(t, ['curl', 'nsenter'])) return;
-    await inboundSuite(t, mode);
+    await inboundSuite(t, mode, setupArgs);
   });
 }
 
-async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables'): Promise<void> {
+async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables', setupArgs: readonly string[]): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-inbound-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'cluster.yaml'), MANIFESTS);
   const name = uniqueName(mode === 'ebpf' ? 'ie' : 'ii');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, ...setupArgs]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const vault = pod('vault');
   const web = pod('web');
