@@ -93,14 +93,70 @@ interface Planned {
 }
 
 interface FirstSync {
+  /** The node's entries (its own only, after `shared`). */
   readonly entries: Iterator<readonly [string, ControlResource]>;
-  /** The view's generation when it started: what the agent holds once it is sent whole. */
+  /** The view's generation when it started (or the shared parts were cut): what the agent holds once it is sent whole. */
   readonly generation: number;
   /** Set when the last part is cut: no change happened while it was read, so the agent holds exactly that generation. */
   exact: boolean;
+  /** The shared entries' parts, sent first (the node's own entries, sent last, win over them), and the next to send. */
+  readonly shared?: { readonly parts: readonly PushPart[]; next: number };
+  /** Shared keys the node does not hold: removed in the last part. */
+  readonly hidden?: readonly string[];
+  /** With `shared`: the shared version each own entry replaces on the agent (what it keeps if it refuses it). */
+  readonly replaces?: ReadonlyMap<string, string | undefined>;
+}
+
+/**
+ * The view's shared entries (ResourceView.sharedEntries) cut into parts once for the first
+ * sync of every agent that holds them: each is sent the very same parts (encoded once by
+ * the server), then its own entries. Cut again once older than `maxAge` generations (an agent
+ * synced from older parts gets what changed since in its first delta); the server owns one.
+ */
+export class SharedSyncParts {
+  readonly #maxBytes: number;
+  readonly #size: ResourceSize;
+  readonly #maxAge: number;
+  #cut: { readonly view: ResourceView; readonly generation: number; readonly parts: readonly PushPart[] } | undefined;
+
+  constructor(maxBytes: number, size: ResourceSize, maxAge = 100) {
+    this.#maxBytes = maxBytes;
+    this.#size = size;
+    this.#maxAge = maxAge;
+  }
+
+  /** The parts and the generation they were cut at; undefined when the view has no shared entries. */
+  at(view: ResourceView): { readonly generation: number; readonly parts: readonly PushPart[] } | undefined {
+    if (view.sharedEntries === undefined) return undefined;
+    const c = this.#cut;
+    if (c !== undefined && c.view === view && c.generation <= view.generation && view.generation - c.generation <= this.#maxAge) return c;
+    const parts: PushPart[] = [];
+    let changed: ControlResource[] = [];
+    let bytes = 0;
+    for (const [, r] of view.sharedEntries()) {
+      changed.push(r);
+      bytes += this.#size(r);
+      if (bytes >= this.#maxBytes) {
+        parts.push({ changed, removed: [], more: true, trigger: 'subscribe' });
+        changed = [];
+        bytes = 0;
+      }
+    }
+    if (changed.length > 0) parts.push({ changed, removed: [], more: true, trigger: 'subscribe' });
+    this.#cut = { view, generation: view.generation, parts };
+    return this.#cut;
+  }
 }
 
 const MAX_REMOVALS_PER_PART = 20_000;
+
+/**
+ * Keys a book keeps in its change set. Past it (an agent that fell far behind, on its own) it
+ * drops the set and reads its changes from the view's history when its next push is cut, as
+ * other books that far behind do (shared per generation): memory stays O(agents x this), not
+ * O(agents x the keys changed while they lag).
+ */
+const MAX_KEPT_CHANGES = 1_000;
 
 type Changes = ReadonlyMap<string, ControlResource | undefined>;
 
@@ -144,17 +200,26 @@ export class AgentBook<M = undefined> {
   #mergedTo: number | undefined;
   /** The view's history no longer reaches `#mergedTo`: the agent must resubscribe. */
   #lost = false;
+  /** The generation `#dirty` starts from: what the agent holds once everything cut so far applies. */
+  #base: number | undefined;
+  /** Too many changes to keep (MAX_KEPT_CHANGES): the next push reads them from the view's history since `#base`. */
+  #spilled = false;
 
   readonly #plans: PlanCache;
+  readonly #sharedSync: SharedSyncParts | undefined;
 
-  /** `maxBytes`: a part stops growing once its resources reach this encoded size. */
-  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize, plans = new PlanCache()) {
+  /**
+   * `maxBytes`: a part stops growing once its resources reach this encoded size. `plans` and
+   * `sharedSync` are shared by every book of the server.
+   */
+  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize, plans = new PlanCache(), sharedSync?: SharedSyncParts) {
     this.node = node;
     this.#initial = initial;
     this.#rejected = rejected;
     this.#maxBytes = maxBytes;
     this.#size = size;
     this.#plans = plans;
+    this.#sharedSync = sharedSync;
   }
 
   /**
@@ -188,16 +253,20 @@ export class AgentBook<M = undefined> {
         else if (left === 0 && dirty.owned && dirty.refs === members.length) {
           // Every book holding it is here and moves on together: merge in place.
           mergeChanges(dirty.changes as Map<string, ControlResource | undefined>, c);
-          continue;
+          next = dirty;
         } else next = { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 };
-        for (const b of members) b.#hold(next);
+        const spill = next.changes.size > MAX_KEPT_CHANGES;
+        for (const b of members) {
+          if (spill) b.#spill();
+          else b.#hold(next);
+        }
       }
     }
   }
 
   /** The view's changes since `#mergedTo` when there are some to merge (and moves `#mergedTo` on). */
   #step(view: ResourceView): Changes | undefined {
-    if (this.#mergedTo === undefined || this.#lost || this.#mergedTo >= view.generation) return undefined;
+    if (this.#mergedTo === undefined || this.#lost || this.#spilled || this.#mergedTo >= view.generation) return undefined;
     const c = view.changesSince(this.node, this.#mergedTo);
     this.#mergedTo = view.generation;
     if (c === undefined) {
@@ -206,6 +275,11 @@ export class AgentBook<M = undefined> {
       return undefined;
     }
     return c.size === 0 ? undefined : c;
+  }
+
+  #spill(): void {
+    this.#hold(undefined);
+    this.#spilled = true;
   }
 
   #hold(next: Dirty | undefined): void {
@@ -220,7 +294,9 @@ export class AgentBook<M = undefined> {
     const c = this.#step(view);
     if (c === undefined) return;
     const dirty = this.#dirty;
-    this.#hold(dirty === undefined ? { changes: c, owned: false, refs: 0 } : { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 });
+    const next: Dirty = dirty === undefined ? { changes: c, owned: false, refs: 0 } : { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 };
+    if (next.changes.size > MAX_KEPT_CHANGES) this.#spill();
+    else this.#hold(next);
   }
 
   /** A push awaits its ACK. */
@@ -256,28 +332,37 @@ export class AgentBook<M = undefined> {
     if (this.#pending !== undefined) return undefined;
     if (this.#held === undefined && this.#planned === undefined) {
       if (this.#first === undefined) {
-        this.#first = { entries: view.entries(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+        this.#first = this.#startFirstSync(view);
         // What changes from here on is sent after the first sync, whatever of it the agent got.
-        this.#mergedTo = view.generation;
+        this.#mergedTo = this.#first.generation;
+        this.#base = this.#first.generation;
       }
       return this.#firstSyncPart(view, this.#first);
     }
     this.#catchUp(view);
     if (this.#lost) return 'resync';
     if (this.#planned === undefined) {
-      const dirty = this.#dirty;
-      const at = this.#mergedTo as number;
-      if (dirty === undefined) {
+      let changes = this.#dirty?.changes;
+      let at = this.#mergedTo as number;
+      if (this.#spilled) {
+        changes = view.changesSince(this.node, this.#base as number);
+        if (changes === undefined) return 'resync';
+        at = view.generation;
+        this.#spilled = false;
+        this.#mergedTo = at;
+      }
+      this.#hold(undefined);
+      this.#base = at;
+      if (changes === undefined || changes.size === 0) {
         this.#held = at;
         return undefined;
       }
-      this.#hold(undefined);
       // Shared with every agent given the same changes, unless this one refused something or is inexact.
       const shareable = this.#exact && this.#rejected.size === 0;
-      let plan = shareable ? this.#plans.get(at, dirty.changes) : undefined;
+      let plan = shareable ? this.#plans.get(at, changes) : undefined;
       if (plan === undefined) {
-        plan = this.#plan(view, dirty.changes);
-        if (shareable) this.#plans.set(at, dirty.changes, plan);
+        plan = this.#plan(view, changes);
+        if (shareable) this.#plans.set(at, changes, plan);
       }
       if (plan.parts.length === 0) {
         this.#held = at;
@@ -294,7 +379,9 @@ export class AgentBook<M = undefined> {
   sent(nonce: string, part: PushPart, meta: M): PendingPush<M> {
     const p = this.#planned;
     // A first sync replaces what the agent said it held; a delta, what it held at `held`.
-    const replaces = p?.plan.replaces ?? this.#initial ?? new Map<string, string>();
+    const f = this.#first;
+    const own = f?.shared === undefined || !f.shared.parts.includes(part);
+    const replaces = p?.plan.replaces ?? (own ? f?.replaces : undefined) ?? this.#initial ?? new Map<string, string>();
     const push: PendingPush<M> = Object.freeze({ ...part, nonce, meta, replaces });
     this.#pending = push;
     if (!part.more) {
@@ -420,7 +507,26 @@ export class AgentBook<M = undefined> {
     return parts;
   }
 
+  // A fresh agent (holding nothing, refusing nothing) of a node with the shared entries gets
+  // their shared parts, then its own entries; any other, every entry read for it alone.
+  #startFirstSync(view: ResourceView): FirstSync {
+    const fresh = (this.#initial === undefined || this.#initial.size === 0) && this.#rejected.size === 0;
+    const layers = fresh ? view.layers?.(this.node) : undefined;
+    const common = layers?.shared === true ? this.#sharedSync?.at(view) : undefined;
+    // Its first delta is what changed since the parts were cut: the history must still have it.
+    if (layers !== undefined && common !== undefined && (common.generation === view.generation || view.changesSince(this.node, common.generation) !== undefined)) {
+      const shared = view.sharedEntries?.();
+      const replaces = new Map<string, string | undefined>();
+      const own = [...layers.own];
+      for (const [k] of own) replaces.set(k, shared?.get(k)?.version);
+      return { entries: own[Symbol.iterator](), generation: common.generation, exact: false, shared: { parts: common.parts, next: 0 }, hidden: layers.hidden, replaces };
+    }
+    return { entries: view.entries(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+  }
+
   #firstSyncPart(view: ResourceView, f: FirstSync): PushPart {
+    const shared = f.shared;
+    if (shared !== undefined && shared.next < shared.parts.length) return shared.parts[shared.next++];
     const initial = this.#initial ?? new Map<string, string>();
     const changed: ControlResource[] = [];
     let bytes = 0;
@@ -437,7 +543,7 @@ export class AgentBook<M = undefined> {
       if (bytes >= this.#maxBytes) return { changed, removed: [], more: true, trigger: 'subscribe' };
     }
     f.exact = view.generation === f.generation;
-    const removed: string[] = [];
+    const removed: string[] = [...(f.hidden ?? [])];
     for (const key of initial.keys()) {
       if (view.current(this.node, key) !== undefined) continue;
       removed.push(key);
