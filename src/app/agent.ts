@@ -20,7 +20,7 @@ import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
-import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
+import { fdBudget, perWorker, sharedProxyCounters } from './fd-budget.ts';
 import { agentReclaimer } from './memory-reclaim.ts';
 import { bucketMemory, DEFAULT_BUCKET_SLOTS } from '../proxy/resilience/token-bucket.ts';
 import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
@@ -93,6 +93,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
+    maxRequestsPerSource: perWorker(config.maxRequestsPerSource, config.workers),
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);

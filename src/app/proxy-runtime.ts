@@ -17,9 +17,10 @@ import {
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
-  HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, type RateLimitStepDeps,
+  HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
 import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
+import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
@@ -46,6 +47,8 @@ export interface ProxyRuntimeOptions {
   readonly l7?: boolean;
   /** Sniff bound for undeclared ports, ms. Default 100. */
   readonly sniffMs?: number;
+  /** HTTP requests of one source pod this worker serves at once; more wait their turn. Default 512. */
+  readonly maxRequestsPerSource?: number;
   /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
   readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
@@ -144,6 +147,10 @@ export class ProxyRuntime {
       labelNames: ['fault', 'kind'], registers: [deps.registry],
     });
     const budgets = new RetryBudgets(deps.clock);
+    const sourceWaits = new Counter({
+      name: 'weft_source_request_waits_total', help: 'HTTP requests that waited for their source pod\'s share of the agent (--max-requests-per-source), by source workload.',
+      labelNames: ['source_workload_namespace', 'source_workload'], registers: [deps.registry],
+    });
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
@@ -189,7 +196,10 @@ export class ProxyRuntime {
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
-      steps: [circuitBreakerStep({
+      steps: [sourceShareStep({
+        shares: new SourceShares(options.maxRequestsPerSource ?? 512),
+        waited: (src) => sourceWaits.inc({ source_workload_namespace: src.namespace ?? 'unknown', source_workload: src.workload ?? 'unknown' }),
+      }), circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),
         limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
         overflowed: (service) => overflowed.inc({ destination_service: service }),
