@@ -4,6 +4,7 @@
 // reading the mesh state and credentials the agent hands it. Every proxy worker thread runs
 // one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -162,8 +163,14 @@ export class ProxyRuntime {
     this.#plain.release(pod);
   }
 
-  setCredentials(set: CredentialSet): void {
-    this.#credentials.update(set);
+  /**
+   * Swaps in new credentials. A new CRL ends, at once, every tunnel session (both
+   * directions) that used a certificate it revokes; returns how many ended.
+   */
+  setCredentials(set: CredentialSet): number {
+    if (!this.#credentials.update(set)) return 0;
+    const revoked = (c: X509Certificate): boolean => this.#credentials.isRevoked(c);
+    return this.#tunnel.closeRevoked(revoked) + this.#pool.closeRevoked(revoked);
   }
 
   async listen(): Promise<void> {

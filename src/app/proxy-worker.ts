@@ -48,7 +48,8 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'credentials':
       try {
-        runtime.setCredentials(m.set);
+        const ended = runtime.setCredentials(m.set);
+        if (ended > 0) logger.warn({ sessions: ended }, 'ended tunnel sessions that used a revoked certificate');
       } catch (err: unknown) {
         logger.error({ err: describeError(err) }, 'credentials refused; keeping the previous ones');
       }
