@@ -124,8 +124,9 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
     const started = performance.now();
     const args: ControlChildArgs = { kubeconfig, caDir, tokensFile };
     const control = fork(join(import.meta.dirname, 'control-scale', 'control-child.ts'), [JSON.stringify(args)], {
-      // The young generation's cap bin/weft gives `weft control`.
+      // The young generation's cap and malloc's mmap threshold bin/weft gives `weft control`.
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, '--expose-gc', '--max-semi-space-size=8'],
+      env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072' },
     });
     children.push(control);
     const ready = await within(onceMessage<ControlChildMessage>(control, (m) => m.type === 'ready' || m.type === 'failed'), 600_000, 'control plane start');
