@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
+import { recheckEnding } from '../proxy/policy-recheck.ts';
 import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
@@ -150,8 +151,15 @@ export class ProxyRuntime {
     });
   }
 
-  setMesh(content: MeshContent): void {
-    this.#state = meshStateFromContent(content);
+  /**
+   * Swaps in a new mesh state and judges every open connection again under it (live
+   * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
+   * recorded with the policy that closed them. Returns how many were closed.
+   */
+  setMesh(content: MeshContent): number {
+    const state = meshStateFromContent(content);
+    this.#state = state;
+    return this.connections.endWhere((c) => recheckEnding(state, c));
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */

@@ -43,9 +43,11 @@ let draining = false;
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
-    case 'mesh':
-      runtime.setMesh(m.content);
+    case 'mesh': {
+      const closed = runtime.setMesh(m.content);
+      if (closed > 0) logger.warn({ connections: closed }, 'closed open connections the new policy no longer allows');
       break;
+    }
     case 'credentials':
       try {
         const ended = runtime.setCredentials(m.set);
