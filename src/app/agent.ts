@@ -166,7 +166,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     if (!c.ready) return c;
     if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };
     if (workers.listening < config.workers) return { ready: false, reason: `${workers.listening}/${config.workers} proxy workers listening` };
-    return { ready: true };
+    return c; // ready, with its note (serving the last good config from disk) if any
   };
   // The agent's own metrics plus every worker's, summed, on one scrape.
   const metricsHandler: Routes = {

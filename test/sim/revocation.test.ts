@@ -36,7 +36,7 @@ test('weft control revoke --node: its tunnels close, its renewals fail; other no
   const fromNode1 = held(pod('echo-1-0'));
   const fromNode3 = held(pod('echo-3-0'));
   for (const h of [fromNode1, fromNode3]) await h.waitLine(/"event": "open"/, 20_000);
-  assert.match(events(fromNode1)[0]?.answer ?? '', new RegExp(`^hello from echo-2-0 .* client=${escape(node2.bridgeIp)}:`), 'through the mesh to node-2');
+  assert.match(events(fromNode1)[0]?.answer ?? '', new RegExp(`hello from echo-2-0 .* client=${escape(node2.bridgeIp)}:`), 'through the mesh to node-2');
 
   const refusedBefore = sample(await agentMetrics(s, 'node-2'), 'weft_tunnel_handshake_failures_total', { reason: 'revoked' });
   const caDir = `/run/weft/sim/${name}/mesh/ca`;
