@@ -11,6 +11,7 @@ import type { Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { recheckEnding } from '../proxy/policy-recheck.ts';
+import { DryRunReporter, reportingDryRun } from '../telemetry/dry-run.ts';
 import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
@@ -89,7 +90,8 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
       mtlsMode: (workload) => this.#state.mtlsModeFor(workload),
     };
-    const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const dryRun = new DryRunReporter({ registry: deps.registry, logger: deps.logger, clock: deps.clock });
+    const authorizer = reportingDryRun((req: Parameters<typeof authorize>[1]) => authorize(this.#state, req), dryRun);
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
