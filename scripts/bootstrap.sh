@@ -21,11 +21,15 @@ for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
-# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real gRPC client and server.
+# Python modules, keyed by an import: the dual-stack capture tests and the L7 tests use a real
+# gRPC client and server (grpc) and a real WebSocket client and server (websockets).
 # Debian's module goes with Debian's interpreter, which a pyenv python3 may shadow.
-has_grpc=no
-for py in python3 /usr/bin/python3; do "$py" -c 'import grpc' >/dev/null 2>&1 && has_grpc=yes; done
-[ "$has_grpc" = yes ] || missing+=(python3-grpcio)
+declare -A pymod_pkg=([grpc]=python3-grpcio [websockets]=python3-websockets)
+for mod in "${!pymod_pkg[@]}"; do
+  found=no
+  for py in python3 /usr/bin/python3; do "$py" -c "import $mod" >/dev/null 2>&1 && found=yes; done
+  [ "$found" = yes ] || missing+=("${pymod_pkg[$mod]}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing system packages (${missing[*]}) and not root: install them with apt-get, or run as root"

@@ -6,9 +6,9 @@
 // - the descriptors held by connections fell to at most half of their peak, by at least
 //   `minDrop` (a flood of held connections ended);
 // - RSS rose `growthBytes` above its lowest since the last reclaim (churn: a flood of refused
-//   or short connections leaves garbage but holds nothing); within `followUpMs` of a reclaim,
-//   `followUpBytes` is enough, so the garbage a flood made after the last reclaim (while it was
-//   still going on) is collected too once it ends.
+//   or short connections leaves garbage but holds nothing).
+// Either schedules one more reclaim `settleMs` later: a flood still going on at the first one
+// leaves garbage after it, which that one collects once the flood has ended.
 // At most once per `minIntervalMs`, so a steady heavy load does not pay a full collection often.
 
 import v8 from 'node:v8';
@@ -20,28 +20,27 @@ import { nativeAddon } from '../core/native-addon.ts';
 export interface ReclaimPolicy {
   /** Descriptors the held count must fall by (from its peak) to count as a flood ending. */
   readonly minDrop: number;
-  /** RSS growth over the level after the last reclaim that triggers one. */
+  /** RSS growth over its lowest since the last reclaim that triggers one. */
   readonly growthBytes: number;
-  /** The growth that triggers one within `followUpMs` of the last reclaim. */
-  readonly followUpBytes: number;
-  readonly followUpMs: number;
+  /** When the follow-up of a triggered reclaim runs. */
+  readonly settleMs: number;
   readonly minIntervalMs: number;
 }
 
-export const DEFAULT_RECLAIM_POLICY: ReclaimPolicy = Object.freeze({
-  minDrop: 512, growthBytes: 64 * 2 ** 20, followUpBytes: 16 * 2 ** 20, followUpMs: 60_000, minIntervalMs: 10_000,
-});
+export const DEFAULT_RECLAIM_POLICY: ReclaimPolicy = Object.freeze({ minDrop: 512, growthBytes: 32 * 2 ** 20, settleMs: 20_000, minIntervalMs: 10_000 });
 
 export interface ReclaimState {
   /** Most descriptors held since the last reclaim. */
   readonly peak: number;
-  /** RSS after the last reclaim (or at start). */
+  /** Lowest RSS since the last reclaim (from the first sample after it). */
   readonly baseline: number;
   /** When the last reclaim ran; undefined before the first. */
   readonly lastAt: number | undefined;
+  /** When the follow-up of the last triggered reclaim is due; undefined when none is. */
+  readonly settleAt: number | undefined;
 }
 
-export type ReclaimReason = 'flood-ended' | 'rss-grew';
+export type ReclaimReason = 'flood-ended' | 'rss-grew' | 'settle';
 
 export interface ReclaimSample {
   readonly held: number;
@@ -49,18 +48,26 @@ export interface ReclaimSample {
   readonly now: number;
 }
 
+export function initialReclaimState(held: number, rss: number): ReclaimState {
+  return { peak: held, baseline: rss, lastAt: undefined, settleAt: undefined };
+}
+
 /** One sample's decision: the next state, and why to reclaim now (undefined: not now). */
 export function reclaimStep(state: ReclaimState, s: ReclaimSample, policy: ReclaimPolicy): { state: ReclaimState; reclaim: ReclaimReason | undefined } {
   const peak = Math.max(state.peak, s.held);
   const baseline = Math.min(state.baseline, s.rss);
-  const growth = state.lastAt !== undefined && s.now - state.lastAt <= policy.followUpMs ? policy.followUpBytes : policy.growthBytes;
   const reason: ReclaimReason | undefined = peak - s.held >= policy.minDrop && s.held * 2 <= peak
     ? 'flood-ended'
-    : s.rss - baseline >= growth ? 'rss-grew' : undefined;
+    : s.rss - baseline >= policy.growthBytes
+      ? 'rss-grew'
+      : state.settleAt !== undefined && s.now >= state.settleAt ? 'settle' : undefined;
   const due = state.lastAt === undefined || s.now - state.lastAt >= policy.minIntervalMs;
-  if (reason === undefined || !due) return { state: { peak, baseline, lastAt: state.lastAt }, reclaim: undefined };
-  // The baseline is set again from the first sample after the reclaim has run (see below).
-  return { state: { peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now }, reclaim: reason };
+  if (reason === undefined || !due) return { state: { ...state, peak, baseline }, reclaim: undefined };
+  // The baseline starts again from the first sample after the reclaim has run.
+  return {
+    state: { peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now, settleAt: reason === 'settle' ? undefined : s.now + policy.settleMs },
+    reclaim: reason,
+  };
 }
 
 /**
@@ -99,7 +106,7 @@ export class MemoryReclaimer {
   constructor(deps: MemoryReclaimerDeps, options: { everyMs?: number; policy?: ReclaimPolicy } = {}) {
     this.#deps = deps;
     this.#policy = options.policy ?? DEFAULT_RECLAIM_POLICY;
-    this.#state = { peak: deps.held(), baseline: deps.rss(), lastAt: undefined };
+    this.#state = initialReclaimState(deps.held(), deps.rss());
     this.#timer = setInterval(() => void this.tick(), options.everyMs ?? 2_000);
     this.#timer.unref();
   }

@@ -8,9 +8,39 @@ import { down, podPlacement, up } from '../sim/cluster.ts';
 import { runInside } from '../sim/processes.ts';
 import { readState, type ClusterState, type MeshMode } from '../sim/state.ts';
 import { intFlag, oneOf, parseFlags } from './args.ts';
+import { stringify } from 'yaml';
+import { defaultManifests, SAMPLE_NAMESPACE } from '../sim/defaults.ts';
+import type { ManifestFile } from '../model/manifests.ts';
 import { openViews, traceRelayPlan } from './demo-views.ts';
 
 const USAGE = 'weft demo [--name NAME] [--nodes N] [--duration SECONDS] [--mesh off|ebpf|iptables]';
+
+/** The demo's Gateway API route: calls to demo/hello go 80% to hello's pods, 20% to echo's (a canary split). */
+const CANARY_ROUTE: ManifestFile = {
+  path: 'canary-route.yaml',
+  text: stringify({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'hello-canary', namespace: SAMPLE_NAMESPACE },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'hello', port: 80 }],
+      rules: [{ backendRefs: [{ name: 'hello', port: 80, weight: 80 }, { name: 'echo', port: 80, weight: 20 }] }],
+    },
+  }),
+};
+const CANARY_CALLS = 50;
+
+/** CANARY_CALLS requests to demo/hello on one connection: how many each app answered. */
+async function canarySummary(state: ClusterState, fromPod: string, vip: string): Promise<string> {
+  const pod = state.plan.pods.find((p) => p.name === fromPod);
+  if (pod === undefined) return '';
+  let text = '';
+  const urls = Array.from({ length: CANARY_CALLS }, () => `http://${vip}/`);
+  const { child, done } = runInside(podPlacement(state, pod), ['curl', '-s', '-m', '5', ...urls], ['ignore', 'pipe', 'ignore']);
+  child.stdout?.on('data', (b: Buffer) => { text += b.toString(); });
+  await done;
+  const hello = [...text.matchAll(/hello from hello-/g)].length;
+  const echo = [...text.matchAll(/hello from echo-/g)].length;
+  return `  -- route ${SAMPLE_NAMESPACE}/hello-canary (HTTPRoute, 80/20): of ${CANARY_CALLS} calls to ${vip} on one connection, ${hello} reached hello, ${echo} echo`;
+}
 
 async function curl(state: ClusterState, fromPod: string, url: string): Promise<string> {
   const pod = state.plan.pods.find((p) => p.name === fromPod);
@@ -22,11 +52,12 @@ async function curl(state: ClusterState, fromPod: string, url: string): Promise<
   return code === 0 ? out.trim() : `curl exit ${code}`;
 }
 
-/** One line per node from its agent's Istio metrics: connections and bytes, and how many were mutual TLS. */
+/** One line per node from its agent's Istio metrics: requests, connections and bytes, and how many were mutual TLS. */
 async function meshSummary(state: ClusterState, tracing: boolean): Promise<string> {
   const lines: string[] = [];
   for (const n of state.plan.nodes) {
     const { stdout } = await run('nsenter', [`--net=/run/netns/${n.netns}`, 'curl', '-s', '-m', '2', `http://${n.bridgeIp}:15020/metrics`], { okStatus: [0, 7, 28] });
+    let requests = 0;
     let opened = 0;
     let mtls = 0;
     let bytes = 0;
@@ -34,7 +65,8 @@ async function meshSummary(state: ClusterState, tracing: boolean): Promise<strin
     let failedSpans = 0;
     for (const line of stdout.split('\n')) {
       const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
+      if (line.startsWith('istio_requests_total{') && line.includes('reporter="source"')) requests += value;
+      else if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
         opened += value;
         if (line.includes('connection_security_policy="mutual_tls"')) mtls += value;
       } else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && line.includes('reporter="source"')) {
@@ -43,7 +75,7 @@ async function meshSummary(state: ClusterState, tracing: boolean): Promise<strin
       else if (line.startsWith('weft_trace_export_failures_total')) failedSpans += value;
     }
     const traced = tracing ? `, ${spans} spans exported${failedSpans > 0 ? ` (${failedSpans} failed)` : ''}` : '';
-    lines.push(`${n.name}: ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
+    lines.push(`${n.name}: ${requests} HTTP requests, ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
   }
   return `  -- mesh: ${lines.join('; ')}`;
 }
@@ -65,7 +97,7 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
 
   // The demo owns its cluster name: a run that crashed before is cleaned up first.
   await down(name);
-  const state = await up({ name, nodes, podsPerNode: 3, manifests: undefined, mesh, log: (l) => out(`  ${l}`) });
+  const state = await up({ name, nodes, podsPerNode: 3, manifests: [...defaultManifests(nodes, 3), CANARY_ROUTE], mesh, log: (l) => out(`  ${l}`) });
   const tracePlan = typeof relay === 'string' ? undefined : relay;
   const views = mesh === 'off' ? undefined : await openViews(state, tracePlan).catch(async (err: unknown) => {
     await down(name);
@@ -83,10 +115,15 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
     out(`  a shell:  npx weft sim exec --name ${name} ${client?.name} -- sh`);
     out(`  logs:     /run/weft/sim/${name}/logs/  (one access-log line per connection in agent-<node>.log)`);
     if (views !== undefined) out(`  dashboard: ${views.dashboardUrl}   (topology, security, control plane; loopback only)`);
-    if (tracePlan !== undefined) out(`  traces:   one span per connection on each agent, exported to your collector at http://${tracePlan.target.host}:${tracePlan.target.port} (service weft-agent)`);
+    if (tracePlan !== undefined) {
+      out(`  traces:   every HTTP request is traced (a CLIENT span on the source agent, a SERVER span on the destination agent, one trace`);
+      out(`            with the pod's traceparent), and one span per connection on each agent; exported to your collector at`);
+      out(`            http://${tracePlan.target.host}:${tracePlan.target.port} (service weft-agent)`);
+    }
     if (mesh !== 'off') {
       for (const n of state.plan.nodes) out(`  metrics:  nsenter --net=/run/netns/${n.netns} curl -s http://${n.bridgeIp}:15020/metrics   (${n.name}; readiness :15021/healthz/ready)`);
     }
+    if (mesh !== 'off') out(`  route:    HTTPRoute ${SAMPLE_NAMESPACE}/hello-canary sends 80% of calls to demo/hello to hello's pods, 20% to echo's (/run/weft/sim/${name}/manifests/)`);
     out(`  client ${client?.name} on ${client?.node} calls ${mesh === 'off' ? 'pods on the other node by IP' : 'the services by VIP'} every second; Ctrl-C tears everything down.\n`);
     const started = Date.now();
     let i = 0;
@@ -97,6 +134,8 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
       out(`  [${new Date().toISOString().slice(11, 19)}] ${client?.name} -> ${url}  ${await curl(readState(name), client?.name ?? '', url)}`);
       i++;
       if (mesh !== 'off' && i % 5 === 0) out(await meshSummary(state, tracePlan !== undefined));
+      const hello = state.plan.services.find((x) => x.name === 'hello');
+      if (mesh !== 'off' && i % 10 === 3 && hello !== undefined) out(await canarySummary(readState(name), client?.name ?? '', hello.vip));
       await sleep(1000);
     }
   } finally {

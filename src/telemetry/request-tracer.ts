@@ -15,7 +15,7 @@ import type { IncomingRequest, ObservedRequest, OutgoingTraceHeaders, RequestDes
 const KIND = { SERVER: 1, CLIENT: 2 } as const;
 const STATUS_ERROR = 2;
 
-type TracingView = Pick<Tracing, 'tracer' | 'httpPropagator' | 'context'>;
+type TracingView = Pick<Tracing, 'tracer' | 'httpPropagator' | 'tunnelPropagator' | 'context'>;
 
 type Carrier = IncomingRequest['headers'];
 const getter: api.TextMapGetter<Carrier> = {
@@ -47,8 +47,8 @@ export class RequestTracer {
 
   /** A request's head arrived: its span starts now, continuing the context it carries. */
   request(incoming: IncomingRequest): Omit<ObservedRequest, 'traceHeaders'> & { traceHeaders(): OutgoingTraceHeaders } {
-    const { context, httpPropagator, tracer } = this.#t;
-    const parent = httpPropagator.extract(context.root(), incoming.headers, getter);
+    const { tracer } = this.#t;
+    const parent = this.#extract(incoming.headers);
     const server = incoming.reporter === 'destination';
     const [host, port] = splitHostPort(incoming.authority);
     const attributes: api.Attributes = {
@@ -61,6 +61,22 @@ export class RequestTracer {
     if (port !== undefined) attributes['server.port'] = port;
     const span = tracer.startSpan(incoming.method, { kind: server ? KIND.SERVER : KIND.CLIENT, startTime: this.#clock.now(), attributes }, parent);
     return new TracedRequest(this.#t, span, server);
+  }
+
+  /**
+   * The context a request carries. A composite propagator lets the last one that finds a
+   * context win, and B3 has no tracestate: a request carrying both W3C and B3 headers of
+   * one trace (as the previous hop sends with OTEL_PROPAGATORS=tracecontext,b3multi) would
+   * lose its tracestate. The W3C tracestate of the same trace is kept.
+   */
+  #extract(headers: Carrier): api.Context {
+    const { context, httpPropagator, tunnelPropagator } = this.#t;
+    const parent = httpPropagator.extract(context.root(), headers, getter);
+    const sc = context.spanContext(parent);
+    if (sc === undefined || sc.traceState !== undefined || headers.tracestate === undefined) return parent;
+    const w3c = context.spanContext(tunnelPropagator.extract(context.root(), headers, getter));
+    if (w3c?.traceState === undefined || w3c.traceId !== sc.traceId) return parent;
+    return context.withSpanContext(parent, { ...sc, traceState: w3c.traceState });
   }
 }
 

@@ -29,8 +29,13 @@ export interface Tracing {
   readonly tunnelPropagator: api.TextMapPropagator;
   /** The configured propagators (OTEL_PROPAGATORS; default W3C tracecontext and baggage) for HTTP requests. */
   readonly httpPropagator: api.TextMapPropagator;
-  /** Context helpers: the root context and a context holding a span. */
-  readonly context: { root(): api.Context; setSpan(ctx: api.Context, span: api.Span): api.Context };
+  /** Context helpers: the root context, a context holding a span, and a context's span context. */
+  readonly context: {
+    root(): api.Context;
+    setSpan(ctx: api.Context, span: api.Span): api.Context;
+    spanContext(ctx: api.Context): api.SpanContext | undefined;
+    withSpanContext(ctx: api.Context, sc: api.SpanContext): api.Context;
+  };
   /** Exports what is pending (bounded by the exporter's timeout) and stops. Safe to call twice. */
   shutdown(): Promise<void>;
 }
@@ -109,7 +114,10 @@ export function startTracing(options: TracingOptions): Tracing | undefined {
     tracer: api.trace.getTracer('weft'),
     tunnelPropagator: new core.W3CTraceContextPropagator(),
     httpPropagator: api.propagation,
-    context: { root: () => api.ROOT_CONTEXT, setSpan: (ctx, span) => api.trace.setSpan(ctx, span) },
+    context: {
+      root: () => api.ROOT_CONTEXT, setSpan: (ctx, span) => api.trace.setSpan(ctx, span),
+      spanContext: (ctx) => api.trace.getSpanContext(ctx), withSpanContext: (ctx, sc) => api.trace.setSpanContext(ctx, sc),
+    },
     // Bounded: a collector that swallows packets must not hold up a drain.
     shutdown: () => (stopping ??= Promise.race([
       sdk.shutdown().catch(() => undefined),

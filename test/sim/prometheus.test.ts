@@ -15,6 +15,8 @@ import { WEFT, uniqueName, weft, type SimStatus } from '../support/sim.ts';
 import { declaredFamilies } from '../../src/ui/samples.ts';
 import { inNetns, node, pod } from './mesh-support.ts';
 
+interface HttpEdge { from: string; to: string; protocol: string; requestsPerSecond: number; errorRate: number; p99Ms?: number }
+
 interface Vector { metric: Record<string, string>; value: [number, string] }
 
 async function query(base: string, q: string): Promise<Vector[]> {
@@ -48,10 +50,15 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
   const s = JSON.parse((await weft(['sim', 'status', '--name', name, '--json'])).stdout) as SimStatus & { prometheusUrl?: string };
   assert.equal(s.prometheusUrl, url);
 
-  // Bounded cross-node traffic: echo-1-0 calls hello-2-1 (mutual TLS) for up to 2 minutes.
+  // Bounded cross-node traffic: echo-1-0 calls hello-2-1 (mutual TLS) for up to 2 minutes: HTTP
+  // requests to its server and, every fourth round, one more to a port nothing listens on (the
+  // agents answer 503): one request in five fails. Opaque TCP too (curl's telnet bytes are not
+  // HTTP, so the agents splice them), for the TCP panels: HTTP connections are reported per request.
   const target = pod(s, 'hello-2-1');
   const traffic = spawn(WEFT, ['sim', 'exec', '--name', name, 'echo-1-0', '--', 'sh', '-c',
-    `i=0; while [ $i -lt 600 ]; do curl -s -m 2 -o /dev/null http://${target.ip}:8080/; i=$((i+1)); sleep 0.2; done`], { stdio: 'ignore' });
+    `i=0; while [ $i -lt 600 ]; do curl -s -m 2 -o /dev/null http://${target.ip}:8080/; `
+    + `[ $((i % 4)) -eq 0 ] && curl -s -m 2 -o /dev/null http://${target.ip}:8089/; `
+    + `printf 'opaque\\r\\n' | curl -s -m 1 -o /dev/null telnet://${target.ip}:8080; i=$((i+1)); sleep 0.2; done`], { stdio: 'ignore' });
   t.after(() => traffic.kill('SIGTERM'));
 
   // Every agent and the control plane are scraped.
@@ -79,6 +86,25 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
   assert.ok(received.some((x) => x.metric.source_workload === 'echo-1-0' && Number(x.value[1]) > 0), JSON.stringify(received));
   const sent = await query(url, 'sum(irate(istio_tcp_sent_bytes_total{reporter="source", destination_workload="hello-2-1"}[1m]))');
   assert.ok(Number(sent[0]?.value[1] ?? 0) > 0, `bytes the source agent counted: ${JSON.stringify(sent)}`);
+  // Istio's HTTP panels (istio-mesh, istio-service and istio-workload dashboards) over request metrics.
+  const ok = await eventually('non-5xx request rate by destination workload', async () => {
+    const v = await query(url, 'sum(rate(istio_requests_total{reporter="destination", response_code!~"5.."}[1m])) by (destination_workload)');
+    const row = v.find((x) => x.metric.destination_workload === 'hello-2-1');
+    return row !== undefined && Number(row.value[1]) > 0 ? Number(row.value[1]) : undefined;
+  });
+  const byCode = await eventually('request rate by response code', async () => {
+    const v = await query(url, 'sum(rate(istio_requests_total{reporter="source", source_workload="echo-1-0", destination_workload="hello-2-1"}[1m])) by (response_code, connection_security_policy)');
+    return v.some((x) => x.metric.response_code === '503') && v.some((x) => x.metric.response_code === '200') ? v : undefined;
+  });
+  assert.ok(byCode.every((x) => x.metric.connection_security_policy === 'mutual_tls'), JSON.stringify(byCode));
+  // Global success rate, as the mesh dashboard's "Global Success Rate (non-5xx responses)" panel.
+  const success = Number((await query(url, 'sum(rate(istio_requests_total{reporter="source", response_code!~"5.."}[1m])) / sum(rate(istio_requests_total{reporter="source"}[1m]))'))[0]?.value[1]);
+  assert.ok(success > 0.5 && success < 1, `success rate with one request in five refused: ${success} (non-5xx ${ok}/s)`);
+  const p99 = await query(url, 'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination", destination_workload="hello-2-1"}[1m])) by (le))');
+  assert.ok(Number(p99[0]?.value[1]) > 0, `p99 request duration: ${JSON.stringify(p99)}`);
+  const perSource = await query(url, 'round(sum(irate(istio_requests_total{reporter="destination", destination_workload_namespace="demo", destination_workload="hello-2-1"}[1m])) by (source_workload, source_workload_namespace, response_code), 0.001)');
+  assert.ok(perSource.some((x) => x.metric.source_workload === 'echo-1-0' && x.metric.source_workload_namespace === 'demo'), JSON.stringify(perSource));
+
   // The Istio-style recording rules (15 s interval) produce the workload: series.
   await eventually('workload:istio_tcp_connections_opened_total', async () => {
     const v = await query(url, 'sum(workload:istio_tcp_connections_opened_total{destination_workload="hello-2-1"})');
@@ -95,7 +121,16 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
     const m = JSON.parse(r.stdout) as { source: string; note?: string; topology: { edges: { from: string; to: string; security: string; connectionsPerSecond: number }[] } };
     return m.source === 'prometheus' && m.note === undefined && m.topology.edges.some((e) => e.from === 'workload:demo/echo-1-0' && e.to === 'workload:demo/hello-2-1' && e.connectionsPerSecond > 0) ? m : undefined;
   });
-  assert.equal(model.topology.edges.find((e) => e.from === 'workload:demo/echo-1-0' && e.to === 'workload:demo/hello-2-1')?.security, 'mutual_tls');
+  const edge = model.topology.edges.find((e) => e.from === 'workload:demo/echo-1-0' && e.to === 'workload:demo/hello-2-1');
+  assert.equal(edge?.security, 'mutual_tls');
+  // The HTTP edge carries request rate, error rate (the 503s) and p99 from istio_request* in Prometheus.
+  const http = await eventually('the HTTP edge from Prometheus', async () => {
+    const r = await inNetns(underlay, ['curl', '-s', '-m', '10', 'http://127.0.0.1:15080/api/mesh']);
+    const m = JSON.parse(r.stdout) as { source: string; topology: { edges: HttpEdge[] } };
+    const e = m.topology.edges.find((x) => x.from === 'workload:demo/echo-1-0' && x.to === 'workload:demo/hello-2-1');
+    return m.source === 'prometheus' && e !== undefined && e.protocol === 'http' && e.requestsPerSecond > 0 && e.errorRate > 0 && (e.p99Ms ?? 0) > 0 ? e : undefined;
+  });
+  assert.ok(http.errorRate > 0 && http.errorRate < 0.5, `error rate with one request in five refused: ${http.errorRate}`);
 
   // The Grafana dashboards and the rules use only metrics weft emits: every family they name is
   // declared by a live agent's or the control plane's /metrics (or is Prometheus's own `up`).

@@ -28,6 +28,7 @@ import { forwardStep } from './forward-step.ts';
 import { endToEndRequestHeaders, first, isGrpc, type OutHeaders } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
 import type { ResponseSink } from './messages.ts';
+import { normalizeRequestTarget } from './path-normalize.ts';
 import { RequestBalancer } from './request-balancer.ts';
 import { routeStep } from './route-step.ts';
 import { UpstreamPools } from './upstream-pools.ts';
@@ -190,14 +191,18 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     return ending ?? [ResponseFlags.OK];
   }
 
-  async #request(ctx: ConnectionContext, req: DownstreamRequest, sink: ResponseSink, requestSignal: AbortSignal): Promise<void> {
+  async #request(ctx: ConnectionContext, received: DownstreamRequest, sink: ResponseSink, requestSignal: AbortSignal): Promise<void> {
+    // Every step (route, policy) and the observers see the canonical path, and it is what is sent on.
+    const target = normalizeRequestTarget(received.path);
+    const req = target.ok && target.target !== received.path ? { ...received, path: target.target } : received;
     const record = this.#observer.request({ reporter: ctx.connection.reporter, method: req.method, path: req.path, authority: req.authority, headers: req.headers });
     const signal = either(requestSignal, ctx.accepted.signal);
     const x = new Exchange(ctx.connection, ctx.accepted.live, req, sink, record, signal.signal, {
       path: req.path, authority: req.authority, headers: withTraceHeaders(endToEndRequestHeaders(req.headers), record),
     });
     try {
-      await ctx.pipeline(x);
+      if (target.ok) await ctx.pipeline(x);
+      else sendLocalReply(x, { status: 400, flags: ResponseFlags.BAD_REQUEST, message: 'bad request target', detail: target.reason });
     } catch (err: unknown) {
       sendLocalReply(x, { status: 500, flags: ResponseFlags.UPSTREAM_CONNECT_FAILURE, message: 'internal proxy error', detail: err instanceof Error ? err.message : String(err) });
     } finally {
@@ -231,9 +236,11 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   async #upgrade(ctx: ConnectionContext, req: IncomingMessage, socket: SpliceSide, head: Buffer): Promise<Ending> {
     let ending: Ending | undefined;
     const sink = new RawResponseSink(socket);
-    const record = this.#observer.request({ reporter: ctx.connection.reporter, method: req.method ?? 'GET', path: req.url ?? '/', authority: first(req.headers.host), headers: req.headers });
+    const target = normalizeRequestTarget(req.url ?? '/');
+    const path = target.ok ? target.target : req.url ?? '/';
+    const record = this.#observer.request({ reporter: ctx.connection.reporter, method: req.method ?? 'GET', path, authority: first(req.headers.host), headers: req.headers });
     const request: DownstreamRequest = {
-      version: 'h1', method: req.method ?? 'GET', path: req.url ?? '/', authority: first(req.headers.host), headers: req.headers,
+      version: 'h1', method: req.method ?? 'GET', path, authority: first(req.headers.host), headers: req.headers,
       grpc: isGrpc(req.headers['content-type']), body: undefined, sendContinue: () => undefined,
     };
     const x = new Exchange(ctx.connection, ctx.accepted.live, request, sink, record, ctx.accepted.signal, {
@@ -246,7 +253,8 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
       ending = e;
     })]);
     try {
-      await pipeline(x);
+      if (target.ok) await pipeline(x);
+      else sendLocalReply(x, { status: 400, flags: ResponseFlags.BAD_REQUEST, message: 'bad request target', detail: target.reason });
     } catch (err: unknown) {
       x.flags = ResponseFlags.UPSTREAM_CONNECT_FAILURE;
       x.detail = err instanceof Error ? err.message : String(err);

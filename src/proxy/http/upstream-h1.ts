@@ -65,7 +65,7 @@ export class H1Sender implements Sender {
 
   send(request: OutgoingRequest, sink: ResponseSink, signal: AbortSignal): Promise<SendResult> {
     this.#inFlight += 1;
-    const t0 = performance.now();
+    let t0 = performance.now();
     return new Promise<SendResult>((resolve) => {
       let settled = false;
       let headersMs = 0;
@@ -82,6 +82,9 @@ export class H1Sender implements Sender {
       const onAbort = (): void => controller?.abort(new Error('request abandoned'));
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart: (c) => {
+          // undici starts the request once a connection is ready: the balancer's latency
+          // counts from here, not from a connect the first request had to wait for.
+          t0 = performance.now();
           controller = c;
           if (signal.aborted) c.abort(new Error('request abandoned'));
         },

@@ -97,13 +97,15 @@ export class H2Sender implements Sender {
     this.#inFlight += 1;
     clearTimeout(this.#idle);
     try {
-      const t0 = performance.now();
       let session: ClientHttp2Session;
       try {
         session = await this.#sessionFor();
       } catch (err: unknown) {
         return { kind: 'failed', error: err, started: false };
       }
+      // Latency for the balancer counts from a ready session: a first request that also paid
+      // for the connection (tunnel, handshake) must not mark the endpoint slow for seconds.
+      const t0 = performance.now();
       const headers: OutgoingHttpHeaders = {
         ...request.headers,
         [h2.HTTP2_HEADER_METHOD]: request.method,

@@ -6,21 +6,21 @@ import assert from 'node:assert/strict';
 import { MemoryReclaimer, reclaimStep, threadReclaimer, type ReclaimPolicy, type ReclaimState } from '../../../src/app/memory-reclaim.ts';
 
 const MiB = 2 ** 20;
-const POLICY: ReclaimPolicy = { minDrop: 512, growthBytes: 64 * MiB, followUpBytes: 16 * MiB, followUpMs: 60_000, minIntervalMs: 10_000 };
+const POLICY: ReclaimPolicy = { minDrop: 512, growthBytes: 32 * MiB, settleMs: 20_000, minIntervalMs: 10_000 };
 
-test('reclaimStep: a held flood ending, RSS growth, follow-ups, and the minimum interval', () => {
-  const at = (peak: number, baseline: number, lastAt?: number): ReclaimState => ({ peak, baseline, lastAt });
+test('reclaimStep: a held flood ending, RSS growth, the settle after either, and the minimum interval', () => {
+  const at = (peak: number, baseline: number, lastAt?: number, settleAt?: number): ReclaimState => ({ peak, baseline, lastAt, settleAt });
   const cases: [string, ReclaimState, { held: number; rss: number; now: number }, string | undefined, Partial<ReclaimState>][] = [
     ['quiet', at(100, 300 * MiB), { held: 90, rss: 310 * MiB, now: 1_000 }, undefined, { peak: 100, baseline: 300 * MiB }],
-    ['the peak rises', at(100, 300 * MiB), { held: 4_512, rss: 360 * MiB, now: 1_000 }, undefined, { peak: 4_512 }],
+    ['the peak rises', at(100, 300 * MiB), { held: 4_512, rss: 320 * MiB, now: 1_000 }, undefined, { peak: 4_512 }],
     ['the baseline follows RSS down', at(100, 300 * MiB), { held: 100, rss: 280 * MiB, now: 1_000 }, undefined, { baseline: 280 * MiB }],
-    ['a held flood ended', at(4_512, 300 * MiB), { held: 20, rss: 360 * MiB, now: 1_000 }, 'flood-ended', { peak: 20, lastAt: 1_000 }],
+    ['a held flood ended', at(4_512, 300 * MiB), { held: 20, rss: 360 * MiB, now: 1_000 }, 'flood-ended', { peak: 20, lastAt: 1_000, settleAt: 21_000 }],
     ['dropped by half but by few descriptors', at(600, 300 * MiB), { held: 200, rss: 300 * MiB, now: 1_000 }, undefined, { peak: 600 }],
     ['dropped by many but not by half', at(4_000, 300 * MiB), { held: 2_500, rss: 300 * MiB, now: 1_000 }, undefined, { peak: 4_000 }],
-    ['churn: RSS grew by the threshold', at(50, 300 * MiB), { held: 50, rss: 364 * MiB, now: 1_000 }, 'rss-grew', { lastAt: 1_000 }],
-    ['RSS grew, not enough', at(50, 300 * MiB), { held: 50, rss: 363 * MiB, now: 1_000 }, undefined, {}],
-    ['within the follow-up window, less growth is enough', at(50, 300 * MiB, 0), { held: 50, rss: 316 * MiB, now: 30_000 }, 'rss-grew', { lastAt: 30_000 }],
-    ['after the follow-up window, it is not', at(50, 300 * MiB, 0), { held: 50, rss: 316 * MiB, now: 61_000 }, undefined, {}],
+    ['churn: RSS grew by the threshold', at(50, 300 * MiB), { held: 50, rss: 332 * MiB, now: 1_000 }, 'rss-grew', { lastAt: 1_000, settleAt: 21_000 }],
+    ['RSS grew, not enough', at(50, 300 * MiB), { held: 50, rss: 331 * MiB, now: 1_000 }, undefined, {}],
+    ['the settle is not due yet', at(50, 300 * MiB, 0, 20_000), { held: 50, rss: 310 * MiB, now: 19_999 }, undefined, { settleAt: 20_000 }],
+    ['the settle runs once, whatever RSS says', at(50, 300 * MiB, 0, 20_000), { held: 50, rss: 300 * MiB, now: 20_000 }, 'settle', { lastAt: 20_000, settleAt: undefined }],
     ['too soon after the last one', at(4_512, 300 * MiB, 0), { held: 20, rss: 400 * MiB, now: 9_999 }, undefined, { peak: 4_512, lastAt: 0 }],
     ['just late enough', at(4_512, 300 * MiB, 0), { held: 20, rss: 400 * MiB, now: 10_000 }, 'flood-ended', { peak: 20 }],
   ];
@@ -31,7 +31,7 @@ test('reclaimStep: a held flood ending, RSS growth, follow-ups, and the minimum 
   }
 });
 
-test('MemoryReclaimer: reclaims once when a flood ends, then measures its baseline after the reclaim', async () => {
+test('MemoryReclaimer: a flood ends, it reclaims, then settles once; growth is measured from the level after a reclaim', async () => {
   let held = 0;
   let rss = 300 * MiB;
   let now = 0;
@@ -46,21 +46,28 @@ test('MemoryReclaimer: reclaims once when a flood ends, then measures its baseli
   }, { everyMs: 3_600_000, policy: POLICY });
   try {
     held = 4_512;
-    rss = 350 * MiB;
+    rss = 320 * MiB;
     await r.tick();
     now = 5_000;
     held = 0;
-    rss = 360 * MiB;
-    await r.tick();
-    assert.deepEqual(done, ['flood-ended 360->310 held 0']);
-    // 20 MiB above the post-reclaim level, inside the follow-up window but before the interval: not yet.
-    now = 9_000;
     rss = 330 * MiB;
     await r.tick();
-    assert.equal(done.length, 1);
-    now = 16_000;
+    assert.deepEqual(done, ['flood-ended 330->310 held 0']);
+    now = 15_000;
+    rss = 320 * MiB;
     await r.tick();
-    assert.deepEqual(done.slice(1), ['rss-grew 330->310 held 0'], 'measured from the level after the reclaim');
+    assert.equal(done.length, 1, 'nothing new before the settle');
+    now = 25_000;
+    await r.tick();
+    assert.deepEqual(done.slice(1), ['settle 320->310 held 0']);
+    now = 60_000;
+    rss = 341 * MiB;
+    await r.tick();
+    assert.equal(done.length, 2, '31 MiB over the level after the reclaim: not yet');
+    rss = 342 * MiB;
+    now = 62_000;
+    await r.tick();
+    assert.deepEqual(done.slice(2), ['rss-grew 342->310 held 0']);
   } finally {
     r.stop();
   }

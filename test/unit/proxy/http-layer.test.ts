@@ -328,3 +328,42 @@ test('route decisions are carried out: rewrite and header modifiers, redirect, 4
   assert.equal(n.requests.records[0]?.description?.route, 'shop/r');
   assert.equal(n.requests.records[2]?.outcome?.flags, ResponseFlags.NO_ROUTE);
 });
+
+test('paths are normalised before routing and sent on normalised; a broken request target gets 400', async (t) => {
+  const seenPaths: string[] = [];
+  const decided: string[] = [];
+  const n = await l7Mesh(t, {
+    h1: (name, req, res) => {
+      seenPaths.push(req.url ?? '');
+      res.end(name);
+    },
+    route: (at, req) => {
+      decided.push(req.path);
+      if (req.path.startsWith('/admin')) return { kind: 'reject', route: undefined, status: 404, grpcStatus: 12, reason: 'no rule matched', responseHeaders: [] };
+      return {
+        kind: 'forward', route: undefined, backend: { serviceKey: at.service.key, port: at.port.port }, requestHeaders: [], responseHeaders: [],
+        rewrite: undefined, mirrors: [], requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
+      };
+    },
+  });
+  const client = h1Client(n);
+  t.after(() => client.destroy());
+  for (const sneaky of ['/public/../admin', '/%61dmin', '/public/%2e%2e/admin/x']) {
+    const r = await client.request({ path: sneaky, method: 'GET' });
+    assert.equal(r.statusCode, 404, `${sneaky} is matched as /admin...`);
+    await r.body.text();
+  }
+  const ok = await client.request({ path: '/a/./b/../c?q=/../x', method: 'GET' });
+  assert.equal(ok.statusCode, 200);
+  await ok.body.text();
+  assert.deepEqual(seenPaths, ['/a/c?q=/../x'], 'the backend sees the path that was matched, the query untouched');
+  assert.deepEqual(decided, ['/admin', '/admin', '/admin/x', '/a/c?q=/../x']);
+
+  const raw = await n.dial(80);
+  t.after(() => raw.destroy());
+  raw.write('GET /a%zz HTTP/1.1\r\nhost: web.shop\r\n\r\n');
+  const reply = await readUntil(raw, (text) => text.includes('\r\n\r\n'));
+  assert.match(reply, /^HTTP\/1\.1 400 /);
+  await until(() => n.requests.records.some((r) => r.outcome?.flags === ResponseFlags.BAD_REQUEST), 3000, 'a BR record');
+  assert.equal(decided.length, 4, 'a refused target is never routed');
+});

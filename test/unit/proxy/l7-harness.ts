@@ -134,6 +134,8 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
     const pod = mesh.addWorkload(workload(name, 'shop', ip, node, { labels: { app: 'web' } }));
     const h1 = h1Server({ keepAliveTimeout: 60_000 }, (req, res) => (o.h1 ?? defaultH1)(name, req, res));
     h1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      // A client that goes away is passed on as a reset: this echo server just closes.
+      socket.on('error', () => socket.destroy());
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${String(req.headers.upgrade)}\r\nconnection: upgrade\r\nx-backend: ${name}\r\n\r\n`);
       if (head.length > 0) socket.write(head);
       socket.pipe(socket);

@@ -27,6 +27,19 @@ test('B3 multi-header: extracted, and injected beside traceparent', async (t) =>
   assert.equal(out.set['x-b3-sampled'], '1');
   assert.ok(out.remove.includes('x-b3-traceid') && out.remove.includes('traceparent'), out.remove.join());
   r.finish({ status: 200, grpcStatus: undefined, flags: '-', requestBytes: 3, responseBytes: 2, upstream: undefined, retries: 0 });
+  // The next hop gets W3C and B3 headers of one trace: B3 (extracted last) has no tracestate, the W3C one is kept.
+  const next = new RequestTracer(tracing, { node: 'node-2' }).request({
+    reporter: 'destination', method: 'POST', path: '/pay', authority: 'pay:80', headers: { ...out.set, tracestate: 'app=1' },
+  });
+  const toPod = next.traceHeaders().set;
+  assert.equal(toPod.tracestate, 'app=1', 'tracestate survives the B3 extraction');
+  assert.equal(toPod['x-b3-traceid'], trace);
+  // Another trace's tracestate is not grafted onto the B3 context.
+  const other = new RequestTracer(tracing, { node: 'node-2' }).request({
+    reporter: 'destination', method: 'POST', path: '/pay', authority: 'pay:80',
+    headers: { ...out.set, traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`, tracestate: 'other=1' },
+  });
+  assert.equal(other.traceHeaders().set.tracestate, undefined);
   await tracing.shutdown();
   await receiver.waitFor((s) => s.length >= 1, 10_000, 'the span');
   const span = receiver.spans[0];
