@@ -490,7 +490,7 @@ test('control plane and identity on a 3-node mesh', async (t) => {
     assert.deepEqual(d.certificates.map((x) => x.identity).sort(), before.certificates.map((x) => x.identity).sort(), 'its certificates, from disk');
     const r = await c.readiness('node-2');
     assert.equal(r.code, '200', r.body);
-    assert.match(r.body, /^ready: serving the last good config saved .* the control plane has not answered since this agent started$/);
+    assert.match(r.body.trim(), /^ready: serving the last good config saved .* the control plane has not answered since this agent started$/);
     const metrics = await c.inNode('node-2', 'curl', ['-sf', '-m', '3', 'http://127.0.0.1:15020/metrics']);
     assert.match(metrics.stdout, /^weft_agent_config_source\{source="disk"\} 1$/m);
     await meshWorks(c);
@@ -499,7 +499,7 @@ test('control plane and identity on a 3-node mesh', async (t) => {
     const ds = await c.allHold(port, 30_000);
     assert.ok(ds.find((x) => x.node === 'node-2')?.feed.connected);
     const after = await c.readiness('node-2');
-    assert.equal(after.body, 'ready', 'no longer from disk');
+    assert.equal(after.body.trim(), 'ready', 'no longer from disk');
     const m2 = await c.inNode('node-2', 'curl', ['-sf', '-m', '3', 'http://127.0.0.1:15020/metrics']);
     assert.match(m2.stdout, /^weft_agent_config_source\{source="control"\} 1$/m);
   });

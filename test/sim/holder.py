@@ -32,6 +32,11 @@ while time.monotonic() < deadline:
     if not data:
         say(event='closed', n=n, error='eof')
         sys.exit(0)
+    # With L7 the source agent answers for a tunnel that is gone (503) instead of cutting the
+    # client's connection: that ends this holder's use of the mesh path just the same.
+    if not data.startswith(b'HTTP/1.1 200'):
+        say(event='closed', n=n, error=data.split(b'\r\n', 1)[0].decode(errors='replace'))
+        sys.exit(0)
     n += 1
     if n == 1:
         say(event='open', answer=data.decode(errors='replace').split('\r\n\r\n', 1)[-1].strip())

@@ -66,8 +66,8 @@ test('weft control revoke --node: its tunnels close, its renewals fail; other no
     const log1 = agentLog(name, 'node-1');
     await until('node-1\'s agent to be refused by the control plane', 20_000, () => (/revoked by an operator/.test(readFileSync(log1, 'utf8')) ? true : undefined));
     const text = readFileSync(log1, 'utf8');
-    assert.match(text, /certificate request failed.*(WEFT_CONTROL_REVOKED|revoked by an operator)/, 'its workload certificates are not renewed');
-    assert.match(text, /(config stream|node certificate).*revoked by an operator/, 'nor its config');
+    assert.ok(text.split('\n').some((l) => l.includes('certificate request failed') && /WEFT_CONTROL_REVOKED|revoked by an operator/.test(l)), 'its workload certificates are not renewed');
+    assert.ok(text.split('\n').some((l) => /config stream|node certificate/.test(l) && l.includes('revoked by an operator')), 'nor its config');
     const fresh = await curl(pod('hello-1-1'), `http://${target.ip}:8080/`, 5);
     assert.notEqual(fresh.status, 0, `a new tunnel from node-1 must not work: ${fresh.body}`);
     assert.doesNotMatch(fresh.body, /hello from/);
