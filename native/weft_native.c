@@ -6,6 +6,7 @@
 // - getrlimit/setrlimit(RLIMIT_NOFILE): the agent raises its soft limit to the hard one.
 // - malloc_trim(0): hands freed heap back to the kernel after a flood.
 // - in weft_netns.c, what eBPF inbound capture needs from inside pods' network namespaces.
+// - the same-node kernel splice's sockhash and pair maps (kernel_splice.c).
 // Plain N-API (ABI-stable): built against any Node's headers, loaded by Node 24.
 
 #define _GNU_SOURCE
@@ -17,6 +18,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <node_api.h>
+
+#include "kernel_splice.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -45,7 +48,7 @@ static const char *errno_name(int err) {
 }
 
 // Throws an Error whose `code` is the errno name, e.g. ENOENT.
-static void throw_errno(napi_env env, const char *what, int err) {
+void weft_throw_errno(napi_env env, const char *what, int err) {
   char msg[160];
   snprintf(msg, sizeof msg, "%s: %s (%s)", what, errno_name(err), strerror(err));
   napi_throw_error(env, errno_name(err), msg);
@@ -69,11 +72,11 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   socklen_t len = sizeof sin;
   memset(&sin, 0, sizeof sin);
   if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sin, &len) != 0) {
-    throw_errno(env, "getsockopt(SOL_IP, SO_ORIGINAL_DST)", errno);
+    weft_throw_errno(env, "getsockopt(SOL_IP, SO_ORIGINAL_DST)", errno);
     return NULL;
   }
   if (len < sizeof sin || sin.sin_family != AF_INET) {
-    throw_errno(env, "getsockopt(SOL_IP, SO_ORIGINAL_DST) returned no IPv4 address", EAFNOSUPPORT);
+    weft_throw_errno(env, "getsockopt(SOL_IP, SO_ORIGINAL_DST) returned no IPv4 address", EAFNOSUPPORT);
     return NULL;
   }
 
@@ -110,7 +113,7 @@ static napi_value set_linger(napi_env env, napi_callback_info info) {
   }
   struct linger l = { .l_onoff = a[1] >= 0, .l_linger = a[1] >= 0 ? a[1] : 0 };
   if (setsockopt(a[0], SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) {
-    throw_errno(env, "setsockopt(SOL_SOCKET, SO_LINGER)", errno);
+    weft_throw_errno(env, "setsockopt(SOL_SOCKET, SO_LINGER)", errno);
     return NULL;
   }
   return NULL;
@@ -133,7 +136,7 @@ static napi_value nofile_limit(napi_env env, napi_callback_info info) {
   (void)info;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+    weft_throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
     return NULL;
   }
   return limit_object(env, &rl);
@@ -144,13 +147,13 @@ static napi_value raise_nofile_limit(napi_env env, napi_callback_info info) {
   (void)info;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
+    weft_throw_errno(env, "getrlimit(RLIMIT_NOFILE)", errno);
     return NULL;
   }
   if (rl.rlim_cur != rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-      throw_errno(env, "setrlimit(RLIMIT_NOFILE)", errno);
+      weft_throw_errno(env, "setrlimit(RLIMIT_NOFILE)", errno);
       return NULL;
     }
   }
@@ -170,16 +173,17 @@ static napi_value malloc_trim_(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+int weft_export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok &&
          napi_set_named_property(env, exports, name, fn) == napi_ok ? 0 : -1;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  if (export_fn(env, exports, "originalDst", original_dst) != 0 || export_fn(env, exports, "setLinger", set_linger) != 0 ||
-      export_fn(env, exports, "nofileLimit", nofile_limit) != 0 || export_fn(env, exports, "raiseNofileLimit", raise_nofile_limit) != 0 ||
-      export_fn(env, exports, "mallocTrim", malloc_trim_) != 0 || weft_register_netns(env, exports) != 0)
+  if (weft_export_fn(env, exports, "originalDst", original_dst) != 0 || weft_export_fn(env, exports, "setLinger", set_linger) != 0 ||
+      weft_export_fn(env, exports, "nofileLimit", nofile_limit) != 0 || weft_export_fn(env, exports, "raiseNofileLimit", raise_nofile_limit) != 0 ||
+      weft_export_fn(env, exports, "mallocTrim", malloc_trim_) != 0 || weft_register_netns(env, exports) != 0 ||
+      weft_kernel_splice_init(env, exports) != 0)
     return NULL;
   return exports;
 }

@@ -52,7 +52,7 @@ if [ -f bpf/Makefile ] && command -v clang >/dev/null 2>&1 && command -v bpftool
   make -s -C bpf >&2
 fi
 if [ -f native/binding.gyp ]; then
-  if [ ! -f native/build/Release/weft_native.node ] || [ -n "$(find native -maxdepth 1 -newer native/build/Release/weft_native.node -name '*.c')" ]; then
+  if [ ! -f native/build/Release/weft_native.node ] || [ -n "$(find native -maxdepth 1 -newer native/build/Release/weft_native.node \( -name '*.c' -o -name '*.h' -o -name binding.gyp \))" ]; then
     say "building native addon"
     # N-API is ABI-stable across Node versions, so any installed Node headers will do.
     nodedir_flag=()

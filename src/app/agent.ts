@@ -13,7 +13,7 @@ import { findCgroup2Mount } from '../core/cgroup2.ts';
 import type { AgentConfig } from '../config/agent.ts';
 import { CertificateStore, RevocationList, TrustBundle, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
-import type { Redirector } from '../redirect/index.ts';
+import { KernelSpliceProgram, RedirectErrors, type Redirector } from '../redirect/index.ts';
 import { startCapture, type RunningMode } from './capture-mode.ts';
 import { CertificateMetrics, HttpEndpoint, collectProcessMetrics, readinessRoutes, startAdminServer, type Routes } from '../telemetry/index.ts';
 import { LocalFeed } from './local-feed.ts';
@@ -22,6 +22,8 @@ import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
 import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
 import { agentReclaimer } from './memory-reclaim.ts';
+import { bucketMemory, DEFAULT_BUCKET_SLOTS } from '../proxy/resilience/token-bucket.ts';
+import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
@@ -87,10 +89,12 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const budget = fdBudget(raiseNofileLimit(logger));
   logger.info({ ...budget }, 'file descriptor budget');
   const shared = sharedProxyCounters();
+  const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
-    limits: { budget, workers: config.workers, shared },
+    ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
+    limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);
   workers.start();
   const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);
@@ -245,6 +249,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       if (!keepCapture) await redirector?.close({ keepCapture: false });
       logger.info({ drainMs: config.drainMs }, 'draining');
       await workers.drain(config.drainMs);
+      kernelSplice?.close();
       if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();
       await meshFeed.close();
@@ -258,6 +263,17 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return stopping;
   };
   return { shutdown, failed };
+}
+
+/** The same-node kernel splice, or undefined (off, or this kernel cannot: one warning names why). */
+async function startKernelSplice(config: AgentConfig, logger: Logger): Promise<KernelSpliceProgram | undefined> {
+  if (config.kernelSplice === 'off') return undefined;
+  try {
+    return await KernelSpliceProgram.start(config.pinName, { bpftool: config.bpftool, log: logger });
+  } catch (err: unknown) {
+    logger.warn({ code: RedirectErrors.KERNEL_SPLICE_UNAVAILABLE, err: describeError(err) }, 'same-node connections are spliced in user space');
+    return undefined;
+  }
 }
 
 /**

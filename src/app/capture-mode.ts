@@ -51,13 +51,17 @@ export async function startCapture(
     return mode;
   };
   const log = deps.log;
+  let probeFailure: string | undefined;
   const probe = requested === 'auto'
     ? await checkEbpf({ bpftool: new Bpftool(deps.bpftool), objectPath: deps.objectPath ?? DEFAULT_OBJECT }).catch((err: unknown) => {
-      log.warn({ err: describeError(err) }, 'the eBPF probe itself failed');
+      probeFailure = describeError(err);
+      log.warn({ err: probeFailure }, 'the eBPF probe itself failed');
       return undefined;
     })
     : undefined;
   let decision = decideCapture(requested, probe);
+  // The fallback line names why, also when the probe could not run at all.
+  if (probeFailure !== undefined && decision.missing.length === 0) decision = { ...decision, missing: [`the eBPF probe failed: ${probeFailure}`] };
   if (decision.mode === 'off') return { redirector: undefined, mode: set('off') };
   if (decision.mode === 'ebpf') {
     const ebpf = createRedirector('ebpf', opts, deps);

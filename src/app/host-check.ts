@@ -16,6 +16,7 @@ import { DEFAULT_OBJECT } from '../redirect/ebpf-redirector.ts';
 import { checkIptables } from '../redirect/iptables-features.ts';
 import type { FeatureCheck } from '../redirect/kernel-features.ts';
 import { nativeAddonProblem } from '../redirect/original-dst.ts';
+import { checkKernelSplice, KERNEL_SPLICE_OBJECT } from '../redirect/kernel-splice.ts';
 import { checkEbpf } from '../redirect/probe.ts';
 import { agentChecks, type Check, type CheckStatus } from './agent-checks.ts';
 
@@ -65,15 +66,20 @@ async function agentGroup(address: string, now: number): Promise<Check[]> {
 
 export async function runHostChecks(o: HostCheckOptions): Promise<Check[]> {
   const now = o.now ?? Date.now();
-  const [ebpf, iptables] = await Promise.all([
+  const [ebpf, iptables, splice] = await Promise.all([
     checkEbpf({ bpftool: new Bpftool(o.bpftool), objectPath: o.objectPath ?? DEFAULT_OBJECT, mountBpffs: false }),
     checkIptables(),
+    checkKernelSplice(new Bpftool(o.bpftool), KERNEL_SPLICE_OBJECT, false),
   ]);
+  // The kernel splice's own needs (its program and map types, helpers); what capture shares with it is listed once.
+  const shared = new Set(ebpf.checks.map((c) => c.id));
   const verdict = captureVerdicts(o.mode, ebpf.ok, iptables.every((c) => c.ok));
   const checks: Check[] = [
     { group: 'ebpf', id: 'kernel', what: 'kernel', status: 'pass', detail: `Linux ${release()}` },
     ...ebpf.checks.map(asCheck('ebpf', verdict.ebpf, verdict.ebpf === 'warn' ? verdict.note : undefined)),
     ...iptables.map(asCheck('iptables', verdict.iptables, verdict.iptables === 'warn' ? verdict.note : undefined)),
+    ...splice.filter((c) => c.id === 'object' || !shared.has(c.id))
+      .map(asCheck('kernel-splice', 'warn', 'same-node connections are spliced in user space (slower, still correct)')),
   ];
 
   const caps = effectiveCapabilities(o.procSelfStatus ?? readFileSync('/proc/self/status', 'utf8'));

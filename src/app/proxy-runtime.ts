@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { recheckEnding } from '../proxy/policy-recheck.ts';
@@ -17,15 +17,23 @@ import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
-  type ConnectionGate, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
+  type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
-import { HttpLayer, protocolSelector } from '../proxy/http/index.ts';
+import {
+  HttpLayer, admitRateLimited, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep, type RateLimitStepDeps,
+} from '../proxy/http/index.ts';
+import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
+import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
+import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
+import type { DestinationPolicyObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
+import type { Workload } from '../model/types.ts';
 import {
   ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
 } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
 import type { AgentPorts } from '../config/agent.ts';
+import type { KernelSplicePins } from '../redirect/index.ts';
 
 export interface ProxyRuntimeOptions {
   readonly node: string;
@@ -40,8 +48,22 @@ export interface ProxyRuntimeOptions {
   readonly l7?: boolean;
   /** Sniff bound for undeclared ports, ms. Default 100. */
   readonly sniffMs?: number;
+  /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
+  readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
   readonly limits?: ProxyLimits;
+}
+
+/** The RateLimitPolicies that apply to a workload, for the destination side's rate-limit step. */
+function rateLimitsFor(state: MeshState, w: Workload): readonly RateLimitPolicyObject[] {
+  if (state.trafficPolicies.length === 0) return [];
+  return state.trafficPolicies.filter((p): p is RateLimitPolicyObject => p.kind === 'RateLimitPolicy' && rateLimitApplies(state, p, w));
+}
+
+/** The DestinationPolicy of a Service (the first by name, as vet warns), for the caller side's circuit breaker. */
+function destinationPolicyFor(state: MeshState, serviceKey: string): DestinationPolicyObject | undefined {
+  if (state.trafficPolicies.length === 0) return undefined;
+  return state.trafficPolicies.find((p): p is DestinationPolicyObject => p.kind === 'DestinationPolicy' && `${p.namespace}/${p.targetRef.name}` === serviceKey);
 }
 
 /** The caps every worker applies, and the counters they share. */
@@ -50,6 +72,10 @@ export interface ProxyLimits {
   readonly workers: number;
   /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
   readonly shared: Int32Array;
+  /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
+  readonly buckets?: SharedArrayBuffer;
+  /** DestinationPolicy connection-pool counters (counterMemory), one set for all workers. */
+  readonly pools?: SharedArrayBuffer;
 }
 
 export interface ProxyRuntimeDeps {
@@ -65,6 +91,8 @@ export interface ProxyRuntimeDeps {
   readonly tracer?: Observer;
   /** Traces HTTP requests beside the request metrics (only when OTEL_* asks for traces). */
   readonly requestTracer?: RequestObserverLike;
+  /** Same-node kernel splice (absent: every connection is spliced in user space). */
+  readonly kernel?: KernelSplicer;
 }
 
 export class ProxyRuntime {
@@ -92,11 +120,24 @@ export class ProxyRuntime {
     };
     const dryRun = new DryRunReporter({ registry: deps.registry, logger: deps.logger, clock: deps.clock });
     const authorizer = reportingDryRun((req: Parameters<typeof authorize>[1]) => authorize(this.#state, req), dryRun);
+    const overflowed = new Counter({
+      name: 'weft_request_overflow_total', help: 'Requests refused at once (503 UO) because the DestinationPolicy connection pool of their Service was full.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const rateLimited = new Counter({
+      name: 'weft_rate_limited_requests_total', help: 'Requests a RateLimitPolicy refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
+      labelNames: ['policy', 'mode'], registers: [deps.registry],
+    });
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
     const splice: SpliceOptions = deps.closer === undefined ? {} : { closer: deps.closer };
     const limits = options.limits;
+    const rateLimits: RateLimitStepDeps = {
+      policiesFor: (w) => rateLimitsFor(this.#state, w),
+      buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
+      limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
+    };
     const caps = limits === undefined ? undefined : new ConnectionCaps({
       globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
     });
@@ -125,6 +166,17 @@ export class ProxyRuntime {
         nodeAddress: (node) => this.#state.nodeAddress(node),
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
+      // then draws on its RateLimitPolicies' buckets.
+      inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
+      // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
+      admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
+      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits.
+      steps: [circuitBreakerStep({
+        policyFor: (key) => destinationPolicyFor(this.#state, key),
+        limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
+        overflowed: (service) => overflowed.inc({ destination_service: service }),
+      })],
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
       observer: composeRequestObservers(
@@ -132,9 +184,14 @@ export class ProxyRuntime {
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
+    const kernelSpliced = new Counter({
+      name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
+      help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
+    });
+    const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
       ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,

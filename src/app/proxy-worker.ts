@@ -8,8 +8,9 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
-import { originalDestination } from '../redirect/index.ts';
+import { originalDestination, RedirectErrors, type KernelSplicePins } from '../redirect/index.ts';
 import { BatchedLog, ConnectionTracer, RequestTracer, startTracing } from '../telemetry/index.ts';
+import { NativeKernelSplicer } from './kernel-splicer.ts';
 import { threadReclaimer } from './memory-reclaim.ts';
 import { LingerSocketCloser } from './native-sockets.ts';
 import { ProxyRuntime, type ProxyRuntimeOptions } from './proxy-runtime.ts';
@@ -34,10 +35,23 @@ const registry = new Registry();
 const tracing = startTracing({ serviceName: 'weft-agent', registry });
 const tracer = tracing === undefined ? undefined : new ConnectionTracer(tracing, { node: data.options.node, clock: systemClock });
 const requestTracer = tracing === undefined ? undefined : new RequestTracer(tracing, { node: data.options.node, clock: systemClock });
+const kernel = openKernelSplicer(data.options.kernelSplice);
 const runtime = new ProxyRuntime(data.options, {
   logger, registry, clock: systemClock, originalDestination, closer: new LingerSocketCloser(logger),
   ...(tracer === undefined ? {} : { tracer }), ...(requestTracer === undefined ? {} : { requestTracer }),
+  ...(kernel === undefined ? {} : { kernel }),
 });
+
+/** This thread's handle on the kernel splice the agent loaded; user-space splice when it cannot open it. */
+function openKernelSplicer(pins: KernelSplicePins | undefined): NativeKernelSplicer | undefined {
+  if (pins === undefined) return undefined;
+  try {
+    return new NativeKernelSplicer(pins);
+  } catch (err: unknown) {
+    logger.warn({ code: RedirectErrors.KERNEL_SPLICE_UNAVAILABLE, err: describeError(err) }, 'cannot open the kernel splice maps: same-node connections are spliced in user space');
+    return undefined;
+  }
+}
 const reclaim = threadReclaimer();
 let draining = false;
 
@@ -78,7 +92,10 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'drain':
       draining = true;
-      void runtime.drain(m.deadlineMs).then(() => tracing?.shutdown()).then(() => {
+      void runtime.drain(m.deadlineMs).then(() => {
+        kernel?.close(); // worker threads share the process's descriptors: a finished one must give its own back
+        return tracing?.shutdown();
+      }).then(() => {
         // The thread is terminated once it says 'drained', so every access-log line must be out
         // by then: flush() hands the pending batch over but does not wait for writes in flight
         // or queued behind one; end() does (and leaves fd 1 open).

@@ -1,6 +1,7 @@
 // The native addon (native/weft_native.c), loaded once and typed: what Node cannot do by
-// itself (SO_ORIGINAL_DST, SO_LINGER, RLIMIT_NOFILE, malloc_trim). A missing build is
-// reported when first needed, not at import, so code that never needs it still loads.
+// itself (SO_ORIGINAL_DST, SO_LINGER, RLIMIT_NOFILE, malloc_trim, the kernel splice's maps).
+// A missing build is reported when first needed, not at import, so code that never needs it
+// still loads.
 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -16,6 +17,16 @@ export interface NativeAddon {
   raiseNofileLimit(): { readonly soft: number; readonly hard: number };
   /** glibc malloc_trim(0); true when memory went back to the kernel. */
   mallocTrim(): boolean;
+  /** BPF_OBJ_GET: a descriptor of a pinned map. */
+  bpfObjGet(path: string): number;
+  closeFd(fd: number): void;
+  /** Puts two connected sockets into the kernel splice's maps; their socket cookies. */
+  kernelSplicePair(socksFd: number, pairsFd: number, fdA: number, fdB: number): [bigint, bigint];
+  /** Bytes the kernel moved out of the socket with that cookie; -1 once its entry is gone. */
+  kernelSpliceBytes(pairsFd: number, cookie: bigint): number;
+  kernelSpliceForget(pairsFd: number, cookie: bigint): void;
+  /** Bytes a TCP socket has taken into its send queue since it connected (plus SYN/FIN). */
+  tcpQueuedTotal(fd: number): number;
 }
 
 export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');

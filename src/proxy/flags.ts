@@ -28,6 +28,10 @@ export const ResponseFlags = {
   IDLE_TIMEOUT: 'SI',
   /** Refused at accept: a connection cap (per source, or the agent's global one) was reached. */
   OVERLOADED: 'OL',
+  /** A RateLimitPolicy's bucket was empty (429, gRPC RESOURCE_EXHAUSTED), Envoy's RL. */
+  RATE_LIMITED: 'RL',
+  /** A DestinationPolicy's connection pool was full (503 at once), Envoy's UO (upstream overflow). */
+  UPSTREAM_OVERFLOW: 'UO',
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

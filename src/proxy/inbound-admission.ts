@@ -20,6 +20,8 @@ export interface InboundRequest {
   readonly sourceIp: string;
   /** The identity the client asked for by server name (tunnel only). */
   readonly requestedIdentity?: string;
+  /** Each request on the connection will be checked with its HTTP attributes (the stream carries HTTP to this agent's HTTP layer). */
+  readonly perRequest?: boolean;
 }
 
 export type Admission =
@@ -62,6 +64,7 @@ export function admitInbound(mesh: Pick<MeshView, 'workloadByIp'>, authorize: Au
     sourceIp: req.sourceIp,
     destinationWorkload: workload,
     destinationPort: req.target.port,
+    ...(req.perRequest === true ? { http: 'per-request' as const } : {}),
   };
   const decision = authorize(request);
   if (!decision.allowed) {

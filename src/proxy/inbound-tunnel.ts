@@ -330,12 +330,13 @@ export class InboundTunnel implements Listener {
       answer(stream, 400);
       return [ResponseFlags.BAD_REQUEST, `bad authority ${JSON.stringify(authority)}`];
     }
+    const l7 = this.#deps.http === undefined ? undefined : l7Of(headers[L7_HEADER]);
+    // A stream carrying HTTP is checked again per request (requestAuthorizationStep), with L7 rules.
     const admission = admitInbound(this.#deps.mesh, this.#deps.authorize, {
       nodeName: this.#nodeName, target, sourcePrincipal: peer.principal, sourceNamespace: peer.namespace, sourceIp,
-      requestedIdentity: peer.requested,
+      requestedIdentity: peer.requested, perRequest: l7 !== undefined,
     });
     const destination = peerOf(admission.workload, addressOf(target.address, target.port));
-    const l7 = this.#deps.http === undefined ? undefined : l7Of(headers[L7_HEADER]);
     record.identify({ reporter: 'destination', source, destination, security: 'mutual_tls', l7: l7 !== undefined });
     if (!admission.ok) {
       answer(stream, admission.status);

@@ -6,7 +6,7 @@
 // connect tries another endpoint (up to maxAttempts) and feeds outlier detection. Failures
 // before the splice reset the client, as a refused connect would.
 
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, Socket, type AddressInfo } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { Workload } from '../model/types.ts';
@@ -21,9 +21,10 @@ import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerC
 import { plainIp } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
 import { endpointTarget, planHop, resolveDestination, type Destination, type OutboundTarget } from './outbound-route.ts';
+import { handOverToKernel, kernelByteSource, type KernelFallback, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { splice } from './splice.ts';
-import { UpstreamConnector, type TunnelOpener } from './upstream.ts';
+import { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamStream } from './upstream.ts';
 
 export type { TunnelOpener } from './upstream.ts';
 
@@ -96,6 +97,13 @@ export interface OutboundDeps extends ListenerCommonDeps {
   readonly http?: HttpHandler;
   /** Default Math.random. */
   readonly random?: RandomSource;
+  /**
+   * Moves the bytes of authorized opaque connections between two pods of this node in the
+   * kernel; user-space splice for all when absent (the kernel lacks it, or it is off).
+   */
+  readonly kernel?: KernelSplicer;
+  /** Told, per same-node opaque connection, whether the kernel splices it or why user space does. */
+  readonly kernelSpliced?: (result: 'kernel' | KernelFallback) => void;
 }
 
 /** What #serve learned before connecting. */
@@ -271,16 +279,37 @@ export class OutboundListener implements Listener {
         }
         this.#deps.health.connected(key);
         identify(peer, service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
-        record.countBytes(client, 'client');
         setup.dispose();
+        const kernel = await this.#kernelPair(client, upstream, hop);
+        record.countBytes(kernel === undefined ? client : kernelByteSource(client, upstream as Socket, kernel), 'client');
         client.resume();
-        return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
+        if (kernel === undefined) return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
+        try {
+          return flagsForSplice(await splice(client, upstream, signal, { ...this.#core.spliceOptions, kernel }));
+        } finally {
+          kernel.release();
+        }
       } finally {
         this.#deps.health.release(key);
       }
     }
     identify(last === undefined ? { address: dstAddress } : peerOf(last.workload, addressOf(last.ip, last.port)), service, 'unknown');
     return failure;
+  }
+
+  /**
+   * The kernel pair for a connection between two pods of this node, when it can have one.
+   * Only here, after policy allowed it and on the opaque path (the HTTP layer parses its own).
+   */
+  async #kernelPair(client: Socket, upstream: UpstreamStream, hop: ReachableHop): Promise<KernelPair | undefined> {
+    const splicer = this.#deps.kernel;
+    if (splicer === undefined || hop.kind !== 'direct' || !(upstream instanceof Socket)) return undefined;
+    const w = hop.target.workload;
+    if (w === undefined || !w.enrolled || w.node !== this.#o.nodeName) return undefined;
+    // Bytes the sniff put back (or a server's greeting) go out first; then the kernel takes over.
+    const pair = await handOverToKernel(splicer, client, upstream);
+    this.#deps.kernelSpliced?.(typeof pair === 'string' ? pair : 'kernel');
+    return typeof pair === 'string' ? undefined : pair;
   }
 
   /** The denial reason, or undefined when allowed (then recorded on the live connection). Only mesh workloads carry policy. */

@@ -18,6 +18,8 @@
 import { Socket } from 'node:net';
 import { constants as h2, type Http2Stream } from 'node:http2';
 
+import { afterKernelFlush, type KernelPair } from './kernel-splice.ts';
+
 export type SpliceSide = Socket | Http2Stream;
 
 export type SpliceOutcome =
@@ -47,6 +49,12 @@ export interface SpliceOptions {
   readonly closer?: SocketCloser;
   /** Once one direction has ended, reset after this long without a byte the other way. Default 5 min. */
   readonly halfClosedIdleMs?: number;
+  /**
+   * The two sockets are paired in the kernel (same node, kernel-splice.ts): it moves their
+   * bytes, so a FIN is passed on only once what it moved has entered the other socket, and
+   * what it moves counts as activity for the half-closed watch.
+   */
+  readonly kernel?: KernelPair;
 }
 
 export const DEFAULT_HALF_CLOSED_IDLE_MS = 5 * 60_000;
@@ -110,7 +118,7 @@ function streamEndedCleanly(stream: Http2Stream): boolean {
   return session !== undefined && !session.destroyed;
 }
 
-function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () => void, broken: () => void): void {
+function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () => void, broken: () => void, kernel?: KernelPair): void {
   if (to instanceof Socket && !(from instanceof Socket)) {
     let corked = false;
     const uncork = (): void => {
@@ -137,9 +145,13 @@ function pump(from: SpliceSide, to: SpliceSide, onData: () => void, onEnd: () =>
     if (!to.destroyed && !to.writableEnded) to.end();
     onEnd();
   };
+  const writtenAtPair = to instanceof Socket ? to.bytesWritten : 0;
   const onFromEnd = (): void => {
     if (from instanceof Socket) {
-      passFin();
+      if (kernel !== undefined && to instanceof Socket) {
+        onEnd(); // the half-closed watch starts now, the FIN goes once the kernel has flushed
+        afterKernelFlush(kernel, from, to, writtenAtPair, passFin);
+      } else passFin();
       return;
     }
     // Decided after the session has had its say (its close follows the streams' end).
@@ -180,7 +192,17 @@ export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: Ab
     const onData = (): void => {
       if (halfClosed) lastByte = performance.now();
     };
+    // Bytes the kernel moves never reach onData: the half-closed watch asks it instead.
+    const kernel = options.kernel;
+    let kernelMoved = 0;
     const idleCheck = (): void => {
+      if (kernel !== undefined && downstream instanceof Socket && upstream instanceof Socket) {
+        const moved = kernel.moved(downstream) + kernel.moved(upstream);
+        if (moved !== kernelMoved) {
+          kernelMoved = moved;
+          lastByte = performance.now();
+        }
+      }
       const quiet = performance.now() - lastByte;
       if (quiet >= idleMs) fail('idle_timeout');
       else {
@@ -192,6 +214,7 @@ export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: Ab
       if (halfClosed) return;
       halfClosed = true;
       lastByte = performance.now();
+      if (kernel !== undefined && downstream instanceof Socket && upstream instanceof Socket) kernelMoved = kernel.moved(downstream) + kernel.moved(upstream);
       idleTimer = setTimeout(idleCheck, idleMs);
       idleTimer.unref();
     };
@@ -239,8 +262,8 @@ export function splice(downstream: SpliceSide, upstream: SpliceSide, signal?: Ab
         finOnCleanEnd(side, closer);
       }
     }
-    pump(downstream, upstream, onData, onEnd, () => fail('downstream_reset'));
-    pump(upstream, downstream, onData, onEnd, () => fail('upstream_reset'));
+    pump(downstream, upstream, onData, onEnd, () => fail('downstream_reset'), kernel);
+    pump(upstream, downstream, onData, onEnd, () => fail('upstream_reset'), kernel);
     if (signal?.aborted === true) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });

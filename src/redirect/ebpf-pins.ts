@@ -3,13 +3,14 @@
 // restarted agent keep capture in place (fail closed) and a later one reclaim it.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isWeftError } from '../core/errors.ts';
 import type { AttachType, Bpftool, CgroupTreeEntry } from './bpftool.ts';
 import { parseCgroupTree, parseProgInfo } from './bpftool.ts';
 import { ProgNames, type ProgName } from './ebpf-maps.ts';
+import { removePinDir } from './pin-dirs.ts';
 import { redirectError, RedirectErrors, USE_IPTABLES_HINT } from './errors.ts';
 
 export const PIN_BASE = '/sys/fs/bpf/weft';
@@ -99,7 +100,7 @@ export async function loadPins(bpftool: Bpftool, layout: PinLayout, objectPath: 
   try {
     await bpftool.json(['prog', 'loadall', objectPath, layout.progsDir, 'pinmaps', layout.mapsDir]);
   } catch (err: unknown) {
-    rmSync(layout.dir, { recursive: true, force: true });
+    removePinDir(layout.dir);
     // libbpf says "failed to load" when the kernel (verifier, missing type or helper) refused.
     if (isWeftError(err, RedirectErrors.BPFTOOL_FAILED) && /failed to load|verifier|Invalid argument|not supported/i.test(err.message)) {
       throw redirectError(RedirectErrors.KERNEL_UNSUPPORTED, `the kernel refused weft's BPF programs, which need Linux 5.8 or later (cgroup getpeername4/6 hooks) with BTF (${err.message}); ${USE_IPTABLES_HINT}`, err);
@@ -191,11 +192,6 @@ export async function reclaimPins(bpftool: Bpftool, cgroupRoot: string, node: st
       detached++;
     }
   }
-  rmSync(layout.dir, { recursive: true, force: true });
-  try {
-    rmdirSync(base); // only succeeds once no node has pins left
-  } catch {
-    // not empty, or already gone
-  }
+  removePinDir(layout.dir);
   return { detached };
 }

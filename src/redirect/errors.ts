@@ -31,6 +31,8 @@ export const RedirectErrors = {
   NOT_RUNNING: 'WEFT_REDIRECT_NOT_RUNNING',
   /** The native addon (native/build/Release/weft_native.node) is not built or does not load. */
   NO_NATIVE: 'WEFT_REDIRECT_NO_NATIVE',
+  /** The same-node kernel splice cannot run here (a kernel feature, bpftool or the object is missing); user-space splice is used. */
+  KERNEL_SPLICE_UNAVAILABLE: 'WEFT_REDIRECT_KERNEL_SPLICE_UNAVAILABLE',
   /** The socket has no original destination (not captured) or is not a usable TCP socket. */
   NO_ORIGINAL_DST: 'WEFT_REDIRECT_NO_ORIGINAL_DST',
 } as const;

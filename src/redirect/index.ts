@@ -1,10 +1,13 @@
 // Transparent capture: the public surface the agent wiring (src/app) uses.
 
+import { join } from 'node:path';
 import { EbpfRedirector } from './ebpf-redirector.ts';
+import { KERNEL_SPLICE_PIN_BASE } from './kernel-splice.ts';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { IptablesRedirector } from './iptables-redirector.ts';
 import { reclaimEbpf, reclaimIptables } from './leftovers.ts';
 import { validateNode, validateOptions, type RedirectorOptions } from './options.ts';
+import { removePinDir } from './pin-dirs.ts';
 import type { RedirectMode, Redirector, RedirectorDeps } from './redirector.ts';
 import { silentLog } from './redirector.ts';
 
@@ -15,6 +18,8 @@ export { RedirectErrors, type RedirectErrorCode } from './errors.ts';
 export { originalDestination, type OriginalDestination } from './original-dst.ts';
 export { findCgroup2Mount } from './probe.ts';
 export { PIN_BASE } from './ebpf-pins.ts';
+export { removePinDir } from './pin-dirs.ts';
+export { KERNEL_SPLICE_PIN_BASE, KernelSpliceProgram, checkKernelSplice, type KernelSpliceDeps, type KernelSplicePins } from './kernel-splice.ts';
 
 /** Validates the options (throws WEFT_REDIRECT_BAD_OPTION naming the field) and builds the mode's redirector. */
 export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, deps: RedirectorDeps = {}): Redirector {
@@ -31,7 +36,7 @@ export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, de
 
 /**
  * Removes what a crashed agent for `node` left: its eBPF pins and attachments (plus weft
- * programs nobody has pinned any more) and the WEFT-* chains of the network namespace
+ * programs nobody has pinned any more), its kernel-splice pins and the WEFT-* chains of the network namespace
  * this process runs in (the agent runs in its node's). Tools that are not installed
  * mean there is nothing of theirs to remove.
  */
@@ -39,5 +44,6 @@ export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Prom
   validateNode(node);
   const log = deps.log ?? silentLog;
   await reclaimEbpf(node, deps, log);
+  removePinDir(join(KERNEL_SPLICE_PIN_BASE, node));
   await reclaimIptables(deps, log);
 }

@@ -48,6 +48,8 @@ const SECTION_KINDS: readonly SectionKind[] = [
   { section: 'sk_lookup', progType: 'sk_lookup', since: 'sk_lookup, Linux 5.9' },
   { section: 'sk_msg', progType: 'sk_msg', since: 'sk_msg, Linux 4.17' },
   { section: 'sk_skb/', progType: 'sk_skb', since: 'sk_skb, Linux 4.14' },
+  // Attached as sk_skb_verdict (the kernel splice, bpf/splice.bpf.c): that attach type is Linux 5.13.
+  { section: 'sk_skb', progType: 'sk_skb', since: 'sk_skb verdict, Linux 5.13' },
   { section: 'tc', progType: 'sched_cls', since: 'tc, Linux 4.1' },
   { section: 'tc/', progType: 'sched_cls', since: 'tc, Linux 4.1' },
   { section: 'classifier', progType: 'sched_cls', since: 'tc, Linux 4.1' },

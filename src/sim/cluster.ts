@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../core/errors.ts';
 import type { ManifestFile } from '../model/manifests.ts';
+import { KERNEL_SPLICE_PIN_BASE, PIN_BASE, removePinDir } from '../redirect/index.ts';
 import type { CgroupDriver } from '../core/kubelet-cgroups.ts';
 import { SimErrors } from './errors.ts';
 import { cgroup2Root, cgroupPids, listCgroups, makeCgroup, removeCgroupTree } from './cgroups.ts';
@@ -169,12 +170,15 @@ export async function down(name: string): Promise<void> {
   if (errors.length > 0) throw errors[0];
 }
 
-/** The pins agents of this cluster left in bpffs (they are named weft/<cluster>-<node>). */
+/**
+ * The pins agents of this cluster left in bpffs (capture and kernel splice, each named
+ * <base>/<cluster>-<node>), and each base once no other cluster has pins in it.
+ */
 function removeBpfPins(prefix: string): void {
-  const base = '/sys/fs/bpf/weft';
-  if (!existsSync(base)) return;
-  for (const entry of readdirSync(base)) {
-    if (entry.startsWith(prefix.slice('weft-'.length))) rmSync(join(base, entry), { recursive: true, force: true });
+  for (const base of [PIN_BASE, KERNEL_SPLICE_PIN_BASE]) {
+    for (const entry of existsSync(base) ? readdirSync(base) : []) {
+      if (entry.startsWith(prefix.slice('weft-'.length))) removePinDir(join(base, entry));
+    }
   }
 }
 

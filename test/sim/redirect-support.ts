@@ -5,11 +5,12 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { findCgroup2Mount } from '../../src/redirect/probe.ts';
 import { PIN_BASE, reclaimPins } from '../../src/redirect/ebpf-pins.ts';
+import { removePinDir } from '../../src/redirect/pin-dirs.ts';
 import { Bpftool } from '../../src/redirect/bpftool.ts';
 import { NATIVE_ADDON_PATH } from '../../src/redirect/original-dst.ts';
 import type { CaptureTarget, RedirectMode, RedirectorOptions } from '../../src/redirect/index.ts';
@@ -114,7 +115,7 @@ export async function destroyTopology(topo: Topology): Promise<void> {
     try {
       await reclaimPins(new Bpftool(), findCgroup2Mount(), topo.id);
     } finally {
-      rmSync(join(PIN_BASE, topo.id), { recursive: true, force: true });
+      removePinDir(join(PIN_BASE, topo.id));
     }
   }
   for (const g of groups) {

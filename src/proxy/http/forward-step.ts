@@ -6,7 +6,7 @@
 // once a response started, cut. Timeouts from the route end in 504 UT.
 
 import { protocolFor } from '../../model/protocol.ts';
-import type { Endpoint, MeshService, ServicePort } from '../../model/types.ts';
+import type { Endpoint, MeshService, ServicePort, Workload } from '../../model/types.ts';
 import { classifyConnectFailure, isConnectError, isRetriableReset } from '../connect-failure.ts';
 import type { Authorizer } from '../contracts.ts';
 import { addressOf, peerOf, serviceRef } from '../describe.ts';
@@ -15,6 +15,7 @@ import { endpointKey } from '../load-balancer.ts';
 import { endpointTarget, planHop, type OutboundTarget } from '../outbound-route.ts';
 import type { BackendTarget, HttpMeshView } from './contracts.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
+import { denyRequest, httpAttributes } from './authorization-step.ts';
 import { acceptsTrailers, applyHeaderModifiers, headersForUpstream } from './headers.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 import type { OutgoingRequest, ResponseSink, SendResult } from './messages.ts';
@@ -30,6 +31,11 @@ export interface ForwardDeps {
   /** Endpoints tried per request on connect failures. */
   readonly maxAttempts: number;
   readonly clusterDomain: string;
+  /**
+   * A request about to go straight to a pod on this node, whose destination agent this is:
+   * the destination side's checks (rate limits). False: it answered the request itself.
+   */
+  readonly admitLocal?: (x: Exchange, pod: Workload) => boolean;
 }
 
 /** HTTP/2 to ports declared h2 or gRPC, else the protocol the client spoke. */
@@ -147,10 +153,14 @@ async function attempts(
     x.destination = peerOf(target.workload, addressOf(target.ip, target.port));
     const w = target.workload;
     if (c.checkPolicy && w !== undefined && w.enrolled) {
-      const request = { sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port };
+      // With the request's HTTP attributes: L7 rules of a pod on this node are enforced here.
+      const request = {
+        sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
+        http: httpAttributes(x),
+      };
       const decision = deps.authorize(request);
       if (!decision.allowed) {
-        sendLocalReply(x, { status: 403, flags: ResponseFlags.DENIED, message: 'RBAC: access denied', detail: `denied: ${decision.reason}`, grpcStatus: GrpcStatus.PERMISSION_DENIED });
+        denyRequest(x, decision.reason);
         return;
       }
       x.live.allowed(request);
@@ -161,6 +171,7 @@ async function attempts(
       failure = { flags: ResponseFlags.UPSTREAM_CONNECT_FAILURE, detail: hop.detail };
       continue;
     }
+    if (c.checkPolicy && hop.kind === 'direct' && w !== undefined && w.enrolled && w.node === deps.nodeName && deps.admitLocal?.(x, w) === false) return;
     x.security = c.security ?? (hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
     const outgoing: OutgoingRequest = {
       method: x.request.method,
@@ -276,6 +287,7 @@ function mirror(deps: ForwardDeps, x: Exchange, mirrors: readonly BackendTarget[
     const w = target.workload;
     if (c.checkPolicy && w !== undefined && w.enrolled && !deps.authorize({
       sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
+      http: httpAttributes(x),
     }).allowed) continue;
     const hop = planHop(deps.mesh, deps.nodeName, target);
     if (hop.kind === 'unreachable') continue;

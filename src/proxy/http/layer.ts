@@ -24,7 +24,7 @@ import {
 import { H1Downstream } from './downstream-h1.ts';
 import { serveH2 } from './downstream-h2.ts';
 import { Exchange, composeSteps, type DownstreamRequest, type HttpConnection, type RequestStep } from './exchange.ts';
-import { forwardStep } from './forward-step.ts';
+import { forwardStep, type ForwardDeps } from './forward-step.ts';
 import { endToEndRequestHeaders, first, isGrpc, type OutHeaders } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
 import type { ResponseSink } from './messages.ts';
@@ -45,6 +45,8 @@ export interface HttpLayerDeps {
   readonly steps?: readonly RequestStep[];
   /** Steps run before forwarding to the local pod on the destination side (issue 11: L7 policy, rate limits). */
   readonly inboundSteps?: readonly RequestStep[];
+  /** The destination side's checks for a request going straight to a pod on this node (see ForwardDeps.admitLocal). */
+  readonly admitLocal?: ForwardDeps['admitLocal'];
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
@@ -115,7 +117,7 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     this.#balancer = new RequestBalancer({ now: deps.now ?? (() => performance.now()), random: deps.random });
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
-      maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local',
+      maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local', admitLocal: deps.admitLocal,
     });
     const outboundSteps = [routeStep(this.#route), ...(deps.steps ?? [])];
     const inboundSteps = deps.inboundSteps ?? [];

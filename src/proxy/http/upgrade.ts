@@ -17,6 +17,7 @@ import { flagsForSplice } from '../splice-flags.ts';
 import { splice, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector, UpstreamStream } from '../upstream.ts';
 import type { HttpMeshView } from './contracts.ts';
+import { denyRequest, httpAttributes } from './authorization-step.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
 import type { OutHeaders } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
@@ -128,10 +129,13 @@ export function upgradeStep(deps: UpgradeDeps, req: IncomingMessage, socket: Spl
       x.destination = peerOf(target.workload, addressOf(target.ip, target.port));
       const w = target.workload;
       if (c.checkPolicy && w !== undefined && w.enrolled) {
-        const request = { sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port };
+        const request = {
+          sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
+          http: httpAttributes(x),
+        };
         const decision = deps.authorize(request);
         if (!decision.allowed) {
-          sendLocalReply(x, { status: 403, flags: ResponseFlags.DENIED, message: 'RBAC: access denied', detail: `denied: ${decision.reason}` });
+          denyRequest(x, decision.reason);
           return;
         }
         x.live.allowed(request);

@@ -4,6 +4,7 @@
 // sit in shared memory so the limit holds for the agent, however many worker threads share it.
 
 import { ProxyErrors, proxyError } from '../errors.ts';
+import { keyTag } from './token-bucket.ts';
 
 /** Shared memory for `count` counters; create once per agent, hand to every worker. */
 export function counterMemory(count: number): SharedArrayBuffer {
@@ -17,6 +18,22 @@ export interface Permit {
 }
 
 const NOOP: Permit = Object.freeze({ release: (): void => undefined });
+
+/** One more on counter `i` if it is under `limit`, as a permit that gives it back once. */
+function acquire(cells: Int32Array, i: number, limit: number): Permit | undefined {
+  if (Atomics.add(cells, i, 1) >= limit) {
+    Atomics.sub(cells, i, 1);
+    return undefined;
+  }
+  let held = true;
+  return {
+    release: (): void => {
+      if (!held) return;
+      held = false;
+      Atomics.sub(cells, i, 1);
+    },
+  };
+}
 
 /** One counter of a shared array with a limit. */
 export class ConcurrencyLimit {
@@ -34,19 +51,7 @@ export class ConcurrencyLimit {
 
   /** A permit while under the limit; undefined (refuse, do not wait) at it. */
   tryAcquire(): Permit | undefined {
-    const before = Atomics.add(this.#cells, this.#index, 1);
-    if (before >= this.limit) {
-      Atomics.sub(this.#cells, this.#index, 1);
-      return undefined;
-    }
-    let held = true;
-    return {
-      release: (): void => {
-        if (!held) return;
-        held = false;
-        Atomics.sub(this.#cells, this.#index, 1);
-      },
-    };
+    return acquire(this.#cells, this.#index, this.limit);
   }
 
   get inUse(): number {
@@ -62,4 +67,27 @@ export function unlimited(): Permit {
 /** Whether a connection that has served `served` requests must be retired (maxRequestsPerConnection; 0: never). */
 export function connectionSpent(served: number, maxRequestsPerConnection: number): boolean {
   return maxRequestsPerConnection > 0 && served >= maxRequestsPerConnection;
+}
+
+/**
+ * Limits by key (a destination Service) over one shared Int32Array: keys hash onto a fixed
+ * number of counters, so memory is bounded; two keys sharing a counter are limited together,
+ * which is stricter, never looser. Create the memory once per agent (counterMemory) and hand
+ * it to every worker.
+ */
+export class ConcurrencyLimits {
+  readonly #cells: Int32Array;
+
+  constructor(memory: SharedArrayBuffer) {
+    this.#cells = new Int32Array(memory);
+  }
+
+  /** A permit while `key` holds fewer than `limit`; undefined (refuse at once) at it. */
+  tryAcquire(key: string, limit: number): Permit | undefined {
+    return acquire(this.#cells, (keyTag(key) >>> 0) % this.#cells.length, limit);
+  }
+
+  inUse(key: string): number {
+    return Atomics.load(this.#cells, (keyTag(key) >>> 0) % this.#cells.length);
+  }
 }

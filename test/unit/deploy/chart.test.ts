@@ -166,7 +166,7 @@ test('the pod specs parse with weft\'s own flag parsers, with one token audience
   assert.equal(agent.source.kind === 'control' ? agent.source.tokenFile : '', '/var/run/secrets/weft/token/token');
   const sc = ds.spec.template.spec.containers[0]?.securityContext as { privileged: boolean; capabilities: { add: string[]; drop: string[] } };
   assert.equal(sc.privileged, false);
-  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'SYS_ADMIN'] });
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] });
   assert.equal(ds.spec.template.spec.hostNetwork, true);
   assert.equal(ds.spec.template.spec.priorityClassName, 'system-node-critical');
   assert.deepEqual(ds.spec.template.spec.tolerations, [{ operator: 'Exists' }]);

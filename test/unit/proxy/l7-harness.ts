@@ -16,6 +16,7 @@ import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
 import type { Authorizer } from '../../../src/proxy/contracts.ts';
 import type { RequestDescription, RequestObserver, RequestOutcome, RouteDecider } from '../../../src/proxy/http/contracts.ts';
 import { HttpLayer } from '../../../src/proxy/http/layer.ts';
+import type { RequestStep } from '../../../src/proxy/http/exchange.ts';
 import { InboundTunnel } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener } from '../../../src/proxy/outbound.ts';
 import { protocolSelector } from '../../../src/proxy/sniff.ts';
@@ -87,6 +88,10 @@ export interface L7Options {
   readonly h1?: H1Handler;
   readonly h2?: H2Handler;
   readonly authorize?: Authorizer;
+  /** Node b's (the destination agent's) own authorizer, when it differs from node a's. */
+  readonly destinationAuthorize?: Authorizer;
+  /** Node b's per-request steps for tunnelled requests (as proxy-runtime composes them). */
+  readonly inboundSteps?: (authorize: Authorizer) => readonly RequestStep[];
   readonly route?: RouteDecider;
   readonly sniffMs?: number;
   /** The request balancer's clock (monotonic ms). */
@@ -165,12 +170,14 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const connections = new ConnectionRegistry();
   // Node b's HTTP layer: tunnel streams that carry HTTP are served request by request there.
   const inboundRequests = requestRecorder();
+  const authorizeB = o.destinationAuthorize ?? o.authorize ?? allowAll;
   const poolB = new TunnelPool({ credentials: testCredentials([]) });
   const layerB = new HttpLayer({
-    mesh: meshWithService, authorize: o.authorize ?? allowAll, connector: new UpstreamConnector(poolB), observer: inboundRequests,
+    mesh: meshWithService, authorize: authorizeB, connector: new UpstreamConnector(poolB), observer: inboundRequests,
+    inboundSteps: o.inboundSteps?.(authorizeB) ?? [],
   }, { nodeName: 'b' });
   const inbound = new InboundTunnel({
-    mesh, credentials: testCredentials(backends.map((b) => b.pod.identity)), authorize: o.authorize ?? allowAll, registry: connections,
+    mesh, credentials: testCredentials(backends.map((b) => b.pod.identity)), authorize: authorizeB, registry: connections,
     http: layerB,
   }, { nodeName: 'b', host: '127.0.0.2', port: 0 });
   const inboundAddress = await inbound.listen();

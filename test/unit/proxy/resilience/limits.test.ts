@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { ManualClock } from '../../../../src/core/clock.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
-import { ConcurrencyLimit, connectionSpent, counterMemory } from '../../../../src/proxy/resilience/concurrency-limit.ts';
+import { ConcurrencyLimit, ConcurrencyLimits, connectionSpent, counterMemory } from '../../../../src/proxy/resilience/concurrency-limit.ts';
 import { OutlierEjection, ejectionAllowed } from '../../../../src/proxy/resilience/outlier-ejection.ts';
 
 test('maxPendingRequests 10: the 11th is refused at once; a released permit makes room; release twice is once', () => {
@@ -93,4 +93,18 @@ test('consecutive 5xx eject for base x times ejected; healthy intervals lower th
   o.ejected('x');
   assert.equal(o.tracked, 0);
   assert.throws(() => new OutlierEjection(clock, { consecutive5xxErrors: 0, intervalMs: 1, baseEjectionMs: 1, maxEjectionPercent: 1 }), (e: unknown) => isWeftError(e, 'WEFT_PROXY_BAD_OPTION'));
+});
+
+test('ConcurrencyLimits: per key, refused at once at the limit, released once; shared memory bounds the keys', () => {
+  const limits = new ConcurrencyLimits(counterMemory(64));
+  const a = Array.from({ length: 3 }, () => limits.tryAcquire('pending|shop/a', 3));
+  assert.ok(a.every((p) => p !== undefined));
+  assert.equal(limits.tryAcquire('pending|shop/a', 3), undefined);
+  assert.notEqual(limits.tryAcquire('pending|shop/b', 1), undefined, 'another Service, another counter');
+  a[0]?.release();
+  a[0]?.release();
+  assert.equal(limits.inUse('pending|shop/a'), 2);
+  const one = new ConcurrencyLimits(counterMemory(1));
+  assert.notEqual(one.tryAcquire('x', 1), undefined);
+  assert.equal(one.tryAcquire('y', 1), undefined, 'keys sharing a counter are limited together (stricter, never looser)');
 });
