@@ -16,7 +16,7 @@ import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth, workloadName,
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
@@ -28,7 +28,7 @@ import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
 import type { DestinationPolicyObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
 import {
-  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
+  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type LiveWorkload, type Observer, type RequestObserverLike,
 } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
@@ -105,6 +105,8 @@ export class ProxyRuntime {
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
   readonly #http: HttpLayer | undefined;
+  /** Metric label-set maps that drop the series of workloads that are gone. */
+  readonly #series: readonly { retain(live: LiveWorkload): number }[];
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
@@ -158,7 +160,10 @@ export class ProxyRuntime {
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
     const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
-    this.#http = options.l7 === false ? undefined : new HttpLayer({
+    const requestTelemetry = options.l7 === false ? undefined
+      : new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    this.#series = requestTelemetry === undefined ? [metrics.metrics] : [metrics.metrics, requestTelemetry.metrics];
+    this.#http = requestTelemetry === undefined ? undefined : new HttpLayer({
       mesh: {
         workloadByIp: (ip) => this.#state.workloadByIp(ip),
         service: (key) => this.#state.service(key),
@@ -180,7 +185,7 @@ export class ProxyRuntime {
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
       observer: composeRequestObservers(
-        new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+        requestTelemetry,
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
@@ -213,12 +218,16 @@ export class ProxyRuntime {
   /**
    * Swaps in a new mesh state and judges every open connection again under it (live
    * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
-   * recorded with the policy that closed them. Returns how many were closed.
+   * recorded with the policy that closed them. Metric series of workloads no longer in the
+   * mesh go after one more scrape. Returns how many connections were closed.
    */
   setMesh(content: MeshContent): number {
     const state = meshStateFromContent(content);
     this.#state = state;
-    return this.connections.endWhere((c) => recheckEnding(state, c));
+    const closed = this.connections.endWhere((c) => recheckEnding(state, c));
+    const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
+    for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
+    return closed;
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */
