@@ -238,6 +238,13 @@ export class ControlServer<S> {
   publish(): void {
     this.#metrics.snapshots.inc();
     const now = this.#clock.monotonic();
+    const view = this.#view;
+    if (view !== undefined) {
+      // Every agent's changes move on with the view now, busy or not (shared by the agents that hold the same generation).
+      const books: AgentBook<PushMeta>[] = [];
+      for (const s of this.#streams) if (s.book !== undefined && !s.closed) books.push(s.book);
+      AgentBook.observe(books, view);
+    }
     for (const s of this.#streams) {
       if (s.book === undefined) continue;
       s.changedSince ??= now;

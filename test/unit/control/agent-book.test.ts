@@ -195,3 +195,79 @@ test('agents given the same changes share one plan and its parts; one that refus
   assert.deepEqual([p3.changed.map((x) => x.name), p3.removed], [['shop/s1/80/198.18.0.10'], ['endpoint/shop/s0/80/198.18.0.10']], 'the same content: it drops the version it kept');
   assert.equal(rejected.get('n3')?.size, 0, 'the refusal is forgotten once its resource goes');
 });
+
+test('observe: agents busy over the same generations share one merged change set and one part; each ends holding exactly the view', () => {
+  const live = new LiveMesh({ kubernetesSchema: false });
+  const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
+  const pod = (i: number, app: string): RawObject => raw('Pod', {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app } },
+    spec: { nodeName: `n${i % 4}`, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
+  }, 10 + i);
+  const objects = [raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0)];
+  for (let s = 0; s < 3; s++) {
+    objects.push(raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${s}`, namespace: 'shop' }, spec: { clusterIP: `198.19.0.${1 + s}`, selector: { app: `a${s}` }, ports: [{ port: 80 }] } }, 1 + s));
+  }
+  for (let i = 0; i < 12; i++) objects.push(pod(i, `a${i % 3}`));
+  live.apply({ upserted: objects, removed: [] });
+  const plans = new PlanCache();
+  const nodes = ['n0', 'n1', 'n2', 'n3'];
+  const books = nodes.map((n) => new AgentBook<string>(n, new Map(), new Map(), 1 << 20, () => 100, plans));
+  // What each agent holds, applying every part it is sent.
+  const held = new Map(nodes.map((n) => [n, new Map<string, string>()]));
+  let seq = 0;
+  const send = (b: AgentBook<string>): { part: PushPart; nonce: string } | undefined => {
+    const part = b.next(live.slices);
+    if (part === undefined || part === 'resync') return undefined;
+    const nonce = `${b.node}-${++seq}`;
+    b.sent(nonce, part, 'm');
+    const mine = held.get(b.node) as Map<string, string>;
+    for (const r of part.changed) mine.set(`${r.type}/${r.name}`, r.version);
+    for (const k of part.removed) mine.delete(k);
+    return { part, nonce };
+  };
+  for (const b of books) b.ack((send(b) as { nonce: string }).nonce);
+  const step = (moved: RawObject[]): void => {
+    live.apply({ upserted: moved, removed: [] });
+    AgentBook.observe(books, live.slices);
+    const p0 = send(books[0]); // n0 answers at once, every step
+    if (p0 !== undefined) books[0]?.ack(p0.nonce);
+  };
+  // n1 and n2 are pushed at one generation and stay busy; n3 at the next. Pods 4 and 8 are on n0, pod 3 on n3.
+  step([pod(4, 'a2')]);
+  const busy = [books[1], books[2]].map((b) => ({ b: b, nonce: (send(b) as { nonce: string }).nonce }));
+  step([pod(8, 'a0')]);
+  busy.push({ b: books[3], nonce: (send(books[3]) as { nonce: string }).nonce });
+  step([pod(4, 'a0'), pod(8, 'a1')]);
+  step([pod(3, 'a1')]);
+  step([pod(4, 'a1')]);
+  for (const { b, nonce } of busy) b.ack(nonce);
+  const [p1, p2, p3] = [1, 2, 3].map((i) => send(books[i]) as { part: PushPart; nonce: string });
+  assert.equal(p1.part, p2.part, 'n1 and n2 hold the same generation and saw the same changes: one merged set, one plan, one part');
+  assert.notEqual(p3.part, p1.part, 'n3 was pushed later, and its own pod moved');
+  assert.ok(p3.part.changed.some((r) => r.type === 'workload' && r.name === 'shop/p3'), 'n3 gets its own workload anew');
+  for (const [i, p] of [p1, p2, p3].entries()) books[i + 1]?.ack(p.nonce);
+  for (const b of books) assert.equal(b.next(live.slices), undefined, `${b.node} is current`);
+  for (const n of nodes) {
+    const want = new Map([...live.slices.resources(n)].map(([k, r]) => [k, r.version]));
+    assert.deepEqual(new Map([...(held.get(n) as Map<string, string>)].sort()), new Map([...want].sort()), `${n} holds exactly the view`);
+  }
+});
+
+test('a book that catches up by itself, between observes, leaves the change set it shared as it was', () => {
+  const v = view();
+  v.set({ 'svc/a': '1', 'svc/b': '1' });
+  const books = ['x', 'y'].map(() => new AgentBook<string>('n1', new Map(), new Map(), 1 << 20, () => 100, new PlanCache()));
+  for (const b of books) {
+    b.sent('f', b.next(v) as PushPart, 'm');
+    b.ack('f');
+  }
+  v.set({ 'svc/a': '2', 'svc/b': '1' });
+  AgentBook.observe(books, v);
+  v.set({ 'svc/a': '2', 'svc/b': '2' });
+  AgentBook.observe(books, v);
+  v.set({ 'svc/a': '2', 'svc/b': '2', 'svc/c': '1' });
+  assert.deepEqual(keys(books[0]?.next(v)), { changed: ['svc/a@2', 'svc/b@2', 'svc/c@1'], removed: [], more: false }, 'x catches up alone');
+  v.set({ 'svc/a': '1', 'svc/b': '2', 'svc/c': '1' });
+  AgentBook.observe(books, v);
+  assert.deepEqual(keys(books[1]?.next(v)), { changed: ['svc/b@2', 'svc/c@1'], removed: [], more: false }, 'y: svc/a is back to what it holds');
+});
