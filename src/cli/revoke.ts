@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { describeError, WeftError } from '../core/errors.ts';
 import { revokeConfigFromArgv } from '../config/control.ts';
+import { ControlErrors } from '../control/errors.ts';
 
 export interface RevokeOutput {
   write(text: string): void;
@@ -16,7 +17,7 @@ export async function revokeCommand(argv: readonly string[], out: RevokeOutput =
   try {
     token = (await readFile(config.tokenFile, 'utf8')).trim();
   } catch (err: unknown) {
-    throw new WeftError('WEFT_CONTROL_ADMIN_UNAUTHENTICATED', `cannot read the admin token ${config.tokenFile}: ${describeError(err)}`, { cause: err });
+    throw new WeftError(ControlErrors.ADMIN_UNAUTHENTICATED, `cannot read the admin token ${config.tokenFile}: ${describeError(err)}`, { cause: err });
   }
   let res: Response;
   try {
@@ -25,10 +26,10 @@ export async function revokeCommand(argv: readonly string[], out: RevokeOutput =
       signal: AbortSignal.timeout(30_000),
     });
   } catch (err: unknown) {
-    throw new WeftError('WEFT_CONTROL_UNAVAILABLE', `the control plane's admin endpoint at ${config.admin} did not answer: ${describeError(err)}`, { cause: err });
+    throw new WeftError(ControlErrors.UNAVAILABLE, `the control plane's admin endpoint at ${config.admin} did not answer: ${describeError(err)}`, { cause: err });
   }
   const body = await res.json().catch(() => ({})) as { code?: string; message?: string; revoked?: string[]; node?: string; disconnected?: number };
-  if (!res.ok) throw new WeftError(body.code ?? 'WEFT_CONTROL_UNAVAILABLE', `revocation refused (${res.status}): ${body.message ?? res.statusText}`);
+  if (!res.ok) throw new WeftError(body.code ?? ControlErrors.UNAVAILABLE, `revocation refused (${res.status}): ${body.message ?? res.statusText}`);
   const what = 'serial' in config.request ? `serial ${config.request.serial}` : 'node' in config.request ? `node ${config.request.node}` : `identity ${config.request.identity}`;
   out.write(`revoked ${what}: ${body.revoked?.length ?? 0} certificate(s) on the CRL${body.revoked?.length ? ` (${body.revoked.join(', ')})` : ''}`
     + `${body.node === undefined ? '' : `; node ${body.node} refused from now on (${body.disconnected ?? 0} config stream(s) ended)`}\n`);

@@ -1,5 +1,5 @@
 # A client that holds COUNT TCP connections open to an echo server and keeps using all of
-# them (not a test file: run inside a pod by the simulator tests). It opens them (at most 256
+# them (not a test file: run inside a pod by the simulator tests). It opens them (at most 64
 # connecting at once), checks one 8-byte round trip on each, prints {"event": "open", ...},
 # then pings a rotating share of them every 50 ms, so every open connection sends and gets
 # back 8 bytes once every CYCLE seconds. Once a second it prints a tick: how many are open,
@@ -86,7 +86,7 @@ def pump(timeout):
 failed_open = 0
 pending = []
 while len(conns) + failed_open < count or pending:
-    while len(pending) < 256 and len(conns) + len(pending) + failed_open < count:
+    while len(pending) < 64 and len(conns) + len(pending) + failed_open < count:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
         s.connect_ex((host, port))
@@ -119,7 +119,7 @@ until = time.monotonic() + 30
 while time.monotonic() < until and any(c.sock is not None and c.due > 0 for c in conns):
     pump(0.1)
 unanswered = sum(1 for c in conns if c.sock is not None and c.due > 0)
-say(event='open', n=sum(1 for c in conns if c.sock is not None), failed=failed_open + unanswered, closed=closed['n'])
+say(event='open', n=sum(1 for c in conns if c.sock is not None), failed=failed_open + unanswered, closed=closed['n'], reasons=closed['reasons'])
 
 per_tick = max(1, int(len(conns) * 0.05 / CYCLE))
 cursor = 0

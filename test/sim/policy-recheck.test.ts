@@ -106,20 +106,20 @@ test('10,000 open connections, a policy change that denies half: that half is re
   const server = startInPod(pod(s, 'sink-2'), ['python3', ECHO, String(PORT), '400']);
   t.after(() => server.stop());
   await server.waitLine(/"listening"/, 20_000);
+  // One client pod after the other, so that the tunnel sessions (100 streams each) are not
+  // all dialled at once: their handshakes have a per-source cap of their own.
   const holders = new Map<string, InPod>();
   for (const client of CLIENTS) {
     const h = startInPod(pod(s, client), ['python3', HOLDER, SINK, String(PORT), String(PER_POD), '300']);
     t.after(() => h.stop());
     holders.set(client, h);
-  }
-  const web = [...holders].filter(([c]) => c.startsWith('web')).map(([, h]) => h);
-  const batch = [...holders].filter(([c]) => c.startsWith('batch')).map(([, h]) => h);
-  for (const [client, h] of holders) {
-    const open = JSON.parse(await h.waitLine(/"event": "open"/, 180_000)) as Tick;
+    const open = JSON.parse(await h.waitLine(/"event": "open"/, 120_000)) as Tick;
     t.diagnostic(`${client}: ${JSON.stringify(open)}`);
     assert.equal(open.n, PER_POD, `all ${PER_POD} connections of ${client} open and answering`);
     assert.equal(open.failed, 0);
   }
+  const web = [...holders].filter(([c]) => c.startsWith('web')).map(([, h]) => h);
+  const batch = [...holders].filter(([c]) => c.startsWith('batch')).map(([, h]) => h);
   // All keep transferring: a full cycle (every connection answered) before the change.
   const before = Date.now() / 1000;
   await until('every connection to answer once more before the change', 30_000, () =>
@@ -134,18 +134,22 @@ test('10,000 open connections, a policy change that denies half: that half is re
       const ticks = batch.map(last);
       return ticks.every((k) => k?.closed === PER_POD) ? ticks.filter((k) => k !== undefined) : undefined;
     });
-    const applied = logs.flatMap((l, i) => logTimes(l, from[i] ?? 0, 'config applied')).map((a) => a.time);
-    assert.ok(applied.length >= 3, 'every agent applied the new config');
+    // The control plane sends an agent a new config only when its node's slice changed.
+    const appliedBy = logs.map((l, i) => logTimes(l, from[i] ?? 0, 'config applied').map((a) => a.time - written));
+    t.diagnostic(`config applied, ms after the policy was written: ${appliedBy.map((a, i) => `node-${i + 1} [${a.join(', ')}]`).join('; ')}`);
+    const applied = appliedBy.flat().map((ms) => ms + written);
+    assert.ok((appliedBy[1] ?? []).length >= 1, 'node-2 (the destination) applied the new config');
     const firstApplied = Math.min(...applied);
     const lastClose = Math.max(...done.map((k) => k.lastClose ?? 0)) * 1000;
     const firstClose = Math.min(...done.map((k) => k.firstClose ?? Infinity)) * 1000;
     const reasons = [...new Set(done.flatMap((k) => Object.keys(k.reasons ?? {})))];
     t.diagnostic(`policy written → first agent applied: ${firstApplied - written} ms (last: ${Math.max(...applied) - written} ms); first applied → first reset seen by a client: ${Math.round(firstClose - firstApplied)} ms, → last: ${Math.round(lastClose - firstApplied)} ms; how: ${reasons.join(', ')}`);
-    assert.ok(lastClose - firstApplied < 1000, `all ${PER_CLIENT} closed within a second of the first agent applying the config (${Math.round(lastClose - firstApplied)} ms)`);
-    assert.deepEqual(reasons, ['ECONNRESET'], 'reset, not a clean end');
+    t.diagnostic(`per batch pod, resets seen from..to (ms after the first apply): ${done.map((k) => `${Math.round((k.firstClose ?? 0) * 1000 - firstApplied)}..${Math.round((k.lastClose ?? 0) * 1000 - firstApplied)}`).join(', ')}`);
     const workers = logs.flatMap((l, i) => logTimes(l, from[i] ?? 0, 'closed open connections the new policy no longer allows'));
     const closed = workers.reduce((n, w) => n + Number(w.line.connections), 0);
     t.diagnostic(`workers that closed connections: ${workers.map((w) => `${String(w.line.connections)} at +${w.time - firstApplied} ms`).join(', ')}`);
+    assert.ok(lastClose - firstApplied < 1000, `all ${PER_CLIENT} closed within a second of the first agent applying the config (${Math.round(lastClose - firstApplied)} ms)`);
+    assert.deepEqual(reasons, ['ECONNRESET'], 'reset, not a clean end');
     assert.ok(closed >= PER_CLIENT, `the agents' workers say they closed them (${closed}, both sides counted)`);
     const denied = await until('the access log to name the policy', 20_000, () => {
       // Whichever agent re-checks first resets the connection; the other may see a reset peer.
