@@ -93,11 +93,59 @@ interface Planned {
 }
 
 interface FirstSync {
+  /** The node's entries (its own only, after `shared`). */
   readonly entries: Iterator<readonly [string, ControlResource]>;
-  /** The view's generation when it started: what the agent holds once it is sent whole. */
+  /** The view's generation when it started (or the shared parts were cut): what the agent holds once it is sent whole. */
   readonly generation: number;
   /** Set when the last part is cut: no change happened while it was read, so the agent holds exactly that generation. */
   exact: boolean;
+  /** The shared entries' parts, sent first (the node's own entries, sent last, win over them), and the next to send. */
+  readonly shared?: { readonly parts: readonly PushPart[]; next: number };
+  /** Shared keys the node does not hold: removed in the last part. */
+  readonly hidden?: readonly string[];
+  /** With `shared`: the shared version each own entry replaces on the agent (what it keeps if it refuses it). */
+  readonly replaces?: ReadonlyMap<string, string | undefined>;
+}
+
+/**
+ * The view's shared entries (ResourceView.sharedEntries) cut into parts once for the first
+ * sync of every agent that holds them: each is sent the very same parts (encoded once by
+ * the server), then its own entries. Cut again once older than `maxAge` generations (an agent
+ * synced from older parts gets what changed since in its first delta); the server owns one.
+ */
+export class SharedSyncParts {
+  readonly #maxBytes: number;
+  readonly #size: ResourceSize;
+  readonly #maxAge: number;
+  #cut: { readonly view: ResourceView; readonly generation: number; readonly parts: readonly PushPart[] } | undefined;
+
+  constructor(maxBytes: number, size: ResourceSize, maxAge = 100) {
+    this.#maxBytes = maxBytes;
+    this.#size = size;
+    this.#maxAge = maxAge;
+  }
+
+  /** The parts and the generation they were cut at; undefined when the view has no shared entries. */
+  at(view: ResourceView): { readonly generation: number; readonly parts: readonly PushPart[] } | undefined {
+    if (view.sharedEntries === undefined) return undefined;
+    const c = this.#cut;
+    if (c !== undefined && c.view === view && c.generation <= view.generation && view.generation - c.generation <= this.#maxAge) return c;
+    const parts: PushPart[] = [];
+    let changed: ControlResource[] = [];
+    let bytes = 0;
+    for (const [, r] of view.sharedEntries()) {
+      changed.push(r);
+      bytes += this.#size(r);
+      if (bytes >= this.#maxBytes) {
+        parts.push({ changed, removed: [], more: true, trigger: 'subscribe' });
+        changed = [];
+        bytes = 0;
+      }
+    }
+    if (changed.length > 0) parts.push({ changed, removed: [], more: true, trigger: 'subscribe' });
+    this.#cut = { view, generation: view.generation, parts };
+    return this.#cut;
+  }
 }
 
 const MAX_REMOVALS_PER_PART = 20_000;
@@ -146,15 +194,20 @@ export class AgentBook<M = undefined> {
   #lost = false;
 
   readonly #plans: PlanCache;
+  readonly #sharedSync: SharedSyncParts | undefined;
 
-  /** `maxBytes`: a part stops growing once its resources reach this encoded size. */
-  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize, plans = new PlanCache()) {
+  /**
+   * `maxBytes`: a part stops growing once its resources reach this encoded size. `plans` and
+   * `sharedSync` are shared by every book of the server.
+   */
+  constructor(node: string, initial: ReadonlyMap<string, string>, rejected: RejectedVersions, maxBytes: number, size: ResourceSize, plans = new PlanCache(), sharedSync?: SharedSyncParts) {
     this.node = node;
     this.#initial = initial;
     this.#rejected = rejected;
     this.#maxBytes = maxBytes;
     this.#size = size;
     this.#plans = plans;
+    this.#sharedSync = sharedSync;
   }
 
   /**
@@ -256,9 +309,9 @@ export class AgentBook<M = undefined> {
     if (this.#pending !== undefined) return undefined;
     if (this.#held === undefined && this.#planned === undefined) {
       if (this.#first === undefined) {
-        this.#first = { entries: view.entries(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+        this.#first = this.#startFirstSync(view);
         // What changes from here on is sent after the first sync, whatever of it the agent got.
-        this.#mergedTo = view.generation;
+        this.#mergedTo = this.#first.generation;
       }
       return this.#firstSyncPart(view, this.#first);
     }
@@ -294,7 +347,9 @@ export class AgentBook<M = undefined> {
   sent(nonce: string, part: PushPart, meta: M): PendingPush<M> {
     const p = this.#planned;
     // A first sync replaces what the agent said it held; a delta, what it held at `held`.
-    const replaces = p?.plan.replaces ?? this.#initial ?? new Map<string, string>();
+    const f = this.#first;
+    const own = f?.shared === undefined || !f.shared.parts.includes(part);
+    const replaces = p?.plan.replaces ?? (own ? f?.replaces : undefined) ?? this.#initial ?? new Map<string, string>();
     const push: PendingPush<M> = Object.freeze({ ...part, nonce, meta, replaces });
     this.#pending = push;
     if (!part.more) {
@@ -420,7 +475,26 @@ export class AgentBook<M = undefined> {
     return parts;
   }
 
+  // A fresh agent (holding nothing, refusing nothing) of a node with the shared entries gets
+  // their shared parts, then its own entries; any other, every entry read for it alone.
+  #startFirstSync(view: ResourceView): FirstSync {
+    const fresh = (this.#initial === undefined || this.#initial.size === 0) && this.#rejected.size === 0;
+    const layers = fresh ? view.layers?.(this.node) : undefined;
+    const common = layers?.shared === true ? this.#sharedSync?.at(view) : undefined;
+    // Its first delta is what changed since the parts were cut: the history must still have it.
+    if (layers !== undefined && common !== undefined && (common.generation === view.generation || view.changesSince(this.node, common.generation) !== undefined)) {
+      const shared = view.sharedEntries?.();
+      const replaces = new Map<string, string | undefined>();
+      const own = [...layers.own];
+      for (const [k] of own) replaces.set(k, shared?.get(k)?.version);
+      return { entries: own[Symbol.iterator](), generation: common.generation, exact: false, shared: { parts: common.parts, next: 0 }, hidden: layers.hidden, replaces };
+    }
+    return { entries: view.entries(this.node)[Symbol.iterator](), generation: view.generation, exact: false };
+  }
+
   #firstSyncPart(view: ResourceView, f: FirstSync): PushPart {
+    const shared = f.shared;
+    if (shared !== undefined && shared.next < shared.parts.length) return shared.parts[shared.next++];
     const initial = this.#initial ?? new Map<string, string>();
     const changed: ControlResource[] = [];
     let bytes = 0;
@@ -437,7 +511,7 @@ export class AgentBook<M = undefined> {
       if (bytes >= this.#maxBytes) return { changed, removed: [], more: true, trigger: 'subscribe' };
     }
     f.exact = view.generation === f.generation;
-    const removed: string[] = [];
+    const removed: string[] = [...(f.hidden ?? [])];
     for (const key of initial.keys()) {
       if (view.current(this.node, key) !== undefined) continue;
       removed.push(key);
