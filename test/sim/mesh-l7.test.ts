@@ -7,7 +7,8 @@
 //
 // Cluster: node-1 demo/client; demo/greeter-1 on node-1, greeter-2..4 on node-2 (gRPC on
 // 50051, the Service port named `grpc`); demo/banner on node-2 (a banner on 2525 and 2222);
-// demo/ws on node-2 (WebSocket echo on 8765).
+// demo/ws on node-2 (WebSocket echo on 8765). Run on the mesh `weft sim` starts and on the
+// rendered install (deploy/weft.yaml).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promtoolCheckMetrics } from '../support/promtool.ts';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
+import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
 import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
@@ -184,7 +185,7 @@ function pythonWith(modules: readonly string[]): string | undefined {
   return ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', `import ${modules.join(', ')}`]).status === 0);
 }
 
-test('L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics', { timeout: 300_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) test(`L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics (${setup})`, { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'promtool'])) return;
   const python = pythonWith(['grpc', 'websockets']);
   if (python === undefined) {
@@ -205,7 +206,7 @@ test('L7 in the node proxy: gRPC balanced per call, a whole server stream, serve
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
   const name = uniqueName('l7');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests'), ...setupArgs]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');
   const servers = [
