@@ -244,12 +244,15 @@ async function loadConn(path: Path, n: number, c: number): Promise<Record<string
   return { connections: n };
 }
 
-async function loadRr(path: Path, n: number, c: number): Promise<Record<string, number>> {
-  const request = Buffer.alloc(1024, 0x63);
+/**
+ * C connections, N requests in all, one in flight on each: `request` is sent again each time
+ * the connection's reader (one per connection) says a reply came whole.
+ */
+async function loadRequests(path: Path, n: number, c: number, request: Buffer, reader: () => (b: Buffer) => number): Promise<void> {
   let remaining = n;
   const one = (): Promise<void> => new Promise((resolve, reject) => {
     const s = dial(path, PORTS.outbound);
-    let got = 0;
+    const replies = reader();
     s.on('error', reject);
     const send = (): void => {
       if (remaining <= 0) {
@@ -260,50 +263,45 @@ async function loadRr(path: Path, n: number, c: number): Promise<Record<string, 
       s.write(request);
     };
     s.on('data', (b: Buffer) => {
-      got += b.length;
-      while (got >= 1024) {
-        got -= 1024;
-        send();
-      }
+      for (let k = replies(b); k > 0; k--) send();
     });
     s.on('end', () => resolve());
     s.once('connect', send);
   });
   await Promise.all(Array.from({ length: c }, one));
+}
+
+async function loadRr(path: Path, n: number, c: number): Promise<Record<string, number>> {
+  await loadRequests(path, n, c, Buffer.alloc(1024, 0x63), () => {
+    let got = 0;
+    return (b) => {
+      got += b.length;
+      const whole = Math.floor(got / 1024);
+      got -= whole * 1024;
+      return whole;
+    };
+  });
   return { requests: n };
 }
 
 async function loadHttp(path: Path, n: number, c: number): Promise<Record<string, number>> {
   const request = Buffer.from(`GET / HTTP/1.1\r\nhost: ${path === 'same' ? 'local' : 'remote'}.cost.svc.cluster.local:${SINK_PORT.http}\r\n\r\n`, 'latin1');
-  let remaining = n;
   let failed = 0;
-  const one = (): Promise<void> => new Promise((resolve, reject) => {
-    const s = dial(path, PORTS.outbound);
+  await loadRequests(path, n, c, request, () => {
     let buffered = '';
-    s.on('error', reject);
-    const send = (): void => {
-      if (remaining <= 0) {
-        s.end();
-        return;
-      }
-      remaining -= 1;
-      s.write(request);
-    };
     // A response is whole once its head and its 1,024 body bytes are in.
-    s.on('data', (b: Buffer) => {
+    return (b) => {
       buffered += b.toString('latin1');
+      let whole = 0;
       for (;;) {
         const head = buffered.indexOf('\r\n\r\n');
-        if (head < 0 || buffered.length < head + 4 + 1024) return;
+        if (head < 0 || buffered.length < head + 4 + 1024) return whole;
         if (!buffered.startsWith('HTTP/1.1 200')) failed += 1;
         buffered = buffered.slice(head + 4 + 1024);
-        send();
+        whole += 1;
       }
-    });
-    s.on('end', () => resolve());
-    s.once('connect', send);
+    };
   });
-  await Promise.all(Array.from({ length: c }, one));
   return { requests: n, failed };
 }
 
