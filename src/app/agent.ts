@@ -212,6 +212,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
+      // The drain deadline counts from SIGTERM, as the kubelet's grace period does: the steps
+      // before the drain (in-flight enrolments, capture release) take seconds on a busy node,
+      // and a drain started after them would run past the SIGKILL.
+      const began = Date.now();
       clearInterval(readyCheck);
       reclaimer.stop();
       await enrollment.idle();
@@ -224,8 +228,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       // connections go their own way instead of meeting a closed listener. Otherwise the
       // listeners drain while capture keeps pointing at this node's agent(s).
       if (!keepCapture) await redirector?.close({ keepCapture: false });
-      logger.info({ drainMs: config.drainMs }, 'draining');
-      await workers.drain(config.drainMs);
+      const drainMs = Math.max(0, config.drainMs - (Date.now() - began));
+      logger.info({ drainMs, sinceSigtermMs: Date.now() - began }, 'draining');
+      await workers.drain(drainMs);
       kernelSplice?.close();
       if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();

@@ -17,12 +17,13 @@ import {
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
-  HttpLayer, admitRateLimited, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep, type RateLimitStepDeps,
+  HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
+import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
-import type { DestinationPolicyObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
+import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
 import {
   ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
@@ -61,6 +62,12 @@ function rateLimitsFor(state: MeshState, w: Workload): readonly RateLimitPolicyO
 function destinationPolicyFor(state: MeshState, serviceKey: string): DestinationPolicyObject | undefined {
   if (state.trafficPolicies.length === 0) return undefined;
   return state.trafficPolicies.find((p): p is DestinationPolicyObject => p.kind === 'DestinationPolicy' && `${p.namespace}/${p.targetRef.name}` === serviceKey);
+}
+
+/** A FaultInjection by `namespace/name`, for the caller side's fault step. */
+function faultInjection(state: MeshState, key: string): FaultInjectionObject | undefined {
+  if (state.trafficPolicies.length === 0) return undefined;
+  return state.trafficPolicies.find((p): p is FaultInjectionObject => p.kind === 'FaultInjection' && `${p.namespace}/${p.name}` === key);
 }
 
 /** The caps every worker applies, and the counters they share. */
@@ -124,6 +131,19 @@ export class ProxyRuntime {
       name: 'weft_rate_limited_requests_total', help: 'Requests a RateLimitPolicy refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
       labelNames: ['policy', 'mode'], registers: [deps.registry],
     });
+    const retried = new Counter({
+      name: 'weft_request_retries_total', help: 'Retries sent by an HTTPRoute retry (GEP-1731), by the destination Service.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const budgetExhausted = new Counter({
+      name: 'weft_retry_budget_exhausted_total', help: 'Retries an HTTPRoute asked for that the destination Service\'s retry budget refused.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const faults = new Counter({
+      name: 'weft_fault_injected_total', help: 'Requests a FaultInjection delayed (kind="delay") or aborted (kind="abort"), by FaultInjection.',
+      labelNames: ['fault', 'kind'], registers: [deps.registry],
+    });
+    const budgets = new RetryBudgets(deps.clock);
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
@@ -167,11 +187,19 @@ export class ProxyRuntime {
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
       // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
-      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits.
+      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
+      // route's FaultInjections, then its retries (so injected faults are never retried away).
       steps: [circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),
         limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
         overflowed: (service) => overflowed.inc({ destination_service: service }),
+      }), faultStep({
+        fault: (key) => faultInjection(this.#state, key),
+        injected: (fault, kind) => faults.inc({ fault, kind }),
+      }), retryStep({
+        budgetFor: (key) => budgets.for(key, destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET),
+        retried: (service) => retried.inc({ destination_service: service }),
+        budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
