@@ -99,7 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   // 10,000 is the goal; a machine whose fd limit is lower gets as many as one proxy can relay.
   const idleConnections = positiveInt(values['idle-connections'], '--idle-connections', quick ? 300 : Math.min(10_000, idleMax), idleMax);
   // Rough upper bound of the run, doubled: a stuck tool cannot keep the bench alive forever.
-  const perRep = 8 * (loadSeconds + 3) + 6 * (fixedSeconds + 3) + 4 * (bulkSeconds + 3) + 2 * 20;
+  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * 20;
   return Object.freeze({
     quick, reps, loadSeconds, fixedSeconds, bulkSeconds, fixedRate: 1000,
     wrkConnections: quick ? 16 : 64, idleConnections, fdLimit,

@@ -21,6 +21,11 @@ interface Shape {
   readonly rate: (total: number) => { readonly clients: number; readonly streams: number; readonly ratePerClient: number };
 }
 
+// Floors under --quick's 1 s runs: on a busy machine (load 16) weft's cross-node h2
+// fixed-rate run once completed no request within 1 s; a 5 s run of the same did.
+const MIN_LOAD_SECONDS = 2;
+const MIN_FIXED_SECONDS = 3;
+
 function l7Scenario(s: Shape): Scenario {
   return {
     id: s.id,
@@ -38,11 +43,11 @@ function l7Scenario(s: Shape): Scenario {
       const t = route.target(s.service);
       const url = `http://${t.host}:${t.port}/`;
       const base = { url, protocol: s.protocol, cpus: ctx.options.loadCpu };
-      const max = await runH2load(route.client, { ...base, ...s.load(ctx.options.wrkConnections), seconds: ctx.options.loadSeconds });
+      const max = await runH2load(route.client, { ...base, ...s.load(ctx.options.wrkConnections), seconds: Math.max(MIN_LOAD_SECONDS, ctx.options.loadSeconds) });
       if (max.done === 0) throw new Error('h2load completed no request (closed loop)');
       const pids = route.proxyPids();
       const cpuBefore = cpuSeconds(pids, ctx.hz);
-      const fixed = await runH2load(route.client, { ...base, ...s.rate(ctx.options.fixedRate), seconds: ctx.options.fixedSeconds });
+      const fixed = await runH2load(route.client, { ...base, ...s.rate(ctx.options.fixedRate), seconds: Math.max(MIN_FIXED_SECONDS, ctx.options.fixedSeconds) });
       const cpu = cpuSeconds(pids, ctx.hz) - cpuBefore;
       if (fixed.done === 0) throw new Error('h2load completed no request (fixed rate)');
       const values: Record<string, number> = { rps: max.rps, p50_ms: fixed.p50Ms, p99_ms: fixed.p99Ms, rate_rps: fixed.rps };
