@@ -4,6 +4,7 @@
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
@@ -27,6 +28,7 @@ import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
 import { InboundSockets } from './inbound-sockets.ts';
+import { inboundExemptSources } from './inbound-exempt.ts';
 import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
@@ -72,9 +74,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
       // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
-      // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
+      // The node's own addresses are exempt (eBPF): kubelet probes and the agent's connections to pods.
       inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
-      inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
+      inboundExemptSources: inboundExemptSources([config.captureAddress, config.tunnelAddress], networkInterfaces()),
     }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.

@@ -75,8 +75,7 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off]
   --l7 off        splice every connection (no per-request routing, balancing or request metrics)
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
-  --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can
-                        (default off: a half-closed echo once got 64 KiB twice on this path)
+  --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can (default)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
 const s = { type: 'string' } as const;
@@ -135,7 +134,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
       : Object.freeze({ kind: 'manifests' as const, dir: manifests ?? '' }),
     trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
     failClosed: bool(flags, 'fail-closed'),
-    kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'off'),
+    kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'auto'),
     workers: int(flags, 'workers', defaultWorkers(cores), 1, 64),
     drainMs: int(flags, 'drain-seconds', 5, 0, 3600) * 1000,
     readyFile: str(flags, 'ready-file'),

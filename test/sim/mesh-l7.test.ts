@@ -10,6 +10,7 @@
 // 50051, the Service port named `grpc`; greeter-1,2 track v1, greeter-3,4 track v2, each
 // track a Service, and Service greeter-canary split 80/20 over them by a GRPCRoute);
 // demo/banner on node-2 (a banner on 2525 and 2222); demo/ws on node-2 (WebSocket echo on 8765).
+// Run on the mesh `weft sim` starts and on the rendered install (deploy/weft.yaml).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promtoolCheckMetrics } from '../support/promtool.ts';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
+import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
 import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
@@ -215,7 +216,7 @@ function pythonWith(modules: readonly string[]): string | undefined {
   return ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', `import ${modules.join(', ')}`]).status === 0);
 }
 
-test('L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics', { timeout: 300_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) test(`L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics (${setup})`, { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'promtool'])) return;
   const python = pythonWith(['grpc', 'websockets']);
   if (python === undefined) {
@@ -236,7 +237,7 @@ test('L7 in the node proxy: gRPC balanced per call, a whole server stream, serve
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
   const name = uniqueName('l7');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests'), ...setupArgs]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');
   const servers = [
