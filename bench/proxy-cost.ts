@@ -39,6 +39,7 @@ import { DEFAULT_PORTS } from '../src/config/agent.ts';
 import type { MeshContent } from '../src/model/resolve.ts';
 import type { Workload } from '../src/model/types.ts';
 import { sharedPkiEnv, spiffeId, testCa, testLeaf } from '../test/support/certs.ts';
+import { uploadThrough } from './tools/upload.ts';
 
 const NODE_A = '127.0.0.1';
 const NODE_B = '127.0.0.2';
@@ -306,31 +307,7 @@ async function loadHttp(path: Path, n: number, c: number): Promise<Record<string
 }
 
 async function loadBulk(path: Path, mib: number, c: number): Promise<Record<string, number>> {
-  const chunk = Buffer.alloc(256 * 1024, 0x5a);
-  const upload = (): Promise<void> => new Promise((resolve, reject) => {
-    const s = dial(path, PORTS.outbound);
-    const bytes = mib * 1024 * 1024;
-    let sent = 0;
-    s.on('error', reject);
-    s.on('data', () => undefined);
-    s.on('end', () => {
-      s.end();
-      resolve();
-    });
-    const pump = (): void => {
-      while (sent < bytes) {
-        const piece = chunk.subarray(0, Math.min(chunk.length, bytes - sent));
-        sent += piece.length;
-        if (!s.write(piece)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-    };
-    s.once('connect', pump);
-  });
-  await Promise.all(Array.from({ length: c }, upload));
+  await Promise.all(Array.from({ length: c }, () => uploadThrough(dial(path, PORTS.outbound), mib * 1024 * 1024)));
   return { gib: (mib * c) / 1024 };
 }
 
@@ -414,9 +391,13 @@ async function main(): Promise<void> {
     children.push(await spawnRole('sinks', mode));
     const proxies = [await spawnRole('agent-a', mode), ...(path === 'cross' ? [await spawnRole('agent-b', mode)] : [])];
     children.push(...proxies);
-    // Warm up: JIT, pools and allocators, so the figures are per unit of steady load.
-    if (mode === 'http') await loadHttp(path, 2000, c);
-    else if (mode !== 'idle') await loadConn(path, 200, 20);
+    // Warm up: JIT, pools and allocators, so the figures are per unit of steady load. With the
+    // mode's own load: the agents send every connection to that mode's sink, and the bulk and
+    // request sinks never answer a connection's 100 bytes the way loadConn waits for.
+    if (mode === 'conn') await loadConn(path, 200, 20);
+    else if (mode === 'rr') await loadRr(path, 2000, Math.min(c, 20));
+    else if (mode === 'http') await loadHttp(path, 2000, Math.min(c, 20));
+    else if (mode === 'bulk') await loadBulk(path, 16, 1);
     const prof = process.env.WEFT_COST_PROF;
     if (prof !== undefined) await Promise.all(proxies.map((p) => p.stats('profile-start')));
     const before = await Promise.all(proxies.map((p) => p.stats()));

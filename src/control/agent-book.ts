@@ -150,6 +150,14 @@ export class SharedSyncParts {
 
 const MAX_REMOVALS_PER_PART = 20_000;
 
+/**
+ * Keys a book keeps in its change set. Past it (an agent that fell far behind, on its own) it
+ * drops the set and reads its changes from the view's history when its next push is cut, as
+ * other books that far behind do (shared per generation): memory stays O(agents x this), not
+ * O(agents x the keys changed while they lag).
+ */
+const MAX_KEPT_CHANGES = 1_000;
+
 type Changes = ReadonlyMap<string, ControlResource | undefined>;
 
 /**
@@ -192,6 +200,10 @@ export class AgentBook<M = undefined> {
   #mergedTo: number | undefined;
   /** The view's history no longer reaches `#mergedTo`: the agent must resubscribe. */
   #lost = false;
+  /** The generation `#dirty` starts from: what the agent holds once everything cut so far applies. */
+  #base: number | undefined;
+  /** Too many changes to keep (MAX_KEPT_CHANGES): the next push reads them from the view's history since `#base`. */
+  #spilled = false;
 
   readonly #plans: PlanCache;
   readonly #sharedSync: SharedSyncParts | undefined;
@@ -241,16 +253,20 @@ export class AgentBook<M = undefined> {
         else if (left === 0 && dirty.owned && dirty.refs === members.length) {
           // Every book holding it is here and moves on together: merge in place.
           mergeChanges(dirty.changes as Map<string, ControlResource | undefined>, c);
-          continue;
+          next = dirty;
         } else next = { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 };
-        for (const b of members) b.#hold(next);
+        const spill = next.changes.size > MAX_KEPT_CHANGES;
+        for (const b of members) {
+          if (spill) b.#spill();
+          else b.#hold(next);
+        }
       }
     }
   }
 
   /** The view's changes since `#mergedTo` when there are some to merge (and moves `#mergedTo` on). */
   #step(view: ResourceView): Changes | undefined {
-    if (this.#mergedTo === undefined || this.#lost || this.#mergedTo >= view.generation) return undefined;
+    if (this.#mergedTo === undefined || this.#lost || this.#spilled || this.#mergedTo >= view.generation) return undefined;
     const c = view.changesSince(this.node, this.#mergedTo);
     this.#mergedTo = view.generation;
     if (c === undefined) {
@@ -259,6 +275,11 @@ export class AgentBook<M = undefined> {
       return undefined;
     }
     return c.size === 0 ? undefined : c;
+  }
+
+  #spill(): void {
+    this.#hold(undefined);
+    this.#spilled = true;
   }
 
   #hold(next: Dirty | undefined): void {
@@ -273,7 +294,9 @@ export class AgentBook<M = undefined> {
     const c = this.#step(view);
     if (c === undefined) return;
     const dirty = this.#dirty;
-    this.#hold(dirty === undefined ? { changes: c, owned: false, refs: 0 } : { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 });
+    const next: Dirty = dirty === undefined ? { changes: c, owned: false, refs: 0 } : { changes: mergeChanges(new Map(dirty.changes), c), owned: true, refs: 0 };
+    if (next.changes.size > MAX_KEPT_CHANGES) this.#spill();
+    else this.#hold(next);
   }
 
   /** A push awaits its ACK. */
@@ -312,25 +335,34 @@ export class AgentBook<M = undefined> {
         this.#first = this.#startFirstSync(view);
         // What changes from here on is sent after the first sync, whatever of it the agent got.
         this.#mergedTo = this.#first.generation;
+        this.#base = this.#first.generation;
       }
       return this.#firstSyncPart(view, this.#first);
     }
     this.#catchUp(view);
     if (this.#lost) return 'resync';
     if (this.#planned === undefined) {
-      const dirty = this.#dirty;
-      const at = this.#mergedTo as number;
-      if (dirty === undefined) {
+      let changes = this.#dirty?.changes;
+      let at = this.#mergedTo as number;
+      if (this.#spilled) {
+        changes = view.changesSince(this.node, this.#base as number);
+        if (changes === undefined) return 'resync';
+        at = view.generation;
+        this.#spilled = false;
+        this.#mergedTo = at;
+      }
+      this.#hold(undefined);
+      this.#base = at;
+      if (changes === undefined || changes.size === 0) {
         this.#held = at;
         return undefined;
       }
-      this.#hold(undefined);
       // Shared with every agent given the same changes, unless this one refused something or is inexact.
       const shareable = this.#exact && this.#rejected.size === 0;
-      let plan = shareable ? this.#plans.get(at, dirty.changes) : undefined;
+      let plan = shareable ? this.#plans.get(at, changes) : undefined;
       if (plan === undefined) {
-        plan = this.#plan(view, dirty.changes);
-        if (shareable) this.#plans.set(at, dirty.changes, plan);
+        plan = this.#plan(view, changes);
+        if (shareable) this.#plans.set(at, changes, plan);
       }
       if (plan.parts.length === 0) {
         this.#held = at;

@@ -162,18 +162,24 @@ test('an agent further behind than the history kept must resync', () => {
   assert.equal(b.next(v), 'resync');
 });
 
-test('agents given the same changes share one plan and its parts; one that refused something plans its own', () => {
+/** A LiveMesh of namespace `shop`: services s0..s{services-1} (selecting app a0..), pods p0..p{pods-1} on n{i % 4}, app a{i % services}. */
+function shop(services: number, pods: number) {
   const live = new LiveMesh({ kubernetesSchema: false });
   const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
-  const pod = (i: number, app: string): RawObject => raw('Pod', {
+  const pod = (i: number, app: string, node = `n${i % 4}`): RawObject => raw('Pod', {
     apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app } },
-    spec: { nodeName: `n${i % 4}`, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
+    spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
   }, 10 + i);
   const objects = [raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0)];
-  for (let s = 0; s < 2; s++) {
+  for (let s = 0; s < services; s++) {
     objects.push(raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${s}`, namespace: 'shop' }, spec: { clusterIP: `198.19.0.${1 + s}`, selector: { app: `a${s}` }, ports: [{ port: 80 }] } }, 1 + s));
   }
-  for (let i = 0; i < 8; i++) objects.push(pod(i, `a${i % 2}`));
+  for (let i = 0; i < pods; i++) objects.push(pod(i, `a${i % services}`));
+  return { live, raw, pod, objects };
+}
+
+test('agents given the same changes share one plan and its parts; one that refused something plans its own', () => {
+  const { live, pod, objects } = shop(2, 8);
   live.apply({ upserted: objects, removed: [] });
   const plans = new PlanCache();
   const rejected = new Map<string, RejectedVersions>(['n1', 'n2', 'n3'].map((n) => [n, new Map()]));
@@ -197,17 +203,7 @@ test('agents given the same changes share one plan and its parts; one that refus
 });
 
 test('observe: agents busy over the same generations share one merged change set and one part; each ends holding exactly the view', () => {
-  const live = new LiveMesh({ kubernetesSchema: false });
-  const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
-  const pod = (i: number, app: string): RawObject => raw('Pod', {
-    apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app } },
-    spec: { nodeName: `n${i % 4}`, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
-  }, 10 + i);
-  const objects = [raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0)];
-  for (let s = 0; s < 3; s++) {
-    objects.push(raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${s}`, namespace: 'shop' }, spec: { clusterIP: `198.19.0.${1 + s}`, selector: { app: `a${s}` }, ports: [{ port: 80 }] } }, 1 + s));
-  }
-  for (let i = 0; i < 12; i++) objects.push(pod(i, `a${i % 3}`));
+  const { live, pod, objects } = shop(3, 12);
   live.apply({ upserted: objects, removed: [] });
   const plans = new PlanCache();
   const nodes = ['n0', 'n1', 'n2', 'n3'];
@@ -273,17 +269,7 @@ test('a book that catches up by itself, between observes, leaves the change set 
 });
 
 test('first syncs share the shared entries\' parts (the same objects for every fresh agent), then each node\'s own; each ends holding exactly the view', () => {
-  const live = new LiveMesh({ kubernetesSchema: false });
-  const raw = (kind: string, body: Record<string, unknown>, doc: number): RawObject => ({ kind, body, source: { file: 'f.yaml', doc } });
-  const pod = (i: number, app: string, node = `n${i % 4}`): RawObject => raw('Pod', {
-    apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}`, namespace: 'shop', labels: { app } },
-    spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] }, status: { podIP: `198.18.0.${10 + i}` },
-  }, 10 + i);
-  const objects = [raw('Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'weft.dev/mesh': 'enabled' } } }, 0)];
-  for (let s = 0; s < 3; s++) {
-    objects.push(raw('Service', { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${s}`, namespace: 'shop' }, spec: { clusterIP: `198.19.0.${1 + s}`, selector: { app: `a${s}` }, ports: [{ port: 80 }] } }, 1 + s));
-  }
-  for (let i = 0; i < 12; i++) objects.push(pod(i, `a${i % 3}`));
+  const { live, raw, pod, objects } = shop(3, 12);
   objects.push(pod(40, 'none', 'n5')); // meshed, hosting no endpoint: it hides its own node address
   for (let k = 0; k < 6; k++) objects.push(raw('Node', { apiVersion: 'v1', kind: 'Node', metadata: { name: `n${k}` }, status: { addresses: [{ type: 'InternalIP', address: `198.19.9.${1 + k}` }] } }, 100 + k));
   live.apply({ upserted: objects, removed: [] });
@@ -332,4 +318,28 @@ test('first syncs share the shared entries\' parts (the same objects for every f
     const want = [...live.slices.resources(n)].map(([k, r]): [string, string] => [k, r.version]).sort();
     assert.deepEqual([...(held.get(n) ?? [])].sort(), want, `${n} holds exactly the view`);
   }
+});
+
+test('a book with more changes than it keeps reads them from the history for its next push, then keeps them again', () => {
+  const v = view();
+  const all = (version: (i: number) => string): Snap => Object.fromEntries(Array.from({ length: 1_500 }, (_, i) => [`svc/k${i}`, version(i)]));
+  v.set(all(() => '1'));
+  const b = book();
+  deliver(b, v);
+  v.set({ ...all(() => '1'), 'svc/extra': '1' });
+  const busy = b.next(v) as PushPart;
+  b.sent('busy', busy, 'm');
+  v.set(all(() => '2')); // 1,501 keys changed: more than a book keeps
+  AgentBook.observe([b], v);
+  v.set(all((i) => (i === 0 ? '3' : '2')));
+  AgentBook.observe([b], v);
+  b.ack('busy');
+  const part = deliver(b, v);
+  assert.ok(part !== undefined && part !== 'resync', 'a part');
+  assert.equal(part.changed.length, 1_500);
+  assert.ok(part.changed.includes('svc/k0@3') && part.changed.includes('svc/k1@2'), part.changed.slice(0, 3).join());
+  assert.deepEqual(part.removed, ['svc/extra']);
+  v.set(all((i) => (i === 0 ? '3' : i === 1 ? '4' : '2')));
+  AgentBook.observe([b], v);
+  assert.deepEqual(deliver(b, v), { changed: ['svc/k1@4'], removed: [], more: false }, 'kept again');
 });
