@@ -4,16 +4,19 @@
 // reading the mesh state and credentials the agent hands it. Every proxy worker thread runs
 // one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
+import { recheckEnding } from '../proxy/policy-recheck.ts';
+import { DryRunReporter, reportingDryRun } from '../telemetry/dry-run.ts';
 import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth, workloadName,
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
@@ -26,7 +29,7 @@ import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
 import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
 import {
-  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
+  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type LiveWorkload, type Observer, type RequestObserverLike,
 } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
@@ -109,6 +112,8 @@ export class ProxyRuntime {
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
   readonly #http: HttpLayer | undefined;
+  /** Metric label-set maps that drop the series of workloads that are gone. */
+  readonly #series: readonly { retain(live: LiveWorkload): number }[];
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
@@ -122,7 +127,8 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
       mtlsMode: (workload) => this.#state.mtlsModeFor(workload),
     };
-    const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const dryRun = new DryRunReporter({ registry: deps.registry, logger: deps.logger, clock: deps.clock });
+    const authorizer = reportingDryRun((req: Parameters<typeof authorize>[1]) => authorize(this.#state, req), dryRun);
     const overflowed = new Counter({
       name: 'weft_request_overflow_total', help: 'Requests refused at once (503 UO) because the DestinationPolicy connection pool of their Service was full.',
       labelNames: ['destination_service'], registers: [deps.registry],
@@ -174,7 +180,10 @@ export class ProxyRuntime {
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
     const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
-    this.#http = options.l7 === false ? undefined : new HttpLayer({
+    const requestTelemetry = options.l7 === false ? undefined
+      : new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    this.#series = requestTelemetry === undefined ? [metrics.metrics] : [metrics.metrics, requestTelemetry.metrics];
+    this.#http = requestTelemetry === undefined ? undefined : new HttpLayer({
       mesh: {
         workloadByIp: (ip) => this.#state.workloadByIp(ip),
         service: (key) => this.#state.service(key),
@@ -204,7 +213,7 @@ export class ProxyRuntime {
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
       observer: composeRequestObservers(
-        new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+        requestTelemetry,
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
@@ -234,18 +243,19 @@ export class ProxyRuntime {
     });
   }
 
-  setMesh(content: MeshContent): void {
+  /**
+   * Swaps in a new mesh state and judges every open connection again under it (live
+   * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
+   * recorded with the policy that closed them. Metric series of workloads no longer in the
+   * mesh go after one more scrape. Returns how many connections were closed.
+   */
+  setMesh(content: MeshContent): number {
     const state = meshStateFromContent(content);
     this.#state = state;
-    // Live re-check (ztunnel does the same): an open connection whose policy check no longer
-    // passes is ended now (both sides reset, recorded DENY), kernel-spliced ones included.
-    this.connections.endWhere((c) => {
-      for (const request of c.authorized) {
-        const decision = authorize(state, request);
-        if (!decision.allowed) return { flags: ResponseFlags.DENIED, detail: `denied after a policy change: ${decision.reason}` };
-      }
-      return undefined;
-    });
+    const closed = this.connections.endWhere((c) => recheckEnding(state, c));
+    const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
+    for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
+    return closed;
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */
@@ -257,8 +267,14 @@ export class ProxyRuntime {
     this.#plain.release(pod);
   }
 
-  setCredentials(set: CredentialSet): void {
-    this.#credentials.update(set);
+  /**
+   * Swaps in new credentials. A new CRL ends, at once, every tunnel session (both
+   * directions) that used a certificate it revokes; returns how many ended.
+   */
+  setCredentials(set: CredentialSet): number {
+    if (!this.#credentials.update(set)) return 0;
+    const revoked = (c: X509Certificate): boolean => this.#credentials.isRevoked(c);
+    return this.#tunnel.closeRevoked(revoked) + this.#pool.closeRevoked(revoked);
   }
 
   async listen(): Promise<void> {

@@ -65,6 +65,12 @@ export interface ControlServerOptions<S> {
   readonly clock?: Clock;
   /** Observes what happens on streams (tests, debugging); must not throw. */
   readonly onEvent?: (event: ControlServerEvent) => void;
+  /**
+   * Operator revocations: a revoked node gets no node certificate (not even with its
+   * bootstrap token), no workload certificate and no config; neither does a node certificate
+   * whose serial was revoked. Nothing is revoked when absent.
+   */
+  readonly revoked?: { isRevokedNode(node: string): boolean; isRevokedSerial(serial: string): boolean };
   /** HTTP/2 keepalive ping interval towards agents; 20 s by default. */
   readonly keepaliveMs?: number;
   /** A push bigger than this (encoded resource bytes) goes in parts; 512 KiB by default. */
@@ -498,12 +504,30 @@ export class ControlServer<S> {
         ControlErrors.UNAUTHENTICATED,
       );
     }
+    let node: string;
     try {
-      return nodeFromCertificate(san, this.#o.trustDomain);
+      node = nodeFromCertificate(san, this.#o.trustDomain);
     } catch (err: unknown) {
       this.#metrics.authFailures.inc({ rpc, reason: 'not_a_node_certificate' });
       throw statusError(grpc.status.UNAUTHENTICATED, describeError(err), ControlErrors.UNAUTHENTICATED);
     }
+    const serial = call.getAuthContext().sslPeerCertificate?.serialNumber ?? '';
+    if (this.#o.revoked?.isRevokedNode(node) === true || (serial !== '' && this.#o.revoked?.isRevokedSerial(serial) === true)) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'revoked' });
+      throw statusError(grpc.status.PERMISSION_DENIED, `${rpc}: node ${node} (certificate ${serial.toLowerCase()}) was revoked by an operator`, ControlErrors.REVOKED);
+    }
+    return node;
+  }
+
+  /** Ends the config streams of a node (revoked: it must not keep receiving config). */
+  disconnect(node: string, why: string): number {
+    let n = 0;
+    for (const s of [...this.#streams]) {
+      if (s.node !== node) continue;
+      this.#fail(s, statusError(grpc.status.PERMISSION_DENIED, why, ControlErrors.REVOKED));
+      n++;
+    }
+    return n;
   }
 
   async #onSign(call: grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>): Promise<SignCertificateResponse> {
@@ -568,6 +592,10 @@ export class ControlServer<S> {
         `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; ${this.#o.tokenReviewer.refusalHint ?? 'check the agent\'s token'}`,
         ControlErrors.UNAUTHENTICATED,
       );
+    }
+    if (this.#o.revoked?.isRevokedNode(node) === true) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'revoked' });
+      throw statusError(grpc.status.PERMISSION_DENIED, `node ${node} was revoked by an operator: its bootstrap token no longer gets it a certificate`, ControlErrors.REVOKED);
     }
     return checkNodeName(node);
   }

@@ -9,6 +9,7 @@ import type { MetricObjectWithValues, MetricValueWithName, Registry } from 'prom
 
 import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
 import type { RequestLabelsInput } from './types.ts';
+import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 
 export const REQUEST_LABEL_NAMES = [
   'reporter',
@@ -91,7 +92,7 @@ export interface RequestMetricsOptions {
 
 export class RequestMetrics {
   readonly #cluster: string;
-  readonly #series = new Map<string, RequestSeries>();
+  readonly #series = new RetiringSeries<RequestSeries>();
 
   constructor(options: RequestMetricsOptions) {
     this.#cluster = options.cluster ?? 'Kubernetes';
@@ -108,14 +109,27 @@ export class RequestMetrics {
       // prom-client calls get() and reads name/help/type/aggregator; these collectors implement exactly that.
       options.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
     };
-    register(collector('istio_requests_total', 'Requests proxied, by response', 'counter',
-      () => [...all()].map((s) => ({ labels: s.labels, value: s.requests }))));
+    register(collector('istio_requests_total', 'Requests proxied, by response', 'counter', () => {
+      // The first of these families a scrape reads: series of gone workloads step on.
+      this.#series.scraping();
+      return [...all()].map((s) => ({ labels: s.labels, value: s.requests }));
+    }));
     register(collector('istio_request_duration_milliseconds', 'Request duration', 'histogram',
       () => histogramValues('istio_request_duration_milliseconds', ISTIO_DURATION_BUCKETS_MS, all(), (s) => s.duration)));
     register(collector('istio_request_bytes', 'Request body sizes', 'histogram',
       () => histogramValues('istio_request_bytes', ISTIO_SIZE_BUCKETS, all(), (s) => s.requestBytes)));
     register(collector('istio_response_bytes', 'Response body sizes', 'histogram',
       () => histogramValues('istio_response_bytes', ISTIO_SIZE_BUCKETS, all(), (s) => s.responseBytes)));
+  }
+
+  /** The mesh changed: series of workloads no longer in it go after one more scrape. Returns how many went now. */
+  retain(live: LiveWorkload): number {
+    return this.#series.retain(live);
+  }
+
+  /** Label sets held. */
+  get size(): number {
+    return this.#series.size;
   }
 
   /** The series of one label set, made on first use. */

@@ -6,6 +6,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 
 import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
+import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 import type { ConnectionDescription } from './types.ts';
 
 export const TCP_LABEL_NAMES = [
@@ -39,6 +40,8 @@ export class PairStats {
   /** Request bytes (client to server), istio_tcp_received_bytes_total. */
   received = 0;
   readonly closed = new Map<string, { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number }>();
+  /** Set once its workload is gone and the series was dropped: a late close observes no histogram. */
+  dropped = false;
 
   constructor(labels: TcpLabels) {
     this.labels = labels;
@@ -65,7 +68,7 @@ export interface TcpMetricsOptions {
 
 export class TcpMetrics {
   readonly #cluster: string;
-  readonly #pairs = new Map<string, PairStats>();
+  readonly #pairs: RetiringSeries<PairStats>;
   readonly #beforeCollect: Array<() => void> = [];
   readonly #duration: Histogram<(typeof DURATION_LABEL_NAMES)[number]>;
   readonly #handshakes: Counter<'reason'>;
@@ -76,6 +79,10 @@ export class TcpMetrics {
   constructor(options: TcpMetricsOptions) {
     const registers = [options.registry];
     this.#cluster = options.cluster ?? 'Kubernetes';
+    this.#pairs = new RetiringSeries<PairStats>((p) => {
+      p.dropped = true;
+      for (const c of p.closed.values()) this.#duration.remove(c.duration);
+    });
     const publish = (counter: Counter<TcpLabelName>, each: (p: PairStats, inc: (l: TcpLabels, v: number) => void) => void): void => {
       for (const hook of this.#beforeCollect) hook();
       counter.reset();
@@ -84,7 +91,11 @@ export class TcpMetrics {
     };
     const opened: Counter<TcpLabelName> = new Counter({
       name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: TCP_LABEL_NAMES, registers,
-      collect: () => publish(opened, (p, inc) => inc(p.labels, p.opened)),
+      collect: () => {
+        // The first of the TCP families a scrape collects: series of gone workloads step on.
+        this.#pairs.scraping();
+        publish(opened, (p, inc) => inc(p.labels, p.opened));
+      },
     });
     const closed: Counter<TcpLabelName> = new Counter({
       name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABEL_NAMES, registers,
@@ -124,6 +135,16 @@ export class TcpMetrics {
     });
   }
 
+  /** The mesh changed: series of workloads no longer in it go after one more scrape. Returns how many went now. */
+  retain(live: LiveWorkload): number {
+    return this.#pairs.retain(live);
+  }
+
+  /** Label sets held (one per reporter, source, destination, service, security). */
+  get series(): number {
+    return this.#pairs.size;
+  }
+
   /** Runs before every scrape of the TCP counters (to fold in bytes of live connections). */
   beforeCollect(hook: () => void): void {
     this.#beforeCollect.push(hook);
@@ -148,7 +169,7 @@ export class TcpMetrics {
   closed(p: PairStats, flags: string, seconds: number): void {
     const c = p.closedWith(flags);
     c.count += 1;
-    this.#duration.observe(c.duration, seconds);
+    if (!p.dropped) this.#duration.observe(c.duration, seconds);
   }
 
   handshakeFailed(reason: string): void {
