@@ -7,6 +7,7 @@
 
 import type { MetricObjectWithValues, MetricValueWithName, Registry } from 'prom-client';
 
+import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
 import type { RequestLabelsInput } from './types.ts';
 import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 
@@ -66,8 +67,6 @@ export class RequestSeries {
     this.responseBytes = new Buckets(sizeBuckets);
   }
 }
-
-const UNKNOWN = 'unknown';
 
 function histogramValues(name: string, bounds: readonly number[], series: Iterable<RequestSeries>, pick: (s: RequestSeries) => Buckets): MetricValueWithName<string>[] {
   const out: MetricValueWithName<string>[] = [];
@@ -135,30 +134,11 @@ export class RequestMetrics {
 
   /** The series of one label set, made on first use. */
   series(d: RequestLabelsInput): RequestSeries {
-    const s = d.source;
-    const t = d.destination;
-    const v = d.service;
-    const key = [
-      d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app, v?.host, v?.name, v?.namespace,
-      d.protocol, d.responseCode, d.grpcStatus, d.flags, d.security,
-    ].join('\u0001');
+    const key = `${istioPeerKey(d)}\u0001${[d.protocol, d.responseCode, d.grpcStatus, d.flags, d.security].join('\u0001')}`;
     let series = this.#series.get(key);
     if (series === undefined) {
       series = new RequestSeries(Object.freeze({
-        reporter: d.reporter,
-        source_workload: s.workload ?? UNKNOWN,
-        source_workload_namespace: s.namespace ?? UNKNOWN,
-        source_principal: s.principal ?? UNKNOWN,
-        source_app: s.app ?? UNKNOWN,
-        source_cluster: this.#cluster,
-        destination_workload: t.workload ?? UNKNOWN,
-        destination_workload_namespace: t.namespace ?? UNKNOWN,
-        destination_principal: t.principal ?? UNKNOWN,
-        destination_app: t.app ?? UNKNOWN,
-        destination_service: v?.host ?? UNKNOWN,
-        destination_service_name: v?.name ?? UNKNOWN,
-        destination_service_namespace: v?.namespace ?? UNKNOWN,
-        destination_cluster: this.#cluster,
+        ...istioPeerLabels(d, this.#cluster),
         request_protocol: d.protocol,
         response_code: String(d.responseCode),
         grpc_response_status: d.grpcStatus ?? '',

@@ -5,6 +5,7 @@
 
 import { Counter, Histogram, type Registry } from 'prom-client';
 
+import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
 import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 import type { ConnectionDescription } from './types.ts';
 
@@ -28,8 +29,6 @@ type DurationLabels = Readonly<Record<(typeof DURATION_LABEL_NAMES)[number], str
 export const DEFAULT_DURATION_BUCKETS: readonly number[] = Object.freeze([
   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600,
 ]);
-
-const UNKNOWN = 'unknown';
 
 /** The counters of one label set. */
 export class PairStats {
@@ -153,30 +152,11 @@ export class TcpMetrics {
 
   /** The stats object of a label set, made on first use. */
   pair(d: ConnectionDescription): PairStats {
-    const s = d.source;
-    const t = d.destination;
-    const v = d.service;
-    const key = [
-      d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app,
-      v?.host, v?.name, v?.namespace, d.security,
-    ].join('\u0001');
+    const key = `${istioPeerKey(d)}\u0001${d.security}`;
     let p = this.#pairs.get(key);
     if (p === undefined) {
       p = new PairStats(Object.freeze({
-        reporter: d.reporter,
-        source_workload: s.workload ?? UNKNOWN,
-        source_workload_namespace: s.namespace ?? UNKNOWN,
-        source_principal: s.principal ?? UNKNOWN,
-        source_app: s.app ?? UNKNOWN,
-        source_cluster: this.#cluster,
-        destination_workload: t.workload ?? UNKNOWN,
-        destination_workload_namespace: t.namespace ?? UNKNOWN,
-        destination_principal: t.principal ?? UNKNOWN,
-        destination_app: t.app ?? UNKNOWN,
-        destination_service: v?.host ?? UNKNOWN,
-        destination_service_name: v?.name ?? UNKNOWN,
-        destination_service_namespace: v?.namespace ?? UNKNOWN,
-        destination_cluster: this.#cluster,
+        ...istioPeerLabels(d, this.#cluster),
         request_protocol: 'tcp',
         response_flags: '-',
         connection_security_policy: d.security,
