@@ -16,8 +16,11 @@ import { readState, type ClusterState, type MeshMode } from '../src/sim/state.ts
 
 export const WEFT_CLI = join(import.meta.dirname, '..', 'bin', 'weft');
 
-/** The ports every benchmark server pod listens on (same in every pod). */
-export const PORTS = { http: 8090, sockperf: 11111, iperf: 5201, hold: 8092 } as const;
+/**
+ * The ports every benchmark server pod listens on (same in every pod). The Service port names
+ * are these keys: `http` and `http2` are declared HTTP (weft's L7 path), the others undeclared.
+ */
+export const PORTS = { http: 8090, http2: 8091, sockperf: 11111, iperf: 5201, hold: 8092 } as const;
 export type ServiceKind = keyof typeof PORTS;
 export const SERVICE_KINDS = Object.keys(PORTS) as ServiceKind[];
 

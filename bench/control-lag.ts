@@ -81,6 +81,7 @@ for (let g = 0; g < 300; g++) {
   const m = process.cpuUsage(m0);
   modelMs += (m.user + m.system) / 1000;
   const t0 = process.cpuUsage();
+  AgentBook.observe(books, live.slices); // as the server does when the view moves
   for (const b of books) {
     if (random() >= answer) continue;
     while (deliver(b) === 2) pushes++;

@@ -4,6 +4,7 @@
 import type { BenchReport, MetricRow, TargetStanding } from './report.ts';
 import type { PathName } from './options.ts';
 import { formatNumber, formatSummary } from './stats.ts';
+import { relative } from './targets.ts';
 
 const PATHS: readonly PathName[] = ['direct', 'haproxy', 'weft'];
 
@@ -13,7 +14,7 @@ function ratioCell(r: number | undefined): string {
 
 function standingCell(t: TargetStanding | undefined, unit: string, weftAvailable: boolean): string {
   if (t === undefined) return '';
-  const show = (v: number): string => (t.kind === 'vsHaproxy' ? `${v.toFixed(2)}×` : `${formatNumber(v)}${unit === '' ? '' : ` ${unit}`}`);
+  const show = (v: number): string => (relative(t) ? `${v.toFixed(2)}×` : `${formatNumber(v)}${unit === '' ? '' : ` ${unit}`}`);
   if (t.weft !== undefined) return `${t.weft.met ? '✔ met' : '✘ not met'} (${show(t.weft.value)})`;
   const ref = t.haproxy === undefined ? '' : `; HAProxy ${show(t.haproxy.value)} ${t.haproxy.met ? '✔' : '✘'}`;
   return `${weftAvailable ? 'weft: no value' : 'weft n/a'}${ref}`;

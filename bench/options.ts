@@ -42,7 +42,7 @@ export interface BenchOptions {
 }
 
 export const USAGE = `npm run bench -- [--quick] [--reps N] [--seconds S] [--paths direct,haproxy,weft]
-                      [--scenarios fixed-rate,idle,saturation,conn-rate,bulk] [--idle-connections N]
+                      [--scenarios fixed-rate,idle,saturation,http1,h2,conn-rate,bulk] [--idle-connections N]
                       [--mesh-timeout S] [--proxy-cpus LIST] [--load-cpus LIST] [--out DIR]`;
 
 /** The hard RLIMIT_NOFILE of this process (what children may raise their soft limit to). */
@@ -99,7 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   // 10,000 is the goal; a machine whose fd limit is lower gets as many as one proxy can relay.
   const idleConnections = positiveInt(values['idle-connections'], '--idle-connections', quick ? 300 : Math.min(10_000, idleMax), idleMax);
   // Rough upper bound of the run, doubled: a stuck tool cannot keep the bench alive forever.
-  const perRep = 4 * (loadSeconds + 3) + 2 * (fixedSeconds + 3) + 4 * (bulkSeconds + 3) + 2 * 20;
+  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * 20;
   return Object.freeze({
     quick, reps, loadSeconds, fixedSeconds, bulkSeconds, fixedRate: 1000,
     wrkConnections: quick ? 16 : 64, idleConnections, fdLimit,

@@ -9,6 +9,8 @@
 //          rr     C keep-alive connections, N requests in all: 1 KiB up, 1 KiB down
 //          bulk   C streams of M MiB each, uploaded through the path
 //          idle   N connections held open (the server sends one byte), then RSS and heap read
+//          http   C keep-alive HTTP/1.1 connections, N GETs in all, 1 KiB responses, through
+//                 the L7 path (the Service port is named http): one request in flight per connection
 //   --kernel  same-path connections are kernel-spliced (bpf/splice.bpf.c; root and bpftool)
 //   WEFT_COST_PROF=DIR        writes a CPU profile of the measured load per proxy process there
 //   WEFT_COST_HEAP=DIR        idle: writes a heap snapshot per proxy process there while the connections are held
@@ -37,6 +39,7 @@ import { DEFAULT_PORTS } from '../src/config/agent.ts';
 import type { MeshContent } from '../src/model/resolve.ts';
 import type { Workload } from '../src/model/types.ts';
 import { sharedPkiEnv, spiffeId, testCa, testLeaf } from '../test/support/certs.ts';
+import { uploadThrough } from './tools/upload.ts';
 
 const NODE_A = '127.0.0.1';
 const NODE_B = '127.0.0.2';
@@ -44,7 +47,7 @@ const CLIENT = { same: '127.0.1.10', cross: '127.0.1.11' } as const;
 const SINK = { a: '127.0.2.20', b: '127.0.3.20' } as const;
 const VIP = { same: '198.18.200.1', cross: '198.18.200.2' } as const;
 const PORTS = { ...DEFAULT_PORTS, outbound: 25001, inboundPlain: 25006, tunnel: 25008 };
-const SINK_PORT = { conn: 18001, rr: 18002, bulk: 18003, idle: 18004 } as const;
+const SINK_PORT = { conn: 18001, rr: 18002, bulk: 18003, idle: 18004, http: 18005 } as const;
 
 type Path = keyof typeof CLIENT;
 type Mode = keyof typeof SINK_PORT;
@@ -59,7 +62,7 @@ function workload(name: string, ip: string, node: string): Workload {
 function meshContent(): MeshContent {
   const sinkA = workload('sink-a', SINK.a, 'a');
   const sinkB = workload('sink-b', SINK.b, 'b');
-  const ports = Object.values(SINK_PORT).map((p) => ({ name: `tcp-${p}`, port: p, targetPort: p, protocol: 'TCP' as const }));
+  const ports = Object.values(SINK_PORT).map((p) => ({ name: p === SINK_PORT.http ? 'http' : `tcp-${p}`, port: p, targetPort: p, protocol: 'TCP' as const }));
   const service = (name: string, vip: string, pod: Workload) => ({
     key: `cost/${name}`, name, namespace: 'cost', vip, ports, endpointSource: 'selector' as const,
     endpoints: ports.map((p) => ({ port: p.port, endpoints: [{ ip: pod.ip ?? '', port: p.targetPort, node: pod.node, workload: pod.key, weight: 1 }] })),
@@ -109,6 +112,11 @@ async function runAgent(node: 'a' | 'b'): Promise<void> {
   await runtime.listen();
 }
 
+const HTTP_REPLY = Buffer.concat([
+  Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 1024\r\n\r\n', 'latin1'),
+  Buffer.alloc(1024, 0x61),
+]);
+
 function runSinks(): Promise<void> {
   const listen = (port: number, onSocket: (s: Socket) => void): Promise<void> => Promise.all([SINK.a, SINK.b].map((host) => new Promise<void>((resolve) => {
     createServer({ allowHalfOpen: true }, (s) => {
@@ -139,6 +147,21 @@ function runSinks(): Promise<void> {
     listen(SINK_PORT.bulk, (s) => {
       s.resume();
       s.on('end', () => s.end('.'));
+    }),
+    listen(SINK_PORT.http, (s) => {
+      // Answers every request head (GETs, no body) with a fixed 1 KiB response, keep-alive.
+      let pending = '';
+      s.setNoDelay(true);
+      s.on('data', (b: Buffer) => {
+        pending += b.toString('latin1');
+        let end = pending.indexOf('\r\n\r\n');
+        while (end >= 0) {
+          pending = pending.slice(end + 4);
+          s.write(HTTP_REPLY);
+          end = pending.indexOf('\r\n\r\n');
+        }
+      });
+      s.on('end', () => s.end());
     }),
     listen(SINK_PORT.idle, (s) => {
       s.write('x');
@@ -222,12 +245,15 @@ async function loadConn(path: Path, n: number, c: number): Promise<Record<string
   return { connections: n };
 }
 
-async function loadRr(path: Path, n: number, c: number): Promise<Record<string, number>> {
-  const request = Buffer.alloc(1024, 0x63);
+/**
+ * C connections, N requests in all, one in flight on each: `request` is sent again each time
+ * the connection's reader (one per connection) says a reply came whole.
+ */
+async function loadRequests(path: Path, n: number, c: number, request: Buffer, reader: () => (b: Buffer) => number): Promise<void> {
   let remaining = n;
   const one = (): Promise<void> => new Promise((resolve, reject) => {
     const s = dial(path, PORTS.outbound);
-    let got = 0;
+    const replies = reader();
     s.on('error', reject);
     const send = (): void => {
       if (remaining <= 0) {
@@ -238,45 +264,50 @@ async function loadRr(path: Path, n: number, c: number): Promise<Record<string, 
       s.write(request);
     };
     s.on('data', (b: Buffer) => {
-      got += b.length;
-      while (got >= 1024) {
-        got -= 1024;
-        send();
-      }
+      for (let k = replies(b); k > 0; k--) send();
     });
     s.on('end', () => resolve());
     s.once('connect', send);
   });
   await Promise.all(Array.from({ length: c }, one));
+}
+
+async function loadRr(path: Path, n: number, c: number): Promise<Record<string, number>> {
+  await loadRequests(path, n, c, Buffer.alloc(1024, 0x63), () => {
+    let got = 0;
+    return (b) => {
+      got += b.length;
+      const whole = Math.floor(got / 1024);
+      got -= whole * 1024;
+      return whole;
+    };
+  });
   return { requests: n };
 }
 
-async function loadBulk(path: Path, mib: number, c: number): Promise<Record<string, number>> {
-  const chunk = Buffer.alloc(256 * 1024, 0x5a);
-  const upload = (): Promise<void> => new Promise((resolve, reject) => {
-    const s = dial(path, PORTS.outbound);
-    const bytes = mib * 1024 * 1024;
-    let sent = 0;
-    s.on('error', reject);
-    s.on('data', () => undefined);
-    s.on('end', () => {
-      s.end();
-      resolve();
-    });
-    const pump = (): void => {
-      while (sent < bytes) {
-        const piece = chunk.subarray(0, Math.min(chunk.length, bytes - sent));
-        sent += piece.length;
-        if (!s.write(piece)) {
-          s.once('drain', pump);
-          return;
-        }
+async function loadHttp(path: Path, n: number, c: number): Promise<Record<string, number>> {
+  const request = Buffer.from(`GET / HTTP/1.1\r\nhost: ${path === 'same' ? 'local' : 'remote'}.cost.svc.cluster.local:${SINK_PORT.http}\r\n\r\n`, 'latin1');
+  let failed = 0;
+  await loadRequests(path, n, c, request, () => {
+    let buffered = '';
+    // A response is whole once its head and its 1,024 body bytes are in.
+    return (b) => {
+      buffered += b.toString('latin1');
+      let whole = 0;
+      for (;;) {
+        const head = buffered.indexOf('\r\n\r\n');
+        if (head < 0 || buffered.length < head + 4 + 1024) return whole;
+        if (!buffered.startsWith('HTTP/1.1 200')) failed += 1;
+        buffered = buffered.slice(head + 4 + 1024);
+        whole += 1;
       }
-      s.end();
     };
-    s.once('connect', pump);
   });
-  await Promise.all(Array.from({ length: c }, upload));
+  return { requests: n, failed };
+}
+
+async function loadBulk(path: Path, mib: number, c: number): Promise<Record<string, number>> {
+  await Promise.all(Array.from({ length: c }, () => uploadThrough(dial(path, PORTS.outbound), mib * 1024 * 1024)));
   return { gib: (mib * c) / 1024 };
 }
 
@@ -349,7 +380,7 @@ async function main(): Promise<void> {
   if (!(mode in SINK_PORT)) throw new Error(`mode must be one of ${Object.keys(SINK_PORT).join(', ')}, got ${mode}`);
   const path = values.path as Path;
   if (!(path in CLIENT)) throw new Error(`--path must be same or cross, got ${path}`);
-  const n = Number(values.n ?? (mode === 'idle' ? 2000 : mode === 'rr' ? 20000 : 2000));
+  const n = Number(values.n ?? (mode === 'idle' ? 2000 : mode === 'rr' || mode === 'http' ? 20000 : 2000));
   const c = Number(values.c ?? (mode === 'bulk' ? 1 : mode === 'idle' ? 200 : 50));
   testCa();
   for (const id of ['client-same', 'client-cross', 'sink-b']) testLeaf(spiffeId('cost', id));
@@ -360,14 +391,20 @@ async function main(): Promise<void> {
     children.push(await spawnRole('sinks', mode));
     const proxies = [await spawnRole('agent-a', mode), ...(path === 'cross' ? [await spawnRole('agent-b', mode)] : [])];
     children.push(...proxies);
-    // Warm up: JIT, pools and allocators, so the figures are per unit of steady load.
-    if (mode !== 'idle') await loadConn(path, 200, 20);
+    // Warm up: JIT, pools and allocators, so the figures are per unit of steady load. With the
+    // mode's own load: the agents send every connection to that mode's sink, and the bulk and
+    // request sinks never answer a connection's 100 bytes the way loadConn waits for.
+    if (mode === 'conn') await loadConn(path, 200, 20);
+    else if (mode === 'rr') await loadRr(path, 2000, Math.min(c, 20));
+    else if (mode === 'http') await loadHttp(path, 2000, Math.min(c, 20));
+    else if (mode === 'bulk') await loadBulk(path, 16, 1);
     const prof = process.env.WEFT_COST_PROF;
     if (prof !== undefined) await Promise.all(proxies.map((p) => p.stats('profile-start')));
     const before = await Promise.all(proxies.map((p) => p.stats()));
     const t0 = performance.now();
     const load = mode === 'conn' ? await loadConn(path, n, c)
       : mode === 'rr' ? await loadRr(path, n, c)
+        : mode === 'http' ? await loadHttp(path, n, c)
         : mode === 'bulk' ? await loadBulk(path, Number(values.mib), c)
           : await loadIdle(path, n, c, proxies);
     const secs = (performance.now() - t0) / 1000;

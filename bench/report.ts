@@ -11,7 +11,7 @@ import type { BenchOptions, PathName } from './options.ts';
 import type { RawResults } from './runner.ts';
 import type { MetricSpec, Scenario } from './scenarios/types.ts';
 import { pairedDifferences, ratio, summarize, type Summary } from './stats.ts';
-import { meets, targetFor, type Target } from './targets.ts';
+import { meets, relative, targetFor, type Target } from './targets.ts';
 import { renderMarkdown } from './markdown.ts';
 
 export interface PathCell {
@@ -23,7 +23,7 @@ export interface TargetStanding {
   readonly text: string;
   readonly kind: Target['kind'];
   readonly limit: number;
-  /** The value compared: weft's median, or for vsHaproxy the weft/haproxy ratio. */
+  /** The value compared: weft's median, or for the relative kinds the weft/haproxy ratio. */
   readonly weft?: { readonly value: number; readonly met: boolean };
   /** The same comparison for HAProxy (kind max only), for reference while weft is missing. */
   readonly haproxy?: { readonly value: number; readonly met: boolean };
@@ -77,7 +77,7 @@ const PROXIED: readonly PathName[] = ['haproxy', 'weft'];
 function standing(t: Target | undefined, byPath: MetricRow['byPath'], weftOverHaproxy: number | undefined): TargetStanding | undefined {
   if (t === undefined) return undefined;
   const base = { text: t.text, kind: t.kind, limit: t.limit };
-  if (t.kind === 'vsHaproxy') return weftOverHaproxy === undefined ? base : { ...base, weft: { value: weftOverHaproxy, met: meets(t, weftOverHaproxy) } };
+  if (relative(t)) return weftOverHaproxy === undefined ? base : { ...base, weft: { value: weftOverHaproxy, met: meets(t, weftOverHaproxy) } };
   const w = byPath.weft?.summary?.median;
   const h = byPath.haproxy?.summary?.median;
   return {

@@ -23,7 +23,7 @@ import { selectScenarios } from './scenarios/index.ts';
 import { startServers, writeServerFiles } from './servers.ts';
 import { clockTicks } from './tools/procstat.ts';
 
-const TOOLS = ['haproxy', 'wrk', 'sockperf', 'iperf3', 'taskset', 'prlimit', 'openssl', 'curl', 'ss', 'nsenter', 'ip'];
+const TOOLS = ['haproxy', 'wrk', 'h2load', 'sockperf', 'iperf3', 'taskset', 'prlimit', 'openssl', 'curl', 'ss', 'nsenter', 'ip'];
 
 const log = (line: string): void => { process.stderr.write(`bench: ${line}\n`); };
 
@@ -162,7 +162,7 @@ async function main(): Promise<number> {
 function statusLine(name: PathName): string {
   switch (name) {
     case 'direct': return 'measured: pod to pod, no proxy';
-    case 'haproxy': return 'measured: HAProxy (Debian), 1 thread per node; same-node an L4 relay in node-1, cross-node node-1 → mutual TLS 1.3 → node-2';
+    case 'haproxy': return 'measured: HAProxy (Debian), 1 thread per node; same-node a relay in node-1, cross-node node-1 → mutual TLS 1.3 → node-2; mode http on the HTTP ports (wrk, h2load), mode tcp on the others';
     case 'weft': return 'measured: captured by eBPF; same-node through node-1\'s agent, cross-node through the mTLS tunnel (15008) to node-2\'s agent';
   }
 }

@@ -1,5 +1,5 @@
 // The servers in every server pod, the same for every path: HAProxy answering each HTTP
-// request with a fixed 1 KiB body (`http-request return`, no backend: far faster than the
+// request with a fixed 1 KiB body (HTTP/1.1 or h2c) (`http-request return`, no backend: far faster than the
 // sample Node echo server, so the proxies are what a run measures), sockperf's server,
 // iperf3's server and the connection holder. All pinned to the load CPU (README: pinning).
 
@@ -33,6 +33,7 @@ defaults
 
 frontend bench_http
   bind 0.0.0.0:${PORTS.http}
+  bind 0.0.0.0:${PORTS.http2} proto h2
   http-request return status 200 content-type application/octet-stream file ${bodyFile}
 `;
 }

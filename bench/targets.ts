@@ -9,8 +9,11 @@ export interface Target {
   readonly variant?: Variant;
   /** Metric id; `added_<id>` for an increase over direct. */
   readonly metric: string;
-  /** `max`: the value must be at most `limit`; `vsHaproxy`: weft/haproxy must be at least `limit`. */
-  readonly kind: 'max' | 'vsHaproxy';
+  /**
+   * `max`: the value must be at most `limit`; `vsHaproxy`: weft/haproxy must be at least
+   * `limit`; `atMostHaproxy`: weft/haproxy must be at most `limit` (a cost).
+   */
+  readonly kind: 'max' | 'vsHaproxy' | 'atMostHaproxy';
   readonly limit: number;
   readonly text: string;
 }
@@ -21,6 +24,10 @@ export const TARGETS: readonly Target[] = [
   { scenario: 'fixed-rate', metric: 'rss_mib_per_proxy_per_1k_rps', kind: 'max', limit: 12, text: '≤ 12 MiB' },
   { scenario: 'idle', metric: 'kib_per_conn_per_proxy', kind: 'max', limit: 4, text: '≤ 4 KiB' },
   { scenario: 'saturation', metric: 'rps', kind: 'vsHaproxy', limit: 1.0, text: '≥ 1.0× HAProxy' },
+  { scenario: 'http1', metric: 'rps', kind: 'vsHaproxy', limit: 1.0, text: '≥ 1.0× HAProxy' },
+  { scenario: 'http1', metric: 'cpu_us_per_req', kind: 'atMostHaproxy', limit: 1.2, text: '≤ 1.2× HAProxy' },
+  { scenario: 'h2', metric: 'rps', kind: 'vsHaproxy', limit: 1.0, text: '≥ 1.0× HAProxy' },
+  { scenario: 'h2', metric: 'cpu_us_per_req', kind: 'atMostHaproxy', limit: 1.2, text: '≤ 1.2× HAProxy' },
   { scenario: 'bulk', metric: 'gbps_1', kind: 'vsHaproxy', limit: 1.0, text: '≥ 1.0× HAProxy' },
   { scenario: 'bulk', metric: 'gbps_8', kind: 'vsHaproxy', limit: 1.0, text: '≥ 1.0× HAProxy' },
 ];
@@ -29,7 +36,12 @@ export function targetFor(scenario: string, variant: Variant, metric: string): T
   return TARGETS.find((t) => t.scenario === scenario && t.metric === metric && (t.variant === undefined || t.variant === variant));
 }
 
-/** Whether `value` (a median, or for vsHaproxy the weft/haproxy ratio) meets `t`. */
+/** Whether the target compares weft with HAProxy (the value is the weft/haproxy ratio). */
+export function relative(t: Pick<Target, 'kind'>): boolean {
+  return t.kind !== 'max';
+}
+
+/** Whether `value` (a median, or for the relative kinds the weft/haproxy ratio) meets `t`. */
 export function meets(t: Target, value: number): boolean {
-  return t.kind === 'max' ? value <= t.limit : value >= t.limit;
+  return t.kind === 'vsHaproxy' ? value >= t.limit : value <= t.limit;
 }

@@ -191,6 +191,65 @@ static napi_value kernel_splice_forget(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// drainInto(fromFd, toFd): [moved, complete] — moves what `from`'s receive queue holds into
+// `to`'s send queue: peek, send what `to` takes, consume exactly that (MSG_TRUNC discards
+// without a copy), so nothing is read that cannot be passed on. Why: once JavaScript has read
+// from a socket, the segment at the head of its queue may be partly consumed, and the kernel
+// splice would forward that segment whole (tcp_read_skb ignores the consumed offset),
+// repeating the bytes already read. An emptied queue has no such segment. complete: the queue
+// is empty (or holds only the FIN); false when `to` is full or DRAIN_LIMIT was reached, and
+// then some bytes may still wait: drain again before pairing.
+#define DRAIN_CHUNK (256 * 1024)
+#define DRAIN_LIMIT (4 * 1024 * 1024)
+static _Thread_local char drain_buf[DRAIN_CHUNK]; // one per thread: proxy workers are threads of one process
+static napi_value drain_into(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result, moved_v, complete_v;
+  int32_t from, to;
+  if (get_args(env, info, 2, argv) != 0 || int_arg(env, argv[0], &from) != 0 || int_arg(env, argv[1], &to) != 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "drainInto(fromFd, toFd): file descriptors");
+    return NULL;
+  }
+  double moved = 0;
+  bool complete = false;
+  while (moved < DRAIN_LIMIT) {
+    ssize_t n = recv(from, drain_buf, sizeof drain_buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      complete = true;
+      break;
+    }
+    if (n < 0) {
+      weft_throw_errno(env, "recv(MSG_PEEK) on the socket being drained", errno);
+      return NULL;
+    }
+    if (n == 0) { // EOF: only the FIN is left, which the owner of the socket reads itself
+      complete = true;
+      break;
+    }
+    ssize_t sent = send(to, drain_buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (sent < 0) {
+      weft_throw_errno(env, "send() to the socket being drained into", errno);
+      return NULL;
+    }
+    ssize_t eaten;
+    do eaten = recv(from, drain_buf, (size_t)sent, MSG_TRUNC | MSG_DONTWAIT);
+    while (eaten < 0 && errno == EINTR);
+    if (eaten != sent) { // cannot happen: the bytes were peeked and this thread is the only reader of the socket
+      weft_throw_errno(env, "recv(MSG_TRUNC) consumed less than was peeked", eaten < 0 ? errno : EIO);
+      return NULL;
+    }
+    moved += (double)sent;
+    if (sent < n) break; // `to` is full
+  }
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok || napi_create_double(env, moved, &moved_v) != napi_ok ||
+      napi_get_boolean(env, complete, &complete_v) != napi_ok || napi_set_element(env, result, 0, moved_v) != napi_ok ||
+      napi_set_element(env, result, 1, complete_v) != napi_ok)
+    return NULL;
+  return result;
+}
+
 // tcpQueuedTotal(fd): number — every byte this socket has taken into its send queue since it
 // connected (acknowledged + still queued); compare two readings, not absolute values (the
 // kernel counts the SYN and FIN among acknowledged bytes).
@@ -219,5 +278,6 @@ int weft_kernel_splice_init(napi_env env, napi_value exports) {
          weft_export_fn(env, exports, "kernelSplicePair", kernel_splice_pair) != 0 ||
          weft_export_fn(env, exports, "kernelSpliceBytes", kernel_splice_bytes) != 0 ||
          weft_export_fn(env, exports, "kernelSpliceForget", kernel_splice_forget) != 0 ||
-         weft_export_fn(env, exports, "tcpQueuedTotal", tcp_queued_total) != 0 ? -1 : 0;
+         weft_export_fn(env, exports, "tcpQueuedTotal", tcp_queued_total) != 0 ||
+         weft_export_fn(env, exports, "drainInto", drain_into) != 0 ? -1 : 0;
 }

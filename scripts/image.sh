@@ -2,7 +2,8 @@
 # `npm run image`: builds the weft OCI image offline, from Debian's packages and this
 # checkout only (no base image from a registry): a bookworm root file system made by
 # mmdebstrap from the machine's own Debian sources (deb822) with only the Essential packages
-# plus bpftool, iptables, mount and libstdc++ (no apt: the image is not for apt-get), Node 24
+# plus bpftool, iptables, iproute2 (the agent pins pods' neighbour entries), mount and
+# libstdc++ (no apt: the image is not for apt-get), Node 24
 # (the binary npm installed, its symbol tables stripped), the project with its production
 # dependencies, the BPF objects and the native addon; imported with podman. Default user
 # 65532 (the control plane runs so; the agent's pod spec asks for root). Skipped when an
@@ -66,7 +67,7 @@ say "root file system: mmdebstrap bookworm (Essential packages only) from $sourc
 # need (perl, debconf, dpkg's file lists; its status file stays for image scanners), and
 # glibc's iconv modules, which nothing here loads.
 mmdebstrap --quiet --variant=essential --mode=root --format=tar --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-  --include=iptables,bpftool,mount,libstdc++6 \
+  --include=iptables,iproute2,bpftool,mount,libstdc++6 \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook='echo "nonroot:x:65532:" >> "$1/etc/group"' \
   --customize-hook='echo "nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"' \

@@ -1,8 +1,11 @@
-// HAProxy configs for the comparison path, in the same hops as weft: an L4 relay in
-// node-1 for same-node traffic, and for cross-node traffic a relay in node-1 that opens
-// mutual TLS 1.3 to a relay in node-2, which hands plain TCP to the server pod. One
-// HAProxy process per node (like one agent per node), one thread (like one Node proxy).
-// Debian's defaults otherwise: no splicing, no tuning either side does not get.
+// HAProxy configs for the comparison path, in the same hops as weft: a relay in node-1 for
+// same-node traffic, and for cross-node traffic a relay in node-1 that opens mutual TLS 1.3
+// to a relay in node-2, which hands the traffic to the server pod. One HAProxy process per
+// node (like one agent per node), one thread (like one Node proxy). Ports weft serves at L7
+// (Service ports `http`, `http2`) are relayed in `mode http`, request by request with
+// pooled server connections as weft does (h2 kept h2 end to end, over TLS by ALPN); the
+// others in `mode tcp`. Debian's defaults otherwise: no splicing, no tuning either side
+// does not get.
 
 import { SERVICE_KINDS, PORTS, type ServiceKind } from '../cluster.ts';
 
@@ -44,23 +47,32 @@ defaults
   timeout server 10m
 `;
 
-function relay(name: string, bind: string, server: string): string {
+/** How each kind is relayed: as bytes, or as HTTP/1.1 or h2 requests (what weft does on that port). */
+export const RELAY_MODE: Readonly<Record<ServiceKind, 'tcp' | 'h1' | 'h2'>> = { http: 'h1', http2: 'h2', sockperf: 'tcp', iperf: 'tcp', hold: 'tcp' };
+
+function relay(name: string, kind: ServiceKind, bind: string, server: string): string {
+  const mode = RELAY_MODE[kind];
+  const http = mode === 'tcp' ? '' : '  mode http\n';
+  const h2 = mode === 'h2' ? ' proto h2' : '';
   return `
 frontend ${name}
-  bind ${bind}
+${http}  bind ${bind}${h2}
   default_backend ${name}
 
 backend ${name}
-  server s ${server}
+${http}  server s ${server}${h2}
 `;
 }
 
+/** ALPN on the cross-node TLS hop for an h2 relay (its server side speaks h2 over TLS). */
+const alpn = (s: ServiceKind): string => (RELAY_MODE[s] === 'h2' ? ' alpn h2' : '');
+
 export function node1Config(a: RelayAddresses, tls: TlsFiles, maxconn: number): string {
-  let cfg = `# weft bench: node-1 relays (same-node L4, cross-node out over mTLS)\n${header(maxconn)}`;
+  let cfg = `# weft bench: node-1 relays (same-node, cross-node out over mTLS)\n${header(maxconn)}`;
   for (const s of SERVICE_KINDS) {
-    cfg += relay(`same_${s}`, `${a.node1Listen}:${RELAY_PORT.sameNode(s)}`, `${a.sameNodeServer}:${PORTS[s]}`);
-    cfg += relay(`cross_${s}`, `${a.node1Listen}:${RELAY_PORT.crossOut(s)}`,
-      `${a.node2Underlay}:${RELAY_PORT.crossIn(s)} ssl verify required ca-file ${tls.caFile} crt ${tls.node1Pem}`);
+    cfg += relay(`same_${s}`, s, `${a.node1Listen}:${RELAY_PORT.sameNode(s)}`, `${a.sameNodeServer}:${PORTS[s]}`);
+    cfg += relay(`cross_${s}`, s, `${a.node1Listen}:${RELAY_PORT.crossOut(s)}`,
+      `${a.node2Underlay}:${RELAY_PORT.crossIn(s)} ssl verify required ca-file ${tls.caFile} crt ${tls.node1Pem}${alpn(s)}`);
   }
   return cfg;
 }
@@ -68,7 +80,7 @@ export function node1Config(a: RelayAddresses, tls: TlsFiles, maxconn: number): 
 export function node2Config(a: RelayAddresses, tls: TlsFiles, maxconn: number): string {
   let cfg = `# weft bench: node-2 relays (cross-node in: mTLS terminated, plain TCP to the pod)\n${header(maxconn)}`;
   for (const s of SERVICE_KINDS) {
-    cfg += relay(`in_${s}`, `${a.node2Underlay}:${RELAY_PORT.crossIn(s)} ssl crt ${tls.node2Pem} ca-file ${tls.caFile} verify required`,
+    cfg += relay(`in_${s}`, s, `${a.node2Underlay}:${RELAY_PORT.crossIn(s)} ssl crt ${tls.node2Pem} ca-file ${tls.caFile} verify required${alpn(s)}`,
       `${a.crossNodeServer}:${PORTS[s]}`);
   }
   return cfg;

@@ -4,11 +4,12 @@
 import { bulk } from './bulk.ts';
 import { connRate } from './conn-rate.ts';
 import { fixedRate } from './fixed-rate.ts';
+import { http1, http2 } from './http-l7.ts';
 import { idle } from './idle.ts';
 import { saturation } from './saturation.ts';
 import type { Scenario } from './types.ts';
 
-export const SCENARIOS: readonly Scenario[] = [fixedRate, idle, saturation, connRate, bulk];
+export const SCENARIOS: readonly Scenario[] = [fixedRate, idle, saturation, connRate, http1, http2, bulk];
 
 export function selectScenarios(ids: readonly string[] | undefined): Scenario[] {
   if (ids === undefined) return [...SCENARIOS];

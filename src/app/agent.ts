@@ -2,15 +2,17 @@
 // proxy worker threads, and the metrics / readiness / admin endpoints. This file owns the
 // lifecycle: start in order, become ready, drain on SIGTERM, leave the node as found.
 
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { findCgroup2Mount } from '../core/cgroup2.ts';
 import type { AgentConfig } from '../config/agent.ts';
-import { CertificateStore, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
+import { CertificateStore, RevocationList, TrustBundle, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import { KernelSpliceProgram, RedirectErrors, type Redirector } from '../redirect/index.ts';
 import { startCapture, type RunningMode } from './capture-mode.ts';
@@ -19,7 +21,7 @@ import { LocalFeed } from './local-feed.ts';
 import { controlFeed } from './control-feed.ts';
 import type { MeshFeed, NodeConfig } from './mesh-feed.ts';
 import { ProxyWorkers } from './proxy-workers.ts';
-import { fdBudget, sharedProxyCounters } from './fd-budget.ts';
+import { fdBudget, perWorker, sharedProxyCounters } from './fd-budget.ts';
 import { agentReclaimer } from './memory-reclaim.ts';
 import { bucketMemory, DEFAULT_BUCKET_SLOTS } from '../proxy/resilience/token-bucket.ts';
 import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
@@ -27,6 +29,8 @@ import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
 import { InboundSockets } from './inbound-sockets.ts';
+import { inboundExemptSources } from './inbound-exempt.ts';
+import { ConfigSourceMetric, LastGoodConfig } from './last-good.ts';
 import { ownCgroupPath, PodCgroupLocator } from './pod-cgroups.ts';
 
 export interface RunningAgent {
@@ -72,9 +76,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
       // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
-      // The node's own addresses are exempt: kubelet probes and the agent's connections to pods.
+      // The node's own addresses are exempt (eBPF): kubelet probes and the agent's connections to pods.
       inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
-      inboundExemptSources: [...new Set([config.captureAddress, config.tunnelAddress])].filter((a) => a !== '0.0.0.0'),
+      inboundExemptSources: inboundExemptSources([config.captureAddress, config.tunnelAddress], networkInterfaces()),
     }, { log: logger, bpftool: config.bpftool }, registry));
     // The newest agent of a node owns its capture: an older one draining beside it (a rolling
     // restart) must leave capture in place when it stops.
@@ -91,6 +95,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   const workers = new ProxyWorkers(config.workers, {
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
+    maxRequestsPerSource: perWorker(config.maxRequestsPerSource, config.workers),
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);
@@ -101,6 +106,11 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   const certificates = new CertificateStore({ issuer: meshFeed.issuer, clock, scheduler: systemScheduler });
   let current: NodeConfig | undefined;
+  // Every accepted config and its certificates go to disk; one saved before a restart is
+  // served while the control plane does not answer (savedAt says so until it does).
+  const lastGood = new LastGoodConfig(config.stateDir, logger);
+  const configSource = new ConfigSourceMetric(registry);
+  let servingSavedFrom: number | undefined;
   const pushCredentials = (): void => {
     if (current === undefined) return;
     const certs: CredentialMaterial[] = [];
@@ -109,6 +119,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       if (c !== undefined) certs.push({ identity: c.identity.uri, serial: c.serial, keyPem: c.keyPem, certPem: c.certPem, chainPem: c.chainPem });
     }
     workers.setCredentials({ trustBundlePem: current.trustBundlePem, crlPem: current.crlPem, certificates: certs });
+    if (servingSavedFrom === undefined) lastGood.save(current, certs);
   };
   const certificateMetrics = new CertificateMetrics(registry);
   certificates.subscribe((event) => {
@@ -123,14 +134,18 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     enrolled: (podId) => void inboundSockets.podEnrolled(podId),
     released: (podId) => inboundSockets.podReleased(podId),
   });
-  const applyConfig = (next: NodeConfig): void => {
+  const applyConfig = (next: NodeConfig, saved?: number): void => {
+    const crlChanged = next.crlPem !== current?.crlPem;
     current = next;
+    servingSavedFrom = saved;
+    configSource.set(saved === undefined ? (config.source.kind === 'control' ? 'control' : 'manifests') : 'disk');
     workers.setMesh(next.content);
     const local = localWorkloads(next.content, config.node);
     const ids = new Map<string, SpiffeId>();
     for (const w of local) ids.set(w.identity, parseSpiffeId(w.identity));
     certificates.setIdentities(ids.values());
     pushCredentials();
+    if (crlChanged) replaceRevokedCertificates(certificates, next, logger);
     // A pod with IPv6 addresses goes in too, so that capture refuses it loudly (IPv4 only).
     enrollment.reconcile(local.flatMap((w): CaptureRequest[] => {
       if (w.ip === undefined && w.ipv6 === undefined) return [];
@@ -148,6 +163,9 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     if (current === undefined) return { ready: false, reason: 'no config from the control plane yet' };
     const missing = certificates.snapshot().filter((c) => certificates.get(c.identity) === undefined).map((c) => c.identity);
     if (missing.length > 0) return { ready: false, reason: `waiting for certificates: ${missing.join(', ')}` };
+    if (servingSavedFrom !== undefined) {
+      return { ready: true, note: `serving the last good config saved ${new Date(servingSavedFrom).toISOString()} (${lastGood.path}): the control plane has not answered since this agent started` };
+    }
     return { ready: true };
   };
   const readiness = () => {
@@ -155,7 +173,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     if (!c.ready) return c;
     if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };
     if (workers.listening < config.workers) return { ready: false, reason: `${workers.listening}/${config.workers} proxy workers listening` };
-    return { ready: true };
+    return c; // ready, with its note (serving the last good config from disk) if any
   };
   // The agent's own metrics plus every worker's, summed, on one scrape.
   const metricsHandler: Routes = {
@@ -185,7 +203,15 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     }),
   ];
 
-  await meshFeed.start(applyConfig);
+  const saved = lastGood.load();
+  if (saved !== undefined) {
+    applyConfig(saved.config, saved.savedAt);
+    const adopted = certificates.adopt(saved.certificates);
+    pushCredentials();
+    logger.warn({ version: saved.config.version, savedAt: new Date(saved.savedAt).toISOString(), certificates: adopted },
+      'serving the last good config from disk until the control plane answers');
+  }
+  await meshFeed.start((next) => applyConfig(next));
   let fail: (err: unknown) => void = () => undefined;
   const failed = new Promise<never>((_resolve, reject) => { fail = reject; });
   failed.catch(() => undefined); // the CLI observes it; nothing else has to
@@ -212,6 +238,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
+      // The drain deadline counts from SIGTERM, as the kubelet's grace period does: the steps
+      // before the drain (in-flight enrolments, capture release) take seconds on a busy node,
+      // and a drain started after them would run past the SIGKILL.
+      const began = Date.now();
       clearInterval(readyCheck);
       reclaimer.stop();
       await enrollment.idle();
@@ -224,14 +254,16 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       // connections go their own way instead of meeting a closed listener. Otherwise the
       // listeners drain while capture keeps pointing at this node's agent(s).
       if (!keepCapture) await redirector?.close({ keepCapture: false });
-      logger.info({ drainMs: config.drainMs }, 'draining');
-      await workers.drain(config.drainMs);
+      const drainMs = Math.max(0, config.drainMs - (Date.now() - began));
+      logger.info({ drainMs, sinceSigtermMs: Date.now() - began }, 'draining');
+      await workers.drain(drainMs);
       kernelSplice?.close();
       if (keepCapture) await redirector?.close({ keepCapture: true });
       certificates.close();
       await meshFeed.close();
       await Promise.all(endpoints.map((e) => e.close()));
       logger.info({ failClosed: config.failClosed }, 'agent stopped');
+      lastGood.flush();
       logger.flush();
     })().catch((err: unknown) => {
       logger.error({ err: describeError(err) }, 'shutdown failed');
@@ -284,4 +316,18 @@ function readOwner(file: string): number | undefined {
 
 function localWorkloads(content: MeshContent, node: string) {
   return content.workloads.filter((w) => w.node === node && w.enrolled);
+}
+
+/** Our own certificates a new CRL revokes are replaced (with new keys) at once, not at half-life. */
+function replaceRevokedCertificates(certificates: CertificateStore, next: NodeConfig, logger: Logger): void {
+  if (next.crlPem === undefined) return;
+  let crl: RevocationList;
+  try {
+    crl = RevocationList.parse(next.crlPem, TrustBundle.parse(next.trustBundlePem));
+  } catch (err: unknown) {
+    logger.error({ err: describeError(err) }, 'the CRL from the control plane does not verify; own certificates not checked against it');
+    return;
+  }
+  const replaced = certificates.replaceRevoked((c) => crl.revokes(new X509Certificate(c.certPem)));
+  if (replaced.length > 0) logger.warn({ identities: replaced.map((i) => i.uri) }, 'own certificates revoked: asking for new ones');
 }

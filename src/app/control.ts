@@ -7,6 +7,7 @@
 // Also exported for the agent side (control-feed): the resource type carrying the trust
 // bundle and the validator/decoder agents apply to what they receive.
 
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -15,7 +16,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, WeftError } from '../core/errors.ts';
 import { ChannelCertificateIssuer } from '../control/channel-certificates.ts';
 import type { ControlResource } from '../control/resource.ts';
-import { ControlServer, type CsrSigner } from '../control/server.ts';
+import { ControlServer, type CsrSigner, type NodeCertificateSigner } from '../control/server.ts';
 import { StaticTokenReviewer, type TokenReviewer } from '../control/token-reviewer.ts';
 import type { ConfigSource, SourceChange } from '../control/source/contract.ts';
 import { snapshotChanges } from '../control/source/snapshot-changes.ts';
@@ -33,7 +34,9 @@ import { kubernetesStatusPut, RouteStatusWriter, type RouteObjectCache } from '.
 import { HttpEndpoint, metricsRoutes, readinessRoutes } from '../telemetry/http-endpoints.ts';
 import { collectProcessMetrics } from '../telemetry/process-metrics.ts';
 import { DEFAULT_PORTS } from '../config/agent.ts';
-import { IssuedCertificates, startControlDashboard } from './dashboard.ts';
+import { startControlDashboard } from './dashboard.ts';
+import { startControlAdmin } from './control-admin.ts';
+import { normalizedSerial, Revocations } from '../control/revocations.ts';
 
 // ---- resources shared with agents -----------------------------------------------------------
 
@@ -101,6 +104,8 @@ export interface RunningControlPlane {
   readonly metricsPort: number;
   /** The dashboard's port, when it runs. */
   readonly dashboardPort: number | undefined;
+  /** The admin endpoint's port (revocation), when it runs. */
+  readonly adminPort: number | undefined;
   readonly server: ControlServer<never>;
   readonly trustBundlePem: string;
   /** Stops the source, ends agent streams, closes the ports. Safe to call twice. */
@@ -181,14 +186,24 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     let serverCert = await channel.issueServerCertificate(config.serverDnsNames);
     const trustBundlePem = ca.trustBundlePem();
 
-    const issued = new IssuedCertificates();
+    // Everything signed is remembered, so an operator can revoke by node or identity.
+    const revocations = new Revocations(config.caDir);
     const csrSigner: CsrSigner = {
       sign: async ({ csrPem, node, identity }) => {
         const cert = await ca.sign({ csrPem, node, identity: parseSpiffeId(identity) });
-        issued.record(cert.serial, identity, node, cert.notAfter);
+        revocations.record({ serial: cert.serial, kind: 'workload', identity, node, notAfter: cert.notAfter.getTime() });
         return cert;
       },
     };
+    const nodeSigner: NodeCertificateSigner = {
+      signNodeCertificate: async (csrPem, node) => {
+        const signed = await channel.signNodeCertificate(csrPem, node);
+        const cert = new X509Certificate(signed.certPem);
+        revocations.record({ serial: cert.serialNumber, kind: 'node', identity: `node ${node}`, node, notAfter: cert.validToDate.getTime() });
+        return signed;
+      },
+    };
+    let revokedSerials = new Set(ca.revokedSerials());
     // The live model: each change from the source costs what it touches (live-mesh.ts).
     const live = new LiveMesh({ trustDomain: config.trustDomain });
     let manifestProblems: readonly string[] = [];
@@ -196,8 +211,12 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
       tokenReviewer: await makeTokenReviewer(config, kubeConfig),
-      nodeSigner: channel,
+      nodeSigner,
       csrSigner,
+      revoked: {
+        isRevokedNode: (node) => revocations.isRevokedNode(node),
+        isRevokedSerial: (serial) => revokedSerials.has(normalizedSerial(serial)),
+      },
       registry,
       logger,
       clock,
@@ -237,6 +256,13 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     let shownProblems = new Set<string>();
     let namespaces = '';
     let trust: ControlResource | undefined;
+    // The trust bundle and the CRL, pushed to every node (also at once after a revocation).
+    const refreshTrust = async (): Promise<void> => {
+      const nextTrust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
+      if (nextTrust.version !== trust?.version) live.slices.setGlobal(nextTrust);
+      trust = nextTrust;
+      revokedSerials = new Set(ca.revokedSerials());
+    };
     const onChange = async (change: SourceChange): Promise<void> => {
       const started = performance.now();
       const update = live.apply(change);
@@ -247,9 +273,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       if (fresh.length > 50) logger.warn({ more: fresh.length - 50 }, 'more manifest problems not shown');
       shownProblems = new Set(problems);
       manifestProblems = problems.slice(0, 200);
-      const nextTrust = trustResource({ trustBundlePem, crlPem: await ca.crlPem() });
-      if (nextTrust.version !== trust?.version) live.slices.setGlobal(nextTrust);
-      trust = nextTrust;
+      await refreshTrust();
       state = live.state;
       server.publish();
       routeStatus(live.state);
@@ -310,9 +334,30 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
         manifestProblems: () => manifestProblems,
         revokedSerials: () => ca.revokedSerials(),
         logger,
-      }, issued);
+      }, revocations);
       cleanups.push(() => dashboard.close());
       dashboardPort = dashboard.address.port;
+    }
+    let adminPort: number | undefined;
+    if (config.admin !== undefined) {
+      const admin = await startControlAdmin({ host: config.admin.address.host, port: config.admin.address.port, tokenFile: config.admin.tokenFile }, {
+        revocations,
+        logger,
+        revokedSerials: () => ca.revokedSerials(),
+        disconnect: (node, why) => server.disconnect(node, why),
+        // Through the change queue, so the CRL goes out in order with the mesh changes.
+        revokeSerials: (serials) => {
+          const done = queue.then(async () => {
+            for (const s of serials) await ca.revoke(s);
+            await refreshTrust();
+            server.publish();
+          });
+          queue = done.catch(() => undefined);
+          return done;
+        },
+      });
+      cleanups.push(() => admin.close());
+      adminPort = admin.address.port;
     }
     ready = loaded;
     if (config.readyFile !== undefined) {
@@ -326,6 +371,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       port,
       metricsPort: metrics.address.port,
       dashboardPort,
+      adminPort,
       server,
       trustBundlePem,
       close: () => (closing ??= closeAll()),

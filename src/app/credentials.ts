@@ -34,9 +34,10 @@ export class WorkloadCredentials implements TunnelCredentials {
     this.#clock = clock;
   }
 
-  /** Swaps in a new set; unchanged identities keep their contexts. */
-  update(set: CredentialSet): void {
-    if (set.trustBundlePem !== this.#bundlePem || set.crlPem !== this.#crlPem) {
+  /** Swaps in a new set; unchanged identities keep their contexts. True when the trust bundle or CRL changed. */
+  update(set: CredentialSet): boolean {
+    const trustChanged = set.trustBundlePem !== this.#bundlePem || set.crlPem !== this.#crlPem;
+    if (trustChanged) {
       const bundle = TrustBundle.parse(set.trustBundlePem);
       const crl = set.crlPem === undefined ? undefined : RevocationList.parse(set.crlPem, bundle);
       this.#verifier = new PeerVerifier({ trustBundle: bundle, clock: this.#clock, ...(crl === undefined ? {} : { crl }) });
@@ -53,6 +54,12 @@ export class WorkloadCredentials implements TunnelCredentials {
       });
     }
     this.#contexts = next;
+    return trustChanged;
+  }
+
+  /** Whether the current CRL revokes `certificate` (a peer's, or one of ours). */
+  isRevoked(certificate: X509Certificate): boolean {
+    return this.#verifier?.crl?.revokes(certificate) ?? false;
   }
 
   secureContext(identity: string): SecureContext | undefined {

@@ -33,26 +33,12 @@ export interface DashboardDeps {
   readonly logger: Logger;
 }
 
-/** What the CA signed, remembered so a revoked serial can be named by identity and node. */
-export class IssuedCertificates {
-  readonly #bySerial = new Map<string, { identity: string; node: string; notAfter: number }>();
-
-  record(serial: string, identity: string, node: string, notAfter: Date): void {
-    this.#bySerial.set(serial, { identity, node, notAfter: notAfter.getTime() });
-    // Bounded: expired entries go once the map grows past what a mesh renews in a day.
-    if (this.#bySerial.size > 100_000) {
-      const now = Date.now();
-      for (const [s, c] of this.#bySerial) if (c.notAfter < now) this.#bySerial.delete(s);
-    }
-  }
-
-  describe(serial: string): RevokedCertificate {
-    const c = this.#bySerial.get(serial);
-    return c === undefined ? { serial } : { serial, identity: c.identity, node: c.node };
-  }
+/** What the control plane knows of a certificate it signed (control/revocations.ts keeps it). */
+export interface SignedCertificates {
+  describe(serial: string): RevokedCertificate;
 }
 
-export function startControlDashboard(config: DashboardConfig, deps: DashboardDeps, issued: IssuedCertificates): Promise<HttpEndpoint> {
+export function startControlDashboard(config: DashboardConfig, deps: DashboardDeps, issued: SignedCertificates): Promise<HttpEndpoint> {
   const agentSource = new AgentSource({
     targets: () => {
       const state = deps.state();

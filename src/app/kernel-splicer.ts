@@ -3,7 +3,7 @@
 
 import type { Socket } from 'node:net';
 import { nativeAddon, socketFdOf, type NativeAddon } from '../core/native-addon.ts';
-import type { KernelPair, KernelSplicer } from '../proxy/index.ts';
+import type { KernelDrain, KernelPair, KernelSplicer } from '../proxy/index.ts';
 import type { KernelSplicePins } from '../redirect/index.ts';
 
 export class NativeKernelSplicer implements KernelSplicer {
@@ -23,6 +23,14 @@ export class NativeKernelSplicer implements KernelSplicer {
       addon.closeFd(this.#socks);
       throw err;
     }
+  }
+
+  drainInto(from: Socket, to: Socket): KernelDrain {
+    const ff = socketFdOf(from);
+    const ft = socketFdOf(to);
+    if (ff === undefined || ft === undefined) throw new Error('a socket to drain has no descriptor');
+    const [moved, complete] = this.#addon.drainInto(ff, ft);
+    return { moved, complete };
   }
 
   pair(a: Socket, b: Socket): KernelPair {

@@ -4,28 +4,33 @@
 // reading the mesh state and credentials the agent hands it. Every proxy worker thread runs
 // one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
+import { recheckEnding } from '../proxy/policy-recheck.ts';
+import { DryRunReporter, reportingDryRun } from '../telemetry/dry-run.ts';
 import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
-  ConnectionCaps, ConnectionRegistry, ResponseFlags, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth,
+  ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth, workloadName,
   type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
-  HttpLayer, admitRateLimited, circuitBreakerStep, protocolSelector, rateLimitStep, requestAuthorizationStep, type RateLimitStepDeps,
+  HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
+import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
+import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
-import type { DestinationPolicyObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
+import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
 import {
-  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type Observer, type RequestObserverLike,
+  ConnectionTelemetry, OverloadTelemetry, RequestTelemetry, composeObservers, composeRequestObservers, type LiveWorkload, type Observer, type RequestObserverLike,
 } from '../telemetry/index.ts';
 import { perWorker, type FdBudget } from './fd-budget.ts';
 import { WorkloadCredentials, type CredentialSet } from './credentials.ts';
@@ -45,6 +50,8 @@ export interface ProxyRuntimeOptions {
   readonly l7?: boolean;
   /** Sniff bound for undeclared ports, ms. Default 100. */
   readonly sniffMs?: number;
+  /** HTTP requests of one source pod this worker serves at once; more wait their turn. Default 512. */
+  readonly maxRequestsPerSource?: number;
   /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
   readonly kernelSplice?: KernelSplicePins;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
@@ -61,6 +68,12 @@ function rateLimitsFor(state: MeshState, w: Workload): readonly RateLimitPolicyO
 function destinationPolicyFor(state: MeshState, serviceKey: string): DestinationPolicyObject | undefined {
   if (state.trafficPolicies.length === 0) return undefined;
   return state.trafficPolicies.find((p): p is DestinationPolicyObject => p.kind === 'DestinationPolicy' && `${p.namespace}/${p.targetRef.name}` === serviceKey);
+}
+
+/** A FaultInjection by `namespace/name`, for the caller side's fault step. */
+function faultInjection(state: MeshState, key: string): FaultInjectionObject | undefined {
+  if (state.trafficPolicies.length === 0) return undefined;
+  return state.trafficPolicies.find((p): p is FaultInjectionObject => p.kind === 'FaultInjection' && `${p.namespace}/${p.name}` === key);
 }
 
 /** The caps every worker applies, and the counters they share. */
@@ -102,6 +115,8 @@ export class ProxyRuntime {
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
   readonly #http: HttpLayer | undefined;
+  /** Metric label-set maps that drop the series of workloads that are gone. */
+  readonly #series: readonly { retain(live: LiveWorkload): number }[];
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
@@ -115,7 +130,8 @@ export class ProxyRuntime {
       nodeAddress: (node) => this.#state.nodeAddress(node),
       mtlsMode: (workload) => this.#state.mtlsModeFor(workload),
     };
-    const authorizer = (req: Parameters<typeof authorize>[1]) => authorize(this.#state, req);
+    const dryRun = new DryRunReporter({ registry: deps.registry, logger: deps.logger, clock: deps.clock });
+    const authorizer = reportingDryRun((req: Parameters<typeof authorize>[1]) => authorize(this.#state, req), dryRun);
     const overflowed = new Counter({
       name: 'weft_request_overflow_total', help: 'Requests refused at once (503 UO) because the DestinationPolicy connection pool of their Service was full.',
       labelNames: ['destination_service'], registers: [deps.registry],
@@ -123,6 +139,23 @@ export class ProxyRuntime {
     const rateLimited = new Counter({
       name: 'weft_rate_limited_requests_total', help: 'Requests a RateLimitPolicy refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
       labelNames: ['policy', 'mode'], registers: [deps.registry],
+    });
+    const retried = new Counter({
+      name: 'weft_request_retries_total', help: 'Retries sent by an HTTPRoute retry (GEP-1731), by the destination Service.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const budgetExhausted = new Counter({
+      name: 'weft_retry_budget_exhausted_total', help: 'Retries an HTTPRoute asked for that the destination Service\'s retry budget refused.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const faults = new Counter({
+      name: 'weft_fault_injected_total', help: 'Requests a FaultInjection delayed (kind="delay") or aborted (kind="abort"), by FaultInjection.',
+      labelNames: ['fault', 'kind'], registers: [deps.registry],
+    });
+    const budgets = new RetryBudgets(deps.clock);
+    const sourceWaits = new Counter({
+      name: 'weft_source_request_waits_total', help: 'HTTP requests that waited for their source pod\'s share of the agent (--max-requests-per-source), by source workload.',
+      labelNames: ['source_workload_namespace', 'source_workload'], registers: [deps.registry],
     });
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
@@ -154,7 +187,10 @@ export class ProxyRuntime {
     this.#pool = new TunnelPool({ credentials: this.#credentials, observer });
     // One connector for both paths: L4 splices and the HTTP layer's pooled connections.
     const upstream = new UpstreamConnector(this.#pool, { tunnelPort: options.ports.tunnel });
-    this.#http = options.l7 === false ? undefined : new HttpLayer({
+    const requestTelemetry = options.l7 === false ? undefined
+      : new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
+    this.#series = requestTelemetry === undefined ? [metrics.metrics] : [metrics.metrics, requestTelemetry.metrics];
+    this.#http = requestTelemetry === undefined ? undefined : new HttpLayer({
       mesh: {
         workloadByIp: (ip) => this.#state.workloadByIp(ip),
         service: (key) => this.#state.service(key),
@@ -168,16 +204,27 @@ export class ProxyRuntime {
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
       // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
-      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits.
-      steps: [circuitBreakerStep({
+      // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
+      // route's FaultInjections, then its retries (so injected faults are never retried away).
+      steps: [sourceShareStep({
+        shares: new SourceShares(options.maxRequestsPerSource ?? 512),
+        waited: (src) => sourceWaits.inc({ source_workload_namespace: src.namespace ?? 'unknown', source_workload: src.workload ?? 'unknown' }),
+      }), circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),
         limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
         overflowed: (service) => overflowed.inc({ destination_service: service }),
+      }), faultStep({
+        fault: (key) => faultInjection(this.#state, key),
+        injected: (fault, kind) => faults.inc({ fault, kind }),
+      }), retryStep({
+        budgetFor: (key) => budgets.for(key, destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET),
+        retried: (service) => retried.inc({ destination_service: service }),
+        budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],
       // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
       route: (at, request) => decideAtVip(this.#state, at, request),
       observer: composeRequestObservers(
-        new RequestTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster }),
+        requestTelemetry,
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
@@ -207,18 +254,19 @@ export class ProxyRuntime {
     });
   }
 
-  setMesh(content: MeshContent): void {
+  /**
+   * Swaps in a new mesh state and judges every open connection again under it (live
+   * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
+   * recorded with the policy that closed them. Metric series of workloads no longer in the
+   * mesh go after one more scrape. Returns how many connections were closed.
+   */
+  setMesh(content: MeshContent): number {
     const state = meshStateFromContent(content);
     this.#state = state;
-    // Live re-check (ztunnel does the same): an open connection whose policy check no longer
-    // passes is ended now (both sides reset, recorded DENY), kernel-spliced ones included.
-    this.connections.endWhere((c) => {
-      for (const request of c.authorized) {
-        const decision = authorize(state, request);
-        if (!decision.allowed) return { flags: ResponseFlags.DENIED, detail: `denied after a policy change: ${decision.reason}` };
-      }
-      return undefined;
-    });
+    const closed = this.connections.endWhere((c) => recheckEnding(state, c));
+    const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
+    for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
+    return closed;
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */
@@ -230,8 +278,14 @@ export class ProxyRuntime {
     this.#plain.release(pod);
   }
 
-  setCredentials(set: CredentialSet): void {
-    this.#credentials.update(set);
+  /**
+   * Swaps in new credentials. A new CRL ends, at once, every tunnel session (both
+   * directions) that used a certificate it revokes; returns how many ended.
+   */
+  setCredentials(set: CredentialSet): number {
+    if (!this.#credentials.update(set)) return 0;
+    const revoked = (c: X509Certificate): boolean => this.#credentials.isRevoked(c);
+    return this.#tunnel.closeRevoked(revoked) + this.#pool.closeRevoked(revoked);
   }
 
   async listen(): Promise<void> {

@@ -57,12 +57,15 @@ let draining = false;
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
-    case 'mesh':
-      runtime.setMesh(m.content);
+    case 'mesh': {
+      const closed = runtime.setMesh(m.content);
+      if (closed > 0) logger.warn({ connections: closed }, 'closed open connections the new policy no longer allows');
       break;
+    }
     case 'credentials':
       try {
-        runtime.setCredentials(m.set);
+        const ended = runtime.setCredentials(m.set);
+        if (ended > 0) logger.warn({ sessions: ended }, 'ended tunnel sessions that used a revoked certificate');
       } catch (err: unknown) {
         logger.error({ err: describeError(err) }, 'credentials refused; keeping the previous ones');
       }

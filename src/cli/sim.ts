@@ -12,7 +12,8 @@ import { portForward } from '../sim/port-forward.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
 const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
-              [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs]
+              [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs] [--install FILE|DIR]
+                 (--install: run the mesh from rendered install objects, e.g. deploy/weft.yaml, as a cluster would)
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim status --name NAME [--json]
@@ -53,19 +54,21 @@ async function simUp(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
     manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
-    prometheus: { type: 'boolean' }, 'prometheus-port': { type: 'string' },
+    prometheus: { type: 'boolean' }, 'prometheus-port': { type: 'string' }, install: { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
   const nodes = intFlag(values.nodes, '--nodes', undefined, USAGE);
   const manifests = values.manifests === undefined ? undefined : readManifests(values.manifests, SimErrors.BAD_MANIFEST);
   const podsPerNode = intFlag(values['pods-per-node'], '--pods-per-node', manifests === undefined ? 3 : 0, USAGE);
-  const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, 'ebpf', USAGE);
+  // With --install the chart's own --mode stands unless --mesh overrides it.
+  const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, values.install === undefined ? 'ebpf' : 'auto', USAGE);
   const cgroupDriver = oneOf(values['cgroup-driver'], '--cgroup-driver', CGROUP_DRIVERS, 'systemd', USAGE);
   const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
   const started = Date.now();
   if (values['prometheus-port'] !== undefined && values.prometheus !== true) throw usageError('--prometheus-port goes with --prometheus', USAGE);
   const prometheus = values.prometheus === true ? { port: intFlag(values['prometheus-port'], '--prometheus-port', 0, USAGE) } : undefined;
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, cgroupDriver, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  const install = values.install === undefined ? undefined : { source: values.install, files: readManifests(values.install, SimErrors.BAD_MANIFEST), overrideMode: values.mesh !== undefined };
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, cgroupDriver, install, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
   if (state.prometheusUrl !== undefined) {

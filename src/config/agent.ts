@@ -64,6 +64,8 @@ export interface AgentConfig {
   readonly l7: boolean;
   /** Longest wait for the client's first bytes on a port that declares no protocol (1..100 ms). */
   readonly sniffMs: number;
+  /** HTTP requests of one source pod served at once by this agent (split over the workers); more wait their turn. */
+  readonly maxRequestsPerSource: number;
 }
 
 export type AgentFlags = FlagValues;
@@ -72,11 +74,12 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
-            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off]
+            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off] [--max-requests-per-source N]
   --l7 off        splice every connection (no per-request routing, balancing or request metrics)
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
-  --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can
-                        (default off: a half-closed echo once got 64 KiB twice on this path)
+  --max-requests-per-source N  HTTP requests of one pod the agent serves at once (default 1024); more wait their
+                  turn, so one pod flooding the agent cannot crowd out the others' requests
+  --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can (default)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
 const s = { type: 'string' } as const;
@@ -84,7 +87,7 @@ export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, 'exclude-inbound-ports': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
-  l7: s, 'sniff-ms': s, 'kernel-splice': s,
+  l7: s, 'sniff-ms': s, 'kernel-splice': s, 'max-requests-per-source': s,
 });
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -135,7 +138,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
       : Object.freeze({ kind: 'manifests' as const, dir: manifests ?? '' }),
     trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
     failClosed: bool(flags, 'fail-closed'),
-    kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'off'),
+    kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'auto'),
     workers: int(flags, 'workers', defaultWorkers(cores), 1, 64),
     drainMs: int(flags, 'drain-seconds', 5, 0, 3600) * 1000,
     readyFile: str(flags, 'ready-file'),
@@ -143,5 +146,6 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     logLevel: logLevel(flags),
     l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
     sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
+    maxRequestsPerSource: int(flags, 'max-requests-per-source', 1024, 1, 1_000_000),
   });
 }

@@ -16,6 +16,9 @@ const DEFAULT_MANIFEST_QUIET_MS = DEFAULT_QUIET_MS;
 const DEFAULT_REMOVAL_GRACE_MS = DEFAULT_REMOVAL_GUARD.graceMs;
 /** Where the dashboard listens unless told otherwise: loopback only. */
 export const DEFAULT_DASHBOARD = '127.0.0.1:15080';
+/** The admin endpoint (revocation): loopback only unless told otherwise. */
+export const DEFAULT_ADMIN = '127.0.0.1:15015';
+export const ADMIN_TOKEN_FILE = 'admin.token';
 
 export interface ControlPlaneConfig {
   /** `host:port` for gRPC (15010). */
@@ -24,6 +27,12 @@ export interface ControlPlaneConfig {
   readonly metrics: BindAddress;
   /** The dashboard's address (15080, loopback by default); undefined with `--dashboard off`. */
   readonly dashboard?: BindAddress | undefined;
+  /**
+   * The admin endpoint (15015, loopback by default: `weft control revoke`) and the file of its
+   * bearer token (made, mode 0600, when missing); undefined with `--admin off`, or with a CA
+   * Secret and no --admin-token-file.
+   */
+  readonly admin?: { readonly address: BindAddress; readonly tokenFile: string } | undefined;
   /** The dashboard reads traffic rates from this Prometheus (else from the agents directly). */
   readonly prometheusUrl?: string | undefined;
   readonly source:
@@ -57,10 +66,12 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
               [--tokens FILE | --token-audience AUD] [--trust-bundle-configmap NAME]
               [--listen HOST:PORT] [--metrics [HOST:]PORT] [--dashboard [HOST:]PORT|off] [--prometheus URL] [--trust-domain TD]
               [--server-dns NAME,..] [--ready-file FILE] [--log-level L]
-              [--manifest-quiet-ms MS] [--removal-grace-ms MS]
+              [--manifest-quiet-ms MS] [--removal-grace-ms MS] [--admin [HOST:]PORT|off] [--admin-token-file FILE]
   --listen        gRPC for agents (default 0.0.0.0:15010)
   --metrics       Prometheus metrics and /healthz/ready (default 0.0.0.0:15014)
   --dashboard     the dashboard (default ${DEFAULT_DASHBOARD}; off: none)
+  --admin         the admin endpoint, for weft control revoke (default ${DEFAULT_ADMIN}; off: none)
+  --admin-token-file  its bearer token, made when missing (default: ${ADMIN_TOKEN_FILE} in --ca-dir)
   --prometheus    the dashboard reads traffic rates from this Prometheus (else from the agents)
   --ca-dir        the mesh CA (ca.key, ca.crt, revoked.json); made on first start
   --ca-secret     the mesh CA in a Secret (namespace: POD_NAMESPACE, else ${ROOT_NAMESPACE}); made on first
@@ -78,6 +89,7 @@ export const CONTROL_FLAGS: FlagTable = Object.freeze({
   tokens: { type: 'string' }, 'token-audience': { type: 'string' }, 'trust-bundle-configmap': { type: 'string' },
   'trust-domain': { type: 'string' }, 'server-dns': { type: 'string' }, 'ready-file': { type: 'string' }, 'log-level': { type: 'string' },
   'manifest-quiet-ms': { type: 'string' }, 'removal-grace-ms': { type: 'string' },
+  admin: { type: 'string' }, 'admin-token-file': { type: 'string' },
 });
 
 /** `weft control` argv -> frozen config. */
@@ -145,7 +157,25 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
     serverDnsNames: Object.freeze(list(flags, 'server-dns')),
     readyFile: str(flags, 'ready-file'),
     logLevel: logLevel(flags),
+    admin: adminConfig(flags, caDir),
   });
+}
+
+function adminConfig(flags: FlagValues, caDir: string | undefined): ControlPlaneConfig['admin'] {
+  const adminFlag = str(flags, 'admin');
+  const tokenFlag = str(flags, 'admin-token-file');
+  if (adminFlag === 'off') {
+    if (tokenFlag !== undefined) badFlag('admin-token-file', tokenFlag, 'goes with the admin endpoint, which --admin off turns off');
+    return undefined;
+  }
+  const address = bindAddress(flags, 'admin', DEFAULT_ADMIN, '127.0.0.1');
+  if (tokenFlag !== undefined && !tokenFlag.startsWith('/')) badFlag('admin-token-file', tokenFlag, 'must be an absolute path');
+  const tokenFile = tokenFlag ?? (caDir === undefined ? undefined : `${caDir.replace(/\/+$/, '')}/${ADMIN_TOKEN_FILE}`);
+  if (tokenFile === undefined) {
+    if (adminFlag !== undefined) badFlag('admin', adminFlag, 'needs --admin-token-file when the CA is in a Secret');
+    return undefined;
+  }
+  return Object.freeze({ address, tokenFile });
 }
 
 function namespacedName(flag: string, value: string, env: NodeJS.ProcessEnv): { namespace: string; name: string } {
@@ -154,4 +184,42 @@ function namespacedName(flag: string, value: string, env: NodeJS.ProcessEnv): { 
     badFlag(flag, value, 'must be NAME or NAMESPACE/NAME (Kubernetes object names)');
   }
   return { namespace: ns, name };
+}
+
+// ---- weft control revoke ----------------------------------------------------------------
+
+export interface RevokeConfig {
+  /** The admin endpoint, `host:port`. */
+  readonly admin: string;
+  readonly tokenFile: string;
+  readonly request: { readonly serial: string } | { readonly node: string } | { readonly identity: string };
+}
+
+export const REVOKE_USAGE = `weft control revoke (--serial S | --node NODE | --identity SPIFFE-ID)
+              [--admin HOST:PORT] (--token-file FILE | --ca-dir DIR)
+  --serial        one certificate, by serial (hex, as openssl prints it)
+  --node          every certificate issued to the node; the node gets no certificate or config any more
+  --identity      every workload certificate issued for the identity
+  --admin         the control plane's admin endpoint (default ${DEFAULT_ADMIN})
+  --token-file    the admin token (default: ${ADMIN_TOKEN_FILE} in --ca-dir)`;
+
+export const REVOKE_FLAGS: FlagTable = Object.freeze({
+  serial: { type: 'string' }, node: { type: 'string' }, identity: { type: 'string' }, admin: { type: 'string' },
+  'token-file': { type: 'string' }, 'ca-dir': { type: 'string' },
+});
+
+export function revokeConfigFromArgv(argv: readonly string[]): RevokeConfig {
+  const flags = parseFlagArgs(argv, REVOKE_FLAGS, REVOKE_USAGE);
+  const given = (['serial', 'node', 'identity'] as const).filter((f) => str(flags, f) !== undefined);
+  if (given.length !== 1) throw usageError(`give exactly one of --serial, --node, --identity (got ${given.length === 0 ? 'none' : given.map((g) => `--${g}`).join(', ')})`, REVOKE_USAGE);
+  const which = given[0] ?? 'serial';
+  const value = str(flags, which) ?? '';
+  const admin = hostPort(flags, 'admin', DEFAULT_ADMIN);
+  const tokenFlag = str(flags, 'token-file');
+  const caDir = str(flags, 'ca-dir');
+  if (tokenFlag !== undefined && caDir !== undefined) badFlag('ca-dir', caDir, 'goes instead of --token-file, not with it');
+  const tokenFile = tokenFlag ?? (caDir === undefined ? undefined : `${caDir.replace(/\/+$/, '')}/${ADMIN_TOKEN_FILE}`);
+  if (tokenFile === undefined) throw usageError('give --token-file FILE or --ca-dir DIR (the admin token is there)', REVOKE_USAGE);
+  const request = which === 'serial' ? { serial: value } : which === 'node' ? { node: value } : { identity: value };
+  return Object.freeze({ admin, tokenFile, request: Object.freeze(request) });
 }

@@ -30,6 +30,12 @@ export const ControlErrors = {
   RESYNC: 'WEFT_CONTROL_RESYNC',
   /** Options given to a control component are invalid. */
   BAD_OPTIONS: 'WEFT_CONTROL_BAD_OPTIONS',
+  /** A revocation request (or the stored list of revoked nodes) is malformed; the message names the field. */
+  BAD_REVOCATION: 'WEFT_CONTROL_BAD_REVOCATION',
+  /** The node (or the certificate it presented) was revoked by an operator: no certificate, no config. */
+  REVOKED: 'WEFT_CONTROL_REVOKED',
+  /** A call to the control plane's admin endpoint lacked the admin token, or gave another. */
+  ADMIN_UNAUTHENTICATED: 'WEFT_CONTROL_ADMIN_UNAUTHENTICATED',
 } as const;
 
 export type ControlErrorCode = (typeof ControlErrors)[keyof typeof ControlErrors];

@@ -25,6 +25,23 @@ export interface ResourceView {
    * says it holds. Nodes with the same changes may be given the same map.
    */
   changesSince(node: string, since: number): ReadonlyMap<string, ControlResource | undefined> | undefined;
+  /**
+   * Optional, so that first syncs share their bytes: the node's resources as the entries every
+   * node with `shared` holds (sharedEntries) and its own, which win over shared ones of the
+   * same key, less the shared keys it must not hold (`hidden`). Undefined: read entries().
+   */
+  layers?(node: string): NodeLayers | undefined;
+  /** Every shared entry now (see layers), the same for every node that holds them. */
+  sharedEntries?(): ReadonlyMap<string, ControlResource>;
+}
+
+/** One node's resources in two layers (ResourceView.layers). */
+export interface NodeLayers {
+  /** Whether the node holds the shared entries. */
+  readonly shared: boolean;
+  readonly own: Iterable<readonly [string, ControlResource]>;
+  /** Shared keys the node does not hold. */
+  readonly hidden: readonly string[];
 }
 
 /** The resources one node needs from a snapshot. */

@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, isWeftError } from '../core/errors.ts';
-import { AgentBook, PlanCache, type PushPart, type RejectedVersions } from './agent-book.ts';
+import { AgentBook, PlanCache, SharedSyncParts, type PushPart, type RejectedVersions } from './agent-book.ts';
 import { PushBudget } from './push-budget.ts';
 import { SnapshotView, type ResourcesFor, type ResourceView } from './resource-view.ts';
 import type { SignedCertificate } from './channel-certificates.ts';
@@ -65,6 +65,12 @@ export interface ControlServerOptions<S> {
   readonly clock?: Clock;
   /** Observes what happens on streams (tests, debugging); must not throw. */
   readonly onEvent?: (event: ControlServerEvent) => void;
+  /**
+   * Operator revocations: a revoked node gets no node certificate (not even with its
+   * bootstrap token), no workload certificate and no config; neither does a node certificate
+   * whose serial was revoked. Nothing is revoked when absent.
+   */
+  readonly revoked?: { isRevokedNode(node: string): boolean; isRevokedSerial(serial: string): boolean };
   /** HTTP/2 keepalive ping interval towards agents; 20 s by default. */
   readonly keepaliveMs?: number;
   /** A push bigger than this (encoded resource bytes) goes in parts; 512 KiB by default. */
@@ -145,6 +151,8 @@ export class ControlServer<S> {
   readonly #encoder = new WireEncoder();
   /** Plans, and each part's encoding, shared by the agents given the same changes. */
   readonly #plans = new PlanCache();
+  /** The shared entries' parts for every fresh agent's first sync (the same bytes for all). */
+  readonly #sharedSync: SharedSyncParts;
   readonly #tails = new WeakMap<PushPart, Buffer>();
   readonly #streams = new Set<AgentStream>();
   readonly #rejected = new Map<string, RejectedVersions>();
@@ -162,6 +170,7 @@ export class ControlServer<S> {
     this.#tls = new TlsMaterialProvider(options.tls);
     this.#maxPushBytes = options.maxPushBytes ?? 512 * 1024;
     this.#budget = new PushBudget(options.pushBudgetBytes ?? 64 * 1024 * 1024);
+    this.#sharedSync = new SharedSyncParts(this.#maxPushBytes, (r) => this.#encoder.size(r));
     if (options.resourcesFor !== undefined) {
       this.#snapshots = new SnapshotView(options.resourcesFor, (node, err) => {
         // One node's slice failing must not hold back the others; this node keeps its last config.
@@ -232,6 +241,13 @@ export class ControlServer<S> {
   publish(): void {
     this.#metrics.snapshots.inc();
     const now = this.#clock.monotonic();
+    const view = this.#view;
+    if (view !== undefined) {
+      // Every agent's changes move on with the view now, busy or not (shared by the agents that hold the same generation).
+      const books: AgentBook<PushMeta>[] = [];
+      for (const s of this.#streams) if (s.book !== undefined && !s.closed) books.push(s.book);
+      AgentBook.observe(books, view);
+    }
     for (const s of this.#streams) {
       if (s.book === undefined) continue;
       s.changedSince ??= now;
@@ -386,7 +402,7 @@ export class ControlServer<S> {
     const initial = new Map(Object.entries(req.initialVersions).filter(([k, v]) => typeof k === 'string' && typeof v === 'string' && v !== ''));
     let rejected = this.#rejected.get(stream.node);
     if (rejected === undefined) this.#rejected.set(stream.node, (rejected = new Map() as RejectedVersions));
-    stream.book = new AgentBook<PushMeta>(stream.node, initial, rejected, this.#maxPushBytes, (r) => this.#encoder.size(r), this.#plans);
+    stream.book = new AgentBook<PushMeta>(stream.node, initial, rejected, this.#maxPushBytes, (r) => this.#encoder.size(r), this.#plans, this.#sharedSync);
     this.#log.info({ node: stream.node, stream: stream.id, peer: stream.peer, known: initial.size }, 'agent subscribed');
     this.#o.onEvent?.({ type: 'subscribed', node: stream.node, stream: stream.id });
     this.#pump(stream);
@@ -488,12 +504,30 @@ export class ControlServer<S> {
         ControlErrors.UNAUTHENTICATED,
       );
     }
+    let node: string;
     try {
-      return nodeFromCertificate(san, this.#o.trustDomain);
+      node = nodeFromCertificate(san, this.#o.trustDomain);
     } catch (err: unknown) {
       this.#metrics.authFailures.inc({ rpc, reason: 'not_a_node_certificate' });
       throw statusError(grpc.status.UNAUTHENTICATED, describeError(err), ControlErrors.UNAUTHENTICATED);
     }
+    const serial = call.getAuthContext().sslPeerCertificate?.serialNumber ?? '';
+    if (this.#o.revoked?.isRevokedNode(node) === true || (serial !== '' && this.#o.revoked?.isRevokedSerial(serial) === true)) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'revoked' });
+      throw statusError(grpc.status.PERMISSION_DENIED, `${rpc}: node ${node} (certificate ${serial.toLowerCase()}) was revoked by an operator`, ControlErrors.REVOKED);
+    }
+    return node;
+  }
+
+  /** Ends the config streams of a node (revoked: it must not keep receiving config). */
+  disconnect(node: string, why: string): number {
+    let n = 0;
+    for (const s of [...this.#streams]) {
+      if (s.node !== node) continue;
+      this.#fail(s, statusError(grpc.status.PERMISSION_DENIED, why, ControlErrors.REVOKED));
+      n++;
+    }
+    return n;
   }
 
   async #onSign(call: grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>): Promise<SignCertificateResponse> {
@@ -558,6 +592,10 @@ export class ControlServer<S> {
         `bootstrap token ${tokenFingerprint(token)} is not known to this control plane; ${this.#o.tokenReviewer.refusalHint ?? 'check the agent\'s token'}`,
         ControlErrors.UNAUTHENTICATED,
       );
+    }
+    if (this.#o.revoked?.isRevokedNode(node) === true) {
+      this.#metrics.authFailures.inc({ rpc, reason: 'revoked' });
+      throw statusError(grpc.status.PERMISSION_DENIED, `node ${node} was revoked by an operator: its bootstrap token no longer gets it a certificate`, ControlErrors.REVOKED);
     }
     return checkNodeName(node);
   }

@@ -27,6 +27,8 @@ export interface NativeAddon {
   kernelSpliceForget(pairsFd: number, cookie: bigint): void;
   /** Bytes a TCP socket has taken into its send queue since it connected (plus SYN/FIN). */
   tcpQueuedTotal(fd: number): number;
+  /** Moves what one socket's receive queue holds into another's send queue; [bytes, queue emptied]. */
+  drainInto(fromFd: number, toFd: number): [number, boolean];
 }
 
 export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');

@@ -184,6 +184,52 @@ export class CertificateStore {
     });
   }
 
+  /**
+   * Takes certificates kept from before a restart (the last good config on disk) for
+   * identities already declared, when they are valid now and no newer one is held: served
+   * until they expire or are renewed (at half-life, or now if that is past). Returns how many.
+   */
+  adopt(certs: readonly { keyPem: string; certPem: string; chainPem: readonly string[] }[]): number {
+    let n = 0;
+    for (const c of certs) {
+      let cert: WorkloadCertificate;
+      let entry: Entry | undefined;
+      try {
+        const uri = uriSans(new X509Certificate(c.certPem))[0] ?? '';
+        entry = this.#entries.get(uri);
+        if (entry === undefined) continue;
+        cert = this.#check(entry.id, c.keyPem, c.certPem, c.chainPem);
+      } catch {
+        continue; // expired, not ours, or not a certificate: asked for anew instead
+      }
+      if (entry.current !== undefined && entry.current.notAfter >= cert.notAfter) continue;
+      if (this.#clock.now() < cert.notBefore.getTime()) continue;
+      this.#onIssued(entry, cert);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Drops every current certificate `revoked` picks (peers refuse it now) and asks for a new
+   * one, with a new key, at once. Returns the identities concerned. A node an operator revoked
+   * gets none: its requests fail and are retried with backoff.
+   */
+  replaceRevoked(revoked: (cert: WorkloadCertificate) => boolean): SpiffeId[] {
+    const out: SpiffeId[] = [];
+    for (const entry of this.#entries.values()) {
+      const cert = entry.current;
+      if (cert === undefined || !revoked(cert)) continue;
+      entry.current = undefined;
+      entry.expiry?.cancel();
+      entry.expiry = undefined;
+      this.#emit({ type: 'expired', identity: entry.id, certificate: cert });
+      this.#request(entry);
+      out.push(entry.id);
+    }
+    return out;
+  }
+
   /** Cancels timers, forgets keys, rejects waiters. Safe to call twice. */
   close(): void {
     if (this.#closed) return;

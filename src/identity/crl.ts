@@ -1,7 +1,7 @@
 // A CRL checked against the trust bundle once, when it arrives, and kept as a set of serials
 // so the per-connection lookup is a hash probe.
 
-import { verify as verifySignature } from 'node:crypto';
+import { verify as verifySignature, type X509Certificate } from 'node:crypto';
 
 import { identityError } from './errors.ts';
 import { normalizeSerial } from './pem.ts';
@@ -49,6 +49,11 @@ export class RevocationList {
   /** True when `serial` (any spelling) was issued by this CRL's issuer and is revoked. */
   isRevoked(issuer: TrustAnchor, serial: string): boolean {
     return issuer === this.issuer && this.#serials.has(normalizeSerial(serial));
+  }
+
+  /** True when this CRL's issuer issued `cert` and lists its serial. */
+  revokes(cert: X509Certificate): boolean {
+    return this.#serials.has(normalizeSerial(cert.serialNumber)) && cert.checkIssued(this.issuer.cert);
   }
 
   get size(): number {

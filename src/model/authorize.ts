@@ -159,7 +159,10 @@ export function authorize(state: PolicyView, request: AuthorizationRequest): Aut
   const r = prepare(request);
   const decision = decide(p.deny, p.allow, r);
   if (p.dryRunDeny.length === 0 && p.dryRunAllow.length === 0) return decision;
-  return { ...decision, dryRun: decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], r) };
+  const dryRun = decide([...p.deny, ...p.dryRunDeny], [...p.allow, ...p.dryRunAllow], r);
+  // An ALLOW that matched nothing names no policy; a dry-run one would be the cause, name it.
+  const blamed = dryRun.allowed || dryRun.policy !== undefined || p.dryRunAllow[0] === undefined ? dryRun : { ...dryRun, policy: p.dryRunAllow[0].key };
+  return { ...decision, dryRun: blamed };
 }
 
 /** Whether any policy that applies has rules only an HTTP request can decide: the agent must then check each request. */

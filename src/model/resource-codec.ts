@@ -104,7 +104,8 @@ const TRAFFIC_SCHEMAS: Readonly<Record<string, Schema>> = {
     connectionPool: obj({ maxConnections: int(1, 2_147_483_647), maxPendingRequests: int(1, 2_147_483_647), maxRequestsPerConnection: int(0, 2_147_483_647) },
       ['maxConnections', 'maxPendingRequests', 'maxRequestsPerConnection']),
     outlierDetection: obj({ consecutive5xxErrors: int(0, 2_147_483_647), intervalMs: int(1, 2 ** 40), baseEjectionMs: int(1, 2 ** 40), maxEjectionPercent: int(0, 100) }),
-  }, ['outlierDetection']),
+    retryBudget: obj({ retryRatio: { type: 'custom', what: 'a ratio 0-1000', check: (v) => (typeof v === 'number' && v >= 0 && v <= 1000 ? undefined : `got ${JSON.stringify(v)}`) }, minRetriesPerSecond: int(0, 1_000_000), ttlMs: int(10, 60_000) }),
+  }, ['outlierDetection', 'retryBudget']),
   RateLimitPolicy: obj({
     kind: str, name: str, namespace: str, targetRef: TARGET, selector: { type: 'map', values: str },
     total: RATE, perSource: RATE, connections: RATE,

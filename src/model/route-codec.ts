@@ -71,7 +71,8 @@ const HTTP_ROUTE = obj({
     }, ['method'])),
     filters: list(FILTER), backendRefs: list(BACKEND),
     timeouts: obj({ requestMs: int(1, Number.MAX_SAFE_INTEGER), backendRequestMs: int(1, Number.MAX_SAFE_INTEGER) }, ['requestMs', 'backendRequestMs']),
-  }, ['name'])),
+    retry: obj({ attempts: int(0, 10), codes: list(int(400, 599)), backoffMs: int(0, Number.MAX_SAFE_INTEGER) }),
+  }, ['name', 'retry'])),
 }, ['creationTimestamp', 'generation']);
 
 const GRPC_METHOD: Schema = {

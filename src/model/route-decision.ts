@@ -3,7 +3,7 @@
 // back. The layer calls `decideRoute(state.routeTable(serviceKey, port), request, random)`
 // once per request and carries out the decision; it never looks at routes itself.
 
-import type { HeaderModifier, RedirectStatus, RouteKind } from './route-types.ts';
+import type { HeaderModifier, RedirectStatus, RouteKind, RouteRetry } from './route-types.ts';
 
 /** Request headers as node:http and node:http2 give them: lowercase names; repeated headers joined or as a list. */
 export type RequestHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -64,6 +64,10 @@ export interface Forward {
   readonly requestTimeoutMs: number | undefined;
   /** timeouts.backendRequest: per request to a backend; undefined: none. */
   readonly backendRequestTimeoutMs: number | undefined;
+  /** The rule's GEP-1731 retry; undefined: none (only connect failures go to another endpoint). */
+  readonly retry?: RouteRetry | undefined;
+  /** FaultInjections (`namespace/name`) the rule's and backend's ExtensionRef filters name, in order. */
+  readonly faults?: readonly string[] | undefined;
 }
 
 export interface Redirect {

@@ -8,9 +8,9 @@
 import type {
   BackendObjectRef, GrpcMethodMatch, GrpcRouteMatch, GrpcRouteObject, GrpcRouteRule, HeaderMatch, HeaderModifier, HttpRouteMatch,
   HttpRouteObject, HttpRouteRule, PathModifier, QueryParamMatch, RedirectStatus, RouteBackendRef, RouteFilter, RouteKind, RouteObject,
-  RouteParentRef, RouteTimeouts,
+  RouteParentRef, RouteRetry, RouteTimeouts,
 } from './route-types.ts';
-import { GATEWAY_GROUP } from './route-types.ts';
+import { DEFAULT_ROUTE_RETRY, GATEWAY_GROUP } from './route-types.ts';
 import { checkSchema, type SchemaIssue } from './schema-check.ts';
 import { FieldError, isRecord, metadata, onlyKeys } from './fields.ts';
 import { GRPC_ROUTE_SPEC, HTTP_ROUTE_SPEC, MAX_MATCHES_PER_ROUTE, regexProblem } from './route-schema.ts';
@@ -307,6 +307,17 @@ function backendRefs(v: unknown, namespace: string): RouteBackendRef[] {
   return arr(v).map((b) => Object.freeze({ ...objectRef(b, namespace), weight: num(b.weight) ?? 1, filters: Object.freeze(filters(b.filters, namespace)) }));
 }
 
+function retry(v: unknown): RouteRetry | undefined {
+  if (v === undefined) return undefined;
+  const r = rec(v);
+  const codes = Array.isArray(r.codes) ? (r.codes as number[]) : DEFAULT_ROUTE_RETRY.codes;
+  return Object.freeze({
+    attempts: num(r.attempts) ?? DEFAULT_ROUTE_RETRY.attempts,
+    codes: Object.freeze([...new Set(codes)].sort((a, b) => a - b)),
+    backoffMs: typeof r.backoff === 'string' ? durationMs(r.backoff) : DEFAULT_ROUTE_RETRY.backoffMs,
+  });
+}
+
 function timeouts(v: unknown): RouteTimeouts {
   const t = rec(v);
   const ms = (d: unknown): number | undefined => (typeof d === 'string' && durationMs(d) > 0 ? durationMs(d) : undefined);
@@ -331,6 +342,7 @@ function httpRules(v: unknown, namespace: string): HttpRouteRule[] {
     return Object.freeze({
       name: opt(r.name), matches: Object.freeze(matches.length === 0 ? [DEFAULT_MATCH] : matches),
       filters: Object.freeze(filters(r.filters, namespace)), backendRefs: Object.freeze(backendRefs(r.backendRefs, namespace)), timeouts: timeouts(r.timeouts),
+      ...(r.retry === undefined ? {} : { retry: retry(r.retry) }),
     });
   });
 }

@@ -10,6 +10,9 @@ import type { BackendTarget, Forward, Redirect, Reject, RequestHeaders, Rewrite,
 import { GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED } from './route-decision.ts';
 import type { CompiledRule, RequestView, RouteTable } from './route-table.ts';
 import type { MeshState, ServiceAtVip } from './state.ts';
+import { WEFT_API_VERSION } from './types.ts';
+
+const WEFT_GROUP = WEFT_API_VERSION.split('/')[0];
 
 function decodeComponent(s: string): string {
   try {
@@ -115,6 +118,7 @@ function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: (
   let rewrite: Rewrite | undefined;
   let redirect: RequestRedirect | undefined;
   let extension: string | undefined;
+  const faults: string[] = [];
   const apply = (filters: readonly RouteFilter[]): void => {
     for (const f of filters) {
       switch (f.type) {
@@ -131,7 +135,9 @@ function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: (
           break;
         }
         case 'ExtensionRef':
-          extension ??= `${f.extensionRef.group}/${f.extensionRef.kind} ${f.extensionRef.name}`;
+          // A weft.dev FaultInjection in the route's namespace is carried out by the caller's agent.
+          if (f.extensionRef.group === WEFT_GROUP && f.extensionRef.kind === 'FaultInjection') faults.push(`${ref.namespace}/${f.extensionRef.name}`);
+          else extension ??= `${f.extensionRef.group}/${f.extensionRef.kind} ${f.extensionRef.name}`;
           break;
       }
     }
@@ -166,6 +172,7 @@ function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: (
   const forward: Forward = {
     kind: 'forward', route: ref, backend: chosen.backend.target, requestHeaders: Object.freeze(requestHeaders), responseHeaders: Object.freeze(responseHeaders),
     rewrite, mirrors: Object.freeze(mirrors), requestTimeoutMs: rule.requestTimeoutMs, backendRequestTimeoutMs: rule.backendRequestTimeoutMs,
+    ...(rule.retry === undefined ? {} : { retry: rule.retry }), ...(faults.length === 0 ? {} : { faults: Object.freeze(faults) }),
   };
   return Object.freeze(forward);
 }

@@ -113,8 +113,8 @@ export const HTTP_ROUTE_SPEC: Schema = routeSpec(obj({
   filters: arr(HTTP_FILTER, 16),
   backendRefs: arr(backendRef(HTTP_FILTER), 16),
   timeouts: obj({ request: DURATION_SCHEMA, backendRequest: DURATION_SCHEMA }),
+  retry: obj({ codes: arr(int(400, 599), 200), attempts: int(0, 10), backoff: DURATION_SCHEMA }),
 }, [], {
-  retry: `retry (GEP-1731) ${LATER}; the route is refused rather than run without the retries it asks for`,
   sessionPersistence: `sessionPersistence ${LATER}`,
 }));
 

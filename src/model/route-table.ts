@@ -8,6 +8,7 @@
 import { RE2JS } from 're2js';
 import type { MeshService } from './types.ts';
 import type {
+  RouteRetry,
   BackendObjectRef, GrpcRouteMatch, GrpcRouteObject, HeaderMatch, HttpRouteMatch, HttpRouteObject, RequestMirror, RouteFilter, RouteObject, StringMatchType,
 } from './route-types.ts';
 import { isServiceParent } from './route-types.ts';
@@ -47,6 +48,7 @@ export interface CompiledRule {
   readonly prefix: string | undefined;
   readonly requestTimeoutMs: number | undefined;
   readonly backendRequestTimeoutMs: number | undefined;
+  readonly retry: RouteRetry | undefined;
   /** Every RequestMirror filter of the rule and its backends, resolved; undefined: the mirror's backend is invalid. */
   readonly mirrors: ReadonlyMap<RequestMirror, BackendTarget | undefined>;
 }
@@ -236,7 +238,7 @@ function compileRule(route: RouteObject, index: number, lookup: ServiceLookup): 
     ref: Object.freeze({ kind: route.kind, namespace: route.namespace, name: route.name, rule: index, ruleName: rule.name }),
     filters: rule.filters, backends: Object.freeze(backends), totalWeight: backends.reduce((n, b) => n + b.weight, 0),
     prefix: only?.path.type === 'PathPrefix' ? only.path.value : undefined,
-    requestTimeoutMs: http?.timeouts.requestMs, backendRequestTimeoutMs: http?.timeouts.backendRequestMs, mirrors,
+    requestTimeoutMs: http?.timeouts.requestMs, backendRequestTimeoutMs: http?.timeouts.backendRequestMs, retry: http?.retry, mirrors,
   });
 }
 

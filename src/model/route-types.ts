@@ -116,7 +116,7 @@ export interface RequestMirror {
   readonly denominator: number;
 }
 
-/** An `ExtensionRef` filter: kept so a rule that names one fails closed (500) until weft implements its kind (issue 11: FaultInjection). */
+/** An `ExtensionRef` filter: a weft.dev FaultInjection is applied; any other kind fails its requests closed (500). */
 export interface ExtensionRef {
   readonly group: string;
   readonly kind: string;
@@ -145,6 +145,20 @@ export interface RouteTimeouts {
   readonly backendRequestMs: number | undefined;
 }
 
+/**
+ * GEP-1731 `retry`, defaults filled in: up to `attempts` retries after the first attempt, on
+ * the HTTP statuses `codes` (and on connect failures and resets before a response), waiting at
+ * least `backoffMs` before the first, doubling each time; the destination's retry budget caps them.
+ */
+export interface RouteRetry {
+  readonly attempts: number;
+  readonly codes: readonly number[];
+  readonly backoffMs: number;
+}
+
+/** Unset fields: 2 attempts (Istio's), the gateway errors 502, 503 and 504 (Envoy's gateway-error), 25 ms (Envoy's base interval). */
+export const DEFAULT_ROUTE_RETRY: RouteRetry = Object.freeze({ attempts: 2, codes: Object.freeze([502, 503, 504]), backoffMs: 25 });
+
 interface RuleCommon {
   readonly name: string | undefined;
   readonly filters: readonly RouteFilter[];
@@ -155,7 +169,8 @@ export interface HttpRouteRule extends RuleCommon {
   /** Never empty: no matches in the spec means one PathPrefix "/" match. */
   readonly matches: readonly HttpRouteMatch[];
   readonly timeouts: RouteTimeouts;
-  // Room for issue 11: `retry` (GEP-1731) goes here once the HTTP layer can retry.
+  /** GEP-1731 `retry`; undefined when the rule sets none. */
+  readonly retry?: RouteRetry | undefined;
 }
 
 export interface GrpcRouteRule extends RuleCommon {

@@ -232,6 +232,29 @@ export class SliceIndex {
     for (const [k, r] of this.#shared) if (!this.#localOf(node).has(k)) yield [k, r];
   }
 
+  /**
+   * The node's resources in two layers, for a first sync shared between agents: the shared
+   * part (sharedEntries, when the node is meshed) and its own (global and local entries, which
+   * win over shared ones), less the shared keys it hides (its own node address).
+   */
+  layers(node: string): { readonly shared: boolean; readonly own: Array<readonly [string, NodeResource]>; readonly hidden: string[] } {
+    const own: Array<readonly [string, NodeResource]> = [...this.#global];
+    const hidden: string[] = [];
+    for (const [k, l] of this.#localOf(node)) {
+      if (this.#global.has(k)) continue;
+      if (l === HIDDEN) {
+        if (this.#shared.has(k)) hidden.push(k);
+      } else own.push([k, l]);
+    }
+    const meshed = this.#meshed.has(node);
+    return { shared: meshed, own, hidden: meshed ? hidden : [] };
+  }
+
+  /** What every meshed node holds unless its own entries say otherwise (see layers). */
+  sharedEntries(): ReadonlyMap<string, NodeResource> {
+    return this.#shared;
+  }
+
   /** Every resource the node should hold now, keyed `type/name` (in no particular order). */
   resources(node: string): Map<string, NodeResource> {
     return new Map(this.entries(node));

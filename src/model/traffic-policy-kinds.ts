@@ -18,6 +18,10 @@ const duration: Schema = {
   check: (s) => (DURATION.test(s) && durationMs(s) > 0 ? undefined : `must be a duration above 0 such as 10s, 500ms or 1m30s, got ${JSON.stringify(s)}`),
 };
 const count = integer(1, MAX_INT);
+const RETRY_TTL: Schema = {
+  type: 'string',
+  check: (s) => (DURATION.test(s) && durationMs(s) >= 10 && durationMs(s) <= 60_000 ? undefined : `must be a duration from 10ms to 1m such as 10s, got ${JSON.stringify(s)}`),
+};
 const SERVICE_REF: Schema = {
   type: 'object',
   properties: {
@@ -69,6 +73,11 @@ export const DESTINATION_POLICY_SPEC: Schema = {
             consecutiveGatewayErrors: 'not supported; consecutive5xxErrors counts 502-504 too', splitExternalLocalOriginErrors: 'not supported',
             consecutiveLocalOriginFailures: 'not supported', minHealthPercent: 'not supported', consecutiveErrors: 'deprecated in Istio; use consecutive5xxErrors',
           },
+        },
+        // Linkerd's ServiceProfile retryBudget: what retries may add to the requests sent to the Service.
+        retryBudget: {
+          type: 'object',
+          properties: { retryRatio: number(0, 1000, 'a ratio 0-1000 (0.2: retries add at most 20%)'), minRetriesPerSecond: integer(0, 1_000_000), ttl: RETRY_TTL },
         },
       },
       unsupported: {
@@ -156,7 +165,9 @@ function crossFieldIssues(kind: TrafficPolicyKind, spec: Raw): SchemaIssue[] {
       out.push({ field: 'spec.trafficPolicy.connectionPool.http', message: 'give maxPendingRequests or http1MaxPendingRequests (Istio\'s name for it), not both' });
     }
     const tp = rec(spec.trafficPolicy);
-    if (tp.connectionPool === undefined && tp.outlierDetection === undefined) out.push({ field: 'spec.trafficPolicy', message: 'sets neither connectionPool nor outlierDetection, so it does nothing' });
+    if (tp.connectionPool === undefined && tp.outlierDetection === undefined && tp.retryBudget === undefined) {
+      out.push({ field: 'spec.trafficPolicy', message: 'sets none of connectionPool, outlierDetection, retryBudget, so it does nothing' });
+    }
   }
   if (kind === 'RateLimitPolicy') {
     if ((spec.targetRef === undefined) === (spec.selector === undefined)) out.push({ field: 'spec', message: 'needs exactly one of targetRef (a Service) and selector (workloads)' });
@@ -186,6 +197,7 @@ function convert(kind: TrafficPolicyKind, name: string, namespace: string, spec:
       const pool = rec(tp.connectionPool);
       const http = rec(pool.http);
       const od = tp.outlierDetection === undefined ? undefined : rec(tp.outlierDetection);
+      const rb = tp.retryBudget === undefined ? undefined : rec(tp.retryBudget);
       const p: DestinationPolicyObject = {
         kind, name, namespace, targetRef: target ?? { name: '' },
         connectionPool: defined({
@@ -199,6 +211,13 @@ function convert(kind: TrafficPolicyKind, name: string, namespace: string, spec:
             intervalMs: typeof od.interval === 'string' ? durationMs(od.interval) : 10_000,
             baseEjectionMs: typeof od.baseEjectionTime === 'string' ? durationMs(od.baseEjectionTime) : 30_000,
             maxEjectionPercent: typeof od.maxEjectionPercent === 'number' ? od.maxEjectionPercent : 10,
+          }),
+        }),
+        ...(rb === undefined ? {} : {
+          retryBudget: Object.freeze({
+            retryRatio: typeof rb.retryRatio === 'number' ? rb.retryRatio : 0.2,
+            minRetriesPerSecond: typeof rb.minRetriesPerSecond === 'number' ? rb.minRetriesPerSecond : 10,
+            ttlMs: typeof rb.ttl === 'string' ? durationMs(rb.ttl) : 10_000,
           }),
         }),
       };

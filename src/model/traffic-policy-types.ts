@@ -30,6 +30,12 @@ export interface DestinationPolicyObject {
     readonly baseEjectionMs: number;
     readonly maxEjectionPercent: number;
   };
+  /** Linkerd's retry budget for calls to the Service; absent: the default (20% of requests plus 10 retries/s over 10 s). */
+  readonly retryBudget?: {
+    readonly retryRatio: number;
+    readonly minRetriesPerSecond: number;
+    readonly ttlMs: number;
+  };
 }
 
 export interface RateLimit {

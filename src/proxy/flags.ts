@@ -32,6 +32,12 @@ export const ResponseFlags = {
   RATE_LIMITED: 'RL',
   /** A DestinationPolicy's connection pool was full (503 at once), Envoy's UO (upstream overflow). */
   UPSTREAM_OVERFLOW: 'UO',
+  /** The route's retries were used up (its attempts, or the destination's retry budget) and the last attempt still failed, Envoy's URX. */
+  RETRY_LIMIT_EXCEEDED: 'URX',
+  /** A FaultInjection aborted the request, Envoy's FI. */
+  FAULT_INJECTED: 'FI',
+  /** A FaultInjection delayed the request (it then went on), Envoy's DI. */
+  DELAY_INJECTED: 'DI',
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];

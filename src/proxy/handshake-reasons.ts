@@ -14,6 +14,8 @@ export const HandshakeReasons = {
   NOT_TLS: 'not_tls',
   /** TLS older than 1.3 or no common cipher. */
   TLS_VERSION: 'tls_version',
+  /** An established session ended because a certificate it used was revoked (a new CRL). */
+  REVOKED: 'revoked',
   /** ALPN did not settle on h2. */
   NO_H2: 'no_h2',
   /** The peer refused us with a TLS alert. */

@@ -10,6 +10,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import type { SecureContext, TLSSocket } from 'node:tls';
 
 import { describeError } from '../core/errors.ts';
@@ -26,6 +27,7 @@ import { plainIp } from './listen.ts';
 import { identityForServerName } from './server-name.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { resetSide, splice } from './splice.ts';
+import { endSession } from './session-end.ts';
 import { connectTcp } from './tcp-connect.ts';
 import { decodeStringsOnWrite } from './upstream.ts';
 import { DEFAULT_HANDSHAKE_LIMITS, HandshakeLimiter, rawSocketOf, type HandshakeLimits } from './handshake-limiter.ts';
@@ -87,6 +89,10 @@ interface SessionPeer {
   /** The local identity it asked for (and got the certificate of). */
   readonly requested: string | undefined;
   readonly remoteIp: string;
+  /** The client certificate the session was verified with (a revocation may end it later). */
+  readonly certificate: X509Certificate;
+  /** The streams open on it (a revocation resets them before it ends the session). */
+  readonly open: Set<ServerHttp2Stream>;
 }
 
 const ignore = (): void => undefined;
@@ -244,7 +250,7 @@ export class InboundTunnel implements Listener {
     }
     const servername = typeof socket.servername === 'string' ? socket.servername : undefined;
     const requested = servername === undefined ? undefined : identityForServerName(servername);
-    this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp });
+    this.#sessions.set(session, { principal, namespace: tryParseSpiffeId(principal)?.namespace, requested, remoteIp, certificate: cert, open: new Set() });
     session.once('close', () => this.#sessions.delete(session));
     this.#guard.watch(session, `tunnel from ${remoteIp}`);
     try {
@@ -255,9 +261,31 @@ export class InboundTunnel implements Listener {
     if (this.#draining) session.close();
   }
 
+  /**
+   * Ends, at once, every session that used a certificate `revoked` says is revoked: the
+   * client's, or the one this node presented. Resolves how many ended.
+   */
+  closeRevoked(revoked: (certificate: X509Certificate) => boolean): number {
+    let n = 0;
+    for (const [session, peer] of [...this.#sessions]) {
+      const own = (session.socket as TLSSocket | undefined)?.getX509Certificate();
+      if (!revoked(peer.certificate) && (own === undefined || !revoked(own))) continue;
+      this.#observer.handshakeFailed(HandshakeReasons.REVOKED, `client ${peer.remoteIp} (${peer.principal}): session ended, certificate ${revoked(peer.certificate) ? peer.certificate.serialNumber : own?.serialNumber ?? '?'} revoked`);
+      // RST_STREAM each stream first: the peer resets its client instead of reading a clean end.
+      for (const stream of [...peer.open]) resetSide(stream);
+      endSession(session);
+      n++;
+    }
+    return n;
+  }
+
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     this.#guard.track(stream);
     const peer = this.#sessions.get(stream.session as Http2Session);
+    if (peer !== undefined) {
+      peer.open.add(stream);
+      stream.once('close', () => peer.open.delete(stream));
+    }
     const forwarded = this.#vouchedForwarded(parseForwardedFor(headers.forwarded), peer);
     const sourceIp = forwarded ?? peer?.remoteIp ?? plainIp(stream.session?.socket?.remoteAddress);
     void this.#core.serve(stream, sourceIp, (a) => this.#serve(stream, headers, peer, forwarded, a), {

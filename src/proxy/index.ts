@@ -19,7 +19,7 @@ export {
   DEFAULT_HALF_CLOSED_IDLE_MS, splice, resetSide, type SocketCloser, type SpliceOptions, type SpliceOutcome, type SpliceResult, type SpliceSide,
 } from './splice.ts';
 export { connectTcp, type TcpConnectOptions } from './tcp-connect.ts';
-export { handOverToKernel, kernelByteSource, tryKernelPair, type KernelFallback, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
+export { handOverToKernel, kernelByteSource, tryKernelPair, type KernelDrain, type KernelFallback, type KernelHandover, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
 export { DEFAULT_TUNNEL_TUNING, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoolStats, type TunnelRequest } from './tunnel-pool.ts';
 export { InboundTunnel, type InboundTunnelDeps, type InboundTunnelOptions } from './inbound-tunnel.ts';

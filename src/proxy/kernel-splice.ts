@@ -13,10 +13,25 @@ import type { ByteSource } from './contracts.ts';
 /** Pairs sockets in the kernel. */
 export interface KernelSplicer {
   /**
+   * Moves what the kernel has queued for `from` into `to`'s send queue without a trip through
+   * JavaScript (peek, send what `to` takes, consume exactly that). Needed before pairing a
+   * socket JavaScript has read from: the segment at the head of its queue may be partly read,
+   * and the kernel splice forwards a segment whole (tcp_read_skb ignores how much of it was
+   * consumed), repeating bytes the proxy already passed on. Throws when either socket fails.
+   */
+  drainInto(from: Socket, to: Socket): KernelDrain;
+  /**
    * Hands the two sockets' bytes to the kernel. Throws when it cannot (the map is full, a
    * socket closed meanwhile): the caller splices in user space instead.
    */
   pair(a: Socket, b: Socket): KernelPair;
+}
+
+/** What one drainInto() moved. */
+export interface KernelDrain {
+  readonly moved: number;
+  /** `from`'s queue is empty (but for a FIN): no segment in it is partly read. */
+  readonly complete: boolean;
 }
 
 /** One pair of sockets the kernel is moving bytes between. */
@@ -45,22 +60,138 @@ export function tryKernelPair(splicer: KernelSplicer, client: Socket, upstream: 
   }
 }
 
-const HANDOVER_ROUNDS = 4;
+const HANDOVER_ROUNDS = 8;
+const HANDOVER_RETRY_MS = 1;
 
 /**
  * Pairs the sockets after writing out what already reached JavaScript (the protocol sniff
  * reads a client's first bytes and puts them back; a server may have greeted already): each
- * side's buffered bytes go to the other, and the pair is made in the same tick as the check
- * that nothing more arrived, so the kernel's bytes follow ours. Gives up ('buffered') when
- * bytes keep arriving in JavaScript. Never rejects.
+ * side's buffered bytes go to the other; then, for a side JavaScript has read from, what its
+ * kernel queue holds goes straight across (drainInto), so no partly read segment is left for
+ * the kernel to repeat; and the pair is made in the same tick as the check that nothing more
+ * arrived, so the kernel's bytes follow ours. Gives up ('buffered') when bytes keep arriving
+ * in JavaScript or the other side stays full. Never rejects.
  */
-export async function handOverToKernel(splicer: KernelSplicer, client: Socket, upstream: Socket): Promise<KernelPair | KernelFallback> {
+export async function handOverToKernel(splicer: KernelSplicer, client: Socket, upstream: Socket): Promise<KernelHandover> {
+  const drained = new Drained(client);
+  const result = await handOver(splicer, client, upstream, drained);
+  if (typeof result !== 'string') return { result, bytes: kernelByteSource(client, upstream, result) };
+  return { result, bytes: drained.none() ? client : new DrainedBytes(client, drained) };
+}
+
+/** How a handover ended, and the client-facing byte counts to record either way. */
+export interface KernelHandover {
+  /** The pair, or why user space splices after all. */
+  readonly result: KernelPair | KernelFallback;
+  /** Include what drainInto() moved, which neither Node's counts nor the pair's hold. */
+  readonly bytes: ByteSource;
+}
+
+async function handOver(splicer: KernelSplicer, client: Socket, upstream: Socket, drained: Drained): Promise<KernelPair | KernelFallback> {
   for (let round = 0; round < HANDOVER_ROUNDS; round++) {
-    if (client.readableLength === 0 && upstream.readableLength === 0) return tryKernelPair(splicer, client, upstream);
     if (client.destroyed || upstream.destroyed) return 'buffered';
-    await Promise.all([flushBuffered(client, upstream), flushBuffered(upstream, client)]);
+    if (client.readableLength > 0 || upstream.readableLength > 0) {
+      await Promise.all([flushBuffered(client, upstream), flushBuffered(upstream, client)]);
+      continue;
+    }
+    // Our own writes must be in the kernel before drainInto adds to the same send queue.
+    if (client.writableLength === 0 && upstream.writableLength === 0) {
+      let emptied: boolean;
+      try {
+        emptied = drained.drain(splicer, client, upstream) && drained.drain(splicer, upstream, client);
+      } catch {
+        resetBoth(client, upstream); // a side failed mid-handover: nothing may look complete
+        return 'buffered';
+      }
+      if (emptied) {
+        const pair = tryKernelPair(splicer, client, upstream);
+        return typeof pair === 'string' || drained.none() ? pair : new DrainedPair(pair, client, drained);
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, HANDOVER_RETRY_MS));
   }
-  return client.readableLength === 0 && upstream.readableLength === 0 ? tryKernelPair(splicer, client, upstream) : 'buffered';
+  return 'buffered';
+}
+
+/** Bytes drainInto() moved out of each side before the pair was made. */
+class Drained {
+  readonly #client: Socket;
+  fromClient = 0;
+  fromUpstream = 0;
+
+  constructor(client: Socket) {
+    this.#client = client;
+  }
+
+  /** True when `from`'s queue holds no partly read segment (now, in this tick). */
+  drain(splicer: KernelSplicer, from: Socket, to: Socket): boolean {
+    const isClient = from === this.#client;
+    const before = isClient ? this.fromClient : this.fromUpstream;
+    // Never read (by Node or by drainInto): its queue holds whole segments only.
+    if (from.bytesRead === 0 && before === 0) return true;
+    const r = splicer.drainInto(from, to);
+    if (isClient) this.fromClient += r.moved;
+    else this.fromUpstream += r.moved;
+    return r.complete;
+  }
+
+  none(): boolean {
+    return this.fromClient === 0 && this.fromUpstream === 0;
+  }
+}
+
+/** A pair whose counts start where the handover's drains did: they are the kernel's bytes too. */
+class DrainedPair implements KernelPair {
+  readonly #pair: KernelPair;
+  readonly #client: Socket;
+  readonly #drained: Drained;
+
+  constructor(pair: KernelPair, client: Socket, drained: Drained) {
+    this.#pair = pair;
+    this.#client = client;
+    this.#drained = drained;
+  }
+
+  moved(from: Socket): number {
+    return this.#pair.moved(from) + (from === this.#client ? this.#drained.fromClient : this.#drained.fromUpstream);
+  }
+
+  queued(socket: Socket): number {
+    return this.#pair.queued(socket) + (socket === this.#client ? this.#drained.fromUpstream : this.#drained.fromClient);
+  }
+
+  release(): void {
+    this.#pair.release();
+  }
+}
+
+/** The client-facing counts of a connection spliced in user space after drains. */
+class DrainedBytes implements ByteSource {
+  readonly #client: Socket;
+  readonly #drained: Drained;
+
+  constructor(client: Socket, drained: Drained) {
+    this.#client = client;
+    this.#drained = drained;
+  }
+
+  get bytesRead(): number {
+    return this.#client.bytesRead + this.#drained.fromClient;
+  }
+
+  get bytesWritten(): number {
+    return this.#client.bytesWritten + this.#drained.fromUpstream;
+  }
+}
+
+function resetBoth(a: Socket, b: Socket): void {
+  for (const s of [a, b]) {
+    try {
+      s.resetAndDestroy();
+    } catch {
+      s.destroy();
+    }
+  }
 }
 
 /** Writes what `from` holds in JavaScript to `to`; resolves once the kernel has it (or a side failed). */

@@ -21,7 +21,7 @@ import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerC
 import { plainIp } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
 import { endpointTarget, planHop, resolveDestination, type Destination, type OutboundTarget } from './outbound-route.ts';
-import { handOverToKernel, kernelByteSource, type KernelFallback, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
+import { handOverToKernel, type KernelFallback, type KernelHandover, type KernelSplicer } from './kernel-splice.ts';
 import { flagsForSplice } from './splice-flags.ts';
 import { splice } from './splice.ts';
 import { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamStream } from './upstream.ts';
@@ -280,8 +280,9 @@ export class OutboundListener implements Listener {
         this.#deps.health.connected(key);
         identify(peer, service, hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
         setup.dispose();
-        const kernel = await this.#kernelPair(client, upstream, hop);
-        record.countBytes(kernel === undefined ? client : kernelByteSource(client, upstream as Socket, kernel), 'client');
+        const handover = await this.#kernelPair(client, upstream, hop);
+        const kernel = handover === undefined || typeof handover.result === 'string' ? undefined : handover.result;
+        record.countBytes(handover?.bytes ?? client, 'client');
         client.resume();
         if (kernel === undefined) return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
         try {
@@ -301,15 +302,15 @@ export class OutboundListener implements Listener {
    * The kernel pair for a connection between two pods of this node, when it can have one.
    * Only here, after policy allowed it and on the opaque path (the HTTP layer parses its own).
    */
-  async #kernelPair(client: Socket, upstream: UpstreamStream, hop: ReachableHop): Promise<KernelPair | undefined> {
+  async #kernelPair(client: Socket, upstream: UpstreamStream, hop: ReachableHop): Promise<KernelHandover | undefined> {
     const splicer = this.#deps.kernel;
     if (splicer === undefined || hop.kind !== 'direct' || !(upstream instanceof Socket)) return undefined;
     const w = hop.target.workload;
     if (w === undefined || !w.enrolled || w.node !== this.#o.nodeName) return undefined;
     // Bytes the sniff put back (or a server's greeting) go out first; then the kernel takes over.
-    const pair = await handOverToKernel(splicer, client, upstream);
-    this.#deps.kernelSpliced?.(typeof pair === 'string' ? pair : 'kernel');
-    return typeof pair === 'string' ? undefined : pair;
+    const handover = await handOverToKernel(splicer, client, upstream);
+    this.#deps.kernelSpliced?.(typeof handover.result === 'string' ? handover.result : 'kernel');
+    return handover;
   }
 
   /** The denial reason, or undefined when allowed (then recorded on the live connection). Only mesh workloads carry policy. */

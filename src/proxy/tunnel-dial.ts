@@ -1,6 +1,7 @@
 // Opens one tunnel session: TCP, TLS 1.3 with the source workload's certificate and the
 // destination identity's server name, check that the server is that identity, then HTTP/2.
 
+import type { X509Certificate } from 'node:crypto';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 
@@ -19,6 +20,8 @@ export interface TunnelDialOptions {
   readonly timeoutMs: number;
   readonly tuning: TunnelTuning;
   readonly credentials: TunnelCredentials;
+  /** Told the server's certificate once it verified (a later revocation ends the session). */
+  readonly onVerified?: (certificate: X509Certificate) => void;
 }
 
 const ignore = (): void => undefined;
@@ -93,6 +96,7 @@ export function dialTunnel(o: TunnelDialOptions): Promise<ClientHttp2Session> {
         fail(new TunnelHandshakeError(HandshakeReasons.IDENTITY_REJECTED, `${where} presented ${peer}`));
         return;
       }
+      o.onVerified?.(cert);
       clearTimeout(timer);
       socket.removeAllListeners('error');
       socket.on('error', ignore);

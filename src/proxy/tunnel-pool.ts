@@ -5,7 +5,10 @@
 // its session broke before being answered is retried once on a fresh session.
 
 import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
-import type { SecureContext } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import { resetSide } from './splice.ts';
+import { endSession } from './session-end.ts';
+import type { SecureContext, TLSSocket } from 'node:tls';
 
 import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
@@ -62,6 +65,10 @@ interface Entry {
   readonly ready: Promise<ClientHttp2Session>;
   session: ClientHttp2Session | undefined;
   streams: number;
+  /** The streams open on it (a revocation resets them before it ends the session). */
+  readonly open: Set<ClientHttp2Stream>;
+  /** The peer agent's certificate, once verified. */
+  peerCertificate: X509Certificate | undefined;
   usable: boolean;
   idle: NodeJS.Timeout | undefined;
 }
@@ -123,7 +130,12 @@ export class TunnelPool {
         stream = session.request(headers, { endStream: false });
         stream.on('error', ignore);
         this.#guard.track(stream);
-        stream.once('close', () => this.#release(entry));
+        const opened = stream;
+        entry.open.add(opened);
+        stream.once('close', () => {
+          entry.open.delete(opened);
+          this.#release(entry);
+        });
         const status = await this.#answer(stream, req.signal);
         if (status !== 200) throw new TunnelRefusedError(status, `${hostPort(req.node.address, req.node.port)} answered ${status} to CONNECT ${hostPort(req.target.address, req.target.port)}`);
         return stream;
@@ -139,6 +151,27 @@ export class TunnelPool {
         throw err;
       }
     }
+  }
+
+  /**
+   * Ends, at once, every session that used a certificate `revoked` says is revoked: the
+   * peer agent's, or the one this node presented. Streams on them are reset. Returns how many.
+   */
+  closeRevoked(revoked: (certificate: X509Certificate) => boolean): number {
+    let n = 0;
+    for (const list of this.#entries.values()) {
+      for (const e of list) {
+        const peer = e.peerCertificate;
+        const own = (e.session?.socket as TLSSocket | undefined)?.getX509Certificate();
+        if ((peer === undefined || !revoked(peer)) && (own === undefined || !revoked(own))) continue;
+        e.usable = false;
+        // RST_STREAM each stream first: the peer resets its pod side instead of reading a clean end.
+        for (const s of [...e.open]) resetSide(s);
+        if (e.session !== undefined) endSession(e.session);
+        n++;
+      }
+    }
+    return n;
   }
 
   stats(): TunnelPoolStats {
@@ -209,8 +242,13 @@ export class TunnelPool {
       timeoutMs: this.#connectMs,
       tuning: this.#tuning,
       credentials: this.#deps.credentials,
+      onVerified: (certificate) => {
+        entry.peerCertificate = certificate;
+      },
     });
-    const entry: Entry = { key, context, ready, session: undefined, streams: 0, usable: true, idle: undefined };
+    const entry: Entry = {
+      key, context, ready, session: undefined, streams: 0, open: new Set(), peerCertificate: undefined, usable: true, idle: undefined,
+    };
     ready.then((session) => {
       entry.session = session;
       this.#guard.watch(session, `tunnel to ${hostPort(req.node.address, req.node.port)}`);

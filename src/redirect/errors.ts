@@ -33,6 +33,8 @@ export const RedirectErrors = {
   NO_NATIVE: 'WEFT_REDIRECT_NO_NATIVE',
   /** The same-node kernel splice cannot run here (a kernel feature, bpftool or the object is missing); user-space splice is used. */
   KERNEL_SPLICE_UNAVAILABLE: 'WEFT_REDIRECT_KERNEL_SPLICE_UNAVAILABLE',
+  /** The node's neighbour entries could not be pinned in a pod's network namespace (nsenter or ip missing or failing). */
+  NEIGHBOUR_PIN_FAILED: 'WEFT_REDIRECT_NEIGHBOUR_PIN_FAILED',
   /** The socket has no original destination (not captured) or is not a usable TCP socket. */
   NO_ORIGINAL_DST: 'WEFT_REDIRECT_NO_ORIGINAL_DST',
 } as const;

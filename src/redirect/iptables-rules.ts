@@ -97,7 +97,9 @@ export function buildNatRules(cfg: RedirectorConfig, pods: readonly IptablesPod[
     for (const pod of sorted) {
       lines.push(`-A ${PREROUTING_CHAIN} -d ${pod.ip}/32 -p tcp -m comment --comment "${INBOUND_COMMENT}${pod.podId}" -j ${INBOUND_CHAIN}`);
     }
-    for (const ip of cfg.inboundExemptSources) lines.push(`-A ${INBOUND_CHAIN} -s ${ip}/32 -j RETURN`);
+    // No source is exempt here: the node's own connections (kubelet probes, the agent's) leave
+    // through OUTPUT and never meet PREROUTING, so a node address seen in PREROUTING was forged
+    // by a pod (bridged, or routed in). inboundExemptSources is for the eBPF mode only.
     for (const group of chunks(cfg.excludeInboundPorts, MULTIPORT_MAX)) {
       lines.push(`-A ${INBOUND_CHAIN} -p tcp -m multiport --dports ${group.join(',')} -j RETURN`);
     }

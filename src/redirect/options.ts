@@ -55,7 +55,7 @@ export interface RedirectorOptions {
   readonly inboundSlots?: number;
   /** The agent's inbound plaintext port (15006), where iptables mode redirects inbound connections. */
   readonly inboundPort?: number;
-  /** Sources never captured inbound: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. */
+  /** Sources never captured inbound in eBPF mode: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. iptables mode needs none (those leave through OUTPUT). */
   readonly inboundExemptSources?: readonly string[];
   /** Pod ports never captured inbound. */
   readonly excludeInboundPorts?: readonly number[];
@@ -83,6 +83,9 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const POD_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]*$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 export const MAX_POD_ID_BYTES = 127;
+/** bpf/redirect.bpf.c weft_inbound_exempt max_entries. */
+export const MAX_INBOUND_EXEMPT = 64;
+
 /** bpf/redirect.bpf.c MAX_SLOTS: inbound sockets per pod, one per proxy worker. */
 export const MAX_INBOUND_SLOTS = 64;
 export const MAX_CGROUP_PATH_BYTES = 383;
@@ -142,6 +145,7 @@ export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
   if (!isPort(inboundPort)) bad('inboundPort', inboundPort, 'must be an integer port 1-65535');
   const exempt = opts.inboundExemptSources ?? [opts.agentAddress];
   if (!isArray(exempt)) bad('inboundExemptSources', exempt, 'must be an array of IPv4 addresses');
+  if (new Set(exempt).size > MAX_INBOUND_EXEMPT) bad('inboundExemptSources', `${new Set(exempt).size} addresses`, `at most ${MAX_INBOUND_EXEMPT} (the node's own addresses; bpf/redirect.bpf.c weft_inbound_exempt)`);
   exempt.forEach((ip, i) => {
     if (typeof ip !== 'string' || !isIPv4(ip) || ip === '0.0.0.0') bad(`inboundExemptSources[${i}]`, ip, 'must be a unicast IPv4 address');
   });

@@ -45,3 +45,6 @@ export function nodeOfPodIp(ip: string): number | undefined {
   const fourth = Number(ip.split('.')[3]);
   return third >= 1 && third <= MAX_NODES && fourth >= 10 && fourth < 10 + MAX_PODS_PER_NODE ? third : undefined;
 }
+
+/** The simulated API server's address on the underlay bridge (`sim up --install`). */
+export const KUBE_API_IP = '198.18.0.3';

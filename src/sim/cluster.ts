@@ -12,11 +12,12 @@ import type { CgroupDriver } from '../core/kubelet-cgroups.ts';
 import { SimErrors } from './errors.ts';
 import { cgroup2Root, cgroupPids, listCgroups, makeCgroup, removeCgroupTree } from './cgroups.ts';
 import { buildNetwork, deleteNetns, listNetns, netnsPids } from './network.ts';
-import { clusterPrefix, planCluster, type ClusterPlan, type SimPod } from './plan.ts';
+import { clusterPrefix, nodeName, planCluster, type SimPod } from './plan.ts';
 import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
 import { controlEndpoint, meshCgroups, startMesh, stopMesh } from './mesh.ts';
-import { startPrometheus } from './prometheus.ts';
+import { PROMETHEUS_URL, startPrometheus } from './prometheus.ts';
+import { prepareInstall, removeMadeDirs, startApiServer, startInstalledMesh } from './install/install.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -36,6 +37,13 @@ export interface UpOptions {
   readonly agentArgs?: readonly string[];
   /** Run Prometheus in the underlay (scraping the mesh), forwarded to this host port (0: any). */
   readonly prometheus?: { readonly port: number };
+  /** Run the mesh from these rendered install objects (deploy/weft.yaml, helm template output). */
+  readonly install?: {
+    readonly source: string;
+    readonly files: readonly ManifestFile[];
+    /** Replace the agent's --mode with `mesh` (false: the install's own mode stands). Default true. */
+    readonly overrideMode?: boolean;
+  };
   /** Progress lines for a person; silent when undefined. */
   readonly log?: (line: string) => void;
 }
@@ -69,8 +77,20 @@ async function inUse(name: string, cgroupMount: string): Promise<string | undefi
 export async function up(opts: UpOptions): Promise<ClusterState> {
   requireRoot();
   const log = opts.log ?? (() => undefined);
-  const manifests = opts.manifests ?? defaultManifests(opts.nodes, opts.podsPerNode);
-  const plan = planCluster({ name: opts.name, nodes: opts.nodes, podsPerNode: opts.podsPerNode, manifests, ...(opts.cgroupDriver === undefined ? {} : { cgroupDriver: opts.cgroupDriver }) });
+  const userManifests = opts.manifests ?? defaultManifests(opts.nodes, opts.podsPerNode);
+  if (opts.install !== undefined && opts.mesh === 'off') throw new WeftError(SimErrors.BAD_ARGUMENT, '--install runs the mesh from the install; it does not go with --mesh off');
+  const install = opts.install === undefined ? undefined : prepareInstall(opts.install.files, {
+    agentMode: opts.install.overrideMode === false ? undefined : opts.mesh, agentArgs: opts.agentArgs ?? [], ...(opts.prometheus === undefined ? {} : { controlAddonArgs: ['--prometheus', PROMETHEUS_URL] }),
+  }, Array.from({ length: opts.nodes }, (_, i) => nodeName(i + 1)));
+  const manifests = install === undefined ? userManifests : [...userManifests, install.planManifest];
+  // The control-plane replicas are pods too, on top of the workloads --pods-per-node counts.
+  const installPerNode = Math.ceil((install?.planPods ?? 0) / opts.nodes);
+  const plan = planCluster({
+    name: opts.name, nodes: opts.nodes, podsPerNode: opts.podsPerNode === 0 ? 0 : opts.podsPerNode + installPerNode, manifests,
+    ...(opts.cgroupDriver === undefined ? {} : { cgroupDriver: opts.cgroupDriver }), ...(install === undefined ? {} : { uidSeed: install.uidSeed }),
+  });
+  const installed = new Set((install?.pods ?? []).map((p) => `${p.namespace}/${p.name}`));
+  const appPods = plan.pods.filter((p) => !installed.has(`${p.namespace}/${p.name}`));
   const cgroupMount = cgroup2Root();
   const busy = await inUse(plan.name, cgroupMount);
   if (busy !== undefined) {
@@ -93,7 +113,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     log(`network: ${plan.nodes.length} nodes, ${plan.pods.length} pods in ${Date.now() - started} ms`);
 
     const workloads: Record<string, number> = {};
-    for (const p of plan.pods) {
+    for (const p of appPods) {
       workloads[`${p.namespace}/${p.name}`] = startDetached(podPlacement(state, p), [process.execPath, ECHO_WORKLOAD], {
         PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE, WEFT_POD: p.name, WEFT_NAMESPACE: p.namespace, WEFT_NODE: p.node, PORT: '8080',
         WEFT_READY_FILE: join(dir, 'ready', `${p.namespace}.${p.name}`),
@@ -101,14 +121,20 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     }
     state = { ...state, workloads };
     writeState(state);
-    await waitReady(plan, dir);
-    log(`workloads: ${plan.pods.length} ready after ${Date.now() - started} ms`);
+    await waitReady(appPods, dir);
+    log(`workloads: ${appPods.length} ready after ${Date.now() - started} ms`);
     if (opts.prometheus !== undefined) {
       state = await startPrometheus(state, opts.prometheus.port);
       writeState(state);
       log(`prometheus: ${state.prometheusUrl ?? '?'} after ${Date.now() - started} ms`);
     }
-    if (opts.mesh !== 'off') {
+    if (install !== undefined && opts.install !== undefined) {
+      for (const line of install.set.patches) log(`install: ${line}`);
+      state = await startApiServer(state, install.set, install.pods, { source: opts.install.source, workloads: install.set.workloads, pods: install.pods, patches: install.set.patches, madeDirs: [] });
+      log(`install: API server up with ${install.set.objects.length} installed objects after ${Date.now() - started} ms`);
+      state = await startInstalledMesh(state);
+      log(`mesh (${opts.mesh}, from ${opts.install.source}): ${install.pods.filter((p) => p.component.startsWith('control/')).length} control-plane replica(s) and ${plan.nodes.length} agents ready after ${Date.now() - started} ms`);
+    } else if (opts.mesh !== 'off') {
       state = await startMesh(state);
       log(`mesh (${opts.mesh}): control plane and ${plan.nodes.length} agents ready after ${Date.now() - started} ms`);
     }
@@ -119,9 +145,9 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   }
 }
 
-async function waitReady(plan: ClusterPlan, dir: string): Promise<void> {
+async function waitReady(pods: readonly SimPod[], dir: string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  const want = new Set(plan.pods.map((p) => `${p.namespace}.${p.name}`));
+  const want = new Set(pods.map((p) => `${p.namespace}.${p.name}`));
   for (;;) {
     for (const f of readdirSync(join(dir, 'ready'))) want.delete(f);
     if (want.size === 0) return;
@@ -147,6 +173,7 @@ export async function down(name: string): Promise<void> {
   const cgroupDir = join(cgroupMount, `weft-${name}`);
   const namespaces = await listNetns(prefix);
   if (state !== undefined) await stopMesh(state);
+  if (state !== undefined) removeMadeDirs(state);
   const pids = new Set<number>([
     ...Object.values(state?.workloads ?? {}),
     ...Object.values(state?.addons ?? {}),

@@ -9,11 +9,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../core/errors.ts';
 import { SimErrors } from './errors.ts';
 import { makeCgroup } from './cgroups.ts';
-import { alive, startDetached, stopPids, type Placement } from './processes.ts';
+import { alive, otelEnvironment, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, writeState, type ClusterState } from './state.ts';
 import { CONTROL_IP } from './addresses.ts';
 import { podCgroups, simUid } from './plan.ts';
 import { PROMETHEUS_URL } from './prometheus.ts';
+import { installCgroups, installComponents, installControlAddress, launchInstalled, startInstalledMesh, stopInstalled } from './install/install.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
@@ -28,10 +29,6 @@ function weftProcess(where: Placement, args: readonly string[], env: NodeJS.Proc
   }, log);
 }
 
-/** The OpenTelemetry variables (OTEL_*) of `weft sim`'s own environment, passed to every mesh process. */
-export function otelEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('OTEL_') && e[1] !== undefined));
-}
 
 function meshDir(state: ClusterState): string {
   return join(clusterDir(state.plan.name), 'mesh');
@@ -84,18 +81,20 @@ function launch(state: ClusterState, component: string): { state: ClusterState; 
 /** Where agents reach the control plane, and the CA file that verifies it (for tools and tests). */
 export function controlEndpoint(state: ClusterState): { address: string; caFile: string } | undefined {
   if (state.mesh === 'off') return undefined;
-  return { address: `${CONTROL_IP}:${CONTROL_PORT}`, caFile: join(meshDir(state), 'ca', 'ca.crt') };
+  return { address: state.install === undefined ? `${CONTROL_IP}:${CONTROL_PORT}` : installControlAddress(state), caFile: join(meshDir(state), 'ca', 'ca.crt') };
 }
 
 /** Each mesh component's cgroup (absolute), by component name: where its process runs. */
 export function meshCgroups(state: ClusterState): Record<string, string> {
   if (state.mesh === 'off') return {};
+  if (state.install !== undefined) return installCgroups(state);
   return Object.fromEntries(['control', ...state.plan.nodes.map((n) => `agent/${n.name}`)].map((c) => [c, componentProcess(state, c).where.cgroup]));
 }
 
 /** Starts the control plane and every agent; resolves once all report ready. */
 export async function startMesh(state: ClusterState): Promise<ClusterState> {
   if (state.mesh === 'off') return state;
+  if (state.install !== undefined) return startInstalledMesh(state);
   const { plan } = state;
   const dir = meshDir(state);
   mkdirSync(join(dir, 'ready'), { recursive: true });
@@ -127,6 +126,11 @@ export interface RestartOptions {
 
 /** Stops one mesh component (`control` or `agent/<node>`). */
 export async function stopComponent(state: ClusterState, component: string, opts: RestartOptions = {}): Promise<ClusterState> {
+  if (state.install !== undefined) {
+    let next = state;
+    for (const c of installComponents(state, component)) next = await stopInstalled(next, c, opts.kill === true);
+    return next;
+  }
   componentProcess(state, component); // validates the name
   const pid = state.mesh_processes[component];
   if (pid !== undefined) await signalAndWait(pid, opts.kill === true);
@@ -139,9 +143,17 @@ export async function stopComponent(state: ClusterState, component: string, opts
 /** Starts one mesh component and waits until it is ready. */
 export async function startComponent(state: ClusterState, component: string, replacing = false): Promise<ClusterState> {
   if (state.mesh === 'off') throw new WeftError(SimErrors.BAD_ARGUMENT, `cluster ${state.plan.name} runs without a mesh (--mesh off)`);
-  const running = state.mesh_processes[component];
-  if (running !== undefined && alive(running) && !replacing) {
-    throw new WeftError(SimErrors.BAD_ARGUMENT, `${component} is already running (pid ${running}); use restart`);
+  const components = installComponents(state, component);
+  for (const c of components) {
+    const running = state.mesh_processes[c];
+    if (running !== undefined && alive(running) && !replacing) {
+      throw new WeftError(SimErrors.BAD_ARGUMENT, `${c} is already running (pid ${running}); use restart`);
+    }
+  }
+  if (state.install !== undefined) {
+    let next = state;
+    for (const c of components) next = await launchInstalled(next, c);
+    return next;
   }
   const launched = launch(state, component);
   await waitFiles([launched.ready], join(clusterDir(state.plan.name), 'logs'));
@@ -150,9 +162,13 @@ export async function startComponent(state: ClusterState, component: string, rep
 
 export async function restartComponent(state: ClusterState, component: string, opts: RestartOptions = {}): Promise<ClusterState> {
   if (opts.overlap !== true) return startComponent(await stopComponent(state, component, opts), component);
-  const old = state.mesh_processes[component];
-  const next = await startComponent(state, component, true);
-  if (old !== undefined) await signalAndWait(old, opts.kill === true);
+  let next = state;
+  // One at a time, so a rolling restart of the control plane always leaves a replica serving.
+  for (const c of installComponents(state, component)) {
+    const old = next.mesh_processes[c];
+    next = await startComponent(next, c, true);
+    if (old !== undefined) await signalAndWait(old, opts.kill === true);
+  }
   return next;
 }
 

@@ -70,3 +70,8 @@ export async function stopPids(pids: readonly number[], graceMs = 2000): Promise
   const hardDeadline = Date.now() + 2000;
   while (live.some(alive) && Date.now() < hardDeadline) await sleep(20);
 }
+
+/** The OpenTelemetry variables (OTEL_*) of `weft sim`'s own environment, passed to every mesh process. */
+export function otelEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('OTEL_') && e[1] !== undefined));
+}

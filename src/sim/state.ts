@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { WeftError } from '../core/errors.ts';
 import { SimErrors } from './errors.ts';
 import type { ClusterPlan } from './plan.ts';
+import type { InstallRecord } from './install/install.ts';
 
 export const SIM_RUN_DIR = process.env.WEFT_SIM_RUN_DIR ?? '/run/weft/sim';
 
@@ -27,6 +28,8 @@ export interface ClusterState {
   readonly addons?: Readonly<Record<string, number>>;
   /** The host's loopback URL of the cluster's Prometheus, when it runs one. */
   readonly prometheusUrl?: string;
+  /** `sim up --install`: the mesh runs from installed objects (install/install.ts). */
+  readonly install?: InstallRecord;
 }
 
 export function clusterDir(name: string): string {

@@ -101,6 +101,8 @@ export interface Readiness {
   readonly ready: boolean;
   /** Why not, for the 503 body. */
   readonly reason?: string;
+  /** Said beside a 200 (e.g. serving the last good config from disk). */
+  readonly note?: string;
 }
 
 /** `/healthz/ready`: 200 when `check()` says ready, 503 with the reason otherwise. */
@@ -108,7 +110,7 @@ export function readinessRoutes(check: () => Readiness): Routes {
   return {
     '/healthz/ready': (_req, res) => {
       const r = check();
-      reply(res, r.ready ? 200 : 503, r.ready ? 'ready\n' : `not ready: ${r.reason ?? 'starting'}\n`);
+      reply(res, r.ready ? 200 : 503, r.ready ? `ready${r.note === undefined ? '' : `: ${r.note}`}\n` : `not ready: ${r.reason ?? 'starting'}\n`);
     },
   };
 }

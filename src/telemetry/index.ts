@@ -8,6 +8,7 @@ export { DEFAULT_DURATION_BUCKETS, PairStats, TCP_LABEL_NAMES, TcpMetrics, type 
 export { ConnectionRecordImpl, ConnectionTelemetry, type ConnectionTelemetryOptions } from './connection-telemetry.ts';
 export { RequestRecordImpl, RequestTelemetry, type RequestTelemetryOptions } from './request-telemetry.ts';
 export { ISTIO_DURATION_BUCKETS_MS, ISTIO_SIZE_BUCKETS, REQUEST_LABEL_NAMES, RequestMetrics } from './request-metrics.ts';
+export { RetiringSeries, namesGoneWorkload, type LiveWorkload, type WorkloadLabels } from './series-retirement.ts';
 export {
   HttpEndpoint, metricsRoutes, readinessRoutes, startAdminServer,
   type AdminServerOptions, type HttpEndpointOptions, type Readiness, type RouteHandler, type Routes,

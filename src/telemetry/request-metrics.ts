@@ -7,7 +7,9 @@
 
 import type { MetricObjectWithValues, MetricValueWithName, Registry } from 'prom-client';
 
+import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
 import type { RequestLabelsInput } from './types.ts';
+import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 
 export const REQUEST_LABEL_NAMES = [
   'reporter',
@@ -66,8 +68,6 @@ export class RequestSeries {
   }
 }
 
-const UNKNOWN = 'unknown';
-
 function histogramValues(name: string, bounds: readonly number[], series: Iterable<RequestSeries>, pick: (s: RequestSeries) => Buckets): MetricValueWithName<string>[] {
   const out: MetricValueWithName<string>[] = [];
   for (const s of series) {
@@ -92,7 +92,7 @@ export interface RequestMetricsOptions {
 
 export class RequestMetrics {
   readonly #cluster: string;
-  readonly #series = new Map<string, RequestSeries>();
+  readonly #series = new RetiringSeries<RequestSeries>();
 
   constructor(options: RequestMetricsOptions) {
     this.#cluster = options.cluster ?? 'Kubernetes';
@@ -109,8 +109,11 @@ export class RequestMetrics {
       // prom-client calls get() and reads name/help/type/aggregator; these collectors implement exactly that.
       options.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
     };
-    register(collector('istio_requests_total', 'Requests proxied, by response', 'counter',
-      () => [...all()].map((s) => ({ labels: s.labels, value: s.requests }))));
+    register(collector('istio_requests_total', 'Requests proxied, by response', 'counter', () => {
+      // The first of these families a scrape reads: series of gone workloads step on.
+      this.#series.scraping();
+      return [...all()].map((s) => ({ labels: s.labels, value: s.requests }));
+    }));
     register(collector('istio_request_duration_milliseconds', 'Request duration', 'histogram',
       () => histogramValues('istio_request_duration_milliseconds', ISTIO_DURATION_BUCKETS_MS, all(), (s) => s.duration)));
     register(collector('istio_request_bytes', 'Request body sizes', 'histogram',
@@ -119,32 +122,23 @@ export class RequestMetrics {
       () => histogramValues('istio_response_bytes', ISTIO_SIZE_BUCKETS, all(), (s) => s.responseBytes)));
   }
 
+  /** The mesh changed: series of workloads no longer in it go after one more scrape. Returns how many went now. */
+  retain(live: LiveWorkload): number {
+    return this.#series.retain(live);
+  }
+
+  /** Label sets held. */
+  get size(): number {
+    return this.#series.size;
+  }
+
   /** The series of one label set, made on first use. */
   series(d: RequestLabelsInput): RequestSeries {
-    const s = d.source;
-    const t = d.destination;
-    const v = d.service;
-    const key = [
-      d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app, v?.host, v?.name, v?.namespace,
-      d.protocol, d.responseCode, d.grpcStatus, d.flags, d.security,
-    ].join('\u0001');
+    const key = `${istioPeerKey(d)}\u0001${[d.protocol, d.responseCode, d.grpcStatus, d.flags, d.security].join('\u0001')}`;
     let series = this.#series.get(key);
     if (series === undefined) {
       series = new RequestSeries(Object.freeze({
-        reporter: d.reporter,
-        source_workload: s.workload ?? UNKNOWN,
-        source_workload_namespace: s.namespace ?? UNKNOWN,
-        source_principal: s.principal ?? UNKNOWN,
-        source_app: s.app ?? UNKNOWN,
-        source_cluster: this.#cluster,
-        destination_workload: t.workload ?? UNKNOWN,
-        destination_workload_namespace: t.namespace ?? UNKNOWN,
-        destination_principal: t.principal ?? UNKNOWN,
-        destination_app: t.app ?? UNKNOWN,
-        destination_service: v?.host ?? UNKNOWN,
-        destination_service_name: v?.name ?? UNKNOWN,
-        destination_service_namespace: v?.namespace ?? UNKNOWN,
-        destination_cluster: this.#cluster,
+        ...istioPeerLabels(d, this.#cluster),
         request_protocol: d.protocol,
         response_code: String(d.responseCode),
         grpc_response_status: d.grpcStatus ?? '',

@@ -5,6 +5,8 @@
 
 import { Counter, Histogram, type Registry } from 'prom-client';
 
+import { istioPeerKey, istioPeerLabels } from './istio-labels.ts';
+import { RetiringSeries, type LiveWorkload } from './series-retirement.ts';
 import type { ConnectionDescription } from './types.ts';
 
 export const TCP_LABEL_NAMES = [
@@ -28,8 +30,6 @@ export const DEFAULT_DURATION_BUCKETS: readonly number[] = Object.freeze([
   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600,
 ]);
 
-const UNKNOWN = 'unknown';
-
 /** The counters of one label set. */
 export class PairStats {
   /** Labels with response_flags '-' (opened and bytes). */
@@ -40,6 +40,8 @@ export class PairStats {
   /** Request bytes (client to server), istio_tcp_received_bytes_total. */
   received = 0;
   readonly closed = new Map<string, { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number }>();
+  /** Set once its workload is gone and the series was dropped: a late close observes no histogram. */
+  dropped = false;
 
   constructor(labels: TcpLabels) {
     this.labels = labels;
@@ -66,7 +68,7 @@ export interface TcpMetricsOptions {
 
 export class TcpMetrics {
   readonly #cluster: string;
-  readonly #pairs = new Map<string, PairStats>();
+  readonly #pairs: RetiringSeries<PairStats>;
   readonly #beforeCollect: Array<() => void> = [];
   readonly #duration: Histogram<(typeof DURATION_LABEL_NAMES)[number]>;
   readonly #handshakes: Counter<'reason'>;
@@ -77,6 +79,10 @@ export class TcpMetrics {
   constructor(options: TcpMetricsOptions) {
     const registers = [options.registry];
     this.#cluster = options.cluster ?? 'Kubernetes';
+    this.#pairs = new RetiringSeries<PairStats>((p) => {
+      p.dropped = true;
+      for (const c of p.closed.values()) this.#duration.remove(c.duration);
+    });
     const publish = (counter: Counter<TcpLabelName>, each: (p: PairStats, inc: (l: TcpLabels, v: number) => void) => void): void => {
       for (const hook of this.#beforeCollect) hook();
       counter.reset();
@@ -85,7 +91,11 @@ export class TcpMetrics {
     };
     const opened: Counter<TcpLabelName> = new Counter({
       name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: TCP_LABEL_NAMES, registers,
-      collect: () => publish(opened, (p, inc) => inc(p.labels, p.opened)),
+      collect: () => {
+        // The first of the TCP families a scrape collects: series of gone workloads step on.
+        this.#pairs.scraping();
+        publish(opened, (p, inc) => inc(p.labels, p.opened));
+      },
     });
     const closed: Counter<TcpLabelName> = new Counter({
       name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABEL_NAMES, registers,
@@ -125,6 +135,16 @@ export class TcpMetrics {
     });
   }
 
+  /** The mesh changed: series of workloads no longer in it go after one more scrape. Returns how many went now. */
+  retain(live: LiveWorkload): number {
+    return this.#pairs.retain(live);
+  }
+
+  /** Label sets held (one per reporter, source, destination, service, security). */
+  get series(): number {
+    return this.#pairs.size;
+  }
+
   /** Runs before every scrape of the TCP counters (to fold in bytes of live connections). */
   beforeCollect(hook: () => void): void {
     this.#beforeCollect.push(hook);
@@ -132,30 +152,11 @@ export class TcpMetrics {
 
   /** The stats object of a label set, made on first use. */
   pair(d: ConnectionDescription): PairStats {
-    const s = d.source;
-    const t = d.destination;
-    const v = d.service;
-    const key = [
-      d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app,
-      v?.host, v?.name, v?.namespace, d.security,
-    ].join('\u0001');
+    const key = `${istioPeerKey(d)}\u0001${d.security}`;
     let p = this.#pairs.get(key);
     if (p === undefined) {
       p = new PairStats(Object.freeze({
-        reporter: d.reporter,
-        source_workload: s.workload ?? UNKNOWN,
-        source_workload_namespace: s.namespace ?? UNKNOWN,
-        source_principal: s.principal ?? UNKNOWN,
-        source_app: s.app ?? UNKNOWN,
-        source_cluster: this.#cluster,
-        destination_workload: t.workload ?? UNKNOWN,
-        destination_workload_namespace: t.namespace ?? UNKNOWN,
-        destination_principal: t.principal ?? UNKNOWN,
-        destination_app: t.app ?? UNKNOWN,
-        destination_service: v?.host ?? UNKNOWN,
-        destination_service_name: v?.name ?? UNKNOWN,
-        destination_service_namespace: v?.namespace ?? UNKNOWN,
-        destination_cluster: this.#cluster,
+        ...istioPeerLabels(d, this.#cluster),
         request_protocol: 'tcp',
         response_flags: '-',
         connection_security_policy: d.security,
@@ -168,7 +169,7 @@ export class TcpMetrics {
   closed(p: PairStats, flags: string, seconds: number): void {
     const c = p.closedWith(flags);
     c.count += 1;
-    this.#duration.observe(c.duration, seconds);
+    if (!p.dropped) this.#duration.observe(c.duration, seconds);
   }
 
   handshakeFailed(reason: string): void {

@@ -13,13 +13,14 @@ import type { BenchReport, PathCell } from '../../bench/report.ts';
 import { parseWrk } from '../../bench/tools/wrk.ts';
 import { parseSockperf } from '../../bench/tools/sockperf.ts';
 import { parseIperf } from '../../bench/tools/iperf3.ts';
+import { parseH2load } from '../../bench/tools/h2load.ts';
 import { median, pairedDifferences, summarize } from '../../bench/stats.ts';
 import { hardFdLimit, maxRelayedConnections } from '../../bench/options.ts';
 
 const RUN = join(import.meta.dirname, '..', '..', 'bench', 'run.ts');
 
 test('bench --quick: builds, measures every scenario on direct and HAProxy, reports weft, cleans up', { timeout: 300_000 }, async (t) => {
-  if (!needsRoot(t, ['haproxy', 'wrk', 'sockperf', 'iperf3', 'taskset', 'prlimit', 'openssl', 'curl', 'ss'])) return;
+  if (!needsRoot(t, ['haproxy', 'wrk', 'h2load', 'sockperf', 'iperf3', 'taskset', 'prlimit', 'openssl', 'curl', 'ss'])) return;
   const out = mkdtempSync(join(tmpdir(), 'weft-bench-smoke-'));
   t.after(() => rmSync(out, { recursive: true, force: true }));
 
@@ -65,12 +66,14 @@ test('bench --quick: builds, measures every scenario on direct and HAProxy, repo
     ['fixed-rate', ['p50_ms', 'p90_ms', 'p99_ms', 'added_p99_ms', 'cpu_s_per_1k_req', 'vcpu_per_proxy_per_1k_rps', 'rss_mib_per_proxy_per_1k_rps']],
     ['idle', ['kib_per_conn_per_proxy', 'held']],
     ['saturation', ['rps', 'p50_ms', 'p99_ms']],
+    ['http1', ['rps', 'p50_ms', 'p99_ms', 'added_p99_ms', 'cpu_us_per_req']],
+    ['h2', ['rps', 'p50_ms', 'p99_ms', 'added_p99_ms', 'cpu_us_per_req']],
     ['conn-rate', ['cps', 'p99_ms']],
     ['bulk', ['gbps_1', 'gbps_8']],
   ];
   // Memory growth can be zero and latency added over direct can be negative on a noisy machine.
   const mayBeZero = new Set(['rss_mib_per_proxy_per_1k_rps', 'kib_per_conn_per_proxy']);
-  const proxiesOnly = new Set(['cpu_s_per_1k_req', 'vcpu_per_proxy_per_1k_rps', 'rss_mib_per_proxy_per_1k_rps', 'kib_per_conn_per_proxy']);
+  const proxiesOnly = new Set(['cpu_us_per_req', 'cpu_s_per_1k_req', 'vcpu_per_proxy_per_1k_rps', 'rss_mib_per_proxy_per_1k_rps', 'kib_per_conn_per_proxy']);
   for (const [scenario, metrics] of expected) {
     for (const variant of ['same-node', 'cross-node']) {
       for (const metric of metrics) {
@@ -98,6 +101,11 @@ test('bench --quick: builds, measures every scenario on direct and HAProxy, repo
   const rps = report.rows.find((r) => r.scenario === 'saturation' && r.metric === 'rps' && r.variant === 'cross-node');
   assert.ok(rps?.ratios.haproxyOverDirect !== undefined && rps.ratios.haproxyOverDirect > 0, 'haproxy/direct ratio');
   assert.match(table, /≤ 0\.20 ms added p99/, 'targets printed beside the numbers');
+  for (const scenario of ['http1', 'h2']) {
+    const cpu = report.rows.find((r) => r.scenario === scenario && r.metric === 'cpu_us_per_req' && r.variant === 'same-node');
+    assert.equal(cpu?.target?.text, '≤ 1.2× HAProxy', `${scenario}: CPU per request against HAProxy`);
+    if (weft.available) assert.ok(cpu.ratios.weftOverHaproxy !== undefined && cpu.ratios.weftOverHaproxy > 0, `${scenario}: weft/haproxy CPU ratio`);
+  }
 });
 
 test('tool output parsers read recorded output', () => {
@@ -116,6 +124,16 @@ test('tool output parsers read recorded output', () => {
   ].join('\n'));
   assert.deepEqual(sp, { sent: 1928, observations: 1438, dropped: 2, p50Ms: 0.076351, p90Ms: 0.130249, p99Ms: 0.138064 });
   assert.throws(() => parseSockperf('sockperf: ERROR: connect failed'), /no run summary|no 50\.000 percentile/);
+
+  const h2 = parseH2load([
+    'finished in 2.00s, 500.00 req/s, 520.12KB/s',
+    'requests: 1000 total, 1000 started, 1000 done, 998 succeeded, 2 failed, 0 errored, 0 timeout',
+    'status codes: 996 2xx, 0 3xx, 0 4xx, 2 5xx',
+  ].join('\n'), Array.from({ length: 100 }, (_, i) => `1796180691896853\t200\t${(i + 1) * 10}`).join('\n'));
+  assert.deepEqual(h2, { done: 1000, succeeded: 998, errors: 4, seconds: 2, rps: 500, p50Ms: 0.5, p99Ms: 0.99 });
+  assert.equal(parseH2load('finished in 393us, 0.00 req/s, 0B/s\nrequests: 0 total, 0 started, 0 done, 0 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx\n', '').seconds, 393e-6);
+  assert.throws(() => parseH2load('connect: Connection refused\n', ''), /no summary/);
+  assert.throws(() => parseH2load('finished in 1s, 1 req/s\nrequests: 5 total, 5 started, 5 done, 5 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 5 2xx, 0 3xx, 0 4xx, 0 5xx', ''), /no per-request log/);
 
   assert.equal(parseIperf(JSON.stringify({ end: { sum_received: { bits_per_second: 2.5e9 } } })), 2.5);
   assert.throws(() => parseIperf(JSON.stringify({ error: 'unable to connect to server' })), /iperf3: unable to connect/);

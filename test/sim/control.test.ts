@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -473,9 +473,41 @@ test('control plane and identity on a 3-node mesh', async (t) => {
     });
   }
 
-  await t.test('an agent started while the control plane is down waits, then syncs when it returns', async () => {
+  await t.test('an agent restarted while the control plane is down serves the last good config from disk, says so, then syncs', async () => {
+    const before = await c.dump('node-2');
+    const saved = join(c.dir, 'mesh', 'node-2', 'last-good-config.json');
+    assert.equal(statSync(saved).mode & 0o777, 0o600, 'the saved config (it holds private keys) is readable by its owner only');
     await c.mesh('stop', 'control');
     await c.mesh('stop', 'agent/node-2');
+    port += 1;
+    c.writeManifest('50-bump.yaml', bumpService(port));
+    // `start` returns once the agent is ready: with the config on disk it does not wait for the control plane.
+    await c.mesh('start', 'agent/node-2');
+    const d = await c.dump('node-2');
+    assert.equal(d.feed.connected, false, 'the control plane is still down');
+    assert.equal(d.version, before.version, 'the last good version, from disk');
+    assert.deepEqual(d.mesh, before.mesh);
+    assert.deepEqual(d.certificates.map((x) => x.identity).sort(), before.certificates.map((x) => x.identity).sort(), 'its certificates, from disk');
+    const r = await c.readiness('node-2');
+    assert.equal(r.code, '200', r.body);
+    assert.match(r.body.trim(), /^ready: serving the last good config saved .* the control plane has not answered since this agent started$/);
+    const metrics = await c.inNode('node-2', 'curl', ['-sf', '-m', '3', 'http://127.0.0.1:15020/metrics']);
+    assert.match(metrics.stdout, /^weft_agent_config_source\{source="disk"\} 1$/m);
+    await meshWorks(c);
+
+    await c.mesh('start', 'control');
+    const ds = await c.allHold(port, 30_000);
+    assert.ok(ds.find((x) => x.node === 'node-2')?.feed.connected);
+    const after = await c.readiness('node-2');
+    assert.equal(after.body.trim(), 'ready', 'no longer from disk');
+    const m2 = await c.inNode('node-2', 'curl', ['-sf', '-m', '3', 'http://127.0.0.1:15020/metrics']);
+    assert.match(m2.stdout, /^weft_agent_config_source\{source="control"\} 1$/m);
+  });
+
+  await t.test('an agent started with no saved config while the control plane is down waits, then syncs when it returns', async () => {
+    await c.mesh('stop', 'control');
+    await c.mesh('stop', 'agent/node-2');
+    rmSync(join(c.dir, 'mesh', 'node-2', 'last-good-config.json'));
     port += 1;
     c.writeManifest('50-bump.yaml', bumpService(port));
     // `start` returns only once the agent is ready, which needs config: run it in the background.

@@ -3,7 +3,9 @@
 // node agent (15006) — from a pod outside the mesh on the same bridge and from one on another
 // node — where PeerAuthentication decides: STRICT resets it (counted by reason, logged at a
 // bounded rate), PERMISSIVE admits it under AuthorizationPolicy and records it as plaintext.
-// Mesh clients (same node and cross-node) and probes from the pod's own node always pass.
+// Mesh clients (same node and cross-node) and probes from the pod's own node always pass; a
+// pod that forges the node's address does not. Each mode runs on the mesh `weft sim` starts
+// and on the rendered install (deploy/weft.yaml), where the agent's address is $(HOST_IP).
 //
 // Cluster (2 nodes):
 //   node-1: vault/vault (namespace STRICT), open/web (PERMISSIVE), plain/outsider (not in the
@@ -16,8 +18,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, curl, escape, type Pod } from './capture-support.ts';
+import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
+import { AccessLog, curl, escape, inPodFast, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics, inNetns, node, sample } from './mesh-support.ts';
 
 const MANIFESTS = `
@@ -46,19 +48,19 @@ spec:
   containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
 `).join('')}`;
 
-for (const mode of ['ebpf', 'iptables'] as const) {
-  test(`inbound enforcement: STRICT refuses plaintext, PERMISSIVE records it, mesh and node traffic pass (--mesh ${mode})`, { timeout: 240_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) for (const mode of ['ebpf', 'iptables'] as const) {
+  test(`inbound enforcement: STRICT refuses plaintext, PERMISSIVE records it, mesh and node traffic pass (--mesh ${mode}, ${setup})`, { timeout: 240_000 }, async (t) => {
     if (!needsRoot(t, ['curl', 'nsenter'])) return;
-    await inboundSuite(t, mode);
+    await inboundSuite(t, mode, setupArgs);
   });
 }
 
-async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables'): Promise<void> {
+async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables', setupArgs: readonly string[]): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-inbound-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'cluster.yaml'), MANIFESTS);
   const name = uniqueName(mode === 'ebpf' ? 'ie' : 'ii');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, ...setupArgs]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const vault = pod('vault');
   const web = pod('web');
@@ -103,6 +105,33 @@ async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables'): Promise<
     // (Records of the mesh clients above may still be on their way: only web's count.)
     const seen = (await log1.settle(0)).filter((x) => x.dst.address === `${web.ip}:8080`);
     assert.deepEqual(seen.map((x) => `${x.reporter} ${x.src.address ?? '?'} -> ${x.dst.address ?? '?'}`), [], 'the agent saw no probe');
+  });
+
+  await t.test('STRICT: a pod outside the mesh that forges the node\'s own addresses (exempt for probes) is still refused', async () => {
+    // The outsider takes each node address as its own (a pod root can: NET_ADMIN in its netns)
+    // and dials from it. Its ARP then claims that address on the bridge, so vault's replies
+    // would come to it: only capture that cannot be fooled by a source address refuses it.
+    const outsider = pod('outsider');
+    for (const forged of [node1.bridgeIp, node1.ip]) {
+      const add = await inNetns(outsider.netns, ['ip', 'addr', 'add', `${forged}/32`, 'dev', 'eth0']);
+      assert.equal(add.status, 0, add.stderr);
+      try {
+        // Forget vault's MAC, so the outsider asks for it again with the forged address as sender.
+        await inNetns(outsider.netns, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+        const r = await inPodFast(outsider, ['curl', '-sS', '-m', '3', '--interface', forged, url(vault)]);
+        assert.notEqual(r.status, 0, `outsider forging ${forged} must not reach vault: ${r.stdout}`);
+        assert.doesNotMatch(r.stdout, /hello from/, `nothing from vault for a forged ${forged}`);
+      } finally {
+        await inNetns(outsider.netns, ['ip', 'addr', 'del', `${forged}/32`, 'dev', 'eth0']);
+      }
+    }
+    // vault still answers its node (a probe) and the mesh after the attempt.
+    const probe = await inNetns(node1.netns, ['curl', '-sS', '-m', '5', url(vault)]);
+    assert.match(probe.stdout, answer(vault, node1.bridgeIp), `the node still reaches vault: ${probe.stderr}`);
+    log1.mark();
+    const near = await curl(pod('near'), url(vault));
+    assert.match(near.body, answer(vault, node1.bridgeIp), `the mesh still reaches vault: ${near.stderr}`);
+    await log1.settle(2, 3000); // its records are in before the next test marks the log
   });
 
   await t.test('PERMISSIVE: pods outside the mesh get in, and the destination agent records plaintext', async () => {

@@ -54,7 +54,7 @@ test('same-node opaque connections move in the kernel: curl, a checked bulk tran
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   for (const f of defaultManifests(1, 3)) writeFileSync(join(dir, f.path), f.text);
   writeFileSync(join(dir, 'opaque.yaml'), OPAQUE);
-  const s: SimStatus = await simCluster(t, name, ['--nodes', '1', '--manifests', dir, '--agent-args', '--kernel-splice auto']);
+  const s: SimStatus = await simCluster(t, name, ['--nodes', '1', '--manifests', dir]);
   const client = pod(s, 'hello-1-1');
   const log = agentLog(name, 'node-1');
   assert.match(readFileSync(log, 'utf8'), /loaded the same-node kernel splice/, 'the agent loaded the kernel splice');

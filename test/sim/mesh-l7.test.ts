@@ -3,11 +3,14 @@
 // unary calls spread over every pod of a 4-pod Service across nodes; a server stream of
 // 1,000 messages arrives whole with its status; a server-first banner (port 25) comes with
 // no more delay than on a port declared `tcp-`; a WebSocket upgrade is carried on both a
-// declared and a sniffed port; the request metrics appear and promtool accepts them.
+// declared and a sniffed port; a GRPCRoute's 80/20 weights hold per call on one channel; the
+// request metrics appear and promtool accepts them.
 //
 // Cluster: node-1 demo/client; demo/greeter-1 on node-1, greeter-2..4 on node-2 (gRPC on
-// 50051, the Service port named `grpc`); demo/banner on node-2 (a banner on 2525 and 2222);
-// demo/ws on node-2 (WebSocket echo on 8765).
+// 50051, the Service port named `grpc`; greeter-1,2 track v1, greeter-3,4 track v2, each
+// track a Service, and Service greeter-canary split 80/20 over them by a GRPCRoute);
+// demo/banner on node-2 (a banner on 2525 and 2222); demo/ws on node-2 (WebSocket echo on 8765).
+// Run on the mesh `weft sim` starts and on the rendered install (deploy/weft.yaml).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,14 +20,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promtoolCheckMetrics } from '../support/promtool.ts';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
+import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
 import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
-const VIP = { greeter: '198.19.0.40', banner: '198.19.0.41', ws: '198.19.0.42' } as const;
+const VIP = { greeter: '198.19.0.40', banner: '198.19.0.41', ws: '198.19.0.42', canary: '198.19.0.43', v1: '198.19.0.44', v2: '198.19.0.45' } as const;
 const GREETERS = ['greeter-1', 'greeter-2', 'greeter-3', 'greeter-4'];
 const UNARY_CALLS = 200;
 const STREAM_MESSAGES = 1000;
+const WEIGHTED_CALLS = 500;
+/** The pods of each track (Service greeter-v1, greeter-v2). */
+const TRACK: Readonly<Record<string, 'v1' | 'v2'>> = { 'greeter-1': 'v1', 'greeter-2': 'v1', 'greeter-3': 'v2', 'greeter-4': 'v2' };
 
 function manifests(): string {
   const pods: [string, string, string][] = [
@@ -43,6 +49,32 @@ spec:
   clusterIP: ${VIP.greeter}
   selector: {app: greeter}
   ports: [{name: grpc, port: 50051, targetPort: 50051}]
+${(['v1', 'v2'] as const).map((track) => `---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter-${track}, namespace: demo}
+spec:
+  clusterIP: ${VIP[track]}
+  selector: {app: greeter, track: ${track}}
+  ports: [{name: grpc, port: 50051, targetPort: 50051}]
+`).join('')}---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter-canary, namespace: demo}
+spec:
+  clusterIP: ${VIP.canary}
+  selector: {app: greeter}
+  ports: [{name: grpc, port: 50051, targetPort: 50051}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: greeter-canary, namespace: demo}
+spec:
+  parentRefs: [{group: '', kind: Service, name: greeter-canary, port: 50051}]
+  rules:
+  - backendRefs:
+    - {name: greeter-v1, port: 50051, weight: 80}
+    - {name: greeter-v2, port: 50051, weight: 20}
 ---
 apiVersion: v1
 kind: Service
@@ -67,7 +99,7 @@ spec:
 ${pods.map(([name, nodeName, app]) => `---
 apiVersion: v1
 kind: Pod
-metadata: {name: ${name}, namespace: demo, labels: {app: ${app}}}
+metadata: {name: ${name}, namespace: demo, labels: {app: ${app}${TRACK[name] === undefined ? '' : `, track: ${TRACK[name]}`}}}
 spec:
   nodeName: ${nodeName}
   containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
@@ -184,7 +216,7 @@ function pythonWith(modules: readonly string[]): string | undefined {
   return ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', `import ${modules.join(', ')}`]).status === 0);
 }
 
-test('L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics', { timeout: 300_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) test(`L7 in the node proxy: gRPC balanced per call, a whole server stream, server-first banners, WebSocket, request metrics (${setup})`, { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'promtool'])) return;
   const python = pythonWith(['grpc', 'websockets']);
   if (python === undefined) {
@@ -205,7 +237,7 @@ test('L7 in the node proxy: gRPC balanced per call, a whole server stream, serve
   mkdirSync(join(dir, 'manifests'));
   writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
   const name = uniqueName('l7');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests'), ...setupArgs]);
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const client = pod('client');
   const servers = [
@@ -233,6 +265,28 @@ test('L7 in the node proxy: gRPC balanced per call, a whole server stream, serve
     const grpcLines = (await log1.settle(UNARY_CALLS + 1, 10_000)).filter((l) => (l as { path?: string }).path?.startsWith('/weft.Greeter/') === true);
     assert.ok(grpcLines.length >= UNARY_CALLS + 1, `source request lines: ${grpcLines.length}`);
     assert.ok(grpcLines.every((l) => (l as { grpc_status?: string }).grpc_status === '0'), 'grpc_status 0 on every call');
+  });
+
+  await t.test(`MeshGRPCRouteWeight: 80/20 across two Services within +-5% over ${WEIGHTED_CALLS} calls on one channel`, async () => {
+    const log = new AccessLog(agentLog(name, 'node-1'));
+    log.mark();
+    // The same client as above, with a 1-message stream after the unary calls.
+    const r = await inPodFast(client, [python, files.grpcClient, `${VIP.canary}:50051`, String(WEIGHTED_CALLS), '1'], 120_000);
+    assert.equal(r.status, 0, `grpc client: ${r.stdout}\n${r.stderr.slice(-3000)}`);
+    const { counts } = JSON.parse(r.stdout) as { counts: Record<string, number> };
+    const byTrack = { v1: 0, v2: 0 };
+    for (const [who, n] of Object.entries(counts)) {
+      const track = TRACK[who] ?? assert.fail(`a call answered by ${who}, not a greeter`);
+      byTrack[track] += n;
+    }
+    t.diagnostic(`calls per pod: ${JSON.stringify(counts)}; v1 ${byTrack.v1}, v2 ${byTrack.v2}`);
+    assert.equal(byTrack.v1 + byTrack.v2, WEIGHTED_CALLS);
+    assert.ok(Math.abs(byTrack.v1 / WEIGHTED_CALLS - 0.8) <= 0.05, `v1 share ${byTrack.v1 / WEIGHTED_CALLS}`);
+    // Per call, not per connection: the one channel reached both tracks.
+    assert.ok(byTrack.v2 > 0);
+    // The source agent names the route on each call.
+    const routed = (await log.settle(WEIGHTED_CALLS, 10_000)).filter((l) => (l as { route?: string }).route === 'demo/greeter-canary');
+    assert.ok(routed.length >= WEIGHTED_CALLS, `request lines naming the GRPCRoute: ${routed.length}`);
   });
 
   await t.test('a server-first banner (port 25) comes as fast as on a port declared tcp-; an undeclared port waits at most the sniff bound', async () => {

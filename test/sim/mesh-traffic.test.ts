@@ -2,7 +2,8 @@
 // control plane): load balancing across nodes, what the underlay carries, copy correctness,
 // half-close, a destination dying mid-transfer, the agent's readiness/admin/metrics endpoints
 // and access log. One cluster for the whole file: the default 3x3 demo layout plus an
-// unenrolled namespace `plain` (one pod per node) as the no-mesh baseline.
+// unenrolled namespace `plain` (one pod per node) as the no-mesh baseline. Run on the mesh
+// `weft sim` starts and on the rendered install (deploy/weft.yaml).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { promtoolCheckMetrics } from '../support/promtool.ts';
 import { needsRoot } from '../support/root.ts';
-import { inPod, simCluster, uniqueName, type SimStatus } from '../support/sim.ts';
+import { inPod, MESH_SETUPS, simCluster, uniqueName, type SimStatus } from '../support/sim.ts';
 import { defaultManifests } from '../../src/sim/defaults.ts';
 import {
   accessLines, agentLog, agentMetrics, clientInPod, eventually, fileSize, nodeGet, pod, readPcap, runClient, tlsStreams, type AccessLine,
@@ -57,14 +58,16 @@ function answeredBy(text: string): Map<string, number> {
   return m;
 }
 
-test('mesh traffic on 3 nodes: balancing, encrypted underlay, copy, half-close, resets, endpoints', { timeout: 300_000 }, async (t) => {
+for (const [setup, setupArgs] of MESH_SETUPS) test(`mesh traffic on 3 nodes: balancing, encrypted underlay, copy, half-close, resets, endpoints (${setup})`, { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['curl', 'nsenter', 'tcpdump', 'openssl', 'promtool', 'bash'])) return;
   const name = uniqueName('mt');
   const dir = manifestsDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const s: SimStatus = await simCluster(t, name, ['--nodes', '3', '--manifests', dir]);
-  assert.equal(s.pods.filter((p) => p.enrolled).length, 9);
-  assert.deepEqual(s.pods.filter((p) => !p.enrolled).map((p) => p.name).sort(), ['plain-1', 'plain-2', 'plain-3']);
+  const s: SimStatus = await simCluster(t, name, ['--nodes', '3', '--manifests', dir, ...setupArgs]);
+  // Installed, the control-plane replicas are pods too (weft-system, outside the mesh).
+  const apps = s.pods.filter((p) => p.namespace !== 'weft-system');
+  assert.equal(apps.filter((p) => p.enrolled).length, 9);
+  assert.deepEqual(apps.filter((p) => !p.enrolled).map((p) => p.name).sort(), ['plain-1', 'plain-2', 'plain-3']);
   const client = pod(s, 'hello-1-1');
   const underlay = `weft-${name}-underlay`;
 
@@ -129,7 +132,7 @@ test('mesh traffic on 3 nodes: balancing, encrypted underlay, copy, half-close, 
     const marker = `weft-plaintext-marker-${randomBytes(8).toString('hex')}`;
     const control = `weft-control-marker-${randomBytes(8).toString('hex')}`;
     // Meshed: to pods on the other nodes and through the service.
-    const targets = ['198.18.2.10:8080', '198.18.3.12:8080', ...Array.from({ length: 6 }, () => '198.19.0.10:80')];
+    const targets = [`${pod(s, 'echo-2-0').ip}:8080`, `${pod(s, 'echo-3-2').ip}:8080`, ...Array.from({ length: 6 }, () => '198.19.0.10:80')];
     const r = await inPod(name, client.name, ['sh', '-c', targets.map((a) => `curl -sS -m 5 --data-binary 'body ${marker} end' http://${a}/ && echo`).join(' && ')], 60_000);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.split('\n').filter((l) => l === `body ${marker} end`).length, targets.length, 'every POST echoed');
@@ -277,7 +280,7 @@ test('mesh traffic on 3 nodes: balancing, encrypted underlay, copy, half-close, 
 
   await t.test('cross-node connection rate (informal)', async () => {
     const r = await runClient({ cluster: name, pod: client.name }, 'connection-loop', {
-      targets: ['198.18.2.10:8080', '198.18.3.10:8080'], durationMs: 5_000, stopFile: join(dir, 'no-such-file'), parallel: 4, timeoutMs: 5_000,
+      targets: [`${pod(s, 'echo-2-0').ip}:8080`, `${pod(s, 'echo-3-0').ip}:8080`], durationMs: 5_000, stopFile: join(dir, 'no-such-file'), parallel: 4, timeoutMs: 5_000,
     }, 30_000);
     t.diagnostic(`cross-node: ${Number(r.ok)} new connections with one request each in ${Number(r.ms)} ms = ${(Number(r.ok) / (Number(r.ms) / 1000)).toFixed(0)}/s (4 in parallel)`);
     assert.equal(r.failed, 0, JSON.stringify(r.failures));

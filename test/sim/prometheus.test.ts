@@ -82,10 +82,15 @@ test('sim up --prometheus: scrapes the mesh, rules loaded, Istio queries answer 
     return row !== undefined && Number(row.value[1]) > 0 ? row : undefined;
   });
   assert.equal(bySecurity.metric.connection_security_policy, 'mutual_tls');
-  const received = await query(url, 'sum(rate(istio_tcp_received_bytes_total{reporter="destination", destination_workload=~"hello-2-1"}[1m])) by (source_workload)');
-  assert.ok(received.some((x) => x.metric.source_workload === 'echo-1-0' && Number(x.value[1]) > 0), JSON.stringify(received));
-  const sent = await query(url, 'sum(irate(istio_tcp_sent_bytes_total{reporter="source", destination_workload="hello-2-1"}[1m]))');
-  assert.ok(Number(sent[0]?.value[1] ?? 0) > 0, `bytes the source agent counted: ${JSON.stringify(sent)}`);
+  // The two agents are scraped at different moments: the destination's bytes may show a scrape later.
+  await eventually('bytes the destination agent received from echo-1-0', async () => {
+    const v = await query(url, 'sum(rate(istio_tcp_received_bytes_total{reporter="destination", destination_workload=~"hello-2-1"}[1m])) by (source_workload)');
+    return v.some((x) => x.metric.source_workload === 'echo-1-0' && Number(x.value[1]) > 0) ? v : undefined;
+  });
+  await eventually('bytes the source agent sent to hello-2-1', async () => {
+    const v = await query(url, 'sum(irate(istio_tcp_sent_bytes_total{reporter="source", destination_workload="hello-2-1"}[1m]))');
+    return Number(v[0]?.value[1] ?? 0) > 0 ? v : undefined;
+  });
   // Istio's HTTP panels (istio-mesh, istio-service and istio-workload dashboards) over request metrics.
   const ok = await eventually('non-5xx request rate by destination workload', async () => {
     const v = await query(url, 'sum(rate(istio_requests_total{reporter="destination", response_code!~"5.."}[1m])) by (destination_workload)');

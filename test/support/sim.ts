@@ -31,6 +31,20 @@ export function weft(args: readonly string[], opts: { timeoutMs?: number; wrap?:
   });
 }
 
+/** The rendered install (the Helm chart's output, committed). */
+export const INSTALL_MANIFEST = join(import.meta.dirname, '..', '..', 'deploy', 'weft.yaml');
+
+/**
+ * The two ways an end-to-end test brings up the mesh: the agents and control plane `weft sim`
+ * starts itself, and the rendered install (`--install deploy/weft.yaml`: the chart's
+ * Deployment and DaemonSet, as a cluster runs them). A test that loops over these holds for
+ * both, so a broken manifest breaks it. Each entry: a label for the test name, `sim up` args.
+ */
+export const MESH_SETUPS: readonly (readonly [string, readonly string[]])[] = [
+  ['sim mesh', []],
+  ['installed from deploy/weft.yaml', ['--install', INSTALL_MANIFEST]],
+];
+
 export function uniqueName(prefix: string): string {
   return `${prefix}${randomBytes(3).toString('hex')}`;
 }

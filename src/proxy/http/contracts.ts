@@ -69,6 +69,10 @@ export interface Forward {
   readonly requestTimeoutMs: number | undefined;
   /** Per attempt to a backend. */
   readonly backendRequestTimeoutMs: number | undefined;
+  /** GEP-1731 retry (the retry step carries it out); undefined: none. */
+  readonly retry?: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number } | undefined;
+  /** FaultInjections (`namespace/name`) to apply, in order (the fault step). */
+  readonly faults?: readonly string[] | undefined;
 }
 
 export interface Redirect {

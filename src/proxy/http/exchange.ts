@@ -63,7 +63,8 @@ export class Exchange {
   readonly connection: HttpConnection;
   readonly live: LiveConnection;
   readonly request: DownstreamRequest;
-  readonly sink: ResponseSink;
+  /** Where the response goes; a step may put a wrapper in place for the rest of the pipeline (retries hold back an attempt's response). */
+  sink: ResponseSink;
   readonly record: RequestRecord;
   /** Fires when the client reset the request or the connection is being torn down. */
   readonly signal: AbortSignal;

@@ -15,7 +15,7 @@ import { endpointKey } from '../load-balancer.ts';
 import { endpointTarget, planHop, type OutboundTarget } from '../outbound-route.ts';
 import type { BackendTarget, HttpMeshView } from './contracts.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
-import { denyRequest, httpAttributes } from './authorization-step.ts';
+import { authorizeEndpoint, httpAttributes } from './authorization-step.ts';
 import { acceptsTrailers, applyHeaderModifiers, headersForUpstream } from './headers.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 import type { OutgoingRequest, ResponseSink, SendResult } from './messages.ts';
@@ -152,19 +152,7 @@ async function attempts(
     last = target;
     x.destination = peerOf(target.workload, addressOf(target.ip, target.port));
     const w = target.workload;
-    if (c.checkPolicy && w !== undefined && w.enrolled) {
-      // With the request's HTTP attributes: L7 rules of a pod on this node are enforced here.
-      const request = {
-        sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
-        http: httpAttributes(x),
-      };
-      const decision = deps.authorize(request);
-      if (!decision.allowed) {
-        denyRequest(x, decision.reason);
-        return;
-      }
-      x.live.allowed(request);
-    }
+    if (!authorizeEndpoint(deps.authorize, x, target)) return;
     const hop = planHop(deps.mesh, deps.nodeName, target);
     if (hop.kind === 'unreachable') {
       deps.balancer.start(key).done(false);

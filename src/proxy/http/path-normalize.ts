@@ -16,6 +16,8 @@ export type NormalizedTarget =
   | { readonly ok: false; readonly reason: string };
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
+/** A `.` or `..` segment. */
+const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)/;
 
 /** Upper-cases the hex of every percent-encoding; undefined when a `%` is not followed by two hex digits. */
 function upperPercent(path: string): string | undefined {
@@ -49,6 +51,9 @@ export function normalizeRequestTarget(target: string): NormalizedTarget {
   const q = noFragment.indexOf('?');
   const rawPath = q < 0 ? noFragment : noFragment.slice(0, q);
   const query = q < 0 ? '' : noFragment.slice(q);
+  // Most paths are canonical already (no percent-encoding, backslash or dot segment): as
+  // they came, without the rewrite below (per request, measurable at thousands per second).
+  if (!rawPath.includes('%') && !rawPath.includes('\\') && !DOT_SEGMENT.test(rawPath)) return { ok: true, target: noFragment };
   const checked = upperPercent(rawPath.replaceAll('\\', '/'));
   if (checked === undefined) return { ok: false, reason: 'broken percent-encoding in the path' };
   // The rest (unreserved %XX decoded, dot segments) is the normalisation policy matching uses.

@@ -3,14 +3,21 @@
 // So an attempt that failed to connect has read nothing (the request can go elsewhere), and
 // `bytes` counts what was really taken from the client. Backpressure: the source pauses
 // whenever the attempt's buffer is full. Destroying an attempt's view never destroys the
-// source (the downstream side owns the client's stream).
+// source (the downstream side owns the client's stream). A copy of the first 64 KiB is kept
+// as it streams by, so a body read whole within that bound can be sent again (a retry); a
+// larger one cannot, and its copy is dropped.
 
 import { Readable } from 'node:stream';
+
+import { MAX_REPLAY_BODY_BYTES } from '../resilience/retry-policy.ts';
 
 export class RequestBody {
   readonly #source: Readable;
   #bytes = 0;
   #taken = false;
+  #ended = false;
+  /** What the first attempt read, while it stays within MAX_REPLAY_BODY_BYTES; undefined past it. */
+  #kept: Buffer[] | undefined = [];
 
   constructor(source: Readable) {
     this.#source = source;
@@ -22,15 +29,29 @@ export class RequestBody {
     return this.#bytes;
   }
 
-  /** A view for one attempt. Only one attempt may read: a second view after bytes flowed fails at once. */
+  /** Whether another attempt can send the whole body: nothing was read yet, or all of it was, within the bound. */
+  get replayable(): boolean {
+    return !this.#taken || (this.#ended && this.#kept !== undefined);
+  }
+
+  /**
+   * A view for one attempt. The first reads the client; a later one replays the kept copy when
+   * the body is replayable, else fails at once.
+   */
   open(): Readable {
+    if (this.#taken && this.#ended && this.#kept !== undefined) return Readable.from(this.#kept, { objectMode: false });
     const src = this.#source;
     let started = false;
     const onData = (chunk: Buffer): void => {
       this.#bytes += chunk.length;
+      if (this.#kept !== undefined) {
+        if (this.#bytes <= MAX_REPLAY_BODY_BYTES) this.#kept.push(chunk);
+        else this.#kept = undefined;
+      }
       if (!view.push(chunk)) src.pause();
     };
     const onEnd = (): void => {
+      this.#ended = true;
       detach();
       view.push(null);
     };
@@ -60,7 +81,10 @@ export class RequestBody {
           src.once('end', onEnd);
           src.once('error', onError);
           src.once('close', onClose);
-          if (src.readableEnded) view.push(null);
+          if (src.readableEnded) {
+            this.#ended = true;
+            view.push(null);
+          }
         }
         src.resume();
       },

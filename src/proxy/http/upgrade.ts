@@ -17,7 +17,7 @@ import { flagsForSplice } from '../splice-flags.ts';
 import { splice, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector, UpstreamStream } from '../upstream.ts';
 import type { HttpMeshView } from './contracts.ts';
-import { denyRequest, httpAttributes } from './authorization-step.ts';
+import { authorizeEndpoint } from './authorization-step.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
 import type { OutHeaders } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
@@ -127,19 +127,7 @@ export function upgradeStep(deps: UpgradeDeps, req: IncomingMessage, socket: Spl
       tried.add(key);
       const target = endpointTarget(deps.mesh, e);
       x.destination = peerOf(target.workload, addressOf(target.ip, target.port));
-      const w = target.workload;
-      if (c.checkPolicy && w !== undefined && w.enrolled) {
-        const request = {
-          sourcePrincipal: c.sourceIdentity, sourceNamespace: c.sourceNamespace, sourceIp: c.clientIp, destinationWorkload: w, destinationPort: target.port,
-          http: httpAttributes(x),
-        };
-        const decision = deps.authorize(request);
-        if (!decision.allowed) {
-          denyRequest(x, decision.reason);
-          return;
-        }
-        x.live.allowed(request);
-      }
+      if (!authorizeEndpoint(deps.authorize, x, target)) return;
       const hop = planHop(deps.mesh, deps.nodeName, target);
       if (hop.kind === 'unreachable') {
         failure = hop.detail;

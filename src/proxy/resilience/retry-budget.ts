@@ -84,6 +84,10 @@ export class RetryBudget {
   }
 }
 
+function sameShape(a: RetryBudgetShape, b: RetryBudgetShape): boolean {
+  return a.retryRatio === b.retryRatio && a.minRetriesPerSecond === b.minRetriesPerSecond && a.ttlMs === b.ttlMs;
+}
+
 /** Budgets per destination service, made on first use; bounded (the oldest made goes first). */
 export class RetryBudgets {
   readonly #clock: Clock;
@@ -97,11 +101,16 @@ export class RetryBudgets {
     this.#max = max;
   }
 
-  for(service: string): RetryBudget {
+  /** The budget of `service`; a new one (counts from zero) when its policy's shape changed. */
+  for(service: string, shape: RetryBudgetShape = this.#shape): RetryBudget {
     let b = this.#budgets.get(service);
+    if (b !== undefined && !sameShape(b.shape, shape)) {
+      this.#budgets.delete(service);
+      b = undefined;
+    }
     if (b === undefined) {
       if (this.#budgets.size >= this.#max) this.#budgets.delete(this.#budgets.keys().next().value as string);
-      b = new RetryBudget(this.#clock, this.#shape);
+      b = new RetryBudget(this.#clock, shape);
       this.#budgets.set(service, b);
     }
     return b;

@@ -12,7 +12,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { BUILTIN_KINDS, groupOf, parseResourcePath, type ResourceKind } from './resources.ts';
 import { rbacAllows, type RbacObjects } from './rbac.ts';
-import { TokenAuthority, type ApiUser } from './tokens.ts';
+import { API_AUDIENCE, TokenAuthority, type ApiUser } from './tokens.ts';
 
 /** A kind to serve, named by its cluster-wide collection path (`/api/v1/pods`). */
 export interface ServedKind {
@@ -49,6 +49,8 @@ export interface KubeApiOptions {
 export interface ListenOptions {
   readonly host?: string;
   readonly port?: number;
+  /** Listen on this Unix socket instead of host:port (the simulator's own, administrator's door). */
+  readonly socketPath?: string;
   /** Serve HTTPS with this key and certificate (PEM). */
   readonly tls?: { readonly keyPem: string; readonly certPem: string };
 }
@@ -75,7 +77,7 @@ export class KubeApiServer {
   readonly #listeners = new Set<(type: Event['type'], object: Body) => void>();
   #rv = 1000;
   #compactedAt = 0;
-  #server: http.Server | undefined;
+  readonly #servers: http.Server[] = [];
 
   constructor(kinds: readonly ServedKind[] = [], options: KubeApiOptions = {}) {
     this.#options = options;
@@ -178,23 +180,25 @@ export class KubeApiServer {
   async listen(options: ListenOptions = {}): Promise<string> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void this.#handle(req, res);
     const server = options.tls === undefined ? http.createServer(handler) : https.createServer({ key: options.tls.keyPem, cert: options.tls.certPem }, handler);
-    this.#server = server;
+    this.#servers.push(server);
     const host = options.host ?? '127.0.0.1';
+    const socketPath = options.socketPath;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(options.port ?? 0, host, () => resolve());
+      if (socketPath !== undefined) server.listen(socketPath, () => resolve());
+      else server.listen(options.port ?? 0, host, () => resolve());
     });
+    if (socketPath !== undefined) return `unix:${socketPath}`;
     const { port } = server.address() as AddressInfo;
     return `${options.tls === undefined ? 'http' : 'https'}://${host}:${port}`;
   }
 
   async close(): Promise<void> {
     this.endWatches();
-    const server = this.#server;
-    this.#server = undefined;
-    if (server === undefined) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const server of this.#servers.splice(0)) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
   // ---- storage --------------------------------------------------------------------------
@@ -303,6 +307,9 @@ export class KubeApiServer {
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return this.#tokenReview(res, user, body);
 
     const r = parseResourcePath(url.pathname);
+    if (method === 'POST' && r?.plural === 'serviceaccounts' && r.subresource === 'token' && r.namespace !== undefined && r.name !== undefined) {
+      return this.#tokenRequest(res, user, r.namespace, r.name, body);
+    }
     const c = r === undefined ? undefined : this.#collections.get(`${r.apiVersion}/${r.plural}`);
     if (r === undefined || c === undefined || (r.namespace !== undefined && !c.kind.namespaced)) {
       return this.#status(res, 404, 'NotFound', `the server could not find the requested resource ${url.pathname}`);
@@ -349,6 +356,35 @@ export class KubeApiServer {
     const audiences = Array.isArray(spec.audiences) ? spec.audiences.filter((a): a is string => typeof a === 'string') : undefined;
     const status = this.tokens.review(spec.token, audiences);
     this.#json(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec, status });
+  }
+
+  /** TokenRequest (`POST .../serviceaccounts/NAME/token`), what the kubelet calls for a projected token: bound to a pod and its node when `boundObjectRef` names a Pod. */
+  #tokenRequest(res: http.ServerResponse, user: ApiUser, namespace: string, name: string, body: unknown): void {
+    const kind: ResourceKind = { kind: 'ServiceAccount', apiVersion: 'v1', plural: 'serviceaccounts', namespaced: true };
+    if (!this.#allowed(user, 'create', kind, 'serviceaccounts', 'token', namespace, name)) {
+      return this.#status(res, 403, 'Forbidden', `serviceaccounts "${name}" is forbidden: User "${user.username}" cannot create resource "serviceaccounts/token" in API group "" in the namespace "${namespace}"`);
+    }
+    if (this.#collections.get('v1/serviceaccounts')?.objects.has(keyOf(namespace, name)) !== true) {
+      return this.#status(res, 404, 'NotFound', `serviceaccounts "${name}" not found`);
+    }
+    const spec = ((body as Body | undefined)?.spec ?? {}) as { audiences?: unknown; expirationSeconds?: unknown; boundObjectRef?: { kind?: unknown; name?: unknown; uid?: unknown } };
+    const audiences = Array.isArray(spec.audiences) && spec.audiences.length > 0 ? spec.audiences.map(String) : [API_AUDIENCE];
+    const expirationSeconds = typeof spec.expirationSeconds === 'number' ? spec.expirationSeconds : 3600;
+    if (expirationSeconds < 600) return this.#status(res, 422, 'Invalid', 'spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes');
+    let pod: { name: string; uid: string } | undefined;
+    let node: { name: string } | undefined;
+    const ref = spec.boundObjectRef;
+    if (ref !== undefined) {
+      const bound = ref.kind === 'Pod' ? this.#collections.get('v1/pods')?.objects.get(keyOf(namespace, String(ref.name))) : undefined;
+      const md = bound?.metadata as Body | undefined;
+      if (bound === undefined || (ref.uid !== undefined && md?.uid !== ref.uid)) return this.#status(res, 404, 'NotFound', `the bound object ${String(ref.kind)} "${String(ref.name)}" was not found`);
+      pod = { name: String(ref.name), uid: String(md?.uid) };
+      const nodeName = (bound.spec as Body | undefined)?.nodeName;
+      if (typeof nodeName === 'string') node = { name: nodeName };
+    }
+    const token = this.tokens.issue({ namespace, serviceAccount: name, audiences, expirationSeconds, ...(pod === undefined ? {} : { pod }), ...(node === undefined ? {} : { node }) });
+    const expirationTimestamp = new Date(Date.now() + expirationSeconds * 1000).toISOString();
+    this.#json(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', metadata: { name, namespace }, spec: { ...spec, audiences, expirationSeconds }, status: { token, expirationTimestamp } });
   }
 
   #create(c: Collection, namespace: string | undefined, body: unknown, res: http.ServerResponse): void {

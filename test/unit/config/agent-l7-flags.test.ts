@@ -12,6 +12,11 @@ test('agent flags: L7 on and a 100 ms sniff bound by default', () => {
   const c = agentConfig(base, {}, 2);
   assert.equal(c.l7, true);
   assert.equal(c.sniffMs, 100);
+  assert.equal(c.maxRequestsPerSource, 1024);
+});
+
+test('agent flags: --max-requests-per-source 8', () => {
+  assert.equal(agentConfig({ ...base, 'max-requests-per-source': '8' }, {}, 2).maxRequestsPerSource, 8);
 });
 
 test('agent flags: --l7 off, --sniff-ms 20', () => {
@@ -23,6 +28,7 @@ test('agent flags: --l7 off, --sniff-ms 20', () => {
 const bad: Array<[Record<string, string>, RegExp]> = [
   [{ l7: 'yes' }, /--l7 "yes": must be one of on, off/],
   [{ 'sniff-ms': '250' }, /--sniff-ms "250": must be a whole number from 1 to 100/],
+  [{ 'max-requests-per-source': '0' }, /--max-requests-per-source "0": must be a whole number from 1 to 1000000/],
   [{ 'sniff-ms': '0' }, /--sniff-ms "0"/],
   [{ 'sniff-ms': 'soon' }, /--sniff-ms "soon"/],
 ];

@@ -53,7 +53,9 @@ test('malformed route bodies are refused, naming the field', () => {
     ['weight', (b) => { (rule(b).backendRefs[0] ?? assert.fail()).weight = -1; }, /weight must be an integer/],
     ['filter body', (b) => { rule(b).filters = [{ type: 'URLRewrite' }]; }, /urlRewrite is required/],
     ['unknown filter', (b) => { rule(b).filters = [{ type: 'CORS', cors: {} }]; }, /unknown type "CORS"/],
-    ['extra field', (b) => { rule(b).retry = {}; }, /retry is not a known field/],
+    ['extra field', (b) => { (rule(b) as Record<string, unknown>).sessionPersistence = {}; }, /sessionPersistence is not a known field/],
+    ['retry without attempts', (b) => { rule(b).retry = { codes: [503], backoffMs: 25 }; }, /attempts is required/],
+    ['retry code out of range', (b) => { rule(b).retry = { attempts: 1, codes: [200], backoffMs: 25 }; }, /codes\[0\] must be an integer/],
   ];
   for (const [name, mutate, message] of cases) {
     const body = structuredClone(good);

@@ -33,6 +33,23 @@ test('defaults: weight 1, PathPrefix /, 302, the route namespace on refs, lowerc
   assert.equal(empty?.rules.length, 1, 'no rules: the CRD default, one rule matching everything');
 });
 
+test('GEP-1731 retry: given fields kept (codes sorted, deduplicated), unset ones defaulted, absent stays absent', () => {
+  const r = parseRoute('HTTPRoute', route('HTTPRoute', 'r', spec([
+    { retry: { codes: [503, 500, 503], attempts: 3, backoff: '100ms' } },
+    { retry: {} },
+    { retry: { codes: [] , attempts: 0 } },
+    {},
+  ])) as Record<string, unknown>);
+  assert.deepEqual(r.issues, []);
+  const rules = r.route?.kind === 'HTTPRoute' ? r.route.rules : assert.fail();
+  assert.deepEqual(rules.map((x) => x.retry), [
+    { attempts: 3, codes: [500, 503], backoffMs: 100 },
+    { attempts: 2, codes: [502, 503, 504], backoffMs: 25 },
+    { attempts: 0, codes: [], backoffMs: 25 },
+    undefined,
+  ]);
+});
+
 test('GEP-2257 durations', () => {
   for (const [d, ms] of [['0s', 0], ['10s', 10_000], ['500ms', 500], ['1h30m', 5_400_000], ['1m30s500ms', 90_500], ['01h', 3_600_000]] as const) assert.equal(durationMs(d), ms, d);
 });
@@ -69,7 +86,11 @@ const CASES: readonly Case[] = [
   { name: 'mirror with percent and fraction', spec: spec([{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'echo', port: 80 }, percent: 5, fraction: { numerator: 1 } } }] }]), field: 'spec.rules[0].filters[0].requestMirror', message: /not both/ },
   { name: 'backendRequest longer than request', spec: spec([{ timeouts: { request: '1s', backendRequest: '2s' } }]), field: 'spec.rules[0].timeouts.backendRequest', message: /not be longer/ },
   { name: 'duration with a fraction', spec: spec([{ timeouts: { request: '1.5s' } }]), field: 'spec.rules[0].timeouts.request', message: /duration/ },
-  { name: 'retry (issue 11)', spec: spec([{ retry: { attempts: 2 } }]), field: 'spec.rules[0].retry', message: /not supported by weft yet/ },
+  { name: 'retry code outside 400-599', spec: spec([{ retry: { codes: [200] } }]), field: 'spec.rules[0].retry.codes[0]', message: /400-599/ },
+  { name: 'retry attempts over 10', spec: spec([{ retry: { attempts: 11 } }]), field: 'spec.rules[0].retry.attempts', message: /0-10/ },
+  { name: 'retry backoff not a duration', spec: spec([{ retry: { backoff: '1.5s' } }]), field: 'spec.rules[0].retry.backoff', message: /duration/ },
+  { name: 'retry with an unknown field', spec: spec([{ retry: { perTryTimeout: '1s' } }]), field: 'spec.rules[0].retry.perTryTimeout', message: /not a known field/ },
+  { name: 'GRPCRoute has no retry (GEP-1731 is HTTPRoute only)', kind: 'GRPCRoute', spec: spec([{ retry: { attempts: 1 } }]), field: 'spec.rules[0].retry', message: /not a known field/ },
   { name: 'CORS filter', spec: spec([{ filters: [{ type: 'CORS' }] }]), field: 'spec.rules[0].filters[0].type', message: /must be one of/ },
   { name: 'misspelt field', spec: spec([{ matchs: [] }]), field: 'spec.rules[0].matchs', message: /not a known field/ },
   { name: 'duplicate rule names', spec: spec([{ name: 'a' }, { name: 'a' }]), field: 'spec.rules[1].name', message: /duplicates/ },

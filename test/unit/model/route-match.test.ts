@@ -380,10 +380,26 @@ test('timeouts: request and backendRequest in milliseconds; 0s means none', () =
 test('an ExtensionRef filter weft does not implement fails the request with 500, never skipped', () => {
   const s = meshWith([route('HTTPRoute', 'ext', {
     parentRefs: [parent('echo', { port: 80 })],
-    rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'FaultInjection', name: 'slow' } }], backendRefs: [be('echo-v1', 80)] }],
+    rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Lua', name: 'script' } }], backendRefs: [be('echo-v1', 80)] }],
   })]);
   const d = decide(s, 'echo', request('/'));
-  assert.equal(d.kind === 'reject' ? d.reason : '', 'ExtensionRef filter weft.dev/FaultInjection slow is not implemented by weft');
+  assert.equal(d.kind === 'reject' ? d.reason : '', 'ExtensionRef filter example.com/Lua script is not implemented by weft');
+});
+
+test('ExtensionRef filters to weft.dev FaultInjections (rule, then backend) ride on the forward decision; retry too', () => {
+  const fault = (name: string) => ({ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'FaultInjection', name } });
+  const s = meshWith([route('HTTPRoute', 'ext', {
+    parentRefs: [parent('echo', { port: 80 })],
+    rules: [
+      { matches: [{ path: { value: '/f' } }], filters: [fault('slow')], backendRefs: [be('echo-v1', 80, { filters: [fault('flaky')] })], retry: { attempts: 1, codes: [503] } },
+      { backendRefs: [be('echo-v1', 80)] },
+    ],
+  })]);
+  const f = forward(decide(s, 'echo', request('/f')));
+  assert.deepEqual(f.faults, ['mesh/slow', 'mesh/flaky']);
+  assert.deepEqual(f.retry, { attempts: 1, codes: [503], backoffMs: 25 });
+  const plain = forward(decide(s, 'echo', request('/')));
+  assert.deepEqual([plain.faults, plain.retry], [undefined, undefined]);
 });
 
 const grpcReq = (service: string, method: string, opts = {}) => request(`/${service}/${method}`, { method: 'POST', grpc: true, headers: { 'content-type': 'application/grpc' }, ...opts });

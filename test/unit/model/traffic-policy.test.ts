@@ -27,6 +27,8 @@ test('DestinationPolicy: Istio trafficPolicy fields, defaults for outlierDetecti
   } });
   const alias = parseTrafficPolicy('DestinationPolicy', doc('DestinationPolicy', 'a', { targetRef: { kind: 'Service', name: 'web' }, trafficPolicy: { connectionPool: { http: { http1MaxPendingRequests: 7 } } } }));
   assert.equal(alias.policy?.kind === 'DestinationPolicy' ? alias.policy.connectionPool.maxPendingRequests : undefined, 7);
+  const budget = parseTrafficPolicy('DestinationPolicy', doc('DestinationPolicy', 'b', { targetRef: { kind: 'Service', name: 'web' }, trafficPolicy: { retryBudget: { retryRatio: 0.1 } } }));
+  assert.deepEqual(budget.policy?.kind === 'DestinationPolicy' ? budget.policy.retryBudget : undefined, { retryRatio: 0.1, minRetriesPerSecond: 10, ttlMs: 10_000 }, 'Linkerd\'s defaults for the fields left out');
 });
 
 test('RateLimitPolicy and FaultInjection: rates, bursts by default one second, overrides normalised, Istio percentages', () => {
@@ -55,6 +57,8 @@ test('refusals name the field and say why', () => {
     ['DestinationPolicy', { targetRef: svc, trafficPolicy: { connectionPool: { http: { maxPendingRequests: 1, http1MaxPendingRequests: 2 } } } }, 'spec.trafficPolicy.connectionPool.http', /not both/],
     ['DestinationPolicy', { targetRef: svc, trafficPolicy: { outlierDetection: { interval: '10 seconds' } } }, 'spec.trafficPolicy.outlierDetection.interval', /duration/],
     ['DestinationPolicy', { targetRef: svc, trafficPolicy: {} }, 'spec.trafficPolicy', /does nothing/],
+    ['DestinationPolicy', { targetRef: svc, trafficPolicy: { retryBudget: { retryRatio: -1 } } }, 'spec.trafficPolicy.retryBudget.retryRatio', /ratio 0-1000/],
+    ['DestinationPolicy', { targetRef: svc, trafficPolicy: { retryBudget: { ttl: '2m' } } }, 'spec.trafficPolicy.retryBudget.ttl', /10ms to 1m/],
     ['DestinationPolicy', { host: 'web.shop.svc', targetRef: svc, trafficPolicy: { connectionPool: {} } }, 'spec.host', /targetRef/],
     ['RateLimitPolicy', { total: { requestsPerSecond: 1 } }, 'spec', /exactly one of targetRef/],
     ['RateLimitPolicy', { targetRef: svc, selector: { matchLabels: { app: 'web' } }, total: { requestsPerSecond: 1 } }, 'spec', /exactly one of targetRef/],

@@ -93,6 +93,8 @@ export interface L7Options {
   /** Node b's per-request steps for tunnelled requests (as proxy-runtime composes them). */
   readonly inboundSteps?: (authorize: Authorizer) => readonly RequestStep[];
   readonly route?: RouteDecider;
+  /** Node a's steps between routing and forwarding (retries, faults, as proxy-runtime composes them). */
+  readonly steps?: readonly RequestStep[];
   readonly sniffMs?: number;
   /** The request balancer's clock (monotonic ms). */
   readonly now?: () => number;
@@ -185,7 +187,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const connector = new UpstreamConnector(pool, { tunnelPort: inboundAddress.port });
   const requests = requestRecorder();
   const layer = new HttpLayer({
-    mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now,
+    mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps,
   }, { nodeName: 'a' });
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({

@@ -15,6 +15,7 @@ import { InboundTunnel } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener } from '../../../src/proxy/outbound.ts';
 import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
+import { uploadThrough } from '../../../bench/tools/upload.ts';
 import { sharedPkiEnv, spiffeId, testCa, testLeaf } from '../../support/certs.ts';
 import { TestMesh, allowAll, endpoint, service, testCredentials, workload } from './harness.ts';
 
@@ -97,32 +98,9 @@ async function timed(proxies: readonly Role[], work: () => Promise<void>): Promi
   return { secs, cpu: user + system, user, each };
 }
 
-const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
-
-/** Uploads exactly `bytes`, half-closes, and resolves on the pod's answer and FIN. */
+/** Uploads exactly `bytes` from the client's address, half-closes, and resolves on the pod's answer and FIN. */
 function upload(to: AddressInfo, bytes: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: to.address, port: to.port, localAddress: '127.0.1.10', allowHalfOpen: true });
-    let sent = 0;
-    s.on('error', reject);
-    s.on('data', () => undefined);
-    s.on('end', () => {
-      s.end();
-      resolve();
-    });
-    const pump = (): void => {
-      while (sent < bytes) {
-        const piece = CHUNK.subarray(0, Math.min(CHUNK.length, bytes - sent));
-        sent += piece.length;
-        if (!s.write(piece)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-    };
-    s.once('connect', pump);
-  });
+  return uploadThrough(connect({ host: to.address, port: to.port, localAddress: '127.0.1.10', allowHalfOpen: true }), bytes);
 }
 
 async function measure(label: string, to: AddressInfo, proxies: readonly Role[], mib: number, streams: number): Promise<void> {

@@ -30,7 +30,7 @@ test('rules: one match per pod, exclusions, then DNAT to the agent; the jump fir
   ].join('\n'));
 });
 
-test('inbound on: after the outbound rules, TCP to each pod goes to the inbound port, but for exempt sources and ports', () => {
+test('inbound on: after the outbound rules, TCP to each pod goes to the inbound port, but for exempt ports (no source: a node address in PREROUTING is forged)', () => {
   const inbound = validateOptions({ ...opts, inboundSlots: 2, inboundExemptSources: ['198.18.1.1', '198.18.0.11'], excludeInboundPorts: [9091] });
   const lines = buildNatRules(inbound, [{ podId: 'ns/b', ip: '198.18.1.11' }, { podId: 'ns/a', ip: '198.18.1.10' }], empty).split('\n');
   const pre = lines.filter((l) => l.startsWith('-A WEFT-PREROUTING'));
@@ -41,8 +41,6 @@ test('inbound on: after the outbound rules, TCP to each pod goes to the inbound 
     '-A WEFT-PREROUTING -d 198.18.1.11/32 -p tcp -m comment --comment "weft-inbound=ns/b" -j WEFT-INBOUND',
   ]);
   assert.deepEqual(lines.filter((l) => l.startsWith('-A WEFT-INBOUND')), [
-    '-A WEFT-INBOUND -s 198.18.0.11/32 -j RETURN',
-    '-A WEFT-INBOUND -s 198.18.1.1/32 -j RETURN',
     '-A WEFT-INBOUND -p tcp -m multiport --dports 9091 -j RETURN',
     '-A WEFT-INBOUND -p tcp -j REDIRECT --to-ports 15006',
   ]);

@@ -40,6 +40,7 @@ const badOptions: [string, Partial<RedirectorOptions>, RegExp][] = [
   ['interface name too long', { podInterface: 'a-very-long-bridge-name' }, /podInterface/],
   ['too many inbound slots', { inboundSlots: 65 }, /inboundSlots=65: must be an integer from 0 to 64/],
   ['inbound exempt source not IPv4', { inboundExemptSources: ['node-1'] }, /inboundExemptSources\[0\]="node-1"/],
+  ['more exempt sources than the map holds', { inboundExemptSources: Array.from({ length: 65 }, (_, i) => `10.0.0.${i + 1}`) }, /inboundExemptSources="65 addresses".*at most 64/],
   ['bad inbound excluded port', { excludeInboundPorts: [0] }, /excludeInboundPorts\[0\]=0/],
   ['bad inbound port', { inboundPort: 99999 }, /inboundPort=99999/],
 ];

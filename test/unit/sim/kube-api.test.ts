@@ -5,6 +5,10 @@ import { parseResourcePath, objectPath, BUILTIN_KINDS } from '../../../src/sim/k
 import { rbacAllows, type RbacObjects } from '../../../src/sim/kube-api/rbac.ts';
 import { KubeApiServer } from '../../../src/sim/kube-api/server.ts';
 import { API_AUDIENCE, TokenAuthority, type ApiUser } from '../../../src/sim/kube-api/tokens.ts';
+import { SimApiClient } from '../../../src/sim/install/api-client.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 test('request paths name group, version, namespace, plural, name and subresource', () => {
   const cases: Array<[string, ReturnType<typeof parseResourcePath>]> = [
@@ -136,4 +140,34 @@ test('a custom kind is served once its CRD is created', async (t) => {
   const p = server.apply({ apiVersion: 'weft.dev/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'p', namespace: 'shop' }, spec: {} });
   assert.equal((p.metadata as { namespace: string }).namespace, 'shop');
   assert.equal(server.list('/apis/weft.dev/v1alpha1/authorizationpolicies').length, 1);
+});
+
+test('TokenRequest (the kubelet\'s projected tokens) over the administrator socket: bound to the pod and its node, refusals tried', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-kube-api-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const server = new KubeApiServer([], { rbac: true }).serveBuiltins();
+  t.after(() => server.close());
+  await server.listen({ socketPath: join(dir, 'api.sock') });
+  const url = await server.listen();
+  const api = new SimApiClient(join(dir, 'api.sock'));
+  server.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'weft-agent', namespace: 'weft-system' } });
+  const pod = server.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'weft-agent-n1', namespace: 'weft-system' }, spec: { nodeName: 'node-1', containers: [] } });
+  const uid = String((pod.metadata as { uid: string }).uid);
+
+  const token = await api.token('weft-system', 'weft-agent', ['weft-control'], 3600, { name: 'weft-agent-n1', uid });
+  const review = server.tokens.review(token, ['weft-control']);
+  assert.equal(review.authenticated, true);
+  assert.equal(review.user?.username, 'system:serviceaccount:weft-system:weft-agent');
+  assert.deepEqual(review.user?.extra['authentication.kubernetes.io/node-name'], ['node-1']);
+  assert.deepEqual(review.user?.extra['authentication.kubernetes.io/pod-uid'], [uid]);
+  assert.equal(server.tokens.review(token, ['https://kubernetes.default.svc.cluster.local']).authenticated, false, 'not an API credential');
+
+  await assert.rejects(api.token('weft-system', 'nobody', ['a'], 3600, { name: 'weft-agent-n1', uid }), /HTTP 404: serviceaccounts "nobody" not found/);
+  await assert.rejects(api.token('weft-system', 'weft-agent', ['a'], 3600, { name: 'weft-agent-n1', uid: 'other' }), /HTTP 404: the bound object Pod "weft-agent-n1" was not found/);
+  await assert.rejects(api.token('weft-system', 'weft-agent', ['a'], 60, { name: 'weft-agent-n1', uid }), /HTTP 422: .*less than 10 minutes/);
+  // Another account may not mint tokens for weft-agent without RBAC saying so.
+  const other = server.tokens.issue({ namespace: 'shop', serviceAccount: 'web', audiences: [API_AUDIENCE], expirationSeconds: 3600 });
+  const res = await fetch(`${url}/api/v1/namespaces/weft-system/serviceaccounts/weft-agent/token`, { method: 'POST', headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: { audiences: ['weft-control'] } }) });
+  assert.equal(res.status, 403);
+  assert.match(((await res.json()) as { message: string }).message, /cannot create resource "serviceaccounts\/token"/);
 });

@@ -1,0 +1,204 @@
+// The simulator's kubelet for installed workloads: makes a pod's volumes real (tokens by
+// TokenRequest, ConfigMaps and Secrets from the API — waiting for them as the kubelet does —,
+// hostPaths in the node's own directory, emptyDirs), writes its /etc/hosts (the cluster DNS
+// names of Services), and starts its container in the pod's cgroup and network namespace, in
+// a mount namespace of its own where every volume sits at its mountPath, with the user and
+// capabilities of its securityContext. The command line is the pod spec's, untouched.
+
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../../core/exec.ts';
+import { WeftError } from '../../core/errors.ts';
+import { SimErrors } from '../errors.ts';
+import { makeCgroup } from '../cgroups.ts';
+import { startDetached, type Placement } from '../processes.ts';
+import type { SimApiClient } from './api-client.ts';
+import type { PodRun, VolumeSource } from './pod-spec.ts';
+
+type Body = Record<string, unknown>;
+
+/** One pod of an installed workload, placed on a node. */
+export interface InstalledPod {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly node: string;
+  readonly podIP: string;
+  readonly hostIP: string;
+  /** Where its container runs: the container's cgroup (absolute) and the pod's (or, hostNetwork, the node's) netns. */
+  readonly placement: Placement;
+}
+
+export interface KubeletPaths {
+  /** The pod's own directory (volumes, hosts file). */
+  readonly podDir: string;
+  /** The node's file system root for hostPath volumes (the sim's nodes share the machine's). */
+  readonly nodeRoot: string;
+  /** The node's part of bpffs, mounted at /sys/fs/bpf (each simulated node has its own pins). */
+  readonly nodeBpffs: string;
+  /** The API server's CA certificate (ca.crt of the API access volume). */
+  readonly apiCaFile: string;
+}
+
+export interface Mount {
+  readonly source: string;
+  readonly target: string;
+  readonly readOnly: boolean;
+}
+
+const VOLUME_WAIT_MS = 60_000;
+/** The kubelet's default mode for projected, ConfigMap and Secret files. */
+const FILE_MODE = 0o644;
+
+const CLI = join(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+
+async function waitObject(api: SimApiClient, path: string, optional: boolean, what: string): Promise<Body | undefined> {
+  const deadline = Date.now() + VOLUME_WAIT_MS;
+  for (;;) {
+    const o = await api.get(path);
+    if (o !== undefined || optional) return o;
+    if (Date.now() > deadline) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `${what}: ${path} did not appear within ${VOLUME_WAIT_MS / 1000} s (the kubelet keeps such a pod in ContainerCreating)`);
+    await sleep(100);
+  }
+}
+
+async function writeSource(api: SimApiClient, pod: InstalledPod, serviceAccount: string, s: VolumeSource, dir: string, paths: KubeletPaths, what: string): Promise<void> {
+  const put = (file: string, text: string): void => {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), text, { mode: FILE_MODE });
+  };
+  switch (s.type) {
+    case 'token':
+      put(s.path, await api.token(pod.namespace, serviceAccount, s.audience === undefined ? [] : [s.audience], s.expirationSeconds, pod));
+      return;
+    case 'apiAccess':
+      put('token', await api.token(pod.namespace, serviceAccount, [], 3607, pod));
+      put('namespace', pod.namespace);
+      put('ca.crt', readFileSync(paths.apiCaFile, 'utf8'));
+      return;
+    case 'configMap': {
+      const cm = await waitObject(api, `/api/v1/namespaces/${pod.namespace}/configmaps/${s.name}`, s.optional, what);
+      for (const [k, v] of Object.entries((cm?.data ?? {}) as Record<string, string>)) put(k, v);
+      return;
+    }
+    case 'secret': {
+      const secret = await waitObject(api, `/api/v1/namespaces/${pod.namespace}/secrets/${s.name}`, s.optional, what);
+      for (const [k, v] of Object.entries((secret?.data ?? {}) as Record<string, string>)) put(k, Buffer.from(v, 'base64').toString('utf8'));
+      return;
+    }
+    default:
+  }
+}
+
+/** Makes every volume of `run` real; returns the bind mounts, parents before children. */
+export async function prepareVolumes(api: SimApiClient, pod: InstalledPod, podRun: PodRun, paths: KubeletPaths, hostsText: string): Promise<Mount[]> {
+  const mounts: Mount[] = [];
+  const what = `pod ${pod.namespace}/${pod.name}`;
+  for (const m of podRun.mounts) {
+    const first = m.sources[0];
+    let source: string;
+    if (m.sources.length === 1 && first?.type === 'hostPath') {
+      // The simulated nodes share the machine's cgroup tree: that hostPath is already where
+      // the pod wants it (a bind of it would not carry the cgroup2 mount under it either).
+      if (first.path === '/sys/fs/cgroup' && m.mountPath === first.path) continue;
+      source = first.path === '/sys/fs/bpf' ? paths.nodeBpffs : join(paths.nodeRoot, first.path);
+      mkdirSync(source, { recursive: true });
+    } else {
+      source = join(paths.podDir, 'volumes', m.volume);
+      mkdirSync(source, { recursive: true });
+      for (const s of m.sources) await writeSource(api, pod, podRun.serviceAccount, s, source, paths, what);
+    }
+    mounts.push({ source, target: m.mountPath, readOnly: m.readOnly });
+  }
+  const hosts = join(paths.podDir, 'etc-hosts');
+  writeFileSync(hosts, hostsText, { mode: FILE_MODE });
+  mounts.push({ source: hosts, target: '/etc/hosts', readOnly: true });
+  return mountOrder(mounts);
+}
+
+/**
+ * Parents before children; and a mount that would cover another's source (the agent's
+ * /var/run/weft is where the simulator keeps its files) after every mount it would hide.
+ * Targets are compared as the kernel resolves them (/var/run is /run).
+ */
+export function mountOrder(mounts: readonly Mount[], resolve: (path: string) => string = resolveExisting): Mount[] {
+  const real = new Map(mounts.map((m) => [m, resolve(m.target)]));
+  const covers = (m: Mount): boolean => mounts.some((o) => o !== m && (o.source === real.get(m) || o.source.startsWith(`${real.get(m) ?? ''}/`)));
+  const depth = (m: Mount): number => m.target.split('/').length;
+  return [...mounts].sort((a, b) => Number(covers(a)) - Number(covers(b)) || depth(a) - depth(b));
+}
+
+/** The real path of `path`'s longest existing ancestor, with the rest appended. */
+function resolveExisting(path: string): string {
+  let head = path;
+  let tail = '';
+  while (head !== '/' && !existsSync(head)) {
+    tail = `/${basename(head)}${tail}`;
+    head = dirname(head);
+  }
+  return `${realpathSync(head).replace(/\/$/, '')}${tail}`;
+}
+
+/** /etc/hosts as the pod's resolver would answer: itself, then each Service's names -> its VIP (or, headless, each ready endpoint). */
+export function hostsFile(pod: { name: string; podIP: string }, services: readonly { name: string; namespace: string; ips: readonly string[] }[]): string {
+  const lines = ['# written by weft sim (the cluster DNS of the simulated pod)', '127.0.0.1\tlocalhost', `${pod.podIP}\t${pod.name}`];
+  for (const s of services) {
+    for (const ip of s.ips) lines.push(`${ip}\t${s.name}.${s.namespace}.svc.cluster.local ${s.name}.${s.namespace}.svc ${s.name}.${s.namespace}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+// $1.. are (source, target, ro|rw) triples up to `--`, then the command. Inside a private mount
+// namespace, so nothing is mounted anywhere else; `exec` keeps the PID the simulator recorded.
+const MOUNT_SCRIPT = 'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 111; if [ "$3" = ro ]; then mount -o remount,bind,ro "$2" || exit 111; fi; shift 3; done; shift; exec "$@"';
+
+/** The setpriv prefix that gives the process the securityContext's user and capabilities. */
+export function securityPrefix(podRun: PodRun): string[] {
+  const out = ['setpriv', '--no-new-privs'];
+  if (podRun.runAsUser !== undefined && podRun.runAsUser !== 0) {
+    out.push(`--reuid=${podRun.runAsUser}`, `--regid=${podRun.runAsGroup ?? podRun.runAsUser}`, '--clear-groups');
+  }
+  const caps = podRun.capabilities;
+  if (caps !== undefined && caps.drop.includes('ALL')) {
+    const add = caps.add.map((c) => `+${c.toLowerCase()}`);
+    out.push('--inh-caps=-all', `--bounding-set=${['-all', ...add].join(',')}`);
+  }
+  return [...out, '--'];
+}
+
+/**
+ * Creates the mount points the pod needs that the machine lacks (empty directories, returned
+ * so `sim down` can remove them), then starts the container. Returns its PID and the directories made.
+ */
+export function startContainer(pod: InstalledPod, podRun: PodRun, mounts: readonly Mount[], env: NodeJS.ProcessEnv, logFile: string): { pid: number; madeDirs: string[] } {
+  const madeDirs: string[] = [];
+  for (const m of mounts) {
+    if (m.target === '/etc/hosts') continue;
+    const made = mkdirSync(m.target, { recursive: true });
+    if (made !== undefined) madeDirs.push(made);
+  }
+  makeCgroup(pod.placement.cgroup);
+  const image = podRun.command ?? [process.execPath, CLI];
+  const command = [
+    'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', MOUNT_SCRIPT, 'mounts',
+    ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']), '--',
+    ...securityPrefix(podRun), ...image, ...podRun.args,
+  ];
+  const pid = startDetached(pod.placement, command, { ...env, ...podRun.env }, logFile);
+  return { pid, madeDirs };
+}
+
+/** Polls the readiness probe from inside the pod's network namespace until it answers 200. */
+export async function waitReadiness(pod: InstalledPod, podRun: PodRun, timeoutMs: number, logFile: string): Promise<void> {
+  const probe = podRun.readiness;
+  if (probe === undefined) return;
+  const url = `http://${pod.podIP}:${probe.port}${probe.path}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await run('nsenter', [`--net=/run/netns/${pod.placement.netns}`, '--', 'curl', '-sf', '-o', '/dev/null', '-m', '1', url], { code: SimErrors.COMMAND_FAILED, okStatus: [0, 7, 22, 28, 52, 56] });
+    if (r.status === 0) return;
+    if (Date.now() > deadline) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `pod ${pod.namespace}/${pod.name}: its readiness probe ${url} did not pass within ${timeoutMs / 1000} s; see ${logFile}`);
+    await sleep(200);
+  }
+}

@@ -1,0 +1,131 @@
+// DestinationPolicy circuit breaking end to end on a 2-node simulated mesh: with
+// `connectionPool.http.maxPendingRequests: 10` on a Service whose pod answers after 2 s, 100
+// concurrent requests from a pod on the other node (one connection each, python3's
+// http.client) get 10 answers and 90 immediate 503s with the flag UO, no queue; the overflow is
+// in the caller agent's access log and in weft_request_overflow_total.
+//
+// Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 9080, each answer after 2 s).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { needsRoot } from '../support/root.ts';
+import { simCluster, uniqueName } from '../support/sim.ts';
+import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { agentLog, agentMetrics } from './mesh-support.ts';
+
+const VIP = '198.19.0.80';
+const CONCURRENT = 100;
+const MAX_PENDING = 10;
+
+const MANIFESTS = `apiVersion: v1
+kind: Namespace
+metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: slow, namespace: demo}
+spec:
+  clusterIP: ${VIP}
+  selector: {app: slow}
+  ports: [{name: http, port: 80, targetPort: 9080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {name: slow, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: slow}
+  trafficPolicy:
+    connectionPool:
+      http: {maxPendingRequests: ${MAX_PENDING}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: demo, labels: {app: client}}
+spec:
+  nodeName: node-1
+  containers: [{name: app, image: weft/echo}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: slow, namespace: demo, labels: {app: slow}}
+spec:
+  nodeName: node-2
+  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
+`;
+
+const SERVER = `
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        time.sleep(2)
+        self.send_response(200)
+        self.send_header('content-length', '4')
+        self.end_headers()
+        self.wfile.write(b'slow')
+    def log_message(self, *a): pass
+s = ThreadingHTTPServer(('0.0.0.0', 9080), H)
+s.daemon_threads = True
+s.request_queue_size = 256
+print('listening', flush=True)
+s.serve_forever()
+`;
+
+/** N requests at once, each on its own connection: status, seconds to the answer, body. */
+const BURST = `
+import http.client, json, sys, threading, time
+host, n = sys.argv[1], int(sys.argv[2])
+conns = [http.client.HTTPConnection(host, 80, timeout=20) for _ in range(n)]
+for c in conns: c.connect()
+out, lock, go = [], threading.Lock(), threading.Event()
+def one(c):
+    go.wait()
+    t0 = time.monotonic()
+    c.request('GET', '/slow')
+    r = c.getresponse()
+    body = r.read().decode(errors='replace')
+    with lock: out.append({'status': r.status, 's': time.monotonic() - t0, 'body': body[:200]})
+ts = [threading.Thread(target=one, args=(c,)) for c in conns]
+for t in ts: t.start()
+go.set()
+for t in ts: t.join()
+print(json.dumps(out))
+`;
+
+test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} concurrent slow requests the overflow gets 503 UO at once, the rest succeed`, { timeout: 240_000 }, async (t) => {
+  if (!needsRoot(t, ['nsenter', 'python3'])) return;
+  const dir = mkdtempSync(join(tmpdir(), 'weft-circuit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'server.py'), SERVER);
+  writeFileSync(join(dir, 'burst.py'), BURST);
+  mkdirSync(join(dir, 'manifests'));
+  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), MANIFESTS);
+  const name = uniqueName('cbreak');
+  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
+  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
+  const server = startInPod(pod('slow'), ['python3', join(dir, 'server.py')]);
+  t.after(() => server.stop());
+  await server.waitLine(/^listening$/, 30_000);
+  const log = new AccessLog(agentLog(name, 'node-1'));
+  log.mark();
+
+  const r = await inPodFast(pod('client'), ['python3', join(dir, 'burst.py'), VIP, String(CONCURRENT)], 120_000);
+  assert.equal(r.status, 0, `burst: ${r.stdout}\n${r.stderr.slice(-2000)}`);
+  const out = JSON.parse(r.stdout) as { status: number; s: number; body: string }[];
+  const ok = out.filter((x) => x.status === 200);
+  const overflow = out.filter((x) => x.status === 503);
+  t.diagnostic(`200: ${ok.length} (slowest ${Math.max(...ok.map((x) => x.s)).toFixed(2)} s), 503: ${overflow.length} (slowest ${Math.max(...overflow.map((x) => x.s)).toFixed(2)} s)`);
+  assert.equal(out.length, CONCURRENT);
+  assert.equal(ok.length, MAX_PENDING, `exactly ${MAX_PENDING} answered: ${JSON.stringify(out.map((x) => x.status))}`);
+  assert.equal(overflow.length, CONCURRENT - MAX_PENDING);
+  assert.ok(ok.every((x) => x.s >= 1.9 && x.body === 'slow'), 'the admitted ones waited for the pod');
+  assert.ok(overflow.every((x) => x.s < 1.5 && /overflow/.test(x.body)), `the overflow answered at once: ${JSON.stringify(overflow.slice(0, 3))}`);
+
+  const lines = (await log.settle(CONCURRENT, 10_000)).filter((l) => (l as { path?: string }).path === '/slow');
+  assert.equal(lines.filter((l) => (l as { flags?: string }).flags === 'UO').length, CONCURRENT - MAX_PENDING, 'UO in the access log');
+  assert.match(await agentMetrics(s, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/slow"\\} ${CONCURRENT - MAX_PENDING}$`, 'm'));
+});
