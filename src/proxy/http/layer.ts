@@ -16,7 +16,7 @@ import type { Accepted, Ending } from '../listener.ts';
 import type { RandomSource } from '../load-balancer.ts';
 import type { HttpHandler, RoutedConnection } from '../outbound.ts';
 import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunnel.ts';
-import { resetSide, type SocketCloser, type SpliceSide } from '../splice.ts';
+import { resetSide, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
 import {
   NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RequestRecord, type RouteDecider,
@@ -50,12 +50,6 @@ export interface HttpLayerDeps {
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
-  /**
-   * How captured client sockets close (SO_LINGER): reset while a response may be in flight,
-   * FIN once the layer has ended the connection itself, so a dying agent leaves its clients an
-   * RST rather than a clean end of a truncated response.
-   */
-  readonly closer?: SocketCloser;
 }
 
 export interface HttpLayerOptions {
@@ -112,8 +106,6 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   readonly #inbound: { readonly pipeline: (x: Exchange) => Promise<void>; readonly steps: readonly RequestStep[] };
   readonly #nodeName: string;
   readonly #maxAttempts: number;
-  /** Inbound streams served so far (names their upstream scopes). */
-  #streams = 0;
 
   constructor(deps: HttpLayerDeps, options: HttpLayerOptions) {
     this.#deps = deps;
@@ -159,28 +151,18 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
    * The destination side: a tunnel stream (already answered 200) whose peer said it carries
    * HTTP; each request goes to the admitted pod and is reported with reporter="destination".
    */
-  async serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
-    // The stream's requests go over pod connections of its own, which end with it: a tunnel
-    // that dies (its source agent killed) leaves no pod socket behind, paused or pooled.
-    const scope = `stream:${++this.#streams}`;
+  serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
     const connection: HttpConnection = {
       reporter: 'destination', source: c.source, sourceIdentity: c.sourceIdentity, sourceNamespace: c.sourceNamespace, clientIp: c.clientIp,
-      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls', upstreamScope: scope,
+      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls',
     };
-    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected, scope);
-    try {
-      return await this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
-    } finally {
-      this.#pools.release(scope);
-    }
+    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected);
+    return this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
   }
 
   async #serveConnection(client: Duplex, protocol: 'http1' | 'h2', ctx: ConnectionContext): Promise<Ending> {
     const { accepted } = ctx;
-    if (client instanceof Socket) {
-      accepted.record.countBytes(client, 'client');
-      this.#resetIfAgentDies(client);
-    }
+    if (client instanceof Socket) accepted.record.countBytes(client, 'client');
     let ending: Ending | undefined;
     let upgraded: Promise<Ending> | undefined;
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
@@ -209,20 +191,6 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     }
     if (accepted.signal.aborted) return [ResponseFlags.DRAINED, 'ended by drain or shutdown'];
     return ending ?? [ResponseFlags.OK];
-  }
-
-  /**
-   * Until this side ends the connection (after whole responses: keep-alive timeout, drain,
-   * `connection: close`), a close of the process resets it; from our FIN on, what was sent
-   * is whole and a clean close lets the kernel deliver it.
-   */
-  #resetIfAgentDies(client: Socket): void {
-    const closer = this.#deps.closer;
-    if (closer === undefined) return;
-    closer.resetOnClose(client);
-    client.once('finish', () => {
-      if (!client.destroyed) closer.finOnClose(client);
-    });
   }
 
   async #request(ctx: ConnectionContext, received: DownstreamRequest, sink: ResponseSink, requestSignal: AbortSignal): Promise<void> {
