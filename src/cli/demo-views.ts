@@ -4,7 +4,7 @@
 // the simulated agents (which cannot reach the host's loopback) export their traces to it.
 
 import { CONTROL_IP } from '../sim/addresses.ts';
-import { DASHBOARD_PORT } from '../sim/mesh.ts';
+import { DASHBOARD_PORT, dashboardNetns } from '../sim/mesh.ts';
 import { portForward, reverseForward } from '../sim/port-forward.ts';
 import type { ClusterState } from '../sim/state.ts';
 
@@ -48,10 +48,11 @@ export interface DemoViews {
 }
 
 export async function openViews(state: ClusterState, relay: TraceRelayPlan | undefined): Promise<DemoViews> {
-  const netns = state.plan.underlayNetns;
+  const netns = dashboardNetns(state);
   const target = { host: '127.0.0.1', port: DASHBOARD_PORT };
   const dashboard = await portForward({ netns, target, port: DASHBOARD_PORT }).catch(() => portForward({ netns, target, port: 0 }));
-  const traces = relay === undefined ? undefined : await reverseForward({ netns, listen: { host: CONTROL_IP, port: 4318 }, target: relay.target });
+  // The relay listens on the underlay's own address, which every agent (on its node) reaches.
+  const traces = relay === undefined ? undefined : await reverseForward({ netns: state.plan.underlayNetns, listen: { host: CONTROL_IP, port: 4318 }, target: relay.target });
   return {
     dashboardUrl: dashboard.url,
     close: async () => {

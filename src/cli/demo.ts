@@ -1,6 +1,7 @@
 // `weft demo` (what `npm start` runs): a simulated cluster with sample services and a
 // client in a pod calling them, with a live summary, torn down on Ctrl-C or after
-// --duration seconds.
+// --duration seconds. The mesh is the rendered install (deploy/weft.yaml, the Helm chart's
+// output) run as a cluster runs it, so what a newcomer sees is what a cluster gets.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../core/exec.ts';
@@ -8,12 +9,20 @@ import { down, podPlacement, up } from '../sim/cluster.ts';
 import { runInside } from '../sim/processes.ts';
 import { readState, type ClusterState, type MeshMode } from '../sim/state.ts';
 import { intFlag, oneOf, parseFlags } from './args.ts';
+import { join, relative } from 'node:path';
+import { readManifests } from '../config/manifest-files.ts';
+import { SimErrors } from '../sim/errors.ts';
 import { stringify } from 'yaml';
 import { defaultManifests, SAMPLE_NAMESPACE } from '../sim/defaults.ts';
 import type { ManifestFile } from '../model/manifests.ts';
 import { openViews, traceRelayPlan } from './demo-views.ts';
 
-const USAGE = 'weft demo [--name NAME] [--nodes N] [--duration SECONDS] [--mesh off|ebpf|iptables]';
+const USAGE = `weft demo [--name NAME] [--nodes N] [--duration SECONDS] [--install FILE|DIR] [--mesh off|auto|ebpf|iptables]
+  --install  the rendered install to run the mesh from (default: deploy/weft.yaml, the chart's output)
+  --mesh     the agents' capture mode instead of the install's own (off: no mesh, plain pods)`;
+
+/** The committed rendering of deploy/helm/weft. */
+const RENDERED_INSTALL = join(import.meta.dirname, '..', '..', 'deploy', 'weft.yaml');
 
 /** The demo's Gateway API route: calls to demo/hello go 80% to hello's pods, 20% to echo's (a canary split). */
 const CANARY_ROUTE: ManifestFile = {
@@ -82,12 +91,16 @@ async function meshSummary(state: ClusterState, tracing: boolean): Promise<strin
 
 export async function demoCommand(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(argv, {
-    name: { type: 'string' }, nodes: { type: 'string' }, duration: { type: 'string' }, mesh: { type: 'string' },
+    name: { type: 'string' }, nodes: { type: 'string' }, duration: { type: 'string' }, mesh: { type: 'string' }, install: { type: 'string' },
   }, USAGE);
   const name = values.name ?? 'demo';
   const nodes = intFlag(values.nodes, '--nodes', 2, USAGE);
   const duration = intFlag(values.duration, '--duration', 0, USAGE);
-  const mesh: MeshMode = oneOf(values.mesh, '--mesh', ['off', 'ebpf', 'iptables'] as const, 'ebpf', USAGE);
+  // The install's own --mode (the chart's: auto) stands unless --mesh names one.
+  const mesh: MeshMode = oneOf(values.mesh, '--mesh', ['off', 'auto', 'ebpf', 'iptables'] as const, 'auto', USAGE);
+  const source = values.install ?? RENDERED_INSTALL;
+  const install = mesh === 'off' ? undefined : { source, files: readManifests(source, SimErrors.BAD_MANIFEST), overrideMode: values.mesh !== undefined };
+  const shownSource = relative(process.cwd(), source).startsWith('..') ? source : relative(process.cwd(), source);
   const out = (line: string) => process.stdout.write(`${line}\n`);
 
   // Traces go to the user's collector on loopback through a relay (the agents cannot reach it).
@@ -95,22 +108,29 @@ export async function demoCommand(argv: readonly string[]): Promise<number> {
   if (typeof relay === 'string') out(`  traces: not relayed: ${relay}`);
   else if (relay !== undefined) Object.assign(process.env, relay.env);
 
+  // Ctrl-C from the first moment: during `up` it lets `up` finish (or fail and clean up after
+  // itself), then tears down, so an early Ctrl-C leaves nothing behind either.
+  let stopping = false;
+  const stop = () => { stopping = true; };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   // The demo owns its cluster name: a run that crashed before is cleaned up first.
   await down(name);
-  const state = await up({ name, nodes, podsPerNode: 3, manifests: [...defaultManifests(nodes, 3), CANARY_ROUTE], mesh, log: (l) => out(`  ${l}`) });
+  const state = await up({ name, nodes, podsPerNode: 3, manifests: [...defaultManifests(nodes, 3), CANARY_ROUTE], mesh, install, log: (l) => out(`  ${l}`) });
   const tracePlan = typeof relay === 'string' ? undefined : relay;
   const views = mesh === 'off' ? undefined : await openViews(state, tracePlan).catch(async (err: unknown) => {
     await down(name);
     throw err;
   });
-  let stopping = false;
-  const stop = () => { stopping = true; };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
   try {
-    const client = state.plan.pods[0];
-    const targets = state.plan.pods.filter((p) => p.node !== client?.node);
-    out(`\nweft demo: cluster "${name}" with ${state.plan.nodes.length} nodes and ${state.plan.pods.length} pods (mesh: ${mesh})`);
+    const samplePods = state.plan.pods.filter((p) => p.namespace === SAMPLE_NAMESPACE);
+    const client = samplePods[0];
+    const targets = samplePods.filter((p) => p.node !== client?.node);
+    out(`\nweft demo: cluster "${name}" with ${state.plan.nodes.length} nodes and ${samplePods.length} sample pods (mesh: ${install === undefined ? 'off' : `installed from ${shownSource}, mode ${mesh}`})`);
+    if (install !== undefined) {
+      out(`  install:  the chart's control-plane Deployment (${state.install?.pods.filter((p) => p.component.startsWith('control/')).length ?? 0} replicas) and agent DaemonSet, run with exactly their pod specs' args, env,`);
+      out(`            volumes and securityContext against a simulated API server (/run/weft/sim/${name}/logs/kube-api.log)`);
+    }
     out(`  status:   npx weft sim status --name ${name}`);
     out(`  a shell:  npx weft sim exec --name ${name} ${client?.name} -- sh`);
     out(`  logs:     /run/weft/sim/${name}/logs/  (one access-log line per connection in agent-<node>.log)`);

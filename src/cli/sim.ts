@@ -7,8 +7,9 @@ import { readManifests } from '../config/manifest-files.ts';
 import { SimErrors } from '../sim/errors.ts';
 import { down, downAll, exec, statusJson, up } from '../sim/cluster.ts';
 import { readState, type ClusterState } from '../sim/state.ts';
-import { DASHBOARD_PORT, restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
+import { DASHBOARD_PORT, dashboardNetns, restartComponent, startComponent, stopComponent } from '../sim/mesh.ts';
 import { portForward } from '../sim/port-forward.ts';
+import { advanceTokenClock, syncInstalledVolumes } from '../sim/install/install.ts';
 import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts';
 
 const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
@@ -16,8 +17,10 @@ const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifest
                  (--install: run the mesh from rendered install objects, e.g. deploy/weft.yaml, as a cluster would)
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
+       weft sim mesh --name NAME sync-volumes (control|agent/NODE)   (--install: the kubelet's volume sync: new tokens, current ConfigMaps)
+       weft sim token-clock --name NAME --advance SECONDS            (--install: the API server's tokens age by SECONDS)
        weft sim status --name NAME [--json]
-       weft sim exec --name NAME POD -- CMD...
+       weft sim exec --name NAME (POD|agent/NODE|control/I) -- CMD...   (agent/NODE, control/I: into an install's container)
        weft sim dashboard --name NAME [--port P]
        weft sim port-forward --name NAME --to HOST:PORT [--port P] [--url-file FILE]   (into the underlay namespace)`;
 
@@ -33,6 +36,7 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
     case 'mesh': return simMesh(rest);
     case 'dashboard': return simDashboard(rest);
     case 'port-forward': return simPortForward(rest);
+    case 'token-clock': return simTokenClock(rest);
     default: throw usageError(verb === undefined ? 'missing sim subcommand' : `unknown sim subcommand ${JSON.stringify(verb)}`, USAGE);
   }
 }
@@ -121,9 +125,25 @@ async function simMesh(argv: readonly string[]): Promise<number> {
     case 'start': await startComponent(state, component); break;
     case 'stop': await stopComponent(state, component, opts); break;
     case 'restart': await restartComponent(state, component, opts); break;
-    default: throw usageError(`unknown mesh verb ${JSON.stringify(verb)}: start, stop or restart`, USAGE);
+    case 'sync-volumes': {
+      if (state.install === undefined) throw usageError(`cluster ${state.plan.name} was not brought up with --install: its mesh has no pod volumes`, USAGE);
+      for (const line of await syncInstalledVolumes(state, component)) process.stdout.write(`synced ${line}\n`);
+      break;
+    }
+    default: throw usageError(`unknown mesh verb ${JSON.stringify(verb)}: start, stop, restart or sync-volumes`, USAGE);
   }
   process.stdout.write(`${component}: ${verb} done in ${Date.now() - started} ms\n`);
+  return 0;
+}
+
+/** The simulated API server's token time moves on, so tests can see tokens expire and be refreshed without waiting an hour. */
+async function simTokenClock(argv: readonly string[]): Promise<number> {
+  const { values } = parseFlags(argv, { name: { type: 'string' }, advance: { type: 'string' } }, USAGE);
+  const state = readState(requiredFlag(values.name, '--name', USAGE));
+  const seconds = intFlag(values.advance, '--advance', undefined, USAGE);
+  if (seconds <= 0) throw usageError('--advance must be a positive number of seconds', USAGE);
+  await advanceTokenClock(state, seconds);
+  process.stdout.write(`tokens of cluster ${state.plan.name} are ${seconds} s older\n`);
   return 0;
 }
 
@@ -145,13 +165,13 @@ async function simPortForward(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-/** Forwards 127.0.0.1:P on the host to the control plane's dashboard (loopback in the underlay namespace) until Ctrl-C. */
+/** Forwards 127.0.0.1:P on the host to the control plane's dashboard (on the loopback of its namespace) until Ctrl-C. */
 async function simDashboard(argv: readonly string[]): Promise<number> {
   const { values } = parseFlags(argv, { name: { type: 'string' }, port: { type: 'string' } }, USAGE);
   const state = readState(requiredFlag(values.name, '--name', USAGE));
   if (state.mesh === 'off') throw usageError(`cluster ${state.plan.name} runs without a mesh (--mesh off): there is no control plane`, USAGE);
   const port = intFlag(values.port, '--port', 15080, USAGE);
-  const forward = await portForward({ netns: state.plan.underlayNetns, target: { host: '127.0.0.1', port: DASHBOARD_PORT }, port });
+  const forward = await portForward({ netns: dashboardNetns(state), target: { host: '127.0.0.1', port: DASHBOARD_PORT }, port });
   process.stdout.write(`dashboard of cluster ${state.plan.name}: ${forward.url}\n(forwarding to the control plane's 127.0.0.1:${DASHBOARD_PORT}; Ctrl-C stops)\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -17,7 +17,7 @@ import { defaultManifests } from './defaults.ts';
 import { renderScheduled } from './render.ts';
 import { controlEndpoint, meshCgroups, startMesh, stopMesh } from './mesh.ts';
 import { PROMETHEUS_URL, startPrometheus } from './prometheus.ts';
-import { prepareInstall, removeMadeDirs, startApiServer, startInstalledMesh } from './install/install.ts';
+import { execInstalled, prepareInstall, removeMadeDirs, startApiServer, startInstalledMesh } from './install/install.ts';
 import { runInside, startDetached, stopPids, type Placement } from './processes.ts';
 import { clusterDir, listClusters, readState, removeClusterDir, writeState, type ClusterState, type MeshMode } from './state.ts';
 
@@ -243,12 +243,13 @@ export function findPod(state: ClusterState, ref: string): SimPod {
   throw new WeftError(SimErrors.NO_SUCH_POD, `no pod ${JSON.stringify(ref)} in cluster ${state.plan.name} (pods: ${some}${state.plan.pods.length > 5 ? ', ...' : ''}; see 'weft sim status --name ${state.plan.name}')`);
 }
 
-/** Runs a command inside a pod; resolves with its exit code. */
+/** Runs a command inside a pod, or (an install's `agent/NODE`, `control/I`) inside that container as `kubectl exec` would; resolves with its exit code. */
 export async function exec(name: string, podRef: string, command: readonly string[]): Promise<number> {
   requireRoot();
   const state = readState(name);
-  const pod = findPod(state, podRef);
   if (command.length === 0) throw new WeftError(SimErrors.BAD_ARGUMENT, 'no command given: weft sim exec --name NAME POD -- CMD...');
+  if (state.install?.pods.some((p) => p.component === podRef) === true) return execInstalled(state, podRef, command);
+  const pod = findPod(state, podRef);
   return runInside(podPlacement(state, pod), command).done;
 }
 

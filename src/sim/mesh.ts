@@ -14,7 +14,7 @@ import { clusterDir, writeState, type ClusterState } from './state.ts';
 import { CONTROL_IP } from './addresses.ts';
 import { podCgroups, simUid } from './plan.ts';
 import { PROMETHEUS_URL } from './prometheus.ts';
-import { installCgroups, installComponents, installControlAddress, launchInstalled, startInstalledMesh, stopInstalled } from './install/install.ts';
+import { installCgroups, installComponents, installControlAddress, installPodPlace, launchInstalled, startInstalledMesh, stopInstalled } from './install/install.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'main.ts');
 const MESH_READY_TIMEOUT_MS = 60_000;
@@ -82,6 +82,16 @@ function launch(state: ClusterState, component: string): { state: ClusterState; 
 export function controlEndpoint(state: ClusterState): { address: string; caFile: string } | undefined {
   if (state.mesh === 'off') return undefined;
   return { address: state.install === undefined ? `${CONTROL_IP}:${CONTROL_PORT}` : installControlAddress(state), caFile: join(meshDir(state), 'ca', 'ca.crt') };
+}
+
+/**
+ * The network namespace whose loopback the dashboard listens on: the underlay's (the
+ * simulator's own control plane), or the first control-plane replica's pod (an install:
+ * the chart leaves --dashboard at its loopback default).
+ */
+export function dashboardNetns(state: ClusterState): string {
+  if (state.install === undefined) return state.plan.underlayNetns;
+  return installPodPlace(state, installComponents(state, 'control')[0] ?? '')?.netns ?? state.plan.underlayNetns;
 }
 
 /** Each mesh component's cgroup (absolute), by component name: where its process runs. */

@@ -1,8 +1,11 @@
 // `weft check` for real: on this machine it passes (every program, helper and map type the
 // BPF object uses is in this kernel, iptables works, the process has the capabilities); with
 // a feature taken away (kernel BTF hidden in a private mount namespace, or bpftool gone) it
-// names the missing one; and inside a simulated node it checks the running agent: control
-// plane connection, certificates and the capture of every enrolled pod.
+// names the missing one; and inside the agent's container of the rendered install (as
+// `kubectl -n weft-system exec ds/weft-agent -- weft check` runs it: the container's mount and
+// network namespaces, user and capabilities) it checks the running agent: control plane
+// connection by the chart's Service name and trust bundle, certificates and the capture of
+// every enrolled pod.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,9 +13,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName, weft, WEFT } from '../support/sim.ts';
+import { INSTALL_MANIFEST, simCluster, uniqueName, weft, WEFT } from '../support/sim.ts';
 import { bpfProgramSections } from '../../src/redirect/bpf-object.ts';
-import { inNetns, node } from './mesh-support.ts';
 
 interface Report { ok: boolean; checks: { group: string; id: string; what: string; status: string; detail?: string }[] }
 
@@ -64,12 +66,17 @@ test('weft check names the missing feature when one is taken away', { timeout: 6
   assert.match(byId(JSON.parse(noTool.stdout) as Report, 'bpftool').detail ?? '', /bpftool is not usable .*install it \(Debian: apt-get install bpftool\)/);
 });
 
-test('weft check in a simulated node: the agent, its control plane, certificates and every enrolled pod\'s capture', { timeout: 240_000 }, async (t) => {
-  if (!needsRoot(t, ['curl', 'nsenter', 'bpftool', 'unshare'])) return;
+test('weft check in the installed agent\'s container: the agent, its control plane, certificates and every enrolled pod\'s capture', { timeout: 240_000 }, async (t) => {
+  if (!needsRoot(t, ['curl', 'nsenter', 'bpftool', 'unshare', 'setpriv'])) return;
   const name = uniqueName('ck');
-  const s = await simCluster(t, name, ['--nodes', '2', '--pods-per-node', '2', '--mesh', 'ebpf']);
-  const control = s.control ?? assert.fail('no control endpoint in sim status');
-  const inNode = (n: string, extra: string[] = []) => inNetns(node(s, n).netns, [WEFT, 'check', '--json', '--mode', 'ebpf', '--control', control.address, '--ca-file', control.caFile, ...extra], 60_000);
+  const s = await simCluster(t, name, ['--nodes', '2', '--pods-per-node', '2', '--mesh', 'ebpf', '--install', INSTALL_MANIFEST]);
+  // The chart's own names: the control plane's Service, the trust bundle's mount.
+  const inNode = (n: string) => weft(['sim', 'exec', '--name', name, `agent/${n}`, '--', WEFT, 'check', '--json', '--mode', 'ebpf',
+    '--control', 'weft-control.weft-system.svc:15010', '--ca-file', '/var/run/weft-ca/root-cert.pem'], { timeoutMs: 60_000 });
+  // The README's own command (`kubectl -n weft-system exec ds/weft-agent -- weft check`), as it stands.
+  const bare = await weft(['sim', 'exec', '--name', name, 'agent/node-1', '--', WEFT, 'check'], { timeoutMs: 60_000 });
+  assert.equal(bare.status, 0, bare.stdout + bare.stderr);
+  assert.match(bare.stdout, /✔ .*\n[^]*0 failed/);
   const r = await inNode('node-1');
   const report = JSON.parse(r.stdout) as Report;
   assert.equal(r.status, 0, JSON.stringify(report.checks.filter((c) => c.status !== 'pass'), null, 1));

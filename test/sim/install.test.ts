@@ -1,12 +1,16 @@
 // The install, tested by running it: `weft sim up --install deploy/weft.yaml` starts the
 // control-plane Deployment's two replicas and the agent DaemonSet from the rendered chart
-// (exactly its args, env, volumes, probes, user and capabilities) against the simulated API
-// server; the mesh carries traffic between nodes; killing either control-plane replica by PID
-// breaks no connection, and agents bootstrapped afterwards get their certificates from the other.
+// (exactly its args, env, volumes, probes, user, capabilities and read-only root) against the
+// simulated API server; the mesh carries traffic between nodes; killing either control-plane
+// replica by PID breaks no connection, and agents bootstrapped afterwards get their
+// certificates from the other. What the chart promises besides: the agent and the control
+// plane write nowhere but their declared volumes, and the agent keeps working across the
+// kubelet's rotation of its projected token (an expired one is refused until it is rotated).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -36,6 +40,17 @@ function renderedArgs(kind: string): string[] {
   const docs = parseAllDocuments(readFileSync(DEPLOY, 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template: { spec: { containers: { args: string[] }[] } } } });
   return docs.find((d) => d?.kind === kind)?.spec?.template.spec.containers[0]?.args ?? [];
 }
+
+/** The mount points of a process's mount namespace that it may write to. */
+function writableMounts(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter((l) => l !== '').flatMap((l) => {
+    const [, , , , point, options] = l.split(' ');
+    return options?.split(',').includes('rw') === true ? [point ?? ''] : [];
+  });
+}
+
+/** A container's own kernel file systems, writable in any container (/proc, /dev and their submounts). */
+const kernelOwn = (point: string): boolean => /^\/(proc|dev)(\/|$)/.test(point);
 
 /** A metric of control-plane replica `control/<i>` (pod weft-control-<i>), read in its own netns. */
 async function controlMetric(s: Status, replica: string, metric: string): Promise<number> {
@@ -69,6 +84,15 @@ test('sim up --install deploy/weft.yaml: the chart runs the mesh; either control
       assert.equal(p.capEff, 0n);
     }
     for (const n of s.nodes) assert.match(s.meshCgroups[`agent/${n.name}`] ?? '', new RegExp(`/${n.name}/kubepods/burstable/pod[0-9a-f-]{36}/[0-9a-f]{64}$`), 'the agent pod sits where the kubelet (cgroupfs) puts it');
+    // readOnlyRootFilesystem: writable are only the declared read-write volumes (the agent's bpffs,
+    // state hostPath — /var/run is /run — and /tmp emptyDir; none for the control plane).
+    for (const [component, pid] of Object.entries(s.meshProcesses)) {
+      const want = component.startsWith('agent/') ? ['/run/weft', '/sys/fs/bpf', '/tmp'] : [];
+      assert.deepEqual(writableMounts(pid).filter((m) => !kernelOwn(m)).sort(), want, `${component}: writable mounts`);
+      const probe = spawnSync('nsenter', ['-t', String(pid), '-m', '--', 'sh', '-c', 'echo x > /etc/weft-write-probe'], { encoding: 'utf8' });
+      assert.notEqual(probe.status, 0);
+      assert.match(probe.stderr, /Read-only file system/, `${component}: its root file system refuses a write`);
+    }
     // The replicas are pods on different nodes (anti-affinity), with their own addresses.
     const replicaPods = s.pods.filter((p) => p.namespace === 'weft-system');
     assert.deepEqual(replicaPods.map((p) => `${p.name}@${p.node}`).sort(), ['weft-control-0@node-1', 'weft-control-1@node-2']);
@@ -122,6 +146,59 @@ test('sim up --install deploy/weft.yaml: the chart runs the mesh; either control
       // The killed replica comes back (as the Deployment would recreate it).
       const back = await weft(['sim', 'mesh', '--name', name, 'start', dead], { timeoutMs: 120_000 });
       assert.equal(back.status, 0, back.stderr);
+    }
+  });
+
+  const clusterDir = join('/run/weft/sim', name);
+  const agentLog = (node: string): string => join(clusterDir, 'logs', `agent-${node}.log`);
+  const tokenFile = (node: string): string => join(clusterDir, 'install', 'pods', `weft-system.weft-agent-${node}`, 'volumes', 'token', 'token');
+  const connectedTo = async (): Promise<number> => {
+    const now = await status(name);
+    return (await controlMetric(now, 'control/0', 'weft_control_connected_agents')) + (await controlMetric(now, 'control/1', 'weft_control_connected_agents'));
+  };
+  await t.test('the projected token is rotated: the agent bootstraps with the new one; an expired one is refused until the kubelet refreshes it', async () => {
+    const tokens = { 'node-1': readFileSync(tokenFile('node-1'), 'utf8'), 'node-2': readFileSync(tokenFile('node-2'), 'utf8') };
+    const logged = { 'node-1': statSync(agentLog('node-1')).size, 'node-2': statSync(agentLog('node-2')).size };
+    const since = (node: 'node-1' | 'node-2'): string => readFileSync(agentLog(node), 'utf8').slice(logged[node]);
+    // Both replicas gone: the agents serve on, and after a few failed reconnects drop their node
+    // certificates to bootstrap again with their tokens (as after a CA change).
+    const stopped = await weft(['sim', 'mesh', '--name', name, 'stop', 'control'], { timeoutMs: 120_000 });
+    assert.equal(stopped.status, 0, stopped.stderr);
+    for (const node of ['node-1', 'node-2'] as const) {
+      assert.ok(await eventually(() => (since(node).includes('cannot obtain a node certificate') ? true : undefined), 30_000, 200), `${node} goes back to its token`);
+    }
+    // 48 minutes on (80% of the chart's 3600 s), the kubelet refreshes node-1's token; node-2's is not.
+    assert.equal((await weft(['sim', 'token-clock', '--name', name, '--advance', '2880'])).status, 0);
+    const synced = await weft(['sim', 'mesh', '--name', name, 'sync-volumes', 'agent/node-1']);
+    assert.equal(synced.status, 0, synced.stderr);
+    assert.match(synced.stdout, /synced agent\/node-1: token/);
+    const rotated = readFileSync(tokenFile('node-1'), 'utf8');
+    assert.notEqual(rotated, tokens['node-1'], 'a new token behind the same path');
+    const volume = join(clusterDir, 'install', 'pods', 'weft-system.weft-agent-node-1', 'volumes', 'token');
+    const sets = readdirSync(volume).filter((e) => e.startsWith('..') && e !== '..data');
+    assert.equal(sets.length, 1, `the old set is gone once ..data points at the new (${sets.join(', ')})`);
+    // The old tokens' hour is up; the control plane comes back (with fresh API tokens of its own).
+    assert.equal((await weft(['sim', 'token-clock', '--name', name, '--advance', '900'])).status, 0);
+    const started = await weft(['sim', 'mesh', '--name', name, 'start', 'control'], { timeoutMs: 120_000 });
+    assert.equal(started.status, 0, started.stderr);
+    assert.equal(await eventually(async () => ((await connectedTo()) === 1 ? true : undefined), 30_000, 500), true, 'node-1 is served with its rotated token');
+    assert.ok(await eventually(() => (/bootstrap token sha256:[0-9a-f]{8} is not known to this control plane/.test(since('node-2')) ? true : undefined), 30_000, 200), 'node-2\'s expired token is refused');
+    assert.equal(await connectedTo(), 1, 'node-2 stays out while its token is expired');
+    // The kubelet refreshes node-2's token late: the agent, still running, reads it at its next attempt.
+    assert.equal((await weft(['sim', 'mesh', '--name', name, 'sync-volumes', 'agent/node-2'])).status, 0);
+    assert.notEqual(readFileSync(tokenFile('node-2'), 'utf8'), tokens['node-2']);
+    assert.equal(await eventually(async () => ((await connectedTo()) === 2 ? true : undefined), 30_000, 500), true, 'node-2 is back with its refreshed token');
+    const r = await inPod(name, client.name, ['curl', '-s', '-m', '5', `http://${remote.ip}:8080/`]);
+    assert.match(r.stdout, /hello from hello-2-1/, 'traffic across nodes after both agents bootstrapped with rotated tokens');
+  });
+
+  await t.test('read-only root file systems: no component hit one, and the agent\'s state went to its declared volume', () => {
+    const logs = readdirSync(join(clusterDir, 'logs')).filter((f) => /^(agent|control)-/.test(f));
+    assert.ok(logs.length >= 4, logs.join(', '));
+    for (const f of logs) assert.doesNotMatch(readFileSync(join(clusterDir, 'logs', f), 'utf8'), /EROFS|read-only file system/i, f);
+    for (const n of s.nodes) {
+      const saved = join(clusterDir, 'install', 'nodes', n.name, 'run', 'weft', 'agent', n.name, 'last-good-config.json');
+      assert.equal(existsSync(saved), true, `agent/${n.name} saved its config in its state hostPath (${saved})`);
     }
   });
 });

@@ -18,11 +18,12 @@ import type { ManifestFile } from '../../model/manifests.ts';
 import { SimErrors } from '../errors.ts';
 import { makeCgroup } from '../cgroups.ts';
 import { podCgroups, simUid, type ClusterPlan, type SimNode } from '../plan.ts';
-import { alive, otelEnvironment, startDetached, stopPids } from '../processes.ts';
+import { alive, otelEnvironment, runInside, startDetached, stopPids } from '../processes.ts';
 import { clusterDir, listClusters, readState, writeState, type ClusterState } from '../state.ts';
 import { KUBE_API_IP } from '../addresses.ts';
 import { SimApiClient } from './api-client.ts';
-import { hostsFile, prepareVolumes, startContainer, waitReadiness, type InstalledPod } from './kubelet.ts';
+import { hostsFile, prepareVolumes, securityPrefix, startContainer, syncVolumes, waitReadiness, type InstalledPod, type KubeletPaths } from './kubelet.ts';
+import { TOKEN_CLOCK_PATH } from '../kube-api/tokens.ts';
 import { installSet, type Body, type InstallOverrides, type InstallSet, type InstallWorkload } from './objects.ts';
 import { podRun, type PodRun } from './pod-spec.ts';
 
@@ -250,16 +251,15 @@ export function installComponents(state: ClusterState, component: string): strin
   throw new WeftError(SimErrors.BAD_ARGUMENT, `no mesh component ${JSON.stringify(component)}: use ${['control', ...all].join(', ')}`);
 }
 
-/** Starts one installed pod (volumes, mounts, container); resolves once its readiness probe passes. */
-export async function launchInstalled(state: ClusterState, component: string): Promise<ClusterState> {
+/** What the kubelet knows of one installed pod: where it runs, its pod spec as run, its directories. */
+function kubeletView(state: ClusterState, component: string): { record: InstallRecord; p: InstalledPodRecord; pod: InstalledPod; spec: PodRun; paths: KubeletPaths; objects: Body[] } {
   const record = state.install;
   const p = record?.pods.find((x) => x.component === component);
-  if (record === undefined || p === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `no installed component ${component}`);
+  if (record === undefined || p === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `no installed component ${JSON.stringify(component)}${record === undefined ? '' : `: use ${record.pods.map((x) => x.component).join(', ')}`}`);
   const w = workloadOf(record, p);
   const pod = placePod(state, w, p);
   const dir = installDir(state);
   const objects = JSON.parse(readFileSync(join(dir, 'objects.json'), 'utf8')) as Body[];
-  const client = api(state);
   const serviceAccounts = new Map(objects.filter((o) => o.kind === 'ServiceAccount').map((o) => [`${String((o.metadata as Body).namespace)}/${String((o.metadata as Body).name)}`, o]));
   const saName = templateSpec(w).serviceAccountName;
   const sa = serviceAccounts.get(`${p.namespace}/${typeof saName === 'string' ? saName : 'default'}`);
@@ -269,11 +269,18 @@ export async function launchInstalled(state: ClusterState, component: string): P
     serviceAccountAutomount: typeof sa?.automountServiceAccountToken === 'boolean' ? sa.automountServiceAccountToken : undefined,
     clusterEnv: { KUBERNETES_SERVICE_HOST: KUBE_API_IP, KUBERNETES_SERVICE_PORT: String(KUBE_API_PORT), KUBERNETES_SERVICE_PORT_HTTPS: String(KUBE_API_PORT) },
   }, lookup, `${p.workload} (pod ${p.name})`);
-  const podDir = join(dir, 'pods', `${p.namespace}.${p.name}`);
-  mkdirSync(podDir, { recursive: true });
-  const nodeRoot = join(dir, 'nodes', p.node);
-  const nodeBpffs = join('/sys/fs/bpf/weft', `${state.plan.name}-${p.node}-fs`);
-  const mounts = await prepareVolumes(client, pod, spec, { podDir, nodeRoot, nodeBpffs, apiCaFile: join(dir, 'apiserver.crt') }, hostsFile({ name: p.name, podIP: pod.podIP }, serviceAddresses(state, record, objects)));
+  const paths: KubeletPaths = {
+    podDir: join(dir, 'pods', `${p.namespace}.${p.name}`), nodeRoot: join(dir, 'nodes', p.node),
+    nodeBpffs: join('/sys/fs/bpf/weft', `${state.plan.name}-${p.node}-fs`), apiCaFile: join(dir, 'apiserver.crt'),
+  };
+  return { record, p, pod, spec, paths, objects };
+}
+
+/** Starts one installed pod (volumes, mounts, container); resolves once its readiness probe passes. */
+export async function launchInstalled(state: ClusterState, component: string): Promise<ClusterState> {
+  const { record, p, pod, spec, paths, objects } = kubeletView(state, component);
+  mkdirSync(paths.podDir, { recursive: true });
+  const mounts = await prepareVolumes(api(state), pod, spec, paths, hostsFile({ name: p.name, podIP: pod.podIP }, serviceAddresses(state, record, objects)));
   const log = join(clusterDir(state.plan.name), 'logs', `${component.replace('/', '-')}.log`);
   const { pid, madeDirs } = startContainer(pod, spec, mounts, {
     PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE,
@@ -297,6 +304,35 @@ export async function launchInstalled(state: ClusterState, component: string): P
     waiting = false;
   }
   return next;
+}
+
+/**
+ * `kubectl exec` into an installed component's container: its cgroup, mount and network
+ * namespaces, its user, capabilities and env. Resolves with the command's exit code.
+ */
+export async function execInstalled(state: ClusterState, component: string, command: readonly string[]): Promise<number> {
+  const pid = state.mesh_processes[component];
+  if (pid === undefined || !alive(pid)) throw new WeftError(SimErrors.BAD_ARGUMENT, `${component} is not running (start it with 'weft sim mesh --name ${state.plan.name} start ${component}')`);
+  const { pod, spec } = kubeletView(state, component);
+  const env = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', ...spec.env }).map(([k, v]) => `${k}=${v}`);
+  return runInside({ cgroup: pod.placement.cgroup, netns: '' }, ['nsenter', '-t', String(pid), '-m', '-n', '--', ...securityPrefix(spec), 'env', '-i', ...env, ...command]).done;
+}
+
+/** The kubelet's volume sync for running installed pods (`component` as `sim mesh` names them): new projected tokens, current ConfigMaps and Secrets. */
+export async function syncInstalledVolumes(state: ClusterState, component: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const c of installComponents(state, component)) {
+    const { pod, spec, paths } = kubeletView(state, c);
+    for (const v of await syncVolumes(api(state), pod, spec, paths)) out.push(`${c}: ${v}`);
+  }
+  return out;
+}
+
+/** Moves the API server's token time on by `seconds`: tokens issued before expire as they would after that long. */
+export async function advanceTokenClock(state: ClusterState, seconds: number): Promise<void> {
+  if (state.install === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `cluster ${state.plan.name} has no API server (it was not brought up with --install)`);
+  const r = await api(state).request('POST', TOKEN_CLOCK_PATH, { seconds });
+  if (r.status !== 200) throw new WeftError(SimErrors.COMMAND_FAILED, `the simulated API server refused to move its token clock: HTTP ${r.status}: ${String(r.body.message)}`);
 }
 
 /** Starts the control-plane replicas, waits for the trust bundle they publish, then the agents. */
@@ -381,9 +417,11 @@ export function installCgroups(state: ClusterState): Record<string, string> {
   return Object.fromEntries(record.pods.map((p) => [p.component, placePod(state, workloadOf(record, p), p).placement.cgroup]));
 }
 
-/** The pod address of an installed component (e.g. a control-plane replica). */
-export function installPodAddress(state: ClusterState, component: string): string | undefined {
+/** Where an installed component runs (e.g. a control-plane replica): its pod address and network namespace. */
+export function installPodPlace(state: ClusterState, component: string): { podIP: string; netns: string } | undefined {
   const record = state.install;
   const p = record?.pods.find((x) => x.component === component);
-  return record === undefined || p === undefined ? undefined : placePod(state, workloadOf(record, p), p).podIP;
+  if (record === undefined || p === undefined) return undefined;
+  const placed = placePod(state, workloadOf(record, p), p);
+  return { podIP: placed.podIP, netns: placed.placement.netns };
 }

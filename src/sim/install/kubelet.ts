@@ -5,7 +5,8 @@
 // a mount namespace of its own where every volume sits at its mountPath, with the user and
 // capabilities of its securityContext. The command line is the pod spec's, untouched.
 
-import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../../core/exec.ts';
@@ -91,10 +92,48 @@ async function writeSource(api: SimApiClient, pod: InstalledPod, serviceAccount:
   }
 }
 
+/**
+ * Writes a token, ConfigMap or Secret volume as the kubelet's AtomicWriter does: the files in
+ * a fresh `..<timestamp>` directory, `..data` pointing at it, and each name a symlink into
+ * `..data`; a later write swaps `..data` with one rename, so a reader of the mounted volume
+ * sees the old set or the new one, never half, and the files' paths never change.
+ */
+async function writeVolume(api: SimApiClient, pod: InstalledPod, podRun: PodRun, m: PodRun['mounts'][number], volumeDir: string, paths: KubeletPaths): Promise<void> {
+  const stamp = `..${new Date().toISOString().replace(/[-:.]/g, '_')}.${randomBytes(4).toString('hex')}`;
+  mkdirSync(join(volumeDir, stamp), { recursive: true });
+  for (const s of m.sources) await writeSource(api, pod, podRun.serviceAccount, s, join(volumeDir, stamp), paths, `pod ${pod.namespace}/${pod.name}`);
+  const data = join(volumeDir, '..data');
+  const previous = lstatSync(data, { throwIfNoEntry: false }) === undefined ? undefined : readlinkSync(data);
+  rmSync(join(volumeDir, '..data_tmp'), { force: true });
+  symlinkSync(stamp, join(volumeDir, '..data_tmp'));
+  renameSync(join(volumeDir, '..data_tmp'), data);
+  for (const entry of readdirSync(join(volumeDir, stamp))) {
+    if (lstatSync(join(volumeDir, entry), { throwIfNoEntry: false }) === undefined) symlinkSync(join('..data', entry), join(volumeDir, entry));
+  }
+  if (previous !== undefined && previous !== stamp) rmSync(join(volumeDir, previous), { recursive: true, force: true });
+}
+
+function isKubeletVolume(m: PodRun['mounts'][number]): boolean {
+  return !(m.sources.length === 1 && m.sources[0]?.type === 'hostPath');
+}
+
+/**
+ * The kubelet's periodic sync of a running pod's volumes: a new token for each projected
+ * serviceAccountToken (the kubelet asks once 80% of a token's lifetime has passed), the
+ * current ConfigMaps and Secrets; each volume swapped in atomically. Returns the volumes synced.
+ */
+export async function syncVolumes(api: SimApiClient, pod: InstalledPod, podRun: PodRun, paths: KubeletPaths): Promise<string[]> {
+  const synced: string[] = [];
+  for (const m of podRun.mounts.filter(isKubeletVolume)) {
+    await writeVolume(api, pod, podRun, m, join(paths.podDir, 'volumes', m.volume), paths);
+    synced.push(m.volume);
+  }
+  return synced;
+}
+
 /** Makes every volume of `run` real; returns the bind mounts, parents before children. */
 export async function prepareVolumes(api: SimApiClient, pod: InstalledPod, podRun: PodRun, paths: KubeletPaths, hostsText: string): Promise<Mount[]> {
   const mounts: Mount[] = [];
-  const what = `pod ${pod.namespace}/${pod.name}`;
   for (const m of podRun.mounts) {
     const first = m.sources[0];
     let source: string;
@@ -107,7 +146,7 @@ export async function prepareVolumes(api: SimApiClient, pod: InstalledPod, podRu
     } else {
       source = join(paths.podDir, 'volumes', m.volume);
       mkdirSync(source, { recursive: true });
-      for (const s of m.sources) await writeSource(api, pod, podRun.serviceAccount, s, source, paths, what);
+      if (m.sources.some((x) => x.type !== 'emptyDir')) await writeVolume(api, pod, podRun, m, source, paths);
     }
     mounts.push({ source, target: m.mountPath, readOnly: m.readOnly });
   }
@@ -149,9 +188,19 @@ export function hostsFile(pod: { name: string; podIP: string }, services: readon
   return `${lines.join('\n')}\n`;
 }
 
-// $1.. are (source, target, ro|rw) triples up to `--`, then the command. Inside a private mount
-// namespace, so nothing is mounted anywhere else; `exec` keeps the PID the simulator recorded.
-const MOUNT_SCRIPT = 'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 111; if [ "$3" = ro ]; then mount -o remount,bind,ro "$2" || exit 111; fi; shift 3; done; shift; exec "$@"';
+// $1 is ro-root|rw-root, then (source, target, ro|rw) triples up to `--`, then the command.
+// Inside a private mount namespace, so nothing is mounted anywhere else; `exec` keeps the PID
+// the simulator recorded. ro-root (readOnlyRootFilesystem) makes every mount read-only but the
+// kernel's own /proc and /dev, as a container's root file system is; the volumes then go on
+// top, each made rw or ro explicitly (a bind inherits its source mount's read-only flag).
+// mount(2), not libmount's new API: that refuses to change the flags of the root mount.
+const MOUNT_SCRIPT = [
+  'export LIBMOUNT_FORCE_MOUNT2=always',
+  'if [ "$1" = ro-root ]; then while read -r _ _ _ _ m _; do case "$m" in /proc|/proc/*|/dev|/dev/*) ;; *) mount -o remount,bind,ro "$m" || exit 111;; esac; done < /proc/self/mountinfo; fi',
+  'shift',
+  'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 111; mount -o "remount,bind,$3" "$2" || exit 111; shift 3; done',
+  'shift; unset LIBMOUNT_FORCE_MOUNT2; exec "$@"',
+].join('\n');
 
 /** The setpriv prefix that gives the process the securityContext's user and capabilities. */
 export function securityPrefix(podRun: PodRun): string[] {
@@ -181,7 +230,7 @@ export function startContainer(pod: InstalledPod, podRun: PodRun, mounts: readon
   makeCgroup(pod.placement.cgroup);
   const image = podRun.command ?? [process.execPath, CLI];
   const command = [
-    'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', MOUNT_SCRIPT, 'mounts',
+    'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', MOUNT_SCRIPT, 'mounts', podRun.readOnlyRootFilesystem ? 'ro-root' : 'rw-root',
     ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']), '--',
     ...securityPrefix(podRun), ...image, ...podRun.args,
   ];

@@ -2,7 +2,8 @@
 // template: the first container's command and args with `$(VAR)` expanded from its env, the
 // env with fieldRefs resolved (NODE_NAME, HOST_IP, POD_UID, ...) and ConfigMap/Secret keys
 // looked up, its volume mounts joined with the pod's volumes (plus the API access token the
-// kubelet mounts unless automount is off), the readiness probe, and the security context.
+// kubelet mounts unless automount is off), the readiness probe, and the security context
+// (user, capabilities, read-only root).
 // Pure: the lookups come in as a function; tested with tables.
 
 import { WeftError } from '../../core/errors.ts';
@@ -57,6 +58,8 @@ export interface PodRun {
   readonly readiness: { readonly port: number; readonly path: string } | undefined;
   readonly runAsUser: number | undefined;
   readonly runAsGroup: number | undefined;
+  /** securityContext.readOnlyRootFilesystem: nothing but the volumes (and /proc, /dev) is writable. */
+  readonly readOnlyRootFilesystem: boolean;
   /** Added and dropped capabilities, upper-case without CAP_ (undefined: the runtime's default set). */
   readonly capabilities: { readonly add: readonly string[]; readonly drop: readonly string[] } | undefined;
   readonly resources: ContainerResources;
@@ -191,6 +194,7 @@ export function podRun(template: Body, ctx: PodContext, lookup: KeyLookup, where
     readiness: probeOf(container, cWhere),
     runAsUser: typeof uid === 'number' ? uid : undefined,
     runAsGroup: typeof gid === 'number' ? gid : undefined,
+    readOnlyRootFilesystem: sec.readOnlyRootFilesystem === true,
     capabilities: caps === undefined ? undefined : { add: upperCaps(caps.add), drop: upperCaps(caps.drop) },
     resources: isRecord(container.resources) ? container.resources as ContainerResources : {},
   });

@@ -12,7 +12,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { BUILTIN_KINDS, groupOf, parseResourcePath, type ResourceKind } from './resources.ts';
 import { rbacAllows, type RbacObjects } from './rbac.ts';
-import { API_AUDIENCE, TokenAuthority, type ApiUser } from './tokens.ts';
+import { API_AUDIENCE, TOKEN_CLOCK_PATH, TokenAuthority, type ApiUser } from './tokens.ts';
 
 /** A kind to serve, named by its cluster-wide collection path (`/api/v1/pods`). */
 export interface ServedKind {
@@ -305,6 +305,7 @@ export class KubeApiServer {
     }
     const body = method === 'POST' || method === 'PUT' ? await readJson(req) : undefined;
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return this.#tokenReview(res, user, body);
+    if (method === 'POST' && url.pathname === TOKEN_CLOCK_PATH) return this.#advanceTokenClock(res, user, body);
 
     const r = parseResourcePath(url.pathname);
     if (method === 'POST' && r?.plural === 'serviceaccounts' && r.subresource === 'token' && r.namespace !== undefined && r.name !== undefined) {
@@ -356,6 +357,15 @@ export class KubeApiServer {
     const audiences = Array.isArray(spec.audiences) ? spec.audiences.filter((a): a is string => typeof a === 'string') : undefined;
     const status = this.tokens.review(spec.token, audiences);
     this.#json(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec, status });
+  }
+
+  /** The simulator's own verb (administrator only): token time moves on by `{seconds}`, so tokens expire without waiting an hour. */
+  #advanceTokenClock(res: http.ServerResponse, user: ApiUser, body: unknown): void {
+    if (user.username !== ADMIN.username) return this.#status(res, 403, 'Forbidden', `User "${user.username}" cannot move the token clock`);
+    const seconds = (body as Body | undefined)?.seconds;
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) return this.#status(res, 400, 'BadRequest', 'seconds must be a positive number');
+    this.tokens.advance(seconds);
+    this.#json(res, 200, { advancedSeconds: seconds });
   }
 
   /** TokenRequest (`POST .../serviceaccounts/NAME/token`), what the kubelet calls for a projected token: bound to a pod and its node when `boundObjectRef` names a Pod. */

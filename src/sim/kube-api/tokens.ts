@@ -8,6 +8,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 /** The audience of the default (kube-api-access) token: the API server's own. */
 export const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 
+/** Not a Kubernetes path: the test double's door (administrator only) for moving token time on. */
+export const TOKEN_CLOCK_PATH = '/sim/v1/token-clock';
+
 export interface ApiUser {
   readonly username: string;
   readonly uid: string;
@@ -39,10 +42,24 @@ interface Issued {
 
 export class TokenAuthority {
   readonly #tokens = new Map<string, Issued>();
-  readonly #now: () => number;
+  readonly #clock: () => number;
+  /** How far `advance` moved token time past the clock's. */
+  #skewMs = 0;
 
   constructor(now: () => number = Date.now) {
-    this.#now = now;
+    this.#clock = now;
+  }
+
+  #now(): number {
+    return this.#clock() + this.#skewMs;
+  }
+
+  /**
+   * Moves token time on by `seconds` (what an hour-long token lifetime needs in a test):
+   * tokens issued before expire as they would after that long, new ones count from then.
+   */
+  advance(seconds: number): void {
+    this.#skewMs += seconds * 1000;
   }
 
   issue(r: TokenRequest): string {

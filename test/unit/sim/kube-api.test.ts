@@ -4,7 +4,7 @@ import { KubeConfig, CoreV1Api, AuthenticationV1Api, ApiException } from '@kuber
 import { parseResourcePath, objectPath, BUILTIN_KINDS } from '../../../src/sim/kube-api/resources.ts';
 import { rbacAllows, type RbacObjects } from '../../../src/sim/kube-api/rbac.ts';
 import { KubeApiServer } from '../../../src/sim/kube-api/server.ts';
-import { API_AUDIENCE, TokenAuthority, type ApiUser } from '../../../src/sim/kube-api/tokens.ts';
+import { API_AUDIENCE, TOKEN_CLOCK_PATH, TokenAuthority, type ApiUser } from '../../../src/sim/kube-api/tokens.ts';
 import { SimApiClient } from '../../../src/sim/install/api-client.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -170,4 +170,16 @@ test('TokenRequest (the kubelet\'s projected tokens) over the administrator sock
   const res = await fetch(`${url}/api/v1/namespaces/weft-system/serviceaccounts/weft-agent/token`, { method: 'POST', headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json' }, body: JSON.stringify({ spec: { audiences: ['weft-control'] } }) });
   assert.equal(res.status, 403);
   assert.match(((await res.json()) as { message: string }).message, /cannot create resource "serviceaccounts\/token"/);
+
+  // The token clock (the simulator's own verb): an hour passes for tokens, not for anything else.
+  const moved = await fetch(`${url}${TOKEN_CLOCK_PATH}`, { method: 'POST', headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json' }, body: JSON.stringify({ seconds: 3600 }) });
+  assert.equal(moved.status, 403, 'only the administrator moves the token clock');
+  assert.equal(server.tokens.review(token, ['weft-control']).authenticated, true);
+  assert.equal((await api.request('POST', TOKEN_CLOCK_PATH, { seconds: -1 })).status, 400);
+  assert.equal((await api.request('POST', TOKEN_CLOCK_PATH, { seconds: 2880 })).status, 200);
+  // At 80% of its lifetime the kubelet asks for a new token; once the old one's hour is up only the new one works.
+  const renewed = await api.token('weft-system', 'weft-agent', ['weft-control'], 3600, { name: 'weft-agent-n1', uid });
+  assert.equal((await api.request('POST', TOKEN_CLOCK_PATH, { seconds: 720 })).status, 200);
+  assert.match(server.tokens.review(token, ['weft-control']).error ?? '', /expired/);
+  assert.equal(server.tokens.review(renewed, ['weft-control']).authenticated, true);
 });

@@ -39,6 +39,7 @@ test('the rendered agent DaemonSet: fieldRefs resolved into args, every volume m
   assert.equal(mounts['/sys/fs/cgroup']?.readOnly, true);
   assert.equal(mounts[API_ACCESS_MOUNT], undefined, 'automountServiceAccountToken: false keeps the API token out');
   assert.deepEqual(run.capabilities, { add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'], drop: ['ALL'] });
+  assert.equal(run.readOnlyRootFilesystem, true);
   assert.deepEqual(securityPrefix(run), ['setpriv', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all,+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace', '--']);
 });
 
@@ -50,6 +51,7 @@ test('the rendered control Deployment: non-root, API access mounted, downward-AP
   assert.equal(run.env.POD_NAMESPACE, 'weft-system');
   assert.equal(run.env.KUBERNETES_SERVICE_HOST, '198.18.0.3');
   assert.equal(run.runAsUser, 65532);
+  assert.equal(run.readOnlyRootFilesystem, true);
   assert.deepEqual(run.mounts.map((m) => m.mountPath), [API_ACCESS_MOUNT]);
   assert.deepEqual(run.readiness, { port: 15014, path: '/healthz/ready' });
   assert.deepEqual(securityPrefix(run), ['setpriv', '--no-new-privs', '--reuid=65532', '--regid=65532', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--']);
