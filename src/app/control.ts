@@ -202,7 +202,9 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     };
     let revokedSerials = new Set(ca.revokedSerials());
     // The live model: each change from the source costs what it touches (live-mesh.ts).
-    const live = new LiveMesh({ trustDomain: config.trustDomain });
+    // Objects from the API server were validated against the Kubernetes schemas when they
+    // were written; files were not, so only they are checked again here.
+    const live = new LiveMesh({ trustDomain: config.trustDomain, kubernetesSchema: config.source.kind !== 'kubernetes' });
     let manifestProblems: readonly string[] = [];
     const server = new ControlServer<never>({
       trustDomain: config.trustDomain,
