@@ -135,12 +135,22 @@ async function clientNodeAccess(file: string | undefined, server?: string): Prom
   };
 }
 
+/** ~/.kube/config, when there is a home: a container's user (65532 in the chart) often has none, and os.homedir() then throws. */
+function homeKubeconfig(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.HOME !== undefined && env.HOME !== '') return join(env.HOME, '.kube', 'config');
+  try {
+    return join(homedir(), '.kube', 'config');
+  } catch {
+    return undefined;
+  }
+}
+
 /** As kubectl finds it: $KUBECONFIG (several files merged by client-node), else ~/.kube/config, else the pod's service account. */
 export async function defaultKubeAccess(env: NodeJS.ProcessEnv = process.env): Promise<KubeAccess> {
   const listed = (env.KUBECONFIG ?? '').split(':').filter((f) => f !== '' && existsSync(f));
   if (listed.length > 1) return clientNodeAccess(undefined);
-  const home = join(homedir(), '.kube', 'config');
-  const file = listed[0] ?? (existsSync(home) ? home : undefined);
+  const home = homeKubeconfig(env);
+  const file = listed[0] ?? (home !== undefined && existsSync(home) ? home : undefined);
   if (file !== undefined) return kubeconfigAccess(file);
   return inClusterAccess(IN_CLUSTER_DIR, env);
 }

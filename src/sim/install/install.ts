@@ -297,7 +297,8 @@ export async function launchInstalled(state: ClusterState, component: string): P
       waitReadiness(pod, spec, READY_TIMEOUT_MS, log),
       (async () => {
         while (waiting && alive(pid)) await sleep(200);
-        if (waiting) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `${component} (pod ${p.namespace}/${p.name}) exited before it was ready; see ${log}`);
+        // The log's end goes into the message: `sim up` removes the half-built cluster, log and all.
+        if (waiting) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `${component} (pod ${p.namespace}/${p.name}) exited before it was ready; the end of its log:\n${logTail(log, 20)}`);
       })(),
     ]);
   } finally {
@@ -333,6 +334,14 @@ export async function advanceTokenClock(state: ClusterState, seconds: number): P
   if (state.install === undefined) throw new WeftError(SimErrors.BAD_ARGUMENT, `cluster ${state.plan.name} has no API server (it was not brought up with --install)`);
   const r = await api(state).request('POST', TOKEN_CLOCK_PATH, { seconds });
   if (r.status !== 200) throw new WeftError(SimErrors.COMMAND_FAILED, `the simulated API server refused to move its token clock: HTTP ${r.status}: ${String(r.body.message)}`);
+}
+
+function logTail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `  ${l.slice(0, 400)}`).join('\n');
+  } catch {
+    return `  (no log at ${file})`;
+  }
 }
 
 /** Starts the control-plane replicas, waits for the trust bundle they publish, then the agents. */

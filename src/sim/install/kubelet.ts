@@ -216,6 +216,12 @@ export function securityPrefix(podRun: PodRun): string[] {
   return [...out, '--'];
 }
 
+/** HOME as the container runtime sets it (runc): the user's home in /etc/passwd, else /. */
+function homeOf(uid: number): string {
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+  return line?.split(':')[5] || '/';
+}
+
 /**
  * Creates the mount points the pod needs that the machine lacks (empty directories, returned
  * so `sim down` can remove them), then starts the container. Returns its PID and the directories made.
@@ -234,7 +240,7 @@ export function startContainer(pod: InstalledPod, podRun: PodRun, mounts: readon
     ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']), '--',
     ...securityPrefix(podRun), ...image, ...podRun.args,
   ];
-  const pid = startDetached(pod.placement, command, { ...env, ...podRun.env }, logFile);
+  const pid = startDetached(pod.placement, command, { ...env, HOME: homeOf(podRun.runAsUser ?? 0), ...podRun.env }, logFile);
   return { pid, madeDirs };
 }
 
