@@ -98,6 +98,13 @@ export async function portForward(o: PortForwardOptions): Promise<PortForward> {
     port: address.port,
     url: `http://127.0.0.1:${address.port}/`,
     exited,
-    close: stopper(child, exited, () => new Promise<void>((resolve) => server.close(() => resolve()))),
+    // Stop accepting, then end the helper, which holds every forwarded connection. Waiting for
+    // server.close()'s callback instead hangs on a client that keeps its connection (a browser,
+    // a keep-alive fetch) and, once the helper is gone, forever (the server asks the dead helper
+    // how many of its sockets are still open): teardown on Ctrl-C ended with exit 13.
+    close: stopper(child, exited, () => {
+      server.close();
+      return Promise.resolve();
+    }),
   };
 }

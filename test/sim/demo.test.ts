@@ -67,6 +67,8 @@ test('the demo prints the dashboard URL, serves it while it runs, relays request
     env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}`, OTEL_BSP_SCHEDULE_DELAY: '500' },
   });
   const lines: string[] = [];
+  let stderr = '';
+  demo.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
   const exited = new Promise<number>((resolve) => demo.once('close', (code) => resolve(code ?? -1)));
   // The banner arrives in several writes; wait for its last line (the client's) so a pipe
   // chunk boundary between the dashboard and traces lines cannot fail the test.
@@ -103,7 +105,7 @@ test('the demo prints the dashboard URL, serves it while it runs, relays request
 
   // Ctrl-C: SIGINT to the demo's whole process group, as a terminal sends it.
   process.kill(-(demo.pid ?? 0), 'SIGINT');
-  assert.equal(await exited, 0, lines.join('\n'));
+  assert.equal(await exited, 0, `${lines.join('\n')}\n${stderr}`);
   assert.ok(lines.some((l) => /^done: no namespaces, cgroups or processes of the demo are left\.$/.test(l)), lines.join('\n'));
   // Nothing is left: the forward's port is closed and the cluster is gone.
   await assert.rejects(fetch(`${dashboard}api/mesh`));

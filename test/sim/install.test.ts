@@ -191,11 +191,12 @@ test('sim up --install deploy/weft.yaml: the chart runs the mesh; either control
     const r = await inPod(name, client.name, ['curl', '-s', '-m', '5', `http://${remote.ip}:8080/`]);
     assert.match(r.stdout, /hello from hello-2-1/, 'traffic across nodes after both agents bootstrapped with rotated tokens');
 
-    // The control plane's own API token (kube-api-access) is rotated too: once the old ones
-    // have expired, a restarted agent's token is still reviewed (with the replicas' new tokens).
+    // The control plane's own API token (kube-api-access, 3607 s) is rotated too, at 80% of its
+    // life: once the old ones have expired, a restarted agent's token is still reviewed.
+    assert.equal((await weft(['sim', 'token-clock', '--name', name, '--advance', '2900'])).status, 0);
     const controlSynced = await weft(['sim', 'mesh', '--name', name, 'sync-volumes', 'control']);
     assert.match(controlSynced.stdout, /synced control\/0: kube-api-access\nsynced control\/1: kube-api-access/);
-    assert.equal((await weft(['sim', 'token-clock', '--name', name, '--advance', '3700'])).status, 0);
+    assert.equal((await weft(['sim', 'token-clock', '--name', name, '--advance', '800'])).status, 0);
     const restarted = await weft(['sim', 'mesh', '--name', name, 'restart', 'agent/node-2'], { timeoutMs: 120_000 });
     assert.equal(restarted.status, 0, restarted.stderr);
     assert.equal(await eventually(async () => ((await connectedTo()) === 2 ? true : undefined), 30_000, 500), true, 'the restarted agent was reviewed and served');

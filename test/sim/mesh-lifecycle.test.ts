@@ -1,9 +1,7 @@
-// Agent lifecycle under load on a 3-node mesh run from the rendered install (the chart's
-// DaemonSet, its --drain-seconds patched to 10): SIGTERM with 100 open transfers lets those
-// that end within the deadline finish with every byte, resets the ones that do not at the
-// deadline, and a rolling restart (--overlap) of the client's or the server's agent refuses no
-// connection: the old and the new container hand capture over through the chart's state
-// hostPath and bpffs volumes, with read-only root file systems.
+// Agent lifecycle under load on a 3-node simulated mesh with --drain-seconds 10: SIGTERM with
+// 100 open transfers lets those that end within the deadline finish with every byte, resets
+// the ones that do not at the deadline, and a rolling restart (--overlap) of the client's or
+// the server's agent refuses no connection.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { INSTALL_MANIFEST, inPod, simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
+import { inPod, simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
 import { accessLines, agentLog, clientInPod, fileSize, pod, type AccessLine } from './mesh-support.ts';
 
 const DRAIN_SECONDS = 10;
@@ -48,7 +46,7 @@ async function status(name: string): Promise<SimStatus & { meshProcesses: Record
 test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart without refusals', { timeout: 280_000 }, async (t) => {
   if (!needsRoot(t, ['curl', 'nsenter'])) return;
   const name = uniqueName('ml');
-  const s = await simCluster(t, name, ['--nodes', '3', '--pods-per-node', '3', '--agent-args', `--drain-seconds ${DRAIN_SECONDS}`, '--install', INSTALL_MANIFEST]);
+  const s = await simCluster(t, name, ['--nodes', '3', '--pods-per-node', '3', '--agent-args', `--drain-seconds ${DRAIN_SECONDS}`]);
   const dir = mkdtempSync(join(tmpdir(), 'weft-mesh-lifecycle-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const client = pod(s, 'hello-1-1');
