@@ -236,6 +236,10 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
     const writtenAt: number[] = [];
     if (o.profile !== undefined) control.send('profile' satisfies ControlChildRequest);
     const churnCpu0 = sampleProcess(pid).cpuMs;
+    const hostsCpu = (): number => hosts.reduce((n, c) => n + sampleProcess(c.pid as number).cpuMs, 0);
+    const driverCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+    const hostsCpu0 = hostsCpu();
+    const driverCpu0 = driverCpu();
     const load0 = loadavg();
     const t0 = performance.now();
     const rss: number[] = [];
@@ -261,6 +265,9 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
       await sleep(100);
     }
     const churnEnd = sampleProcess(pid);
+    const churnWallMs = performance.now() - t0;
+    const hostsCores = (hostsCpu() - hostsCpu0) / churnWallMs;
+    const driverCores = (driverCpu() - driverCpu0) / churnWallMs;
     const load1 = loadavg();
     if (o.profile !== undefined) {
       const file = join(o.profile, `control-churn-${shape.pods}.cpuprofile`);
@@ -305,7 +312,7 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
       },
       churn: {
         changes, rate: o.rate, seconds: o.seconds, driverLateMs: lag, incomplete,
-        controlCpuMsPerChange: churnCpuMs / changes, controlIdleCpuMsPerSecond: idleCpuPerSecond,
+        controlCpuMsPerChange: churnCpuMs / changes, controlIdleCpuMsPerSecond: idleCpuPerSecond, hostsCores, driverCores,
         allAgentsP50Ms: quantile(allAgents, 0.5), allAgentsP99Ms: quantile(allAgents, 0.99), allAgentsMaxMs: quantile(allAgents, 1),
         firstAgentP50Ms: quantile(firstAgent, 0.5),
         fullAgentsP50Ms: quantile(fullAgents, 0.5), fullAgentsP99Ms: quantile(fullAgents, 0.99),
