@@ -198,6 +198,7 @@ export class ProxyRuntime {
         nodeAddress: (node) => this.#state.nodeAddress(node),
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      ...(deps.closer === undefined ? {} : { closer: deps.closer }),
       // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
       // then draws on its RateLimitPolicies' buckets.
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],

@@ -16,7 +16,7 @@ import type { Accepted, Ending } from '../listener.ts';
 import type { RandomSource } from '../load-balancer.ts';
 import type { HttpHandler, RoutedConnection } from '../outbound.ts';
 import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunnel.ts';
-import { resetSide, type SpliceSide } from '../splice.ts';
+import { resetSide, type SocketCloser, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
 import {
   NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RequestRecord, type RouteDecider,
@@ -50,6 +50,11 @@ export interface HttpLayerDeps {
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
+  /**
+   * How captured client sockets close (SO_LINGER): a dying agent resets them, a close this
+   * process makes itself sends FIN. Absent: always FIN.
+   */
+  readonly closer?: SocketCloser;
 }
 
 export interface HttpLayerOptions {
@@ -93,6 +98,26 @@ function either(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose(
       b.removeEventListener('abort', abort);
     },
   };
+}
+
+/**
+ * A client socket that resets its connection only if the agent dies: it lingers 0 from now on,
+ * so the kernel answers the process's death with RST (the client must not take a cut response
+ * as whole); every close this process makes itself first turns lingering off again. Those are
+ * a response cut by its upstream, a keep-alive timeout, a drain or a parser refusal: there the
+ * client sees what it would without the mesh (a FIN, and HTTP's own framing says the rest),
+ * and a deliberate reset (resetSide) still resets. Wrapping `destroy` catches every such close,
+ * Node's own included (timeouts, auto-destroy after both ends), since all go through it.
+ */
+function resetOnlyIfAgentDies(socket: Socket, closer: SocketCloser): void {
+  closer.resetOnClose(socket);
+  const destroy = socket.destroy.bind(socket);
+  socket.destroy = (error?: Error): Socket => {
+    closer.finOnClose(socket);
+    return destroy(error);
+  };
+  // Once our FIN has gone out what was sent is whole: a death after it loses nothing.
+  socket.once('finish', () => closer.finOnClose(socket));
 }
 
 export class HttpLayer implements HttpHandler, InboundHttpHandler {
@@ -162,7 +187,10 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
 
   async #serveConnection(client: Duplex, protocol: 'http1' | 'h2', ctx: ConnectionContext): Promise<Ending> {
     const { accepted } = ctx;
-    if (client instanceof Socket) accepted.record.countBytes(client, 'client');
+    if (client instanceof Socket) {
+      accepted.record.countBytes(client, 'client');
+      if (this.#deps.closer !== undefined) resetOnlyIfAgentDies(client, this.#deps.closer);
+    }
     let ending: Ending | undefined;
     let upgraded: Promise<Ending> | undefined;
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));

@@ -20,6 +20,7 @@ import type { RequestStep } from '../../../src/proxy/http/exchange.ts';
 import { InboundTunnel } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener } from '../../../src/proxy/outbound.ts';
 import { protocolSelector } from '../../../src/proxy/sniff.ts';
+import type { SocketCloser } from '../../../src/proxy/splice.ts';
 import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamConnector } from '../../../src/proxy/upstream.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
@@ -98,6 +99,8 @@ export interface L7Options {
   readonly sniffMs?: number;
   /** The request balancer's clock (monotonic ms). */
   readonly now?: () => number;
+  /** How node a's HTTP layer closes captured client sockets (SO_LINGER). */
+  readonly closer?: SocketCloser;
 }
 
 const defaultH1: H1Handler = (name, req, res) => {
@@ -188,6 +191,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const requests = requestRecorder();
   const layer = new HttpLayer({
     mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps,
+    ...(o.closer === undefined ? {} : { closer: o.closer }),
   }, { nodeName: 'a' });
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
