@@ -131,6 +131,8 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   readonly #inbound: { readonly pipeline: (x: Exchange) => Promise<void>; readonly steps: readonly RequestStep[] };
   readonly #nodeName: string;
   readonly #maxAttempts: number;
+  /** Inbound streams served so far (names their upstream scopes). */
+  #streams = 0;
 
   constructor(deps: HttpLayerDeps, options: HttpLayerOptions) {
     this.#deps = deps;
@@ -176,13 +178,20 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
    * The destination side: a tunnel stream (already answered 200) whose peer said it carries
    * HTTP; each request goes to the admitted pod and is reported with reporter="destination".
    */
-  serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
+  async serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
+    // The stream's requests go over pod connections of its own, which end with it: a tunnel
+    // that dies (its source agent killed) leaves no pod socket behind, paused or pooled.
+    const scope = `stream:${++this.#streams}`;
     const connection: HttpConnection = {
       reporter: 'destination', source: c.source, sourceIdentity: c.sourceIdentity, sourceNamespace: c.sourceNamespace, clientIp: c.clientIp,
-      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls',
+      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls', upstreamScope: scope,
     };
-    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected);
-    return this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
+    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected, scope);
+    try {
+      return await this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
+    } finally {
+      this.#pools.release(scope);
+    }
   }
 
   async #serveConnection(client: Duplex, protocol: 'http1' | 'h2', ctx: ConnectionContext): Promise<Ending> {
