@@ -8,22 +8,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { AccessLog, inPodFast } from './capture-support.ts';
+import { clientAndServer, DEMO_NAMESPACE, l7Scene } from './l7-scene.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
 const VIP = '198.19.0.80';
 const CONCURRENT = 100;
 const MAX_PENDING = 10;
 
-const MANIFESTS = `apiVersion: v1
-kind: Namespace
-metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
----
+const MANIFESTS = `${DEMO_NAMESPACE}---
 apiVersion: v1
 kind: Service
 metadata: {name: slow, namespace: demo}
@@ -40,21 +34,7 @@ spec:
   trafficPolicy:
     connectionPool:
       http: {maxPendingRequests: ${MAX_PENDING}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: demo, labels: {app: client}}
-spec:
-  nodeName: node-1
-  containers: [{name: app, image: weft/echo}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: slow, namespace: demo, labels: {app: slow}}
-spec:
-  nodeName: node-2
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
-`;
+${clientAndServer('slow')}`;
 
 const SERVER = `
 import time
@@ -98,22 +78,12 @@ print(json.dumps(out))
 
 test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} concurrent slow requests the overflow gets 503 UO at once, the rest succeed`, { timeout: 240_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'python3'])) return;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-circuit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'server.py'), SERVER);
-  writeFileSync(join(dir, 'burst.py'), BURST);
-  mkdirSync(join(dir, 'manifests'));
-  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), MANIFESTS);
-  const name = uniqueName('cbreak');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
-  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
-  const server = startInPod(pod('slow'), ['python3', join(dir, 'server.py')]);
-  t.after(() => server.stop());
-  await server.waitLine(/^listening$/, 30_000);
-  const log = new AccessLog(agentLog(name, 'node-1'));
+  const scene = await l7Scene(t, 'cbreak', MANIFESTS, { 'server.py': SERVER, 'burst.py': BURST });
+  await scene.serve(t, ['slow'], () => ['python3', scene.script('server.py')]);
+  const log = new AccessLog(agentLog(scene.name, 'node-1'));
   log.mark();
 
-  const r = await inPodFast(pod('client'), ['python3', join(dir, 'burst.py'), VIP, String(CONCURRENT)], 120_000);
+  const r = await inPodFast(scene.pod('client'), ['python3', scene.script('burst.py'), VIP, String(CONCURRENT)], 120_000);
   assert.equal(r.status, 0, `burst: ${r.stdout}\n${r.stderr.slice(-2000)}`);
   const out = JSON.parse(r.stdout) as { status: number; s: number; body: string }[];
   const ok = out.filter((x) => x.status === 200);
@@ -127,5 +97,5 @@ test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} conc
 
   const lines = (await log.settle(CONCURRENT, 10_000)).filter((l) => (l as { path?: string }).path === '/slow');
   assert.equal(lines.filter((l) => (l as { flags?: string }).flags === 'UO').length, CONCURRENT - MAX_PENDING, 'UO in the access log');
-  assert.match(await agentMetrics(s, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/slow"\\} ${CONCURRENT - MAX_PENDING}$`, 'm'));
+  assert.match(await agentMetrics(scene.status, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/slow"\\} ${CONCURRENT - MAX_PENDING}$`, 'm'));
 });

@@ -9,12 +9,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, grpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { AccessLog, grpcPython, inPodFast, type Pod } from './capture-support.ts';
+import { clientAndServer, DEMO_NAMESPACE, GRPC_REPEAT, l7Scene } from './l7-scene.ts';
 import { agentLog, agentMetrics, sample } from './mesh-support.ts';
 
 const VIP = '198.19.0.95';
@@ -22,10 +19,7 @@ const N = 400;
 
 const fault = (name: string): string => `{type: ExtensionRef, extensionRef: {group: weft.dev, kind: FaultInjection, name: ${name}}}`;
 
-const MANIFESTS = `apiVersion: v1
-kind: Namespace
-metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
----
+const MANIFESTS = `${DEMO_NAMESPACE}---
 apiVersion: v1
 kind: Service
 metadata: {name: chaos, namespace: demo}
@@ -74,21 +68,7 @@ kind: FaultInjection
 metadata: {name: grpc-abort, namespace: demo}
 spec:
   abort: {grpcStatus: UNAVAILABLE, percentage: 100}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: demo, labels: {app: client}}
-spec:
-  nodeName: node-1
-  containers: [{name: app, image: weft/echo}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: backend, namespace: demo, labels: {app: backend}}
-spec:
-  nodeName: node-2
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
-`;
+${clientAndServer('backend')}`;
 
 const SERVER = `
 import grpc, json, threading
@@ -119,19 +99,6 @@ print('listening', flush=True)
 server.wait_for_termination(timeout=600)
 `;
 
-const GRPC_CLIENT = `
-import grpc, json, sys
-channel = grpc.insecure_channel(sys.argv[1])
-codes = []
-for _ in range(5):
-    try:
-        channel.unary_unary('/demo.Api/Get')(b'', timeout=10)
-        codes.append('OK')
-    except grpc.RpcError as e:
-        codes.append(e.code().name)
-print(json.dumps(codes))
-`;
-
 /** curl: `count` requests over kept-alive connections (one curl per 50 URLs), one line per answer: status and seconds. */
 async function curlMany(pod: Pod, path: string, count: number): Promise<{ status: number; s: number }[]> {
   const out: { status: number; s: number }[] = [];
@@ -155,20 +122,11 @@ test(`FaultInjection: a 50% abort lands within +-7% over ${N} requests; a 50% de
     cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'weft-fault-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'server.py'), SERVER);
-  writeFileSync(join(dir, 'grpc-client.py'), GRPC_CLIENT);
-  mkdirSync(join(dir, 'manifests'));
-  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), MANIFESTS);
-  const name = uniqueName('fault');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
-  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
-  const client = pod('client');
-  const server = startInPod(pod('backend'), [python, join(dir, 'server.py')]);
-  t.after(() => server.stop());
-  await server.waitLine(/^listening$/, 30_000);
-  const log = new AccessLog(agentLog(name, 'node-1'));
+  const scene = await l7Scene(t, 'fault', MANIFESTS, { 'server.py': SERVER, 'grpc-repeat.py': GRPC_REPEAT });
+  const s = scene.status;
+  const client = scene.pod('client');
+  await scene.serve(t, ['backend'], () => [python, scene.script('server.py')]);
+  const log = new AccessLog(agentLog(scene.name, 'node-1'));
   log.mark();
 
   await t.test(`abort 50%: ${N} requests, 503s within ${N / 2} +- 7%; the backend sees only the rest`, async () => {
@@ -194,7 +152,7 @@ test(`FaultInjection: a 50% abort lands within +-7% over ${N} requests; a 50% de
   });
 
   await t.test('GRPCRoute ExtensionRef: a gRPC abort answers UNAVAILABLE', async () => {
-    const r = await inPodFast(client, [python, join(dir, 'grpc-client.py'), `${VIP}:50051`], 60_000);
+    const r = await inPodFast(client, [python, scene.script('grpc-repeat.py'), `${VIP}:50051`, '/demo.Api/Get', '5'], 60_000);
     assert.equal(r.status, 0, `grpc client: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     assert.deepEqual(JSON.parse(r.stdout), ['UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE']);
   });

@@ -12,12 +12,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, grpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { AccessLog, grpcPython, inPodFast, type Pod } from './capture-support.ts';
+import { DEMO_NAMESPACE, l7Scene, podYaml } from './l7-scene.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
 const VIP = { near: '198.19.0.60', far: '198.19.0.61' } as const;
@@ -53,18 +50,7 @@ spec:
   rules:
   - to: [{operation: {paths: [/admin*, /demo.Admin/*]}}]
 `;
-  const pod = (name: string, node: string, app: string): string => `---
-apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: demo, labels: {app: ${app}}}
-spec:
-  nodeName: ${node}
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
-`;
-  return `apiVersion: v1
-kind: Namespace
-metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
-${service('near', VIP.near)}${service('far', VIP.far)}${policies('near')}${policies('far')}${pod('client', 'node-1', 'client')}${pod('near', 'node-1', 'near')}${pod('far', 'node-2', 'far')}`;
+  return `${DEMO_NAMESPACE}${service('near', VIP.near)}${service('far', VIP.far)}${policies('near')}${policies('far')}${podYaml('client', 'node-1')}${podYaml('near', 'node-1')}${podYaml('far', 'node-2')}`;
 }
 
 /** HTTP on 9080 (any method: "<pod> <METHOD> <path>") and gRPC on 50051 (demo.Public/Get, demo.Admin/Drop). */
@@ -128,20 +114,10 @@ test('L7 AuthorizationPolicy: GET /public allowed, POST /admin 403, gRPC Admin P
     cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'weft-l7-authz-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'server.py'), SERVER);
-  writeFileSync(join(dir, 'grpc-client.py'), GRPC_CLIENT);
-  mkdirSync(join(dir, 'manifests'));
-  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
-  const name = uniqueName('authz');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
-  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
-  const client = pod('client');
-  const servers = ['near', 'far'].map((n) => startInPod(pod(n), [python, join(dir, 'server.py'), n]));
-  t.after(async () => { await Promise.all(servers.map((x) => x.stop())); });
-  await Promise.all(servers.map((x) => x.waitLine(/^listening$/, 30_000)));
-  const logs = { near: new AccessLog(agentLog(name, 'node-1')), far: new AccessLog(agentLog(name, 'node-2')) };
+  const scene = await l7Scene(t, 'authz', manifests(), { 'server.py': SERVER, 'grpc-client.py': GRPC_CLIENT });
+  const client = scene.pod('client');
+  await scene.serve(t, ['near', 'far'], (n) => [python, scene.script('server.py'), n]);
+  const logs = { near: new AccessLog(agentLog(scene.name, 'node-1')), far: new AccessLog(agentLog(scene.name, 'node-2')) };
 
   for (const [app, where] of [['near', 'the source agent (same node)'], ['far', 'the destination agent (other node)']] as const) {
     await t.test(`HTTP/1.1 (curl) to ${app}: enforced by ${where}`, async () => {
@@ -160,7 +136,7 @@ test('L7 AuthorizationPolicy: GET /public allowed, POST /admin 403, gRPC Admin P
     });
 
     await t.test(`gRPC (grpcio) to ${app}: method names as paths, enforced by ${where}`, async () => {
-      const r = await inPodFast(client, [python, join(dir, 'grpc-client.py'), `${VIP[app]}:50051`, '/demo.Public/Get', '/demo.Admin/Drop'], 60_000);
+      const r = await inPodFast(client, [python, scene.script('grpc-client.py'), `${VIP[app]}:50051`, '/demo.Public/Get', '/demo.Admin/Drop'], 60_000);
       assert.equal(r.status, 0, `grpc client: ${r.stdout}\n${r.stderr.slice(-2000)}`);
       assert.deepEqual(JSON.parse(r.stdout), {
         '/demo.Public/Get': { code: 'OK', answer: app },
@@ -170,7 +146,7 @@ test('L7 AuthorizationPolicy: GET /public allowed, POST /admin 403, gRPC Admin P
   }
 
   await t.test('denials are counted: istio_requests_total with response_code 403 at the destination reporter on node-2', async () => {
-    const text = await agentMetrics(s, 'node-2');
+    const text = await agentMetrics(scene.status, 'node-2');
     assert.match(text, /^istio_requests_total\{reporter="destination"[^}]*response_code="403"[^}]*\} [1-9]/m);
   });
 });

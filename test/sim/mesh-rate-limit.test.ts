@@ -11,12 +11,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { cannotRun, needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { grpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { grpcPython, inPodFast } from './capture-support.ts';
+import { DEMO_NAMESPACE, GRPC_REPEAT, l7Scene, podYaml, PACED_LOAD } from './l7-scene.ts';
 import { agentMetrics } from './mesh-support.ts';
 
 const VIP = { limited: '198.19.0.70', shadow: '198.19.0.71', grpc: '198.19.0.72', local: '198.19.0.73' } as const;
@@ -30,38 +27,14 @@ spec:
   clusterIP: ${vip}
   selector: {app: ${name}}
   ports: [{name: http, port: 80, targetPort: 9080}, {name: grpc, port: 50051, targetPort: 50051}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: demo, labels: {app: ${name}}}
-spec:
-  nodeName: node-2
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
----
+${podYaml(name, 'node-2')}---
 apiVersion: weft.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: {name: ${name}, namespace: demo}
 spec:
   targetRef: {kind: Service, name: ${name}}
 ${limit}`;
-  return `apiVersion: v1
-kind: Namespace
-metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: demo, labels: {app: client}}
-spec:
-  nodeName: node-1
-  containers: [{name: app, image: weft/echo}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: neighbour, namespace: demo, labels: {app: neighbour}}
-spec:
-  nodeName: node-2
-  containers: [{name: app, image: weft/echo}]
-${app('limited', VIP.limited, '  total: {requestsPerSecond: 10}\n')}${app('local', VIP.local, '  total: {requestsPerSecond: 1, burst: 5}\n')}${app('shadow', VIP.shadow, '  total: {requestsPerSecond: 10}\n  mode: Shadow\n')}${app('grpc', VIP.grpc, '  perSource: {requestsPerSecond: 1, burst: 2}\n')}`;
+  return `${DEMO_NAMESPACE}${podYaml('client', 'node-1', { serves: false })}${podYaml('neighbour', 'node-2', { serves: false })}${app('limited', VIP.limited, '  total: {requestsPerSecond: 10}\n')}${app('local', VIP.local, '  total: {requestsPerSecond: 1, burst: 5}\n')}${app('shadow', VIP.shadow, '  total: {requestsPerSecond: 10}\n  mode: Shadow\n')}${app('grpc', VIP.grpc, '  perSource: {requestsPerSecond: 1, burst: 2}\n')}`;
 }
 
 const SERVER = `
@@ -85,46 +58,6 @@ print('listening', flush=True)
 server.wait_for_termination(timeout=600)
 `;
 
-/** Five keep-alive connections, each paced at rate/5 on its own absolute schedule, none sent after the window: statuses counted. */
-const LOAD = `
-import http.client, json, sys, threading, time
-host, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-lanes = 5
-counts, retry_after, lock = {}, set(), threading.Lock()
-start = time.monotonic() + 0.2
-def lane(k):
-    c = http.client.HTTPConnection(host, 80, timeout=10)
-    i = 0
-    while True:
-        at = start + (i * lanes + k) / rate
-        if at >= start + seconds: break
-        time.sleep(max(0, at - time.monotonic()))
-        c.request('GET', '/x')
-        r = c.getresponse()
-        r.read()
-        with lock:
-            counts[r.status] = counts.get(r.status, 0) + 1
-            if r.status == 429: retry_after.add(r.getheader('retry-after'))
-        i += 1
-ts = [threading.Thread(target=lane, args=(k,)) for k in range(lanes)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps({'counts': counts, 'retry_after': sorted(x or '' for x in retry_after), 'elapsed': time.monotonic() - start}))
-`;
-
-const GRPC_CLIENT = `
-import grpc, json, sys
-channel = grpc.insecure_channel(sys.argv[1])
-codes = []
-for _ in range(6):
-    try:
-        channel.unary_unary('/demo.Api/Get')(b'', timeout=10)
-        codes.append('OK')
-    except grpc.RpcError as e:
-        codes.append(e.code().name)
-print(json.dumps(codes))
-`;
-
 test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 429 the rest; gRPC RESOURCE_EXHAUSTED; Shadow only counts', { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter'])) return;
   const python = grpcPython();
@@ -132,21 +65,13 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
     cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'weft-rate-limit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  for (const [f, text] of [['server.py', SERVER], ['load.py', LOAD], ['grpc-client.py', GRPC_CLIENT]] as const) writeFileSync(join(dir, f), text);
-  mkdirSync(join(dir, 'manifests'));
-  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), manifests());
-  const name = uniqueName('rlimit');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
-  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
-  const client = pod('client');
-  const servers = ['limited', 'shadow', 'grpc', 'local'].map((n) => startInPod(pod(n), [python, join(dir, 'server.py')]));
-  t.after(async () => { await Promise.all(servers.map((x) => x.stop())); });
-  await Promise.all(servers.map((x) => x.waitLine(/^listening$/, 30_000)));
+  const scene = await l7Scene(t, 'rlimit', manifests(), { 'server.py': SERVER, 'load.py': PACED_LOAD, 'grpc-repeat.py': GRPC_REPEAT });
+  const client = scene.pod('client');
+  await scene.serve(t, ['limited', 'shadow', 'grpc', 'local'], () => [python, scene.script('server.py')]);
+  const load = (vip: string, rate: number, seconds: number): string[] => [python, scene.script('load.py'), vip, '/x', String(rate), String(seconds)];
 
   await t.test('enforced: 100-110 of 500 succeed, the rest 429 with retry-after', async () => {
-    const r = await inPodFast(client, [python, join(dir, 'load.py'), VIP.limited, '50', '10'], 60_000);
+    const r = await inPodFast(client, load(VIP.limited, 50, 10), 60_000);
     assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     const out = JSON.parse(r.stdout) as { counts: Record<string, number>; retry_after: string[]; elapsed: number };
     t.diagnostic(`statuses ${JSON.stringify(out.counts)}, retry-after ${out.retry_after.join(',')}, ${out.elapsed.toFixed(2)} s`);
@@ -158,7 +83,7 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
   });
 
   await t.test('a caller on the same node (no tunnel): the same limit, at its agent', async () => {
-    const r = await inPodFast(pod('neighbour'), [python, join(dir, 'load.py'), VIP.local, '50', '0.4'], 30_000);
+    const r = await inPodFast(scene.pod('neighbour'), load(VIP.local, 50, 0.4), 30_000);
     assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     const counts = (JSON.parse(r.stdout) as { counts: Record<string, number> }).counts;
     // The burst of 5, one more if a whole second's fill fell inside the 0.4 s.
@@ -168,7 +93,7 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
   });
 
   await t.test('gRPC: a burst of 2 then 1/s per source: RESOURCE_EXHAUSTED past the burst', async () => {
-    const r = await inPodFast(client, [python, join(dir, 'grpc-client.py'), `${VIP.grpc}:50051`], 60_000);
+    const r = await inPodFast(client, [python, scene.script('grpc-repeat.py'), `${VIP.grpc}:50051`, '/demo.Api/Get', '6'], 60_000);
     assert.equal(r.status, 0, `grpc client: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     const codes = JSON.parse(r.stdout) as string[];
     assert.deepEqual(codes.slice(0, 2), ['OK', 'OK'], codes.join(','));
@@ -176,10 +101,10 @@ test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 
   });
 
   await t.test('Shadow: nothing refused, what would have been is counted', async () => {
-    const r = await inPodFast(client, [python, join(dir, 'load.py'), VIP.shadow, '50', '2'], 60_000);
+    const r = await inPodFast(client, load(VIP.shadow, 50, 2), 60_000);
     assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     assert.deepEqual((JSON.parse(r.stdout) as { counts: Record<string, number> }).counts, { 200: 100 });
-    const text = await agentMetrics(s, 'node-2');
+    const text = await agentMetrics(scene.status, 'node-2');
     assert.match(text, /^weft_rate_limited_requests_total\{[^}]*policy="demo\/shadow"[^}]*mode="shadow"[^}]*\} ([6-9][0-9])$/m);
     assert.match(text, /^weft_rate_limited_requests_total\{[^}]*policy="demo\/limited"[^}]*mode="enforce"[^}]*\} (39[0-9]|400)$/m);
   });

@@ -12,12 +12,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { AccessLog, inPodFast } from './capture-support.ts';
+import { clientAndServer, DEMO_NAMESPACE, l7Scene, PACED_LOAD } from './l7-scene.ts';
 import { agentLog, agentMetrics, sample } from './mesh-support.ts';
 
 const VIP = { flaky: '198.19.0.90', down: '198.19.0.91' } as const;
@@ -34,32 +31,21 @@ spec:
   ports: [{name: http, port: 80, targetPort: 9080}]
 `;
 
-const MANIFESTS = `apiVersion: v1
-kind: Namespace
-metadata: {name: demo, labels: {weft.dev/mesh: enabled}}
-${service('flaky', VIP.flaky)}${service('down', VIP.down)}---
+/** A route on the Service `name`: requests under `prefix` retried on 503 up to 3 times, the rest not. */
+const retryRoute = (name: string, prefix: string): string => `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: flaky, namespace: demo}
+metadata: {name: ${name}, namespace: demo}
 spec:
-  parentRefs: [{group: "", kind: Service, name: flaky, port: 80}]
+  parentRefs: [{group: "", kind: Service, name: ${name}, port: 80}]
   rules:
-  - matches: [{path: {type: PathPrefix, value: /retry}}]
-    backendRefs: [{name: flaky, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: ${prefix}}}]
+    backendRefs: [{name: ${name}, port: 80}]
     retry: {codes: [503], attempts: 3, backoff: 10ms}
-  - backendRefs: [{name: flaky, port: 80}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: down, namespace: demo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: down, port: 80}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /down}}]
-    backendRefs: [{name: down, port: 80}]
-    retry: {codes: [503], attempts: 3, backoff: 10ms}
-  - backendRefs: [{name: down, port: 80}]
----
+  - backendRefs: [{name: ${name}, port: 80}]
+`;
+
+const MANIFESTS = `${DEMO_NAMESPACE}${service('flaky', VIP.flaky)}${service('down', VIP.down)}${retryRoute('flaky', '/retry')}${retryRoute('down', '/down')}---
 apiVersion: weft.dev/v1alpha1
 kind: DestinationPolicy
 metadata: {name: down, namespace: demo}
@@ -67,21 +53,7 @@ spec:
   targetRef: {kind: Service, name: down}
   trafficPolicy:
     retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 0, ttl: 10s}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: demo, labels: {app: client}}
-spec:
-  nodeName: node-1
-  containers: [{name: app, image: weft/echo}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: backend, namespace: demo, labels: {app: backend}}
-spec:
-  nodeName: node-2
-  containers: [{name: app, image: weft/echo, ports: [{containerPort: 8080}]}]
-`;
+${clientAndServer('backend')}`;
 
 /** Counts hits per path: /down/* always 503, any other path 503 on its 1st, 3rd, ... hit; /count answers the tallies. */
 const SERVER = `
@@ -132,49 +104,16 @@ for _ in range(n):
 print(json.dumps(counts))
 `;
 
-/** Five keep-alive connections, each paced at rate/5 on an absolute schedule: statuses counted. */
-const LOAD = `
-import http.client, json, sys, threading, time
-host, path, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-lanes = 5
-counts, lock = {}, threading.Lock()
-start = time.monotonic() + 0.2
-def lane(k):
-    c = http.client.HTTPConnection(host, 80, timeout=10)
-    i = 0
-    while True:
-        at = start + (i * lanes + k) / rate
-        if at >= start + seconds: break
-        time.sleep(max(0, at - time.monotonic()))
-        c.request('GET', path)
-        r = c.getresponse()
-        r.read()
-        with lock: counts[r.status] = counts.get(r.status, 0) + 1
-        i += 1
-ts = [threading.Thread(target=lane, args=(k,)) for k in range(lanes)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps(counts))
-`;
-
 interface Tally { hits: Record<string, number>; bodies: Record<string, number[]> }
 
 test('HTTPRoute retry: a backend failing every other request looks healthy; with it failing all, the retry budget holds retries to 20% over the requests', { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'python3'])) return;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-retry-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  for (const [f, text] of [['server.py', SERVER], ['seq.py', SEQ], ['load.py', LOAD]] as const) writeFileSync(join(dir, f), text);
-  mkdirSync(join(dir, 'manifests'));
-  writeFileSync(join(dir, 'manifests', 'cluster.yaml'), MANIFESTS);
-  const name = uniqueName('retry');
-  const s = await simCluster(t, name, ['--nodes', '2', '--manifests', join(dir, 'manifests')]);
-  const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
-  const client = pod('client');
-  const server = startInPod(pod('backend'), ['python3', join(dir, 'server.py')]);
-  t.after(() => server.stop());
-  await server.waitLine(/^listening$/, 30_000);
+  const scene = await l7Scene(t, 'retry', MANIFESTS, { 'server.py': SERVER, 'seq.py': SEQ, 'load.py': PACED_LOAD });
+  const s = scene.status;
+  const client = scene.pod('client');
+  await scene.serve(t, ['backend'], () => ['python3', scene.script('server.py')]);
   const seq = async (method: string, path: string, n: number, size = 0): Promise<Record<string, number>> => {
-    const r = await inPodFast(client, ['python3', join(dir, 'seq.py'), VIP.flaky, method, path, String(n), String(size)], 60_000);
+    const r = await inPodFast(client, ['python3', scene.script('seq.py'), VIP.flaky, method, path, String(n), String(size)], 60_000);
     assert.equal(r.status, 0, `${method} ${path}: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     return JSON.parse(r.stdout) as Record<string, number>;
   };
@@ -183,7 +122,7 @@ test('HTTPRoute retry: a backend failing every other request looks healthy; with
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as Tally;
   };
-  const log = new AccessLog(agentLog(name, 'node-1'));
+  const log = new AccessLog(agentLog(scene.name, 'node-1'));
   log.mark();
 
   await t.test('retry set: 100 GETs to a backend failing every other request all succeed, one retry each', async () => {
@@ -205,10 +144,10 @@ test('HTTPRoute retry: a backend failing every other request looks healthy; with
   });
 
   await t.test(`backend failing all: ${RATE} req/s for ${SECONDS} s, retries counted at the backend stay within 20% of the requests`, async () => {
-    const r = await inPodFast(client, ['python3', join(dir, 'load.py'), VIP.down, '/down/x', String(RATE), String(SECONDS)], 90_000);
+    const r = await inPodFast(client, ['python3', scene.script('load.py'), VIP.down, '/down/x', String(RATE), String(SECONDS)], 90_000);
     assert.equal(r.status, 0, `load: ${r.stdout}\n${r.stderr.slice(-2000)}`);
     const requests = RATE * SECONDS;
-    assert.deepEqual(JSON.parse(r.stdout), { 503: requests });
+    assert.deepEqual((JSON.parse(r.stdout) as { counts: unknown }).counts, { 503: requests });
     const hits = (await tally()).hits['/down/x'] ?? 0;
     const retries = hits - requests;
     t.diagnostic(`${requests} requests, ${hits} attempts at the backend: ${retries} retries (${(100 * retries / requests).toFixed(1)}%; without the budget ${3 * requests})`);
