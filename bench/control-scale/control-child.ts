@@ -1,9 +1,12 @@
 // The scale benchmark's control plane, alone in its process (so its CPU and RSS are its own):
 // runControlPlane with the Kubernetes source against the benchmark's local API server, static
 // bootstrap tokens, loopback gRPC with TLS. Answers `heap` with its memory after a full GC
-// (it runs with --expose-gc) and stops on `close`.
+// (it runs with --expose-gc) and stops on `close`. Run with `--warm`, it loads the control
+// plane's modules and exits: the compile cache (NODE_COMPILE_CACHE, as bin/weft sets it)
+// then holds them type-stripped and compiled, as for any `weft control` after the first.
 
 import { writeFileSync } from 'node:fs';
+import { flushCompileCache } from 'node:module';
 import { runControlPlane } from '../../src/app/control.ts';
 
 export interface ControlChildArgs {
@@ -44,4 +47,9 @@ async function main(args: ControlChildArgs): Promise<void> {
   }
 }
 
-await main(JSON.parse(process.argv[2] ?? '{}') as ControlChildArgs);
+if (process.argv[2] === '--warm') {
+  await Promise.all([import('../../src/control/source/kubernetes.ts'), import('../../src/control/source/kube-access.ts')]);
+  flushCompileCache();
+} else {
+  await main(JSON.parse(process.argv[2] ?? '{}') as ControlChildArgs);
+}

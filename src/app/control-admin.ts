@@ -12,7 +12,8 @@ import type { Logger } from 'pino';
 import { describeError, isWeftError, WeftError } from '../core/errors.ts';
 import { ControlErrors } from '../control/errors.ts';
 import { parseRevocationRequest, type RevocationRequest, type Revocations } from '../control/revocations.ts';
-import { HttpEndpoint } from '../telemetry/index.ts';
+// Not the telemetry index: it brings the OpenTelemetry SDK, which the control plane does not use.
+import { HttpEndpoint } from '../telemetry/http-endpoints.ts';
 
 export interface RevokeResult {
   readonly revoked: readonly string[];

@@ -22,7 +22,7 @@ import type { ConfigSource, SourceChange } from '../control/source/contract.ts';
 import { snapshotChanges } from '../control/source/snapshot-changes.ts';
 import { CertificateAuthority, FileCaStore, SecretCaStore, parseSpiffeId, type CaStore } from '../identity/index.ts';
 import type { ControlPlaneConfig } from '../config/control.ts';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from '../control/source/kube-access.ts';
 import { formatProblem } from '../model/manifests.ts';
 import { LiveMesh } from '../model/live-mesh.ts';
 import { decodeNodeResources, type DecodedResources } from '../model/resource-codec.ts';
@@ -113,17 +113,14 @@ export interface RunningControlPlane {
 }
 
 
-/** The KubeConfig of the Kubernetes source: in-cluster when running in a pod, else ~/.kube/config or --kubeconfig. */
-async function kubeConfigOf(config: ControlPlaneConfig): Promise<KubeConfig | undefined> {
+/** How the Kubernetes source reaches the API: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else in-cluster. */
+async function kubeAccessOf(config: ControlPlaneConfig): Promise<KubeAccess | undefined> {
   if (config.source.kind !== 'kubernetes') return undefined;
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kubeConfig = new KubeConfig();
-  if (config.source.kubeconfig === undefined) kubeConfig.loadFromDefault();
-  else kubeConfig.loadFromFile(config.source.kubeconfig);
-  return kubeConfig;
+  const { defaultKubeAccess, kubeconfigAccess } = await import('../control/source/kube-access.ts');
+  return config.source.kubeconfig === undefined ? defaultKubeAccess() : kubeconfigAccess(config.source.kubeconfig);
 }
 
-async function makeSource(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined, logger: Logger): Promise<ConfigSource> {
+async function makeSource(config: ControlPlaneConfig, kube: KubeAccess | undefined, logger: Logger): Promise<ConfigSource> {
   if (config.source.kind === 'manifests') {
     const { DirectorySource } = await import('../control/source/directory.ts');
     const { dir, quietMs, removalGraceMs } = config.source;
@@ -131,28 +128,28 @@ async function makeSource(config: ControlPlaneConfig, kubeConfig: KubeConfig | u
       directory: dir, log: logger, ...(quietMs === undefined ? {} : { quietMs }), ...(removalGraceMs === undefined ? {} : { removalGuard: { graceMs: removalGraceMs } }),
     });
   }
-  if (kubeConfig === undefined) throw new Error('the Kubernetes source needs a KubeConfig');
+  if (kube === undefined) throw new Error('the Kubernetes source needs access to the Kubernetes API');
   const { KubernetesSource } = await import('../control/source/kubernetes.ts');
-  return new KubernetesSource({ kubeConfig, log: logger });
+  return new KubernetesSource({ access: kube, log: logger });
 }
 
-async function makeTokenReviewer(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<TokenReviewer> {
+async function makeTokenReviewer(config: ControlPlaneConfig, kube: KubeAccess | undefined): Promise<TokenReviewer> {
   if (config.tokensFile !== undefined) return StaticTokenReviewer.fromFile(config.tokensFile);
-  if (kubeConfig === undefined) {
+  if (kube === undefined) {
     throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'agents need a way to bootstrap: give --tokens FILE (or use the Kubernetes source for TokenReview)');
   }
   const { KubernetesTokenReviewer } = await import('../control/kubernetes-token-reviewer.ts');
-  return new KubernetesTokenReviewer({ kubeConfig, ...(config.tokenAudience === undefined ? {} : { audience: config.tokenAudience }) });
+  return new KubernetesTokenReviewer({ access: kube, ...(config.tokenAudience === undefined ? {} : { audience: config.tokenAudience }) });
 }
 
-async function makeCaStore(config: ControlPlaneConfig, kubeConfig: KubeConfig | undefined): Promise<CaStore> {
+async function makeCaStore(config: ControlPlaneConfig, kube: KubeAccess | undefined): Promise<CaStore> {
   if (config.caSecret === undefined) {
     if (config.caDir === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', 'the CA needs a home: give --ca-dir DIR or --ca-secret NAME');
     return new FileCaStore(config.caDir);
   }
-  if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--ca-secret needs the Kubernetes source (--kubernetes)');
+  if (kube === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--ca-secret needs the Kubernetes source (--kubernetes)');
   const { kubernetesSecret } = await import('../control/kubernetes-objects.ts');
-  return new SecretCaStore(kubernetesSecret(kubeConfig, config.caSecret.namespace, config.caSecret.name));
+  return new SecretCaStore(kubernetesSecret(kube, config.caSecret.namespace, config.caSecret.name));
 }
 
 export async function runControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
@@ -174,8 +171,8 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
   try {
     // The CA answers "is such a pod on that node?" from the newest state.
     let state: MeshState | undefined;
-    const kubeConfig = await kubeConfigOf(config);
-    const store = await makeCaStore(config, kubeConfig);
+    const kube = await kubeAccessOf(config);
+    const store = await makeCaStore(config, kube);
     const ca = await CertificateAuthority.open({
       store, clock, trustDomain: config.trustDomain,
       authorizer: { mayIssue: (node, ns, sa) => state?.hasServiceAccountOnNode(node, ns, sa) ?? false },
@@ -205,12 +202,14 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     };
     let revokedSerials = new Set(ca.revokedSerials());
     // The live model: each change from the source costs what it touches (live-mesh.ts).
-    const live = new LiveMesh({ trustDomain: config.trustDomain });
+    // Objects from the API server were validated against the Kubernetes schemas when they
+    // were written; files were not, so only they are checked again here.
+    const live = new LiveMesh({ trustDomain: config.trustDomain, kubernetesSchema: config.source.kind !== 'kubernetes' });
     let manifestProblems: readonly string[] = [];
     const server = new ControlServer<never>({
       trustDomain: config.trustDomain,
       tls: { trustBundlePem, certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-      tokenReviewer: await makeTokenReviewer(config, kubeConfig),
+      tokenReviewer: await makeTokenReviewer(config, kube),
       nodeSigner,
       csrSigner,
       revoked: {
@@ -242,9 +241,9 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     // The root, where every pod can mount it (as istiod's istio-ca-root-cert).
     let publisher: { publish(namespaces: readonly string[], pem: string): Promise<void>; close(): void } | undefined;
     if (config.trustBundleConfigMap !== undefined) {
-      if (kubeConfig === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--trust-bundle-configmap needs the Kubernetes source (--kubernetes)');
+      if (kube === undefined) throw new WeftError('WEFT_CONTROL_BAD_OPTIONS', '--trust-bundle-configmap needs the Kubernetes source (--kubernetes)');
       const { TrustBundlePublisher } = await import('../control/kubernetes-objects.ts');
-      publisher = new TrustBundlePublisher(kubeConfig, config.trustBundleConfigMap, logger);
+      publisher = new TrustBundlePublisher(kube, config.trustBundleConfigMap, logger);
       cleanups.push(() => publisher?.close());
     }
 
@@ -288,10 +287,10 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       else logger.info(summary, 'mesh loaded');
       loaded = true;
     };
-    const source = deps.source ?? await makeSource(config, kubeConfig, logger);
+    const source = deps.source ?? await makeSource(config, kube, logger);
     // Route status goes back through the API's status subresource; files have nowhere to keep it.
-    const statusWriter = kubeConfig !== undefined && isRouteObjectCache(source)
-      ? new RouteStatusWriter({ objects: source, put: kubernetesStatusPut(kubeConfig), log: logger })
+    const statusWriter = kube !== undefined && isRouteObjectCache(source)
+      ? new RouteStatusWriter({ objects: source, put: kubernetesStatusPut(kube), log: logger })
       : undefined;
     if (statusWriter !== undefined) cleanups.push(() => statusWriter.close());
     let statusNoted = false;

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { ControlResource } from '../control/resource.ts';
 import { resourceKey } from '../control/resource.ts';
 import type { MeshState } from '../model/state.ts';
-import type { HttpEndpoint } from '../telemetry/index.ts';
+import type { HttpEndpoint } from '../telemetry/http-endpoints.ts';
 import {
   AgentSource, PrometheusSource, dashboardModel, startDashboard,
   type AgentStream, type MeshRates, type RevokedCertificate,

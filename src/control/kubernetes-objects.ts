@@ -1,9 +1,10 @@
 // The few objects the control plane writes to the Kubernetes API: the CA Secret (read,
 // created once, replaced with its resourceVersion) and the trust-bundle ConfigMap it
-// publishes in every namespace, as istiod does with istio-ca-root-cert. Through
-// client-node's CoreV1Api, so auth and TLS come from the KubeConfig.
+// publishes in every namespace, as istiod does with istio-ca-root-cert. Auth and TLS come
+// from the KubeAccess (source/kube-access.ts).
 
-import { ApiException, CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import type { KubeAccess } from './source/kube-access.ts';
+import { ApiStatusError, kubeJson } from './source/kube-http.ts';
 import { describeError } from '../core/errors.ts';
 import type { ControlLogger } from './logger.ts';
 
@@ -18,7 +19,7 @@ export interface KubernetesSecret {
 const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'weft' };
 
 function status(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined;
+  return err instanceof ApiStatusError ? err.statusCode : undefined;
 }
 
 function conflict(err: unknown, what: string): Error {
@@ -28,14 +29,24 @@ function conflict(err: unknown, what: string): Error {
 const encode = (data: Readonly<Record<string, string>>): Record<string, string> =>
   Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
 
-export function kubernetesSecret(kubeConfig: KubeConfig, namespace: string, name: string): KubernetesSecret {
-  const api = kubeConfig.makeApiClient(CoreV1Api);
+interface ObjectBody {
+  readonly metadata?: { readonly resourceVersion?: string };
+  readonly data?: Readonly<Record<string, string>>;
+}
+
+const TIMEOUT_MS = 30_000;
+const secretsPath = (namespace: string): string => `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+const configMapsPath = (namespace: string): string => `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`;
+
+export function kubernetesSecret(access: KubeAccess, namespace: string, name: string): KubernetesSecret {
+  const call = async (method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<ObjectBody> => (await kubeJson(access, { method, path, body, timeoutMs: TIMEOUT_MS })) as ObjectBody;
+  const one = `${secretsPath(namespace)}/${encodeURIComponent(name)}`;
   const where = `${namespace}/${name}`;
   return {
     name: where,
     async read() {
       try {
-        const s = await api.readNamespacedSecret({ namespace, name });
+        const s = await call('GET', one);
         const data = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
         return { data, version: s.metadata?.resourceVersion ?? '' };
       } catch (err: unknown) {
@@ -45,10 +56,7 @@ export function kubernetesSecret(kubeConfig: KubeConfig, namespace: string, name
     },
     async create(data) {
       try {
-        const s = await api.createNamespacedSecret({
-          namespace,
-          body: { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: MANAGED_BY }, data: encode(data) },
-        });
+        const s = await call('POST', secretsPath(namespace), { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: MANAGED_BY }, data: encode(data) });
         return s.metadata?.resourceVersion ?? '';
       } catch (err: unknown) {
         if (status(err) === 409) throw conflict(err, `creating Secret ${where}`);
@@ -57,10 +65,7 @@ export function kubernetesSecret(kubeConfig: KubeConfig, namespace: string, name
     },
     async replace(data, version) {
       try {
-        const s = await api.replaceNamespacedSecret({
-          namespace, name,
-          body: { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: MANAGED_BY, resourceVersion: version }, data: encode(data) },
-        });
+        const s = await call('PUT', one, { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: MANAGED_BY, resourceVersion: version }, data: encode(data) });
         return s.metadata?.resourceVersion ?? '';
       } catch (err: unknown) {
         if (status(err) === 409) throw conflict(err, `replacing Secret ${where}`);
@@ -80,7 +85,7 @@ const REPUBLISH_MS = 30_000;
  * replica) are retried on the next call or after 30 s.
  */
 export class TrustBundlePublisher {
-  readonly #api: CoreV1Api;
+  readonly #access: KubeAccess;
   readonly #name: string;
   readonly #log: ControlLogger;
   /** Namespace -> the PEM we know it holds. */
@@ -91,8 +96,8 @@ export class TrustBundlePublisher {
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
 
-  constructor(kubeConfig: KubeConfig, name: string, log: ControlLogger) {
-    this.#api = kubeConfig.makeApiClient(CoreV1Api);
+  constructor(access: KubeAccess, name: string, log: ControlLogger) {
+    this.#access = access;
     this.#name = name;
     this.#log = log;
   }
@@ -136,24 +141,25 @@ export class TrustBundlePublisher {
   }
 
   async #write(namespace: string, pem: string): Promise<void> {
-    const body = (resourceVersion?: string): V1ConfigMap => ({
+    const body = (resourceVersion?: string): Record<string, unknown> => ({
       apiVersion: 'v1', kind: 'ConfigMap',
       metadata: { name: this.#name, namespace, labels: MANAGED_BY, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
       data: { [TRUST_BUNDLE_KEY]: pem },
     });
-    let current: V1ConfigMap | undefined;
+    const one = `${configMapsPath(namespace)}/${encodeURIComponent(this.#name)}`;
+    let current: ObjectBody | undefined;
     try {
-      current = await this.#api.readNamespacedConfigMap({ namespace, name: this.#name });
+      current = (await kubeJson(this.#access, { path: one, timeoutMs: TIMEOUT_MS })) as ObjectBody;
     } catch (err: unknown) {
       if (status(err) !== 404) throw err;
     }
     if (current === undefined) {
-      await this.#api.createNamespacedConfigMap({ namespace, body: body() });
+      await kubeJson(this.#access, { method: 'POST', path: configMapsPath(namespace), body: body(), timeoutMs: TIMEOUT_MS });
       this.#log.info({ namespace, configMap: this.#name }, 'published the trust bundle');
       return;
     }
     if (current.data?.[TRUST_BUNDLE_KEY] === pem) return;
-    await this.#api.replaceNamespacedConfigMap({ namespace, name: this.#name, body: body(current.metadata?.resourceVersion) });
+    await kubeJson(this.#access, { method: 'PUT', path: one, body: body(current.metadata?.resourceVersion), timeoutMs: TIMEOUT_MS });
     this.#log.info({ namespace, configMap: this.#name }, 'updated the published trust bundle');
   }
 

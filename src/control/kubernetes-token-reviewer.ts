@@ -7,7 +7,8 @@
 // as Kubernetes does (audiences intersected, the bound pod's node in `extra`); not against a
 // real one (no cluster in this environment).
 
-import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './source/kube-access.ts';
+import { kubeJson } from './source/kube-http.ts';
 import { describeError } from '../core/errors.ts';
 import { AGENT_SERVICE_ACCOUNT, SYSTEM_NAMESPACE } from './channel-identity.ts';
 import type { TokenReviewer } from './token-reviewer.ts';
@@ -16,32 +17,39 @@ export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
 export const DEFAULT_TOKEN_AUDIENCE = 'weft-control';
 
 export interface KubernetesTokenReviewerOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly access: KubeAccess;
   /** The audience agents' projected tokens are minted for; `weft-control` by default. */
   readonly audience?: string;
   /** The only account allowed to bootstrap; `system:serviceaccount:weft-system:weft-agent` by default. */
   readonly username?: string;
 }
 
+interface TokenReviewStatus {
+  readonly authenticated?: boolean;
+  readonly audiences?: readonly string[];
+  readonly user?: { readonly username?: string; readonly extra?: Readonly<Record<string, readonly string[]>> };
+}
+
 export class KubernetesTokenReviewer implements TokenReviewer {
-  readonly #api: AuthenticationV1Api;
+  readonly #access: KubeAccess;
   readonly #audience: string;
   readonly #username: string;
   readonly refusalHint: string;
 
   constructor(options: KubernetesTokenReviewerOptions) {
-    this.#api = options.kubeConfig.makeApiClient(AuthenticationV1Api);
+    this.#access = options.access;
     this.#audience = options.audience ?? DEFAULT_TOKEN_AUDIENCE;
     this.#username = options.username ?? `system:serviceaccount:${SYSTEM_NAMESPACE}:${AGENT_SERVICE_ACCOUNT}`;
     this.refusalHint = `TokenReview did not accept it as ${this.#username} for audience ${JSON.stringify(this.#audience)} on a node-bound token (Kubernetes 1.30+); check the agent's projected token (audience, service account)`;
   }
 
   async review(token: string): Promise<string | undefined> {
-    let status;
+    let status: TokenReviewStatus | undefined;
     try {
-      ({ status } = await this.#api.createTokenReview({
+      ({ status } = (await kubeJson(this.#access, {
+        method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews', timeoutMs: 30_000,
         body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.#audience] } },
-      }));
+      })) as { status?: TokenReviewStatus });
     } catch (err: unknown) {
       throw new Error(`TokenReview failed: ${describeError(err)}`, { cause: err });
     }

@@ -5,7 +5,8 @@
 // with its resourceVersion; a conflict (someone wrote meanwhile) is retried from the fresh
 // copy. Writes go one at a time; nothing is written when weft's entries already say it.
 
-import { ApiException, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './source/kube-access.ts';
+import { ApiStatusError, kubeJson } from './source/kube-http.ts';
 import { describeError } from '../core/errors.ts';
 import type { RouteParentStatus } from '../model/route-check.ts';
 import { GATEWAY_GROUP, WEFT_CONTROLLER_NAME } from '../model/route-types.ts';
@@ -18,7 +19,7 @@ export interface RouteObjectCache {
   object(kind: string, namespace: string, name: string): Body | undefined;
 }
 
-/** The one call the writer makes to the API; a test double or client-node's CustomObjectsApi. */
+/** The one call the writer makes to the API; a test double or kubernetesStatusPut. */
 export type StatusPut = (route: { kind: string; namespace: string; name: string }, body: Body) => Promise<void>;
 
 export interface RouteStatusWriterOptions {
@@ -32,13 +33,11 @@ export interface RouteStatusWriterOptions {
 
 const PLURAL: Readonly<Record<string, string>> = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' };
 
-/** client-node's status PUT for Gateway API routes. */
-export function kubernetesStatusPut(kubeConfig: KubeConfig): StatusPut {
-  const api = kubeConfig.makeApiClient(CustomObjectsApi);
+/** The status subresource PUT for Gateway API routes. */
+export function kubernetesStatusPut(access: KubeAccess): StatusPut {
   return async (route, body) => {
-    await api.replaceNamespacedCustomObjectStatus({
-      group: GATEWAY_GROUP, version: 'v1', namespace: route.namespace, plural: PLURAL[route.kind] ?? '', name: route.name, body,
-    });
+    const path = `/apis/${GATEWAY_GROUP}/v1/namespaces/${encodeURIComponent(route.namespace)}/${PLURAL[route.kind] ?? ''}/${encodeURIComponent(route.name)}/status`;
+    await kubeJson(access, { method: 'PUT', path, body, timeoutMs: 30_000 });
   };
 }
 
@@ -151,7 +150,7 @@ export class RouteStatusWriter {
         this.#written.set(key, { from: md.resourceVersion, parents: text });
       } catch (err: unknown) {
         failed = true;
-        const conflict = err instanceof ApiException && err.code === 409;
+        const conflict = err instanceof ApiStatusError && err.statusCode === 409;
         // A conflict is normal (the object changed under us): the next try starts from the informer's fresh copy.
         if (conflict) this.#log.info({ route: key }, 'route status write conflicted; retrying from the newer copy');
         else this.#log.warn({ route: key, err: describeError(err) }, 'could not write route status; retrying');

@@ -3,14 +3,14 @@
 // uses; the schemas catch what `kubectl apply` would refuse).
 
 // One module per kind, not the `kubernetes-models/v1` index: the index loads every core
-// model with its compiled schema, some 130 MB of memory for the six weft reads.
-import { Namespace } from 'kubernetes-models/v1/Namespace';
-import { Node } from 'kubernetes-models/v1/Node';
-import { Pod } from 'kubernetes-models/v1/Pod';
-import { Service } from 'kubernetes-models/v1/Service';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { EndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice';
+// model with its compiled schema, some 130 MB of memory for the six weft reads. Each is
+// loaded on first use (require: the packages ship CommonJS too), so a process that never
+// checks a schema (the control plane reading from the API server, which already did) never
+// loads them and their validators (~8 MB of RSS).
+import { createRequire } from 'node:module';
 import type { SchemaIssue } from './schema-check.ts';
+
+const require = createRequire(import.meta.url);
 
 interface AjvError {
   readonly instancePath: string;
@@ -23,9 +23,19 @@ interface Validatable {
   validate(): void;
 }
 
-const MODELS: Readonly<Record<string, new (data: never) => Validatable>> = {
-  Namespace, Node, Pod, Service, ServiceAccount, EndpointSlice,
+type Model = new (data: never) => Validatable;
+
+const MODULES: Readonly<Record<string, string>> = {
+  Namespace: 'kubernetes-models/v1/Namespace', Node: 'kubernetes-models/v1/Node', Pod: 'kubernetes-models/v1/Pod',
+  Service: 'kubernetes-models/v1/Service', ServiceAccount: 'kubernetes-models/v1/ServiceAccount',
+  EndpointSlice: 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice',
 };
+
+/** The model class of a kind (require caches the module), or undefined when weft has no schema for it. */
+function modelOf(kind: string): Model | undefined {
+  const id = MODULES[kind];
+  return id === undefined ? undefined : (require(id) as Record<string, Model>)[kind];
+}
 
 /** `/spec/containers/0/name` -> `spec.containers[0].name` */
 export function pointerToField(pointer: string): string {
@@ -54,7 +64,7 @@ function isAjvErrors(v: unknown): v is readonly AjvError[] {
 
 /** Schema problems of a core object; empty when it conforms or the kind has no schema here. */
 export function kubernetesSchemaIssues(kind: string, body: Record<string, unknown>): SchemaIssue[] {
-  const Model = MODELS[kind];
+  const Model = modelOf(kind);
   if (Model === undefined) return [];
   try {
     new Model(body as never).validate();

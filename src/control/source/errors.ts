@@ -12,6 +12,8 @@ export const SourceErrors = {
   LIST_FAILED: 'WEFT_SOURCE_LIST_FAILED',
   /** The Kubernetes source has no current cluster in its kubeconfig. */
   NO_CLUSTER: 'WEFT_SOURCE_NO_CLUSTER',
+  /** The kubeconfig cannot be read, or names a context, cluster or user it does not define. */
+  BAD_KUBECONFIG: 'WEFT_SOURCE_BAD_KUBECONFIG',
 } as const;
 
 export type SourceErrorCode = (typeof SourceErrors)[keyof typeof SourceErrors];

@@ -1,6 +1,6 @@
-// The Kubernetes API as a config source: one informer (client-node ListWatch) per kind.
+// The Kubernetes API as a config source: one informer (informer.ts) per kind.
 // Each informer lists (paginated), then watches from the list's resourceVersion with
-// bookmarks; client-node relists on 410 Gone. This class adds what the informer leaves to
+// bookmarks; it relists on 410 Gone. This class adds what the informer leaves to
 // its caller: restarting after errors with capped exponential backoff, waiting for every
 // kind's first list before the first snapshot, treating a kind the API does not serve
 // (CRD not installed) as a reported problem instead of a hang, a close() that really
@@ -10,10 +10,8 @@
 // on its own (added, changed, gone; coalesced per object within the debounce window), not
 // the whole cache again; Pods and Nodes are cut down to what the mesh reads as they arrive,
 // so the informer's cache holds that and not the full objects; a watch that ends or fails
-// resumes from its resourceVersion (client-node's ListWatch), relisting only on 410 Gone.
+// resumes from its resourceVersion, relisting only on 410 Gone.
 
-import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestProblem } from '../../model/manifests.ts';
 import type { RawObject } from '../../model/types.ts';
 import { WEFT_API_VERSION } from '../../model/types.ts';
@@ -24,6 +22,10 @@ import { silentLogger, type ChangeListener, type ConfigSource, type SnapshotList
 import { Debouncer } from './debounce.ts';
 import { sourceError, SourceErrors } from './errors.ts';
 import { ApiStatusError, listAll } from './kube-list.ts';
+import type { KubeAccess } from './kube-access.ts';
+import { Informer } from './informer.ts';
+
+type KubernetesObject = Record<string, unknown>;
 
 export interface WatchedKind {
   readonly kind: string;
@@ -112,7 +114,7 @@ export const WATCHED_KINDS: readonly WatchedKind[] = Object.freeze([
 ]);
 
 export interface KubernetesSourceOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly access: KubeAccess;
   readonly kinds?: readonly WatchedKind[];
   /** Quiet time after the last event before a snapshot (default 50 ms). */
   readonly debounceMs?: number;
@@ -120,7 +122,7 @@ export interface KubernetesSourceOptions {
   readonly maxDelayMs?: number;
   /** Items per list page (default 500). */
   readonly pageSize?: number;
-  /** Restart delay after an error: initialMs doubling up to maxMs (default 1 s .. 30 s). Also caps client-node's reconnect delay. */
+  /** Restart delay after an error: initialMs doubling up to maxMs (default 1 s .. 30 s). Also caps the informers' re-watch delay. */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   /** How long start() waits for every kind's first list (default 60 s). */
   readonly syncTimeoutMs?: number;
@@ -129,54 +131,9 @@ export interface KubernetesSourceOptions {
   readonly log?: SourceLogger;
 }
 
-/** A Watch whose requests close() can end, including ones still being opened; objects pass through `keep` first. */
-class ClosableWatch extends Watch {
-  readonly #open = new Set<AbortController>();
-  readonly #keep: (o: Record<string, unknown>) => Record<string, unknown>;
-  #closed = false;
-
-  constructor(kc: KubeConfig, keep: (o: Record<string, unknown>) => Record<string, unknown>) {
-    super(kc);
-    this.#keep = keep;
-  }
-
-  override async watch(
-    path: string, params: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void,
-  ): Promise<AbortController> {
-    if (this.#closed) return abortedController();
-    // `done` may run before super.watch returns (a refused connection), hence the holder.
-    const opened: { controller?: AbortController } = {};
-    const keep = (phase: string, o: unknown, w?: unknown): void => {
-      callback(phase, (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') && isRecord(o) ? this.#keep(o) : o, w);
-    };
-    const controller = await super.watch(path, params, keep, (err: unknown) => {
-      if (opened.controller !== undefined) this.#open.delete(opened.controller);
-      if (!this.#closed) done(err);
-    });
-    opened.controller = controller;
-    if (this.#closed) controller.abort();
-    else this.#open.add(controller);
-    return controller;
-  }
-
-  close(): void {
-    this.#closed = true;
-    for (const c of this.#open) c.abort();
-    this.#open.clear();
-  }
-}
-
-function abortedController(): AbortController {
-  const c = new AbortController();
-  c.abort();
-  return c;
-}
-
 interface KindState {
   readonly kind: WatchedKind;
-  readonly informer: ListWatch<KubernetesObject>;
-  readonly watch: ClosableWatch;
+  readonly informer: Informer;
   synced: boolean;
   /** Set while the API answers 404 for the kind: reported as a problem. */
   unavailable: string | undefined;
@@ -204,7 +161,8 @@ function compactor(kind: WatchedKind): (o: Record<string, unknown>) => Record<st
 }
 
 function objectKey(o: KubernetesObject): string {
-  return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+  const md = isRecord(o.metadata) ? o.metadata : {};
+  return `${typeof md.namespace === 'string' ? md.namespace : ''}/${typeof md.name === 'string' ? md.name : ''}`;
 }
 
 /** Objects that are valid in a cluster but have no place in the mesh model, dropped without a problem. */
@@ -216,7 +174,7 @@ function outOfModel(kind: string, body: Record<string, unknown>): boolean {
 }
 
 export class KubernetesSource implements ConfigSource {
-  readonly #kc: KubeConfig;
+  readonly #access: KubeAccess;
   readonly #kinds: readonly WatchedKind[];
   readonly #pageSize: number;
   readonly #backoff: { readonly initialMs: number; readonly maxMs: number };
@@ -234,7 +192,7 @@ export class KubernetesSource implements ConfigSource {
   #phase: 'new' | 'syncing' | 'running' | 'closed' = 'new';
 
   constructor(options: KubernetesSourceOptions) {
-    this.#kc = options.kubeConfig;
+    this.#access = options.access;
     this.#kinds = options.kinds ?? WATCHED_KINDS;
     this.#pageSize = options.pageSize ?? 500;
     this.#backoff = options.backoff ?? { initialMs: 1000, maxMs: 30_000 };
@@ -258,7 +216,6 @@ export class KubernetesSource implements ConfigSource {
 
   async #start(listen: () => void): Promise<void> {
     if (this.#phase !== 'new') throw sourceError(SourceErrors.BAD_STATE, 'this Kubernetes source was already started or closed');
-    if (this.#kc.getCurrentCluster() === null) throw sourceError(SourceErrors.NO_CLUSTER, 'the kubeconfig has no current cluster');
     this.#phase = 'syncing';
     listen();
     const synced = new Promise<void>((resolve) => { this.#onSynced = resolve; });
@@ -283,32 +240,28 @@ export class KubernetesSource implements ConfigSource {
 
   #informer(kind: WatchedKind): KindState {
     const keep = compactor(kind);
-    const watch = new ClosableWatch(this.#kc, keep);
     // The closures below run only after start() has this state in hand.
     const list = async () => {
       const result = await listAll({
-        kubeConfig: this.#kc, path: kind.path, kind: kind.kind, apiVersion: kind.apiVersion,
+        access: this.#access, path: kind.path, kind: kind.kind, apiVersion: kind.apiVersion,
         pageSize: this.#pageSize, signal: this.#abort.signal, timeoutMs: this.#requestTimeoutMs, keep,
       });
       if (this.#phase === 'closed') throw new Error('source closed');
       this.#listed(state);
-      return result as unknown as { metadata: { resourceVersion: string }; items: KubernetesObject[] };
+      return result;
     };
-    // allowWatchBookmarks in the path: client-node forwards only resourceVersion and selectors.
-    const informer = new ListWatch<KubernetesObject>(`${kind.path}?allowWatchBookmarks=true`, watch, list, false, undefined, undefined, {
-      delayFn: (ms: number) => sleep(Math.min(ms, this.#backoff.maxMs), undefined, { ref: false }),
-    });
+    const informer = new Informer({ access: this.#access, path: kind.path, list, keep, maxDelayMs: this.#backoff.maxMs });
     const changed = (): void => {
       state.failures = 0;
       if (this.#phase === 'running') this.#debouncer.trigger();
     };
     const relevant = kind.relevant;
-    const state: KindState = { kind, informer, watch, synced: false, unavailable: undefined, failures: 0, retry: undefined, seen: new Map() };
+    const state: KindState = { kind, informer, synced: false, unavailable: undefined, failures: 0, retry: undefined, seen: new Map() };
     if (this.#changes !== undefined) {
       // Changes mode: each object's event is queued (the newest per object wins) and delivered on the debounce.
       const file = `kubernetes:${kind.path}`;
       const queue = (o: KubernetesObject, gone: boolean): void => {
-        const raw = o as unknown as Record<string, unknown>;
+        const raw: Record<string, unknown> = o;
         const body = { ...(relevant === undefined || kind.compact === true ? raw : relevant(raw)), kind: kind.kind, apiVersion: kind.apiVersion };
         this.#pending.set(`${file}\0${objectKey(o)}`, { body, gone: gone || outOfModel(kind.kind, body) });
         changed();
@@ -316,7 +269,7 @@ export class KubernetesSource implements ConfigSource {
       informer.on('add', (o: KubernetesObject) => queue(o, false));
       informer.on('update', (o: KubernetesObject) => queue(o, false));
       informer.on('delete', (o: KubernetesObject) => queue(o, true));
-      informer.on('error', (err: unknown) => this.#failed(state, err));
+      informer.onError((err: unknown) => this.#failed(state, err));
       return state;
     }
     if (relevant === undefined) {
@@ -325,7 +278,7 @@ export class KubernetesSource implements ConfigSource {
     } else {
       const upsert = (o: KubernetesObject): void => {
         const key = objectKey(o);
-        const now = JSON.stringify(relevant(o as unknown as Record<string, unknown>));
+        const now = JSON.stringify(relevant(o));
         if (state.seen.get(key) === now) return;
         state.seen.set(key, now);
         changed();
@@ -335,7 +288,7 @@ export class KubernetesSource implements ConfigSource {
       informer.on('delete', (o: KubernetesObject) => void state.seen.delete(objectKey(o)));
     }
     informer.on('delete', changed);
-    informer.on('error', (err: unknown) => this.#failed(state, err));
+    informer.onError((err: unknown) => this.#failed(state, err));
     return state;
   }
 
@@ -400,7 +353,7 @@ export class KubernetesSource implements ConfigSource {
       const file = `kubernetes:${st.kind.path}`;
       if (st.unavailable !== undefined) problems.push({ file, object: undefined, field: undefined, message: st.unavailable });
       const relevant = st.kind.relevant ?? ((b: Record<string, unknown>) => b);
-      const items = st.informer.list().map((o) => ({ ...relevant(o as unknown as Record<string, unknown>), kind: st.kind.kind, apiVersion: st.kind.apiVersion }));
+      const items = st.informer.list().map((o) => ({ ...relevant(o), kind: st.kind.kind, apiVersion: st.kind.apiVersion }));
       const key = (b: Record<string, unknown>): string => {
         const md = (b.metadata ?? {}) as { namespace?: string; name?: string };
         return `${md.namespace ?? ''}/${md.name ?? ''}`;
@@ -433,7 +386,7 @@ export class KubernetesSource implements ConfigSource {
   /** The cached object as the API last gave it (status included), for writers such as the route status. */
   object(kind: string, namespace: string, name: string): Record<string, unknown> | undefined {
     const st = this.#states.find((s) => s.kind.kind === kind);
-    return st?.informer.get(name, namespace === '' ? undefined : namespace) as Record<string, unknown> | undefined;
+    return st?.informer.get(name, namespace === '' ? undefined : namespace);
   }
 
   async close(): Promise<void> {
@@ -443,7 +396,6 @@ export class KubernetesSource implements ConfigSource {
     this.#abort.abort();
     for (const st of this.#states) {
       if (st.retry !== undefined) clearTimeout(st.retry);
-      st.watch.close();
       await st.informer.stop();
     }
     await this.#debouncer.close();

@@ -6,7 +6,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeConfig } from '@kubernetes/client-node';
+import { kubeAccess } from '../../../../src/control/source/kube-access.ts';
 import { KubernetesSource, WATCHED_KINDS } from '../../../../src/control/source/kubernetes.ts';
 import type { SourceChange } from '../../../../src/control/source/contract.ts';
 import { KubeApiServer } from '../../../../src/sim/kube-api/server.ts';
@@ -38,16 +38,12 @@ async function harness(t: TestContext) {
   server.upsert(SVC, { metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '198.19.0.10', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }] } });
   server.upsert(SVC, { metadata: { name: 'api', namespace: 'shop' }, spec: { clusterIP: '198.19.0.11', selector: { app: 'api' }, ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }] } });
   const url = await server.listen();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }], users: [{ name: 'weft', token: server.token }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'weft' }], currentContext: 'fake',
-  });
+  const kc = kubeAccess({ server: url, token: server.token });
   const changes: SourceChange[] = [];
   const held = new Map<string, RawObject>();
   const live = new LiveMesh();
   const waiters: { pred: () => boolean; resolve: () => void }[] = [];
-  const source = new KubernetesSource({ kubeConfig: kc, debounceMs: 10, pageSize: 2, backoff: { initialMs: 20, maxMs: 100 }, syncTimeoutMs: 5000 });
+  const source = new KubernetesSource({ access: kc, debounceMs: 10, pageSize: 2, backoff: { initialMs: 20, maxMs: 100 }, syncTimeoutMs: 5000 });
   t.after(() => source.close());
   await source.startChanges((c) => {
     changes.push(c);

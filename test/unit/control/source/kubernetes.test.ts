@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeConfig } from '@kubernetes/client-node';
+import { kubeAccess } from '../../../../src/control/source/kube-access.ts';
 import { KubernetesSource, WATCHED_KINDS, type KubernetesSourceOptions } from '../../../../src/control/source/kubernetes.ts';
 import { SourceErrors } from '../../../../src/control/source/errors.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
@@ -57,16 +57,10 @@ async function harness(t: TestContext, opts: { seedPods?: number; serverKinds?: 
   seed(server, opts.seedPods, served.includes(POLICY_KIND));
   opts.prepare?.(server);
   const url = await server.listen();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
-    users: [{ name: 'weft', token: server.token }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'weft' }],
-    currentContext: 'fake',
-  });
+  const kc = kubeAccess({ server: url, token: server.token });
   const snaps: Snap[] = [];
   const waiters: { pred: (s: Snap) => boolean; resolve: (s: Snap) => void }[] = [];
-  const source = new KubernetesSource({ kubeConfig: kc, debounceMs: 10, pageSize: 2, backoff: { initialMs: 20, maxMs: 100 }, syncTimeoutMs: 5000, ...opts.source });
+  const source = new KubernetesSource({ access: kc, debounceMs: 10, pageSize: 2, backoff: { initialMs: 20, maxMs: 100 }, syncTimeoutMs: 5000, ...opts.source });
   t.after(() => source.close());
   const started = source.start((objects, problems) => {
     const s = { objects, problems };
