@@ -47,6 +47,7 @@ export interface HttpLayerDeps {
   readonly inboundSteps?: readonly RequestStep[];
   /** The destination side's checks for a request going straight to a pod on this node (see ForwardDeps.admitLocal). */
   readonly admitLocal?: ForwardDeps['admitLocal'];
+  readonly mirrored?: ForwardDeps['mirrored'];
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
@@ -145,6 +146,7 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
       maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local', admitLocal: deps.admitLocal,
+      mirrored: deps.mirrored,
     });
     const outboundSteps = [routeStep(this.#route), ...(deps.steps ?? [])];
     const inboundSteps = deps.inboundSteps ?? [];
