@@ -8,7 +8,10 @@
 // changes a second for 60 s, each moving one pod to another service.
 //
 //   node bench/control-scale.ts [--quick] [--agents N] [--hosts N] [--full N] [--pods 5000,50000]
-//        [--services 500,5000] [--rate 100] [--seconds 60] [--out FILE]
+//        [--services 500,5000] [--rate 100] [--seconds 60] [--out FILE] [--profile DIR]
+//
+// --profile DIR writes a CPU profile of the control plane during each shape's churn
+// (DIR/control-churn-<pods>.cpuprofile; open it in Chrome's DevTools).
 //
 // Measures per shape: control-plane CPU per change (CPU during the churn and until every
 // agent holds every change, over the changes), change -> every agent p50/p99 (from the
@@ -27,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { churnPod, NAMESPACE, PATHS, podBody, podIp, seedCluster, nodeName, type ClusterShape } from './control-scale/cluster.ts';
-import type { ControlChildArgs, ControlChildMessage } from './control-scale/control-child.ts';
+import type { ControlChildArgs, ControlChildMessage, ControlChildRequest } from './control-scale/control-child.ts';
 import type { Arrival, HostMessage, HostReport, HostRequest, NodeToken } from './control-scale/messages.ts';
 import { markdown, type ShapeResult, type RunResult } from './control-scale/report.ts';
 
@@ -40,6 +43,8 @@ interface Options {
   readonly rate: number;
   readonly seconds: number;
   readonly concurrency: number;
+  /** Where to write a CPU profile of the control plane during each shape's churn, if anywhere. */
+  readonly profile: string | undefined;
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -229,7 +234,12 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
     announce(o.rate);
     await sleep(1_000);
     const writtenAt: number[] = [];
+    if (o.profile !== undefined) control.send('profile' satisfies ControlChildRequest);
     const churnCpu0 = sampleProcess(pid).cpuMs;
+    const hostsCpu = (): number => hosts.reduce((n, c) => n + sampleProcess(c.pid as number).cpuMs, 0);
+    const driverCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+    const hostsCpu0 = hostsCpu();
+    const driverCpu0 = driverCpu();
     const load0 = loadavg();
     const t0 = performance.now();
     const rss: number[] = [];
@@ -255,7 +265,17 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
       await sleep(100);
     }
     const churnEnd = sampleProcess(pid);
+    const churnWallMs = performance.now() - t0;
+    const hostsCores = (hostsCpu() - hostsCpu0) / churnWallMs;
+    const driverCores = (driverCpu() - driverCpu0) / churnWallMs;
     const load1 = loadavg();
+    if (o.profile !== undefined) {
+      const file = join(o.profile, `control-churn-${shape.pods}.cpuprofile`);
+      const written = onceMessage<ControlChildMessage>(control, (m) => m.type === 'profiled');
+      control.send({ type: 'profile-stop', file } satisfies ControlChildRequest);
+      await within(written, 60_000, 'CPU profile');
+      log(`CPU profile of the churn: ${file}`);
+    }
     const churnCpuMs = churnEnd.cpuMs - churnCpu0;
     for (const c of hosts) c.send({ type: 'phase', phase: 'idle' } satisfies HostRequest);
     const reports = await reportsOf();
@@ -292,7 +312,7 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
       },
       churn: {
         changes, rate: o.rate, seconds: o.seconds, driverLateMs: lag, incomplete,
-        controlCpuMsPerChange: churnCpuMs / changes, controlIdleCpuMsPerSecond: idleCpuPerSecond,
+        controlCpuMsPerChange: churnCpuMs / changes, controlIdleCpuMsPerSecond: idleCpuPerSecond, hostsCores, driverCores,
         allAgentsP50Ms: quantile(allAgents, 0.5), allAgentsP99Ms: quantile(allAgents, 0.99), allAgentsMaxMs: quantile(allAgents, 1),
         firstAgentP50Ms: quantile(firstAgent, 0.5),
         fullAgentsP50Ms: quantile(fullAgents, 0.5), fullAgentsP99Ms: quantile(fullAgents, 0.99),
@@ -325,6 +345,7 @@ async function main(): Promise<void> {
     options: {
       quick: { type: 'boolean' }, agents: { type: 'string' }, hosts: { type: 'string' }, full: { type: 'string' }, pods: { type: 'string' },
       services: { type: 'string' }, rate: { type: 'string' }, seconds: { type: 'string' }, concurrency: { type: 'string' }, out: { type: 'string' },
+      profile: { type: 'string' },
     },
   });
   const quick = values.quick === true;
@@ -347,6 +368,7 @@ async function main(): Promise<void> {
     rate: int(values.rate, 'rate', quick ? 50 : 100),
     seconds: int(values.seconds, 'seconds', quick ? 10 : 60),
     concurrency: int(values.concurrency, 'concurrency', 16),
+    profile: values.profile,
   };
   if (o.full >= o.agents) throw new Error('--full must be less than --agents');
   if (o.agents > 1_000 * 4) throw new Error('--agents: at most 4,000 (node addresses)');

@@ -1,11 +1,13 @@
 // The scale benchmark's control plane, alone in its process (so its CPU and RSS are its own):
 // runControlPlane with the Kubernetes source against the benchmark's local API server, static
 // bootstrap tokens, loopback gRPC with TLS. Answers `heap` with its memory after a full GC
-// (it runs with --expose-gc) and stops on `close`. Run with `--warm`, it loads the control
+// (it runs with --expose-gc), records a CPU profile between `profile` and `profile-stop`
+// (the benchmark's --profile), and stops on `close`. Run with `--warm`, it loads the control
 // plane's modules and exits: the compile cache (NODE_COMPILE_CACHE, as bin/weft sets it)
 // then holds them type-stripped and compiled, as for any `weft control` after the first.
 
 import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { flushCompileCache } from 'node:module';
 import { runControlPlane } from '../../src/app/control.ts';
 
@@ -18,7 +20,11 @@ export interface ControlChildArgs {
 export type ControlChildMessage =
   | { readonly type: 'ready'; readonly port: number; readonly metricsPort: number }
   | { readonly type: 'failed'; readonly error: string }
-  | { readonly type: 'heap'; readonly heapUsedMb: number; readonly heapTotalMb: number; readonly rssMb: number; readonly externalMb: number };
+  | { readonly type: 'heap'; readonly heapUsedMb: number; readonly heapTotalMb: number; readonly rssMb: number; readonly externalMb: number }
+  | { readonly type: 'profiled'; readonly file: string };
+
+/** Asks the child to start a CPU profile (`profile`), or to stop it and write it to `file`. */
+export type ControlChildRequest = 'heap' | 'close' | 'profile' | { readonly type: 'profile-stop'; readonly file: string };
 
 const send = (m: ControlChildMessage): void => void process.send?.(m);
 
@@ -29,7 +35,19 @@ async function main(args: ControlChildArgs): Promise<void> {
       source: { kind: 'kubernetes', kubeconfig: args.kubeconfig }, caDir: args.caDir, tokensFile: args.tokensFile,
       trustDomain: 'cluster.local', serverDnsNames: [], readyFile: undefined, logLevel: 'warn',
     });
-    process.on('message', (m) => {
+    const profiler = new Session();
+    process.on('message', (m: ControlChildRequest) => {
+      if (m === 'profile') {
+        profiler.connect();
+        void profiler.post('Profiler.enable').then(() => profiler.post('Profiler.start'));
+      }
+      if (typeof m === 'object' && m.type === 'profile-stop') {
+        void profiler.post('Profiler.stop').then(({ profile }) => {
+          writeFileSync(m.file, JSON.stringify(profile));
+          profiler.disconnect();
+          send({ type: 'profiled', file: m.file });
+        });
+      }
       if (m === 'heap') {
         const gc = (globalThis as { gc?: () => void }).gc;
         gc?.();

@@ -30,6 +30,9 @@ export interface ShapeResult {
     readonly incomplete: number;
     readonly controlCpuMsPerChange: number;
     readonly controlIdleCpuMsPerSecond: number;
+    /** CPU of the benchmark's own processes over the churn, in cores (CPU time over wall time): the agent hosts together, and the driver with the API server. */
+    readonly hostsCores: number;
+    readonly driverCores: number;
     readonly allAgentsP50Ms: number;
     readonly allAgentsP99Ms: number;
     readonly allAgentsMaxMs: number;
@@ -114,6 +117,7 @@ export function markdown(r: RunResult): string {
     row('first sync per agent: p50 / p99', (x) => `${(x.firstSync.perAgentP50Ms / 1000).toFixed(1)} / ${(x.firstSync.perAgentP99Ms / 1000).toFixed(1)} s`),
     row('first sync: resources per agent; bytes to all agents', (x) => `${x.firstSync.resourcesPerAgent}; ${mib(x.firstSync.bytesAllAgents)}`, (x) => x.firstSync.bytesAllAgents),
     row('load average (1 min) at churn start / end', (x) => `${x.churn.loadAverage[0].toFixed(1)} / ${x.churn.loadAverage[1].toFixed(1)}`),
+    row('the benchmark\'s own CPU during the churn (cores): agent hosts / driver and API server', (x) => `${x.churn.hostsCores.toFixed(2)} / ${x.churn.driverCores.toFixed(2)}`),
     row('control-plane CPU when idle', (x) => `${ms(x.churn.controlIdleCpuMsPerSecond)} ms/s`),
     row('churn driver lateness; agent errors', (x) => `${ms(x.churn.driverLateMs)} ms; ${x.churn.agentErrors}${x.churn.firstAgentError === undefined ? '' : ` (${x.churn.firstAgentError})`}`),
     '',

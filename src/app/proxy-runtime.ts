@@ -152,6 +152,10 @@ export class ProxyRuntime {
       name: 'weft_fault_injected_total', help: 'Requests a FaultInjection delayed (kind="delay") or aborted (kind="abort"), by FaultInjection.',
       labelNames: ['fault', 'kind'], registers: [deps.registry],
     });
+    const mirrors = new Counter({
+      name: 'weft_request_mirrors_total', help: 'HTTPRoute RequestMirror copies: outcome="sent", or "skipped_body" when the request body was over the 64 KiB kept for copies, by mirror Service.',
+      labelNames: ['destination_service', 'outcome'], registers: [deps.registry],
+    });
     const budgets = new RetryBudgets(deps.clock);
     const sourceWaits = new Counter({
       name: 'weft_source_request_waits_total', help: 'HTTP requests that waited for their source pod\'s share of the agent (--max-requests-per-source), by source workload.',
@@ -198,11 +202,13 @@ export class ProxyRuntime {
         nodeAddress: (node) => this.#state.nodeAddress(node),
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
+      ...(deps.closer === undefined ? {} : { closer: deps.closer }),
       // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
       // then draws on its RateLimitPolicies' buckets.
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
       // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
+      mirrored: (service, outcome) => mirrors.inc({ destination_service: service, outcome }),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
       steps: [sourceShareStep({

@@ -184,6 +184,10 @@ export class ControlServer<S> {
       // A resync lists every key and version the agent holds (about 60 bytes each): past the
       // default 4 MiB at some 70,000 resources. Agents are authenticated before they stream.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // channelz (grpc-js's introspection service, which weft does not serve) would count every
+      // message of every agent's stream and keep a trace per connection: CPU per push and
+      // memory per agent for nothing.
+      'grpc.enable_channelz': 0,
     });
     // Responses go out with their resources already encoded (wire-encoding.ts): the same bytes for every agent.
     const service: grpc.ServiceDefinition = {

@@ -2,7 +2,8 @@
 // one subtest per mesh conformance feature (named as the Gateway API suite names them),
 // the routes from directory manifests, the source agent's HTTP layer carrying them out.
 // Pods answer with their name and echo the request they saw (x-weft-path,
-// x-weft-request-headers), so a rewrite or a header edit is checked where it lands.
+// x-weft-request-headers), so a rewrite or a header edit is checked where it lands, and list the
+// requests they answered (GET /weft/seen), so a mirrored copy is seen where it lands.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,6 +32,7 @@ function manifests(): object[] {
   const be = (name: string, extra: object = {}) => ({ name, port: 80, ...extra });
   const prefix = (value: string) => ({ path: { type: 'PathPrefix', value } });
   const redirect = (value: string, requestRedirect: object) => ({ matches: [prefix(value)], filters: [{ type: 'RequestRedirect', requestRedirect }] });
+  const mirrorTo = (service: string, share: object = {}) => ({ type: 'RequestMirror', requestMirror: { backendRef: { name: service, port: 80 }, ...share } });
   const headerFilter = (type: 'RequestHeaderModifier' | 'ResponseHeaderModifier', mod: object) => ({ type, [type === 'RequestHeaderModifier' ? 'requestHeaderModifier' : 'responseHeaderModifier']: mod });
   return [
     ns(NS), ns(GUEST),
@@ -59,6 +61,8 @@ function manifests(): object[] {
           },
           { matches: [prefix('/prefix/one')], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/one' } } }], backendRefs: [be('web-v1')] },
           { matches: [prefix('/full')], filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'rewritten.example', path: { type: 'ReplaceFullPath', replaceFullPath: '/replaced' } } }], backendRefs: [be('web-v1')] },
+          { matches: [prefix('/mirror')], filters: [mirrorTo('web-v2')], backendRefs: [be('web-v1')] },
+          { matches: [prefix('/half-mirror')], filters: [mirrorTo('web-v2', { percent: 50 })], backendRefs: [be('web-v1')] },
           redirect('/host-and-status', { hostname: 'example.org', statusCode: 301 }),
           redirect('/original-prefix', { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/replacement-prefix' } }),
           redirect('/port', { port: 8083 }),
@@ -174,6 +178,43 @@ test('Gateway API routes in the mesh: matching, weights, header modifiers, rewri
       const r = await curl('client', `http://${VIP.web}${path}`);
       assert.deepEqual([r.status, r.headers.get('location')], [status, location], path);
     }
+  });
+
+  // web-v2's one pod lists the requests it answered: mirrored copies, whose answers nobody reads.
+  const mirrored = async (prefixPath: string): Promise<{ method: string; path: string; bytes: number }[]> => {
+    const r = await inPod(name, 'client', ['curl', '-sS', '-m', '5', `http://${pod(s, 'web-v2-a').ip}:8080/weft/seen`], 30_000);
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { method: string; path: string; bytes: number })
+      .filter((x) => x.path.startsWith(prefixPath));
+  };
+
+  await t.test('HTTPRouteRequestMirror in the mesh: the mirror Service gets a copy of each request, its body included; the answer is the backend\'s', async () => {
+    const get = await curl('client', `http://${VIP.web}/mirror/get`);
+    assert.deepEqual([get.status, version(get)], [200, 'v1']);
+    const post = await curl('client', `http://${VIP.web}/mirror/post`, ['--data-binary', 'a mirrored body']);
+    assert.deepEqual([post.status, version(post), post.body], [200, 'v1', 'a mirrored body'], 'the client gets the backend\'s answer');
+    const copies = await eventually(async () => {
+      const seen = await mirrored('/mirror/');
+      return seen.length >= 2 ? seen : undefined;
+    }, 10_000);
+    assert.deepEqual(copies?.map((x) => [x.method, x.path, x.bytes]), [['GET', '/mirror/get', 0], ['POST', '/mirror/post', 15]]);
+  });
+
+  await t.test('HTTPRouteRequestPercentageMirror in the mesh: percent 50 mirrors about half of 100 requests', async () => {
+    const urls = Array.from({ length: 100 }, (_, i) => `http://${VIP.web}/half-mirror/${i}`);
+    const r = await inPod(name, 'client', ['curl', '-sS', '-m', '60', ...urls], 90_000);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal([...r.stdout.matchAll(/hello from web-v1-/g)].length, 100, 'every request answered by web-v1');
+    // Settle: copies go out after each answer.
+    let last = -1;
+    const copies = await eventually(async () => {
+      const n = (await mirrored('/half-mirror/')).length;
+      const settled = n === last;
+      last = n;
+      return settled ? n : undefined;
+    }, 10_000, 500);
+    t.diagnostic(`${copies} of 100 mirrored`);
+    assert.ok(copies !== undefined && copies >= 30 && copies <= 70, `${copies} of 100 mirrored at percent 50`);
   });
 
   await t.test('no rule matches: 404 from the proxy', async () => {

@@ -36,6 +36,8 @@ export interface ForwardDeps {
    * the destination side's checks (rate limits). False: it answered the request itself.
    */
   readonly admitLocal?: (x: Exchange, pod: Workload) => boolean;
+  /** A RequestMirror copy sent, or not sent because the body was too large to keep (by mirror Service). */
+  readonly mirrored?: (serviceKey: string, outcome: 'sent' | 'skipped_body') => void;
 }
 
 /** HTTP/2 to ports declared h2 or gRPC, else the protocol the client spoke. */
@@ -263,11 +265,20 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Fire-and-forget copies of a bodiless request to each mirror backend (Gateway API RequestMirror). */
+/**
+ * Fire-and-forget copies of the request to each mirror backend (Gateway API RequestMirror), sent
+ * once the request is done: a body goes along from the kept copy (up to the replay bound, 64 KiB);
+ * a request whose body was larger, or cut short, is not mirrored, and that is counted.
+ */
 function mirror(deps: ForwardDeps, x: Exchange, mirrors: readonly BackendTarget[], protocol: UpstreamProtocol): void {
-  if (x.request.body !== undefined) return;
   const c = x.connection;
+  const body = x.request.body;
+  const whole = body === undefined || body.copy() !== undefined;
   for (const m of mirrors) {
+    if (!whole) {
+      deps.mirrored?.(m.serviceKey, 'skipped_body');
+      continue;
+    }
     const b = resolveBackend(deps, m);
     const e = deps.balancer.pick(b.endpoints);
     if (e === undefined) continue;
@@ -281,9 +292,10 @@ function mirror(deps: ForwardDeps, x: Exchange, mirrors: readonly BackendTarget[
     if (hop.kind === 'unreachable') continue;
     const p = upstreamProtocol(b.port, protocol);
     const authority = x.outgoing.authority;
+    deps.mirrored?.(m.serviceKey, 'sent');
     void deps.pools.sender(c.sourceIdentity, c.clientIp, hop, p).send({
       method: x.request.method, path: x.outgoing.path, authority,
-      headers: headersForUpstream(x.outgoing.headers, authority, p, acceptsTrailers(x.request.headers.te)), body: undefined,
+      headers: headersForUpstream(x.outgoing.headers, authority, p, acceptsTrailers(x.request.headers.te)), body: body?.copy(),
     }, discardSink(), AbortSignal.timeout(30_000));
   }
 }

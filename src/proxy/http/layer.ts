@@ -16,7 +16,7 @@ import type { Accepted, Ending } from '../listener.ts';
 import type { RandomSource } from '../load-balancer.ts';
 import type { HttpHandler, RoutedConnection } from '../outbound.ts';
 import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunnel.ts';
-import { resetSide, type SpliceSide } from '../splice.ts';
+import { resetSide, type SocketCloser, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
 import {
   NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RequestRecord, type RouteDecider,
@@ -47,9 +47,15 @@ export interface HttpLayerDeps {
   readonly inboundSteps?: readonly RequestStep[];
   /** The destination side's checks for a request going straight to a pod on this node (see ForwardDeps.admitLocal). */
   readonly admitLocal?: ForwardDeps['admitLocal'];
+  readonly mirrored?: ForwardDeps['mirrored'];
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
+  /**
+   * How captured client sockets close (SO_LINGER): a dying agent resets them, a close this
+   * process makes itself sends FIN. Absent: always FIN.
+   */
+  readonly closer?: SocketCloser;
 }
 
 export interface HttpLayerOptions {
@@ -95,6 +101,26 @@ function either(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose(
   };
 }
 
+/**
+ * A client socket that resets its connection only if the agent dies: it lingers 0 from now on,
+ * so the kernel answers the process's death with RST (the client must not take a cut response
+ * as whole); every close this process makes itself first turns lingering off again. Those are
+ * a response cut by its upstream, a keep-alive timeout, a drain or a parser refusal: there the
+ * client sees what it would without the mesh (a FIN, and HTTP's own framing says the rest),
+ * and a deliberate reset (resetSide) still resets. Wrapping `destroy` catches every such close,
+ * Node's own included (timeouts, auto-destroy after both ends), since all go through it.
+ */
+function resetOnlyIfAgentDies(socket: Socket, closer: SocketCloser): void {
+  closer.resetOnClose(socket);
+  const destroy = socket.destroy.bind(socket);
+  socket.destroy = (error?: Error): Socket => {
+    closer.finOnClose(socket);
+    return destroy(error);
+  };
+  // Once our FIN has gone out what was sent is whole: a death after it loses nothing.
+  socket.once('finish', () => closer.finOnClose(socket));
+}
+
 export class HttpLayer implements HttpHandler, InboundHttpHandler {
   readonly #deps: HttpLayerDeps;
   readonly #observer: RequestObserver;
@@ -106,6 +132,8 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   readonly #inbound: { readonly pipeline: (x: Exchange) => Promise<void>; readonly steps: readonly RequestStep[] };
   readonly #nodeName: string;
   readonly #maxAttempts: number;
+  /** Inbound streams served so far (names their upstream scopes). */
+  #streams = 0;
 
   constructor(deps: HttpLayerDeps, options: HttpLayerOptions) {
     this.#deps = deps;
@@ -118,6 +146,7 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
       maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local', admitLocal: deps.admitLocal,
+      mirrored: deps.mirrored,
     });
     const outboundSteps = [routeStep(this.#route), ...(deps.steps ?? [])];
     const inboundSteps = deps.inboundSteps ?? [];
@@ -151,18 +180,28 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
    * The destination side: a tunnel stream (already answered 200) whose peer said it carries
    * HTTP; each request goes to the admitted pod and is reported with reporter="destination".
    */
-  serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
+  async serveInbound(stream: Duplex, c: InboundHttpConnection, accepted: Accepted): Promise<Ending> {
+    // The stream's requests go over pod connections of its own, which end with it: a tunnel
+    // that dies (its source agent killed) leaves no pod socket behind, paused or pooled.
+    const scope = `stream:${++this.#streams}`;
     const connection: HttpConnection = {
       reporter: 'destination', source: c.source, sourceIdentity: c.sourceIdentity, sourceNamespace: c.sourceNamespace, clientIp: c.clientIp,
-      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls',
+      destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls', upstreamScope: scope,
     };
-    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected);
-    return this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
+    this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected, scope);
+    try {
+      return await this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });
+    } finally {
+      this.#pools.release(scope);
+    }
   }
 
   async #serveConnection(client: Duplex, protocol: 'http1' | 'h2', ctx: ConnectionContext): Promise<Ending> {
     const { accepted } = ctx;
-    if (client instanceof Socket) accepted.record.countBytes(client, 'client');
+    if (client instanceof Socket) {
+      accepted.record.countBytes(client, 'client');
+      if (this.#deps.closer !== undefined) resetOnlyIfAgentDies(client, this.#deps.closer);
+    }
     let ending: Ending | undefined;
     let upgraded: Promise<Ending> | undefined;
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));

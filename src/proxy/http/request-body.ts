@@ -5,7 +5,7 @@
 // whenever the attempt's buffer is full. Destroying an attempt's view never destroys the
 // source (the downstream side owns the client's stream). A copy of the first 64 KiB is kept
 // as it streams by, so a body read whole within that bound can be sent again (a retry); a
-// larger one cannot, and its copy is dropped.
+// larger one cannot, and its copy is dropped. The same copy feeds request mirrors.
 
 import { Readable } from 'node:stream';
 
@@ -35,11 +35,20 @@ export class RequestBody {
   }
 
   /**
+   * The whole body again, from the kept copy, when an attempt read it to its end within the bound
+   * (a mirror's copy); undefined when nothing was read yet, or it was cut short or too large.
+   */
+  copy(): Readable | undefined {
+    return this.#taken && this.#ended && this.#kept !== undefined ? Readable.from(this.#kept, { objectMode: false }) : undefined;
+  }
+
+  /**
    * A view for one attempt. The first reads the client; a later one replays the kept copy when
    * the body is replayable, else fails at once.
    */
   open(): Readable {
-    if (this.#taken && this.#ended && this.#kept !== undefined) return Readable.from(this.#kept, { objectMode: false });
+    const again = this.copy();
+    if (again !== undefined) return again;
     const src = this.#source;
     let started = false;
     const onData = (chunk: Buffer): void => {

@@ -367,3 +367,38 @@ test('paths are normalised before routing and sent on normalised; a broken reque
   await until(() => n.requests.records.some((r) => r.outcome?.flags === ResponseFlags.BAD_REQUEST), 3000, 'a BR record');
   assert.equal(decided.length, 4, 'a refused target is never routed');
 });
+
+test('RequestMirror: the mirror gets a copy with its body; a body over the 64 KiB kept for copies is not mirrored, and that is counted', async (t) => {
+  const seen: { path: string; body: string }[] = [];
+  const outcomes: string[] = [];
+  const n = await l7Mesh(t, {
+    h1: (name, req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (d: Buffer) => parts.push(d));
+      req.on('end', () => {
+        const body = Buffer.concat(parts);
+        seen.push({ path: req.url ?? '', body: body.length > 100 ? `${body.length} bytes` : body.toString() });
+        res.end(name);
+      });
+    },
+    route: (at) => ({
+      kind: 'forward', route: undefined, backend: { serviceKey: at.service.key, port: at.port.port }, requestHeaders: [], responseHeaders: [],
+      rewrite: undefined, mirrors: [{ serviceKey: at.service.key, port: at.port.port }], requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined,
+    }),
+    mirrored: (service, outcome) => outcomes.push(`${service} ${outcome}`),
+  });
+  const client = h1Client(n);
+  t.after(() => client.destroy());
+  for (const [path, body] of [['/get', undefined], ['/post', 'mirror me'], ['/big', randomBytes(100 * 1024)]] as const) {
+    const r = await client.request({ path, method: body === undefined ? 'GET' : 'POST', body });
+    assert.equal(r.statusCode, 200);
+    await r.body.text();
+  }
+  await until(() => seen.length >= 5, 3000, 'the primaries and two mirror copies');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const at = (path: string) => seen.filter((s) => s.path === path).map((s) => s.body);
+  assert.deepEqual(at('/get'), ['', ''], 'a bodiless request and its copy');
+  assert.deepEqual(at('/post'), ['mirror me', 'mirror me'], 'the copy carries the body whole');
+  assert.deepEqual(at('/big'), [`${100 * 1024} bytes`], 'a 100 KiB body reaches the backend but is not mirrored');
+  assert.deepEqual(outcomes, ['shop/web sent', 'shop/web sent', 'shop/web skipped_body']);
+});

@@ -15,11 +15,12 @@ import type { ServicePort, Workload } from '../../../src/model/types.ts';
 import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
 import type { Authorizer } from '../../../src/proxy/contracts.ts';
 import type { RequestDescription, RequestObserver, RequestOutcome, RouteDecider } from '../../../src/proxy/http/contracts.ts';
-import { HttpLayer } from '../../../src/proxy/http/layer.ts';
+import { HttpLayer, type HttpLayerDeps } from '../../../src/proxy/http/layer.ts';
 import type { RequestStep } from '../../../src/proxy/http/exchange.ts';
 import { InboundTunnel } from '../../../src/proxy/inbound-tunnel.ts';
 import { OutboundListener } from '../../../src/proxy/outbound.ts';
 import { protocolSelector } from '../../../src/proxy/sniff.ts';
+import type { SocketCloser } from '../../../src/proxy/splice.ts';
 import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamConnector } from '../../../src/proxy/upstream.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
@@ -98,6 +99,10 @@ export interface L7Options {
   readonly sniffMs?: number;
   /** The request balancer's clock (monotonic ms). */
   readonly now?: () => number;
+  /** How node a's HTTP layer closes captured client sockets (SO_LINGER). */
+  readonly closer?: SocketCloser;
+  /** Node a's RequestMirror outcomes. */
+  readonly mirrored?: HttpLayerDeps['mirrored'];
 }
 
 const defaultH1: H1Handler = (name, req, res) => {
@@ -187,7 +192,8 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const connector = new UpstreamConnector(pool, { tunnelPort: inboundAddress.port });
   const requests = requestRecorder();
   const layer = new HttpLayer({
-    mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps,
+    mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps, mirrored: o.mirrored,
+    ...(o.closer === undefined ? {} : { closer: o.closer }),
   }, { nodeName: 'a' });
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
