@@ -273,7 +273,7 @@ function describe(err: unknown): string {
 function mirror(deps: ForwardDeps, x: Exchange, mirrors: readonly BackendTarget[], protocol: UpstreamProtocol): void {
   const c = x.connection;
   const body = x.request.body;
-  const whole = body === undefined || body.copy() !== undefined;
+  const whole = body === undefined || body.kept;
   for (const m of mirrors) {
     if (!whole) {
       deps.mirrored?.(m.serviceKey, 'skipped_body');

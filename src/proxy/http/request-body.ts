@@ -31,15 +31,17 @@ export class RequestBody {
 
   /** Whether another attempt can send the whole body: nothing was read yet, or all of it was, within the bound. */
   get replayable(): boolean {
-    return !this.#taken || (this.#ended && this.#kept !== undefined);
+    return !this.#taken || this.kept;
   }
 
-  /**
-   * The whole body again, from the kept copy, when an attempt read it to its end within the bound
-   * (a mirror's copy); undefined when nothing was read yet, or it was cut short or too large.
-   */
+  /** Whether an attempt read the body to its end within the bound, so a copy of it is kept. */
+  get kept(): boolean {
+    return this.#taken && this.#ended && this.#kept !== undefined;
+  }
+
+  /** The whole body again, from the kept copy (a mirror's or a retry's); undefined unless `kept`. */
   copy(): Readable | undefined {
-    return this.#taken && this.#ended && this.#kept !== undefined ? Readable.from(this.#kept, { objectMode: false }) : undefined;
+    return this.kept && this.#kept !== undefined ? Readable.from(this.#kept, { objectMode: false }) : undefined;
   }
 
   /**
