@@ -171,6 +171,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return { ready: true };
   };
   const readiness = () => {
+    // A newer agent took this node's capture over (a rolling restart): readiness is its to
+    // answer, and on a shared hostNetwork port this one must not answer for it.
+    const owner = captureMode === 'off' ? undefined : readOwner(ownerFile);
+    if (owner !== undefined && owner !== process.pid) return { ready: false, reason: `a newer agent (pid ${owner}) owns this node's capture; this one is on its way out` };
     const c = configured();
     if (!c.ready) return c;
     if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };
