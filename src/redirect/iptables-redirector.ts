@@ -93,9 +93,16 @@ export class IptablesRedirector implements Redirector {
         this.#commit(next);
       }
       if (this.#cfg.inboundSlots === 0) return;
-      // After the rules (nothing is exempt here, so capture needs no pin first). A pod with no
-      // process yet has no known namespace: podNetns throws and the caller retries, captured.
-      const netns = podNetns(pod);
+      // After the rules: nothing is exempt here, so capture needs no pin first, and a pod whose
+      // namespace cannot be found (iptables mode does not wait for its cgroup) is captured all
+      // the same.
+      let netns: string;
+      try {
+        netns = podNetns(pod);
+      } catch (err: unknown) {
+        this.#log.warn({ podId: pod.podId, err }, 'neighbour entries not pinned (the pod\'s network namespace is unknown): a pod on the same bridge could forge the node\'s address and cut this pod off from its node');
+        return;
+      }
       if (!this.#pins.has(pod.podId, netns)) await this.#pins.pin(pod.podId, netns);
     });
   }
