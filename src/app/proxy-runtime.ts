@@ -239,9 +239,9 @@ export class ProxyRuntime {
     if (http !== undefined) {
       new Gauge({
         name: 'weft_http_sockets', registers: [deps.registry], aggregator: 'sum',
-        help: 'Pod sockets the HTTP layer\'s pools opened and hold (each takes a descriptor from the connection caps; a connection\'s own socket is not one of them)',
+        help: 'Pod sockets the HTTP layer holds (HTTP connections are not in istio_tcp_connections_*); those its pools opened take a descriptor each from the connection caps',
         collect() {
-          this.set(http.podSockets);
+          this.set(http.podSockets.held);
         },
       });
     }

@@ -37,8 +37,9 @@ const host = (addr: string): string => addr.slice(0, addr.lastIndexOf(':'));
 /**
  * The agent's open connections as its sockets show them (the tests' traffic is all cross-node):
  * as source, the client sockets it accepted on 15001; as destination, its sockets to pods, less
- * the HTTP layer's pooled ones beyond each connection's own (weft_http_sockets: a tunnel
- * stream carrying HTTP may use several pod connections, one per request in flight).
+ * the HTTP layer's (weft_http_sockets): HTTP connections are counted per request
+ * (istio_requests_total), not in istio_tcp_connections_*, and a tunnel stream carrying HTTP
+ * may use several pod connections, one per request in flight.
  */
 export async function realOpen(s: SimStatus, cluster: string, nodeName: string): Promise<{ source: number; destination: number }> {
   const pid = agentPid(cluster, nodeName);

@@ -144,9 +144,9 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     return this.#balancer;
   }
 
-  /** Pod sockets the pools opened and hold now (each charged to the connection caps). */
-  get podSockets(): number {
-    return this.#podSockets.charged;
+  /** Pod sockets the layer holds now: `charged` its pools opened (each takes a descriptor of the caps), `held` all of them. */
+  get podSockets(): { readonly charged: number; readonly held: number } {
+    return { charged: this.#podSockets.charged, held: this.#podSockets.held };
   }
 
   /** Upstream senders pooled now. */

@@ -50,6 +50,7 @@ export class PodSockets implements UpstreamConnect {
   readonly #allowance: DescriptorAllowance | undefined;
   readonly #closer: SocketCloser | undefined;
   #charged = 0;
+  #held = 0;
 
   constructor(connector: UpstreamConnect, o: { allowance?: DescriptorAllowance | undefined; closer?: SocketCloser | undefined } = {}) {
     this.#connector = connector;
@@ -60,6 +61,11 @@ export class PodSockets implements UpstreamConnect {
   /** Pod sockets the pools opened and hold now (each holds a descriptor of the caps). */
   get charged(): number {
     return this.#charged;
+  }
+
+  /** Every pod socket the layer holds now: those it opened and those it was handed (own()). */
+  get held(): number {
+    return this.#held;
   }
 
   /**
@@ -89,8 +95,12 @@ export class PodSockets implements UpstreamConnect {
     return stream;
   }
 
-  /** A pod socket made elsewhere (a tunnel stream's own, already counted): it resets if the agent dies. */
+  /** A pod socket the layer now holds (one made elsewhere: a tunnel stream's own, charged with its stream): it resets if the agent dies. */
   own(socket: Socket): void {
+    this.#held += 1;
+    socket.once('close', () => {
+      this.#held -= 1;
+    });
     if (this.#closer !== undefined) resetOnlyIfAgentDies(socket, this.#closer);
   }
 }

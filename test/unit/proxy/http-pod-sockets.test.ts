@@ -59,6 +59,7 @@ test('pooled pod sockets take descriptors from the caps, are refused before conn
     b.destroy();
   });
   assert.equal(sockets.charged, 2);
+  assert.equal(sockets.held, 2);
   assert.equal(caps.held, 2);
   await assert.rejects(sockets.connect(request(direct(port))), (err: unknown) => isWeftError(err, ProxyErrors.OVERLOADED)
     && /source 127\.0\.1\.10 holds 2 of its 2 connection descriptors/.test(err.message));
@@ -114,14 +115,14 @@ test('through the layer: past a pod\'s share the next pooled connection is refus
   const third = await answers[2];
   assert.match(third, /^HTTP\/1\.1 503 /);
   assert.equal(held.length, 2, 'the third never reached the pod');
-  assert.equal(n.layer.podSockets, 2);
+  assert.deepEqual(n.layer.podSockets, { charged: 2, held: 2 });
   await until(() => n.requests.records.some((r) => r.outcome?.flags === ResponseFlags.OVERLOADED), 3000, 'recorded');
   const refused = n.requests.records.find((r) => r.outcome?.flags === ResponseFlags.OVERLOADED);
   assert.match(String(refused?.outcome?.detail), /source 127\.0\.1\.10 holds 2 of its 2 connection descriptors/);
   for (const res of held) res.end('ok');
   for (const a of answers.slice(0, 2)) assert.match(await a, /^HTTP\/1\.1 200 [\s\S]*ok$/);
   n.layer.destroy();
-  await until(() => caps.held === 0 && n.layer.podSockets === 0, 3000, 'every descriptor given back');
+  await until(() => caps.held === 0 && n.layer.podSockets.held === 0, 3000, 'every descriptor given back');
 });
 
 test('destination side: the pod socket a tunnel stream came with lingers 0 while it serves, and the layer\'s own close is a FIN', { timeout: 30_000 }, async (t) => {
