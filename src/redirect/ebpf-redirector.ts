@@ -18,7 +18,7 @@ import {
 import { redirectError, RedirectErrors } from './errors.ts';
 import { ensureInboundLink, openInboundSocket, removeInboundLink } from './ebpf-inbound.ts';
 import { podNetns } from './pod-netns.ts';
-import { nodeMacs, pinNeighbours, unpinNeighbours, type NeighbourPin } from './pod-neighbours.ts';
+import { nodeMacs, PodNeighbourPins } from './pod-neighbours.ts';
 import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
 import { reclaimIptables } from './leftovers.ts';
 import { probeEbpf } from './probe.ts';
@@ -45,7 +45,7 @@ export class EbpfRedirector implements Redirector {
   /** Network namespace path per pod, for its inbound sockets (found at enrolment). */
   readonly #netns = new Map<string, string>();
   /** Neighbour entries pinned in each pod's namespace at enrolment (pod-neighbours.ts), removed when it leaves. */
-  readonly #pins = new Map<string, { readonly netns: string; readonly pins: readonly NeighbourPin[] }>();
+  readonly #pins: PodNeighbourPins;
   #running: Running | undefined;
   #started: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -53,6 +53,7 @@ export class EbpfRedirector implements Redirector {
   constructor(cfg: RedirectorConfig, deps: RedirectorDeps = {}) {
     this.#cfg = cfg;
     this.#log = deps.log ?? silentLog;
+    this.#pins = new PodNeighbourPins(cfg.inboundExemptSources, this.#log, () => nodeMacs(networkInterfaces()));
     this.#deps = deps;
     this.#bpftool = new Bpftool(deps.bpftool);
     this.#objectPath = deps.objectPath ?? DEFAULT_OBJECT;
@@ -181,7 +182,7 @@ export class EbpfRedirector implements Redirector {
       if (this.#cfg.inboundSlots > 0) {
         const netns = podNetns(pod);
         // Before the link: from then on the exempt sources reach the pod around the agent.
-        await this.#pinNeighbours(pod, netns);
+        await this.#pins.pin(pod.podId, netns);
         await ensureInboundLink(this.#bpftool, this.#layout, pod, netns);
         this.#netns.set(pod.podId, netns);
       }
@@ -224,9 +225,7 @@ export class EbpfRedirector implements Redirector {
     // Inbound first: new connections go to the pod itself before its sockets here close.
     removeInboundLink(this.#layout, pod.podId);
     this.#netns.delete(pod.podId);
-    const pinned = this.#pins.get(pod.podId);
-    this.#pins.delete(pod.podId);
-    if (pinned !== undefined) await unpinNeighbours(pinned.netns, pinned.pins);
+    await this.#pins.unpin(pod.podId);
     await this.#detachPod(pod.cgroupPath, running.progs);
     try {
       await this.#bpftool.json(['map', 'delete', 'pinned', this.#layout.map(MapNames.pods), 'key', ...hexArgs(encodePodKey(pod.ip))]);
@@ -234,19 +233,6 @@ export class EbpfRedirector implements Redirector {
       // already gone
     }
     this.#pods.delete(pod.podId);
-  }
-
-  async #pinNeighbours(pod: CaptureTarget, netns: string): Promise<void> {
-    const exempt = this.#cfg.inboundExemptSources;
-    if (exempt.length === 0) return;
-    try {
-      const pins = await pinNeighbours(pod.podId, netns, exempt, nodeMacs(networkInterfaces()));
-      this.#pins.set(pod.podId, { netns, pins });
-    } catch (err: unknown) {
-      // Capture goes on (without it anything would get in); a pod on this pod's bridge could
-      // then pass as the node by forging its address.
-      this.#log.warn({ podId: pod.podId, err }, 'neighbour entries not pinned: a pod on the same bridge could forge the node\'s address past inbound capture');
-    }
   }
 
   async #attached(cgroup: string): Promise<ReturnType<typeof parseCgroupShow>> {

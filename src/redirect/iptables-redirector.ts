@@ -1,14 +1,19 @@
 // iptables capture, for kernels without the eBPF features: REDIRECT enrolled pods' TCP,
 // as it arrives from the pod bridge, to the agent's outbound port. The agent runs in the
 // node's network namespace, so these rules live in that namespace's nat table, and
-// conntrack answers SO_ORIGINAL_DST exactly as the eBPF getsockopt program would.
+// conntrack answers SO_ORIGINAL_DST exactly as the eBPF getsockopt program would. With
+// inbound capture on, each pod's neighbour entries for the node are pinned as in eBPF mode
+// (pod-neighbours.ts), so a pod forging the node's address cannot cut it off from its node.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { redirectError, RedirectErrors } from './errors.ts';
 import { buildNatRules, type IptablesPod, type NatState } from './iptables-rules.ts';
 import { readNatState, removeNatChains, restoreNat, type IptablesCommands } from './iptables-nat.ts';
 import { reclaimEbpf } from './leftovers.ts';
 import { pinLayout } from './ebpf-pins.ts';
+import { nodeMacs, PodNeighbourPins } from './pod-neighbours.ts';
+import { podNetns } from './pod-netns.ts';
 import { validateTarget, type CaptureTarget, type RedirectorConfig } from './options.ts';
 import { silentLog, type CloseOptions, type RedirectLog, type Redirector, type RedirectorDeps } from './redirector.ts';
 import { Serial } from './serial.ts';
@@ -25,6 +30,7 @@ export class IptablesRedirector implements Redirector {
   readonly #deps: RedirectorDeps;
   readonly #serial = new Serial();
   readonly #pods = new Map<string, IptablesPod>();
+  readonly #pins: PodNeighbourPins;
   #running = false;
   #started: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -33,6 +39,7 @@ export class IptablesRedirector implements Redirector {
     this.#cfg = cfg;
     this.#log = deps.log ?? silentLog;
     this.#deps = deps;
+    this.#pins = new PodNeighbourPins(cfg.inboundExemptSources, this.#log, () => nodeMacs(networkInterfaces()));
     this.#cmds = { save: deps.iptablesSave ?? 'iptables-save', restore: deps.iptablesRestore ?? 'iptables-restore' };
   }
 
@@ -78,11 +85,25 @@ export class IptablesRedirector implements Redirector {
     const pod = validateTarget(target);
     return this.#serial.run(async () => {
       this.#requireRunning('enroll');
-      if (this.#pods.get(pod.podId)?.ip === pod.ip) return;
-      const next = new Map([...this.#pods].filter(([id, other]) => id === pod.podId || other.ip !== pod.ip));
-      next.set(pod.podId, { podId: pod.podId, ip: pod.ip });
-      await this.#apply(next);
-      this.#commit(next);
+      if (this.#pods.get(pod.podId)?.ip !== pod.ip) {
+        const next = new Map([...this.#pods].filter(([id, other]) => id === pod.podId || other.ip !== pod.ip));
+        next.set(pod.podId, { podId: pod.podId, ip: pod.ip });
+        await this.#apply(next);
+        await this.#unpinGone(next);
+        this.#commit(next);
+      }
+      if (this.#cfg.inboundSlots === 0) return;
+      // After the rules: nothing is exempt here, so capture needs no pin first, and a pod whose
+      // namespace cannot be found (iptables mode does not wait for its cgroup) is captured all
+      // the same.
+      let netns: string;
+      try {
+        netns = podNetns(pod);
+      } catch (err: unknown) {
+        this.#log.warn({ podId: pod.podId, err }, 'neighbour entries not pinned (the pod\'s network namespace is unknown): a pod on the same bridge could forge the node\'s address and cut this pod off from its node');
+        return;
+      }
+      if (!this.#pins.has(pod.podId, netns)) await this.#pins.pin(pod.podId, netns);
     });
   }
 
@@ -93,8 +114,14 @@ export class IptablesRedirector implements Redirector {
       const next = new Map(this.#pods);
       next.delete(podId);
       await this.#apply(next);
+      await this.#unpinGone(next);
       this.#commit(next);
     });
+  }
+
+  /** Unpins the pods that are not in `next` (released, or their address taken by a new pod). */
+  async #unpinGone(next: ReadonlyMap<string, IptablesPod>): Promise<void> {
+    for (const podId of this.#pods.keys()) if (!next.has(podId)) await this.#pins.unpin(podId);
   }
 
   #commit(next: ReadonlyMap<string, IptablesPod>): void {

@@ -99,7 +99,7 @@ export function buildNatRules(cfg: RedirectorConfig, pods: readonly IptablesPod[
     }
     // No source is exempt here: the node's own connections (kubelet probes, the agent's) leave
     // through OUTPUT and never meet PREROUTING, so a node address seen in PREROUTING was forged
-    // by a pod (bridged, or routed in). inboundExemptSources is for the eBPF mode only.
+    // by a pod (bridged, or routed in). inboundExemptSources only pins neighbour entries here.
     for (const group of chunks(cfg.excludeInboundPorts, MULTIPORT_MAX)) {
       lines.push(`-A ${INBOUND_CHAIN} -p tcp -m multiport --dports ${group.join(',')} -j RETURN`);
     }

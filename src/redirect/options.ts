@@ -55,7 +55,11 @@ export interface RedirectorOptions {
   readonly inboundSlots?: number;
   /** The agent's inbound plaintext port (15006), where iptables mode redirects inbound connections. */
   readonly inboundPort?: number;
-  /** Sources never captured inbound in eBPF mode: the node's own addresses (kubelet probes, the agent itself). Default [agentAddress]. iptables mode needs none (those leave through OUTPUT). */
+  /**
+   * The node's own addresses (kubelet probes, the agent itself). eBPF mode never captures them
+   * inbound (iptables mode needs no exemption: those leave through OUTPUT); both modes pin each
+   * pod's neighbour entry for them (pod-neighbours.ts). Default [agentAddress].
+   */
   readonly inboundExemptSources?: readonly string[];
   /** Pod ports never captured inbound. */
   readonly excludeInboundPorts?: readonly number[];

@@ -1,15 +1,19 @@
 // Pins, in each captured pod's network namespace, the neighbour (ARP) entry of the hop by
-// which the pod reaches the node's own addresses, to the node's MAC (nud permanent). eBPF
-// inbound capture exempts those addresses (kubelet probes, the agent's own connections); a
-// pod on the same bridge that takes one of them as its source would otherwise claim it over
-// ARP, receive the captured pod's replies and complete a connection around the agent. With
-// the entry pinned, replies to a forged node address go to the node, which resets them: the
-// forger never sees the handshake. (iptables mode exempts no source, so it needs none of this.)
+// which the pod reaches the node's own addresses, to the node's MAC (nud permanent). A pod on
+// the same bridge that takes one of those addresses as its source claims it over ARP; without
+// the pin the captured pod learns the forger's MAC for its gateway and sends it everything
+// meant for the node. In eBPF mode, where inbound capture exempts the node's addresses
+// (kubelet probes, the agent's own connections), the forger would then receive the replies
+// and complete a connection around the agent. In both modes the node itself (its probes, the
+// agent's connections, the pod's whole way out) would lose the pod until the poisoned entry
+// ages out: a forging pod could keep a STRICT pod failing its probes. With the entry pinned,
+// replies to a forged node address go to the node, which resets them.
 
 import { execFile } from 'node:child_process';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { promisify } from 'node:util';
 import { redirectError, RedirectErrors } from './errors.ts';
+import type { RedirectLog } from './redirector.ts';
 
 const run = promisify(execFile);
 
@@ -83,5 +87,44 @@ export async function unpinNeighbours(netns: string, pins: readonly NeighbourPin
     } catch {
       // the namespace or the entry is gone
     }
+  }
+}
+
+/**
+ * The entries pinned for each enrolled pod (one redirector's), so that they go when the pod
+ * leaves capture. Pinning is best effort: a pod whose entries cannot be pinned is still
+ * captured (refusing it would leave it open), and the failure is logged.
+ */
+export class PodNeighbourPins {
+  readonly #exempt: readonly string[];
+  readonly #log: RedirectLog;
+  readonly #macs: () => ReadonlyMap<string, string>;
+  readonly #pins = new Map<string, { readonly netns: string; readonly pins: readonly NeighbourPin[] }>();
+
+  constructor(exempt: readonly string[], log: RedirectLog, macs: () => ReadonlyMap<string, string>) {
+    this.#exempt = exempt;
+    this.#log = log;
+    this.#macs = macs;
+  }
+
+  /** Whether the pod's entries are pinned (in the namespace `netns`, when given). */
+  has(podId: string, netns?: string): boolean {
+    const p = this.#pins.get(podId);
+    return p !== undefined && (netns === undefined || p.netns === netns);
+  }
+
+  async pin(podId: string, netns: string): Promise<void> {
+    if (this.#exempt.length === 0) return;
+    try {
+      this.#pins.set(podId, { netns, pins: await pinNeighbours(podId, netns, this.#exempt, this.#macs()) });
+    } catch (err: unknown) {
+      this.#log.warn({ podId, err }, 'neighbour entries not pinned: a pod on the same bridge could forge the node\'s address and cut this pod off from its node');
+    }
+  }
+
+  async unpin(podId: string): Promise<void> {
+    const pinned = this.#pins.get(podId);
+    this.#pins.delete(podId);
+    if (pinned !== undefined) await unpinNeighbours(pinned.netns, pinned.pins);
   }
 }

@@ -49,6 +49,9 @@ export interface HttpLayerDeps {
   /** The destination side's checks for a request going straight to a pod on this node (see ForwardDeps.admitLocal). */
   readonly admitLocal?: ForwardDeps['admitLocal'];
   readonly mirrored?: ForwardDeps['mirrored'];
+  /** Outlier detection per Service (DestinationPolicy outlierDetection) on the source side, and its ejections. */
+  readonly outliers?: ForwardDeps['outliers'];
+  readonly outlierEvent?: ForwardDeps['outlierEvent'];
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
@@ -131,7 +134,7 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
       maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local', admitLocal: deps.admitLocal,
-      mirrored: deps.mirrored,
+      mirrored: deps.mirrored, outliers: deps.outliers, outlierEvent: deps.outlierEvent,
     });
     const outboundSteps = [routeStep(this.#route), ...(deps.steps ?? [])];
     const inboundSteps = deps.inboundSteps ?? [];

@@ -107,6 +107,9 @@ export interface L7Options {
   readonly destinationCloser?: SocketCloser;
   /** Node a's RequestMirror outcomes. */
   readonly mirrored?: HttpLayerDeps['mirrored'];
+  /** Node a's outlier detection per Service, and its ejections. */
+  readonly outliers?: HttpLayerDeps['outliers'];
+  readonly outlierEvent?: HttpLayerDeps['outlierEvent'];
 }
 
 const defaultH1: H1Handler = (name, req, res) => {
@@ -198,6 +201,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const requests = requestRecorder();
   const layer = new HttpLayer({
     mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps, mirrored: o.mirrored,
+    outliers: o.outliers, outlierEvent: o.outlierEvent,
     ...(o.closer === undefined ? {} : { closer: o.closer }),
     ...(o.descriptors === undefined ? {} : { descriptors: o.descriptors }),
   }, { nodeName: 'a' });

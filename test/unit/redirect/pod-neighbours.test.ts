@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { neighbourPins, nodeMacs, parseRouteGet, type PodRoute } from '../../../src/redirect/pod-neighbours.ts';
+import { neighbourPins, nodeMacs, parseRouteGet, PodNeighbourPins, type PodRoute } from '../../../src/redirect/pod-neighbours.ts';
 
 const BRIDGE_MAC = '02:00:00:00:01:01';
 const macs = new Map([['198.18.1.1', BRIDGE_MAC], ['198.18.0.11', '02:00:00:00:00:0b']]);
@@ -30,4 +30,17 @@ test('parseRouteGet: on-link, via a gateway, and no route named', () => {
   assert.deepEqual(parseRouteGet('198.18.0.11', '[{"dst":"198.18.0.11","gateway":"198.18.1.1","dev":"eth0","prefsrc":"198.18.1.10","flags":[],"uid":0,"cache":[]}]'),
     { to: '198.18.0.11', gateway: '198.18.1.1', dev: 'eth0' });
   assert.throws(() => parseRouteGet('10.0.0.1', '[]'), /no route to 10\.0\.0\.1/);
+});
+
+test('PodNeighbourPins: a namespace it cannot enter is logged, not thrown, and nothing is recorded as pinned', async () => {
+  const warned: string[] = [];
+  const log = { info: () => undefined, warn: (_: object, msg: string) => { warned.push(msg); } };
+  const pins = new PodNeighbourPins(['198.18.1.1'], log, () => macs);
+  await pins.pin('default/a', '/nonexistent/netns');
+  assert.equal(pins.has('default/a'), false);
+  assert.match(warned.join('\n'), /neighbour entries not pinned/);
+  await pins.unpin('default/a'); // nothing pinned: a no-op
+  const none = new PodNeighbourPins([], log, () => macs);
+  await none.pin('default/b', '/nonexistent/netns');
+  assert.equal(warned.length, 1, 'no exempt addresses: nothing to pin, nothing tried');
 });
