@@ -11,6 +11,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test } from 'node:test';
 
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+
 import { isWeftError } from '../../../src/core/errors.ts';
 import { ConnectionCaps } from '../../../src/proxy/connection-caps.ts';
 import { classifyConnectFailure } from '../../../src/proxy/connect-failure.ts';
@@ -19,8 +22,10 @@ import { ResponseFlags } from '../../../src/proxy/flags.ts';
 import { PodSockets } from '../../../src/proxy/http/pod-sockets.ts';
 import type { SocketCloser } from '../../../src/proxy/splice.ts';
 import { UpstreamConnector, type ReachableHop, type UpstreamStream } from '../../../src/proxy/upstream.ts';
+import { OverloadTelemetry } from '../../../src/telemetry/overload-telemetry.ts';
 import { until, workload } from './harness.ts';
 import { l7Mesh, readUntil } from './l7-harness.ts';
+import { parseMetrics } from './metrics-text.ts';
 
 const CLIENT = '127.0.1.10';
 
@@ -93,6 +98,8 @@ test('pooled pod sockets take descriptors from the caps, are refused before conn
 test('through the layer: past a pod\'s share the next pooled connection is refused with 503 OL; the others are served', { timeout: 30_000 }, async (t) => {
   const held: ServerResponse[] = [];
   const caps = new ConnectionCaps({ globalFds: 100, perSourceFds: 2 });
+  const registry = new Registry();
+  caps.observe(new OverloadTelemetry({ registry, logger: pino({ level: 'silent' }) }));
   const n = await l7Mesh(t, {
     descriptors: caps,
     h1: (name, _req: IncomingMessage, res) => {
@@ -119,6 +126,8 @@ test('through the layer: past a pod\'s share the next pooled connection is refus
   await until(() => n.requests.records.some((r) => r.outcome?.flags === ResponseFlags.OVERLOADED), 3000, 'recorded');
   const refused = n.requests.records.find((r) => r.outcome?.flags === ResponseFlags.OVERLOADED);
   assert.match(String(refused?.outcome?.detail), /source 127\.0\.1\.10 holds 2 of its 2 connection descriptors/);
+  const counted = parseMetrics(await registry.metrics()).filter((x) => x.name === 'weft_proxy_connections_refused_total');
+  assert.deepEqual(counted.map((x) => [x.labels.listener, x.labels.cap, x.value]), [['http-pool', 'source', 1]], 'the refusal is counted');
   for (const res of held) res.end('ok');
   for (const a of answers.slice(0, 2)) assert.match(await a, /^HTTP\/1\.1 200 [\s\S]*ok$/);
   n.layer.destroy();
