@@ -58,8 +58,10 @@ let draining = false;
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'mesh': {
-      const closed = runtime.setMesh(m.content);
-      if (closed > 0) logger.warn({ connections: closed }, 'closed open connections the new policy no longer allows');
+      const started = performance.now();
+      void runtime.setMesh(m.content).then((closed) => {
+        if (closed > 0) logger.warn({ connections: closed, ms: Math.round(performance.now() - started) }, 'closed open connections the new policy no longer allows');
+      });
       break;
     }
     case 'credentials':
