@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { recheckEnding } from '../proxy/policy-recheck.ts';
@@ -24,6 +24,7 @@ import {
 } from '../proxy/http/index.ts';
 import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
+import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
@@ -115,6 +116,7 @@ export class ProxyRuntime {
   readonly #plain: InboundPlain;
   readonly #pool: TunnelPool;
   readonly #http: HttpLayer | undefined;
+  readonly #outliers: OutlierEjections;
   /** Metric label-set maps that drop the series of workloads that are gone. */
   readonly #series: readonly { retain(live: LiveWorkload): number }[];
   #closed: Promise<void> | undefined;
@@ -122,6 +124,7 @@ export class ProxyRuntime {
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
     this.#credentials = new WorkloadCredentials(deps.clock);
     this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] });
+    this.#outliers = new OutlierEjections(deps.clock);
     // The listeners read the current state through this view, so a config swap is one assignment.
     const mesh: MeshView = {
       workloadByIp: (ip) => this.#state.workloadByIp(ip),
@@ -157,6 +160,14 @@ export class ProxyRuntime {
       labelNames: ['destination_service', 'outcome'], registers: [deps.registry],
     });
     const budgets = new RetryBudgets(deps.clock);
+    const ejections = new Counter({
+      name: 'weft_outlier_ejections_total', help: 'Endpoints a DestinationPolicy outlierDetection ejected (consecutive 5xx), by destination Service.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
+    const ejectionsRefused = new Counter({
+      name: 'weft_outlier_ejections_refused_total', help: 'Ejections outlierDetection would have made but maxEjectionPercent of the Service\'s endpoints were already out, by destination Service.',
+      labelNames: ['destination_service'], registers: [deps.registry],
+    });
     const sourceWaits = new Counter({
       name: 'weft_source_request_waits_total', help: 'HTTP requests that waited for their source pod\'s share of the agent (--max-requests-per-source), by source workload.',
       labelNames: ['source_workload_namespace', 'source_workload'], registers: [deps.registry],
@@ -203,12 +214,16 @@ export class ProxyRuntime {
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
       ...(deps.closer === undefined ? {} : { closer: deps.closer }),
+      // Its pooled pod sockets take descriptors from the same caps as connections.
+      ...(caps === undefined ? {} : { descriptors: caps }),
       // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
       // then draws on its RateLimitPolicies' buckets.
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
       // A request from a pod of this node to one of this node: the same rate limits, before it goes straight there.
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
       mirrored: (service, outcome) => mirrors.inc({ destination_service: service, outcome }),
+      outliers: (key) => this.#outliers.for(key, destinationPolicyFor(this.#state, key)?.outlierDetection),
+      outlierEvent: (service, event) => (event === 'ejected' ? ejections : ejectionsRefused).inc({ destination_service: service }),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
       steps: [sourceShareStep({
@@ -233,6 +248,16 @@ export class ProxyRuntime {
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
+    const http = this.#http;
+    if (http !== undefined) {
+      new Gauge({
+        name: 'weft_http_sockets', registers: [deps.registry], aggregator: 'sum',
+        help: 'Pod sockets the HTTP layer holds (HTTP connections are not in istio_tcp_connections_*); those its pools opened take a descriptor each from the connection caps',
+        collect() {
+          this.set(http.podSockets.held);
+        },
+      });
+    }
     const kernelSpliced = new Counter({
       name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
       help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
@@ -269,6 +294,7 @@ export class ProxyRuntime {
   setMesh(content: MeshContent): Promise<number> {
     const state = meshStateFromContent(content);
     this.#state = state;
+    this.#outliers.retain((key) => destinationPolicyFor(state, key)?.outlierDetection !== undefined);
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
     return this.connections.endWhere((c) => recheckEnding(state, c));

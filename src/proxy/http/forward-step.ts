@@ -38,6 +38,18 @@ export interface ForwardDeps {
   readonly admitLocal?: (x: Exchange, pod: Workload) => boolean;
   /** A RequestMirror copy sent, or not sent because the body was too large to keep (by mirror Service). */
   readonly mirrored?: (serviceKey: string, outcome: 'sent' | 'skipped_body') => void;
+  /** The outlier detection of a Service (`namespace/name`), when its DestinationPolicy sets one. */
+  readonly outliers?: (serviceKey: string) => OutlierTracker | undefined;
+  /** One of the Service's endpoints ejected, or left in because maxEjectionPercent was reached. */
+  readonly outlierEvent?: (serviceKey: string, event: 'ejected' | 'ejection-refused', endpoint: string) => void;
+}
+
+/** Outlier detection as the forward step feeds it (resilience/outlier-ejection.ts). */
+export interface OutlierTracker {
+  ejected(endpoint: string): boolean;
+  success(endpoint: string): void;
+  /** A 5xx or a failure to get a response from `endpoint`, one of `poolSize`. */
+  failure(endpoint: string, poolSize: number): 'none' | 'ejected' | 'ejection-refused';
 }
 
 /** HTTP/2 to ports declared h2 or gRPC, else the protocol the client spoke. */
@@ -124,8 +136,11 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
   const protocol = upstreamProtocol(backend.port, x.request.version);
   const forwardDecision = x.decision?.kind === 'forward' ? x.decision : undefined;
   const overall = withTimeout(x.signal, forwardDecision?.requestTimeoutMs);
+  const serviceKey = backend.service?.key;
+  const tracker = serviceKey === undefined ? undefined : deps.outliers?.(serviceKey);
+  const outliers = serviceKey === undefined || tracker === undefined ? undefined : { serviceKey, tracker };
   try {
-    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs);
+    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs, outliers);
   } finally {
     overall.dispose();
   }
@@ -134,17 +149,30 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
 
 async function attempts(
   deps: ForwardDeps, x: Exchange, endpoints: readonly Endpoint[], protocol: UpstreamProtocol, signal: AbortSignal,
-  requestTimedOut: () => boolean, backendTimeoutMs: number | undefined,
+  requestTimedOut: () => boolean, backendTimeoutMs: number | undefined, outliers: { readonly serviceKey: string; readonly tracker: OutlierTracker } | undefined,
 ): Promise<void> {
   const c = x.connection;
   const tried = new Set<string>();
+  const ejected = outliers === undefined ? undefined : (k: string): boolean => outliers.tracker.ejected(k);
+  // What an attempt tells outlier detection: a response under 500 is a success; a 5xx, a
+  // failed connect, a reset or a timeout a failure (Envoy's consecutive_5xx, local origin
+  // errors included); a refusal by policy, a client gone or a stale pooled connection nothing.
+  const judge = (k: string, ok: boolean): void => {
+    if (outliers === undefined) return;
+    if (ok) {
+      outliers.tracker.success(k);
+      return;
+    }
+    const event = outliers.tracker.failure(k, endpoints.length);
+    if (event !== 'none') deps.outlierEvent?.(outliers.serviceKey, event, k);
+  };
   const sink = modifiedSink(x);
   let failure: { readonly flags: string; readonly detail: string } = { flags: ResponseFlags.NO_HEALTHY_UPSTREAM, detail: 'no endpoint could be picked' };
   let last: OutboundTarget | undefined;
   // One more go for a request a stale pooled connection or a refused stream lost unsent.
   let resend: string | undefined;
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
-    const e = resend === undefined ? deps.balancer.pick(endpoints, tried) : endpoints.find((p) => endpointKey(p) === resend);
+    const e = resend === undefined ? deps.balancer.pick(endpoints, tried, ejected) : endpoints.find((p) => endpointKey(p) === resend);
     resend = undefined;
     if (e === undefined) break;
     if (attempt > 0) x.retries += 1;
@@ -158,6 +186,7 @@ async function attempts(
     const hop = planHop(deps.mesh, deps.nodeName, target);
     if (hop.kind === 'unreachable') {
       deps.balancer.start(key).done(false);
+      judge(key, false);
       failure = { flags: ResponseFlags.UPSTREAM_CONNECT_FAILURE, detail: hop.detail };
       continue;
     }
@@ -181,6 +210,7 @@ async function attempts(
     }
     if (result.kind === 'done') {
       inFlight.done(result.status < 500, result.headersMs);
+      judge(key, result.status < 500);
       x.status = result.status;
       x.grpcStatus = result.grpcStatus;
       x.upstream = key;
@@ -194,11 +224,13 @@ async function attempts(
       x.sink.abort();
       x.flags = timedOut ? ResponseFlags.UPSTREAM_TIMEOUT : x.live.signal.aborted ? ResponseFlags.DRAINED
         : x.signal.aborted ? ResponseFlags.DOWNSTREAM_RESET : ResponseFlags.UPSTREAM_RESET;
+      if (x.flags === ResponseFlags.UPSTREAM_TIMEOUT || x.flags === ResponseFlags.UPSTREAM_RESET) judge(key, false);
       x.detail = describe(result.error);
       return;
     }
     if (timedOut) {
       inFlight.done(false);
+      judge(key, false);
       sendLocalReply(x, { status: 504, flags: ResponseFlags.UPSTREAM_TIMEOUT, message: 'upstream request timeout', grpcStatus: GrpcStatus.DEADLINE_EXCEEDED });
       return;
     }
@@ -217,6 +249,7 @@ async function attempts(
       continue;
     }
     inFlight.done(false);
+    judge(key, false);
     if (isConnectError(result.error) && unsent) {
       failure = { flags: f.ending[0], detail: f.ending[1] ?? '' };
       continue;

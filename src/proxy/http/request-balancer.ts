@@ -1,5 +1,6 @@
 // Endpoint choice per request: P2C over peak-EWMA load among the endpoints failure accrual
-// admits (all of them when none is admitted: trying beats refusing), and the bookkeeping
+// (or the Service's outlier detection, when its DestinationPolicy sets one) admits (all of
+// them when none is admitted: trying beats refusing), and the bookkeeping
 // each request feeds back (in flight, latency to the response head, success or failure).
 //
 // One per proxy worker thread, not shared between threads: each worker balances the
@@ -51,14 +52,18 @@ export class RequestBalancer {
     this.#maxTracked = o.maxTracked ?? 10_000;
   }
 
-  /** Picks an endpoint for one request, or undefined when none can take it. `exclude`: keys already tried. */
-  pick<E extends Pickable>(endpoints: readonly E[], exclude?: ReadonlySet<string>): E | undefined {
+  /**
+   * Picks an endpoint for one request, or undefined when none can take it. `exclude`: keys
+   * already tried. `ejected`: the Service's own outlier detection (its DestinationPolicy),
+   * which then decides who is out in place of failure accrual.
+   */
+  pick<E extends Pickable>(endpoints: readonly E[], exclude?: ReadonlySet<string>, ejected?: (key: string) => boolean): E | undefined {
     const now = this.#now();
     const usable = endpoints.filter((e) => e.weight > 0 && !(exclude?.has(endpointKey(e)) ?? false));
     if (usable.length <= 1) return usable[0];
     // Every endpoint seen is tracked from now: a new one starts at the default RTT and its
     // estimate decays from the moment it was first offered, as in Linkerd.
-    const admitted = usable.filter((e) => admits(this.#state(endpointKey(e), false).accrual, now));
+    const admitted = usable.filter((e) => (ejected === undefined ? admits(this.#state(endpointKey(e), false).accrual, now) : !ejected(endpointKey(e))));
     const pool = admitted.length > 0 ? admitted : usable;
     const candidates: Candidate<E>[] = pool.map((e) => ({ endpoint: e, weight: e.weight, load: ewmaLoad(this.#state(endpointKey(e), false).ewma, now, this.#ewma) }));
     return powerOfTwo(candidates, this.#random(), this.#random());

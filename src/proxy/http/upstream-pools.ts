@@ -7,7 +7,8 @@
 // a stream that dies takes the pod connections it carried along, however their requests stand.
 
 import { endpointKey } from '../load-balancer.ts';
-import { UpstreamConnector, type ReachableHop, type UpstreamStream } from '../upstream.ts';
+import type { ReachableHop, UpstreamStream } from '../upstream.ts';
+import type { UpstreamConnect } from './pod-sockets.ts';
 import { H1Sender } from './upstream-h1.ts';
 import { H2Sender } from './upstream-h2.ts';
 import type { Sender } from './messages.ts';
@@ -22,7 +23,7 @@ export interface UpstreamPoolsOptions {
 }
 
 export class UpstreamPools {
-  readonly #connector: UpstreamConnector;
+  readonly #connector: UpstreamConnect;
   readonly #idleMs: number;
   readonly #senders = new Map<string, Sender>();
   /** The keys of each scope's senders. */
@@ -30,7 +31,7 @@ export class UpstreamPools {
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
-  constructor(connector: UpstreamConnector, options: UpstreamPoolsOptions = {}) {
+  constructor(connector: UpstreamConnect, options: UpstreamPoolsOptions = {}) {
     this.#connector = connector;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#sweep = setInterval(() => this.#dropIdle(), options.sweepMs ?? 30_000);

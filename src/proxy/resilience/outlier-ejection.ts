@@ -140,3 +140,46 @@ export function ejectionAllowed(ejectedNow: number, poolSize: number, maxEjectio
   if (ejectedNow === 0) return true;
   return ((ejectedNow + 1) * 100) / poolSize <= maxEjectionPercent;
 }
+
+/**
+ * The outlier detectors of one worker, one per Service whose DestinationPolicy sets
+ * outlierDetection: made on first use, replaced (state and all) when the policy changes,
+ * dropped when the policy goes. Per worker, like the request balancer: each worker counts the
+ * 5xx of the requests it carries, so with W workers an endpoint that always fails reaches
+ * the client at most W x consecutive5xxErrors times before every worker has ejected it.
+ */
+export class OutlierEjections {
+  readonly #clock: Clock;
+  readonly #byService = new Map<string, OutlierEjection>();
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /** The detector of `serviceKey` under `policy`; undefined when there is none (no policy, or consecutive5xxErrors 0: Istio's off). */
+  for(serviceKey: string, policy: OutlierPolicy | undefined): OutlierEjection | undefined {
+    if (policy === undefined || policy.consecutive5xxErrors === 0) {
+      this.#byService.delete(serviceKey);
+      return undefined;
+    }
+    const o = this.#byService.get(serviceKey);
+    if (o !== undefined && samePolicy(o.policy, policy)) return o;
+    const next = new OutlierEjection(this.#clock, policy);
+    this.#byService.set(serviceKey, next);
+    return next;
+  }
+
+  /** Forgets the detectors of Services `keep` says no to (after a config change). */
+  retain(keep: (serviceKey: string) => boolean): void {
+    for (const key of this.#byService.keys()) if (!keep(key)) this.#byService.delete(key);
+  }
+
+  get size(): number {
+    return this.#byService.size;
+  }
+}
+
+function samePolicy(a: OutlierPolicy, b: OutlierPolicy): boolean {
+  return a.consecutive5xxErrors === b.consecutive5xxErrors && a.intervalMs === b.intervalMs
+    && a.baseEjectionMs === b.baseEjectionMs && a.maxEjectionPercent === b.maxEjectionPercent;
+}
