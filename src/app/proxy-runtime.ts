@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { recheckEnding } from '../proxy/policy-recheck.ts';
@@ -215,6 +215,8 @@ export class ProxyRuntime {
       },
       authorize: authorizer, connector: upstream, now: () => deps.clock.monotonic(),
       ...(deps.closer === undefined ? {} : { closer: deps.closer }),
+      // Its pooled pod sockets take descriptors from the same caps as connections.
+      ...(caps === undefined ? {} : { descriptors: caps }),
       // The destination side checks each tunnelled request against L7 AuthorizationPolicy rules,
       // then draws on its RateLimitPolicies' buckets.
       inboundSteps: [requestAuthorizationStep(authorizer), rateLimitStep(rateLimits)],
@@ -254,6 +256,16 @@ export class ProxyRuntime {
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),
       ),
     }, { nodeName: options.node, clusterDomain: options.clusterDomain });
+    const http = this.#http;
+    if (http !== undefined) {
+      new Gauge({
+        name: 'weft_http_sockets', registers: [deps.registry], aggregator: 'sum',
+        help: 'Pod sockets the HTTP layer holds (HTTP connections are not in istio_tcp_connections_*); those its pools opened take a descriptor each from the connection caps',
+        collect() {
+          this.set(http.podSockets.held);
+        },
+      });
+    }
     const kernelSpliced = new Counter({
       name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
       help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',

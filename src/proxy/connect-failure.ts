@@ -32,6 +32,8 @@ export function classifyConnectFailure(c: ConnectFailureContext): ConnectFailure
   if (err instanceof TunnelRefusedError && err.status === 400) {
     return { kind: 'stop', ending: [ResponseFlags.BAD_REQUEST, err.message], security: 'mutual_tls' };
   }
+  // The caps say no for every endpoint alike: nothing to try elsewhere, nothing to blame on one.
+  if (isWeftError(err, ProxyErrors.OVERLOADED)) return { kind: 'stop', ending: [ResponseFlags.OVERLOADED, err.message], security: 'unknown' };
   // A missing local certificate says nothing about the endpoint.
   const eject = !isWeftError(err, ProxyErrors.NO_CREDENTIALS);
   return { kind: 'next', ending: [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)], eject };

@@ -70,32 +70,43 @@ export class ConnectionCaps implements ConnectionGate {
   }
 
   admit(c: LiveConnection): ConnectionEnding | undefined {
-    const cost = FD_COST[c.listener];
-    const sourceHeld = this.#bySource.get(c.sourceIp) ?? 0;
+    return this.take(c.sourceIp, FD_COST[c.listener], c.listener);
+  }
+
+  released(c: LiveConnection): void {
+    this.give(c.sourceIp, FD_COST[c.listener]);
+  }
+
+  /**
+   * Takes `cost` descriptors for a socket of `sourceIp`'s that is not a connection of its own
+   * (the HTTP layer's pooled pod connections): refused, counted and logged like a connection
+   * when it does not fit. Give them back with give().
+   */
+  take(sourceIp: string, cost: number, listener: ListenerKind | 'http-pool'): ConnectionEnding | undefined {
+    const sourceHeld = this.#bySource.get(sourceIp) ?? 0;
     // Reserve first, then check: two workers cannot both take the last descriptors.
     const globalHeld = Atomics.add(this.#shared, 0, cost);
     const hit = capDecision({ sourceHeld, globalHeld, cost, perSource: this.#perSource, global: this.#global });
     if (hit !== undefined) {
       Atomics.sub(this.#shared, 0, cost);
-      this.#observer?.capHit(c.listener, hit, c.sourceIp);
+      this.#observer?.capHit(listener, hit, sourceIp);
       return {
         flags: ResponseFlags.OVERLOADED,
         detail: hit === 'source'
-          ? `source ${c.sourceIp} holds ${sourceHeld} of its ${this.#perSource} connection descriptors (per source, this worker)`
+          ? `source ${sourceIp} holds ${sourceHeld} of its ${this.#perSource} connection descriptors (per source, this worker)`
           : `the agent's connections hold ${globalHeld} of ${this.#global} descriptors`,
       };
     }
-    this.#bySource.set(c.sourceIp, sourceHeld + cost);
+    this.#bySource.set(sourceIp, sourceHeld + cost);
     this.#held += cost;
     return undefined;
   }
 
-  released(c: LiveConnection): void {
-    const cost = FD_COST[c.listener];
+  give(sourceIp: string, cost: number): void {
     Atomics.sub(this.#shared, 0, cost);
     this.#held -= cost;
-    const left = (this.#bySource.get(c.sourceIp) ?? cost) - cost;
-    if (left <= 0) this.#bySource.delete(c.sourceIp);
-    else this.#bySource.set(c.sourceIp, left);
+    const left = (this.#bySource.get(sourceIp) ?? cost) - cost;
+    if (left <= 0) this.#bySource.delete(sourceIp);
+    else this.#bySource.set(sourceIp, left);
   }
 }

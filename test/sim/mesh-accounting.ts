@@ -36,15 +36,19 @@ const host = (addr: string): string => addr.slice(0, addr.lastIndexOf(':'));
 
 /**
  * The agent's open connections as its sockets show them (the tests' traffic is all cross-node):
- * as source, the client sockets it accepted on 15001; as destination, its sockets to pods.
+ * as source, the client sockets it accepted on 15001; as destination, its sockets to pods, less
+ * the HTTP layer's (weft_http_sockets): HTTP connections are counted per request
+ * (istio_requests_total), not in istio_tcp_connections_*, and a tunnel stream carrying HTTP
+ * may use several pod connections, one per request in flight.
  */
 export async function realOpen(s: SimStatus, cluster: string, nodeName: string): Promise<{ source: number; destination: number }> {
   const pid = agentPid(cluster, nodeName);
-  const mine = (await sockets(s, nodeName)).filter((x) => x.pid === pid && x.state !== 'LISTEN');
+  const [all, text] = await Promise.all([sockets(s, nodeName), agentMetrics(s, nodeName)]);
+  const mine = all.filter((x) => x.pid === pid && x.state !== 'LISTEN');
   const podIps = new Set(s.pods.filter((p) => p.node === nodeName).map((p) => p.ip));
   return {
     source: mine.filter((x) => port(x.local) === 15001).length,
-    destination: mine.filter((x) => podIps.has(host(x.peer)) && port(x.local) !== 15001).length,
+    destination: mine.filter((x) => podIps.has(host(x.peer)) && port(x.local) !== 15001).length - sample(text, 'weft_http_sockets'),
   };
 }
 

@@ -237,6 +237,72 @@ async function connectionLoop(o: { targets: string[]; durationMs: number; stopFi
   emit({ result: { ok, failed: failures.length, failures: failures.slice(0, 20), answeredBy: Object.fromEntries(answeredBy), uncaptured, ms: Date.now() - started } });
 }
 
+// ---- a flood of idle connections ----
+
+/**
+ * The first bytes of a TLS ClientHello: a record header promising 512 bytes and a handshake
+ * header, then nothing more. A server waits for the rest, so the handshake never completes.
+ */
+const PARTIAL_CLIENT_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+
+/**
+ * Opens `count` TCP connections to `target` (`parallel` connects in flight at a time), sends
+ * nothing (`tls`: the start of a ClientHello, never finished) and keeps each open until
+ * `holdMs` after the last connect or until the server ends it; then closes whatever is left
+ * and reports how each ended. Bounded: `maxMs` in all. Node raises its RLIMIT_NOFILE to the
+ * hard limit, which must be above `count`.
+ */
+async function idleFlood(o: { target: string; count: number; parallel: number; holdMs: number; maxMs: number; tls?: boolean }): Promise<void> {
+  const started = Date.now();
+  const [host, port] = o.target.split(':');
+  const sockets = new Set<Socket>();
+  const endings = new Map<string, number>();
+  let connected = 0;
+  let next = 0;
+  let lastConnectAt = Date.now();
+  const note = (how: string): void => void endings.set(how, (endings.get(how) ?? 0) + 1);
+  const one = (): Promise<void> => new Promise((resolve) => {
+    const s = netConnect({ host, port: Number(port) });
+    sockets.add(s);
+    let how = 'held';
+    let settled = false;
+    const connectDone = (): void => {
+      if (settled) return;
+      settled = true;
+      resolve();
+    };
+    s.resume();
+    s.on('connect', () => {
+      connected++;
+      lastConnectAt = Date.now();
+      if (o.tls === true) s.write(PARTIAL_CLIENT_HELLO);
+      connectDone();
+    });
+    s.on('end', () => { how = 'fin'; });
+    s.on('error', (err) => { how = `error:${codeOf(err)}`; });
+    s.on('close', () => {
+      sockets.delete(s);
+      note(how);
+      connectDone();
+    });
+  });
+  const opener = async (): Promise<void> => {
+    while (next < o.count && Date.now() - started < o.maxMs) {
+      next++;
+      await one();
+    }
+  };
+  const progress = setInterval(() => emit({ event: 'progress', opened: next, connected, open: sockets.size, ms: Date.now() - started }), 1000);
+  await Promise.all(Array.from({ length: o.parallel }, opener));
+  emit({ event: 'opened', opened: next, connected, open: sockets.size, ms: Date.now() - started });
+  while (sockets.size > 0 && Date.now() - lastConnectAt < o.holdMs && Date.now() - started < o.maxMs) await new Promise((r) => setTimeout(r, 100));
+  const heldToTheEnd = sockets.size;
+  for (const s of sockets) s.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  clearInterval(progress);
+  emit({ result: { opened: next, connected, heldToTheEnd, endings: Object.fromEntries(endings), ms: Date.now() - started } });
+}
+
 // ---- hostile tunnel clients and a fake agent ----
 
 interface TunnelClientOptions {
@@ -365,6 +431,7 @@ const modes: Record<string, () => void | Promise<void>> = {
   'paced-downloads': () => pacedDownloads(args as never),
   'slow-server': () => slowServer(args as never),
   'connection-loop': () => connectionLoop(args as never),
+  'idle-flood': () => idleFlood(args as never),
   'tunnel-client': () => tunnelClient(args as never),
   'plain-client': () => plainClient(args as never),
   'fake-agent': () => fakeAgent(args as never),

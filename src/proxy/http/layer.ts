@@ -32,6 +32,7 @@ import type { ResponseSink } from './messages.ts';
 import { normalizeRequestTarget } from './path-normalize.ts';
 import { RequestBalancer } from './request-balancer.ts';
 import { routeStep } from './route-step.ts';
+import { PodSockets, resetOnlyIfAgentDies, type DescriptorAllowance } from './pod-sockets.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { RawResponseSink, upgradeStep } from './upgrade.ts';
 
@@ -64,6 +65,8 @@ export interface HttpLayerDeps {
    * process makes itself sends FIN. Absent: always FIN.
    */
   readonly closer?: SocketCloser;
+  /** Descriptors for the pooled pod sockets (the agent's connection caps). Absent: not counted. */
+  readonly descriptors?: DescriptorAllowance;
 }
 
 export interface HttpLayerOptions {
@@ -109,31 +112,12 @@ function either(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose(
   };
 }
 
-/**
- * A client socket that resets its connection only if the agent dies: it lingers 0 from now on,
- * so the kernel answers the process's death with RST (the client must not take a cut response
- * as whole); every close this process makes itself first turns lingering off again. Those are
- * a response cut by its upstream, a keep-alive timeout, a drain or a parser refusal: there the
- * client sees what it would without the mesh (a FIN, and HTTP's own framing says the rest),
- * and a deliberate reset (resetSide) still resets. Wrapping `destroy` catches every such close,
- * Node's own included (timeouts, auto-destroy after both ends), since all go through it.
- */
-function resetOnlyIfAgentDies(socket: Socket, closer: SocketCloser): void {
-  closer.resetOnClose(socket);
-  const destroy = socket.destroy.bind(socket);
-  socket.destroy = (error?: Error): Socket => {
-    closer.finOnClose(socket);
-    return destroy(error);
-  };
-  // Once our FIN has gone out what was sent is whole: a death after it loses nothing.
-  socket.once('finish', () => closer.finOnClose(socket));
-}
-
 export class HttpLayer implements HttpHandler, InboundHttpHandler {
   readonly #deps: HttpLayerDeps;
   readonly #observer: RequestObserver;
   readonly #route: RouteDecider;
   readonly #pools: UpstreamPools;
+  readonly #podSockets: PodSockets;
   readonly #balancer: RequestBalancer;
   readonly #h1 = new H1Downstream();
   readonly #outbound: { readonly pipeline: (x: Exchange) => Promise<void>; readonly steps: readonly RequestStep[] };
@@ -149,7 +133,8 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     this.#route = deps.route ?? defaultRoute;
     this.#nodeName = options.nodeName;
     this.#maxAttempts = options.maxAttempts ?? 3;
-    this.#pools = new UpstreamPools(deps.connector, { idleMs: options.upstreamIdleMs, connectionLimits: deps.connectionLimits });
+    this.#podSockets = new PodSockets(deps.connector, { allowance: deps.descriptors, closer: deps.closer });
+    this.#pools = new UpstreamPools(this.#podSockets, { idleMs: options.upstreamIdleMs, connectionLimits: deps.connectionLimits });
     this.#balancer = new RequestBalancer({ now: deps.now ?? (() => performance.now()), random: deps.random });
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
@@ -166,6 +151,11 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
   /** The request balancer (tests and the admin page read its state). */
   get balancer(): RequestBalancer {
     return this.#balancer;
+  }
+
+  /** Pod sockets the layer holds now: `charged` its pools opened (each takes a descriptor of the caps), `held` all of them. */
+  get podSockets(): { readonly charged: number; readonly held: number } {
+    return { charged: this.#podSockets.charged, held: this.#podSockets.held };
   }
 
   /** Upstream senders pooled now. */
@@ -197,6 +187,7 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
       reporter: 'destination', source: c.source, sourceIdentity: c.sourceIdentity, sourceNamespace: c.sourceNamespace, clientIp: c.clientIp,
       destination: { kind: 'workload', target: c.target }, service: undefined, checkPolicy: false, security: 'mutual_tls', upstreamScope: scope,
     };
+    this.#podSockets.own(c.connected);
     this.#pools.adopt(c.sourceIdentity, c.clientIp, { kind: 'direct', target: c.target }, c.protocol === 'http1' ? 'h1' : 'h2', c.connected, scope);
     try {
       return await this.#serveConnection(stream, c.protocol, { connection, accepted, ...this.#inbound });

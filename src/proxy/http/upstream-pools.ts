@@ -14,7 +14,8 @@
 import { ProxyErrors, proxyError } from '../errors.ts';
 import { endpointKey } from '../load-balancer.ts';
 import type { ConcurrencyLimits } from '../resilience/concurrency-limit.ts';
-import { UpstreamConnector, type ReachableHop, type UpstreamStream } from '../upstream.ts';
+import type { ReachableHop, UpstreamStream } from '../upstream.ts';
+import type { UpstreamConnect } from './pod-sockets.ts';
 import { H1Sender } from './upstream-h1.ts';
 import { H2Sender } from './upstream-h2.ts';
 import type { Sender } from './messages.ts';
@@ -40,7 +41,7 @@ export interface UpstreamPoolsOptions {
 }
 
 export class UpstreamPools {
-  readonly #connector: UpstreamConnector;
+  readonly #connector: UpstreamConnect;
   readonly #idleMs: number;
   readonly #limits: ConcurrencyLimits | undefined;
   readonly #senders = new Map<string, Sender>();
@@ -49,7 +50,7 @@ export class UpstreamPools {
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
 
-  constructor(connector: UpstreamConnector, options: UpstreamPoolsOptions = {}) {
+  constructor(connector: UpstreamConnect, options: UpstreamPoolsOptions = {}) {
     this.#connector = connector;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#limits = options.connectionLimits;

@@ -101,6 +101,10 @@ export interface L7Options {
   readonly now?: () => number;
   /** How node a's HTTP layer closes captured client sockets (SO_LINGER). */
   readonly closer?: SocketCloser;
+  /** Descriptors for node a's pooled pod sockets (the agent's connection caps). */
+  readonly descriptors?: HttpLayerDeps['descriptors'];
+  /** How node b's HTTP layer closes the pod sockets it serves tunnelled requests on (SO_LINGER). */
+  readonly destinationCloser?: SocketCloser;
   /** Node a's RequestMirror outcomes. */
   readonly mirrored?: HttpLayerDeps['mirrored'];
   /** Node a's outlier detection per Service, and its ejections. */
@@ -189,6 +193,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const layerB = new HttpLayer({
     mesh: meshWithService, authorize: authorizeB, connector: new UpstreamConnector(poolB), observer: inboundRequests,
     inboundSteps: o.inboundSteps?.(authorizeB) ?? [],
+    ...(o.destinationCloser === undefined ? {} : { closer: o.destinationCloser }),
   }, { nodeName: 'b' });
   const inbound = new InboundTunnel({
     mesh, credentials: testCredentials(backends.map((b) => b.pod.identity)), authorize: authorizeB, registry: connections,
@@ -202,6 +207,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
     mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps, mirrored: o.mirrored,
     outliers: o.outliers, outlierEvent: o.outlierEvent, poolFor: o.poolFor, connectionLimits: o.connectionLimits, overflowed: o.overflowed,
     ...(o.closer === undefined ? {} : { closer: o.closer }),
+    ...(o.descriptors === undefined ? {} : { descriptors: o.descriptors }),
   }, { nodeName: 'a' });
   const table = new OriginalDestinations();
   const outbound = new OutboundListener({
