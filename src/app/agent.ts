@@ -75,6 +75,8 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
       node: config.pinName, agentAddress: config.captureAddress, outboundPort: config.ports.outbound,
       excludePorts: [...config.excludePorts], excludeCidrs: [...config.excludeCidrs], agentCgroup: agentCgroup(config, locator),
       podInterface: config.podInterface,
+      // Leftovers are swept only in this node's cgroup tree (the simulator nests nodes in one).
+      nodeCgroupRoot: locator.roots[0],
       // Inbound capture: one socket per pod and worker (eBPF), or a redirect to 15006 (iptables).
       // The node's own addresses are exempt (eBPF): kubelet probes and the agent's connections to pods.
       inboundSlots: config.workers, inboundPort: config.ports.inboundPlain, excludeInboundPorts: [...config.excludeInboundPorts],
@@ -169,6 +171,10 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     return { ready: true };
   };
   const readiness = () => {
+    // A newer agent took this node's capture over (a rolling restart): readiness is its to
+    // answer, and on a shared hostNetwork port this one must not answer for it.
+    const owner = captureMode === 'off' ? undefined : readOwner(ownerFile);
+    if (owner !== undefined && owner !== process.pid) return { ready: false, reason: `a newer agent (pid ${owner}) owns this node's capture; this one is on its way out` };
     const c = configured();
     if (!c.ready) return c;
     if (!enrollment.settled) return { ready: false, reason: 'capturing the node\'s pods' };

@@ -73,7 +73,7 @@ export async function startCapture(
       if (requested !== 'auto' || !isWeftError(err) || !KERNEL_REFUSALS.has(err.code)) throw err;
       // Whatever the failed start pinned or attached must not capture beside the iptables rules.
       await ebpf.close({ keepCapture: false }).catch(() => undefined);
-      await reclaimNode(opts.node, deps).catch((e: unknown) => log.warn({ err: describeError(e) }, 'could not reclaim the failed eBPF capture'));
+      await reclaimNode(opts.node, deps, opts.nodeCgroupRoot).catch((e: unknown) => log.warn({ err: describeError(e) }, 'could not reclaim the failed eBPF capture'));
       decision = { mode: 'iptables', missing: [describeError(err)] };
     }
   }

@@ -29,6 +29,8 @@ export const DEFAULT_OBJECT = join(import.meta.dirname, '..', '..', 'bpf', 'buil
 
 interface Running {
   readonly cgroup2: string;
+  /** The node's cgroup tree: where leftovers of ours are looked for (options.ts nodeCgroupRoot). */
+  readonly nodeRoot: string;
   readonly progs: PinnedProgs;
 }
 
@@ -72,6 +74,7 @@ export class EbpfRedirector implements Redirector {
   async #start(): Promise<void> {
     const { cgroup2 } = await probeEbpf({ bpftool: this.#bpftool, objectPath: this.#objectPath });
     this.#checkAgentCgroup(cgroup2);
+    const nodeRoot = this.#nodeRoot(cgroup2);
     // An iptables agent ran here before (--mode switched): its chains would capture first.
     await reclaimIptables(this.#deps, this.#log);
     const buildId = await objectBuildId(this.#objectPath);
@@ -82,13 +85,13 @@ export class EbpfRedirector implements Redirector {
       this.#log.info({ node: this.#cfg.node, pins: this.#layout.dir }, 'adopting the eBPF capture a previous agent left');
     } else {
       if (existsSync(this.#layout.dir)) {
-        const { detached } = await reclaimPins(this.#bpftool, cgroup2, this.#cfg.node);
+        const { detached } = await reclaimPins(this.#bpftool, nodeRoot, this.#cfg.node);
         this.#log.warn({ node: this.#cfg.node, detached, reason: progs === undefined ? 'incomplete pins' : 'pins from another build' }, 'reclaimed earlier eBPF capture');
       }
       progs = await loadPins(this.#bpftool, this.#layout, this.#objectPath);
       this.#log.info({ node: this.#cfg.node, pins: this.#layout.dir, progs }, 'loaded eBPF capture programs');
     }
-    this.#running = { cgroup2, progs };
+    this.#running = { cgroup2, nodeRoot, progs };
     // Exclusions before the settings: an all-zero settings entry is what keeps a fresh load inert.
     await this.#syncExclusions();
     await this.#bpftool.json(['map', 'update', 'pinned', this.#layout.map(MapNames.settings), 'key', ...hexArgs(indexKey(0)),
@@ -109,6 +112,14 @@ export class EbpfRedirector implements Redirector {
     if (own !== undefined && !isUnder(agent, join(cgroup2, own))) {
       this.#log.warn({ agentCgroup: agent, ownCgroup: join(cgroup2, own) }, 'this process is not in agentCgroup: SO_ORIGINAL_DST will not be answered here');
     }
+  }
+
+  #nodeRoot(cgroup2: string): string {
+    const root = this.#cfg.nodeCgroupRoot ?? cgroup2;
+    if (!isUnder(cgroup2, root) || !isDirectory(root)) {
+      throw redirectError(RedirectErrors.BAD_OPTION, `redirector option nodeCgroupRoot=${JSON.stringify(root)}: not a cgroup directory under the cgroup2 mount ${cgroup2}`);
+    }
+    return root;
   }
 
   async #readSettings(): Promise<ReturnType<typeof decodeSettings> | undefined> {
@@ -269,8 +280,8 @@ export class EbpfRedirector implements Redirector {
       }
       for (const pod of this.#pods.values()) await this.#detachPod(pod.cgroupPath, running.progs);
       // Whatever else still holds our programs (the agent cgroup, one from before a restart, ...).
-      await detachEverywhere(this.#bpftool, running.cgroup2, new Set(progIds(running.progs)));
-      await reclaimPins(this.#bpftool, running.cgroup2, this.#cfg.node);
+      await detachEverywhere(this.#bpftool, running.nodeRoot, new Set(progIds(running.progs)));
+      await reclaimPins(this.#bpftool, running.nodeRoot, this.#cfg.node);
       this.#pods.clear();
       this.#log.info({ node: this.#cfg.node }, 'removed eBPF capture');
     });

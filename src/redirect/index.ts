@@ -38,12 +38,13 @@ export function createRedirector(mode: RedirectMode, opts: RedirectorOptions, de
  * Removes what a crashed agent for `node` left: its eBPF pins and attachments (plus weft
  * programs nobody has pinned any more), its kernel-splice pins and the WEFT-* chains of the network namespace
  * this process runs in (the agent runs in its node's). Tools that are not installed
- * mean there is nothing of theirs to remove.
+ * mean there is nothing of theirs to remove. Attachments are looked for under `cgroupRoot`,
+ * the node's cgroup tree (default: the whole cgroup2 mount).
  */
-export async function reclaimNode(node: string, deps: RedirectorDeps = {}): Promise<void> {
+export async function reclaimNode(node: string, deps: RedirectorDeps = {}, cgroupRoot?: string): Promise<void> {
   validateNode(node);
   const log = deps.log ?? silentLog;
-  await reclaimEbpf(node, deps, log);
+  await reclaimEbpf(node, deps, log, cgroupRoot);
   removePinDir(join(KERNEL_SPLICE_PIN_BASE, node));
   await reclaimIptables(deps, log);
 }

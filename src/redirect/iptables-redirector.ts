@@ -47,7 +47,7 @@ export class IptablesRedirector implements Redirector {
     if (this.#closed !== undefined) return Promise.reject(notRunning('start'));
     this.#started ??= this.#serial.run(async () => {
       // An eBPF agent for this node ran before (--mode switched): its capture must go.
-      if (existsSync(pinLayout(this.#cfg.node).dir)) await reclaimEbpf(this.#cfg.node, this.#deps, this.#log);
+      if (existsSync(pinLayout(this.#cfg.node).dir)) await reclaimEbpf(this.#cfg.node, this.#deps, this.#log, this.#cfg.nodeCgroupRoot);
       const state = await readNatState(this.#cmds);
       for (const pod of state.pods) this.#pods.set(pod.podId, pod);
       if (state.pods.length > 0) this.#log.info({ pods: state.pods.map((p) => p.podId) }, 'adopted enrolled pods from existing WEFT chains');

@@ -19,8 +19,11 @@ async function commandExists(cmd: string): Promise<boolean> {
   }
 }
 
-/** Detaches and unpins the node's eBPF capture, and weft programs nobody has pinned. */
-export async function reclaimEbpf(node: string, deps: RedirectorDeps, log: RedirectLog): Promise<void> {
+/**
+ * Detaches and unpins the node's eBPF capture, and weft programs nobody has pinned, under
+ * `cgroupRoot` (the node's cgroup tree; default the whole cgroup2 mount).
+ */
+export async function reclaimEbpf(node: string, deps: RedirectorDeps, log: RedirectLog, cgroupRoot?: string): Promise<void> {
   // Without bpftool nothing of ours can have been loaded through it; without cgroup2, attached.
   if (!(await commandExists(deps.bpftool ?? 'bpftool'))) return;
   let cgroup2: string;
@@ -30,7 +33,7 @@ export async function reclaimEbpf(node: string, deps: RedirectorDeps, log: Redir
     return;
   }
   const pinned = existsSync(pinLayout(node).dir);
-  const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroup2, node);
+  const { detached } = await reclaimPins(new Bpftool(deps.bpftool), cgroupRoot ?? cgroup2, node);
   if (detached > 0 || pinned) log.warn({ node, detached }, 'removed leftover eBPF capture');
 }
 

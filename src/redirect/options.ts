@@ -48,6 +48,13 @@ export interface RedirectorOptions {
   /** The pods' bridge on the node (iptables mode matches it as the incoming interface). */
   readonly podInterface?: string;
   /**
+   * Absolute cgroup2 path of the node's cgroup tree (default: the cgroup2 mount): the only
+   * place searched for weft programs an earlier agent left attached. The simulator nests
+   * several nodes (and clusters) in one hierarchy, and one node's agent sees only its own
+   * node's pins: swept machine-wide, every other node's programs looked orphaned.
+   */
+  readonly nodeCgroupRoot?: string;
+  /**
    * Inbound capture: connections to enrolled pods that did not come through the mesh go to
    * the agent (inboundPort). In eBPF mode each pod gets `inboundSlots` sockets (one per proxy
    * worker); 0 turns inbound capture off. Default 0.
@@ -75,6 +82,7 @@ export interface RedirectorConfig {
   readonly excludeCidrs: readonly Cidr[];
   readonly agentCgroup: string;
   readonly podInterface: string | undefined;
+  readonly nodeCgroupRoot: string | undefined;
   readonly inboundSlots: number;
   readonly inboundPort: number;
   /** Unique, sorted. */
@@ -139,6 +147,9 @@ export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
   if (typeof opts.agentCgroup !== 'string' || !isAbsolute(opts.agentCgroup)) {
     bad('agentCgroup', opts.agentCgroup, 'must be an absolute path in the cgroup2 filesystem');
   }
+  if (opts.nodeCgroupRoot !== undefined && (typeof opts.nodeCgroupRoot !== 'string' || !isAbsolute(opts.nodeCgroupRoot))) {
+    bad('nodeCgroupRoot', opts.nodeCgroupRoot, 'must be an absolute path in the cgroup2 filesystem');
+  }
   if (opts.podInterface !== undefined && (typeof opts.podInterface !== 'string' || !IFNAME.test(opts.podInterface))) {
     bad('podInterface', opts.podInterface, 'must be a network interface name (1-15 characters)');
   }
@@ -166,6 +177,7 @@ export function validateOptions(opts: RedirectorOptions): RedirectorConfig {
     excludeCidrs: Object.freeze([...cidrs.values()]),
     agentCgroup: opts.agentCgroup.replace(/\/+$/, ''),
     podInterface: opts.podInterface,
+    nodeCgroupRoot: opts.nodeCgroupRoot?.replace(/(.)\/+$/, '$1'),
     inboundSlots: slots,
     inboundPort,
     inboundExemptSources: Object.freeze([...new Set(exempt)].sort()),

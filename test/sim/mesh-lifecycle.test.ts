@@ -1,7 +1,10 @@
-// Agent lifecycle under load on a 3-node simulated mesh with --drain-seconds 10: SIGTERM with
-// 100 open transfers lets those that end within the deadline finish with every byte, resets
-// the ones that do not at the deadline, and a rolling restart (--overlap) of the client's or
-// the server's agent refuses no connection.
+// Agent lifecycle under load on a 3-node mesh run from the rendered install (the chart's
+// DaemonSet, its --drain-seconds patched to 10): SIGTERM with 100 open transfers lets those
+// that end within the deadline finish with every byte, resets the ones that do not at the
+// deadline, and a rolling restart (--overlap) of the client's or the server's agent refuses no
+// connection: the old and the new container hand capture over through the chart's state
+// hostPath and bpffs volumes, with read-only root file systems. Install only (the agent code is
+// the same under `weft sim`'s own mesh; the install is what a cluster runs), ~90 s.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
-import { inPod, simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
+import { INSTALL_MANIFEST, inPod, simCluster, uniqueName, weft, type SimStatus } from '../support/sim.ts';
 import { accessLines, agentLog, clientInPod, fileSize, pod, type AccessLine } from './mesh-support.ts';
 
 const DRAIN_SECONDS = 10;
@@ -46,7 +49,7 @@ async function status(name: string): Promise<SimStatus & { meshProcesses: Record
 test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart without refusals', { timeout: 280_000 }, async (t) => {
   if (!needsRoot(t, ['curl', 'nsenter'])) return;
   const name = uniqueName('ml');
-  const s = await simCluster(t, name, ['--nodes', '3', '--pods-per-node', '3', '--agent-args', `--drain-seconds ${DRAIN_SECONDS}`]);
+  const s = await simCluster(t, name, ['--nodes', '3', '--pods-per-node', '3', '--agent-args', `--drain-seconds ${DRAIN_SECONDS}`, '--install', INSTALL_MANIFEST]);
   const dir = mkdtempSync(join(tmpdir(), 'weft-mesh-lifecycle-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const client = pod(s, 'hello-1-1');
@@ -68,10 +71,12 @@ test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart with
     const started = Date.now();
     // The client reads as fast as bytes come; the servers set the pace.
     const c = clientInPod(name, client.name, 'paced-downloads', { targets: slow, count, bytes, bytesPerSecond: 1024 * 1024 * KIB, timeoutMs: 60_000 });
+    let stopping: Promise<unknown> | undefined;
     try {
       await c.waitFor((l) => l.event === 'started', 30_000, `${count} transfers under way`);
       const sigtermAt = Date.now() - started;
-      const stopping = weft(['sim', 'mesh', '--name', name, 'stop', 'agent/node-1'], { timeoutMs: 60_000 });
+      const stop$ = weft(['sim', 'mesh', '--name', name, 'stop', 'agent/node-1'], { timeoutMs: 60_000 });
+      stopping = stop$;
       // Fail-open: while the agent drains, capture is already released, so a new connection
       // from the node's pod goes straight to its destination instead of meeting a closed listener.
       await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -79,7 +84,7 @@ test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart with
       t.diagnostic(`a new connection during the drain: curl exit ${probe.status} ${probe.stdout} ${probe.stderr.trim()}`);
       assert.equal(probe.status, 0, `a new connection during the drain is not refused: ${probe.stderr}`);
       assert.equal(probe.stdout, '200');
-      const stop = await stopping;
+      const stop = await stop$;
       const stopMs = Date.now() - started - sigtermAt;
       assert.equal(stop.status, 0, stop.stderr);
       const result = await c.result(60_000, 'transfers');
@@ -88,6 +93,8 @@ test('agent lifecycle: drain on SIGTERM with 100 transfers, rolling restart with
       return { downloads: result.downloads as Download[], stopMs, sigtermAt, lines };
     } finally {
       c.stop();
+      // A failed assertion above must not leave the stop running under the start.
+      await stopping;
       const start = await weft(['sim', 'mesh', '--name', name, 'start', 'agent/node-1'], { timeoutMs: 90_000 });
       assert.equal(start.status, 0, start.stderr);
     }

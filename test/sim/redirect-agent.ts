@@ -48,7 +48,7 @@ function relay(client: Socket, event = 'captured'): void {
 
 async function main(): Promise<void> {
   if (config.role === 'reclaim') {
-    await reclaimNode(config.options.node, { log });
+    await reclaimNode(config.options.node, { log }, config.options.nodeCgroupRoot);
     say({ event: 'ready' });
     return;
   }

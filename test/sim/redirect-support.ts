@@ -113,7 +113,7 @@ export async function destroyTopology(topo: Topology): Promise<void> {
   // Removing a cgroup drops its attachments, but pins would keep the programs loaded.
   if (existsSync(join(PIN_BASE, topo.id))) {
     try {
-      await reclaimPins(new Bpftool(), findCgroup2Mount(), topo.id);
+      await reclaimPins(new Bpftool(), existsSync(topo.cgroupRoot) ? topo.cgroupRoot : findCgroup2Mount(), topo.id);
     } finally {
       removePinDir(join(PIN_BASE, topo.id));
     }
@@ -263,6 +263,8 @@ export function agentOptions(topo: Topology): RedirectorOptions {
     excludePorts: [EXCLUDED_PORT],
     excludeCidrs: [EXCLUDED_CIDR],
     agentCgroup: topo.agentCgroup,
+    // This test's cgroups only: other tests' clusters share the machine's hierarchy.
+    nodeCgroupRoot: topo.cgroupRoot,
     podInterface: 'br0',
     inboundSlots: 1,
     inboundPort: 15006,
@@ -373,7 +375,7 @@ export function attachedWeftPrograms(cgroup: string): string[] {
 }
 
 export async function reclaimLeftovers(topo: Topology): Promise<void> {
-  await reclaimPins(new Bpftool(), findCgroup2Mount(), topo.id);
+  await reclaimPins(new Bpftool(), topo.cgroupRoot, topo.id);
 }
 
 export function natRules(topo: Topology): string {

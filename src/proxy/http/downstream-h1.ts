@@ -2,7 +2,9 @@
 // routed connection is handed to it) parses requests, and each request becomes a
 // DownstreamRequest plus a sink over its ServerResponse. Keep-alive is the client's to end
 // (an hour idle at most); on drain, idle connections close and busy ones say
-// `connection: close` on their next response. Upgrades (WebSocket) and CONNECT leave the
+// `connection: close` on their next response. A connection whose first request has not been
+// parsed yet is not idle (its bytes are why it was handed here): that request is answered,
+// with `connection: close`, before it ends. Upgrades (WebSocket) and CONNECT leave the
 // parser and are handed over raw, to be spliced after the handshake.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -27,6 +29,8 @@ interface State {
   readonly hooks: H1Connection;
   readonly socket: Duplex;
   inFlight: number;
+  /** Requests parsed so far; before the first, the client's request is waiting in the socket. */
+  requests: number;
   draining: boolean;
 }
 
@@ -138,13 +142,14 @@ export class H1Downstream {
 
   /** Starts serving a connection whose first bytes wait unread on the socket. */
   serve(socket: Duplex, hooks: H1Connection): { drain(): void } {
-    const state: State = { hooks, socket, inFlight: 0, draining: false };
+    const state: State = { hooks, socket, inFlight: 0, requests: 0, draining: false };
     this.#states.set(socket, state);
     this.#server.emit('connection', socket);
     return {
       drain: () => {
         state.draining = true;
-        if (state.inFlight === 0) socket.end();
+        // Accepted just before (or while) the listener drained: its request still gets an answer.
+        if (state.inFlight === 0 && state.requests > 0) socket.end();
       },
     };
   }
@@ -156,6 +161,7 @@ export class H1Downstream {
       return;
     }
     state.inFlight += 1;
+    state.requests += 1;
     const aborted = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) aborted.abort();

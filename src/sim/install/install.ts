@@ -294,7 +294,7 @@ export async function launchInstalled(state: ClusterState, component: string): P
   let waiting = true;
   try {
     await Promise.race([
-      waitReadiness(pod, spec, READY_TIMEOUT_MS, log),
+      waitReadiness(pod, spec, READY_TIMEOUT_MS, log, pid),
       (async () => {
         while (waiting && alive(pid)) await sleep(200);
         // The log's end goes into the message: `sim up` removes the half-built cluster, log and all.

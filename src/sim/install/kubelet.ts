@@ -222,6 +222,37 @@ function homeOf(uid: number): string {
   return line?.split(':')[5] || '/';
 }
 
+/** Whether process `pid` holds a TCP socket listening on `port` (its fds against its netns' /proc/net/tcp{,6}). */
+export function listensOn(pid: number, port: number): boolean {
+  let inodes: Set<string>;
+  try {
+    inodes = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      } catch {
+        return undefined; // closed meanwhile
+      }
+    }).filter((i): i is string => i !== undefined));
+  } catch {
+    return false; // gone
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st ... inode: state 0A is LISTEN.
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && f[1]?.endsWith(`:${hexPort}`) === true && inodes.has(f[9] ?? '')) return true;
+    }
+  }
+  return false;
+}
+
 /**
  * Creates the mount points the pod needs that the machine lacks (empty directories, returned
  * so `sim down` can remove them), then starts the container. Returns its PID and the directories made.
@@ -244,13 +275,25 @@ export function startContainer(pod: InstalledPod, podRun: PodRun, mounts: readon
   return { pid, madeDirs };
 }
 
-/** Polls the readiness probe from inside the pod's network namespace until it answers 200. */
-export async function waitReadiness(pod: InstalledPod, podRun: PodRun, timeoutMs: number, logFile: string): Promise<void> {
+/**
+ * Polls the readiness probe from inside the pod's network namespace until it answers 200.
+ * Only once the container's process `pid` listens on the probe's port itself: a hostNetwork
+ * pod started beside the one it replaces (a surge rollout, `sim mesh restart --overlap`)
+ * shares the node's ports with it, and the old process would answer for the new one. (A real
+ * kubelet probes each pod at its own IP; the old agent also turns unready once a newer one
+ * owns capture.)
+ */
+export async function waitReadiness(pod: InstalledPod, podRun: PodRun, timeoutMs: number, logFile: string, pid?: number): Promise<void> {
   const probe = podRun.readiness;
   if (probe === undefined) return;
   const url = `http://${pod.podIP}:${probe.port}${probe.path}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (pid !== undefined && !listensOn(pid, probe.port)) {
+      if (Date.now() > deadline) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `pod ${pod.namespace}/${pod.name}: its container never listened on its readiness port ${probe.port} within ${timeoutMs / 1000} s; see ${logFile}`);
+      await sleep(100);
+      continue;
+    }
     const r = await run('nsenter', [`--net=/run/netns/${pod.placement.netns}`, '--', 'curl', '-sf', '-o', '/dev/null', '-m', '1', url], { code: SimErrors.COMMAND_FAILED, okStatus: [0, 7, 22, 28, 52, 56] });
     if (r.status === 0) return;
     if (Date.now() > deadline) throw new WeftError(SimErrors.WORKLOAD_NOT_READY, `pod ${pod.namespace}/${pod.name}: its readiness probe ${url} did not pass within ${timeoutMs / 1000} s; see ${logFile}`);

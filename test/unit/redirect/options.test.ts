@@ -14,6 +14,9 @@ test('defaults are added, duplicates removed, trailing slashes dropped', () => {
   assert.deepEqual(cfg.excludePorts, [53, 9090, 15000, 15001, 15006, 15008, 15020, 15021]);
   assert.deepEqual(cfg.excludeCidrs.map((c) => c.text), ['127.0.0.0/8', '198.18.1.1/32', '198.18.9.0/24']);
   assert.equal(cfg.agentCgroup, '/sys/fs/cgroup/weft/agent');
+  assert.equal(cfg.nodeCgroupRoot, undefined, 'unset: the whole cgroup2 mount is the node\'s');
+  assert.equal(validateOptions({ ...good, nodeCgroupRoot: '/sys/fs/cgroup/weft/node-1/' }).nodeCgroupRoot, '/sys/fs/cgroup/weft/node-1');
+  assert.equal(validateOptions({ ...good, nodeCgroupRoot: '/' }).nodeCgroupRoot, '/');
   assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.excludePorts));
 });
 
@@ -37,6 +40,7 @@ const badOptions: [string, Partial<RedirectorOptions>, RegExp][] = [
   ['bad CIDR', { excludeCidrs: ['10.0.0.0/8', '10.1.2.3/8'] }, /excludeCidrs\[1\]="10.1.2.3\/8".*host bits/],
   ['not a CIDR', { excludeCidrs: ['example.com'] }, /excludeCidrs\[0\]="example.com"/],
   ['relative cgroup', { agentCgroup: 'weft/agent' }, /agentCgroup="weft\/agent"/],
+  ['relative node cgroup root', { nodeCgroupRoot: 'weft/node-1' }, /nodeCgroupRoot="weft\/node-1": must be an absolute path/],
   ['interface name too long', { podInterface: 'a-very-long-bridge-name' }, /podInterface/],
   ['too many inbound slots', { inboundSlots: 65 }, /inboundSlots=65: must be an integer from 0 to 64/],
   ['inbound exempt source not IPv4', { inboundExemptSources: ['node-1'] }, /inboundExemptSources\[0\]="node-1"/],
