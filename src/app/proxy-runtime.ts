@@ -182,6 +182,7 @@ export class ProxyRuntime {
       buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
     };
+    const poolLimits = new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS));
     const caps = limits === undefined ? undefined : new ConnectionCaps({
       globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
     });
@@ -223,6 +224,13 @@ export class ProxyRuntime {
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
       mirrored: (service, outcome) => mirrors.inc({ destination_service: service, outcome }),
       outliers: (key) => this.#outliers.for(key, destinationPolicyFor(this.#state, key)?.outlierDetection),
+      poolFor: (key) => {
+        const pool = destinationPolicyFor(this.#state, key)?.connectionPool;
+        return pool === undefined || (pool.maxConnections === undefined && pool.maxRequestsPerConnection === undefined) ? undefined
+          : { serviceKey: key, maxConnections: pool.maxConnections, maxRequestsPerConnection: pool.maxRequestsPerConnection };
+      },
+      connectionLimits: poolLimits,
+      overflowed: (service) => overflowed.inc({ destination_service: service }),
       outlierEvent: (service, event) => (event === 'ejected' ? ejections : ejectionsRefused).inc({ destination_service: service }),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
@@ -231,7 +239,7 @@ export class ProxyRuntime {
         waited: (src) => sourceWaits.inc({ source_workload_namespace: src.namespace ?? 'unknown', source_workload: src.workload ?? 'unknown' }),
       }), circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),
-        limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
+        limits: poolLimits,
         overflowed: (service) => overflowed.inc({ destination_service: service }),
       }), faultStep({
         fault: (key) => faultInjection(this.#state, key),
