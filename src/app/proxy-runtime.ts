@@ -182,6 +182,7 @@ export class ProxyRuntime {
       buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
     };
+    const poolLimits = new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS));
     const caps = limits === undefined ? undefined : new ConnectionCaps({
       globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
     });
@@ -223,6 +224,13 @@ export class ProxyRuntime {
       admitLocal: (x, pod) => admitRateLimited(rateLimits, x, pod),
       mirrored: (service, outcome) => mirrors.inc({ destination_service: service, outcome }),
       outliers: (key) => this.#outliers.for(key, destinationPolicyFor(this.#state, key)?.outlierDetection),
+      poolFor: (key) => {
+        const pool = destinationPolicyFor(this.#state, key)?.connectionPool;
+        return pool === undefined || (pool.maxConnections === undefined && pool.maxRequestsPerConnection === undefined) ? undefined
+          : { serviceKey: key, maxConnections: pool.maxConnections, maxRequestsPerConnection: pool.maxRequestsPerConnection };
+      },
+      connectionLimits: poolLimits,
+      overflowed: (service) => overflowed.inc({ destination_service: service }),
       outlierEvent: (service, event) => (event === 'ejected' ? ejections : ejectionsRefused).inc({ destination_service: service }),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
@@ -231,7 +239,7 @@ export class ProxyRuntime {
         waited: (src) => sourceWaits.inc({ source_workload_namespace: src.namespace ?? 'unknown', source_workload: src.workload ?? 'unknown' }),
       }), circuitBreakerStep({
         policyFor: (key) => destinationPolicyFor(this.#state, key),
-        limits: new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS)),
+        limits: poolLimits,
         overflowed: (service) => overflowed.inc({ destination_service: service }),
       }), faultStep({
         fault: (key) => faultInjection(this.#state, key),
@@ -288,16 +296,16 @@ export class ProxyRuntime {
    * Swaps in a new mesh state and judges every open connection again under it (live
    * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
    * recorded with the policy that closed them. Metric series of workloads no longer in the
-   * mesh go after one more scrape. Returns how many connections were closed.
+   * mesh go after one more scrape. The new state serves new connections at once; the closing
+   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed.
    */
-  setMesh(content: MeshContent): number {
+  setMesh(content: MeshContent): Promise<number> {
     const state = meshStateFromContent(content);
     this.#state = state;
     this.#outliers.retain((key) => destinationPolicyFor(state, key)?.outlierDetection !== undefined);
-    const closed = this.connections.endWhere((c) => recheckEnding(state, c));
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
-    return closed;
+    return this.connections.endWhere((c) => recheckEnding(state, c));
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */

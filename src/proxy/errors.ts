@@ -25,6 +25,8 @@ export const ProxyErrors = {
   POOL_CLOSED: 'WEFT_PROXY_POOL_CLOSED',
   /** An HTTP/2 upstream refused a stream before processing it (REFUSED_STREAM, or the session was going away). */
   STREAM_REFUSED: 'WEFT_PROXY_STREAM_REFUSED',
+  /** A DestinationPolicy connection pool is full (maxConnections): no new upstream connection is opened. */
+  POOL_OVERFLOW: 'WEFT_PROXY_POOL_OVERFLOW',
   /** The agent's connection caps refused a new pooled connection (a source's share, or all of them). */
   OVERLOADED: 'WEFT_PROXY_OVERLOADED',
   /** The listener could not bind. */

@@ -2,9 +2,14 @@
 // `connectionPool.http.maxPendingRequests: 10` on a Service whose pod answers after 2 s, 100
 // concurrent requests from a pod on the other node (one connection each, python3's
 // http.client) get 10 answers and 90 immediate 503s with the flag UO, no queue; the overflow is
-// in the caller agent's access log and in weft_request_overflow_total.
+// in the caller agent's access log and in weft_request_overflow_total. The same with
+// `connectionPool.tcp.maxConnections: 10` on a second Service (`capped`): 10 connections are
+// opened, the 90 requests that would need more get 503 UO at once. And
+// `http.maxRequestsPerConnection: 5` on a third (`recycled`): 20 requests in a row on one
+// client connection reach the pod over exactly 4 connections.
 //
-// Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 9080, each answer after 2 s).
+// Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 9080, each answer after 2 s,
+// /fast at once with the number of connections it has seen) behind slow, capped and recycled.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +19,28 @@ import { clientAndServer, DEMO_NAMESPACE, l7Scene } from './l7-scene.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
 const VIP = '198.19.0.80';
+const CAPPED_VIP = '198.19.0.81';
+const RECYCLED_VIP = '198.19.0.82';
+const MAX_CONNECTIONS = 10;
+const PER_CONNECTION = 5;
+
+const service = (name: string, vip: string, pool: string): string => `---
+apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: demo}
+spec:
+  clusterIP: ${vip}
+  selector: {app: slow}
+  ports: [{name: http, port: 80, targetPort: 9080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {name: ${name}, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: ${name}}
+  trafficPolicy:
+    connectionPool: ${pool}
+`;
 const CONCURRENT = 100;
 const MAX_PENDING = 10;
 
@@ -34,14 +61,35 @@ spec:
   trafficPolicy:
     connectionPool:
       http: {maxPendingRequests: ${MAX_PENDING}}
-${clientAndServer('slow')}`;
+${service('capped', CAPPED_VIP, `{tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${service('recycled', RECYCLED_VIP, `{http: {maxRequestsPerConnection: ${PER_CONNECTION}}}`)}${clientAndServer('slow')}`;
+
+/** `sequence.py HOST N`: N GETs of /fast in a row on one keep-alive connection; prints the bodies. */
+const SEQUENCE = `
+import http.client, json, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10)
+out = []
+for _ in range(int(sys.argv[2])):
+    c.request('GET', '/fast')
+    out.append(c.getresponse().read().decode())
+print(json.dumps(out))
+`;
 
 const SERVER = `
-import time
+import threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+peers, lock = set(), threading.Lock()
 class H(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def do_GET(self):
+        if self.path.startswith('/fast'):
+            with lock:
+                peers.add(self.client_address)
+                body = str(len([p for p in peers])).encode()
+            self.send_response(200)
+            self.send_header('content-length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         time.sleep(2)
         self.send_response(200)
         self.send_header('content-length', '4')
@@ -76,12 +124,20 @@ for t in ts: t.join()
 print(json.dumps(out))
 `;
 
-test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} concurrent slow requests the overflow gets 503 UO at once, the rest succeed`, { timeout: 240_000 }, async (t) => {
+test(`DestinationPolicy maxPendingRequests ${MAX_PENDING} and maxConnections ${MAX_CONNECTIONS}: of ${CONCURRENT} concurrent slow requests the overflow gets 503 UO at once, the rest succeed; maxRequestsPerConnection ${PER_CONNECTION} recycles`, { timeout: 240_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'python3'])) return;
-  const scene = await l7Scene(t, 'cbreak', MANIFESTS, { 'server.py': SERVER, 'burst.py': BURST });
+  const scene = await l7Scene(t, 'cbreak', MANIFESTS, { 'server.py': SERVER, 'burst.py': BURST, 'sequence.py': SEQUENCE });
   await scene.serve(t, ['slow'], () => ['python3', scene.script('server.py')]);
   const log = new AccessLog(agentLog(scene.name, 'node-1'));
   log.mark();
+
+  // maxRequestsPerConnection: 20 requests in a row, one client connection; /fast says how many pod connections it has seen.
+  const seq = await inPodFast(scene.pod('client'), ['python3', scene.script('sequence.py'), RECYCLED_VIP, '20'], 30_000);
+  assert.equal(seq.status, 0, `sequence: ${seq.stdout}\n${seq.stderr.slice(-2000)}`);
+  const seen = JSON.parse(seq.stdout) as string[];
+  t.diagnostic(`recycled: pod connections seen after each request: ${seen.join(' ')}`);
+  assert.equal(seen.length, 20);
+  assert.deepEqual(seen, seen.map((_, i) => String(Math.ceil((i + 1) / PER_CONNECTION))), `a new connection every ${PER_CONNECTION} requests`);
 
   const r = await inPodFast(scene.pod('client'), ['python3', scene.script('burst.py'), VIP, String(CONCURRENT)], 120_000);
   assert.equal(r.status, 0, `burst: ${r.stdout}\n${r.stderr.slice(-2000)}`);
@@ -98,4 +154,16 @@ test(`DestinationPolicy maxPendingRequests ${MAX_PENDING}: of ${CONCURRENT} conc
   const lines = (await log.settle(CONCURRENT, 10_000)).filter((l) => (l as { path?: string }).path === '/slow');
   assert.equal(lines.filter((l) => (l as { flags?: string }).flags === 'UO').length, CONCURRENT - MAX_PENDING, 'UO in the access log');
   assert.match(await agentMetrics(scene.status, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/slow"\\} ${CONCURRENT - MAX_PENDING}$`, 'm'));
+
+  // maxConnections: the same burst on `capped`.
+  const c = await inPodFast(scene.pod('client'), ['python3', scene.script('burst.py'), CAPPED_VIP, String(CONCURRENT)], 120_000);
+  assert.equal(c.status, 0, `burst: ${c.stdout}\n${c.stderr.slice(-2000)}`);
+  const capped = JSON.parse(c.stdout) as { status: number; s: number; body: string }[];
+  const cappedOk = capped.filter((x) => x.status === 200);
+  const cappedOver = capped.filter((x) => x.status === 503);
+  t.diagnostic(`capped: 200: ${cappedOk.length}, 503: ${cappedOver.length} (slowest ${Math.max(...cappedOver.map((x) => x.s)).toFixed(2)} s)`);
+  assert.equal(cappedOk.length, MAX_CONNECTIONS, `exactly ${MAX_CONNECTIONS} connections' worth answered: ${JSON.stringify(capped.map((x) => x.status))}`);
+  assert.equal(cappedOver.length, CONCURRENT - MAX_CONNECTIONS);
+  assert.ok(cappedOver.every((x) => x.s < 1.5 && /overflow/.test(x.body)), `the overflow answered at once: ${JSON.stringify(cappedOver.slice(0, 3))}`);
+  assert.match(await agentMetrics(scene.status, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/capped"\\} ${CONCURRENT - MAX_CONNECTIONS}$`, 'm'));
 });

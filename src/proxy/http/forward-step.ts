@@ -7,6 +7,8 @@
 
 import { protocolFor } from '../../model/protocol.ts';
 import type { Endpoint, MeshService, ServicePort, Workload } from '../../model/types.ts';
+import { isWeftError } from '../../core/errors.ts';
+import { ProxyErrors } from '../errors.ts';
 import { classifyConnectFailure, isConnectError, isRetriableReset } from '../connect-failure.ts';
 import type { Authorizer } from '../contracts.ts';
 import { addressOf, peerOf, serviceRef } from '../describe.ts';
@@ -20,7 +22,7 @@ import { acceptsTrailers, applyHeaderModifiers, headersForUpstream } from './hea
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 import type { OutgoingRequest, ResponseSink, SendResult } from './messages.ts';
 import type { RequestBalancer } from './request-balancer.ts';
-import type { UpstreamPools, UpstreamProtocol } from './upstream-pools.ts';
+import type { ServicePool, UpstreamPools, UpstreamProtocol } from './upstream-pools.ts';
 
 export interface ForwardDeps {
   readonly nodeName: string;
@@ -40,6 +42,10 @@ export interface ForwardDeps {
   readonly mirrored?: (serviceKey: string, outcome: 'sent' | 'skipped_body') => void;
   /** The outlier detection of a Service (`namespace/name`), when its DestinationPolicy sets one. */
   readonly outliers?: (serviceKey: string) => OutlierTracker | undefined;
+  /** The connection-pool limits (DestinationPolicy maxConnections, maxRequestsPerConnection) of a Service, when it has any. */
+  readonly poolFor?: (serviceKey: string) => ServicePool | undefined;
+  /** A request refused at once (503 UO) because its Service's maxConnections were all open. */
+  readonly overflowed?: (serviceKey: string) => void;
   /** One of the Service's endpoints ejected, or left in because maxEjectionPercent was reached. */
   readonly outlierEvent?: (serviceKey: string, event: 'ejected' | 'ejection-refused', endpoint: string) => void;
 }
@@ -140,7 +146,8 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
   const tracker = serviceKey === undefined ? undefined : deps.outliers?.(serviceKey);
   const outliers = serviceKey === undefined || tracker === undefined ? undefined : { serviceKey, tracker };
   try {
-    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs, outliers);
+    const pool = serviceKey === undefined ? undefined : deps.poolFor?.(serviceKey);
+    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs, outliers, pool);
   } finally {
     overall.dispose();
   }
@@ -150,6 +157,7 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
 async function attempts(
   deps: ForwardDeps, x: Exchange, endpoints: readonly Endpoint[], protocol: UpstreamProtocol, signal: AbortSignal,
   requestTimedOut: () => boolean, backendTimeoutMs: number | undefined, outliers: { readonly serviceKey: string; readonly tracker: OutlierTracker } | undefined,
+  pool: ServicePool | undefined,
 ): Promise<void> {
   const c = x.connection;
   const tried = new Set<string>();
@@ -204,7 +212,7 @@ async function attempts(
     const perAttempt = withTimeout(signal, backendTimeoutMs);
     let result: SendResult;
     try {
-      result = await deps.pools.sender(c.sourceIdentity, c.clientIp, hop, protocol, c.upstreamScope).send(outgoing, sink, perAttempt.signal);
+      result = await deps.pools.sender(c.sourceIdentity, c.clientIp, hop, protocol, c.upstreamScope, pool).send(outgoing, sink, perAttempt.signal);
     } finally {
       perAttempt.dispose();
     }
@@ -232,6 +240,16 @@ async function attempts(
       inFlight.done(false);
       judge(key, false);
       sendLocalReply(x, { status: 504, flags: ResponseFlags.UPSTREAM_TIMEOUT, message: 'upstream request timeout', grpcStatus: GrpcStatus.DEADLINE_EXCEEDED });
+      return;
+    }
+    if (isWeftError(result.error, ProxyErrors.POOL_OVERFLOW)) {
+      // The Service's maxConnections are all open: refused at once, no other endpoint tried (the limit is the Service's).
+      inFlight.done(true);
+      if (pool !== undefined) deps.overflowed?.(pool.serviceKey);
+      sendLocalReply(x, {
+        status: 503, flags: ResponseFlags.UPSTREAM_OVERFLOW, message: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
+        detail: describe(result.error), grpcStatus: GrpcStatus.UNAVAILABLE,
+      });
       return;
     }
     const f = classifyConnectFailure({ error: result.error, drained: x.live.signal.aborted, clientGone: x.signal.aborted });

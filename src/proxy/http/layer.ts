@@ -18,6 +18,7 @@ import type { HttpHandler, RoutedConnection } from '../outbound.ts';
 import type { InboundHttpConnection, InboundHttpHandler } from '../inbound-tunnel.ts';
 import { resetSide, type SocketCloser, type SpliceSide } from '../splice.ts';
 import type { UpstreamConnector } from '../upstream.ts';
+import type { ConcurrencyLimits } from '../resilience/concurrency-limit.ts';
 import {
   NO_REQUEST_TELEMETRY, defaultRoute, type HttpMeshView, type RequestObserver, type RequestRecord, type RouteDecider,
 } from './contracts.ts';
@@ -52,6 +53,10 @@ export interface HttpLayerDeps {
   /** Outlier detection per Service (DestinationPolicy outlierDetection) on the source side, and its ejections. */
   readonly outliers?: ForwardDeps['outliers'];
   readonly outlierEvent?: ForwardDeps['outlierEvent'];
+  /** DestinationPolicy connectionPool limits per Service on the source side, the counters of maxConnections, and overflows. */
+  readonly poolFor?: ForwardDeps['poolFor'];
+  readonly connectionLimits?: ConcurrencyLimits;
+  readonly overflowed?: ForwardDeps['overflowed'];
   /** Monotonic ms. Default performance.now. */
   readonly now?: () => number;
   readonly random?: RandomSource;
@@ -129,12 +134,13 @@ export class HttpLayer implements HttpHandler, InboundHttpHandler {
     this.#nodeName = options.nodeName;
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#podSockets = new PodSockets(deps.connector, { allowance: deps.descriptors, closer: deps.closer });
-    this.#pools = new UpstreamPools(this.#podSockets, { idleMs: options.upstreamIdleMs });
+    this.#pools = new UpstreamPools(this.#podSockets, { idleMs: options.upstreamIdleMs, connectionLimits: deps.connectionLimits });
     this.#balancer = new RequestBalancer({ now: deps.now ?? (() => performance.now()), random: deps.random });
     const forward = forwardStep({
       nodeName: options.nodeName, mesh: deps.mesh, authorize: deps.authorize, balancer: this.#balancer, pools: this.#pools,
       maxAttempts: this.#maxAttempts, clusterDomain: options.clusterDomain ?? 'cluster.local', admitLocal: deps.admitLocal,
       mirrored: deps.mirrored, outliers: deps.outliers, outlierEvent: deps.outlierEvent,
+      poolFor: deps.poolFor, overflowed: deps.overflowed,
     });
     const outboundSteps = [routeStep(this.#route), ...(deps.steps ?? [])];
     const inboundSteps = deps.inboundSteps ?? [];

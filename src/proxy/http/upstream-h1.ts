@@ -15,6 +15,8 @@ import { SpareConnections } from './spare-connections.ts';
 export interface H1SenderOptions {
   /** Idle pooled connections close after this long (a server's Keep-Alive hint may shorten it). Default 60 s. */
   readonly keepAliveMs?: number;
+  /** Requests one connection carries before it is closed (DestinationPolicy maxRequestsPerConnection); 0: no limit. */
+  readonly maxRequestsPerConnection?: number;
 }
 
 type Connect = () => Promise<UpstreamStream>;
@@ -29,8 +31,12 @@ export class H1Sender implements Sender {
   readonly #pool: Pool;
   readonly #spare = new SpareConnections();
   #inFlight = 0;
+  /** maxRequestsPerConnection 1: every request closes its connection. */
+  readonly #closeEach: boolean;
 
   constructor(origin: string, connect: Connect, options: H1SenderOptions = {}) {
+    const maxRequests = options.maxRequestsPerConnection ?? 0;
+    this.#closeEach = maxRequests === 1;
     this.#pool = new Pool(origin, {
       pipelining: 1,
       // Timeouts are the route's business (and issue 11's deadlines), not the pool's.
@@ -39,6 +45,10 @@ export class H1Sender implements Sender {
       keepAliveTimeout: options.keepAliveMs ?? 60_000,
       keepAliveMaxTimeout: options.keepAliveMs ?? 60_000,
       strictContentLength: true,
+      // undici closes a connection after maxRequestsPerClient + 1 requests (it marks the one
+      // that finds the count already there); 1 cannot be said that way, so each request says
+      // `connection: close` itself (reset).
+      ...(maxRequests > 1 ? { maxRequestsPerClient: maxRequests - 1 } : {}),
       connect: (_opts, callback) => {
         const spare = this.#spare.take();
         (spare === undefined ? connect() : Promise.resolve(spare)).then(
@@ -114,7 +124,7 @@ export class H1Sender implements Sender {
       try {
         this.#pool.dispatch({
           method: request.method, path: request.path, headers: request.headers,
-          body: request.body ?? null,
+          body: request.body ?? null, ...(this.#closeEach ? { reset: true } : {}),
         }, handler);
       } catch (err: unknown) {
         settle({ kind: 'failed', error: err, started: false });

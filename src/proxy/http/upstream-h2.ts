@@ -18,6 +18,8 @@ import { SpareConnections } from './spare-connections.ts';
 export interface H2SenderOptions {
   /** A session without streams closes after this long. Default 60 s. */
   readonly idleMs?: number;
+  /** Streams one session carries before it is retired (closed once they finish; DestinationPolicy maxRequestsPerConnection); 0: no limit. */
+  readonly maxRequestsPerConnection?: number;
 }
 
 type Connect = () => Promise<UpstreamStream>;
@@ -39,6 +41,12 @@ export class H2Sender implements Sender {
   readonly #authority: string;
   readonly #connect: Connect;
   readonly #idleMs: number;
+  readonly #maxRequests: number;
+  /** Streams opened on the live session. */
+  #served = 0;
+  /** Streams open per session, while maxRequestsPerConnection is kept. */
+  readonly #openStreams = new WeakMap<ClientHttp2Session, number>();
+  readonly #retired = new WeakSet<ClientHttp2Session>();
   #session: Promise<ClientHttp2Session> | undefined;
   #live: ClientHttp2Session | undefined;
   #inFlight = 0;
@@ -50,6 +58,7 @@ export class H2Sender implements Sender {
     this.#authority = authority;
     this.#connect = connect;
     this.#idleMs = options.idleMs ?? 60_000;
+    this.#maxRequests = options.maxRequestsPerConnection ?? 0;
   }
 
   adopt(connection: UpstreamStream, idleMs: number): void {
@@ -81,14 +90,17 @@ export class H2Sender implements Sender {
     }
     const session = h2connect(`http://${this.#authority}`, { createConnection: () => stream });
     session.on('error', ignore);
+    // Only while it is the live one: a retired session closing must not drop the one opening after it.
     const forget = (): void => {
-      if (this.#live === session) this.#live = undefined;
-      if (this.#session !== undefined && this.#live === undefined) this.#session = undefined;
+      if (this.#live !== session) return;
+      this.#live = undefined;
+      this.#session = undefined;
     };
     // GOAWAY: finish what runs on it, open a new session for what comes next.
     session.once('goaway', forget);
     session.once('close', forget);
     this.#live = session;
+    this.#served = 0;
     if (this.#closed) session.close();
     return session;
   }
@@ -100,6 +112,8 @@ export class H2Sender implements Sender {
       let session: ClientHttp2Session;
       try {
         session = await this.#sessionFor();
+        // Retired while this request waited for it: the next one.
+        while (this.#retired.has(session)) session = await this.#sessionFor();
       } catch (err: unknown) {
         return { kind: 'failed', error: err, started: false };
       }
@@ -120,10 +134,31 @@ export class H2Sender implements Sender {
         // A session that just went away takes no stream: nothing was sent.
         return { kind: 'failed', error: isGoingAway(err) ? proxyError(ProxyErrors.STREAM_REFUSED, 'the upstream session is going away', err) : err, started: false };
       }
+      if (this.#maxRequests > 0) this.#countStream(session, stream);
       return await this.#exchange(stream, request, sink, signal, t0);
     } finally {
       this.#inFlight -= 1;
       if (this.#inFlight === 0) this.#idleLater();
+    }
+  }
+
+  /**
+   * maxRequestsPerConnection: the session that has taken its last stream is retired (the next
+   * request opens a new one) and closed once its streams are done. Not closed at once: a
+   * GOAWAY sent right behind streams the server has not yet taken makes node's server refuse them.
+   */
+  #countStream(session: ClientHttp2Session, stream: ClientHttp2Stream): void {
+    const open = (this.#openStreams.get(session) ?? 0) + 1;
+    this.#openStreams.set(session, open);
+    stream.once('close', () => {
+      const left = (this.#openStreams.get(session) ?? 1) - 1;
+      this.#openStreams.set(session, left);
+      if (left === 0 && session !== this.#live) session.close();
+    });
+    if (session === this.#live && ++this.#served >= this.#maxRequests) {
+      this.#retired.add(session);
+      this.#live = undefined;
+      this.#session = undefined;
     }
   }
 

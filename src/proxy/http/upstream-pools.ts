@@ -5,8 +5,15 @@
 // senders are swept on a timer; close() lets requests finish, destroy() resets them.
 // A scope (the destination side: one tunnel stream) gets senders of its own, which go with it:
 // a stream that dies takes the pod connections it carried along, however their requests stand.
+// A Service's DestinationPolicy connectionPool bounds what its senders open: maxConnections
+// upstream connections to the Service from this agent at once (a counter in memory every
+// worker shares; a connect over it fails at once with POOL_OVERFLOW, never waits), and
+// maxRequestsPerConnection requests per connection before it is retired. The limits are part
+// of the sender's key, so a changed policy takes effect on new senders and the old go idle.
 
+import { ProxyErrors, proxyError } from '../errors.ts';
 import { endpointKey } from '../load-balancer.ts';
+import type { ConcurrencyLimits } from '../resilience/concurrency-limit.ts';
 import type { ReachableHop, UpstreamStream } from '../upstream.ts';
 import type { UpstreamConnect } from './pod-sockets.ts';
 import { H1Sender } from './upstream-h1.ts';
@@ -15,16 +22,28 @@ import type { Sender } from './messages.ts';
 
 export type UpstreamProtocol = 'h1' | 'h2';
 
+/** The DestinationPolicy connectionPool limits of the Service a sender's endpoint belongs to. */
+export interface ServicePool {
+  /** `namespace/name` */
+  readonly serviceKey: string;
+  readonly maxConnections?: number;
+  /** 0 or absent: no limit. */
+  readonly maxRequestsPerConnection?: number;
+}
+
 export interface UpstreamPoolsOptions {
   /** Idle pooled connections close after this long. Default 60 s. */
   readonly idleMs?: number;
   /** How often idle senders are dropped. Default 30 s. */
   readonly sweepMs?: number;
+  /** The counters of maxConnections (shared by every worker); absent: maxConnections is not kept. */
+  readonly connectionLimits?: ConcurrencyLimits;
 }
 
 export class UpstreamPools {
   readonly #connector: UpstreamConnect;
   readonly #idleMs: number;
+  readonly #limits: ConcurrencyLimits | undefined;
   readonly #senders = new Map<string, Sender>();
   /** The keys of each scope's senders. */
   readonly #scopes = new Map<string, Set<string>>();
@@ -34,6 +53,7 @@ export class UpstreamPools {
   constructor(connector: UpstreamConnect, options: UpstreamPoolsOptions = {}) {
     this.#connector = connector;
     this.#idleMs = options.idleMs ?? 60_000;
+    this.#limits = options.connectionLimits;
     this.#sweep = setInterval(() => this.#dropIdle(), options.sweepMs ?? 30_000);
     this.#sweep.unref();
   }
@@ -42,19 +62,23 @@ export class UpstreamPools {
     return this.#senders.size;
   }
 
-  /** The sender for this client, hop and protocol (made on first use), within `scope` when given. */
-  sender(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, scope?: string): Sender {
+  /** The sender for this client, hop and protocol (made on first use), within `scope` when given, under `pool`'s limits. */
+  sender(sourceIdentity: string, clientIp: string, hop: ReachableHop, protocol: UpstreamProtocol, scope?: string, pool?: ServicePool): Sender {
     const where = hop.kind === 'tunnel' ? `tunnel:${hop.nodeAddress}` : 'direct';
-    const key = `${scope ?? ''}|${clientIp}|${sourceIdentity}|${where}|${endpointKey(hop.target)}|${protocol}`;
+    const limited = pool === undefined || (pool.maxConnections === undefined && (pool.maxRequestsPerConnection ?? 0) === 0) ? ''
+      : `|${pool.serviceKey}|${pool.maxConnections ?? '-'}|${pool.maxRequestsPerConnection ?? 0}`;
+    const key = `${scope ?? ''}|${clientIp}|${sourceIdentity}|${where}|${endpointKey(hop.target)}|${protocol}${limited}`;
     let s = this.#senders.get(key);
     if (s === undefined) {
       // Told to the destination agent, so it reports each request (reporter="destination").
       const l7 = protocol === 'h1' ? 'http1' : 'h2';
-      const connect = () => this.#connector.connect({ hop, sourceIdentity, clientIp, l7 });
+      const dial = () => this.#connector.connect({ hop, sourceIdentity, clientIp, l7 });
+      const connect = pool?.maxConnections === undefined || this.#limits === undefined ? dial : this.#limitedDial(dial, pool.serviceKey, pool.maxConnections);
       const authority = endpointKey(hop.target);
+      const maxRequests = pool?.maxRequestsPerConnection ?? 0;
       s = protocol === 'h1'
-        ? new H1Sender(`http://${authority}`, connect, { keepAliveMs: this.#idleMs })
-        : new H2Sender(authority, connect, { idleMs: this.#idleMs });
+        ? new H1Sender(`http://${authority}`, connect, { keepAliveMs: this.#idleMs, maxRequestsPerConnection: maxRequests })
+        : new H2Sender(authority, connect, { idleMs: this.#idleMs, maxRequestsPerConnection: maxRequests });
       if (this.#closed) s.destroy();
       this.#senders.set(key, s);
       if (scope !== undefined) {
@@ -64,6 +88,25 @@ export class UpstreamPools {
       }
     }
     return s;
+  }
+
+  /** `dial` under the Service's maxConnections: a permit per connection, given back when it closes. */
+  #limitedDial(dial: () => Promise<UpstreamStream>, serviceKey: string, max: number): () => Promise<UpstreamStream> {
+    const limits = this.#limits;
+    return async () => {
+      const permit = limits?.tryAcquire(`connections|${serviceKey}`, max);
+      if (permit === undefined) throw proxyError(ProxyErrors.POOL_OVERFLOW, `DestinationPolicy of ${serviceKey}: ${max} connections at most`);
+      let stream: UpstreamStream;
+      try {
+        stream = await dial();
+      } catch (err: unknown) {
+        permit.release();
+        throw err;
+      }
+      if (stream.destroyed) permit.release();
+      else stream.once('close', () => permit.release());
+      return stream;
+    };
   }
 
   /**

@@ -110,6 +110,10 @@ export interface L7Options {
   /** Node a's outlier detection per Service, and its ejections. */
   readonly outliers?: HttpLayerDeps['outliers'];
   readonly outlierEvent?: HttpLayerDeps['outlierEvent'];
+  /** Node a's DestinationPolicy connection-pool limits per Service, their counters, and overflows. */
+  readonly poolFor?: HttpLayerDeps['poolFor'];
+  readonly connectionLimits?: HttpLayerDeps['connectionLimits'];
+  readonly overflowed?: HttpLayerDeps['overflowed'];
 }
 
 const defaultH1: H1Handler = (name, req, res) => {
@@ -201,7 +205,7 @@ export async function l7Mesh(t: TestContext, o: L7Options = {}): Promise<L7Mesh>
   const requests = requestRecorder();
   const layer = new HttpLayer({
     mesh: meshWithService, authorize: o.authorize ?? allowAll, connector, observer: requests, route: o.route, now: o.now, steps: o.steps, mirrored: o.mirrored,
-    outliers: o.outliers, outlierEvent: o.outlierEvent,
+    outliers: o.outliers, outlierEvent: o.outlierEvent, poolFor: o.poolFor, connectionLimits: o.connectionLimits, overflowed: o.overflowed,
     ...(o.closer === undefined ? {} : { closer: o.closer }),
     ...(o.descriptors === undefined ? {} : { descriptors: o.descriptors }),
   }, { nodeName: 'a' });
