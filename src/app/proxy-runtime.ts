@@ -296,16 +296,16 @@ export class ProxyRuntime {
    * Swaps in a new mesh state and judges every open connection again under it (live
    * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
    * recorded with the policy that closed them. Metric series of workloads no longer in the
-   * mesh go after one more scrape. Returns how many connections were closed.
+   * mesh go after one more scrape. The new state serves new connections at once; the closing
+   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed.
    */
-  setMesh(content: MeshContent): number {
+  setMesh(content: MeshContent): Promise<number> {
     const state = meshStateFromContent(content);
     this.#state = state;
     this.#outliers.retain((key) => destinationPolicyFor(state, key)?.outlierDetection !== undefined);
-    const closed = this.connections.endWhere((c) => recheckEnding(state, c));
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
-    return closed;
+    return this.connections.endWhere((c) => recheckEnding(state, c));
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */

@@ -58,8 +58,14 @@ let draining = false;
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'mesh': {
-      const closed = runtime.setMesh(m.content);
-      if (closed > 0) logger.warn({ connections: closed }, 'closed open connections the new policy no longer allows');
+      const started = performance.now();
+      const cpu = process.threadCpuUsage();
+      void runtime.setMesh(m.content).then((closed) => {
+        if (closed === 0) return;
+        const used = process.threadCpuUsage(cpu);
+        logger.warn({ connections: closed, ms: Math.round(performance.now() - started), cpuMs: Math.round((used.user + used.system) / 1000) },
+          'closed open connections the new policy no longer allows');
+      });
       break;
     }
     case 'credentials':

@@ -61,6 +61,19 @@ export interface ConnectionGate {
 
 const MAX_AUTHORIZED = 32;
 
+/**
+ * How many connections one event-loop turn ends at most (`endWhere`): resetting thousands in
+ * one turn keeps every other connection's I/O, and the reset sockets' own close callbacks,
+ * waiting until the last one is done.
+ */
+export const END_BATCH = 256;
+
+/**
+ * The abort reason of every connection that is ended: one object, made once, rather than an
+ * AbortError (with its stack) per connection when thousands end together.
+ */
+const ENDED = Object.freeze(new DOMException('the connection was ended', 'AbortError'));
+
 /** @internal The registry's own entry; listeners see it as LiveConnection. */
 export class RegisteredConnection implements LiveConnection {
   readonly id: number;
@@ -126,7 +139,7 @@ export class RegisteredConnection implements LiveConnection {
 
   /** Ends it without a reason of its own (drain): the handler records DRAIN. */
   abort(): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort();
+    if (!this.#controller.signal.aborted) this.#controller.abort(ENDED);
   }
 }
 
@@ -155,14 +168,34 @@ export class ConnectionRegistry {
     return [...this.#live];
   }
 
-  /** Ends every open connection `select` picks, with `ending` (computed per connection); returns how many. */
-  endWhere(select: (c: LiveConnection) => ConnectionEnding | undefined): number {
-    let n = 0;
-    for (const c of [...this.#live]) {
+  /**
+   * Ends every open connection `select` picks, with the ending it gives for that connection.
+   * All are judged at once (against one state), then ended `batch` per event-loop turn; a
+   * connection that ended by itself meanwhile is left alone. Resolves how many it ended.
+   */
+  async endWhere(select: (c: LiveConnection) => ConnectionEnding | undefined, batch = END_BATCH): Promise<number> {
+    const chosen: [RegisteredConnection, ConnectionEnding][] = [];
+    for (const c of this.#live) {
       const ending = select(c);
-      if (ending === undefined) continue;
-      c.end(ending);
-      n += 1;
+      if (ending !== undefined) chosen.push([c, ending]);
+    }
+    const step = Math.max(1, Math.floor(batch));
+    let n = 0;
+    for (let i = 0; i < chosen.length; i += step) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      // The resets make errors nobody reads a stack of (Node's for each reset stream, and
+      // its stack is formatted at once): capturing none keeps a batch cheap.
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try {
+        for (const [c, ending] of chosen.slice(i, i + step)) {
+          if (!this.#live.has(c) || c.endedBy !== undefined) continue;
+          c.end(ending);
+          n += 1;
+        }
+      } finally {
+        Error.stackTraceLimit = limit;
+      }
     }
     return n;
   }

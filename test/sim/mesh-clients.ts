@@ -405,6 +405,90 @@ function plainClient(o: { host: string; port: number; text: string; timeoutMs?: 
   });
 }
 
+// ---- many held connections: a live re-check at scale ----
+
+/** Echoes whatever each connection sends, for as many connections as come. */
+function holdServer(o: { port: number }): void {
+  const server = netServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.on('data', (b: Buffer) => socket.write(b));
+  });
+  server.maxConnections = 50_000;
+  server.listen({ port: o.port, host: '0.0.0.0', backlog: 4096 }, () => emit({ event: 'listening', port: o.port, pid: process.pid }));
+  setTimeout(() => process.exit(0), 10 * 60_000).unref();
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+interface Held { socket: Socket; lastEchoAt: number; closedAt?: number; code?: string }
+
+/**
+ * Opens `connections` connections (`parallel` at a time), each answered once before it counts
+ * as open; then every one sends 8 bytes every `pingMs` (staggered) and notes when its echo
+ * comes, and when and how it ends (wall-clock ms, comparable with the agents' log times).
+ * Reports when `stopFile` appears (or after `seconds`): per connection, closedAt and code, or
+ * the time of its last echo.
+ */
+async function holdMany(o: { host: string; port: number; connections: number; parallel: number; pingMs: number; stopFile: string; seconds: number }): Promise<void> {
+  const held: Held[] = [];
+  let failed = 0;
+  const failures: Record<string, number> = {};
+  const ping = Buffer.from('ping\r\n\r\n');
+  const openOne = (): Promise<void> => new Promise((resolve) => {
+    const socket = netConnect({ host: o.host, port: o.port });
+    let opened = false;
+    const fail = (code: string): void => {
+      if (opened) return;
+      failed += 1;
+      failures[code] = (failures[code] ?? 0) + 1;
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(() => fail('timeout'), 20_000);
+    socket.once('connect', () => socket.write(ping));
+    socket.on('error', (err) => fail(codeOf(err)));
+    socket.once('close', () => fail('closed'));
+    socket.once('data', () => {
+      clearTimeout(timer);
+      opened = true;
+      const h: Held = { socket, lastEchoAt: Date.now() };
+      held.push(h);
+      socket.on('data', () => { h.lastEchoAt = Date.now(); });
+      socket.on('error', (err) => { h.code ??= codeOf(err); });
+      socket.on('close', () => {
+        h.closedAt ??= Date.now();
+        h.code ??= 'closed';
+      });
+      resolve();
+    });
+  });
+  let next = 0;
+  await Promise.all(Array.from({ length: o.parallel }, async () => {
+    while (next < o.connections) {
+      next += 1;
+      await openOne();
+    }
+  }));
+  emit({ event: 'open', opened: held.length, failed, failures });
+  for (const h of held) {
+    const tick = (): void => {
+      if (h.closedAt === undefined && !h.socket.destroyed) h.socket.write(ping);
+    };
+    setTimeout(() => {
+      tick();
+      setInterval(tick, o.pingMs).unref();
+    }, Math.random() * o.pingMs).unref();
+  }
+  const deadline = Date.now() + o.seconds * 1000;
+  while (!existsSync(o.stopFile) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  const codes: Record<string, number> = {};
+  for (const h of held) if (h.code !== undefined) codes[h.code] = (codes[h.code] ?? 0) + 1;
+  const closedAt = held.flatMap((h) => (h.closedAt === undefined ? [] : [h.closedAt]));
+  const lastEchoOfOpen = held.flatMap((h) => (h.closedAt === undefined ? [h.lastEchoAt] : []));
+  emit({ result: { opened: held.length, failed, closed: closedAt.length, codes, closedAt, lastEchoOfOpen } });
+  for (const h of held) h.socket.destroy();
+  process.exit(0);
+}
+
 /** An impostor on a node's tunnel port: TLS 1.3 + h2 with the given certificate; reports what it got. */
 function fakeAgent(o: { host: string; port: number; certPem: string; keyPem: string }): void {
   const server = tlsServer({ cert: o.certPem, key: o.keyPem, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false }, (socket) => {
@@ -435,6 +519,8 @@ const modes: Record<string, () => void | Promise<void>> = {
   'tunnel-client': () => tunnelClient(args as never),
   'plain-client': () => plainClient(args as never),
   'fake-agent': () => fakeAgent(args as never),
+  'hold-server': () => holdServer(args as never),
+  'hold-many': () => holdMany(args as never),
 };
 const run = mode === undefined ? undefined : modes[mode];
 if (run === undefined) {

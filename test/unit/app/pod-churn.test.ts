@@ -101,7 +101,7 @@ test('10,000 pods created and deleted through the config: metric series and the 
   const churn = async (from: number, count: number): Promise<void> => {
     for (let b = from; b < from + count; b += BATCH) {
       const pods = Array.from({ length: Math.min(BATCH, from + count - b) }, (_, k) => workload(`churn-${b + k}`, 'shop', podIp(b + k), 'a'));
-      runtime.setMesh(content(pods));
+      await runtime.setMesh(content(pods));
       for (let k = 0; k < pods.length; k += 50) {
         await Promise.all(pods.slice(k, k + 50).map((p) => roundTrip(ports.outbound, p.ip ?? '', table, echo.address.port)));
       }
@@ -109,7 +109,7 @@ test('10,000 pods created and deleted through the config: metric series and the 
       peak = Math.max(peak, await scrape());
     }
     // The last batch goes too; one scrape still reports it, the next one does not.
-    runtime.setMesh(content([]));
+    await runtime.setMesh(content([]));
     await scrape();
     await tick();
   };

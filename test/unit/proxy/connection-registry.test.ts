@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import type { ConnectionEnding, ConnectionGate, LiveConnection } from '../../../src/proxy/connection-registry.ts';
+import { ConnectionRegistry, type ConnectionEnding, type ConnectionGate, type LiveConnection } from '../../../src/proxy/connection-registry.ts';
 import { ResponseFlags } from '../../../src/proxy/flags.ts';
 import { closure, exchange, until } from './harness.ts';
 import { twoNodes } from './two-nodes.ts';
@@ -49,9 +49,9 @@ test('registry: ending a connection with a reason resets both ends and records t
   assert.equal(n.connections.size, 2);
   const closed = closure(s);
   const ending: ConnectionEnding = { flags: ResponseFlags.DENIED, detail: 'policy re-check: shop/deny-all' };
-  const ended = n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? ending : undefined);
+  const ended = await n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? ending : undefined);
   assert.equal(ended, 1);
-  n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? { flags: 'X', detail: 'second reason loses' } : undefined);
+  await n.connections.endWhere((c) => c.listener === 'inbound-tunnel' ? { flags: 'X', detail: 'second reason loses' } : undefined);
   assert.equal(await closed, 'ECONNRESET', 'the client sees a reset');
   await until(() => recordsOf(n.logLines, 'destination').length === 1 && recordsOf(n.logLines, 'source').length === 1, 3000, 'records');
   const dst = recordsOf(n.logLines, 'destination')[0];
@@ -91,4 +91,23 @@ test('registry: an accept gate refuses at once, and is told exactly once when ad
   assert.equal(n.pool.stats().streams, 0, 'a refused connection never reached the tunnel');
   assert.deepEqual(released, [admitted[0]?.id], 'refused connections are not released');
   assert.equal(n.connections.size, 0);
+});
+
+test('registry: endWhere judges every connection at once, then ends them a batch per event-loop turn; one that ended meanwhile is left alone', async () => {
+  const r = new ConnectionRegistry();
+  const cs = Array.from({ length: 10 }, (_, i) => r.add('outbound', `10.0.0.${i}`, 0));
+  let judged = 0;
+  const ending: ConnectionEnding = { flags: ResponseFlags.DENIED, detail: 'closed by a policy change' };
+  const done = r.endWhere((c) => {
+    judged += 1;
+    return c.sourceIp === '10.0.0.9' ? undefined : ending;
+  }, 4);
+  assert.equal(judged, 10, 'all judged before the first one ends');
+  assert.deepEqual(cs.map((c) => c.signal.aborted), [true, true, true, true, false, false, false, false, false, false], 'the first batch in this turn');
+  r.delete(cs[5]); // ends by itself before its batch comes
+  assert.equal(await done, 8, 'nine chosen, one of them gone meanwhile');
+  assert.deepEqual(cs.map((c) => c.signal.aborted), [true, true, true, true, true, false, true, true, true, false]);
+  assert.equal(cs[6]?.endedBy, ending);
+  assert.equal(cs[0]?.signal.reason, cs[8]?.signal.reason, 'one shared abort reason, not one error per connection');
+  assert.equal((cs[0]?.signal.reason as Error).name, 'AbortError');
 });

@@ -77,7 +77,7 @@ test('200 open connections, a policy change that leaves out half: that half is r
 
   const next = state([onlyWeb]);
   const started = performance.now();
-  const closed = n.connections.endWhere((c) => recheckEnding(next, c));
+  const closed = await n.connections.endWhere((c) => recheckEnding(next, c));
   assert.equal(closed, 200, 'the 100 batch connections, on both agents (outbound and inbound-tunnel)');
   const batchEndings = await Promise.all(open.map((o, i) => (o.from === 'batch' ? endings[i] : undefined)).filter((e) => e !== undefined));
   const ms = performance.now() - started;
