@@ -174,7 +174,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
     const kube = await kubeAccessOf(config);
     const store = await makeCaStore(config, kube);
     const ca = await CertificateAuthority.open({
-      store, clock, trustDomain: config.trustDomain,
+      store, clock, trustDomain: config.trustDomain, workloadTtlMs: config.workloadCertTtlMs,
       authorizer: { mayIssue: (node, ns, sa) => state?.hasServiceAccountOnNode(node, ns, sa) ?? false },
     });
     const stored = await store.load();

@@ -14,7 +14,8 @@ import { intFlag, oneOf, parseFlags, requiredFlag, usageError } from './args.ts'
 
 const USAGE = `weft sim up --name NAME --nodes N [--pods-per-node M] [--manifests DIR] [--mesh ebpf|iptables|auto|off] [--agent-args "FLAGS"]
               [--prometheus [--prometheus-port P]] [--cgroup-driver systemd|cgroupfs] [--install FILE|DIR]
-                 (--install: run the mesh from rendered install objects, e.g. deploy/weft.yaml, as a cluster would)
+                 (--install: run the mesh from rendered install objects, e.g. deploy/weft.yaml, as a cluster would;
+                  --control-args "FLAGS": appended to its control-plane container's args)
        weft sim down (--name NAME | --all)
        weft sim mesh --name NAME (start|stop|restart) (control|agent/NODE) [--kill] [--overlap]
        weft sim mesh --name NAME sync-volumes (control|agent/NODE)   (--install: the kubelet's volume sync: new tokens, current ConfigMaps)
@@ -55,9 +56,9 @@ function joinFlagValue(argv: readonly string[], flag: string): string[] {
 }
 
 async function simUp(argv: readonly string[]): Promise<number> {
-  const { values } = parseFlags(joinFlagValue(argv, '--agent-args'), {
+  const { values } = parseFlags(joinFlagValue(joinFlagValue(argv, '--agent-args'), '--control-args'), {
     name: { type: 'string' }, nodes: { type: 'string' }, 'pods-per-node': { type: 'string' },
-    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
+    manifests: { type: 'string' }, mesh: { type: 'string' }, 'agent-args': { type: 'string' }, 'control-args': { type: 'string' }, 'cgroup-driver': { type: 'string' },
     prometheus: { type: 'boolean' }, 'prometheus-port': { type: 'string' }, install: { type: 'string' },
   }, USAGE);
   const name = requiredFlag(values.name, '--name', USAGE);
@@ -68,11 +69,13 @@ async function simUp(argv: readonly string[]): Promise<number> {
   const mesh = oneOf(values.mesh, '--mesh', MESH_MODES, values.install === undefined ? 'ebpf' : 'auto', USAGE);
   const cgroupDriver = oneOf(values['cgroup-driver'], '--cgroup-driver', CGROUP_DRIVERS, 'systemd', USAGE);
   const agentArgs = (values['agent-args'] ?? '').split(/\s+/).filter((a) => a !== '');
+  const controlArgs = (values['control-args'] ?? '').split(/\s+/).filter((a) => a !== '');
+  if (controlArgs.length > 0 && values.install === undefined) throw usageError('--control-args patches the installed control-plane Deployment: it goes with --install', USAGE);
   const started = Date.now();
   if (values['prometheus-port'] !== undefined && values.prometheus !== true) throw usageError('--prometheus-port goes with --prometheus', USAGE);
   const prometheus = values.prometheus === true ? { port: intFlag(values['prometheus-port'], '--prometheus-port', 0, USAGE) } : undefined;
   const install = values.install === undefined ? undefined : { source: values.install, files: readManifests(values.install, SimErrors.BAD_MANIFEST), overrideMode: values.mesh !== undefined };
-  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, prometheus, cgroupDriver, install, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
+  const state = await up({ name, nodes, podsPerNode, manifests, mesh, agentArgs, controlArgs, prometheus, cgroupDriver, install, log: (l) => process.stderr.write(`sim ${name}: ${l}\n`) });
   process.stdout.write(`cluster ${name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   printStatus(state);
   if (state.prometheusUrl !== undefined) {

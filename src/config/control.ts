@@ -19,6 +19,9 @@ export const DEFAULT_DASHBOARD = '127.0.0.1:15080';
 /** The admin endpoint (revocation): loopback only unless told otherwise. */
 export const DEFAULT_ADMIN = '127.0.0.1:15015';
 export const ADMIN_TOKEN_FILE = 'admin.token';
+/** Workload certificate lifetimes accepted: a minute (tests, drills) to 90 days. */
+export const MIN_WORKLOAD_CERT_TTL_S = 60;
+export const MAX_WORKLOAD_CERT_TTL_S = 90 * 24 * 3600;
 
 export interface ControlPlaneConfig {
   /** `host:port` for gRPC (15010). */
@@ -55,6 +58,8 @@ export interface ControlPlaneConfig {
   /** Publish the trust bundle as this ConfigMap (key `root-cert.pem`) in every namespace. */
   readonly trustBundleConfigMap?: string | undefined;
   readonly trustDomain: string;
+  /** Lifetime of the workload certificates the CA signs (`--workload-cert-ttl`, seconds; default 24 h). Agents renew at half of it. */
+  readonly workloadCertTtlMs?: number;
   /** Extra DNS names for the server certificate (agents check its SPIFFE id, not these). */
   readonly serverDnsNames: readonly string[];
   /** Written once the server listens and the first snapshot is loaded. */
@@ -67,6 +72,7 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
               [--listen HOST:PORT] [--metrics [HOST:]PORT] [--dashboard [HOST:]PORT|off] [--prometheus URL] [--trust-domain TD]
               [--server-dns NAME,..] [--ready-file FILE] [--log-level L]
               [--manifest-quiet-ms MS] [--removal-grace-ms MS] [--admin [HOST:]PORT|off] [--admin-token-file FILE]
+              [--workload-cert-ttl SECONDS]
   --listen        gRPC for agents (default 0.0.0.0:15010)
   --metrics       Prometheus metrics and /healthz/ready (default 0.0.0.0:15014)
   --dashboard     the dashboard (default ${DEFAULT_DASHBOARD}; off: none)
@@ -81,7 +87,8 @@ export const CONTROL_USAGE = `weft control (--manifests DIR | --kubernetes [--ku
                   audience (default ${DEFAULT_TOKEN_AUDIENCE}; needs --kubernetes)
   --trust-bundle-configmap  publish the CA certificate in this ConfigMap in every namespace (needs --kubernetes)
   --manifest-quiet-ms  a changed manifest file is read once it has been quiet this long (default ${DEFAULT_MANIFEST_QUIET_MS})
-  --removal-grace-ms   a reload that empties a file, or removes over half the objects, waits this long (default ${DEFAULT_REMOVAL_GRACE_MS})`;
+  --removal-grace-ms   a reload that empties a file, or removes over half the objects, waits this long (default ${DEFAULT_REMOVAL_GRACE_MS})
+  --workload-cert-ttl  lifetime of workload certificates in seconds, ${MIN_WORKLOAD_CERT_TTL_S} to ${MAX_WORKLOAD_CERT_TTL_S} (default 86400); agents renew at half-life`;
 
 export const CONTROL_FLAGS: FlagTable = Object.freeze({
   listen: { type: 'string' }, metrics: { type: 'string' }, dashboard: { type: 'string' }, prometheus: { type: 'string' }, manifests: { type: 'string' },
@@ -89,7 +96,7 @@ export const CONTROL_FLAGS: FlagTable = Object.freeze({
   tokens: { type: 'string' }, 'token-audience': { type: 'string' }, 'trust-bundle-configmap': { type: 'string' },
   'trust-domain': { type: 'string' }, 'server-dns': { type: 'string' }, 'ready-file': { type: 'string' }, 'log-level': { type: 'string' },
   'manifest-quiet-ms': { type: 'string' }, 'removal-grace-ms': { type: 'string' },
-  admin: { type: 'string' }, 'admin-token-file': { type: 'string' },
+  admin: { type: 'string' }, 'admin-token-file': { type: 'string' }, 'workload-cert-ttl': { type: 'string' },
 });
 
 /** `weft control` argv -> frozen config. */
@@ -154,6 +161,7 @@ export function controlConfig(flags: FlagValues, env: NodeJS.ProcessEnv = {}): C
     tokenAudience,
     trustBundleConfigMap: configMap,
     trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
+    workloadCertTtlMs: int(flags, 'workload-cert-ttl', 24 * 3600, MIN_WORKLOAD_CERT_TTL_S, MAX_WORKLOAD_CERT_TTL_S) * 1000,
     serverDnsNames: Object.freeze(list(flags, 'server-dns')),
     readyFile: str(flags, 'ready-file'),
     logLevel: logLevel(flags),

@@ -153,7 +153,9 @@ export class CertificateAuthority {
     await checkCsr(csr, id);
 
     const now = clock.now();
-    const notBefore = new Date(now - options.clockSkewMs);
+    // Backdated for skew, but by at most a tenth of the lifetime: agents renew at half of
+    // notBefore..notAfter, which a 5 min backdate on a 1 min certificate puts in the past.
+    const notBefore = new Date(now - Math.min(options.clockSkewMs, Math.floor(options.workloadTtlMs / 10)));
     const notAfter = new Date(Math.min(now + options.workloadTtlMs, this.#in.cert.notAfter.getTime()));
     const cert = await x509.X509CertificateGenerator.create(
       {

@@ -35,6 +35,8 @@ export interface UpOptions {
   readonly cgroupDriver?: CgroupDriver;
   /** Extra flags for every agent, e.g. ['--workers', '1']. */
   readonly agentArgs?: readonly string[];
+  /** With an install: appended to the control-plane container's args. */
+  readonly controlArgs?: readonly string[];
   /** Run Prometheus in the underlay (scraping the mesh), forwarded to this host port (0: any). */
   readonly prometheus?: { readonly port: number };
   /** Run the mesh from these rendered install objects (deploy/weft.yaml, helm template output). */
@@ -80,7 +82,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   const userManifests = opts.manifests ?? defaultManifests(opts.nodes, opts.podsPerNode);
   if (opts.install !== undefined && opts.mesh === 'off') throw new WeftError(SimErrors.BAD_ARGUMENT, '--install runs the mesh from the install; it does not go with --mesh off');
   const install = opts.install === undefined ? undefined : prepareInstall(opts.install.files, {
-    agentMode: opts.install.overrideMode === false ? undefined : opts.mesh, agentArgs: opts.agentArgs ?? [], ...(opts.prometheus === undefined ? {} : { controlAddonArgs: ['--prometheus', PROMETHEUS_URL] }),
+    agentMode: opts.install.overrideMode === false ? undefined : opts.mesh, agentArgs: opts.agentArgs ?? [], controlArgs: opts.controlArgs ?? [], ...(opts.prometheus === undefined ? {} : { controlAddonArgs: ['--prometheus', PROMETHEUS_URL] }),
   }, Array.from({ length: opts.nodes }, (_, i) => nodeName(i + 1)));
   const manifests = install === undefined ? userManifests : [...userManifests, install.planManifest];
   // The control-plane replicas are pods too, on top of the workloads --pods-per-node counts.

@@ -120,6 +120,8 @@ test('weft control flags: every refusal names the flag and the value', () => {
   assert.deepEqual(cfg.metrics, { host: '0.0.0.0', port: 15014 });
   assert.deepEqual(cfg.dashboard, { host: '127.0.0.1', port: 15080 }, 'the dashboard is loopback-only by default');
   assert.equal(controlConfig([...base, '--dashboard', 'off']).dashboard, undefined);
+  assert.equal(cfg.workloadCertTtlMs, 24 * 3600 * 1000, 'workload certificates live 24 h by default');
+  assert.equal(controlConfig([...base, '--workload-cert-ttl', '60']).workloadCertTtlMs, 60_000);
   assert.deepEqual(controlConfig([...base, '--dashboard', '0.0.0.0:9090']).dashboard, { host: '0.0.0.0', port: 9090 });
   assert.equal(cfg.trustDomain, 'cluster.local');
   assert.ok(Object.isFrozen(cfg));
@@ -146,6 +148,8 @@ test('weft control flags: every refusal names the flag and the value', () => {
     [[...base, '--log-level', 'loud'], /^--log-level "loud": must be one of fatal, error/],
     [[...base, '--removal-grace-ms', '5e3'], /^--removal-grace-ms "5e3": must be a whole number from 0 to 3600000/],
     [[...base, '--manifest-quiet-ms', '1s'], /^--manifest-quiet-ms "1s": must be a whole number from 0 to 60000/],
+    [[...base, '--workload-cert-ttl', '59'], /^--workload-cert-ttl "59": must be a whole number from 60 to 7776000/],
+    [[...base, '--workload-cert-ttl', '1h'], /^--workload-cert-ttl "1h": must be a whole number/],
     [['--kubernetes', '--ca-dir', '/ca', '--removal-grace-ms', '5'], /^--removal-grace-ms "5": only goes with --manifests/],
     [['--manifests', '/m', '--ca-secret', 'weft-ca', '--tokens', '/t'], /^--ca-secret "weft-ca": a Secret lives in the Kubernetes API/],
     [['--kubernetes', '--ca-secret', 'a/b/c'], /^--ca-secret "a\/b\/c": must be NAME or NAMESPACE\/NAME/],
