@@ -83,6 +83,8 @@ export class Exchange {
   destination: PeerRef = {};
   service: ServiceRef | undefined;
   security: 'mutual_tls' | 'none' | 'unknown' = 'unknown';
+  /** Monotonic ms (performance.now) when the request's head arrived: deadlines count from here. */
+  readonly arrivedAt = performance.now();
 
   constructor(
     connection: HttpConnection, live: LiveConnection, request: DownstreamRequest, sink: ResponseSink, record: RequestRecord,

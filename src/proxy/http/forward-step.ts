@@ -3,7 +3,10 @@
 // for that endpoint, then the request sent through the endpoint's pooled upstream (undici
 // for HTTP/1.1, an HTTP/2 session for h2 and gRPC; direct or through the tunnel). A connect
 // failure tries another endpoint (nothing was sent yet); anything later is answered 503 or,
-// once a response started, cut. Timeouts from the route end in 504 UT.
+// once a response started, cut. Timeouts from the route end in 504 UT. A gRPC call's
+// `grpc-timeout` is honoured: the call ends with DEADLINE_EXCEEDED (flag UT) when it runs out,
+// and each attempt passes on what is left of it (less the time spent here, in earlier steps
+// and attempts); a call that arrives with nothing left is answered at once, never sent.
 
 import { protocolFor } from '../../model/protocol.ts';
 import type { Endpoint, MeshService, ServicePort, Workload } from '../../model/types.ts';
@@ -18,7 +21,8 @@ import { endpointTarget, planHop, type OutboundTarget } from '../outbound-route.
 import type { BackendTarget, HttpMeshView } from './contracts.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
 import { authorizeEndpoint, httpAttributes } from './authorization-step.ts';
-import { acceptsTrailers, applyHeaderModifiers, headersForUpstream } from './headers.ts';
+import { acceptsTrailers, applyHeaderModifiers, first, headersForUpstream } from './headers.ts';
+import { deadlineFor, formatGrpcTimeout } from '../resilience/grpc-timeout.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 import type { OutgoingRequest, ResponseSink, SendResult } from './messages.ts';
 import type { RequestBalancer } from './request-balancer.ts';
@@ -141,13 +145,24 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
   }
   const protocol = upstreamProtocol(backend.port, x.request.version);
   const forwardDecision = x.decision?.kind === 'forward' ? x.decision : undefined;
-  const overall = withTimeout(x.signal, forwardDecision?.requestTimeoutMs);
+  // The caller's deadline, counted from the request's arrival (time in earlier steps, a fault's delay, earlier retries, spent).
+  const deadline = x.request.grpc ? deadlineFor(first(x.request.headers['grpc-timeout']), performance.now() - x.arrivedAt, undefined) : undefined;
+  if (deadline?.expired === true) {
+    sendLocalReply(x, {
+      status: 504, flags: ResponseFlags.UPSTREAM_TIMEOUT, message: 'upstream request timeout', grpcStatus: GrpcStatus.DEADLINE_EXCEEDED,
+      detail: 'the grpc-timeout ran out before the call could be sent',
+    });
+    return;
+  }
+  const deadlineAt = deadline?.remainingMs === undefined ? undefined : performance.now() + deadline.remainingMs;
+  const routeMs = forwardDecision?.requestTimeoutMs;
+  const overall = withTimeout(x.signal, deadline?.remainingMs === undefined ? routeMs : Math.min(routeMs ?? Infinity, deadline.remainingMs));
   const serviceKey = backend.service?.key;
   const tracker = serviceKey === undefined ? undefined : deps.outliers?.(serviceKey);
   const outliers = serviceKey === undefined || tracker === undefined ? undefined : { serviceKey, tracker };
   try {
     const pool = serviceKey === undefined ? undefined : deps.poolFor?.(serviceKey);
-    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs, outliers, pool);
+    await attempts(deps, x, backend.endpoints, protocol, overall.signal, overall.timedOut, forwardDecision?.backendRequestTimeoutMs, outliers, pool, deadlineAt);
   } finally {
     overall.dispose();
   }
@@ -157,7 +172,7 @@ async function forward(deps: ForwardDeps, x: Exchange): Promise<void> {
 async function attempts(
   deps: ForwardDeps, x: Exchange, endpoints: readonly Endpoint[], protocol: UpstreamProtocol, signal: AbortSignal,
   requestTimedOut: () => boolean, backendTimeoutMs: number | undefined, outliers: { readonly serviceKey: string; readonly tracker: OutlierTracker } | undefined,
-  pool: ServicePool | undefined,
+  pool: ServicePool | undefined, deadlineAt: number | undefined,
 ): Promise<void> {
   const c = x.connection;
   const tried = new Set<string>();
@@ -200,11 +215,14 @@ async function attempts(
     }
     if (c.checkPolicy && hop.kind === 'direct' && w !== undefined && w.enrolled && w.node === deps.nodeName && deps.admitLocal?.(x, w) === false) return;
     x.security = c.security ?? (hop.kind === 'tunnel' ? 'mutual_tls' : 'none');
+    const headers = headersForUpstream(x.outgoing.headers, x.outgoing.authority, protocol, acceptsTrailers(x.request.headers.te));
+    // What is left of the caller's deadline now, never rounded up.
+    if (deadlineAt !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(Math.max(0, deadlineAt - performance.now()));
     const outgoing: OutgoingRequest = {
       method: x.request.method,
       path: x.outgoing.path,
       authority: x.outgoing.authority,
-      headers: headersForUpstream(x.outgoing.headers, x.outgoing.authority, protocol, acceptsTrailers(x.request.headers.te)),
+      headers,
       body: x.request.body?.open(),
     };
     x.request.sendContinue();
