@@ -105,7 +105,7 @@ async function runAgent(node: 'a' | 'b'): Promise<void> {
       },
     },
   );
-  runtime.setMesh(meshContent());
+  await runtime.setMesh(meshContent());
   runtime.setCredentials(credentialSet(node === 'a'
     ? [spiffeId('cost', 'client-same'), spiffeId('cost', 'client-cross')]
     : [spiffeId('cost', 'sink-b')]));

@@ -297,15 +297,22 @@ export class ProxyRuntime {
    * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
    * recorded with the policy that closed them. Metric series of workloads no longer in the
    * mesh go after one more scrape. The new state serves new connections at once; the closing
-   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed.
+   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed,
+   * and why (each ending's detail names the policy, with how many it closed).
    */
-  setMesh(content: MeshContent): Promise<number> {
+  async setMesh(content: MeshContent): Promise<{ closed: number; reasons: ReadonlyMap<string, number> }> {
     const state = meshStateFromContent(content);
     this.#state = state;
     this.#outliers.retain((key) => destinationPolicyFor(state, key)?.outlierDetection !== undefined);
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
-    return this.connections.endWhere((c) => recheckEnding(state, c));
+    const reasons = new Map<string, number>();
+    const closed = await this.connections.endWhere((c) => {
+      const ending = recheckEnding(state, c);
+      if (ending !== undefined) reasons.set(ending.detail, (reasons.get(ending.detail) ?? 0) + 1);
+      return ending;
+    });
+    return { closed, reasons };
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */

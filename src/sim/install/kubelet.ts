@@ -194,13 +194,34 @@ export function hostsFile(pod: { name: string; podIP: string }, services: readon
 // kernel's own /proc and /dev, as a container's root file system is; the volumes then go on
 // top, each made rw or ro explicitly (a bind inherits its source mount's read-only flag).
 // mount(2), not libmount's new API: that refuses to change the flags of the root mount.
+// $1 ro-root|rw-root, $2 the image directory a volume covers (or -), then source target ro|rw
+// triples, --, the command. A covered image is held open before the volumes go on and bound
+// back (read-only) over them from that descriptor, as a container's image is under its volumes.
 const MOUNT_SCRIPT = [
   'export LIBMOUNT_FORCE_MOUNT2=always',
+  'image="$2"',
+  'if [ "$image" != - ]; then exec 9<"$image" || exit 111; fi',
   'if [ "$1" = ro-root ]; then while read -r _ _ _ _ m _; do case "$m" in /proc|/proc/*|/dev|/dev/*) ;; *) mount -o remount,bind,ro "$m" || exit 111;; esac; done < /proc/self/mountinfo; fi',
-  'shift',
+  'shift 2',
   'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 111; mount -o "remount,bind,$3" "$2" || exit 111; shift 3; done',
+  'if [ "$image" != - ]; then { mkdir -p "$image" && mount --no-canonicalize --bind /proc/self/fd/9 "$image" && mount -o remount,bind,ro "$image"; } || exit 111; exec 9<&-; fi',
   'shift; unset LIBMOUNT_FORCE_MOUNT2; exec "$@"',
 ].join('\n');
+
+/** The project directory the simulator runs as the container image (Node and weft live there). */
+const IMAGE_ROOT = join(import.meta.dirname, '..', '..', '..');
+
+/**
+ * The image directory when a volume's mountPath would hide it (the project cloned under /tmp,
+ * where the agent's emptyDir goes), else undefined.
+ */
+export function coveredImage(mounts: readonly Mount[], image: string = IMAGE_ROOT, resolve: (path: string) => string = resolveExisting): string | undefined {
+  const real = resolve(image);
+  return mounts.some((m) => {
+    const target = resolve(m.target);
+    return target === real || real.startsWith(target === '/' ? '/' : `${target}/`);
+  }) ? real : undefined;
+}
 
 /** The setpriv prefix that gives the process the securityContext's user and capabilities. */
 export function securityPrefix(podRun: PodRun): string[] {
@@ -268,6 +289,7 @@ export function startContainer(pod: InstalledPod, podRun: PodRun, mounts: readon
   const image = podRun.command ?? [process.execPath, CLI];
   const command = [
     'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', MOUNT_SCRIPT, 'mounts', podRun.readOnlyRootFilesystem ? 'ro-root' : 'rw-root',
+    coveredImage(mounts) ?? '-',
     ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? 'ro' : 'rw']), '--',
     ...securityPrefix(podRun), ...image, ...podRun.args,
   ];

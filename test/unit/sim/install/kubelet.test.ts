@@ -20,3 +20,13 @@ test('listensOn: a process listening on a port, another process, a closed port',
   }
   assert.equal(listensOn(process.pid, port), false, 'closed');
 });
+
+test('coveredImage: a volume whose mountPath holds the image (a clone under /tmp) is found; others are not', async () => {
+  const { coveredImage } = await import('../../../../src/sim/install/kubelet.ts');
+  const same = (p: string): string => p;
+  const m = (target: string) => ({ source: '/x', target, readOnly: false });
+  assert.equal(coveredImage([m('/tmp'), m('/sys/fs/bpf')], '/tmp/weft', same), '/tmp/weft', 'an emptyDir at /tmp hides a clone in /tmp/weft');
+  assert.equal(coveredImage([m('/tmp/weft')], '/tmp/weft', same), '/tmp/weft');
+  assert.equal(coveredImage([m('/tmp'), m('/var/run/weft')], '/root/weft', same), undefined, 'a clone elsewhere is not covered');
+  assert.equal(coveredImage([m('/tmp')], '/tmpfoo/weft', same), undefined, 'a prefix of the name is not a parent');
+});
