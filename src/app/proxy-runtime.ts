@@ -274,6 +274,12 @@ export class ProxyRuntime {
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
       health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
+      // tcp.maxConnections on opaque connections: the same counter the HTTP layer's upstream connections draw on.
+      connectionPool: (key) => {
+        const max = destinationPolicyFor(this.#state, key)?.connectionPool.maxConnections;
+        if (max === undefined) return undefined;
+        return poolLimits.tryAcquire(`connections|${key}`, max) ?? { overflow: `DestinationPolicy of ${key}: ${max} connections at most` };
+      },
       ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
