@@ -274,6 +274,12 @@ export class ProxyRuntime {
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
       health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
+      // tcp.maxConnections on opaque connections: the same counter the HTTP layer's upstream connections draw on.
+      connectionPool: (key) => {
+        const max = destinationPolicyFor(this.#state, key)?.connectionPool.maxConnections;
+        if (max === undefined) return undefined;
+        return poolLimits.tryAcquire(`connections|${key}`, max) ?? { overflow: `DestinationPolicy of ${key}: ${max} connections at most` };
+      },
       ...(this.#http === undefined ? {} : { protocol: protocolSelector({ sniffMs: options.sniffMs }), http: this.#http }),
     }, {
       nodeName: options.node, host: options.captureAddress, port: options.ports.outbound, reusePort: true,
@@ -297,15 +303,22 @@ export class ProxyRuntime {
    * re-check): those its AuthorizationPolicy or PeerAuthentication no longer allows are reset,
    * recorded with the policy that closed them. Metric series of workloads no longer in the
    * mesh go after one more scrape. The new state serves new connections at once; the closing
-   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed.
+   * runs in batches (ConnectionRegistry.endWhere) and resolves how many connections it closed,
+   * and why (each ending's detail names the policy, with how many it closed).
    */
-  setMesh(content: MeshContent): Promise<number> {
+  async setMesh(content: MeshContent): Promise<{ closed: number; reasons: ReadonlyMap<string, number> }> {
     const state = meshStateFromContent(content);
     this.#state = state;
     this.#outliers.retain((key) => destinationPolicyFor(state, key)?.outlierDetection !== undefined);
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
-    return this.connections.endWhere((c) => recheckEnding(state, c));
+    const reasons = new Map<string, number>();
+    const closed = await this.connections.endWhere((c) => {
+      const ending = recheckEnding(state, c);
+      if (ending !== undefined) reasons.set(ending.detail, (reasons.get(ending.detail) ?? 0) + 1);
+      return ending;
+    });
+    return { closed, reasons };
   }
 
   /** Serves a pod's inbound socket (eBPF capture), keyed by pod; replaces the previous one of that pod. */

@@ -53,6 +53,8 @@ function openKernelSplicer(pins: KernelSplicePins | undefined): NativeKernelSpli
   }
 }
 const reclaim = threadReclaimer();
+/** Distinct re-check reasons (policy and workload) one log line names at most. */
+const MAX_LOGGED_REASONS = 16;
 let draining = false;
 
 port.on('message', (m: ToWorker) => {
@@ -60,10 +62,12 @@ port.on('message', (m: ToWorker) => {
     case 'mesh': {
       const started = performance.now();
       const cpu = process.threadCpuUsage();
-      void runtime.setMesh(m.content).then((closed) => {
+      void runtime.setMesh(m.content).then(({ closed, reasons }) => {
         if (closed === 0) return;
         const used = process.threadCpuUsage(cpu);
-        logger.warn({ connections: closed, ms: Math.round(performance.now() - started), cpuMs: Math.round((used.user + used.system) / 1000) },
+        // The reasons name the policies; bounded, as thousands of connections may end at once.
+        const why = Object.fromEntries([...reasons].slice(0, MAX_LOGGED_REASONS));
+        logger.warn({ connections: closed, reasons: why, ms: Math.round(performance.now() - started), cpuMs: Math.round((used.user + used.system) / 1000) },
           'closed open connections the new policy no longer allows');
       });
       break;

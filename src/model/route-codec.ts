@@ -87,7 +87,11 @@ const GRPC_METHOD: Schema = {
 };
 const GRPC_ROUTE = obj({
   ...COMMON,
-  rules: list(obj({ name: str, matches: list(obj({ method: GRPC_METHOD, headers: list(HEADER_MATCH) }, ['method'])), filters: list(FILTER), backendRefs: list(BACKEND) }, ['name'])),
+  rules: list(obj({
+    name: str, matches: list(obj({ method: GRPC_METHOD, headers: list(HEADER_MATCH) }, ['method'])), filters: list(FILTER), backendRefs: list(BACKEND),
+    // From the route's retry.linkerd.io annotations.
+    retry: obj({ attempts: int(0, 10), codes: list(int(400, 599)), backoffMs: int(0, Number.MAX_SAFE_INTEGER), grpcCodes: list(int(1, 16)) }),
+  }, ['name', 'retry'])),
 }, ['creationTimestamp', 'generation']);
 
 /** Problems of a route resource body; empty when the matcher can use it. */

@@ -10,7 +10,10 @@ import type {
   HttpRouteObject, HttpRouteRule, PathModifier, QueryParamMatch, RedirectStatus, RouteBackendRef, RouteFilter, RouteKind, RouteObject,
   RouteParentRef, RouteRetry, RouteTimeouts,
 } from './route-types.ts';
-import { DEFAULT_ROUTE_RETRY, GATEWAY_GROUP } from './route-types.ts';
+import {
+  DEFAULT_GRPC_RETRY_LIMIT, DEFAULT_ROUTE_RETRY, GATEWAY_GROUP, GRPC_RETRY_ANNOTATION, RETRY_LIMIT_ANNOTATION,
+} from './route-types.ts';
+import { GRPC_STATUS } from './grpc-status.ts';
 import { checkSchema, type SchemaIssue } from './schema-check.ts';
 import { FieldError, isRecord, metadata, onlyKeys } from './fields.ts';
 import { GRPC_ROUTE_SPEC, HTTP_ROUTE_SPEC, MAX_MATCHES_PER_ROUTE, regexProblem } from './route-schema.ts';
@@ -347,7 +350,36 @@ function httpRules(v: unknown, namespace: string): HttpRouteRule[] {
   });
 }
 
-function grpcRules(v: unknown, namespace: string): GrpcRouteRule[] {
+/**
+ * A GRPCRoute's retry from Linkerd's annotations: `retry.linkerd.io/grpc` lists gRPC status
+ * names (kebab or upper case: `unavailable`, `DEADLINE_EXCEEDED`), `retry.linkerd.io/limit`
+ * the retries per call (default 1). Problems are reported to `issue`.
+ */
+function grpcRetry(annotations: Readonly<Record<string, string>>, issue: Issue): RouteRetry | undefined {
+  const list = annotations[GRPC_RETRY_ANNOTATION];
+  const limit = annotations[RETRY_LIMIT_ANNOTATION];
+  if (list === undefined) {
+    if (limit !== undefined) issue(`metadata.annotations.${RETRY_LIMIT_ANNOTATION}`, `has no effect without ${GRPC_RETRY_ANNOTATION}`);
+    return undefined;
+  }
+  const codes: number[] = [];
+  for (const name of list.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    const code = GRPC_STATUS[name.toUpperCase().replaceAll('-', '_')];
+    if (code === undefined || code === 0) issue(`metadata.annotations.${GRPC_RETRY_ANNOTATION}`, `${JSON.stringify(name)} is not a gRPC status to retry (e.g. unavailable, deadline-exceeded)`);
+    else codes.push(code);
+  }
+  if (codes.length === 0) issue(`metadata.annotations.${GRPC_RETRY_ANNOTATION}`, 'names no gRPC status');
+  let attempts = DEFAULT_GRPC_RETRY_LIMIT;
+  if (limit !== undefined) {
+    attempts = /^[0-9]{1,2}$/.test(limit) ? Number(limit) : NaN;
+    if (!(attempts >= 0 && attempts <= 10)) issue(`metadata.annotations.${RETRY_LIMIT_ANNOTATION}`, `must be a whole number 0-10, got ${JSON.stringify(limit)}`);
+  }
+  return Object.freeze({
+    attempts, codes: Object.freeze([]), backoffMs: DEFAULT_ROUTE_RETRY.backoffMs, grpcCodes: Object.freeze([...new Set(codes)].sort((a, b) => a - b)),
+  });
+}
+
+function grpcRules(v: unknown, namespace: string, retry: RouteRetry | undefined): GrpcRouteRule[] {
   return arr(v).map((r) => {
     const matches = arr(r.matches).map((m): GrpcRouteMatch => {
       const mm = isRecord(m.method) ? m.method : undefined;
@@ -361,7 +393,7 @@ function grpcRules(v: unknown, namespace: string): GrpcRouteRule[] {
     });
     return Object.freeze({
       name: opt(r.name), matches: Object.freeze(matches), filters: Object.freeze(filters(r.filters, namespace)),
-      backendRefs: Object.freeze(backendRefs(r.backendRefs, namespace)),
+      backendRefs: Object.freeze(backendRefs(r.backendRefs, namespace)), ...(retry === undefined ? {} : { retry }),
     });
   });
 }
@@ -396,6 +428,7 @@ export function parseRoute(kind: RouteKind, body: Record<string, unknown>): Rout
   const s = rec(spec);
   checkParentRefs(arr(s.parentRefs), md.namespace, issue);
   checkRules(kind, arr(s.rules), issue);
+  const retry = kind === 'GRPCRoute' ? grpcRetry(md.annotations, issue) : undefined;
   if (issues.length > 0) return { route: undefined, issues };
   const common = {
     name: md.name, namespace: md.namespace, creationTimestamp: opt(created), generation: num(meta.generation),
@@ -404,6 +437,6 @@ export function parseRoute(kind: RouteKind, body: Record<string, unknown>): Rout
   };
   const route: HttpRouteObject | GrpcRouteObject = kind === 'HTTPRoute'
     ? Object.freeze({ kind, ...common, rules: Object.freeze(httpRules(s.rules, md.namespace)) })
-    : Object.freeze({ kind, ...common, rules: Object.freeze(grpcRules(s.rules, md.namespace)) });
+    : Object.freeze({ kind, ...common, rules: Object.freeze(grpcRules(s.rules, md.namespace, retry)) });
   return { route, issues: [] };
 }

@@ -238,7 +238,7 @@ function compileRule(route: RouteObject, index: number, lookup: ServiceLookup): 
     ref: Object.freeze({ kind: route.kind, namespace: route.namespace, name: route.name, rule: index, ruleName: rule.name }),
     filters: rule.filters, backends: Object.freeze(backends), totalWeight: backends.reduce((n, b) => n + b.weight, 0),
     prefix: only?.path.type === 'PathPrefix' ? only.path.value : undefined,
-    requestTimeoutMs: http?.timeouts.requestMs, backendRequestTimeoutMs: http?.timeouts.backendRequestMs, retry: http?.retry, mirrors,
+    requestTimeoutMs: http?.timeouts.requestMs, backendRequestTimeoutMs: http?.timeouts.backendRequestMs, retry: http?.retry ?? (route.kind === 'GRPCRoute' ? route.rules[index]?.retry : undefined), mirrors,
   });
 }
 

@@ -154,7 +154,15 @@ export interface RouteRetry {
   readonly attempts: number;
   readonly codes: readonly number[];
   readonly backoffMs: number;
+  /** gRPC status codes retried (a GRPCRoute's `retry.linkerd.io/grpc`); absent: none. */
+  readonly grpcCodes?: readonly number[];
 }
+
+/** Linkerd's GRPCRoute retry annotations (GEP-1731 has no gRPC form): the status names to retry, and how many retries. */
+export const GRPC_RETRY_ANNOTATION = 'retry.linkerd.io/grpc';
+export const RETRY_LIMIT_ANNOTATION = 'retry.linkerd.io/limit';
+/** Linkerd's default limit: one retry. */
+export const DEFAULT_GRPC_RETRY_LIMIT = 1;
 
 /** Unset fields: 2 attempts (Istio's), the gateway errors 502, 503 and 504 (Envoy's gateway-error), 25 ms (Envoy's base interval). */
 export const DEFAULT_ROUTE_RETRY: RouteRetry = Object.freeze({ attempts: 2, codes: Object.freeze([502, 503, 504]), backoffMs: 25 });
@@ -176,6 +184,8 @@ export interface HttpRouteRule extends RuleCommon {
 export interface GrpcRouteRule extends RuleCommon {
   /** Empty matches every gRPC request. */
   readonly matches: readonly GrpcRouteMatch[];
+  /** From the route's retry.linkerd.io annotations; undefined when it sets none. */
+  readonly retry?: RouteRetry | undefined;
 }
 
 interface RouteCommon {

@@ -6,6 +6,7 @@ import { checkSchema, integer, type Schema, type SchemaIssue } from './schema-ch
 import { FieldError, labels, metadata, onlyKeys } from './fields.ts';
 import { durationMs } from './route-kind.ts';
 import { DURATION } from './route-schema.ts';
+import { GRPC_STATUS } from './grpc-status.ts';
 import { tryParseSpiffeId } from './spiffe.ts';
 import { normalizePrincipal } from './policy-kind.ts';
 import type {
@@ -115,11 +116,7 @@ export const RATE_LIMIT_POLICY_SPEC: Schema = {
   },
 };
 
-/** gRPC status names (as Istio's grpcStatus takes them) and their codes. */
-export const GRPC_STATUS: Readonly<Record<string, number>> = {
-  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
-};
+export { GRPC_STATUS };
 
 function grpcCode(v: unknown): number | undefined {
   if (typeof v === 'string') return GRPC_STATUS[v];

@@ -104,6 +104,12 @@ export interface OutboundDeps extends ListenerCommonDeps {
   readonly kernel?: KernelSplicer;
   /** Told, per same-node opaque connection, whether the kernel splices it or why user space does. */
   readonly kernelSpliced?: (result: 'kernel' | KernelFallback) => void;
+  /**
+   * A Service's DestinationPolicy tcp.maxConnections for an opaque connection to it: a permit
+   * (released when the connection ends), 'overflow' (refused at once, flag UO), or undefined
+   * when the Service has no limit.
+   */
+  readonly connectionPool?: (serviceKey: string) => { release(): void } | { readonly overflow: string } | undefined;
 }
 
 /** What #serve learned before connecting. */
@@ -221,11 +227,17 @@ export class OutboundListener implements Listener {
       identify({ address: dstAddress }, service, 'unknown');
       return [ResponseFlags.NO_HEALTHY_UPSTREAM, `service ${destination.service.service.key} has no endpoints`];
     }
+    const permit = destination.kind === 'service' ? this.#deps.connectionPool?.(destination.service.service.key) : undefined;
+    if (permit !== undefined && 'overflow' in permit) {
+      identify({ address: dstAddress }, service, 'unknown');
+      return [ResponseFlags.UPSTREAM_OVERFLOW, permit.overflow];
+    }
     const setup = setupSignal(signal, client);
     try {
       return await this.#connectAndSplice(client, record, accepted.live, signal, setup, resolved);
     } finally {
       setup.dispose();
+      permit?.release();
     }
   }
 

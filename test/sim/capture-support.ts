@@ -118,6 +118,11 @@ export class AccessLog {
   text(): string {
     return readFileSync(this.#file, 'utf8');
   }
+
+  /** What the agent logged since mark(). */
+  textSinceMark(): string {
+    return readFileSync(this.#file).subarray(this.#offset).toString();
+  }
 }
 
 

@@ -2,7 +2,8 @@
 // connection to an enrolled pod that did not come through the mesh is handed to the pod's
 // node agent (15006) — from a pod outside the mesh on the same bridge and from one on another
 // node — where PeerAuthentication decides: STRICT resets it (counted by reason, logged at a
-// bounded rate), PERMISSIVE admits it under AuthorizationPolicy and records it as plaintext.
+// bounded rate), PERMISSIVE admits it under AuthorizationPolicy and records it as plaintext;
+// switching the PERMISSIVE namespace to STRICT resets the plaintext connections open into it.
 // Mesh clients (same node and cross-node) and probes from the pod's own node always pass; a
 // pod that forges the node's address does not. Each mode runs on the mesh `weft sim` starts
 // and on the rendered install (deploy/weft.yaml), where the agent's address is $(HOST_IP).
@@ -14,13 +15,38 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsRoot } from '../support/root.ts';
 import { MESH_SETUPS, simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, curl, escape, inPodFast, type Pod } from './capture-support.ts';
+import { SimApiClient } from '../../src/sim/install/api-client.ts';
+import { clusterDir } from '../../src/sim/state.ts';
+import { AccessLog, curl, escape, inPodFast, startInPod, until, type Pod } from './capture-support.ts';
 import { agentLog, agentMetrics, inNetns, node, sample } from './mesh-support.ts';
+
+const HOLDER = join(import.meta.dirname, 'holder.py');
+
+/** Namespace open's PeerAuthentication, switched to STRICT. */
+const OPEN_STRICT = { apiVersion: 'weft.dev/v1alpha1', kind: 'PeerAuthentication', metadata: { name: 'strict-now', namespace: 'open' }, spec: { mtls: { mode: 'STRICT' } } };
+
+/**
+ * Adds (or, with undefined, removes) namespace open's STRICT PeerAuthentication where the
+ * cluster's control plane reads it: the manifest directory `weft sim` watches, or the
+ * simulated API server of an install.
+ */
+async function setOpenStrict(name: string, installed: boolean, on: boolean): Promise<void> {
+  if (installed) {
+    const api = new SimApiClient(join(clusterDir(name), 'install', 'api.sock'));
+    const collection = '/apis/weft.dev/v1alpha1/namespaces/open/peerauthentications';
+    if (on) await api.put(collection, OPEN_STRICT);
+    else await api.remove(`${collection}/${OPEN_STRICT.metadata.name}`);
+    return;
+  }
+  const file = join(clusterDir(name), 'manifests', 'open-strict.yaml');
+  if (on) writeFileSync(file, JSON.stringify(OPEN_STRICT));
+  else unlinkSync(file);
+}
 
 const MANIFESTS = `
 ${[['vault', true], ['open', true], ['demo', true], ['plain', false]].map(([ns, mesh]) => `---
@@ -50,7 +76,7 @@ spec:
 
 for (const [setup, setupArgs] of MESH_SETUPS) for (const mode of ['ebpf', 'iptables'] as const) {
   test(`inbound enforcement: STRICT refuses plaintext, PERMISSIVE records it, mesh and node traffic pass (--mesh ${mode}, ${setup})`, { timeout: 240_000 }, async (t) => {
-    if (!needsRoot(t, ['curl', 'nsenter'])) return;
+    if (!needsRoot(t, ['curl', 'nsenter', 'python3'])) return;
     await inboundSuite(t, mode, setupArgs);
   });
 }
@@ -61,6 +87,7 @@ async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables', setupArgs
   writeFileSync(join(dir, 'cluster.yaml'), MANIFESTS);
   const name = uniqueName(mode === 'ebpf' ? 'ie' : 'ii');
   const s = await simCluster(t, name, ['--nodes', '2', '--manifests', dir, '--mesh', mode, ...setupArgs]);
+  const installed = setupArgs.includes('--install');
   const pod = (n: string): Pod => s.pods.find((p) => p.name === n) ?? assert.fail(`pod ${n}`);
   const vault = pod('vault');
   const web = pod('web');
@@ -156,5 +183,30 @@ async function inboundSuite(t: TestContext, mode: 'ebpf' | 'iptables', setupArgs
       assert.equal(rec.flags, '-');
     }
     assert.equal(opened(await agentMetrics(s, 'node-1')) - opened(metricsBefore), 2, 'istio_tcp_connections_opened_total{reporter="destination",connection_security_policy="none"}');
+  });
+
+  await t.test('PERMISSIVE to STRICT: the plaintext connection open into the namespace is reset; new ones are refused', async () => {
+    const outsider = pod('outsider');
+    const holder = startInPod(outsider, ['python3', HOLDER, web.ip, '8080', '60']);
+    t.after(() => holder.stop());
+    const open = JSON.parse(await holder.waitLine(/"event": "open"/, 20_000)) as { answer: string };
+    // (The holder prints the body as it came: chunked.)
+    assert.match(open.answer, new RegExp(`hello from web ns=open node=node-1 client=${escape(node1.bridgeIp)}:\\d+\\n`), 'plaintext through node-1\'s agent');
+    log1.mark();
+    const switched = Date.now();
+    await setOpenStrict(name, installed, true);
+    t.after(() => setOpenStrict(name, installed, false).catch(() => undefined));
+    const closedLine = await until('the held connection to end', 10_000, () => holder.lines.find((l) => l.includes('"event": "closed"')));
+    const closed = JSON.parse(closedLine) as { error: string; n: number };
+    t.diagnostic(`closed ${Date.now() - switched} ms after the PeerAuthentication was written (${closedLine})`);
+    assert.equal(closed.error, 'ConnectionResetError', 'reset, not ended cleanly');
+    // Logged with the policy that closed it (port 8080 is HTTP: its records are per request).
+    const logged = await until('the re-check\'s log line', 5000, () => log1.textSinceMark().split('\n').find((l) => l.includes('closed open connections the new policy no longer allows')));
+    assert.match(logged, /"closed by a policy change: open\/web takes mTLS only now \(PeerAuthentication open\/strict-now is STRICT\)":1/, logged);
+    const again = await curl(outsider, url(web), 5);
+    assert.ok([7, 52, 56].includes(again.status), `a new plaintext connection is reset (curl ${again.status}: ${again.stderr.trim()})`);
+    // Back to PERMISSIVE for whatever runs after.
+    await setOpenStrict(name, installed, false);
+    await until('plaintext into web to pass again', 15_000, async () => ((await curl(outsider, url(web), 5)).status === 0 ? true : undefined));
   });
 }

@@ -6,7 +6,8 @@
 // `connectionPool.tcp.maxConnections: 10` on a second Service (`capped`): 10 connections are
 // opened, the 90 requests that would need more get 503 UO at once. And
 // `http.maxRequestsPerConnection: 5` on a third (`recycled`): 20 requests in a row on one
-// client connection reach the pod over exactly 4 connections.
+// client connection reach the pod over exactly 4 connections. And maxConnections 10 on an opaque
+// TCP Service (`tcpcap`): of 15 connections held at once, 10 are echoed, 5 refused.
 //
 // Cluster: node-1 demo/client; node-2 demo/slow (app: slow; HTTP on 9080, each answer after 2 s,
 // /fast at once with the number of connections it has seen) behind slow, capped and recycled.
@@ -23,6 +24,7 @@ const CAPPED_VIP = '198.19.0.81';
 const RECYCLED_VIP = '198.19.0.82';
 const MAX_CONNECTIONS = 10;
 const PER_CONNECTION = 5;
+const TCP_VIP = '198.19.0.83';
 
 const service = (name: string, vip: string, pool: string): string => `---
 apiVersion: v1
@@ -61,7 +63,23 @@ spec:
   trafficPolicy:
     connectionPool:
       http: {maxPendingRequests: ${MAX_PENDING}}
-${service('capped', CAPPED_VIP, `{tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${service('recycled', RECYCLED_VIP, `{http: {maxRequestsPerConnection: ${PER_CONNECTION}}}`)}${clientAndServer('slow')}`;
+${service('capped', CAPPED_VIP, `{tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${service('recycled', RECYCLED_VIP, `{http: {maxRequestsPerConnection: ${PER_CONNECTION}}}`)}---
+apiVersion: v1
+kind: Service
+metadata: {name: tcpcap, namespace: demo}
+spec:
+  clusterIP: ${TCP_VIP}
+  selector: {app: slow}
+  ports: [{name: tcp, port: 90, targetPort: 9090}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {name: tcpcap, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: tcpcap}
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: ${MAX_CONNECTIONS}}}
+${clientAndServer('slow')}`;
 
 /** `sequence.py HOST N`: N GETs of /fast in a row on one keep-alive connection; prints the bodies. */
 const SEQUENCE = `
@@ -72,6 +90,24 @@ for _ in range(int(sys.argv[2])):
     c.request('GET', '/fast')
     out.append(c.getresponse().read().decode())
 print(json.dumps(out))
+`;
+
+/** `hold.py HOST N`: N TCP connections held open at once, each sends a byte; prints how many got it echoed and how many were cut. */
+const HOLD = `
+import json, socket, sys
+host, n = sys.argv[1], int(sys.argv[2])
+echoed, cut, conns = 0, 0, []
+for _ in range(n):
+    c = socket.create_connection((host, 90), timeout=5)
+    conns.append(c)
+for c in conns:
+    try:
+        c.sendall(b'x')
+        echoed += 1 if c.recv(1) == b'x' else 0
+        cut += 0
+    except OSError:
+        cut += 1
+print(json.dumps({'echoed': echoed, 'cut': cut}))
 `;
 
 const SERVER = `
@@ -96,6 +132,22 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'slow')
     def log_message(self, *a): pass
+import socket
+def echo(c):
+    with c:
+        while True:
+            d = c.recv(4096)
+            if not d: return
+            c.sendall(d)
+def tcp():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('0.0.0.0', 9090))
+    ls.listen(256)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+threading.Thread(target=tcp, daemon=True).start()
 s = ThreadingHTTPServer(('0.0.0.0', 9080), H)
 s.daemon_threads = True
 s.request_queue_size = 256
@@ -126,7 +178,7 @@ print(json.dumps(out))
 
 test(`DestinationPolicy maxPendingRequests ${MAX_PENDING} and maxConnections ${MAX_CONNECTIONS}: of ${CONCURRENT} concurrent slow requests the overflow gets 503 UO at once, the rest succeed; maxRequestsPerConnection ${PER_CONNECTION} recycles`, { timeout: 240_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'python3'])) return;
-  const scene = await l7Scene(t, 'cbreak', MANIFESTS, { 'server.py': SERVER, 'burst.py': BURST, 'sequence.py': SEQUENCE });
+  const scene = await l7Scene(t, 'cbreak', MANIFESTS, { 'server.py': SERVER, 'burst.py': BURST, 'sequence.py': SEQUENCE, 'hold.py': HOLD });
   await scene.serve(t, ['slow'], () => ['python3', scene.script('server.py')]);
   const log = new AccessLog(agentLog(scene.name, 'node-1'));
   log.mark();
@@ -166,4 +218,11 @@ test(`DestinationPolicy maxPendingRequests ${MAX_PENDING} and maxConnections ${M
   assert.equal(cappedOver.length, CONCURRENT - MAX_CONNECTIONS);
   assert.ok(cappedOver.every((x) => x.s < 1.5 && /overflow/.test(x.body)), `the overflow answered at once: ${JSON.stringify(cappedOver.slice(0, 3))}`);
   assert.match(await agentMetrics(scene.status, 'node-1'), new RegExp(`^weft_request_overflow_total\\{destination_service="demo/capped"\\} ${CONCURRENT - MAX_CONNECTIONS}$`, 'm'));
+
+  // maxConnections on opaque TCP: of 15 connections held at once, 10 are served, 5 refused (UO).
+  const h = await inPodFast(scene.pod('client'), ['python3', scene.script('hold.py'), TCP_VIP, '15'], 60_000);
+  assert.equal(h.status, 0, `hold: ${h.stdout}\n${h.stderr.slice(-2000)}`);
+  const held = JSON.parse(h.stdout) as { echoed: number; cut: number };
+  t.diagnostic(`tcpcap: ${held.echoed} echoed, ${held.cut} cut of 15 held at once`);
+  assert.deepEqual(held, { echoed: MAX_CONNECTIONS, cut: 15 - MAX_CONNECTIONS });
 });

@@ -70,7 +70,7 @@ export interface Forward {
   /** Per attempt to a backend. */
   readonly backendRequestTimeoutMs: number | undefined;
   /** GEP-1731 retry (the retry step carries it out); undefined: none. */
-  readonly retry?: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number } | undefined;
+  readonly retry?: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number; readonly grpcCodes?: readonly number[] } | undefined;
   /** FaultInjections (`namespace/name`) to apply, in order (the fault step). */
   readonly faults?: readonly string[] | undefined;
 }

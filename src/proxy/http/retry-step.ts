@@ -85,7 +85,7 @@ export function retryStep(deps: RetryStepDeps): RequestStep {
     budget.request();
     const r = d.retry;
     if (r === undefined || r.attempts === 0) return next();
-    const policy: RetryPolicy = { attempts: r.attempts, codes: r.codes, grpcCodes: [], backoffMs: r.backoffMs };
+    const policy: RetryPolicy = { attempts: r.attempts, codes: r.codes, grpcCodes: r.grpcCodes ?? [], backoffMs: r.backoffMs };
     const client = x.sink;
     let retries = 0;
     for (;;) {

@@ -36,8 +36,10 @@ test('a route using every field decodes on the agent with no issue', () => {
         { matches: [{ method: { service: 'a.B', method: 'C' }, headers: [{ name: 'k', value: 'v' }] }, { method: { type: 'RegularExpression', service: 'a\\..*' } }], backendRefs: [be('echo-v1', 7070)] },
         { backendRefs: [be('echo-v2', 7070)] },
       ],
-    }),
+    }, 'mesh', { annotations: { 'retry.linkerd.io/grpc': 'unavailable', 'retry.linkerd.io/limit': '2' } }),
   ]);
+  const rpc = s.routes.find((r) => r.name === 'rpc');
+  assert.ok(rpc?.kind === 'GRPCRoute' && rpc.rules[0]?.retry?.grpcCodes?.[0] === 14, 'the annotations\' retry is carried');
   assert.equal(s.routes.length, 2);
   for (const r of s.routes) assert.deepEqual(routeResourceIssues(JSON.parse(JSON.stringify(r)), 'body'), [], r.name);
 });

@@ -50,6 +50,33 @@ test('GEP-1731 retry: given fields kept (codes sorted, deduplicated), unset ones
   ]);
 });
 
+test('GRPCRoute retry from Linkerd\'s annotations: status names (kebab or upper case) for every rule, limit default 1', () => {
+  const annotated = (a: Record<string, string>) => parseRoute('GRPCRoute', route('GRPCRoute', 'g', spec([{}, {}]), 'mesh', { annotations: a }) as Record<string, unknown>);
+  const r = annotated({ 'retry.linkerd.io/grpc': 'unavailable, DEADLINE_EXCEEDED,unavailable', 'retry.linkerd.io/limit': '3' });
+  assert.deepEqual(r.issues, []);
+  const rules = r.route?.kind === 'GRPCRoute' ? r.route.rules : assert.fail();
+  assert.deepEqual(rules.map((x) => x.retry), [0, 1].map(() => ({ attempts: 3, codes: [], backoffMs: 25, grpcCodes: [4, 14] })));
+  const dflt = annotated({ 'retry.linkerd.io/grpc': 'resource-exhausted' });
+  assert.deepEqual(dflt.route?.kind === 'GRPCRoute' ? dflt.route.rules[0]?.retry : undefined, { attempts: 1, codes: [], backoffMs: 25, grpcCodes: [8] });
+  const none = annotated({});
+  assert.equal(none.route?.kind === 'GRPCRoute' ? none.route.rules[0]?.retry : 'x', undefined);
+  const refused: [Record<string, string>, string, RegExp][] = [
+    [{ 'retry.linkerd.io/grpc': 'unavailable,flaky' }, 'retry.linkerd.io/grpc', /"flaky" is not a gRPC status/],
+    [{ 'retry.linkerd.io/grpc': 'ok' }, 'retry.linkerd.io/grpc', /not a gRPC status to retry/],
+    [{ 'retry.linkerd.io/grpc': ' , ' }, 'retry.linkerd.io/grpc', /names no gRPC status/],
+    [{ 'retry.linkerd.io/grpc': 'unavailable', 'retry.linkerd.io/limit': 'many' }, 'retry.linkerd.io/limit', /whole number 0-10/],
+    [{ 'retry.linkerd.io/grpc': 'unavailable', 'retry.linkerd.io/limit': '11' }, 'retry.linkerd.io/limit', /whole number 0-10/],
+    [{ 'retry.linkerd.io/limit': '2' }, 'retry.linkerd.io/limit', /no effect without retry.linkerd.io\/grpc/],
+  ];
+  for (const [a, field, message] of refused) {
+    const bad = annotated(a);
+    assert.equal(bad.route, undefined, JSON.stringify(a));
+    const hit = bad.issues.find((i) => i.field === `metadata.annotations.${field}`);
+    assert.ok(hit !== undefined, JSON.stringify(bad.issues));
+    assert.match(hit.message, message);
+  }
+});
+
 test('GEP-2257 durations', () => {
   for (const [d, ms] of [['0s', 0], ['10s', 10_000], ['500ms', 500], ['1h30m', 5_400_000], ['1m30s500ms', 90_500], ['01h', 3_600_000]] as const) assert.equal(durationMs(d), ms, d);
 });

@@ -6,6 +6,7 @@
 // backend; its delay holds a request (DI); a missing FaultInjection fails closed with 500.
 
 import assert from 'node:assert/strict';
+import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2';
 import { test } from 'node:test';
 
 import { Client } from 'undici';
@@ -137,4 +138,47 @@ test('fault injection: a 50% abort hits 50 of 100 requests (FI, never at the bac
   const flags = n.requests.records.map((x) => x.outcome?.flags);
   assert.equal(flags.filter((f) => f === 'FI').length, r.statuses[503]);
   assert.deepEqual(flags.slice(100), ['DI', 'NR']);
+});
+
+test('GRPCRoute retry (grpcCodes): every other UNAVAILABLE hidden; a status not listed is not retried', async (t) => {
+  let hits = 0;
+  const n = await l7Mesh(t, {
+    h2: (_name, stream, headers) => {
+      hits += 1;
+      stream.resume();
+      const fail = String(headers[':path']).endsWith('/Internal') ? '13' : hits % 2 === 1 ? '14' : undefined;
+      if (fail !== undefined) {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': fail }, { endStream: true });
+        return;
+      }
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end();
+    },
+    route: routeWith({ retry: { attempts: 1, codes: [], backoffMs: 1, grpcCodes: [14] } }),
+    steps: [retryStep({ budgetFor: () => new RetryBudget(systemClock, { retryRatio: 1, minRetriesPerSecond: 100, ttlMs: 10_000 }) })],
+  });
+  const socket = await n.dial(81);
+  const session = h2connect('http://web.shop:81', { createConnection: () => socket });
+  t.after(() => session.destroy());
+  const call = (path: string): Promise<string | undefined> => new Promise((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+    let status: string | undefined;
+    s.on('response', (h) => {
+      status = h['grpc-status'] as string | undefined;
+    });
+    s.on('trailers', (tr: IncomingHttpHeaders) => {
+      status = tr['grpc-status'] as string | undefined;
+    });
+    s.on('end', () => resolve(status));
+    s.on('error', reject);
+    s.resume();
+    s.end(Buffer.alloc(5));
+  });
+  const codes: (string | undefined)[] = [];
+  for (let i = 0; i < 10; i++) codes.push(await call('/pkg.Svc/Get'));
+  assert.deepEqual(codes, Array.from({ length: 10 }, () => '0'));
+  assert.equal(hits, 20);
+  assert.equal(await call('/pkg.Svc/Internal'), '13');
+  assert.equal(hits, 21, 'INTERNAL is not on the list');
 });

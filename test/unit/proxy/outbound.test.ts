@@ -3,14 +3,15 @@
 // unknown sources and services without endpoints are refused, each with its record.
 
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 
 import { ManualClock } from '../../../src/core/clock.ts';
 import type { ConnectionDescription, ConnectionObserver } from '../../../src/proxy/contracts.ts';
 import { ResponseFlags } from '../../../src/proxy/flags.ts';
 import { endpointKey } from '../../../src/proxy/load-balancer.ts';
-import { OutboundListener, type OutboundOptions } from '../../../src/proxy/outbound.ts';
+import { OutboundListener, type OutboundDeps, type OutboundOptions } from '../../../src/proxy/outbound.ts';
+import { ConcurrencyLimits, counterMemory } from '../../../src/proxy/resilience/concurrency-limit.ts';
 import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
 import { UpstreamHealth } from '../../../src/proxy/upstream-health.ts';
 import {
@@ -49,7 +50,7 @@ function recorder(): ConnectionObserver & { records: Recorded[] } {
   };
 }
 
-async function oneNode(t: TestContext, options: Partial<OutboundOptions> = {}) {
+async function oneNode(t: TestContext, options: Partial<OutboundOptions> = {}, extra: Partial<OutboundDeps> = {}) {
   const mesh = new TestMesh();
   const client = mesh.addWorkload(workload('client', 'shop', '127.0.1.10', 'a'));
   const web1 = mesh.addWorkload(workload('web-7d9f8c6b5-x2x4k', 'shop', '127.0.3.1', 'a', { labels: { app: 'web' } }));
@@ -68,7 +69,7 @@ async function oneNode(t: TestContext, options: Partial<OutboundOptions> = {}) {
   const observer = recorder();
   const pool = new TunnelPool({ credentials: testCredentials([client.identity]) });
   const outbound = new OutboundListener({
-    originalDestination: table.reader, mesh, authorize: allowAll, tunnels: pool, health, observer, random: () => 0,
+    originalDestination: table.reader, mesh, authorize: allowAll, tunnels: pool, health, observer, random: () => 0, ...extra,
   }, { nodeName: 'a', host: '127.0.0.1', port: 0, ...options });
   const address = await outbound.listen();
   t.after(async () => {
@@ -169,4 +170,35 @@ test('a connection with no original destination, or addressed to the proxy itsel
     assert.equal(n.observer.records[before]?.flags, ResponseFlags.NO_ROUTE);
     assert.match(n.observer.records[before]?.detail ?? '', detail);
   }
+});
+
+test('DestinationPolicy maxConnections on opaque TCP: over the limit a connection is refused at once (UO); a closed one gives its place back', async (t) => {
+  const limits = new ConcurrencyLimits(counterMemory(64));
+  const n = await oneNode(t, {}, {
+    connectionPool: (key) => (key === 'shop/web' ? limits.tryAcquire(`connections|${key}`, 2) ?? { overflow: `${key}: 2 connections at most` } : undefined),
+  });
+  n.mesh.addService(service('web', 'shop', '198.18.10.9', 80, 0), [endpoint(n.web1, n.echo1.address.port)]);
+  const a = await n.dial({ address: '198.18.10.9', port: 80 });
+  const b = await n.dial({ address: '198.18.10.9', port: 80 });
+  // Both held open: each has echoed once.
+  const echoOnce = (s: Socket, text: string): Promise<string> => new Promise((resolve) => {
+    s.once('data', (d: Buffer) => resolve(d.toString()));
+    s.write(text);
+  });
+  assert.equal(await echoOnce(a, 'a'), 'a');
+  assert.equal(await echoOnce(b, 'b'), 'b');
+  assert.equal(limits.inUse('connections|shop/web'), 2);
+  const c = await n.dial({ address: '198.18.10.9', port: 80 });
+  // Refused as a failed connect is: the client sees its connection reset.
+  const closed = await new Promise<string>((resolve) => {
+    c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    c.once('close', () => resolve('closed'));
+  });
+  assert.match(closed, /ECONNRESET|closed/);
+  await until(() => n.observer.records.some((r) => r.flags === ResponseFlags.UPSTREAM_OVERFLOW), 3000, 'UO record');
+  assert.match(n.observer.records.find((r) => r.flags === ResponseFlags.UPSTREAM_OVERFLOW)?.detail ?? '', /2 connections at most/);
+  a.destroy();
+  await until(() => limits.inUse('connections|shop/web') === 1, 3000, 'released');
+  assert.equal((await exchange(await n.dial({ address: '198.18.10.9', port: 80 }), Buffer.from('d'))).toString(), 'd');
+  b.destroy();
 });
