@@ -31,6 +31,50 @@ spec:
 `;
 }
 
+/** Ports of a scene's Services: HTTP 80 -> 9080, gRPC 50051, opaque TCP 90 -> 9090. */
+export const PORTS = {
+  http: '{name: http, port: 80, targetPort: 9080}',
+  grpc: '{name: grpc, port: 50051, targetPort: 50051}',
+  tcp: '{name: tcp, port: 90, targetPort: 9090}',
+} as const;
+
+/** A Service in `demo` at `vip` over the pods labelled app: `app`, with one of PORTS. */
+export const serviceYaml = (name: string, vip: string, app: string, port: string): string => `---
+apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: demo}
+spec:
+  clusterIP: ${vip}
+  selector: {app: ${app}}
+  ports: [${port}]
+`;
+
+/** A DestinationPolicy on the Service `name`; `trafficPolicy`: its YAML lines, indented four spaces. */
+export const destinationPolicyYaml = (name: string, trafficPolicy: string): string => `---
+apiVersion: weft.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {name: ${name}, namespace: demo}
+spec:
+  targetRef: {kind: Service, name: ${name}}
+  trafficPolicy:
+${trafficPolicy}
+`;
+
+/**
+ * Python, the end of a grpcio server script: serves the unary `demo.Api` methods (name ->
+ * the script's handler function) on 50051 and prints "listening" once it does.
+ */
+export const grpcServe = (methods: Readonly<Record<string, string>>): string => `h = grpc.method_handlers_generic_handler('demo.Api', {
+${Object.entries(methods).map(([m, f]) => `    '${m}': grpc.unary_unary_rpc_method_handler(${f}),`).join('\n')}
+})
+server = grpc.server(futures.ThreadPoolExecutor(8))
+server.add_generic_rpc_handlers((h,))
+server.add_insecure_port('0.0.0.0:50051')
+server.start()
+print('listening', flush=True)
+server.wait_for_termination()
+`;
+
 /** The usual cast: demo/client on node-1 calling one server pod on node-2. */
 export const clientAndServer = (server: string, app = server): string =>
   podYaml('client', 'node-1', { serves: false }) + podYaml(server, 'node-2', { app });

@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needsRoot } from '../support/root.ts';
 import { AccessLog, inPodFast } from './capture-support.ts';
-import { clientAndServer, DEMO_NAMESPACE, l7Scene } from './l7-scene.ts';
+import { clientAndServer, DEMO_NAMESPACE, l7Scene, destinationPolicyYaml, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
 const VIP = '198.19.0.80';
@@ -26,60 +26,12 @@ const MAX_CONNECTIONS = 10;
 const PER_CONNECTION = 5;
 const TCP_VIP = '198.19.0.83';
 
-const service = (name: string, vip: string, pool: string): string => `---
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo}
-spec:
-  clusterIP: ${vip}
-  selector: {app: slow}
-  ports: [{name: http, port: 80, targetPort: 9080}]
----
-apiVersion: weft.dev/v1alpha1
-kind: DestinationPolicy
-metadata: {name: ${name}, namespace: demo}
-spec:
-  targetRef: {kind: Service, name: ${name}}
-  trafficPolicy:
-    connectionPool: ${pool}
-`;
+const service = (name: string, vip: string, pool: string): string =>
+  serviceYaml(name, vip, 'slow', PORTS.http) + destinationPolicyYaml(name, `    connectionPool: ${pool}`);
 const CONCURRENT = 100;
 const MAX_PENDING = 10;
 
-const MANIFESTS = `${DEMO_NAMESPACE}---
-apiVersion: v1
-kind: Service
-metadata: {name: slow, namespace: demo}
-spec:
-  clusterIP: ${VIP}
-  selector: {app: slow}
-  ports: [{name: http, port: 80, targetPort: 9080}]
----
-apiVersion: weft.dev/v1alpha1
-kind: DestinationPolicy
-metadata: {name: slow, namespace: demo}
-spec:
-  targetRef: {kind: Service, name: slow}
-  trafficPolicy:
-    connectionPool:
-      http: {maxPendingRequests: ${MAX_PENDING}}
-${service('capped', CAPPED_VIP, `{tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${service('recycled', RECYCLED_VIP, `{http: {maxRequestsPerConnection: ${PER_CONNECTION}}}`)}---
-apiVersion: v1
-kind: Service
-metadata: {name: tcpcap, namespace: demo}
-spec:
-  clusterIP: ${TCP_VIP}
-  selector: {app: slow}
-  ports: [{name: tcp, port: 90, targetPort: 9090}]
----
-apiVersion: weft.dev/v1alpha1
-kind: DestinationPolicy
-metadata: {name: tcpcap, namespace: demo}
-spec:
-  targetRef: {kind: Service, name: tcpcap}
-  trafficPolicy:
-    connectionPool: {tcp: {maxConnections: ${MAX_CONNECTIONS}}}
-${clientAndServer('slow')}`;
+const MANIFESTS = `${DEMO_NAMESPACE}${service('slow', VIP, `{http: {maxPendingRequests: ${MAX_PENDING}}}`)}${service('capped', CAPPED_VIP, `{tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${service('recycled', RECYCLED_VIP, `{http: {maxRequestsPerConnection: ${PER_CONNECTION}}}`)}${serviceYaml('tcpcap', TCP_VIP, 'slow', PORTS.tcp)}${destinationPolicyYaml('tcpcap', `    connectionPool: {tcp: {maxConnections: ${MAX_CONNECTIONS}}}`)}${clientAndServer('slow')}`;
 
 /** `sequence.py HOST N`: N GETs of /fast in a row on one keep-alive connection; prints the bodies. */
 const SEQUENCE = `

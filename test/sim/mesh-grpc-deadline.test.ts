@@ -15,20 +15,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cannotRun, needsRoot } from '../support/root.ts';
 import { AccessLog, grpcPython, inPodFast, startInPod } from './capture-support.ts';
-import { clientAndServer, DEMO_NAMESPACE, l7Scene } from './l7-scene.ts';
+import { clientAndServer, DEMO_NAMESPACE, grpcServe, l7Scene, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentLog } from './mesh-support.ts';
 
 const VIP = '198.19.0.96';
 
-const MANIFESTS = `${DEMO_NAMESPACE}---
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: demo}
-spec:
-  clusterIP: ${VIP}
-  selector: {app: backend}
-  ports: [{name: grpc, port: 50051, targetPort: 50051}]
----
+const MANIFESTS = `${DEMO_NAMESPACE}${serviceYaml('api', VIP, 'backend', PORTS.grpc)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: api, namespace: demo}
@@ -61,18 +53,7 @@ def slow(req, ctx):
     while ctx.is_active() and time.monotonic() - t0 < 5: time.sleep(0.02)
     print('slow %d %s after %.2f s' % (n, 'cancelled' if not ctx.is_active() else 'finished', time.monotonic() - t0), flush=True)
     return b'done'
-h = grpc.method_handlers_generic_handler('demo.Api', {
-    'Remaining': grpc.unary_unary_rpc_method_handler(remaining),
-    'Held': grpc.unary_unary_rpc_method_handler(remaining),
-    'Slow': grpc.unary_unary_rpc_method_handler(slow),
-})
-server = grpc.server(futures.ThreadPoolExecutor(8))
-server.add_generic_rpc_handlers((h,))
-server.add_insecure_port('0.0.0.0:50051')
-server.start()
-print('listening', flush=True)
-server.wait_for_termination()
-`;
+${grpcServe({ Remaining: 'remaining', Held: 'remaining', Slow: 'slow' })}`;
 
 const CLIENT = `
 import grpc, json, sys, time

@@ -11,21 +11,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cannotRun, needsRoot } from '../support/root.ts';
 import { grpcPython, inPodFast } from './capture-support.ts';
-import { clientAndServer, DEMO_NAMESPACE, GRPC_REPEAT, l7Scene } from './l7-scene.ts';
+import { clientAndServer, DEMO_NAMESPACE, GRPC_REPEAT, grpcServe, l7Scene, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentMetrics, sample } from './mesh-support.ts';
 
 const VIP = { flaky: '198.19.0.97', plain: '198.19.0.98' } as const;
 const N = 20;
 
-const service = (name: string, vip: string): string => `---
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo}
-spec:
-  clusterIP: ${vip}
-  selector: {app: backend}
-  ports: [{name: grpc, port: 50051, targetPort: 50051}]
-`;
+const service = (name: string, vip: string): string => serviceYaml(name, vip, 'backend', PORTS.grpc);
 
 const MANIFESTS = `${DEMO_NAMESPACE}${service('flaky', VIP.flaky)}${service('plain', VIP.plain)}---
 apiVersion: gateway.networking.k8s.io/v1
@@ -53,17 +45,7 @@ def get(req, ctx):
     return b'ok'
 def count(req, ctx):
     return str(hits[0]).encode()
-h = grpc.method_handlers_generic_handler('demo.Api', {
-    'Get': grpc.unary_unary_rpc_method_handler(get),
-    'Count': grpc.unary_unary_rpc_method_handler(count),
-})
-server = grpc.server(futures.ThreadPoolExecutor(8))
-server.add_generic_rpc_handlers((h,))
-server.add_insecure_port('0.0.0.0:50051')
-server.start()
-print('listening', flush=True)
-server.wait_for_termination()
-`;
+${grpcServe({ Get: 'get', Count: 'count' })}`;
 
 const COUNT = `
 import grpc, sys

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needsRoot } from '../support/root.ts';
 import { inPodFast } from './capture-support.ts';
-import { DEMO_NAMESPACE, l7Scene, podYaml } from './l7-scene.ts';
+import { DEMO_NAMESPACE, l7Scene, podYaml, destinationPolicyYaml, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentMetrics } from './mesh-support.ts';
 
 const VIP = '198.19.0.95';
@@ -23,23 +23,8 @@ const BASE_S = 4;
 const RATE = 20;
 const SECONDS = 15;
 
-const MANIFESTS = `${DEMO_NAMESPACE}---
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: demo}
-spec:
-  clusterIP: ${VIP}
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 9080}]
----
-apiVersion: weft.dev/v1alpha1
-kind: DestinationPolicy
-metadata: {name: web, namespace: demo}
-spec:
-  targetRef: {kind: Service, name: web}
-  trafficPolicy:
-    outlierDetection: {consecutive5xxErrors: ${CONSECUTIVE}, interval: 1s, baseEjectionTime: ${BASE_S}s, maxEjectionPercent: 50}
-${podYaml('client', 'node-1', { serves: false })}${podYaml('bad', 'node-2', { app: 'web' })}${podYaml('good-1', 'node-2', { app: 'web' })}${podYaml('good-2', 'node-2', { app: 'web' })}`;
+const MANIFESTS = `${DEMO_NAMESPACE}${serviceYaml('web', VIP, 'web', PORTS.http)}${destinationPolicyYaml('web',
+  `    outlierDetection: {consecutive5xxErrors: ${CONSECUTIVE}, interval: 1s, baseEjectionTime: ${BASE_S}s, maxEjectionPercent: 50}`)}${podYaml('client', 'node-1', { serves: false })}${podYaml('bad', 'node-2', { app: 'web' })}${podYaml('good-1', 'node-2', { app: 'web' })}${podYaml('good-2', 'node-2', { app: 'web' })}`;
 
 /** `server.py NAME STATUS`: answers every GET with STATUS and its name. */
 const SERVER = `

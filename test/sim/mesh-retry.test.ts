@@ -14,22 +14,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needsRoot } from '../support/root.ts';
 import { AccessLog, inPodFast } from './capture-support.ts';
-import { clientAndServer, DEMO_NAMESPACE, l7Scene, PACED_LOAD } from './l7-scene.ts';
+import { clientAndServer, DEMO_NAMESPACE, l7Scene, PACED_LOAD, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentLog, agentMetrics, sample } from './mesh-support.ts';
 
 const VIP = { flaky: '198.19.0.90', down: '198.19.0.91' } as const;
 const RATE = 50;
 const SECONDS = 10;
 
-const service = (name: string, vip: string): string => `---
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo}
-spec:
-  clusterIP: ${vip}
-  selector: {app: backend}
-  ports: [{name: http, port: 80, targetPort: 9080}]
-`;
+const service = (name: string, vip: string): string => serviceYaml(name, vip, 'backend', PORTS.http);
 
 /** A route on the Service `name`: requests under `prefix` retried on 503 up to 3 times, the rest not. */
 const retryRoute = (name: string, prefix: string): string => `---
