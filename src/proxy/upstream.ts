@@ -41,6 +41,16 @@ export interface UpstreamOptions {
 export type UpstreamStream = Socket | Http2Stream;
 
 /**
+ * Calls `done` once, when `stream` is over: at once if it is already destroyed (its 'close' may
+ * have gone by while a connect was awaited), else on its 'close'. For what a connection holds
+ * while it is open (a descriptor of the caps, a maxConnections permit).
+ */
+export function afterClose(stream: UpstreamStream, done: () => void): void {
+  if (stream.destroyed) done();
+  else stream.once('close', done);
+}
+
+/**
  * Makes a tunnel stream turn written strings into Buffers before they reach its writev.
  * Node's Http2Stream is built with decodeStrings off, and a writev that mixes a string (an
  * HTTP/1.1 head written by node:http or undici) with Buffers sends corrupted bytes for the

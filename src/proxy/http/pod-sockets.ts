@@ -10,7 +10,7 @@ import { Socket } from 'node:net';
 
 import { ProxyErrors, proxyError } from '../errors.ts';
 import type { SocketCloser } from '../splice.ts';
-import type { UpstreamRequest, UpstreamStream } from '../upstream.ts';
+import { afterClose, type UpstreamRequest, type UpstreamStream } from '../upstream.ts';
 
 /** Opens upstream streams (the UpstreamConnector, or PodSockets over it). */
 export interface UpstreamConnect {
@@ -87,7 +87,7 @@ export class PodSockets implements UpstreamConnect {
       throw err;
     }
     this.#charged += 1;
-    stream.once('close', () => {
+    afterClose(stream, () => {
       this.#charged -= 1;
       allowance?.give(r.clientIp, 1);
     });
@@ -98,7 +98,7 @@ export class PodSockets implements UpstreamConnect {
   /** A pod socket the layer now holds (one made elsewhere: a tunnel stream's own, charged with its stream): it resets if the agent dies. */
   own(socket: Socket): void {
     this.#held += 1;
-    socket.once('close', () => {
+    afterClose(socket, () => {
       this.#held -= 1;
     });
     if (this.#closer !== undefined) resetOnlyIfAgentDies(socket, this.#closer);

@@ -14,7 +14,7 @@
 import { ProxyErrors, proxyError } from '../errors.ts';
 import { endpointKey } from '../load-balancer.ts';
 import type { ConcurrencyLimits } from '../resilience/concurrency-limit.ts';
-import type { ReachableHop, UpstreamStream } from '../upstream.ts';
+import { afterClose, type ReachableHop, type UpstreamStream } from '../upstream.ts';
 import type { UpstreamConnect } from './pod-sockets.ts';
 import { H1Sender } from './upstream-h1.ts';
 import { H2Sender } from './upstream-h2.ts';
@@ -103,8 +103,7 @@ export class UpstreamPools {
         permit.release();
         throw err;
       }
-      if (stream.destroyed) permit.release();
-      else stream.once('close', () => permit.release());
+      afterClose(stream, () => permit.release());
       return stream;
     };
   }
