@@ -14,6 +14,7 @@ import { isWeftError } from '../core/errors.ts';
 import type { ConnectionObserver, TunnelCredentials } from './contracts.ts';
 import { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError } from './errors.ts';
 import { dialTunnel } from './tunnel-dial.ts';
+import { HandshakeReasons } from './handshake-reasons.ts';
 import { SessionGuard } from './tunnel-session.ts';
 import { hostPort, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 
@@ -29,7 +30,7 @@ export interface TunnelPoolOptions {
 
 export interface TunnelPoolDeps {
   readonly credentials: TunnelCredentials;
-  /** Told about refused handshakes. */
+  /** Told about refused handshakes, and sessions a revocation ended (reason `revoked`). */
   readonly observer?: Pick<ConnectionObserver, 'handshakeFailed'>;
 }
 
@@ -165,6 +166,11 @@ export class TunnelPool {
         const own = (e.session?.socket as TLSSocket | undefined)?.getX509Certificate();
         if ((peer === undefined || !revoked(peer)) && (own === undefined || !revoked(own))) continue;
         e.usable = false;
+        // Counted here as the serving side counts it: whichever agent learns of the CRL first
+        // ends the session, and the other sees only a close.
+        const [, destination, node] = e.key.split('\n');
+        const serial = peer !== undefined && revoked(peer) ? peer.serialNumber : own?.serialNumber ?? '?';
+        this.#deps.observer?.handshakeFailed(HandshakeReasons.REVOKED, `tunnel to ${node ?? '?'} (${destination ?? '?'}): session ended, certificate ${serial} revoked`);
         // RST_STREAM each stream first: the peer resets its pod side instead of reading a clean end.
         for (const s of [...e.open]) resetSide(s);
         if (e.session !== undefined) endSession(e.session);

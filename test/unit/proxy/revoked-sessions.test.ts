@@ -1,12 +1,15 @@
 // A new CRL ends, at once, the tunnel sessions that used a revoked certificate: the inbound
 // agent closes sessions whose client certificate (or its own) is revoked, the pool closes
-// sessions whose server certificate (or its own) is revoked; open streams on them end.
+// sessions whose server certificate (or its own) is revoked; open streams on them end. Either
+// side counts the session it ended (reason revoked): whichever agent applies the CRL first
+// ends it, and the other sees only a close.
 
 import assert from 'node:assert/strict';
 import type { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 
 import { closure, until } from './harness.ts';
+import { parseMetrics, total } from './metrics-text.ts';
 import { twoNodes } from './two-nodes.ts';
 
 const uri = (c: X509Certificate): string => (c.subjectAltName ?? '').replace(/^URI:/, '');
@@ -27,6 +30,7 @@ for (const [side, revokedIdentity] of [['inbound agent', 'spiffe://cluster.local
     const revoked = (c: X509Certificate): boolean => uri(c) === revokedIdentity;
     const ended = side === 'inbound agent' ? n.inbound.closeRevoked(revoked) : n.pool.closeRevoked(revoked);
     assert.equal(ended, 1);
+    assert.equal(total(parseMetrics(await n.registry.metrics()), 'weft_tunnel_handshake_failures_total', { reason: 'revoked' }), 1, 'counted once, by the side that ended it');
     assert.match(await ending, /^(ECONNRESET|end|close)$/, 'the stream on it ended');
     await until(() => n.inbound.stats().sessions === 0 && n.pool.stats().sessions === 0, 3000, 'both ends of the session to go');
     // A new connection opens a new session (the certificate would be refused there by the verifier; here it is not).
