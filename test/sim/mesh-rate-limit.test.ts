@@ -11,8 +11,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cannotRun, needsRoot } from '../support/root.ts';
-import { grpcPython, inPodFast } from './capture-support.ts';
+import { needsRoot } from '../support/root.ts';
+import { needsGrpcPython, inPodFast } from './capture-support.ts';
 import { DEMO_NAMESPACE, GRPC_REPEAT, l7Scene, podYaml, PACED_LOAD } from './l7-scene.ts';
 import { agentMetrics } from './mesh-support.ts';
 
@@ -60,11 +60,8 @@ server.wait_for_termination(timeout=600)
 
 test('RateLimitPolicy: 10 req/s offered 50 req/s for 10 s lets 100-110 through, 429 the rest; gRPC RESOURCE_EXHAUSTED; Shadow only counts', { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter'])) return;
-  const python = grpcPython();
-  if (python === undefined) {
-    cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  const python = needsGrpcPython(t);
+  if (python === undefined) return;
   const scene = await l7Scene(t, 'rlimit', manifests(), { 'server.py': SERVER, 'load.py': PACED_LOAD, 'grpc-repeat.py': GRPC_REPEAT });
   const client = scene.pod('client');
   await scene.serve(t, ['limited', 'shadow', 'grpc', 'local'], () => [python, scene.script('server.py')]);
