@@ -17,16 +17,17 @@ import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth, workloadName,
-  type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
+  type ConnectionGate, type ConnectionRateGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
   HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
-import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
+import { DEFAULT_RETRY_BUDGET, RetryBudgets, workerShare } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
+import { connectionRateVerdict } from '../proxy/resilience/rate-limit-decision.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
 import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
@@ -182,6 +183,17 @@ export class ProxyRuntime {
       buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
     };
+    const connectionsLimited = new Counter({
+      name: 'weft_rate_limited_connections_total', help: 'New opaque connections a RateLimitPolicy\'s connections limit refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
+      labelNames: ['policy', 'mode'], registers: [deps.registry],
+    });
+    const connectionRate: ConnectionRateGate = (w) => {
+      const policies = rateLimitsFor(this.#state, w);
+      if (policies.length === 0) return undefined;
+      const v = connectionRateVerdict(policies, rateLimits.buckets);
+      if (v.policy !== undefined) connectionsLimited.inc({ policy: v.policy, mode: v.shadow === true ? 'shadow' : 'enforce' });
+      return v.allowed ? undefined : `rate limited by RateLimitPolicy ${v.policy ?? ''} (new connections per second)`;
+    };
     const poolLimits = new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS));
     const caps = limits === undefined ? undefined : new ConnectionCaps({
       globalFds: limits.budget.connectionFds, perSourceFds: perWorker(limits.budget.perSourceFds, limits.workers), shared: limits.shared,
@@ -245,7 +257,7 @@ export class ProxyRuntime {
         fault: (key) => faultInjection(this.#state, key),
         injected: (fault, kind) => faults.inc({ fault, kind }),
       }), retryStep({
-        budgetFor: (key) => budgets.for(key, destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET),
+        budgetFor: (key) => budgets.for(key, workerShare(destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET, limits?.workers ?? 1)),
         retried: (service) => retried.inc({ destination_service: service }),
         budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],
@@ -273,7 +285,7 @@ export class ProxyRuntime {
     const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, connectionRate, ...kernel,
       // tcp.maxConnections on opaque connections: the same counter the HTTP layer's upstream connections draw on.
       connectionPool: (key) => {
         const max = destinationPolicyFor(this.#state, key)?.connectionPool.maxConnections;
@@ -286,12 +298,12 @@ export class ProxyRuntime {
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
     this.#tunnel = new InboundTunnel({
-      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http,
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http, connectionRate,
       ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
     }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, connectionRate }, {
       // Every address: iptables redirects inbound connections to the address they arrived on
       // (the pods' bridge, or the node's own from another node).
       nodeName: options.node, host: '0.0.0.0', port: options.ports.inboundPlain, reusePort: true,

@@ -9,7 +9,7 @@ import type { AddressInfo, Server } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
-import type { ConnectionObserver, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
+import type { ConnectionObserver, ConnectionRateGate, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
 import { NO_OVERLOAD_OBSERVER, NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
@@ -43,6 +43,8 @@ export interface ListenerCommonDeps {
   readonly splice?: SpliceOptions;
   /** Told about accept failures (and, by the gate and the tunnel, about caps hit). */
   readonly overload?: OverloadObserver;
+  /** New opaque connections to a pod of this node draw on its L4 rate limits; none when absent. */
+  readonly connectionRate?: ConnectionRateGate;
 }
 
 /** What a listener's handler gets for one accepted connection. */

@@ -1,22 +1,25 @@
-// The HTTP/1.1 downstream on drain: a connection handed over with its first request still
+// The downstreams on drain. HTTP/1.1: a connection handed over with its first request still
 // unread is answered (connection: close) before it ends; an idle keep-alive one ends at once.
+// HTTP/2: the same connection gets its requests answered, then GOAWAY (not REFUSED_STREAM);
+// one whose stream was already served gets GOAWAY at once; one that never sends a request is
+// closed after a bounded wait.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { connect as h2Connect, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { H1Downstream, type H1Connection } from '../../../src/proxy/http/downstream-h1.ts';
+import { serveH2, type H2Connection } from '../../../src/proxy/http/downstream-h2.ts';
 
-const hooks: H1Connection = {
-  request: (_req, sink) => {
-    sink.start({ status: 200, headers: { 'content-length': '2' }, endOfStream: false });
-    sink.write(Buffer.from('ok'));
-    sink.end(undefined);
-    return Promise.resolve();
-  },
-  upgrade: (_req, socket) => socket.destroy(),
-  malformed: () => undefined,
+const answerOk: H2Connection['request'] = (_req, sink) => {
+  sink.start({ status: 200, headers: { 'content-length': '2' }, endOfStream: false });
+  sink.write(Buffer.from('ok'));
+  sink.end(undefined);
+  return Promise.resolve();
 };
+const hooks: H1Connection = { request: answerOk, upgrade: (_req, socket) => socket.destroy(), malformed: () => undefined };
+const h2Hooks: H2Connection = { request: answerOk, malformed: () => undefined };
 
 /** A loopback pair: the server side as accepted, the client side. */
 async function pair(): Promise<{ server: Socket; client: Socket; close: () => void }> {
@@ -67,6 +70,75 @@ test('drain of an idle keep-alive connection (its request answered) ends it at o
     const started = Date.now();
     await answer;
     assert.ok(Date.now() - started < 1000, 'ended at once');
+  } finally {
+    close();
+  }
+});
+
+/** An h2c client over the client side of a pair, and what it saw. */
+function h2Client(client: Socket): { session: ClientHttp2Session; goaway: Promise<unknown> } {
+  const session = h2Connect('http://x', { createConnection: () => client });
+  session.on('error', () => undefined);
+  return { session, goaway: once(session, 'goaway') };
+}
+
+function h2Answer(req: ClientHttp2Stream): Promise<{ status: unknown; body: string }> {
+  let status: unknown;
+  let body = '';
+  req.on('response', (h) => { status = h[':status']; });
+  req.on('data', (b: Buffer) => { body += b.toString(); });
+  return new Promise((resolve, reject) => {
+    req.once('end', () => resolve({ status, body }));
+    req.once('error', reject);
+  });
+}
+
+test('h2 drain before the first streams are read: they are answered, then GOAWAY (none refused)', async () => {
+  const { server, client, close } = await pair();
+  try {
+    const c = h2Client(client);
+    const answers = [1, 2].map(() => {
+      const req = c.session.request({ ':path': '/' });
+      req.end();
+      return h2Answer(req);
+    });
+    await once(server, 'readable'); // the sniff saw the preface; it waits unread
+    await new Promise((resolve) => setTimeout(resolve, 50)); // both requests are in the socket
+    serveH2(server, h2Hooks).drain();
+    for (const a of await Promise.all(answers)) assert.deepEqual(a, { status: 200, body: 'ok' });
+    await c.goaway;
+  } finally {
+    close();
+  }
+});
+
+test('h2 drain of a connection whose stream was served: GOAWAY at once', async () => {
+  const { server, client, close } = await pair();
+  try {
+    const c = h2Client(client);
+    const req = c.session.request({ ':path': '/' });
+    req.end();
+    await once(server, 'readable');
+    const handle = serveH2(server, h2Hooks);
+    assert.deepEqual(await h2Answer(req), { status: 200, body: 'ok' });
+    const started = Date.now();
+    handle.drain();
+    await c.goaway;
+    assert.ok(Date.now() - started < 500, `GOAWAY at once, not after the first-request wait (${Date.now() - started} ms)`);
+  } finally {
+    close();
+  }
+});
+
+test('h2 drain of a connection that never sends a request: closed after a bounded wait', async () => {
+  const { server, client, close } = await pair();
+  try {
+    const c = h2Client(client);
+    await once(server, 'readable'); // the preface and SETTINGS only
+    const started = Date.now();
+    serveH2(server, h2Hooks).drain();
+    await c.goaway;
+    assert.ok(Date.now() - started < 3000, `GOAWAY within the wait (${Date.now() - started} ms)`);
   } finally {
     close();
   }
