@@ -94,10 +94,11 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
   --max-requests-per-source N  HTTP requests of one pod the agent serves at once (default 1024); more wait their
                   turn, so one pod flooding the agent cannot crowd out the others' requests
-  --fairness on   when a proxy worker's event loop is busy --fairness-high-water of the time (default 0.8), the
+  --fairness on   when a proxy worker's event loop is busy --fairness-high-water of the time (default 0.8, less
+                  where the workers would otherwise leave the pods under a core: 0.4 for 2 workers on 2 cores), the
                   pod asking for most of its work gets its new connections and requests paced at half its
                   rate, halving while the loop stays busy, never below --fairness-min-rate per second (default
-                  200; a pod asking for no more is never held), let back up below --fairness-low-water (default 0.5); past --fairness-max-waiting
+                  200; a pod asking for no more is never held), let back up below --fairness-low-water (default 0.6 of the high water); past --fairness-max-waiting
                   (default 512) of its requests waiting, more get 503 (flag OL); its waiting connections are bounded by the per-source descriptor cap
   --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can (default)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
@@ -123,6 +124,15 @@ export function defaultWorkers(cores: number): number {
   return Math.max(1, Math.min(cores, Math.max(2, Math.floor(cores / 4))));
 }
 
+/**
+ * Default fairness high water: 0.8 of each worker, but never so much that the workers together
+ * would leave less than one core to the node's pods (on 2 cores with 2 workers: 0.4 each).
+ */
+export function defaultHighWater(cores: number, workers: number): number {
+  const share = (0.8 * Math.max(1, cores - 1)) / Math.max(1, workers);
+  return Math.round(Math.min(0.8, Math.max(0.3, share)) * 100) / 100;
+}
+
 export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: number): AgentConfig {
   const node = str(flags, 'node') ?? env.NODE_NAME;
   if (node === undefined || !NODE_NAME.test(node)) badFlag('node', node, 'is required: a Kubernetes node name (or set NODE_NAME)');
@@ -139,8 +149,9 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
   const excludePorts = ports('exclude-ports');
   const podCgroup = str(flags, 'pod-cgroup') ?? '';
   if (podCgroup !== '' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'must be an absolute path template with {uid}, {namespace} or {name}');
-  const highWater = decimal(flags, 'fairness-high-water', 0.8, 0.05, 1);
-  const lowWater = decimal(flags, 'fairness-low-water', highWater > 0.5 ? 0.5 : highWater / 2, 0, 1);
+  const workers = int(flags, 'workers', defaultWorkers(cores), 1, 64);
+  const highWater = decimal(flags, 'fairness-high-water', defaultHighWater(cores, workers), 0.05, 1);
+  const lowWater = decimal(flags, 'fairness-low-water', Math.round(highWater * 0.6 * 100) / 100, 0, 1);
   if (lowWater >= highWater) badFlag('fairness-low-water', String(lowWater), `must be below --fairness-high-water (${highWater})`);
   const fairness = oneOf(flags, 'fairness', ['on', 'off'], 'on') === 'off' ? undefined : Object.freeze({
     highWater, lowWater, minRate: int(flags, 'fairness-min-rate', 200, 1, 1_000_000), maxWaiting: int(flags, 'fairness-max-waiting', 512, 0, 1_000_000),
@@ -166,7 +177,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
     failClosed: bool(flags, 'fail-closed'),
     kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'auto'),
-    workers: int(flags, 'workers', defaultWorkers(cores), 1, 64),
+    workers,
     drainMs: int(flags, 'drain-seconds', 5, 0, 3600) * 1000,
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
