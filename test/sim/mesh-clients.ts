@@ -507,6 +507,147 @@ function fakeAgent(o: { host: string; port: number; certPem: string; keyPem: str
   process.on('SIGTERM', () => process.exit(0));
 }
 
+// ---- a noisy neighbour and a paced caller (fair sharing) ----
+
+/** One HTTP GET / on a fresh connection (Connection: close): resolves with an error code or undefined, and the answer's text. */
+function getOnce(host: string, port: number, timeoutMs: number): Promise<{ error?: string; text: string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const socket = netConnect({ host, port });
+    const settle = (error: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const text = Buffer.concat(chunks).toString();
+      resolve(error === undefined && !text.startsWith('HTTP/1.1 200') ? { error: `bad answer ${JSON.stringify(text.slice(0, 60))}`, text } : { ...(error === undefined ? {} : { error }), text });
+    };
+    const timer = setTimeout(() => settle('timeout'), timeoutMs);
+    socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (b: Buffer) => chunks.push(b));
+    socket.on('end', () => settle(undefined));
+    socket.on('error', (err) => settle(`error:${codeOf(err)}`));
+  });
+}
+
+/**
+ * Alternating phases on the wall clock, shared by two processes: from `t0` on, even phases
+ * of `phaseMs` are at rest, odd ones flooded.
+ */
+interface Phases {
+  readonly t0: number;
+  readonly phaseMs: number;
+}
+
+const phaseAt = (p: Phases, at: number): { flooded: boolean; into: number } => {
+  const k = Math.floor((at - p.t0) / p.phaseMs);
+  return { flooded: k >= 0 && k % 2 === 1, into: at - p.t0 - k * p.phaseMs };
+};
+
+/** Ms until the next flooded phase (0 while in one). */
+const restLeft = (p: Phases): number => {
+  const now = Date.now();
+  const { flooded, into } = phaseAt(p, now);
+  return flooded ? 0 : (now < p.t0 ? p.t0 - now : 0) + p.phaseMs - Math.max(0, into);
+};
+
+/**
+ * As fast as it can (with `phases`: only in the flooded phases): `parallel` loops, each opening a connection, sending one GET and reading
+ * the answer, then the next, until `count` requests were sent or `maxMs` passed (or the stop
+ * file exists). Emits progress each second; the result counts answers and failures by kind.
+ */
+async function httpFlood(o: { target: string; parallel: number; count: number; maxMs: number; stopFile?: string; timeoutMs?: number; phases?: Phases }): Promise<void> {
+  const started = Date.now();
+  const [host, port] = o.target.split(':');
+  let sent = 0;
+  let ok = 0;
+  const failures: Record<string, number> = {};
+  const progress = setInterval(() => emit({ event: 'progress', sent, ok, ms: Date.now() - started }), 1000);
+  emit({ event: 'started', pid: process.pid });
+  const stopped = (): boolean => Date.now() - started >= o.maxMs || (o.stopFile !== undefined && existsSync(o.stopFile));
+  let checks = 0;
+  let stop = false;
+  await Promise.all(Array.from({ length: o.parallel }, async () => {
+    while (!stop && sent < o.count) {
+      // existsSync is a syscall: look every 64 requests.
+      if ((checks++ & 63) === 0 && stopped()) stop = true;
+      if (stop) break;
+      const rest = o.phases === undefined ? 0 : restLeft(o.phases);
+      if (rest > 0) {
+        await new Promise((r) => setTimeout(r, rest));
+        continue;
+      }
+      sent++;
+      const r = await getOnce(host ?? '', Number(port), o.timeoutMs ?? 10_000);
+      if (r.error === undefined) ok++;
+      else failures[r.error] = (failures[r.error] ?? 0) + 1;
+    }
+  }));
+  clearInterval(progress);
+  emit({ result: { sent, ok, failures, ms: Date.now() - started } });
+}
+
+/**
+ * A fixed-rate caller: one GET on a fresh connection every 1/`rate` s for `durationMs`, each
+ * sent at its own scheduled time whatever the earlier ones do (open loop), its latency taken
+ * from that scheduled time to the end of the answer (so a late start counts too). With
+ * `phases` (and `t0` as its start), each call is put with the phase it was scheduled in, and
+ * those in the first `settleMs` of a phase are left out (the flood's start, or its tail
+ * draining); percentiles in milliseconds, per phase kind.
+ */
+async function pacedCalls(o: { target: string; rate: number; durationMs: number; timeoutMs?: number; phases?: Phases; settleMs?: number; tailMs?: number }): Promise<void> {
+  const [host, port] = o.target.split(':');
+  const n = Math.floor((o.durationMs / 1000) * o.rate);
+  // Without phases: a second for this process to settle after its start (module loading,
+  // JIT), so the first calls measure the path, not the client's own start-up.
+  const startWall = o.phases?.t0 ?? Date.now() + 1000;
+  const start = performance.now() + (startWall - Date.now());
+  const groups = new Map<string, { latencies: number[]; timeline: [number, number][]; failures: Record<string, number>; sent: number }>();
+  const group = (name: string): NonNullable<ReturnType<typeof groups.get>> => {
+    let g = groups.get(name);
+    if (g === undefined) {
+      g = { latencies: [], timeline: [], failures: {}, sent: 0 };
+      groups.set(name, g);
+    }
+    return g;
+  };
+  const calls: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = start + (i * 1000) / o.rate;
+    const wait = at - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const offset = (i * 1000) / o.rate;
+    let name = 'all';
+    if (o.phases !== undefined) {
+      const ph = phaseAt(o.phases, startWall + offset);
+      const edge = ph.into < (o.settleMs ?? 0) || ph.into >= o.phases.phaseMs - (o.tailMs ?? 0);
+      name = edge ? 'settling' : ph.flooded ? 'flooded' : 'rest';
+    }
+    const g = group(name);
+    g.sent += 1;
+    calls.push(getOnce(host ?? '', Number(port), o.timeoutMs ?? 10_000).then((r) => {
+      if (r.error === undefined) {
+        g.latencies.push(performance.now() - at);
+        g.timeline.push([Math.round(offset), performance.now() - at]);
+      } else {
+        g.failures[r.error] = (g.failures[r.error] ?? 0) + 1;
+      }
+    }));
+  }
+  await Promise.all(calls);
+  const round = (x: number): number => Math.round(x * 100) / 100;
+  const out: Record<string, unknown> = {};
+  for (const [name, g] of groups) {
+    const l = g.latencies.sort((a, b) => a - b);
+    const q = (p: number): number => l[Math.min(l.length - 1, Math.max(0, Math.ceil(p * l.length) - 1))] ?? Number.NaN;
+    // The ten slowest, [ms into the run, latency], to see whether they come together.
+    const slowest = g.timeline.sort((a, b) => b[1] - a[1]).slice(0, 10).map(([t, x]) => [t, round(x)]);
+    out[name] = { sent: g.sent, ok: l.length, failures: g.failures, p50: round(q(0.5)), p90: round(q(0.9)), p99: round(q(0.99)), max: round(q(1)), slowest };
+  }
+  emit({ result: o.phases === undefined ? out.all : out });
+}
+
 const [mode, json] = process.argv.slice(2);
 const args: unknown = JSON.parse(json ?? '{}');
 const modes: Record<string, () => void | Promise<void>> = {
@@ -521,6 +662,8 @@ const modes: Record<string, () => void | Promise<void>> = {
   'fake-agent': () => fakeAgent(args as never),
   'hold-server': () => holdServer(args as never),
   'hold-many': () => holdMany(args as never),
+  'http-flood': () => httpFlood(args as never),
+  'paced-calls': () => pacedCalls(args as never),
 };
 const run = mode === undefined ? undefined : modes[mode];
 if (run === undefined) {
