@@ -11,7 +11,8 @@ import { Registry } from 'prom-client';
 import { systemClock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
 import { findCgroup2Mount } from '../core/cgroup2.ts';
-import type { AgentConfig } from '../config/agent.ts';
+import type { AgentConfig, AgentFairness } from '../config/agent.ts';
+import { fairnessLimits, type FairnessLimits } from '../proxy/resilience/source-fairness.ts';
 import { CertificateStore, RevocationList, TrustBundle, parseSpiffeId, systemScheduler, type SpiffeId } from '../identity/index.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import { KernelSpliceProgram, RedirectErrors, type Redirector } from '../redirect/index.ts';
@@ -98,6 +99,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     node: config.node, captureAddress: config.captureAddress, tunnelAddress: config.tunnelAddress,
     ports: config.ports, clusterDomain: 'cluster.local', cluster: 'Kubernetes', l7: config.l7, sniffMs: config.sniffMs,
     maxRequestsPerSource: perWorker(config.maxRequestsPerSource, config.workers),
+    ...(config.fairness === undefined ? {} : { fairness: workerFairness(config.fairness, config.workers) }),
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
     limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
   }, logger, config.logLevel);
@@ -336,4 +338,12 @@ function replaceRevokedCertificates(certificates: CertificateStore, next: NodeCo
   }
   const replaced = certificates.replaceRevoked((c) => crl.revokes(new X509Certificate(c.certPem)));
   if (replaced.length > 0) logger.warn({ identities: replaced.map((i) => i.uri) }, 'own certificates revoked: asking for new ones');
+}
+
+/** The agent's fairness flags as one worker's limits: rates and queues split over the workers. */
+export function workerFairness(f: AgentFairness, workers: number): FairnessLimits {
+  return fairnessLimits({
+    highWater: f.highWater, lowWater: f.lowWater, minRate: f.minRate / Math.max(1, workers),
+    maxWaiting: f.maxWaiting === 0 ? 0 : perWorker(f.maxWaiting, workers),
+  });
 }

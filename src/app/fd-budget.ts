@@ -38,7 +38,7 @@ export function perWorker(total: number, workers: number): number {
   return Math.max(1, Math.ceil(total / Math.max(1, workers)));
 }
 
-/** Counters the proxy workers of one agent share: [0] descriptors held by connections, [1] pending handshakes. */
+/** Counters the proxy workers of one agent share: [0] descriptors held by connections, [1] pending handshakes, [2] sources held back (fair sharing). */
 export function sharedProxyCounters(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
+  return new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
 }

@@ -10,6 +10,9 @@
 // Either schedules one more reclaim `settleMs` later: a flood still going on at the first one
 // leaves garbage after it, which that one collects once the flood has ended.
 // At most once per `minIntervalMs`, so a steady heavy load does not pay a full collection often.
+// Never while a proxy worker holds a source back for fair sharing (source-fairness.ts): that
+// flood is still going on, its garbage keeps coming, and a full collection in every worker
+// would stall every other pod's requests; the reclaim is kept for when the hold ends.
 
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -46,6 +49,8 @@ export interface ReclaimSample {
   readonly held: number;
   readonly rss: number;
   readonly now: number;
+  /** A worker holds a source back (fair sharing): a flood is on. */
+  readonly busy?: boolean;
 }
 
 export function initialReclaimState(held: number, rss: number): ReclaimState {
@@ -62,6 +67,8 @@ export function reclaimStep(state: ReclaimState, s: ReclaimSample, policy: Recla
       ? 'rss-grew'
       : state.settleAt !== undefined && s.now >= state.settleAt ? 'settle' : undefined;
   const due = state.lastAt === undefined || s.now - state.lastAt >= policy.minIntervalMs;
+  // Kept for when the hold ends: the settle reclaim is due from then on.
+  if (reason !== undefined && s.busy === true) return { state: { ...state, peak, baseline, settleAt: Math.min(state.settleAt ?? s.now, s.now) }, reclaim: undefined };
   if (reason === undefined || !due) return { state: { ...state, peak, baseline }, reclaim: undefined };
   // The baseline starts again from the first sample after the reclaim has run.
   return {
@@ -88,6 +95,8 @@ export function threadReclaimer(): () => void {
 export interface MemoryReclaimerDeps {
   /** Descriptors held by connections, all workers. */
   readonly held: () => number;
+  /** Whether a worker holds a source back for fair sharing now. Default never. */
+  readonly busy?: () => boolean;
   readonly rss: () => number;
   readonly now: () => number;
   /** Reclaims in every thread; resolves once they all have. */
@@ -114,7 +123,7 @@ export class MemoryReclaimer {
   /** One sample (the timer's; tests call it directly). */
   async tick(): Promise<void> {
     if (this.#running) return;
-    const sample = { held: this.#deps.held(), rss: this.#deps.rss(), now: this.#deps.now() };
+    const sample = { held: this.#deps.held(), rss: this.#deps.rss(), now: this.#deps.now(), busy: this.#deps.busy?.() ?? false };
     const step = reclaimStep(this.#state, sample, this.#policy);
     this.#state = step.state;
     if (step.reclaim === undefined) return;
@@ -135,8 +144,8 @@ export class MemoryReclaimer {
 }
 
 /**
- * The agent's reclaimer: `shared[0]` is the descriptors its workers' connections hold; a
- * reclaim runs in every worker, then in this thread. Logged, and counted in
+ * The agent's reclaimer: `shared[0]` is the descriptors its workers' connections hold,
+ * `shared[2]` the sources they hold back; a reclaim runs in every worker, then in this thread. Logged, and counted in
  * weft_agent_memory_reclaims_total{reason}.
  */
 export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: Int32Array, logger: Logger, registry: Registry): MemoryReclaimer {
@@ -147,6 +156,7 @@ export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: In
   const mib = (b: number): number => Math.round(b / 2 ** 20);
   return new MemoryReclaimer({
     held: () => Atomics.load(shared, 0),
+    busy: () => Atomics.load(shared, 2) > 0,
     rss: () => process.memoryUsage.rss(),
     now: () => Date.now(),
     reclaim: async () => {

@@ -5,6 +5,7 @@
 // one (proxy-worker.ts); listeners share ports with SO_REUSEPORT.
 
 import type { X509Certificate } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -17,16 +18,18 @@ import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
   ConnectionCaps, ConnectionRegistry, InboundPlain, InboundTunnel, OutboundListener, TunnelPool, UpstreamConnector, UpstreamHealth, workloadName,
-  type ConnectionGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
+  type ConnectionGate, type ConnectionRateGate, type KernelSplicer, type MeshView, type OriginalDestinationReader, type SocketAddress, type SocketCloser, type SpliceOptions,
 } from '../proxy/index.ts';
 import {
-  HttpLayer, admitRateLimited, circuitBreakerStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
+  HttpLayer, admitRateLimited, circuitBreakerStep, fairnessStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
-import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
+import { DEFAULT_RETRY_BUDGET, RetryBudgets, workerShare } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
+import { SourceFairness, type FairnessLimits } from '../proxy/resilience/source-fairness.ts';
 import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
+import { connectionRateVerdict } from '../proxy/resilience/rate-limit-decision.ts';
 import { rateLimitApplies } from '../model/traffic-policy-slice.ts';
 import type { DestinationPolicyObject, FaultInjectionObject, RateLimitPolicyObject } from '../model/traffic-policy-types.ts';
 import type { Workload } from '../model/types.ts';
@@ -55,6 +58,8 @@ export interface ProxyRuntimeOptions {
   readonly maxRequestsPerSource?: number;
   /** The kernel splice's pinned maps, when the agent loaded it (absent: user-space splice only). */
   readonly kernelSplice?: KernelSplicePins;
+  /** Holding back a source that saturates this worker's event loop; off when absent. */
+  readonly fairness?: FairnessLimits;
   /** Connection and handshake caps from the agent's descriptor budget; none when absent (tests). */
   readonly limits?: ProxyLimits;
 }
@@ -81,7 +86,7 @@ function faultInjection(state: MeshState, key: string): FaultInjectionObject | u
 export interface ProxyLimits {
   readonly budget: FdBudget;
   readonly workers: number;
-  /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, all workers. */
+  /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, [2] sources held back, all workers. */
   readonly shared: Int32Array;
   /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
   readonly buckets?: SharedArrayBuffer;
@@ -117,6 +122,7 @@ export class ProxyRuntime {
   readonly #pool: TunnelPool;
   readonly #http: HttpLayer | undefined;
   readonly #outliers: OutlierEjections;
+  readonly #fairness: SourceFairness | undefined;
   /** Metric label-set maps that drop the series of workloads that are gone. */
   readonly #series: readonly { retain(live: LiveWorkload): number }[];
   #closed: Promise<void> | undefined;
@@ -172,6 +178,52 @@ export class ProxyRuntime {
       name: 'weft_source_request_waits_total', help: 'HTTP requests that waited for their source pod\'s share of the agent (--max-requests-per-source), by source workload.',
       labelNames: ['source_workload_namespace', 'source_workload'], registers: [deps.registry],
     });
+    const throttled = new Counter({
+      name: 'weft_source_throttled_total', registers: [deps.registry],
+      help: 'Connections and requests of a source pod held back because it was saturating a proxy worker (outcome="waited": served after a wait; "refused": too many already waiting, reset or 503 OL), by source workload',
+      labelNames: ['source_workload_namespace', 'source_workload', 'kind', 'outcome'],
+    });
+    const holds = new Counter({
+      name: 'weft_source_throttle_cuts_total', registers: [deps.registry],
+      help: 'Times a proxy worker near saturation halved the admission rate of the source pod asking for most of its work, by source workload',
+      labelNames: ['source_workload_namespace', 'source_workload'],
+    });
+    const workloadLabels = (ip: string): { source_workload_namespace: string; source_workload: string } => {
+      const w = this.#state.workloadByIp(ip);
+      return { source_workload_namespace: w?.namespace ?? 'unknown', source_workload: w === undefined ? 'unknown' : workloadName(w.name) };
+    };
+    let elu = performance.eventLoopUtilization();
+    this.#fairness = options.fairness === undefined ? undefined : new SourceFairness(options.fairness, {
+      now: () => deps.clock.monotonic(),
+      ...(options.limits === undefined ? {} : { shared: options.limits.shared }),
+      utilization: () => {
+        const next = performance.eventLoopUtilization();
+        const u = performance.eventLoopUtilization(next, elu).utilization;
+        elu = next;
+        return u;
+      },
+      observer: {
+        held: (ip) => holds.inc(workloadLabels(ip)),
+        admitted: (ip, kind, outcome) => throttled.inc({ ...workloadLabels(ip), kind, outcome }),
+      },
+    });
+    const fairness = this.#fairness;
+    if (fairness !== undefined) {
+      new Gauge({
+        name: 'weft_proxy_event_loop_utilization', registers: [deps.registry], aggregator: 'max',
+        help: 'Share of the last fairness interval a proxy worker\'s event loop was busy (the busiest worker)',
+        collect() {
+          this.set(fairness.utilization);
+        },
+      });
+      new Gauge({
+        name: 'weft_source_throttled_sources', registers: [deps.registry], aggregator: 'sum',
+        help: 'Source pods held back now because they were saturating a proxy worker (summed over workers)',
+        collect() {
+          this.set(fairness.held().size);
+        },
+      });
+    }
     const metrics = new ConnectionTelemetry({ registry: deps.registry, logger: deps.logger, clock: deps.clock, cluster: options.cluster });
     const observer = deps.tracer === undefined ? metrics : composeObservers(metrics, deps.tracer);
     const reader: OriginalDestinationReader = deps.originalDestination;
@@ -181,6 +233,17 @@ export class ProxyRuntime {
       policiesFor: (w) => rateLimitsFor(this.#state, w),
       buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
+    };
+    const connectionsLimited = new Counter({
+      name: 'weft_rate_limited_connections_total', help: 'New opaque connections a RateLimitPolicy\'s connections limit refused (mode="enforce") or would have refused (mode="shadow"), by policy.',
+      labelNames: ['policy', 'mode'], registers: [deps.registry],
+    });
+    const connectionRate: ConnectionRateGate = (w) => {
+      const policies = rateLimitsFor(this.#state, w);
+      if (policies.length === 0) return undefined;
+      const v = connectionRateVerdict(policies, rateLimits.buckets);
+      if (v.policy !== undefined) connectionsLimited.inc({ policy: v.policy, mode: v.shadow === true ? 'shadow' : 'enforce' });
+      return v.allowed ? undefined : `rate limited by RateLimitPolicy ${v.policy ?? ''} (new connections per second)`;
     };
     const poolLimits = new ConcurrencyLimits(limits?.pools ?? counterMemory(DEFAULT_BUCKET_SLOTS));
     const caps = limits === undefined ? undefined : new ConnectionCaps({
@@ -234,7 +297,7 @@ export class ProxyRuntime {
       outlierEvent: (service, event) => (event === 'ejected' ? ejections : ejectionsRefused).inc({ destination_service: service }),
       // Between routing and forwarding: the routed Service's DestinationPolicy pool limits, the
       // route's FaultInjections, then its retries (so injected faults are never retried away).
-      steps: [sourceShareStep({
+      steps: [...(fairness === undefined ? [] : [fairnessStep(fairness)]), sourceShareStep({
         shares: new SourceShares(options.maxRequestsPerSource ?? 512),
         waited: (src) => sourceWaits.inc({ source_workload_namespace: src.namespace ?? 'unknown', source_workload: src.workload ?? 'unknown' }),
       }), circuitBreakerStep({
@@ -245,7 +308,7 @@ export class ProxyRuntime {
         fault: (key) => faultInjection(this.#state, key),
         injected: (fault, kind) => faults.inc({ fault, kind }),
       }), retryStep({
-        budgetFor: (key) => budgets.for(key, destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET),
+        budgetFor: (key) => budgets.for(key, workerShare(destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET, limits?.workers ?? 1)),
         retried: (service) => retried.inc({ destination_service: service }),
         budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],
@@ -270,10 +333,11 @@ export class ProxyRuntime {
       name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
       help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
     });
+    const fair = fairness === undefined ? {} : { fairness };
     const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
-      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, ...kernel,
+      health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, connectionRate, ...kernel, ...fair,
       // tcp.maxConnections on opaque connections: the same counter the HTTP layer's upstream connections draw on.
       connectionPool: (key) => {
         const max = destinationPolicyFor(this.#state, key)?.connectionPool.maxConnections;
@@ -286,12 +350,12 @@ export class ProxyRuntime {
       tunnelPort: options.ports.tunnel, clusterDomain: options.clusterDomain,
     });
     this.#tunnel = new InboundTunnel({
-      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http,
+      mesh, credentials: this.#credentials, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, http: this.#http, connectionRate, ...fair,
       ...(limits === undefined ? {} : { sharedCounters: limits.shared }),
     }, {
       nodeName: options.node, host: options.tunnelAddress, port: options.ports.tunnel, reusePort: true, handshakes: handshakeCaps,
     });
-    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload }, {
+    this.#plain = new InboundPlain({ originalDestination: reader, mesh, authorize: authorizer, observer, registry: this.connections, gate, splice, overload, connectionRate, ...fair }, {
       // Every address: iptables redirects inbound connections to the address they arrived on
       // (the pods' bridge, or the node's own from another node).
       nodeName: options.node, host: '0.0.0.0', port: options.ports.inboundPlain, reusePort: true,
@@ -342,6 +406,7 @@ export class ProxyRuntime {
 
   async listen(): Promise<void> {
     await Promise.all([this.#outbound.listen(), this.#tunnel.listen(), this.#plain.listen()]);
+    this.#fairness?.start();
   }
 
   stats(): { tunnelSessions: number; tunnelStreams: number; pool: ReturnType<TunnelPool['stats']> } {
@@ -352,6 +417,7 @@ export class ProxyRuntime {
   /** Stops accepting, lets open connections finish for up to `deadlineMs`, then closes the rest. Safe to call twice. */
   drain(deadlineMs: number): Promise<void> {
     this.#closed ??= (async () => {
+      this.#fairness?.close();
       await Promise.all([this.#outbound.drain(deadlineMs), this.#tunnel.drain(deadlineMs), this.#plain.drain(deadlineMs)]);
       await this.#http?.close();
       await this.#pool.close();

@@ -3,7 +3,7 @@
 
 import { DEFAULT_TRUST_DOMAIN } from '../model/types.ts';
 import {
-  badFlag, bool, hostPort, int, ip, list, logLevel, oneOf, parseFlagArgs, str, trustDomain, type FlagTable, type FlagValues,
+  badFlag, bool, decimal, hostPort, int, ip, list, logLevel, oneOf, parseFlagArgs, str, trustDomain, type FlagTable, type FlagValues,
 } from './flags.ts';
 
 export { CONFIG_ERROR } from './flags.ts';
@@ -66,6 +66,20 @@ export interface AgentConfig {
   readonly sniffMs: number;
   /** HTTP requests of one source pod served at once by this agent (split over the workers); more wait their turn. */
   readonly maxRequestsPerSource: number;
+  /** Holding back the source pod that saturates a proxy worker's event loop (source-fairness.ts); undefined: off. */
+  readonly fairness: AgentFairness | undefined;
+}
+
+/** The fairness flags, for the whole agent (rates and queues are split over the workers). */
+export interface AgentFairness {
+  /** Worker event-loop utilisation (0..1) at which the heaviest source is held back. */
+  readonly highWater: number;
+  /** Utilisation below which held sources are let back up. */
+  readonly lowWater: number;
+  /** Admissions (connections + requests) per second a held source always gets, all workers together. */
+  readonly minRate: number;
+  /** Requests of a held source waiting at once, all workers together; more are refused (503 OL). */
+  readonly maxWaiting: number;
 }
 
 export type AgentFlags = FlagValues;
@@ -75,10 +89,17 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
             [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off] [--max-requests-per-source N]
+            [--fairness on|off] [--fairness-high-water U] [--fairness-low-water U] [--fairness-min-rate N] [--fairness-max-waiting N]
   --l7 off        splice every connection (no per-request routing, balancing or request metrics)
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
   --max-requests-per-source N  HTTP requests of one pod the agent serves at once (default 1024); more wait their
                   turn, so one pod flooding the agent cannot crowd out the others' requests
+  --fairness on   when a proxy worker's event loop is busy --fairness-high-water of the time (default 0.8, less
+                  where the workers would otherwise leave the pods under a core: 0.4 for 2 workers on 2 cores), the
+                  pod asking for most of its work gets its new connections and requests paced at half its
+                  rate, halving while the loop stays busy, never below --fairness-min-rate per second (default
+                  200; a pod asking for no more is never held), let back up below --fairness-low-water (default 0.6 of the high water); past --fairness-max-waiting
+                  (default 512) of its requests waiting, more get 503 (flag OL); its waiting connections are bounded by the per-source descriptor cap
   --kernel-splice auto  same-node opaque TCP moves socket to socket in the kernel where it can (default)
   --mode auto     eBPF when every feature it needs is here, else iptables (one log line says which and why)`;
 
@@ -88,6 +109,7 @@ export const AGENT_FLAGS: FlagTable = Object.freeze({
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, 'exclude-inbound-ports': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
   l7: s, 'sniff-ms': s, 'kernel-splice': s, 'max-requests-per-source': s,
+  fairness: s, 'fairness-high-water': s, 'fairness-low-water': s, 'fairness-min-rate': s, 'fairness-max-waiting': s,
 });
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -100,6 +122,15 @@ export function agentConfigFromArgv(argv: readonly string[], env: NodeJS.Process
 /** Default proxy workers: like ztunnel's max(2, cores/4), bounded by the cores there are. */
 export function defaultWorkers(cores: number): number {
   return Math.max(1, Math.min(cores, Math.max(2, Math.floor(cores / 4))));
+}
+
+/**
+ * Default fairness high water: 0.8 of each worker, but never so much that the workers together
+ * would leave less than one core to the node's pods (on 2 cores with 2 workers: 0.4 each).
+ */
+export function defaultHighWater(cores: number, workers: number): number {
+  const share = (0.8 * Math.max(1, cores - 1)) / Math.max(1, workers);
+  return Math.round(Math.min(0.8, Math.max(0.3, share)) * 100) / 100;
 }
 
 export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: number): AgentConfig {
@@ -118,6 +149,13 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
   const excludePorts = ports('exclude-ports');
   const podCgroup = str(flags, 'pod-cgroup') ?? '';
   if (podCgroup !== '' && !podCgroup.startsWith('/')) badFlag('pod-cgroup', podCgroup, 'must be an absolute path template with {uid}, {namespace} or {name}');
+  const workers = int(flags, 'workers', defaultWorkers(cores), 1, 64);
+  const highWater = decimal(flags, 'fairness-high-water', defaultHighWater(cores, workers), 0.05, 1);
+  const lowWater = decimal(flags, 'fairness-low-water', Math.round(highWater * 0.6 * 100) / 100, 0, 1);
+  if (lowWater >= highWater) badFlag('fairness-low-water', String(lowWater), `must be below --fairness-high-water (${highWater})`);
+  const fairness = oneOf(flags, 'fairness', ['on', 'off'], 'on') === 'off' ? undefined : Object.freeze({
+    highWater, lowWater, minRate: int(flags, 'fairness-min-rate', 200, 1, 1_000_000), maxWaiting: int(flags, 'fairness-max-waiting', 512, 0, 1_000_000),
+  });
   const ownPodUid = env.POD_UID === undefined || env.POD_UID === '' ? undefined : env.POD_UID;
   return Object.freeze({
     node,
@@ -139,7 +177,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     trustDomain: trustDomain(flags, DEFAULT_TRUST_DOMAIN),
     failClosed: bool(flags, 'fail-closed'),
     kernelSplice: oneOf(flags, 'kernel-splice', ['auto', 'off'] as const, 'auto'),
-    workers: int(flags, 'workers', defaultWorkers(cores), 1, 64),
+    workers,
     drainMs: int(flags, 'drain-seconds', 5, 0, 3600) * 1000,
     readyFile: str(flags, 'ready-file'),
     stateDir: str(flags, 'state-dir') ?? `/run/weft/agent/${node}`,
@@ -147,5 +185,6 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
     sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
     maxRequestsPerSource: int(flags, 'max-requests-per-source', 1024, 1, 1_000_000),
+    fairness,
   });
 }

@@ -63,6 +63,14 @@ export function int(flags: FlagValues, name: string, fallback: number, min: numb
   return Number(v);
 }
 
+/** A decimal number from `min` to `max` (e.g. a share, 0.8). */
+export function decimal(flags: FlagValues, name: string, fallback: number, min: number, max: number): number {
+  const v = str(flags, name);
+  if (v === undefined) return fallback;
+  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < min || Number(v) > max) badFlag(name, v, `must be a number from ${min} to ${max}`);
+  return Number(v);
+}
+
 /** A comma-separated list; empty entries dropped. */
 export function list(flags: FlagValues, name: string): string[] {
   const v = str(flags, name);

@@ -29,6 +29,10 @@ export function classifyConnectFailure(c: ConnectFailureContext): ConnectFailure
   if (err instanceof TunnelRefusedError && err.status === 403) {
     return { kind: 'stop', ending: [ResponseFlags.DENIED, `the destination agent denied it: ${err.message}`], security: 'mutual_tls' };
   }
+  // The destination pod's L4 rate limit: its agent's budget is spent, another try would only draw again.
+  if (err instanceof TunnelRefusedError && err.status === 429) {
+    return { kind: 'stop', ending: [ResponseFlags.RATE_LIMITED, `the destination agent rate limited it: ${err.message}`], security: 'mutual_tls' };
+  }
   if (err instanceof TunnelRefusedError && err.status === 400) {
     return { kind: 'stop', ending: [ResponseFlags.BAD_REQUEST, err.message], security: 'mutual_tls' };
   }

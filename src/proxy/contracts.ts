@@ -42,6 +42,13 @@ export interface MeshView {
 export type Authorizer = (request: AuthorizationRequest) => AuthorizationDecision;
 
 /**
+ * The L4 rate limits (RateLimitPolicy `connections`) of a pod of this node, drawn once per new
+ * opaque connection to it: why it is refused, or undefined to admit it. Shadow policies count
+ * and admit.
+ */
+export type ConnectionRateGate = (workload: Workload) => string | undefined;
+
+/**
  * Workload TLS material for the tunnel. Contexts must present the identity's certificate and
  * carry the trust bundle as `ca` (OpenSSL checks the chain against it), and must be built once
  * per certificate, not per call.

@@ -177,6 +177,8 @@ export class InboundPlain implements Listener {
       reporter: 'destination', source, destination: peerOf(admission.workload, addressOf(target.address, target.port)), security: 'none',
     });
     if (!admission.ok) return [admission.flags, admission.detail];
+    const limited = this.#deps.connectionRate?.(admission.workload);
+    if (limited !== undefined) return [ResponseFlags.RATE_LIMITED, limited];
     live.allowed(admission.request);
 
     const setup = setupSignal(signal, client);

@@ -348,6 +348,13 @@ export class InboundTunnel implements Listener {
       answer(stream, admission.status);
       return [admission.flags, admission.detail];
     }
+    // A stream carrying HTTP is one of the source agent's pooled connections: its requests
+    // draw on the request limits instead.
+    const limited = l7 === undefined ? this.#deps.connectionRate?.(admission.workload) : undefined;
+    if (limited !== undefined) {
+      answer(stream, 429);
+      return [ResponseFlags.RATE_LIMITED, limited];
+    }
     live.allowed(admission.request);
 
     // The pod must accept before the stream is answered, for HTTP too: a refusal is a 503 the

@@ -6,7 +6,7 @@
 export { ProxyErrors, TunnelHandshakeError, TunnelRefusedError, proxyError, type ProxyErrorCode } from './errors.ts';
 export {
   NO_TELEMETRY,
-  type Authorizer, type ByteSource, type ConnectionDescription, type ConnectionObserver, type ConnectionRecord, type MeshView,
+  type Authorizer, type ByteSource, type ConnectionDescription, type ConnectionRateGate, type ConnectionObserver, type ConnectionRecord, type MeshView,
   type OriginalDestinationReader, type PeerRef, type ServiceRef, type SocketAddress, type TunnelCredentials,
 } from './contracts.ts';
 export { ResponseFlags, type ResponseFlag } from './flags.ts';

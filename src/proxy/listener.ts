@@ -9,12 +9,13 @@ import type { AddressInfo, Server } from 'node:net';
 
 import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
-import type { ConnectionObserver, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
+import type { ConnectionObserver, ConnectionRateGate, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
 import { NO_OVERLOAD_OBSERVER, NO_TELEMETRY } from './contracts.ts';
 import { ConnectionTracker } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
 import { listen, stopListening, type ListenOptions } from './listen.ts';
 import { resetSide, type SpliceOptions, type SpliceSide } from './splice.ts';
+import type { SourceFairness } from './resilience/source-fairness.ts';
 
 /** What every listener offers its owner. `close` and `destroy` are safe to call twice. */
 export interface Listener {
@@ -43,6 +44,13 @@ export interface ListenerCommonDeps {
   readonly splice?: SpliceOptions;
   /** Told about accept failures (and, by the gate and the tunnel, about caps hit). */
   readonly overload?: OverloadObserver;
+  /** New opaque connections to a pod of this node draw on its L4 rate limits; none when absent. */
+  readonly connectionRate?: ConnectionRateGate;
+  /**
+   * Holds back the connections of a source that is saturating this worker (they wait, unread,
+   * before the handler runs, bounded by the descriptor caps); every connection goes on at once when absent.
+   */
+  readonly fairness?: Pick<SourceFairness, 'admit'>;
 }
 
 /** What a listener's handler gets for one accepted connection. */
@@ -78,6 +86,7 @@ export class ListenerCore {
   readonly #tracker: ConnectionTracker;
   readonly #kind: ListenerKind;
   readonly #overload: OverloadObserver;
+  readonly #fairness: Pick<SourceFairness, 'admit'> | undefined;
   /** What the listener passes to splice(). */
   readonly spliceOptions: SpliceOptions;
 
@@ -90,6 +99,7 @@ export class ListenerCore {
     this.#what = kind.replace('-', ' ');
     this.#observer = deps.observer ?? NO_TELEMETRY;
     this.#gate = deps.gate;
+    this.#fairness = deps.fairness;
     this.#tracker = new ConnectionTracker(kind, deps.registry);
   }
 
@@ -130,6 +140,16 @@ export class ListenerCore {
     // not become a flood of access-log lines. The gate's observer counts and logs them (bounded).
     if (this.#gate?.admit(live) !== undefined) {
       (o.refuse ?? resetSide)(downstream);
+      tracked.done();
+      return;
+    }
+    // A held source's connection waits here, unread (bounded by the descriptor caps it already
+    // passed); refused (drained meanwhile) it is reset like a cap refusal, counted by the
+    // fairness observer, no record.
+    const admission = this.#fairness?.admit(sourceIp, 'connection', tracked.signal);
+    if (admission !== undefined && admission !== 'now' && await admission === 'refused') {
+      (o.refuse ?? resetSide)(downstream);
+      this.#gate?.released(live);
       tracked.done();
       return;
     }

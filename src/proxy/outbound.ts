@@ -274,6 +274,14 @@ export class OutboundListener implements Listener {
         failure = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, hop.detail];
         continue;
       }
+      // A pod of this node: its L4 rate limits are this agent's to apply (the destination
+      // agent of a tunnelled connection applies them there).
+      const local = hop.kind === 'direct' && target.workload?.enrolled === true && target.workload.node === this.#o.nodeName ? target.workload : undefined;
+      const limited = local === undefined ? undefined : this.#deps.connectionRate?.(local);
+      if (limited !== undefined) {
+        identify(peer, service, 'none');
+        return [ResponseFlags.RATE_LIMITED, limited];
+      }
       this.#deps.health.acquire(key);
       try {
         let upstream;

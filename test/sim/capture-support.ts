@@ -6,6 +6,8 @@ import { existsSync, openSync, readFileSync, readSync, closeSync, statSync } fro
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SimStatus } from '../support/sim.ts';
+import type { TestContext } from 'node:test';
+import { cannotRun } from '../support/root.ts';
 import { runInside } from '../../src/sim/processes.ts';
 
 export type Pod = SimStatus['pods'][number];
@@ -210,6 +212,13 @@ export function startInPod(pod: Pod, command: readonly string[]): InPod {
 /** A python3 that can import grpc (Debian's python3-grpcio), or undefined. A pyenv python3 may shadow Debian's. */
 export function grpcPython(): string | undefined {
   return ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import grpc']).status === 0);
+}
+
+/** A Python with grpcio, or undefined once the test is marked as unable to run (a failure under CI=true). */
+export function needsGrpcPython(t: TestContext): string | undefined {
+  const python = grpcPython();
+  if (python === undefined) cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
+  return python;
 }
 
 

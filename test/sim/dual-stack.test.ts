@@ -12,9 +12,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cannotRun, needsRoot } from '../support/root.ts';
+import { needsRoot } from '../support/root.ts';
 import { simCluster, uniqueName } from '../support/sim.ts';
-import { AccessLog, configDump, curl, escape, grpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
+import { AccessLog, configDump, curl, escape, needsGrpcPython, inPodFast, startInPod, type Pod } from './capture-support.ts';
 import { agentLog, node } from './mesh-support.ts';
 
 const GREETER_VIP = '198.19.0.20';
@@ -102,11 +102,8 @@ print(json.dumps({'peer': '%s:%d' % (peer[0], peer[1]), 'body': data.split(b'\\r
 for (const mode of ['ebpf', 'iptables'] as const) {
   test(`dual-stack clients are captured like IPv4 ones (--mesh ${mode})`, { timeout: 240_000 }, async (t) => {
     if (!needsRoot(t, ['curl', 'nsenter', 'strace'])) return;
-    const python = grpcPython();
-    if (python === undefined) {
-      cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-      return;
-    }
+    const python = needsGrpcPython(t);
+    if (python === undefined) return;
     await dualStackSuite(t, mode, python);
   });
 }

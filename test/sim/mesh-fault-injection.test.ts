@@ -9,8 +9,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cannotRun, needsRoot } from '../support/root.ts';
-import { AccessLog, grpcPython, inPodFast, type Pod } from './capture-support.ts';
+import { needsRoot } from '../support/root.ts';
+import { AccessLog, needsGrpcPython, inPodFast, type Pod } from './capture-support.ts';
 import { clientAndServer, DEMO_NAMESPACE, GRPC_REPEAT, l7Scene } from './l7-scene.ts';
 import { agentLog, agentMetrics, sample } from './mesh-support.ts';
 
@@ -117,11 +117,8 @@ async function curlMany(pod: Pod, path: string, count: number): Promise<{ status
 
 test(`FaultInjection: a 50% abort lands within +-7% over ${N} requests; a 50% delay holds half; gRPC gets its code`, { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'curl'])) return;
-  const python = grpcPython();
-  if (python === undefined) {
-    cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  const python = needsGrpcPython(t);
+  if (python === undefined) return;
   const scene = await l7Scene(t, 'fault', MANIFESTS, { 'server.py': SERVER, 'grpc-repeat.py': GRPC_REPEAT });
   const s = scene.status;
   const client = scene.pod('client');

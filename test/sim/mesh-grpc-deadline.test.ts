@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cannotRun, needsRoot } from '../support/root.ts';
-import { AccessLog, grpcPython, inPodFast, startInPod } from './capture-support.ts';
+import { needsRoot } from '../support/root.ts';
+import { AccessLog, needsGrpcPython, inPodFast, startInPod } from './capture-support.ts';
 import { clientAndServer, DEMO_NAMESPACE, grpcServe, l7Scene, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentLog } from './mesh-support.ts';
 
@@ -73,11 +73,8 @@ print(json.dumps(out))
 
 test('gRPC deadlines: grpc-timeout passed on less the time spent; enforced by the agent with DEADLINE_EXCEEDED, UT', { timeout: 240_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'curl'])) return;
-  const python = grpcPython();
-  if (python === undefined) {
-    cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  const python = needsGrpcPython(t);
+  if (python === undefined) return;
   const scene = await l7Scene(t, 'dline', MANIFESTS, { 'server.py': SERVER, 'client.py': CLIENT });
   // An empty gRPC message: flag 0, length 0.
   writeFileSync(join(scene.dir, 'empty.bin'), Buffer.alloc(5));

@@ -9,8 +9,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cannotRun, needsRoot } from '../support/root.ts';
-import { grpcPython, inPodFast } from './capture-support.ts';
+import { needsRoot } from '../support/root.ts';
+import { needsGrpcPython, inPodFast } from './capture-support.ts';
 import { clientAndServer, DEMO_NAMESPACE, GRPC_REPEAT, grpcServe, l7Scene, PORTS, serviceYaml } from './l7-scene.ts';
 import { agentMetrics, sample } from './mesh-support.ts';
 
@@ -54,11 +54,8 @@ print(grpc.insecure_channel(sys.argv[1]).unary_unary('/demo.Api/Count')(b'', tim
 
 test(`GRPCRoute retry (retry.linkerd.io annotations): a server failing every other call looks healthy over ${N} calls`, { timeout: 240_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter'])) return;
-  const python = grpcPython();
-  if (python === undefined) {
-    cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  const python = needsGrpcPython(t);
+  if (python === undefined) return;
   const scene = await l7Scene(t, 'gretry', MANIFESTS, { 'server.py': SERVER, 'grpc-repeat.py': GRPC_REPEAT, 'count.py': COUNT });
   await scene.serve(t, ['backend'], () => [python, scene.script('server.py')]);
   const client = scene.pod('client');

@@ -12,8 +12,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cannotRun, needsRoot } from '../support/root.ts';
-import { AccessLog, grpcPython, inPodFast, type Pod } from './capture-support.ts';
+import { needsRoot } from '../support/root.ts';
+import { AccessLog, needsGrpcPython, inPodFast, type Pod } from './capture-support.ts';
 import { DEMO_NAMESPACE, l7Scene, podYaml } from './l7-scene.ts';
 import { agentLog, agentMetrics } from './mesh-support.ts';
 
@@ -109,11 +109,8 @@ async function http(client: Pod, method: string, url: string): Promise<Answer> {
 
 test('L7 AuthorizationPolicy: GET /public allowed, POST /admin 403, gRPC Admin PERMISSION_DENIED, at the source and the destination agent', { timeout: 300_000 }, async (t) => {
   if (!needsRoot(t, ['nsenter', 'curl'])) return;
-  const python = grpcPython();
-  if (python === undefined) {
-    cannotRun(t, 'needs python3-grpcio (scripts/bootstrap.sh installs it)');
-    return;
-  }
+  const python = needsGrpcPython(t);
+  if (python === undefined) return;
   const scene = await l7Scene(t, 'authz', manifests(), { 'server.py': SERVER, 'grpc-client.py': GRPC_CLIENT });
   const client = scene.pod('client');
   await scene.serve(t, ['near', 'far'], (n) => [python, scene.script('server.py'), n]);

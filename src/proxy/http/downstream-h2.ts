@@ -2,7 +2,10 @@
 // set up on the socket (its preface waits unread there) and each stream becomes a
 // DownstreamRequest plus a sink over the stream: respond, DATA with the stream's flow
 // control as backpressure, trailers (gRPC status) when the response has them, RST_STREAM
-// to cut one request without touching the others. On drain: GOAWAY, streams finish.
+// to cut one request without touching the others. On drain: GOAWAY, streams finish. A
+// connection handed over with its first request still unread (the sniff saw it) is not idle:
+// the GOAWAY waits until that request's stream is open (or FIRST_REQUEST_WAIT_MS), so it is
+// answered rather than refused.
 
 import {
   constants as h2, performServerHandshake, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Session,
@@ -96,16 +99,37 @@ export interface H2DownstreamOptions {
   readonly maxConcurrentStreams?: number;
 }
 
+/** How long a drain waits for the first stream of a connection handed over with its request unread. */
+const FIRST_REQUEST_WAIT_MS = 1000;
+
 /** Starts serving an h2c connection; returns how to drain it. */
 export function serveH2(socket: Duplex, hooks: H2Connection, options: H2DownstreamOptions = {}): { drain(): void } {
   const session: ServerHttp2Session = performServerHandshake(socket, {
     settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000 },
   });
+  let streams = 0;
   session.on('error', (err: Error) => hooks.malformed(err.message));
-  session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => onStream(stream, headers, hooks));
+  session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    streams++;
+    onStream(stream, headers, hooks);
+  });
+  // GOAWAY names the last stream processed so far: streams after it are refused.
+  const close = (): void => {
+    if (!session.closed && !session.destroyed) session.close();
+  };
   return {
     drain: () => {
-      if (!session.closed) session.close();
+      if (streams > 0) {
+        close();
+        return;
+      }
+      // Once the first stream is open, let the rest of the bytes read with it be processed too.
+      const timer = setTimeout(close, FIRST_REQUEST_WAIT_MS);
+      timer.unref();
+      session.once('stream', () => {
+        clearTimeout(timer);
+        setImmediate(close);
+      });
     },
   };
 }

@@ -6,7 +6,8 @@
 // once a response started, cut. Timeouts from the route end in 504 UT. A gRPC call's
 // `grpc-timeout` is honoured: the call ends with DEADLINE_EXCEEDED (flag UT) when it runs out,
 // and each attempt passes on what is left of it (less the time spent here, in earlier steps
-// and attempts); a call that arrives with nothing left is answered at once, never sent.
+// and attempts); a call that arrives with nothing left is answered at once, never sent. One
+// whose answer has started gets DEADLINE_EXCEEDED in trailers after what was sent.
 
 import { protocolFor } from '../../model/protocol.ts';
 import type { Endpoint, MeshService, ServicePort, Workload } from '../../model/types.ts';
@@ -247,6 +248,19 @@ async function attempts(
       return;
     }
     const timedOut = requestTimedOut() || perAttempt.timedOut();
+    if (result.started && timedOut && x.request.grpc) {
+      // A gRPC answer under way when its deadline ran out: what went out stands, and the call
+      // ends as a gRPC server ends it, DEADLINE_EXCEEDED in trailers (a reset would read CANCELLED).
+      inFlight.done(false);
+      judge(key, false);
+      x.upstream = key;
+      x.status = 200;
+      x.grpcStatus = String(GrpcStatus.DEADLINE_EXCEEDED);
+      x.flags = ResponseFlags.UPSTREAM_TIMEOUT;
+      x.detail = describe(result.error);
+      x.sink.end({ 'grpc-status': String(GrpcStatus.DEADLINE_EXCEEDED), 'grpc-message': 'upstream request timeout' });
+      return;
+    }
     if (result.started) {
       // The response was cut: nothing to answer, the client sees the reset.
       inFlight.done(false);

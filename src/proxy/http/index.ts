@@ -14,6 +14,7 @@ export { circuitBreakerStep } from './circuit-breaker-step.ts';
 export { retryStep, type RetryBudgetLike, type RetryStepDeps } from './retry-step.ts';
 export { faultStep, type FaultStepDeps } from './fault-step.ts';
 export { sourceShareStep, type SourceShareDeps } from './source-share-step.ts';
+export { fairnessStep } from './fairness-step.ts';
 export { Exchange, composeSteps, type DownstreamRequest, type OutgoingParts, type RequestStep } from './exchange.ts';
 export { sendLocalReply, GrpcStatus, grpcStatusForHttp, type LocalReply } from './local-reply.ts';
 export { RequestBalancer, type InFlightRequest, type RequestBalancerOptions } from './request-balancer.ts';

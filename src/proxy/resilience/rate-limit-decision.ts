@@ -53,13 +53,16 @@ export function rateLimitVerdict(policies: readonly RateLimitPolicyObject[], sou
   return shadow ?? ALLOWED;
 }
 
-/** The L4 variant: new connections per second. */
+/** The L4 variant: new connections per second (one bucket per policy). A Shadow refusal does not stop an enforcing policy after it. */
 export function connectionRateVerdict(policies: readonly RateLimitPolicyObject[], buckets: Buckets): RateLimitVerdict {
+  let shadow: RateLimitVerdict | undefined;
   for (const p of policies) {
     if (p.connections === undefined) continue;
     const key = `${p.namespace}/${p.name}`;
     const r = buckets.take(`rl|${key}|connections`, shapeOf(p.connections));
-    if (!r.allowed) return p.mode === 'Shadow' ? { allowed: true, policy: key, shadow: true } : { allowed: false, policy: key, retryAfterMs: r.retryAfterMs };
+    if (r.allowed) continue;
+    if (p.mode === 'Shadow') shadow ??= { allowed: true, policy: key, shadow: true, retryAfterMs: r.retryAfterMs };
+    else return { allowed: false, policy: key, retryAfterMs: r.retryAfterMs };
   }
-  return ALLOWED;
+  return shadow ?? ALLOWED;
 }

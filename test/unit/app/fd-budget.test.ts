@@ -26,7 +26,7 @@ test('per-worker shares round up, shared counters are shared memory, /proc/self/
   assert.deepEqual([perWorker(4512, 2), perWorker(64, 3), perWorker(1, 4), perWorker(10, 0)], [2256, 22, 1, 10]);
   const c = sharedProxyCounters();
   assert.ok(c.buffer instanceof SharedArrayBuffer);
-  assert.equal(c.length, 2);
+  assert.equal(c.length, 3);
   assert.equal(parseNofile('Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n'), 20_000);
   assert.equal(parseNofile('Max open files            unlimited            unlimited            files\n'), Number.MAX_SAFE_INTEGER);
   assert.equal(parseNofile('nothing'), undefined);

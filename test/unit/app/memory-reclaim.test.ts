@@ -1,4 +1,5 @@
-// The memory reclaimer: when a flood or churn ends (reclaimStep, table-tested), and that a
+// The memory reclaimer: when a flood or churn ends (reclaimStep, table-tested; never while a
+// worker holds a source back for fair sharing, kept for after), and that a
 // thread's reclaim really gives memory back (a full collection, then malloc_trim).
 
 import { test } from 'node:test';
@@ -10,7 +11,7 @@ const POLICY: ReclaimPolicy = { minDrop: 512, growthBytes: 32 * MiB, settleMs: 2
 
 test('reclaimStep: a held flood ending, RSS growth, the settle after either, and the minimum interval', () => {
   const at = (peak: number, baseline: number, lastAt?: number, settleAt?: number): ReclaimState => ({ peak, baseline, lastAt, settleAt });
-  const cases: [string, ReclaimState, { held: number; rss: number; now: number }, string | undefined, Partial<ReclaimState>][] = [
+  const cases: [string, ReclaimState, { held: number; rss: number; now: number; busy?: boolean }, string | undefined, Partial<ReclaimState>][] = [
     ['quiet', at(100, 300 * MiB), { held: 90, rss: 310 * MiB, now: 1_000 }, undefined, { peak: 100, baseline: 300 * MiB }],
     ['the peak rises', at(100, 300 * MiB), { held: 4_512, rss: 320 * MiB, now: 1_000 }, undefined, { peak: 4_512 }],
     ['the baseline follows RSS down', at(100, 300 * MiB), { held: 100, rss: 280 * MiB, now: 1_000 }, undefined, { baseline: 280 * MiB }],
@@ -23,6 +24,10 @@ test('reclaimStep: a held flood ending, RSS growth, the settle after either, and
     ['the settle runs once, whatever RSS says', at(50, 300 * MiB, 0, 20_000), { held: 50, rss: 300 * MiB, now: 20_000 }, 'settle', { lastAt: 20_000, settleAt: undefined }],
     ['too soon after the last one', at(4_512, 300 * MiB, 0), { held: 20, rss: 400 * MiB, now: 9_999 }, undefined, { peak: 4_512, lastAt: 0 }],
     ['just late enough', at(4_512, 300 * MiB, 0), { held: 20, rss: 400 * MiB, now: 10_000 }, 'flood-ended', { peak: 20 }],
+    ['RSS grew while a source is held back: kept for when the hold ends', at(50, 300 * MiB), { held: 50, rss: 340 * MiB, now: 1_000, busy: true }, undefined, { settleAt: 1_000, lastAt: undefined }],
+    ['a flood ended while another is held back: kept too', at(4_512, 300 * MiB), { held: 20, rss: 360 * MiB, now: 1_000, busy: true }, undefined, { settleAt: 1_000 }],
+    ['the hold has ended: the kept one runs', at(50, 300 * MiB, undefined, 1_000), { held: 50, rss: 305 * MiB, now: 3_000, busy: false }, 'settle', { lastAt: 3_000, settleAt: undefined }],
+    ['held back and nothing to do: nothing kept', at(50, 300 * MiB), { held: 50, rss: 305 * MiB, now: 1_000, busy: true }, undefined, { settleAt: undefined }],
   ];
   for (const [what, state, sample, reason, expect] of cases) {
     const step = reclaimStep(state, sample, POLICY);

@@ -1,7 +1,8 @@
 // gRPC deadlines in the HTTP layer on the loopback mesh (real node:http2 client and servers):
 // the caller's grpc-timeout is passed on shortened by the time the call spent in the proxy
 // (here a 200 ms step before forwarding); a backend slower than the deadline is cut off at
-// the deadline with DEADLINE_EXCEEDED (trailers-only, flag UT); a call whose deadline ran out
+// the deadline with DEADLINE_EXCEEDED (trailers-only, flag UT), and one that has started its
+// answer gets the status in trailers after what it sent, not a reset; a call whose deadline ran out
 // before it could be sent is answered at once and never reaches a backend; a non-gRPC
 // request's grpc-timeout, or a malformed one, sets no deadline.
 
@@ -16,6 +17,7 @@ import { l7Mesh, type L7Mesh } from './l7-harness.ts';
 
 interface Answer {
   readonly headers: IncomingHttpHeaders;
+  readonly trailers: IncomingHttpHeaders;
   readonly body: string;
   readonly ms: number;
 }
@@ -32,12 +34,16 @@ function call(c: ClientHttp2Session, path: string, extra: Record<string, string>
   return new Promise((resolve, reject) => {
     const s = c.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extra });
     let headers: IncomingHttpHeaders = {};
+    let trailers: IncomingHttpHeaders = {};
     const parts: Buffer[] = [];
     s.on('response', (h) => {
       headers = h;
     });
+    s.on('trailers', (h: IncomingHttpHeaders) => {
+      trailers = h;
+    });
     s.on('data', (d: Buffer) => parts.push(d));
-    s.on('end', () => resolve({ headers, body: Buffer.concat(parts).toString(), ms: performance.now() - t0 }));
+    s.on('end', () => resolve({ headers, trailers, body: Buffer.concat(parts).toString(), ms: performance.now() - t0 }));
     s.on('error', reject);
     s.end(Buffer.alloc(5));
   });
@@ -57,6 +63,11 @@ test('grpc-timeout: passed on less the time spent; a slow backend is cut off at 
       hits++;
       stream.resume();
       if (String(headers[':path']).endsWith('/Slow')) return; // never answers
+      if (String(headers[':path']).endsWith('/Stream')) { // one message, then nothing
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+        stream.write(Buffer.from([0, 0, 0, 0, 2, 0x68, 0x69]));
+        return;
+      }
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
       stream.end(String(headers['grpc-timeout'] ?? 'none'));
@@ -74,6 +85,12 @@ test('grpc-timeout: passed on less the time spent; a slow backend is cut off at 
   assert.equal(slow.headers['grpc-status'], '4', 'DEADLINE_EXCEEDED, trailers-only');
   assert.ok(slow.ms >= 480 && slow.ms < 1500, `cut off at the deadline: ${slow.ms.toFixed(0)} ms`);
 
+  const started = await call(c, '/pkg.Svc/Stream', { 'grpc-timeout': '500m' });
+  assert.equal(started.headers[':status'], 200);
+  assert.equal(started.body, '\u0000\u0000\u0000\u0000\u0002hi', 'the message sent before the deadline arrives whole');
+  assert.deepEqual([started.trailers['grpc-status'], started.trailers['grpc-message']], ['4', 'upstream request timeout'], 'DEADLINE_EXCEEDED in trailers, not a reset');
+  assert.ok(started.ms >= 480 && started.ms < 1500, `cut off at the deadline: ${started.ms.toFixed(0)} ms`);
+
   const before = hits;
   const late = await call(c, '/pkg.Svc/Echo', { 'grpc-timeout': '100m' });
   assert.equal(late.headers['grpc-status'], '4');
@@ -87,5 +104,5 @@ test('grpc-timeout: passed on less the time spent; a slow backend is cut off at 
   assert.equal(none.body, 'none');
 
   const flags = n.requests.records.map((r) => r.outcome?.flags);
-  assert.deepEqual(flags.filter((f) => f === 'UT').length, 2, JSON.stringify(flags));
+  assert.deepEqual(flags.filter((f) => f === 'UT').length, 3, JSON.stringify(flags));
 });

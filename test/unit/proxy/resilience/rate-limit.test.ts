@@ -58,3 +58,13 @@ test('connections per second: the L4 variant', () => {
   assert.equal(allowedOf(20, () => connectionRateVerdict(p, buckets).allowed), 5);
   assert.deepEqual(connectionRateVerdict([policy('none', { total: { requestsPerSecond: 1, burst: 1 } })], buckets), { allowed: true });
 });
+
+test('connections per second: a Shadow refusal is reported but does not hide an enforcing policy after it', () => {
+  const { buckets } = table();
+  const shadow = policy('conn-shadow', { connections: { requestsPerSecond: 1, burst: 1 }, mode: 'Shadow' });
+  const enforce = policy('conn-enforce', { connections: { requestsPerSecond: 2, burst: 2 } });
+  assert.deepEqual(connectionRateVerdict([shadow, enforce], buckets), { allowed: true });
+  assert.deepEqual(connectionRateVerdict([shadow, enforce], buckets), { allowed: true, policy: 'shop/conn-shadow', shadow: true, retryAfterMs: 1000 });
+  const refused = connectionRateVerdict([shadow, enforce], buckets);
+  assert.deepEqual([refused.allowed, refused.policy, refused.shadow], [false, 'shop/conn-enforce', undefined], 'the enforcing bucket is empty now');
+});
