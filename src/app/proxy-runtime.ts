@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
-import { recheckEnding } from '../proxy/policy-recheck.ts';
+import { recheckJudge } from '../proxy/policy-recheck.ts';
 import { DryRunReporter, reportingDryRun } from '../telemetry/dry-run.ts';
 import { decideAtVip } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
@@ -377,8 +377,9 @@ export class ProxyRuntime {
     const live = new Set(content.workloads.map((w) => `${w.namespace}/${workloadName(w.name)}`));
     for (const s of this.#series) s.retain((namespace, workload) => live.has(`${namespace}/${workload}`));
     const reasons = new Map<string, number>();
+    const judge = recheckJudge(state);
     const closed = await this.connections.endWhere((c) => {
-      const ending = recheckEnding(state, c);
+      const ending = judge(c);
       if (ending !== undefined) reasons.set(ending.detail, (reasons.get(ending.detail) ?? 0) + 1);
       return ending;
     });

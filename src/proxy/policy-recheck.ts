@@ -23,9 +23,19 @@ function current(view: RecheckView, w: Workload): Workload {
 
 /** How `c` must end under the new state, or undefined when it may go on. */
 export function recheckEnding(view: RecheckView, c: Pick<LiveConnection, 'listener' | 'authorized'>): ConnectionEnding | undefined {
-  for (const before of c.authorized) {
+  return recheckJudge(view)(c);
+}
+
+/**
+ * recheckEnding for many connections against one state. Thousands of open connections carry a
+ * handful of distinct L4 requests (a source pod, a destination pod and port), so each distinct
+ * one is judged once and every connection that carries it gets the same ending object.
+ */
+export function recheckJudge(view: RecheckView): (c: Pick<LiveConnection, 'listener' | 'authorized'>) => ConnectionEnding | undefined {
+  const judged = new Map<string, ConnectionEnding | null>();
+  const judge = (listener: LiveConnection['listener'], before: AuthorizationRequest): ConnectionEnding | undefined => {
     const request: AuthorizationRequest = { ...before, destinationWorkload: current(view, before.destinationWorkload) };
-    if (c.listener === 'inbound-plain') {
+    if (listener === 'inbound-plain') {
       const mtls = view.mtlsModeFor(request.destinationWorkload);
       if (mtls.mode === 'STRICT') {
         return { flags: ResponseFlags.MTLS_REQUIRED, detail: `closed by a policy change: ${request.destinationWorkload.key} takes mTLS only now (PeerAuthentication ${mtls.policy ?? '?'} is STRICT)` };
@@ -35,6 +45,21 @@ export function recheckEnding(view: RecheckView, c: Pick<LiveConnection, 'listen
     if (!decision.allowed) {
       return { flags: ResponseFlags.DENIED, detail: `closed by a policy change: ${decision.policy === undefined ? '' : `policy ${decision.policy}: `}${decision.reason}` };
     }
-  }
-  return undefined;
+    return undefined;
+  };
+  return (c) => {
+    for (const before of c.authorized) {
+      // An HTTP request's attributes are not in the key: those are judged one by one.
+      const key = before.http === undefined
+        ? `${c.listener}\u0001${before.sourcePrincipal ?? ''}\u0001${before.sourceNamespace ?? ''}\u0001${before.sourceIp}\u0001${before.destinationWorkload.key}\u0001${before.destinationWorkload.ip ?? ''}\u0001${before.destinationPort}`
+        : undefined;
+      let ending = key === undefined ? undefined : judged.get(key);
+      if (ending === undefined) {
+        ending = judge(c.listener, before) ?? null;
+        if (key !== undefined) judged.set(key, ending);
+      }
+      if (ending !== null) return ending;
+    }
+    return undefined;
+  };
 }

@@ -1,7 +1,10 @@
 // Istio's standard TCP metrics, plus weft's duration histogram and refusal counters, on a
 // Registry the app passes in. Label sets are built once per (reporter, source, destination,
 // service, security) and counts are plain numbers on that object; prom-client sees them only
-// when scraped (collect hooks), so a connection costs no label hashing for the counters.
+// when scraped (collect hooks), so a connection costs no label hashing for the counters. The
+// duration histogram is fed the same way: a close appends its duration to its label set, and
+// the scrape observes them (thousands of connections closed at once by a policy re-check
+// then pay for prom-client's label lookup at the next scrape, not while they close).
 
 import { Counter, Histogram, type Registry } from 'prom-client';
 
@@ -30,6 +33,18 @@ export const DEFAULT_DURATION_BUCKETS: readonly number[] = Object.freeze([
   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600,
 ]);
 
+/** Connections of one label set closed with one response_flags value. */
+export interface ClosedStats {
+  readonly labels: TcpLabels;
+  readonly duration: DurationLabels;
+  count: number;
+  /** Durations (seconds) not yet observed by the histogram (at the next scrape, or once there are DURATIONS_HELD). */
+  durations: number[];
+}
+
+/** Durations one label set holds for the histogram at most; one more observes them all at once. */
+const DURATIONS_HELD = 4096;
+
 /** The counters of one label set. */
 export class PairStats {
   /** Labels with response_flags '-' (opened and bytes). */
@@ -39,7 +54,7 @@ export class PairStats {
   sent = 0;
   /** Request bytes (client to server), istio_tcp_received_bytes_total. */
   received = 0;
-  readonly closed = new Map<string, { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number }>();
+  readonly closed = new Map<string, ClosedStats>();
   /** Set once its workload is gone and the series was dropped: a late close observes no histogram. */
   dropped = false;
 
@@ -47,12 +62,12 @@ export class PairStats {
     this.labels = labels;
   }
 
-  closedWith(flags: string): { readonly labels: TcpLabels; readonly duration: DurationLabels; count: number } {
+  closedWith(flags: string): ClosedStats {
     let c = this.closed.get(flags);
     if (c === undefined) {
       const labels = Object.freeze({ ...this.labels, response_flags: flags });
       const duration = Object.freeze(Object.fromEntries(DURATION_LABEL_NAMES.map((n) => [n, labels[n]])) as DurationLabels);
-      c = { labels, duration, count: 0 };
+      c = { labels, duration, count: 0, durations: [] };
       this.closed.set(flags, c);
     }
     return c;
@@ -81,7 +96,10 @@ export class TcpMetrics {
     this.#cluster = options.cluster ?? 'Kubernetes';
     this.#pairs = new RetiringSeries<PairStats>((p) => {
       p.dropped = true;
-      for (const c of p.closed.values()) this.#duration.remove(c.duration);
+      for (const c of p.closed.values()) {
+        c.durations = [];
+        this.#duration.remove(c.duration);
+      }
     });
     const publish = (counter: Counter<TcpLabelName>, each: (p: PairStats, inc: (l: TcpLabels, v: number) => void) => void): void => {
       for (const hook of this.#beforeCollect) hook();
@@ -116,6 +134,9 @@ export class TcpMetrics {
     this.#duration = new Histogram({
       name: 'weft_tcp_connection_duration_seconds', help: 'How long proxied TCP connections lasted',
       labelNames: DURATION_LABEL_NAMES, buckets: [...(options.durationBuckets ?? DEFAULT_DURATION_BUCKETS)], registers,
+      collect: () => {
+        for (const p of this.#pairs.values()) for (const c of p.closed.values()) this.#observe(c);
+      },
     });
     this.#handshakes = new Counter({
       name: 'weft_tunnel_handshake_failures_total', help: 'Tunnel TLS handshakes refused, by reason', labelNames: ['reason'], registers,
@@ -169,7 +190,16 @@ export class TcpMetrics {
   closed(p: PairStats, flags: string, seconds: number): void {
     const c = p.closedWith(flags);
     c.count += 1;
-    if (!p.dropped) this.#duration.observe(c.duration, seconds);
+    if (p.dropped) return;
+    c.durations.push(seconds);
+    if (c.durations.length >= DURATIONS_HELD) this.#observe(c);
+  }
+
+  #observe(c: ClosedStats): void {
+    if (c.durations.length === 0) return;
+    const durations = c.durations;
+    c.durations = [];
+    for (const seconds of durations) this.#duration.observe(c.duration, seconds);
   }
 
   handshakeFailed(reason: string): void {

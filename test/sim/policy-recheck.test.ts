@@ -25,10 +25,13 @@ const PER_POD = 1250;
 const PORT = 9000;
 /**
  * The target (issue 9: closed within a second of the agent applying the config), and the bound
- * asserted here. On an idle 2-core machine the agents' workers need about 0.2 s of CPU each for
- * their share (they log it); on the shared test machine, 70-100% busy with other work, the
- * same closing takes 1.3-4 s of wall time, so the test asserts a generous bound, reports the
- * target, and the numbers (cpuMs in the agents' log lines) say which one was missed and why.
+ * asserted here. Each agent's workers reset what its policy denies (the inbound streams: a
+ * node's config carries only the policies of its own pods) and close the rest as their streams
+ * are cancelled, 0.2-0.4 s of CPU each for their share (they log it; bench/recheck-cost.ts has
+ * the cost per close against plain sockets). On the shared test machine, 80-100% busy with
+ * other work, the last reset lands 1.5-2.4 s after the config (best of two rounds; one round
+ * took 6 s at 100% busy), so the test asserts a generous bound, reports the target, and the
+ * numbers (cpuMs in the agents' log lines, the machine's CPU share) say which one was missed and why.
  */
 const TARGET_MS = 1000;
 const BOUND_MS = 5000;

@@ -6,7 +6,7 @@
 // every `intervalMs` it reads its event loop's utilisation (ELU, the share of the interval it
 // was busy); when that reaches `highWater` it holds back the source that asked for most of
 // the work (new connections and requests; 60% or more by default) with a token bucket at half its rate,
-// halving again while the loop stays busy, and lets it back up by a tenth each interval the
+// halving again while the loop stays busy, and lets it back up by 5% each interval the
 // loop is below `lowWater`, lifting the limit once the source no longer uses it (AIMD, as TCP's
 // congestion window). A held source's connections wait before they are served (nothing is read
 // from them, so kernel backpressure slows the sender) and its requests wait before they are
@@ -84,7 +84,10 @@ export interface FairnessOutcome {
 }
 
 const DECREASE = 0.5;
-const INCREASE = 1.1;
+/** Per interval below the low water: +5% (about 2.6x a second at 50 ms), so the rate creeps back up rather than overshooting into the next stall. */
+const INCREASE = 1.05;
+/** A held source's admissions come at most this many ms' worth at once: a burst of them would hold up the loop in one turn. */
+const BURST_MS = 5;
 
 /** Pure: the next interval's limits. */
 export function fairnessDecision(input: FairnessInput, limits: FairnessLimits): FairnessOutcome {
@@ -295,8 +298,8 @@ export class SourceFairness {
 
   #refill(b: Bucket): void {
     const now = this.#deps.now();
-    // At most one interval's worth saved up: a held source gets no burst when it is let go on.
-    const cap = Math.max(1, (b.rate * this.limits.intervalMs) / 1000);
+    // At most BURST_MS' worth saved up: a held source's admissions come evenly, never as a burst.
+    const cap = Math.max(1, (b.rate * BURST_MS) / 1000);
     b.tokens = Math.min(cap, b.tokens + ((now - b.at) * b.rate) / 1000);
     b.at = now;
   }

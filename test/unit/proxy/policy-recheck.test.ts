@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 
 import type { AuthorizationRequest } from '../../../src/model/authorize.ts';
 import type { ConnectionEnding, ListenerKind } from '../../../src/proxy/connection-registry.ts';
-import { recheckEnding } from '../../../src/proxy/policy-recheck.ts';
+import { recheckEnding, recheckJudge } from '../../../src/proxy/policy-recheck.ts';
 import { spiffeId } from '../../support/certs.ts';
 import { policy, state } from '../model/fixture.ts';
 import { closure, dialCaptured, testCredentials, until, workload } from './harness.ts';
@@ -45,6 +45,24 @@ test('re-check decisions: what the new policy denies ends (naming it), plaintext
     if (want === undefined) assert.equal(ending, undefined, name);
     else assert.match(`${ending?.flags ?? '-'} ${ending?.detail ?? ''}`, want, name);
   }
+});
+
+test('one judge for many connections: each distinct request is judged once, and every connection gets its own answer', () => {
+  const db = state().workloadByIp('198.18.2.11');
+  assert.ok(db);
+  const fromWeb: AuthorizationRequest = { sourcePrincipal: spiffeId('shop', 'web'), sourceNamespace: 'shop', sourceIp: '198.18.1.10', destinationWorkload: db, destinationPort: 5432 };
+  const fromBatch: AuthorizationRequest = { ...fromWeb, sourcePrincipal: spiffeId('shop', 'batch') };
+  const next = state([onlyWeb]);
+  let lookups = 0;
+  const counting = { ...next, policiesFor: (w: Parameters<typeof next.policiesFor>[0]) => { lookups += 1; return next.policiesFor(w); }, workloadByIp: (ip: string) => next.workloadByIp(ip), mtlsModeFor: (w: Parameters<typeof next.mtlsModeFor>[0]) => next.mtlsModeFor(w) };
+  const judge = recheckJudge(counting);
+  const conns = Array.from({ length: 1000 }, (_, i) => ({ listener: 'inbound-tunnel' as const, authorized: [i % 2 === 0 ? fromWeb : { ...fromBatch }] }));
+  const endings = conns.map((c) => judge(c));
+  assert.deepEqual(endings.map((e) => e?.flags), conns.map((_, i) => (i % 2 === 0 ? undefined : 'DENY')));
+  assert.equal(lookups, 2, 'two distinct requests, two decisions');
+  assert.deepEqual(judge({ listener: 'inbound-tunnel', authorized: [fromWeb, fromBatch] })?.flags, 'DENY', 'any of its requests denied ends it');
+  assert.equal(judge({ listener: 'inbound-tunnel', authorized: [{ ...fromWeb, destinationPort: 6432 }] }), undefined, 'another port is another request');
+  assert.equal(lookups, 3);
 });
 
 /** A round trip on an open connection. */

@@ -1,6 +1,6 @@
 // SourceFairness: the pure decision (a table: held back at half its rate when the loop is
 // busy and it asks for most of the work, halved again, never below the floor, never alone,
-// never a light source; let back up by a tenth, lifted once unused and nothing waits); the
+// never a light source; let back up by 5%, lifted once unused and nothing waits); the
 // smoothed rates; the limits refused by field; the admissions of a held source wait and come
 // through at its rate while another source goes on at once; past maxWaiting requests, or when
 // the client leaves, they are refused and counted (connections only when the client leaves:
@@ -34,8 +34,8 @@ const cases: Array<[string, FairnessInput, Record<string, number>, string | unde
   ['busy, by the smoothed rates b is the heaviest, whatever this interval says', at(0.9, { a: 5, b: 1 }, {}, { rates: { a: 30, b: 400 } }), { b: 200 }, 'b'],
   ['busy, b asks most now: b held, a keeps its limit', at(0.9, { a: 5, b: 60 }, { a: 100 }), { a: 100, b: 600 }, 'b'],
   ['between the water marks: unchanged', at(0.6, { a: 45 }, { a: 900 }, { sources: 2 }), { a: 900 }, undefined],
-  ['idle, a uses its limit: up by a tenth', at(0.3, { a: 45 }, { a: 900 }, { sources: 2 }), { a: 990 }, undefined],
-  ['idle, a asks little but has some waiting: up, not let go (they would all come at once)', at(0.3, { a: 1 }, { a: 900 }, { waiting: { a: 3 }, sources: 2 }), { a: 990 }, undefined],
+  ['idle, a uses its limit: up by 5%', at(0.3, { a: 45 }, { a: 900 }, { sources: 2 }), { a: 945 }, undefined],
+  ['idle, a asks little but has some waiting: up, not let go (they would all come at once)', at(0.3, { a: 1 }, { a: 900 }, { waiting: { a: 3 }, sources: 2 }), { a: 945 }, undefined],
   ['idle, a uses under half its limit: lifted', at(0.3, { a: 20 }, { a: 900 }, { sources: 2 }), {}, undefined],
 ];
 for (const [what, input, held, cut] of cases) {
@@ -110,6 +110,19 @@ test('a held source waits and comes through at its rate; another source goes on 
   f.close();
 });
 
+test('a held source saves up at most 5 ms of its rate: its admissions never come as a burst', async () => {
+  const { f, load } = driven({ intervalMs: 1000, minRate: 10 });
+  for (let i = 0; i < 4000; i++) void f.admit('a', 'connection');
+  for (let i = 0; i < 10; i++) void f.admit('b', 'connection');
+  load.u = 0.95;
+  f.tick();
+  assert.equal(f.held().get('a'), 2000);
+  await sleep(50);
+  const now = Array.from({ length: 20 }, () => f.admit('a', 'connection')).filter((x) => x === 'now').length;
+  assert.ok(now >= 10 && now <= 11, `${now} at once after 50 ms unused (100 tokens' worth), 10 kept`);
+  f.close();
+});
+
 test('busy again: halved again; idle: let back up, then lifted once unused', () => {
   // Nothing waits (maxWaiting 0), so only the rates move. Another worker holds one source too.
   const shared = new Int32Array(new SharedArrayBuffer(12));
@@ -125,7 +138,7 @@ test('busy again: halved again; idle: let back up, then lifted once unused', () 
   load.u = 0.2;
   for (let i = 0; i < 20; i++) void f.admit('a', 'request');
   f.tick();
-  assert.equal(Math.round(f.held().get('a') ?? 0), 22, 'up by a tenth while it uses its limit');
+  assert.equal(f.held().get('a'), 21, 'up by 5% while it uses its limit');
   f.tick();
   assert.equal(f.held().size, 0, 'lifted: it asked for nothing in the interval');
   assert.equal(Atomics.load(shared, 2), 1);
