@@ -30,12 +30,15 @@ export interface IstioPeerLabels {
   readonly destination_cluster: string;
 }
 
+const u = (x: string | undefined): string => x ?? '';
+
 /** The lookup key of the peer labels (series are cached by it, so it must tell every label set apart). */
 export function istioPeerKey(d: PeerLabelsInput): string {
   const s = d.source;
   const t = d.destination;
   const v = d.service;
-  return [d.reporter, s.workload, s.namespace, s.principal, s.app, t.workload, t.namespace, t.principal, t.app, v?.host, v?.name, v?.namespace].join('\u0001');
+  // A template, not an array join (once per request and connection); the same key as the join was.
+  return `${d.reporter}\u0001${u(s.workload)}\u0001${u(s.namespace)}\u0001${u(s.principal)}\u0001${u(s.app)}\u0001${u(t.workload)}\u0001${u(t.namespace)}\u0001${u(t.principal)}\u0001${u(t.app)}\u0001${u(v?.host)}\u0001${u(v?.name)}\u0001${u(v?.namespace)}`;
 }
 
 /** Istio's peer labels; what is not known is `unknown`, as Istio writes it. */

@@ -134,7 +134,7 @@ export class RequestMetrics {
 
   /** The series of one label set, made on first use. */
   series(d: RequestLabelsInput): RequestSeries {
-    const key = `${istioPeerKey(d)}\u0001${[d.protocol, d.responseCode, d.grpcStatus, d.flags, d.security].join('\u0001')}`;
+    const key = `${istioPeerKey(d)}\u0001${d.protocol}\u0001${d.responseCode}\u0001${d.grpcStatus ?? ''}\u0001${d.flags}\u0001${d.security}`;
     let series = this.#series.get(key);
     if (series === undefined) {
       series = new RequestSeries(Object.freeze({

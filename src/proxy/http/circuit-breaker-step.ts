@@ -7,7 +7,7 @@
 import type { DestinationPolicyObject } from '../../model/traffic-policy-types.ts';
 import { ResponseFlags } from '../flags.ts';
 import type { ConcurrencyLimits } from '../resilience/concurrency-limit.ts';
-import type { RequestStep } from './exchange.ts';
+import type { Exchange, RequestStep } from './exchange.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 
 export interface CircuitBreakerDeps {
@@ -19,24 +19,29 @@ export interface CircuitBreakerDeps {
 }
 
 export function circuitBreakerStep(deps: CircuitBreakerDeps): RequestStep {
-  return async (x, next) => {
+  // Not async: a Service without maxPendingRequests (most) costs no promise of this step's own.
+  return (x, next) => {
     const d = x.decision;
     const service = d?.kind === 'forward' ? d.backend.serviceKey : undefined;
     const max = service === undefined ? undefined : deps.policyFor(service)?.connectionPool.maxPendingRequests;
     if (service === undefined || max === undefined) return next();
-    const permit = deps.limits.tryAcquire(`pending|${service}`, max);
-    if (permit === undefined) {
-      deps.overflowed?.(service);
-      sendLocalReply(x, {
-        status: 503, flags: ResponseFlags.UPSTREAM_OVERFLOW, message: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
-        detail: `DestinationPolicy of ${service}: ${max} pending requests at most`, grpcStatus: GrpcStatus.UNAVAILABLE,
-      });
-      return;
-    }
-    try {
-      await next();
-    } finally {
-      permit.release();
-    }
+    return bounded(deps, x, next, service, max);
   };
+}
+
+async function bounded(deps: CircuitBreakerDeps, x: Exchange, next: () => Promise<void>, service: string, max: number): Promise<void> {
+  const permit = deps.limits.tryAcquire(`pending|${service}`, max);
+  if (permit === undefined) {
+    deps.overflowed?.(service);
+    sendLocalReply(x, {
+      status: 503, flags: ResponseFlags.UPSTREAM_OVERFLOW, message: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
+      detail: `DestinationPolicy of ${service}: ${max} pending requests at most`, grpcStatus: GrpcStatus.UNAVAILABLE,
+    });
+    return;
+  }
+  try {
+    await next();
+  } finally {
+    permit.release();
+  }
 }

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FaultInjectionObject } from '../../model/traffic-policy-types.ts';
 import { ResponseFlags } from '../flags.ts';
 import { FaultDraws, faultFor } from '../resilience/fault-decision.ts';
-import type { RequestStep } from './exchange.ts';
+import type { Exchange, RequestStep } from './exchange.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 
 export interface FaultStepDeps {
@@ -39,9 +39,7 @@ export function faultStep(deps: FaultStepDeps): RequestStep {
     }
     return s;
   };
-  return async (x, next) => {
-    const keys = x.decision?.kind === 'forward' ? x.decision.faults ?? [] : [];
-    if (keys.length === 0) return next();
+  const inject = async (x: Exchange, next: () => Promise<void>, keys: readonly string[]): Promise<void> => {
     let delayed = false;
     for (const key of keys) {
       const f = deps.fault(key);
@@ -77,5 +75,10 @@ export function faultStep(deps: FaultStepDeps): RequestStep {
     }
     await next();
     if (delayed && x.flags === ResponseFlags.OK) x.flags = ResponseFlags.DELAY_INJECTED;
+  };
+  // Not async: a route without faults (most) costs no promise of this step's own.
+  return (x, next) => {
+    const keys = x.decision?.kind === 'forward' ? x.decision.faults ?? [] : [];
+    return keys.length === 0 ? next() : inject(x, next, keys);
   };
 }

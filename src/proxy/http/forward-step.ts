@@ -111,8 +111,12 @@ function modifiedSink(x: Exchange): ResponseSink {
 }
 
 /** A signal that fires with `parent` or after `ms` (undefined: never), and its cleanup. */
+const never = (): boolean => false;
+const noop = (): void => undefined;
+
 function withTimeout(parent: AbortSignal, ms: number | undefined): { signal: AbortSignal; timedOut: () => boolean; dispose: () => void } {
-  if (ms === undefined || ms <= 0) return { signal: parent, timedOut: () => false, dispose: () => undefined };
+  // Twice per request, mostly without a timeout: no closures of its own then.
+  if (ms === undefined || ms <= 0) return { signal: parent, timedOut: never, dispose: noop };
   const c = new AbortController();
   let fired = false;
   const onParent = (): void => c.abort();

@@ -41,11 +41,15 @@ export function acceptsTrailers(te: string | readonly string[] | undefined): boo
   return values(te).some((line) => line.split(',').some((t) => t.split(';')[0]?.trim().toLowerCase() === 'trailers'));
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
+// Per request and per response: no entries array, no Set unless a Connection header names options.
 function copyEndToEnd(input: RequestHeaders, drop: ReadonlySet<string>): OutHeaders {
-  const named = connectionOptions(input.connection);
+  const named = input.connection === undefined ? NONE : connectionOptions(input.connection);
   const out: OutHeaders = {};
-  for (const [name, v] of Object.entries(input)) {
-    if (v === undefined || name.startsWith(':')) continue;
+  for (const name in input) {
+    const v = input[name];
+    if (v === undefined || name.charCodeAt(0) === 58 /* ':' */ || !Object.hasOwn(input, name)) continue;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || named.has(lower) || drop.has(lower)) continue;
     out[lower] = typeof v === 'string' ? v : [...v];
@@ -82,7 +86,7 @@ export function headersForUpstream(headers: OutHeaders, authority: string | unde
 
 /** The headers of a response (or trailers) as the client's hop gets them. */
 export function responseHeadersFor(input: RequestHeaders): OutHeaders {
-  return copyEndToEnd(input, new Set());
+  return copyEndToEnd(input, NONE);
 }
 
 /** Applies Gateway API header modifiers in order: set replaces, add appends, remove deletes. */

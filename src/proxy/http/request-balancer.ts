@@ -58,6 +58,11 @@ export class RequestBalancer {
    * which then decides who is out in place of failure accrual.
    */
   pick<E extends Pickable>(endpoints: readonly E[], exclude?: ReadonlySet<string>, ejected?: (key: string) => boolean): E | undefined {
+    if (endpoints.length === 1) {
+      // One endpoint (a pod, a one-replica Service): no arrays, no clock read.
+      const only = endpoints[0];
+      return only !== undefined && only.weight > 0 && !(exclude?.has(endpointKey(only)) ?? false) ? only : undefined;
+    }
     const now = this.#now();
     const usable = endpoints.filter((e) => e.weight > 0 && !(exclude?.has(endpointKey(e)) ?? false));
     if (usable.length <= 1) return usable[0];

@@ -17,6 +17,7 @@ import { retryVerdict, type AttemptOutcome, type RetryPolicy, type RetryVerdict 
 import type { Exchange, RequestStep } from './exchange.ts';
 import { first } from './headers.ts';
 import type { ResponseHead, ResponseSink } from './messages.ts';
+import type { Forward } from './contracts.ts';
 
 /** A budget as the step spends it (proxy/resilience/retry-budget.ts). */
 export interface RetryBudgetLike {
@@ -77,7 +78,8 @@ function attemptSink(client: ResponseSink, hold: (head: ResponseHead) => boolean
 
 export function retryStep(deps: RetryStepDeps): RequestStep {
   const random = deps.random ?? Math.random;
-  return async (x, next) => {
+  // Not async: a route without retries (most) costs no promise of this step's own.
+  return (x, next) => {
     const d = x.decision;
     if (d?.kind !== 'forward') return next();
     const service = d.backend.serviceKey;
@@ -85,6 +87,9 @@ export function retryStep(deps: RetryStepDeps): RequestStep {
     budget.request();
     const r = d.retry;
     if (r === undefined || r.attempts === 0) return next();
+    return retrying(x, next, r, service, budget);
+  };
+  async function retrying(x: Exchange, next: () => Promise<void>, r: NonNullable<Forward['retry']>, service: string, budget: RetryBudgetLike): Promise<void> {
     const policy: RetryPolicy = { attempts: r.attempts, codes: r.codes, grpcCodes: r.grpcCodes ?? [], backoffMs: r.backoffMs };
     const client = x.sink;
     let retries = 0;
@@ -131,5 +136,5 @@ export function retryStep(deps: RetryStepDeps): RequestStep {
         return;
       }
     }
-  };
+  }
 }

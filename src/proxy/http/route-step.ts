@@ -8,8 +8,11 @@ import type { RequestStep } from './exchange.ts';
 import { applyHeaderModifiers } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
 
+const DONE: Promise<void> = Promise.resolve();
+
 export function routeStep(decide: RouteDecider): RequestStep {
-  return async (x, next) => {
+  // Not async: forwarding is the last thing it does, so the pipeline's promise is its own.
+  return (x, next) => {
     const d = x.connection.destination;
     if (d.kind !== 'service') return next();
     const r = x.request;
@@ -20,18 +23,18 @@ export function routeStep(decide: RouteDecider): RequestStep {
     switch (decision.kind) {
       case 'redirect':
         sendLocalReply(x, { status: decision.status, flags: ResponseFlags.OK, message: '', headers: { location: decision.location } });
-        return;
+        return DONE;
       case 'reject':
         sendLocalReply(x, {
           status: decision.status, flags: ResponseFlags.NO_ROUTE, message: decision.status === 404 ? 'route not found' : 'invalid backend',
           detail: decision.reason, grpcStatus: decision.grpcStatus,
         });
-        return;
+        return DONE;
       case 'forward':
         if (decision.rewrite?.path !== undefined) x.outgoing.path = decision.rewrite.path;
         if (decision.rewrite?.authority !== undefined) x.outgoing.authority = decision.rewrite.authority;
         applyHeaderModifiers(x.outgoing.headers, decision.requestHeaders);
-        await next();
+        return next();
     }
   };
 }

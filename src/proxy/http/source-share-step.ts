@@ -5,7 +5,7 @@
 
 import { ResponseFlags } from '../flags.ts';
 import type { SourceShares } from '../resilience/source-shares.ts';
-import type { RequestStep } from './exchange.ts';
+import type { Exchange, RequestStep } from './exchange.ts';
 
 export interface SourceShareDeps {
   readonly shares: SourceShares;
@@ -14,21 +14,31 @@ export interface SourceShareDeps {
 }
 
 export function sourceShareStep(deps: SourceShareDeps): RequestStep {
-  return async (x, next) => {
-    let slot: Awaited<ReturnType<SourceShares['acquire']>>;
-    try {
-      slot = await deps.shares.acquire(x.connection.clientIp, x.signal);
-    } catch {
-      x.flags = ResponseFlags.DOWNSTREAM_RESET;
-      x.detail = 'the client left while its request waited for its share of the agent';
-      x.sink.abort();
-      return;
-    }
-    if (slot.waited) deps.waited?.(x.connection.source);
-    try {
-      await next();
-    } finally {
-      slot.release();
-    }
+  return (x, next) => {
+    // A free slot needs no promise of its own (every request passes here).
+    const free = deps.shares.tryAcquire(x.connection.clientIp);
+    return free === undefined ? waitForShare(deps, x, next) : holding(next, free);
   };
+}
+
+async function holding(next: () => Promise<void>, release: () => void): Promise<void> {
+  try {
+    await next();
+  } finally {
+    release();
+  }
+}
+
+async function waitForShare(deps: SourceShareDeps, x: Exchange, next: () => Promise<void>): Promise<void> {
+  let slot: Awaited<ReturnType<SourceShares['acquire']>>;
+  try {
+    slot = await deps.shares.acquire(x.connection.clientIp, x.signal);
+  } catch {
+    x.flags = ResponseFlags.DOWNSTREAM_RESET;
+    x.detail = 'the client left while its request waited for its share of the agent';
+    x.sink.abort();
+    return;
+  }
+  if (slot.waited) deps.waited?.(x.connection.source);
+  await holding(next, slot.release);
 }

@@ -75,59 +75,18 @@ export class H1Sender implements Sender {
 
   send(request: OutgoingRequest, sink: ResponseSink, signal: AbortSignal): Promise<SendResult> {
     this.#inFlight += 1;
-    let t0 = performance.now();
     return new Promise<SendResult>((resolve) => {
-      let settled = false;
-      let headersMs = 0;
-      let status = 0;
-      let grpcHeaderStatus: string | undefined;
-      const settle = (r: SendResult): void => {
-        if (settled) return;
-        settled = true;
+      const exchange = new H1Exchange(sink, signal, (r) => {
         this.#inFlight -= 1;
-        signal.removeEventListener('abort', onAbort);
         resolve(r);
-      };
-      let controller: Dispatcher.DispatchController | undefined;
-      const onAbort = (): void => controller?.abort(new Error('request abandoned'));
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: (c) => {
-          // undici starts the request once a connection is ready: the balancer's latency
-          // counts from here, not from a connect the first request had to wait for.
-          t0 = performance.now();
-          controller = c;
-          if (signal.aborted) c.abort(new Error('request abandoned'));
-        },
-        onResponseStart: (c, statusCode, headers) => {
-          // 1xx are not forwarded: the proxy answers 100-continue itself.
-          if (statusCode < 200) return;
-          status = statusCode;
-          headersMs = performance.now() - t0;
-          grpcHeaderStatus = first(headers['grpc-status']);
-          sink.start({ status: statusCode, headers: responseHeadersFor(headers), endOfStream: false });
-          if (signal.aborted) c.abort(new Error('request abandoned'));
-        },
-        onResponseData: (c, chunk) => {
-          if (!sink.write(chunk)) {
-            c.pause();
-            sink.onDrain(() => c.resume());
-          }
-        },
-        onResponseEnd: (_c, trailers) => {
-          const t = trailersOf(trailers);
-          sink.end(t);
-          settle({ kind: 'done', status, grpcStatus: first(t?.['grpc-status']) ?? grpcHeaderStatus, headersMs });
-        },
-        onResponseError: (_c, err) => settle({ kind: 'failed', error: err, started: sink.started }),
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+      });
       try {
         this.#pool.dispatch({
           method: request.method, path: request.path, headers: request.headers,
           body: request.body ?? null, ...(this.#closeEach ? { reset: true } : {}),
-        }, handler);
+        }, exchange);
       } catch (err: unknown) {
-        settle({ kind: 'failed', error: err, started: false });
+        exchange.settle({ kind: 'failed', error: err, started: false });
       }
     });
   }
@@ -140,5 +99,71 @@ export class H1Sender implements Sender {
   destroy(): void {
     this.#spare.destroyAll();
     void this.#pool.destroy().catch(() => undefined);
+  }
+}
+
+/**
+ * One request's undici handler: a class rather than a handler of closures, since one is made
+ * per request (its methods are shared; only its fields are new).
+ */
+class H1Exchange implements Dispatcher.DispatchHandler {
+  readonly #sink: ResponseSink;
+  readonly #signal: AbortSignal;
+  readonly #done: (r: SendResult) => void;
+  #t0 = performance.now();
+  #settled = false;
+  #headersMs = 0;
+  #status = 0;
+  #grpcHeaderStatus: string | undefined;
+  #controller: Dispatcher.DispatchController | undefined;
+  readonly #onAbort = (): void => this.#controller?.abort(new Error('request abandoned'));
+
+  constructor(sink: ResponseSink, signal: AbortSignal, done: (r: SendResult) => void) {
+    this.#sink = sink;
+    this.#signal = signal;
+    this.#done = done;
+    signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  settle(r: SendResult): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#signal.removeEventListener('abort', this.#onAbort);
+    this.#done(r);
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    // undici starts the request once a connection is ready: the balancer's latency
+    // counts from here, not from a connect the first request had to wait for.
+    this.#t0 = performance.now();
+    this.#controller = c;
+    if (this.#signal.aborted) c.abort(new Error('request abandoned'));
+  }
+
+  onResponseStart(c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx are not forwarded: the proxy answers 100-continue itself.
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    this.#headersMs = performance.now() - this.#t0;
+    this.#grpcHeaderStatus = first(headers['grpc-status']);
+    this.#sink.start({ status: statusCode, headers: responseHeadersFor(headers), endOfStream: false });
+    if (this.#signal.aborted) c.abort(new Error('request abandoned'));
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#sink.write(chunk)) {
+      c.pause();
+      this.#sink.onDrain(() => c.resume());
+    }
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    const t = trailersOf(trailers);
+    this.#sink.end(t);
+    this.settle({ kind: 'done', status: this.#status, grpcStatus: first(t?.['grpc-status']) ?? this.#grpcHeaderStatus, headersMs: this.#headersMs });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.settle({ kind: 'failed', error: err, started: this.#sink.started });
   }
 }

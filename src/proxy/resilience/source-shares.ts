@@ -31,16 +31,9 @@ export class SourceShares {
    * when `signal` fires first (the client left).
    */
   async acquire(source: string, signal: AbortSignal): Promise<{ release: Release; waited: boolean }> {
-    let s = this.#sources.get(source);
-    if (s === undefined) {
-      s = { active: 0, waiting: [] };
-      this.#sources.set(source, s);
-    }
-    if (s.active < this.limit && s.waiting.length === 0) {
-      s.active += 1;
-      return { release: this.#releaser(source, s), waited: false };
-    }
-    const share = s;
+    const free = this.tryAcquire(source);
+    if (free !== undefined) return { release: free, waited: false };
+    const share = this.#share(source);
     await new Promise<void>((resolve, reject) => {
       const go = (): void => {
         signal.removeEventListener('abort', gone);
@@ -60,6 +53,26 @@ export class SourceShares {
       share.waiting.push(go);
     });
     return { release: this.#releaser(source, share), waited: true };
+  }
+
+  /**
+   * A slot for one request of `source` if one is free now (no earlier request of it waits),
+   * without a promise: the common case, on every request's path. Undefined: call acquire.
+   */
+  tryAcquire(source: string): Release | undefined {
+    const s = this.#share(source);
+    if (s.active >= this.limit || s.waiting.length > 0) return undefined;
+    s.active += 1;
+    return this.#releaser(source, s);
+  }
+
+  #share(source: string): Share {
+    let s = this.#sources.get(source);
+    if (s === undefined) {
+      s = { active: 0, waiting: [] };
+      this.#sources.set(source, s);
+    }
+    return s;
   }
 
   /** Requests of `source` served now and waiting (for tests and the admin page). */
