@@ -23,7 +23,7 @@ import {
 import {
   HttpLayer, admitRateLimited, circuitBreakerStep, fairnessStep, faultStep, protocolSelector, rateLimitStep, requestAuthorizationStep, retryStep, sourceShareStep, type RateLimitStepDeps,
 } from '../proxy/http/index.ts';
-import { DEFAULT_RETRY_BUDGET, RetryBudgets, workerShare } from '../proxy/resilience/retry-budget.ts';
+import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { SourceFairness, type FairnessLimits } from '../proxy/resilience/source-fairness.ts';
 import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
@@ -308,7 +308,7 @@ export class ProxyRuntime {
         fault: (key) => faultInjection(this.#state, key),
         injected: (fault, kind) => faults.inc({ fault, kind }),
       }), retryStep({
-        budgetFor: (key) => budgets.for(key, workerShare(destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET, limits?.workers ?? 1)),
+        budgetFor: (key) => budgets.for(key, destinationPolicyFor(this.#state, key)?.retryBudget ?? DEFAULT_RETRY_BUDGET),
         retried: (service) => retried.inc({ destination_service: service }),
         budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],

@@ -1,8 +1,7 @@
 // Linkerd's retry budget, so that retries cannot multiply an outage: over a sliding window
 // (ttl, 10 s), retries may number at most `retryRatio` (20%) of the requests plus
 // `minRetriesPerSecond` (10) x the window in seconds. Requests and retries are counted in ten
-// sub-windows that age out as the clock moves. One budget per destination service and proxy
-// worker: each worker counts its own requests and gets an even part of the reserve (workerShare).
+// sub-windows that age out as the clock moves. One budget per destination service.
 
 import type { Clock } from '../../core/clock.ts';
 import { ProxyErrors, proxyError } from '../errors.ts';
@@ -23,16 +22,6 @@ export function checkRetryBudget(s: RetryBudgetShape): RetryBudgetShape {
   if (!(s.minRetriesPerSecond >= 0) || !Number.isFinite(s.minRetriesPerSecond)) throw proxyError(ProxyErrors.BAD_OPTION, `retry budget minRetriesPerSecond must be >= 0, got ${s.minRetriesPerSecond}`);
   if (!Number.isInteger(s.ttlMs) || s.ttlMs < BUCKETS || s.ttlMs > 60_000) throw proxyError(ProxyErrors.BAD_OPTION, `retry budget ttlMs must be an integer ${BUCKETS}-60000, got ${s.ttlMs}`);
   return Object.freeze({ ...s });
-}
-
-/**
- * One worker's part of a Service's retry budget. Each worker counts the requests it serves, so
- * the ratio needs no split; the reserve (minRetriesPerSecond) is split evenly, so the agent's
- * workers together never retry more than the budget allows (a worker serving all of a
- * Service's calls may then retry less than its reserve: the safe side).
- */
-export function workerShare(shape: RetryBudgetShape, workers: number): RetryBudgetShape {
-  return workers <= 1 ? shape : { ...shape, minRetriesPerSecond: shape.minRetriesPerSecond / workers };
 }
 
 /** Retries the window still allows: reserve plus ratio x requests, less the retries made. Pure. */

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../../../src/core/clock.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
-import { RetryBudget, RetryBudgets, checkRetryBudget, retriesLeft, workerShare, DEFAULT_RETRY_BUDGET } from '../../../../src/proxy/resilience/retry-budget.ts';
+import { RetryBudget, RetryBudgets, checkRetryBudget, retriesLeft } from '../../../../src/proxy/resilience/retry-budget.ts';
 import { backoffDelay, retryVerdict, type AttemptOutcome, type RetryPolicy, type RetryRequest } from '../../../../src/proxy/resilience/retry-policy.ts';
 
 const POLICY: RetryPolicy = { attempts: 2, codes: [502, 503], grpcCodes: [14], backoffMs: 25 };
@@ -84,25 +84,4 @@ test('budgets per service are separate and bounded; bad shapes are refused', () 
   for (const bad of [{ retryRatio: -1, minRetriesPerSecond: 1, ttlMs: 1000 }, { retryRatio: 0.2, minRetriesPerSecond: 1, ttlMs: 5 }]) {
     assert.throws(() => checkRetryBudget(bad), (e: unknown) => isWeftError(e, 'WEFT_PROXY_BAD_OPTION'));
   }
-});
-
-test('two workers, one Service failing everything: together they retry no more than one budget allows', () => {
-  const clock = new ManualClock(0);
-  const workers = [0, 1].map(() => new RetryBudget(clock, workerShare(DEFAULT_RETRY_BUDGET, 2)));
-  let retries = 0;
-  // 100 requests spread over both workers within one window, each wanting a retry.
-  for (let i = 0; i < 100; i++) {
-    const w = workers[i % 2] ?? assert.fail();
-    w.request();
-    if (w.tryRetry()) retries++;
-  }
-  assert.equal(retries, 100, 'each worker: half the reserve (50) plus 20% of its 50 requests; every one of its 50 fits');
-  for (let i = 0; i < 400; i++) {
-    const w = workers[i % 2] ?? assert.fail();
-    w.request();
-    if (w.tryRetry()) retries++;
-  }
-  // One agent's budget: the 10/s reserve over 10 s (100) plus 20% of the 500 requests; two whole budgets would allow 300.
-  assert.equal(retries, 100 + 0.2 * 500, 'the reserve and 20% of the 500 requests, no more');
-  assert.deepEqual(workerShare(DEFAULT_RETRY_BUDGET, 1), DEFAULT_RETRY_BUDGET);
 });
