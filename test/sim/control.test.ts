@@ -447,9 +447,13 @@ test('control plane and identity on a 3-node mesh', async (t) => {
   for (const kill of [false, true]) {
     const how = kill ? 'killed (SIGKILL)' : 'stopped (SIGTERM)';
     await t.test(`control plane ${how}: agents keep serving their config; when it returns they resync a change made meanwhile`, async () => {
-      const before = await c.dumps();
       await c.mesh('stop', 'control', kill ? ['--kill'] : []);
-      await waitFor(async () => ((await c.dumps()).every((d) => !d.feed.connected) ? true : undefined), 'every agent to notice the control plane is gone', 30_000, 100);
+      // What each agent holds once the control plane is gone (a push in flight at the stop may
+      // still have landed), against what it serves a while later.
+      const before = await waitFor(async () => {
+        const ds = await c.dumps();
+        return ds.every((d) => !d.feed.connected) ? ds : undefined;
+      }, 'every agent to notice the control plane is gone', 30_000, 100);
       await meshWorks(c);
       const during = await c.dumps();
       for (const [i, d] of during.entries()) {

@@ -75,15 +75,16 @@ host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ok = refused = 0
 t0 = time.monotonic()
 for _ in range(n):
-    s = socket.create_connection((host, port), timeout=5)
+    s = None
     try:
+        s = socket.create_connection((host, port), timeout=5)
         s.sendall(b'x\\n')
         if s.makefile('rb').readline() == b'ok\\n': ok += 1
         else: refused += 1
     except OSError:
         refused += 1
     finally:
-        s.close()
+        if s is not None: s.close()
 print(json.dumps({'ok': ok, 'refused': refused, 'elapsed': time.monotonic() - t0}))
 `;
 
