@@ -198,34 +198,19 @@ async function connectionLoop(o: { targets: string[]; durationMs: number; stopFi
   const answeredBy = new Map<string, number>();
   let uncaptured = 0;
   let n = 0;
-  const one = (target: string): Promise<void> => new Promise((resolve) => {
+  const one = async (target: string): Promise<void> => {
     const [host, port] = target.split(':');
-    const chunks: Buffer[] = [];
-    let settled = false;
-    const socket = netConnect({ host, port: Number(port) });
-    const settle = (error: string | undefined): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString();
-      const who = /hello from (\S+)/.exec(text)?.[1];
-      if (error === undefined && who !== undefined) {
-        ok++;
-        answeredBy.set(who, (answeredBy.get(who) ?? 0) + 1);
-        // Through an agent the server sees its node's bridge address (x.y.z.1), else the client pod.
-        if (!/ client=\d+\.\d+\.\d+\.1:/.test(text)) uncaptured++;
-      } else {
-        failures.push({ at: Date.now() - started, target, error: error ?? `bad answer ${JSON.stringify(text.slice(0, 80))}` });
-      }
-      resolve();
-    };
-    const timer = setTimeout(() => settle('timeout'), o.timeoutMs);
-    socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${target}\r\nConnection: close\r\n\r\n`));
-    socket.on('data', (b: Buffer) => chunks.push(b));
-    socket.on('end', () => settle(undefined));
-    socket.on('error', (err) => settle(`error:${codeOf(err)}`));
-  });
+    const { error, text } = await getOnce(host ?? '', Number(port), o.timeoutMs, target);
+    const who = /hello from (\S+)/.exec(text)?.[1];
+    if (error === undefined && who !== undefined) {
+      ok++;
+      answeredBy.set(who, (answeredBy.get(who) ?? 0) + 1);
+      // Through an agent the server sees its node's bridge address (x.y.z.1), else the client pod.
+      if (!/ client=\d+\.\d+\.\d+\.1:/.test(text)) uncaptured++;
+    } else {
+      failures.push({ at: Date.now() - started, target, error: error ?? `bad answer ${JSON.stringify(text.slice(0, 80))}` });
+    }
+  };
   const worker = async (): Promise<void> => {
     while (Date.now() - started < o.durationMs && !existsSync(o.stopFile)) {
       const target = o.targets[n++ % o.targets.length] ?? '';
@@ -509,8 +494,11 @@ function fakeAgent(o: { host: string; port: number; certPem: string; keyPem: str
 
 // ---- a noisy neighbour and a paced caller (fair sharing) ----
 
-/** One HTTP GET / on a fresh connection (Connection: close): resolves with an error code or undefined, and the answer's text. */
-function getOnce(host: string, port: number, timeoutMs: number): Promise<{ error?: string; text: string }> {
+/**
+ * One HTTP GET / on a fresh connection (Connection: close): resolves with an error code or
+ * undefined (a non-200 answer is an error), and the answer's text. `hostHeader`: the Host sent.
+ */
+function getOnce(host: string, port: number, timeoutMs: number, hostHeader = host): Promise<{ error?: string; text: string }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let settled = false;
@@ -524,7 +512,7 @@ function getOnce(host: string, port: number, timeoutMs: number): Promise<{ error
       resolve(error === undefined && !text.startsWith('HTTP/1.1 200') ? { error: `bad answer ${JSON.stringify(text.slice(0, 60))}`, text } : { ...(error === undefined ? {} : { error }), text });
     };
     const timer = setTimeout(() => settle('timeout'), timeoutMs);
-    socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${hostHeader}\r\nConnection: close\r\n\r\n`));
     socket.on('data', (b: Buffer) => chunks.push(b));
     socket.on('end', () => settle(undefined));
     socket.on('error', (err) => settle(`error:${codeOf(err)}`));
