@@ -88,7 +88,7 @@ export interface ProxyLimits {
   readonly workers: number;
   /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, [2] sources held back, all workers. */
   readonly shared: Int32Array;
-  /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
+  /** The token buckets of every RateLimitPolicy and retry budget reserve (bucketMemory), one table for all workers. */
   readonly buckets?: SharedArrayBuffer;
   /** DestinationPolicy connection-pool counters (counterMemory), one set for all workers. */
   readonly pools?: SharedArrayBuffer;
@@ -165,7 +165,9 @@ export class ProxyRuntime {
       name: 'weft_request_mirrors_total', help: 'HTTPRoute RequestMirror copies: outcome="sent", or "skipped_body" when the request body was over the 64 KiB kept for copies, by mirror Service.',
       labelNames: ['destination_service', 'outcome'], registers: [deps.registry],
     });
-    const budgets = new RetryBudgets(deps.clock);
+    // One table of token buckets for every worker: RateLimitPolicies' and the retry budgets' reserves.
+    const buckets = new BucketTable(deps.clock, options.limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS));
+    const budgets = new RetryBudgets(deps.clock, DEFAULT_RETRY_BUDGET, undefined, buckets);
     const ejections = new Counter({
       name: 'weft_outlier_ejections_total', help: 'Endpoints a DestinationPolicy outlierDetection ejected (consecutive 5xx), by destination Service.',
       labelNames: ['destination_service'], registers: [deps.registry],
@@ -231,7 +233,7 @@ export class ProxyRuntime {
     const limits = options.limits;
     const rateLimits: RateLimitStepDeps = {
       policiesFor: (w) => rateLimitsFor(this.#state, w),
-      buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
+      buckets,
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
     };
     const connectionsLimited = new Counter({
