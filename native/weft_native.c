@@ -6,7 +6,8 @@
 // - getrlimit/setrlimit(RLIMIT_NOFILE): the agent raises its soft limit to the hard one.
 // - malloc_trim(0): hands freed heap back to the kernel after a flood.
 // - in weft_netns.c, what eBPF inbound capture needs from inside pods' network namespaces.
-// - the same-node kernel splice's sockhash and pair maps (kernel_splice.c).
+// - the same-node kernel splice's sockhash and pair maps (kernel_splice.c), and the epoll
+//   watch that holds spliced sockets once JavaScript has let go of them (kernel_watch.c).
 // Plain N-API (ABI-stable): built against any Node's headers, loaded by Node 24.
 
 #define _GNU_SOURCE
@@ -183,7 +184,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (weft_export_fn(env, exports, "originalDst", original_dst) != 0 || weft_export_fn(env, exports, "setLinger", set_linger) != 0 ||
       weft_export_fn(env, exports, "nofileLimit", nofile_limit) != 0 || weft_export_fn(env, exports, "raiseNofileLimit", raise_nofile_limit) != 0 ||
       weft_export_fn(env, exports, "mallocTrim", malloc_trim_) != 0 || weft_register_netns(env, exports) != 0 ||
-      weft_kernel_splice_init(env, exports) != 0)
+      weft_kernel_splice_init(env, exports) != 0 || weft_kernel_watch_init(env, exports) != 0)
     return NULL;
   return exports;
 }
