@@ -1,9 +1,11 @@
 // The proxy's KernelSplicer over the native addon: one worker opens the pinned kernel-splice
-// maps once (src/redirect/kernel-splice.ts loaded them) and pairs sockets through them.
+// maps once (src/redirect/kernel-splice.ts loaded them) and pairs sockets through them. An
+// adopted pair's descriptors are held by the addon's epoll watch (native/kernel_watch.c), one
+// per splicer, opened when the first pair is adopted.
 
 import type { Socket } from 'node:net';
-import { nativeAddon, socketFdOf, type NativeAddon } from '../core/native-addon.ts';
-import type { KernelDrain, KernelPair, KernelSplicer } from '../proxy/index.ts';
+import { nativeAddon, socketFdOf, type KernelWatchHandle, type NativeAddon } from '../core/native-addon.ts';
+import type { AdoptedKernelPair, KernelDrain, KernelPair, KernelPairOwner, KernelSplicer, PairSide } from '../proxy/index.ts';
 import type { KernelSplicePins } from '../redirect/index.ts';
 
 export class NativeKernelSplicer implements KernelSplicer {
@@ -11,6 +13,10 @@ export class NativeKernelSplicer implements KernelSplicer {
   readonly #socks: number;
   readonly #pairs: number;
   #closed = false;
+  #watch: KernelWatchHandle | undefined;
+  /** Adopted pairs by id, for the watch's events. */
+  readonly #adopted = new Map<number, AdoptedNativePair>();
+  #nextId = 1;
 
   /** Throws when the addon does not load or the pins cannot be opened. */
   constructor(pins: KernelSplicePins, addon: NativeAddon | Error = nativeAddon()) {
@@ -42,21 +48,60 @@ export class NativeKernelSplicer implements KernelSplicer {
     const baseA = this.#addon.tcpQueuedTotal(fa);
     const baseB = this.#addon.tcpQueuedTotal(fb);
     const [ca, cb] = this.#addon.kernelSplicePair(this.#socks, this.#pairs, fa, fb);
-    return new NativeKernelPair(this.#addon, this.#pairs, [a, ca, fa, baseA], [b, cb, fb, baseB]);
+    return new NativeKernelPair(this, [a, ca, fa, baseA], [b, cb, fb, baseB]);
   }
 
-  /** Closes the map descriptors (pairs still open keep the maps alive in the kernel). */
+  /** Adopted pairs not closed yet. */
+  get adopted(): number {
+    return this.#adopted.size;
+  }
+
+  /**
+   * Closes the map descriptors (pairs still open keep the maps alive in the kernel) and stops
+   * the watch; adopted pairs still open are reset first (nothing would tell their owners of a FIN).
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const p of [...this.#adopted.values()]) p.fail();
+    if (this.#watch !== undefined) this.#addon.kernelWatchStop(this.#watch);
     this.#addon.closeFd(this.#socks);
     this.#addon.closeFd(this.#pairs);
+  }
+
+  /** @internal For NativeKernelPair. */
+  get addon(): NativeAddon {
+    return this.#addon;
+  }
+
+  /** @internal For NativeKernelPair. */
+  get pairsFd(): number {
+    return this.#pairs;
+  }
+
+  /** @internal Takes both descriptors into the watch; their duplicates. */
+  watch(fa: number, fb: number, make: (id: number, fds: readonly [number, number]) => AdoptedNativePair): AdoptedNativePair {
+    if (this.#closed) throw new Error('the kernel splicer is closed');
+    this.#watch ??= this.#addon.kernelWatchOpen((id, side, events) => this.#adopted.get(id)?.event(side === 0 ? 0 : 1, events));
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0x7fff_ffff ? 1 : this.#nextId + 1;
+    const fds = this.#addon.kernelWatchAdd(this.#watch, id, fa, fb);
+    const p = make(id, fds);
+    this.#adopted.set(id, p);
+    return p;
+  }
+
+  /** @internal For AdoptedNativePair.close. */
+  unwatch(id: number, fd: number, reset: boolean): void {
+    this.#adopted.delete(id);
+    if (this.#watch !== undefined) this.#addon.kernelWatchClose(this.#watch, fd, reset);
   }
 }
 
 type Side = readonly [socket: Socket, cookie: bigint, fd: number, queuedBase: number];
 
 class NativeKernelPair implements KernelPair {
+  readonly #splicer: NativeKernelSplicer;
   readonly #addon: NativeAddon;
   readonly #pairs: number;
   readonly #a: Side;
@@ -66,11 +111,22 @@ class NativeKernelPair implements KernelPair {
   #movedB = 0;
   #released = false;
 
-  constructor(addon: NativeAddon, pairs: number, a: Side, b: Side) {
-    this.#addon = addon;
-    this.#pairs = pairs;
+  constructor(splicer: NativeKernelSplicer, a: Side, b: Side) {
+    this.#splicer = splicer;
+    this.#addon = splicer.addon;
+    this.#pairs = splicer.pairsFd;
     this.#a = a;
     this.#b = b;
+  }
+
+  adopt(owner: KernelPairOwner, drained: readonly [number, number] = [0, 0]): AdoptedKernelPair {
+    if (this.#released) throw new Error('the kernel pair is released');
+    const [, ca, fa, baseA] = this.#a;
+    const [, cb, fb, baseB] = this.#b;
+    const p = this.#splicer.watch(fa, fb, (id, fds) => new AdoptedNativePair(this.#splicer, id, owner, [ca, cb], fds, [baseA, baseB], drained));
+    // The entries now belong to the adopted pair; this one answers nothing more.
+    this.#released = true;
+    return p;
   }
 
   moved(from: Socket): number {
@@ -102,5 +158,107 @@ class NativeKernelPair implements KernelPair {
     this.#released = true;
     this.#addon.kernelSpliceForget(this.#pairs, this.#a[1]);
     this.#addon.kernelSpliceForget(this.#pairs, this.#b[1]);
+  }
+}
+
+/** The epoll bits the watch reports (sys/epoll.h). */
+const EPOLLERR = 0x008;
+const EPOLLHUP = 0x010;
+const EPOLLRDHUP = 0x2000;
+
+/**
+ * One adopted pair: its cookies, its duplicated descriptors and what it has seen, numbers only
+ * (no socket, no closure), so an idle spliced connection costs this object and its owner.
+ */
+class AdoptedNativePair implements AdoptedKernelPair {
+  readonly #splicer: NativeKernelSplicer;
+  readonly #id: number;
+  readonly #owner: KernelPairOwner;
+  readonly #cookies: readonly [bigint, bigint];
+  readonly #fds: readonly [number, number];
+  readonly #queuedBase: readonly [number, number];
+  readonly #drained: readonly [number, number];
+  #movedA = 0;
+  #movedB = 0;
+  /** Bit per side: a FIN was seen (1, 2), our FIN was sent (4, 8). */
+  #state = 0;
+  #closed = false;
+
+  constructor(splicer: NativeKernelSplicer, id: number, owner: KernelPairOwner, cookies: readonly [bigint, bigint], fds: readonly [number, number],
+    queuedBase: readonly [number, number], drained: readonly [number, number]) {
+    this.#splicer = splicer;
+    this.#id = id;
+    this.#owner = owner;
+    this.#cookies = cookies;
+    this.#fds = fds;
+    this.#queuedBase = queuedBase;
+    this.#drained = drained;
+  }
+
+  /** @internal From the watch. */
+  event(side: PairSide, events: number): void {
+    if (this.#closed) return;
+    const finBit = side === 0 ? 1 : 2;
+    const shutBit = side === 0 ? 4 : 8;
+    if ((events & EPOLLERR) !== 0) {
+      this.#owner.kernelEvent(side, 'reset');
+      return;
+    }
+    if ((events & EPOLLRDHUP) !== 0 && (this.#state & finBit) === 0) {
+      this.#state |= finBit;
+      this.#owner.kernelEvent(side, 'fin');
+    }
+    // Closed both ways without an error: only clean when its FIN came and ours went.
+    if ((events & EPOLLHUP) !== 0 && !this.#closed && (this.#state & (finBit | shutBit)) !== (finBit | shutBit)) {
+      // Our FIN may be waiting on the flush still: HUP then means the peer is gone.
+      this.#owner.kernelEvent(side, 'reset');
+    }
+  }
+
+  /** Resets it and tells the owner (the splicer is closing). */
+  fail(): void {
+    if (!this.#closed) this.#owner.kernelEvent(0, 'reset');
+    this.close(true);
+  }
+
+  moved(from: PairSide): number {
+    if (!this.#closed) {
+      const n = this.#splicer.addon.kernelSpliceBytes(this.#splicer.pairsFd, this.#cookies[from]);
+      if (n >= 0) {
+        if (from === 0) this.#movedA = n;
+        else this.#movedB = n;
+      }
+    }
+    return (from === 0 ? this.#movedA : this.#movedB) + this.#drained[from];
+  }
+
+  flushed(to: PairSide): boolean {
+    if (this.#closed) return true;
+    const from: PairSide = to === 0 ? 1 : 0;
+    let queued: number;
+    try {
+      queued = this.#splicer.addon.tcpQueuedTotal(this.#fds[to]) - this.#queuedBase[to];
+    } catch {
+      return true; // the socket is going away: nothing is left to wait for before its FIN
+    }
+    return queued >= this.moved(from) - this.#drained[from];
+  }
+
+  shutdownWrite(side: PairSide): void {
+    if (this.#closed) return;
+    this.#state |= side === 0 ? 4 : 8;
+    this.#splicer.addon.kernelWatchShutdown(this.#fds[side]);
+  }
+
+  close(reset: boolean): void {
+    if (this.#closed) return;
+    this.moved(0);
+    this.moved(1);
+    this.#closed = true;
+    const addon = this.#splicer.addon;
+    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookies[0]);
+    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookies[1]);
+    this.#splicer.unwatch(this.#id, this.#fds[0], reset);
+    this.#splicer.unwatch(this.#id, this.#fds[1], reset);
   }
 }

@@ -29,7 +29,20 @@ export interface NativeAddon {
   tcpQueuedTotal(fd: number): number;
   /** Moves what one socket's receive queue holds into another's send queue; [bytes, queue emptied]. */
   drainInto(fromFd: number, toFd: number): [number, boolean];
+  /** One epoll set on this thread's loop; `onEvent` gets (id, side, epoll event bits) per ready socket. */
+  kernelWatchOpen(onEvent: (id: number, side: number, events: number) => void): KernelWatchHandle;
+  /** Duplicates two descriptors (closing them resets, SO_LINGER 0) and watches them; the duplicates. */
+  kernelWatchAdd(watch: KernelWatchHandle, id: number, fdA: number, fdB: number): [number, number];
+  /** shutdown(SHUT_WR); 0 or the errno. */
+  kernelWatchShutdown(fd: number): number;
+  /** Stops watching `fd` and closes it: an RST when `reset`, else a normal close. */
+  kernelWatchClose(watch: KernelWatchHandle, fd: number, reset: boolean): void;
+  /** No more events; watched descriptors stay open. Safe twice. */
+  kernelWatchStop(watch: KernelWatchHandle): void;
 }
+
+/** An open kernel watch (native/kernel_watch.c); opaque. */
+export type KernelWatchHandle = { readonly __kernelWatch: never };
 
 export const NATIVE_ADDON_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'weft_native.node');
 

@@ -27,18 +27,14 @@ export class ConnectionTracker {
   track(sourceIp: string): TrackedConnection {
     const entry = this.#registry.add(this.#kind, sourceIp, this.#now());
     this.#live.add(entry);
-    let finished = false;
-    return {
-      entry,
-      signal: entry.signal,
-      done: () => {
-        if (finished) return;
-        finished = true;
-        this.#live.delete(entry);
-        this.#registry.delete(entry);
-        if (this.#live.size === 0) this.#wakeEmpty();
-      },
-    };
+    return new Tracked(this, entry);
+  }
+
+  /** @internal For Tracked. */
+  untrack(entry: RegisteredConnection): void {
+    this.#live.delete(entry);
+    this.#registry.delete(entry);
+    if (this.#live.size === 0) this.#wakeEmpty();
   }
 
   get size(): number {
@@ -76,6 +72,28 @@ export class ConnectionTracker {
     const waiters = this.#emptyWaiters;
     this.#emptyWaiters = [];
     for (const w of waiters) w();
+  }
+}
+
+/** One tracked connection: an object, not a closure, as it lives as long as the connection. */
+class Tracked implements TrackedConnection {
+  readonly #tracker: ConnectionTracker;
+  readonly entry: RegisteredConnection;
+  #finished = false;
+
+  constructor(tracker: ConnectionTracker, entry: RegisteredConnection) {
+    this.#tracker = tracker;
+    this.entry = entry;
+  }
+
+  get signal(): AbortSignal {
+    return this.entry.signal;
+  }
+
+  done(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#tracker.untrack(this.entry);
   }
 }
 

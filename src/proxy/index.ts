@@ -19,7 +19,7 @@ export {
   DEFAULT_HALF_CLOSED_IDLE_MS, splice, resetSide, type SocketCloser, type SpliceOptions, type SpliceOutcome, type SpliceResult, type SpliceSide,
 } from './splice.ts';
 export { connectTcp, type TcpConnectOptions } from './tcp-connect.ts';
-export { handOverToKernel, kernelByteSource, tryKernelPair, type KernelDrain, type KernelFallback, type KernelHandover, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
+export { handOverToKernel, kernelByteSource, tryKernelPair, type AdoptedKernelPair, type KernelDrain, type KernelFallback, type KernelHandover, type KernelPair, type KernelPairOwner, type KernelSplicer, type PairSide } from './kernel-splice.ts';
 export { DEFAULT_TUNNEL_TUNING, tunnelTuning, type TunnelTuning } from './tunnel-tuning.ts';
 export { TunnelPool, type TunnelPoolDeps, type TunnelPoolOptions, type TunnelPoolStats, type TunnelRequest } from './tunnel-pool.ts';
 export { InboundTunnel, type InboundTunnelDeps, type InboundTunnelOptions } from './inbound-tunnel.ts';
@@ -30,7 +30,7 @@ export {
   type ConnectionProtocol, type EndpointHealth, type HttpHandler, type OutboundDeps, type OutboundOptions, type ProtocolSelector,
   type RoutedConnection,
 } from './outbound.ts';
-export { ListenerCore, type Accepted, type Ending, type Listener, type ListenerCommonDeps, type ServeOptions } from './listener.ts';
+export { ListenerCore, type Accepted, type Ending, type HandedOver, type Listener, type ListenerCommonDeps, type ServeOptions } from './listener.ts';
 export {
   ConnectionRegistry, type ConnectionEnding, type ConnectionGate, type ListenerKind, type LiveConnection,
 } from './connection-registry.ts';

@@ -42,6 +42,39 @@ export interface KernelPair {
   queued(socket: Socket): number;
   /** Forgets the pair once both sockets are done; moved() keeps its last answers. Safe twice. */
   release(): void;
+  /**
+   * Takes the pair's two descriptors out of JavaScript (see AdoptedKernelPair); the caller
+   * destroys both net.Sockets right after, and this pair is released. Throws when the
+   * descriptors cannot be taken (nothing changed then; splice() can still watch the pair).
+   * `drained`: what drainInto() moved out of each side before the pair was made (a DrainedPair
+   * passes it on).
+   */
+  adopt(owner: KernelPairOwner, drained?: readonly [fromA: number, fromB: number]): AdoptedKernelPair;
+}
+
+/** Side 0 is the first socket given to pair() (the client), side 1 the second. */
+export type PairSide = 0 | 1;
+
+/** Told what happened to an adopted pair's sockets. */
+export interface KernelPairOwner {
+  /** `side` got a FIN ('fin', once), or was reset or failed ('reset'). */
+  kernelEvent(side: PairSide, event: 'fin' | 'reset'): void;
+}
+
+/**
+ * A kernel pair held outside JavaScript: no net.Socket, no stream state, no closure per
+ * connection while it idles; the addon watches both descriptors and tells the owner of a FIN
+ * or a reset, which passes it on here.
+ */
+export interface AdoptedKernelPair {
+  /** Bytes moved out of `from` into the other side so far (the kernel's and the drains'). */
+  moved(from: PairSide): number;
+  /** Every byte moved from the other side has entered `to`'s send queue (a FIN may follow). */
+  flushed(to: PairSide): boolean;
+  /** Passes a FIN on: shutdown(SHUT_WR) of `side`. */
+  shutdownWrite(side: PairSide): void;
+  /** Closes both descriptors (an RST each when `reset`) and forgets the pair; moved() keeps its last answers. Safe twice. */
+  close(reset: boolean): void;
 }
 
 /** Why a same-node connection is spliced in user space after all (a small fixed vocabulary). */
@@ -162,6 +195,10 @@ class DrainedPair implements KernelPair {
 
   release(): void {
     this.#pair.release();
+  }
+
+  adopt(owner: KernelPairOwner): AdoptedKernelPair {
+    return this.#pair.adopt(owner, [this.#drained.fromClient, this.#drained.fromUpstream]);
   }
 }
 

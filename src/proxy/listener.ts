@@ -11,7 +11,7 @@ import { describeError } from '../core/errors.ts';
 import type { ConnectionEnding, ConnectionGate, ConnectionRegistry, ListenerKind, LiveConnection } from './connection-registry.ts';
 import type { ConnectionObserver, ConnectionRateGate, ConnectionRecord, OverloadObserver, TraceCarrier } from './contracts.ts';
 import { NO_OVERLOAD_OBSERVER, NO_TELEMETRY } from './contracts.ts';
-import { ConnectionTracker } from './connection-tracker.ts';
+import { ConnectionTracker, type TrackedConnection } from './connection-tracker.ts';
 import { ResponseFlags } from './flags.ts';
 import { listen, stopListening, type ListenOptions } from './listen.ts';
 import { resetSide, type SpliceOptions, type SpliceSide } from './splice.ts';
@@ -59,6 +59,19 @@ export interface Accepted {
   readonly live: LiveConnection;
   /** Fires when the connection must end now (drain, destroy, or the registry ended it). */
   readonly signal: AbortSignal;
+  /**
+   * For a handler that hands the connection to something that outlives its own call (a kernel
+   * pair held by the addon): the skeleton's end-of-connection work (record, gate, registry)
+   * then waits for `end` on what this returns, and what the handler returns is ignored.
+   */
+  handOver(): HandedOver;
+}
+
+/** The end of a handed-over connection's skeleton. */
+export interface HandedOver {
+  readonly live: LiveConnection;
+  /** Writes the record (the registry's ending wins over `ending`), releases the gate and the entry. Once; safe twice. */
+  end(ending: Ending): void;
 }
 
 export interface ServeOptions {
@@ -75,6 +88,44 @@ export interface ServeOptions {
 }
 
 const ignore = (): void => undefined;
+
+/** One served connection's skeleton state: an object (no closures), as a handed-over one idles in it. */
+class ServedConnection implements Accepted, HandedOver {
+  readonly record: ConnectionRecord;
+  readonly #tracked: TrackedConnection;
+  readonly #gate: ConnectionGate | undefined;
+  handedOver = false;
+  #ended = false;
+
+  constructor(record: ConnectionRecord, tracked: TrackedConnection, gate: ConnectionGate | undefined) {
+    this.record = record;
+    this.#tracked = tracked;
+    this.#gate = gate;
+  }
+
+  get live(): LiveConnection {
+    return this.#tracked.entry;
+  }
+
+  get signal(): AbortSignal {
+    return this.#tracked.signal;
+  }
+
+  handOver(): HandedOver {
+    this.handedOver = true;
+    return this;
+  }
+
+  end(ending: Ending): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const endedBy = this.#tracked.entry.endedBy;
+    if (endedBy !== undefined) this.record.finish(endedBy.flags, endedBy.detail);
+    else this.record.finish(ending[0], ending[1]);
+    this.#gate?.released(this.#tracked.entry);
+    this.#tracked.done();
+  }
+}
 
 /** The lifecycle and the connection skeleton one listener composes (never subclassed). */
 export class ListenerCore {
@@ -153,21 +204,21 @@ export class ListenerCore {
       tracked.done();
       return;
     }
-    const record = this.#observer.open(o.incoming);
+    const served = new ServedConnection(this.#observer.open(o.incoming), tracked, this.#gate);
     let ending: Ending = [ResponseFlags.OK];
     let threw = false;
     try {
-      ending = await handler({ record, live, signal: tracked.signal });
+      ending = await handler(served);
     } catch (err: unknown) {
       threw = true;
       ending = [ResponseFlags.UPSTREAM_CONNECT_FAILURE, describeError(err)];
     } finally {
-      const endedBy: ConnectionEnding | undefined = live.endedBy;
-      if (endedBy !== undefined) ending = [endedBy.flags, endedBy.detail];
-      if (threw || endedBy !== undefined || (o.resetOnFailure && ending[0] !== ResponseFlags.OK)) resetSide(downstream);
-      record.finish(ending[0], ending[1]);
-      this.#gate?.released(live);
-      tracked.done();
+      // A handed-over connection ends later, through served.end, by whoever holds it now.
+      if (!served.handedOver) {
+        const endedBy: ConnectionEnding | undefined = live.endedBy;
+        if (threw || endedBy !== undefined || (o.resetOnFailure && ending[0] !== ResponseFlags.OK)) resetSide(downstream);
+        served.end(ending);
+      }
     }
   }
 }

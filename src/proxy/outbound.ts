@@ -11,7 +11,7 @@ import { createServer, Socket, type AddressInfo } from 'node:net';
 import { describeError } from '../core/errors.ts';
 import type { Workload } from '../model/types.ts';
 import { classifyConnectFailure } from './connect-failure.ts';
-import type { Authorizer, ConnectionRecord, MeshView, OriginalDestinationReader, PeerRef, ServiceRef, SocketAddress } from './contracts.ts';
+import type { Authorizer, MeshView, OriginalDestinationReader, PeerRef, ServiceRef, SocketAddress } from './contracts.ts';
 import { setupSignal, type SetupSignal } from './connection-tracker.ts';
 import type { LiveConnection } from './connection-registry.ts';
 import { addressOf, peerOf, serviceRef } from './describe.ts';
@@ -21,9 +21,10 @@ import { ListenerCore, type Accepted, type Ending, type Listener, type ListenerC
 import { plainIp } from './listen.ts';
 import { endpointKey, pickEndpoint, type LoadSnapshot, type RandomSource } from './load-balancer.ts';
 import { endpointTarget, planHop, resolveDestination, type Destination, type OutboundTarget } from './outbound-route.ts';
-import { handOverToKernel, type KernelFallback, type KernelHandover, type KernelSplicer } from './kernel-splice.ts';
+import { HalfClosedSweep, KernelHeldConnection, type Hold } from './kernel-held.ts';
+import { handOverToKernel, type KernelFallback, type KernelHandover, type KernelPair, type KernelSplicer } from './kernel-splice.ts';
 import { flagsForSplice } from './splice-flags.ts';
-import { splice } from './splice.ts';
+import { DEFAULT_HALF_CLOSED_IDLE_MS, splice } from './splice.ts';
 import { UpstreamConnector, type ReachableHop, type TunnelOpener, type UpstreamStream } from './upstream.ts';
 
 export type { TunnelOpener } from './upstream.ts';
@@ -124,6 +125,24 @@ interface Resolved {
 
 const OPAQUE = (): Promise<ConnectionProtocol> => Promise.resolve('opaque');
 
+/** What #connectAndSplice returns for a connection now held in the kernel (it ends later). */
+const HANDED_OVER = Symbol('handed over');
+
+/** An endpoint's load, held until the connection ends. */
+class EndpointHold implements Hold {
+  readonly #health: EndpointHealth;
+  readonly #key: string;
+
+  constructor(health: EndpointHealth, key: string) {
+    this.#health = health;
+    this.#key = key;
+  }
+
+  release(): void {
+    this.#health.release(this.#key);
+  }
+}
+
 export class OutboundListener implements Listener {
   readonly #deps: OutboundDeps;
   readonly #o: Required<OutboundOptions>;
@@ -131,6 +150,7 @@ export class OutboundListener implements Listener {
   readonly #core: ListenerCore;
   readonly #upstream: UpstreamConnector;
   readonly #protocol: ProtocolSelector;
+  readonly #halfClosed: HalfClosedSweep;
   /** The bound port, so the loop check reads the socket's local address (a getsockname) only when the port matches. */
   #listeningPort = -1;
 
@@ -154,6 +174,7 @@ export class OutboundListener implements Listener {
       void this.#core.serve(socket, plainIp(socket.remoteAddress), (a) => this.#serve(socket, a), { resetOnFailure: true });
     });
     this.#core = new ListenerCore('outbound', server, { host: this.#o.host, port: this.#o.port, reusePort: this.#o.reusePort }, deps);
+    this.#halfClosed = new HalfClosedSweep(this.#core.spliceOptions.halfClosedIdleMs ?? DEFAULT_HALF_CLOSED_IDLE_MS);
   }
 
   async listen(): Promise<AddressInfo> {
@@ -233,17 +254,21 @@ export class OutboundListener implements Listener {
       return [ResponseFlags.UPSTREAM_OVERFLOW, permit.overflow];
     }
     const setup = setupSignal(signal, client);
+    let ending: Ending | typeof HANDED_OVER | undefined;
     try {
-      return await this.#connectAndSplice(client, record, accepted.live, signal, setup, resolved);
+      ending = await this.#connectAndSplice(client, accepted, setup, resolved, permit);
+      return ending === HANDED_OVER ? [ResponseFlags.OK] : ending;
     } finally {
       setup.dispose();
-      permit?.release();
+      // A connection held in the kernel keeps its permit until it ends (KernelHeldConnection).
+      if (ending !== HANDED_OVER) permit?.release();
     }
   }
 
   async #connectAndSplice(
-    client: Socket, record: ConnectionRecord, live: LiveConnection, signal: AbortSignal, setup: SetupSignal, c: Resolved,
-  ): Promise<Ending> {
+    client: Socket, accepted: Accepted, setup: SetupSignal, c: Resolved, permit: Hold | undefined,
+  ): Promise<Ending | typeof HANDED_OVER> {
+    const { record, live, signal } = accepted;
     const { src, clientIp, dstAddress, destination, service, identify } = c;
     const mesh = this.#deps.mesh;
     const endpoints = destination.kind === 'service' ? destination.endpoints : undefined;
@@ -283,6 +308,7 @@ export class OutboundListener implements Listener {
         return [ResponseFlags.RATE_LIMITED, limited];
       }
       this.#deps.health.acquire(key);
+      let held = false;
       try {
         let upstream;
         try {
@@ -303,6 +329,10 @@ export class OutboundListener implements Listener {
         const handover = await this.#kernelPair(client, upstream, hop);
         const kernel = handover === undefined || typeof handover.result === 'string' ? undefined : handover.result;
         record.countBytes(handover?.bytes ?? client, 'client');
+        if (kernel !== undefined && upstream instanceof Socket && this.#holdInKernel(kernel, client, upstream, accepted, [new EndpointHold(this.#deps.health, key), ...(permit === undefined ? [] : [permit])])) {
+          held = true;
+          return HANDED_OVER;
+        }
         client.resume();
         if (kernel === undefined) return flagsForSplice(await splice(client, upstream, signal, this.#core.spliceOptions));
         try {
@@ -311,11 +341,32 @@ export class OutboundListener implements Listener {
           kernel.release();
         }
       } finally {
-        this.#deps.health.release(key);
+        if (!held) this.#deps.health.release(key);
       }
     }
     identify(last === undefined ? { address: dstAddress } : peerOf(last.workload, addressOf(last.ip, last.port)), service, 'unknown');
     return failure;
+  }
+
+  /**
+   * Hands a kernel pair's descriptors to the addon and drops both sockets, so the idle
+   * connection costs one KernelHeldConnection; false (nothing changed) when the addon cannot
+   * take them or JavaScript still holds state the pair cannot carry (bytes buffered, a FIN
+   * sent), and splice() watches the pair instead.
+   */
+  #holdInKernel(kernel: KernelPair, client: Socket, upstream: Socket, accepted: Accepted, holds: readonly Hold[]): boolean {
+    for (const s of [client, upstream]) {
+      if (s.destroyed || s.readableLength > 0 || s.writableLength > 0 || s.writableEnded) return false;
+    }
+    try {
+      const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), accepted.handOver(), holds, this.#halfClosed, client);
+      accepted.record.countBytes(held, 'client');
+    } catch {
+      return false;
+    }
+    client.destroy();
+    upstream.destroy();
+    return true;
   }
 
   /**
