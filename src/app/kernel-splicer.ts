@@ -121,9 +121,7 @@ class NativeKernelPair implements KernelPair {
 
   adopt(owner: KernelPairOwner, drained: readonly [number, number] = [0, 0]): AdoptedKernelPair {
     if (this.#released) throw new Error('the kernel pair is released');
-    const [, ca, fa, baseA] = this.#a;
-    const [, cb, fb, baseB] = this.#b;
-    const p = this.#splicer.watch(fa, fb, (id, fds) => new AdoptedNativePair(this.#splicer, id, owner, [ca, cb], fds, [baseA, baseB], drained));
+    const p = this.#splicer.watch(this.#a[2], this.#b[2], (id, fds) => new AdoptedNativePair(this.#splicer, id, owner, this.#a, this.#b, fds, drained));
     // The entries now belong to the adopted pair; this one answers nothing more.
     this.#released = true;
     return p;
@@ -168,31 +166,39 @@ const EPOLLRDHUP = 0x2000;
 
 /**
  * One adopted pair: its cookies, its duplicated descriptors and what it has seen, numbers only
- * (no socket, no closure), so an idle spliced connection costs this object and its owner.
+ * (no socket, no closure, no array: each connection pays for this object alone), so an idle
+ * spliced connection costs this object and its owner.
  */
 class AdoptedNativePair implements AdoptedKernelPair {
   readonly #splicer: NativeKernelSplicer;
   readonly #id: number;
   readonly #owner: KernelPairOwner;
-  readonly #cookies: readonly [bigint, bigint];
-  readonly #fds: readonly [number, number];
-  readonly #queuedBase: readonly [number, number];
-  readonly #drained: readonly [number, number];
+  readonly #cookieA: bigint;
+  readonly #cookieB: bigint;
+  readonly #fdA: number;
+  readonly #fdB: number;
+  readonly #queuedBaseA: number;
+  readonly #queuedBaseB: number;
+  readonly #drainedA: number;
+  readonly #drainedB: number;
   #movedA = 0;
   #movedB = 0;
   /** Bit per side: a FIN was seen (1, 2), our FIN was sent (4, 8). */
   #state = 0;
   #closed = false;
 
-  constructor(splicer: NativeKernelSplicer, id: number, owner: KernelPairOwner, cookies: readonly [bigint, bigint], fds: readonly [number, number],
-    queuedBase: readonly [number, number], drained: readonly [number, number]) {
+  constructor(splicer: NativeKernelSplicer, id: number, owner: KernelPairOwner, a: Side, b: Side, fds: readonly [number, number], drained: readonly [number, number]) {
     this.#splicer = splicer;
     this.#id = id;
     this.#owner = owner;
-    this.#cookies = cookies;
-    this.#fds = fds;
-    this.#queuedBase = queuedBase;
-    this.#drained = drained;
+    this.#cookieA = a[1];
+    this.#cookieB = b[1];
+    this.#queuedBaseA = a[3];
+    this.#queuedBaseB = b[3];
+    this.#fdA = fds[0];
+    this.#fdB = fds[1];
+    this.#drainedA = drained[0];
+    this.#drainedB = drained[1];
   }
 
   /** @internal From the watch. */
@@ -208,9 +214,9 @@ class AdoptedNativePair implements AdoptedKernelPair {
       this.#state |= finBit;
       this.#owner.kernelEvent(side, 'fin');
     }
-    // Closed both ways without an error: only clean when its FIN came and ours went.
+    // Closed both ways without an error: only clean when its FIN came and ours went (our FIN
+    // may still be waiting on the flush: a HUP then means the peer is gone).
     if ((events & EPOLLHUP) !== 0 && !this.#closed && (this.#state & (finBit | shutBit)) !== (finBit | shutBit)) {
-      // Our FIN may be waiting on the flush still: HUP then means the peer is gone.
       this.#owner.kernelEvent(side, 'reset');
     }
   }
@@ -223,31 +229,31 @@ class AdoptedNativePair implements AdoptedKernelPair {
 
   moved(from: PairSide): number {
     if (!this.#closed) {
-      const n = this.#splicer.addon.kernelSpliceBytes(this.#splicer.pairsFd, this.#cookies[from]);
+      const n = this.#splicer.addon.kernelSpliceBytes(this.#splicer.pairsFd, from === 0 ? this.#cookieA : this.#cookieB);
       if (n >= 0) {
         if (from === 0) this.#movedA = n;
         else this.#movedB = n;
       }
     }
-    return (from === 0 ? this.#movedA : this.#movedB) + this.#drained[from];
+    return from === 0 ? this.#movedA + this.#drainedA : this.#movedB + this.#drainedB;
   }
 
   flushed(to: PairSide): boolean {
     if (this.#closed) return true;
-    const from: PairSide = to === 0 ? 1 : 0;
     let queued: number;
     try {
-      queued = this.#splicer.addon.tcpQueuedTotal(this.#fds[to]) - this.#queuedBase[to];
+      queued = to === 0 ? this.#splicer.addon.tcpQueuedTotal(this.#fdA) - this.#queuedBaseA : this.#splicer.addon.tcpQueuedTotal(this.#fdB) - this.#queuedBaseB;
     } catch {
       return true; // the socket is going away: nothing is left to wait for before its FIN
     }
-    return queued >= this.moved(from) - this.#drained[from];
+    // What the kernel moved toward `to` (the drains went into its queue before the base was read).
+    return queued >= (to === 0 ? this.moved(1) - this.#drainedB : this.moved(0) - this.#drainedA);
   }
 
   shutdownWrite(side: PairSide): void {
     if (this.#closed) return;
     this.#state |= side === 0 ? 4 : 8;
-    this.#splicer.addon.kernelWatchShutdown(this.#fds[side]);
+    this.#splicer.addon.kernelWatchShutdown(side === 0 ? this.#fdA : this.#fdB);
   }
 
   close(reset: boolean): void {
@@ -256,9 +262,9 @@ class AdoptedNativePair implements AdoptedKernelPair {
     this.moved(1);
     this.#closed = true;
     const addon = this.#splicer.addon;
-    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookies[0]);
-    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookies[1]);
-    this.#splicer.unwatch(this.#id, this.#fds[0], reset);
-    this.#splicer.unwatch(this.#id, this.#fds[1], reset);
+    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookieA);
+    addon.kernelSpliceForget(this.#splicer.pairsFd, this.#cookieB);
+    this.#splicer.unwatch(this.#id, this.#fdA, reset);
+    this.#splicer.unwatch(this.#id, this.#fdB, reset);
   }
 }

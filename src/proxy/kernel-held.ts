@@ -36,7 +36,8 @@ const ALL_DONE = FIN0 | FIN1 | SHUT0 | SHUT1;
 export class KernelHeldConnection implements KernelPairOwner, ByteSource {
   #pair: AdoptedKernelPair | undefined;
   readonly #done: HandedOver;
-  readonly #holds: readonly Hold[];
+  readonly #endpoint: Hold;
+  readonly #permit: Hold | undefined;
   readonly #sweep: HalfClosedSweep;
   /** What JavaScript had read from and written to the client before the pair. */
   readonly #clientRead: number;
@@ -47,9 +48,10 @@ export class KernelHeldConnection implements KernelPairOwner, ByteSource {
   lastMoved = 0;
   lastActiveAt = 0;
 
-  private constructor(done: HandedOver, holds: readonly Hold[], sweep: HalfClosedSweep, clientRead: number, clientWritten: number) {
+  private constructor(done: HandedOver, endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep, clientRead: number, clientWritten: number) {
     this.#done = done;
-    this.#holds = holds;
+    this.#endpoint = endpoint;
+    this.#permit = permit;
     this.#sweep = sweep;
     this.#clientRead = clientRead;
     this.#clientWritten = clientWritten;
@@ -60,10 +62,10 @@ export class KernelHeldConnection implements KernelPairOwner, ByteSource {
    * watches the registry's signal. The caller destroys its two sockets next.
    */
   static start(
-    adopt: (owner: KernelPairOwner) => AdoptedKernelPair, done: HandedOver, holds: readonly Hold[], sweep: HalfClosedSweep,
+    adopt: (owner: KernelPairOwner) => AdoptedKernelPair, done: HandedOver, endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep,
     client: ByteSource,
   ): KernelHeldConnection {
-    const c = new KernelHeldConnection(done, holds, sweep, client.bytesRead, client.bytesWritten);
+    const c = new KernelHeldConnection(done, endpoint, permit, sweep, client.bytesRead, client.bytesWritten);
     c.#pair = adopt(c);
     const signal = done.live.signal;
     if (signal.aborted) c.#end('aborted');
@@ -132,7 +134,8 @@ export class KernelHeldConnection implements KernelPairOwner, ByteSource {
       pair.moved(1);
       pair.close(outcome !== 'closed');
     }
-    for (const h of this.#holds) h.release();
+    this.#endpoint.release();
+    this.#permit?.release();
     this.#done.end(flagsForSplice({ outcome }));
   }
 }

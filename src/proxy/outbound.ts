@@ -329,7 +329,7 @@ export class OutboundListener implements Listener {
         const handover = await this.#kernelPair(client, upstream, hop);
         const kernel = handover === undefined || typeof handover.result === 'string' ? undefined : handover.result;
         record.countBytes(handover?.bytes ?? client, 'client');
-        if (kernel !== undefined && upstream instanceof Socket && this.#holdInKernel(kernel, client, upstream, accepted, [new EndpointHold(this.#deps.health, key), ...(permit === undefined ? [] : [permit])])) {
+        if (kernel !== undefined && upstream instanceof Socket && this.#holdInKernel(kernel, client, upstream, accepted, new EndpointHold(this.#deps.health, key), permit)) {
           held = true;
           return HANDED_OVER;
         }
@@ -354,12 +354,12 @@ export class OutboundListener implements Listener {
    * take them or JavaScript still holds state the pair cannot carry (bytes buffered, a FIN
    * sent), and splice() watches the pair instead.
    */
-  #holdInKernel(kernel: KernelPair, client: Socket, upstream: Socket, accepted: Accepted, holds: readonly Hold[]): boolean {
+  #holdInKernel(kernel: KernelPair, client: Socket, upstream: Socket, accepted: Accepted, endpoint: Hold, permit: Hold | undefined): boolean {
     for (const s of [client, upstream]) {
       if (s.destroyed || s.readableLength > 0 || s.writableLength > 0 || s.writableEnded) return false;
     }
     try {
-      const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), accepted.handOver(), holds, this.#halfClosed, client);
+      const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), accepted.handOver(), endpoint, permit, this.#halfClosed, client);
       accepted.record.countBytes(held, 'client');
     } catch {
       return false;
