@@ -23,6 +23,12 @@ export interface BenchOptions {
   readonly wrkConnections: number;
   readonly idleConnections: number;
   /**
+   * How long the idle connections are held, once all are up, before RSS is read. Default: the
+   * settle pause. Longer (30 s) reads it after the agent's memory reclaim, which runs 20 s after
+   * a burst, has returned what the burst of connection setups left (src/app/memory-reclaim.ts).
+   */
+  readonly idleReadAfterMs: number;
+  /**
    * The hard limit on open files, which the harness cannot raise (that needs
    * CAP_SYS_RESOURCE): every process it starts runs with soft = hard = this.
    */
@@ -43,7 +49,7 @@ export interface BenchOptions {
 
 export const USAGE = `npm run bench -- [--quick] [--reps N] [--seconds S] [--paths direct,haproxy,weft]
                       [--scenarios fixed-rate,idle,saturation,http1,h2,conn-rate,bulk] [--idle-connections N]
-                      [--mesh-timeout S] [--proxy-cpus LIST] [--load-cpus LIST] [--out DIR]`;
+                      [--idle-read-after S] [--mesh-timeout S] [--proxy-cpus LIST] [--load-cpus LIST] [--out DIR]`;
 
 /** The hard RLIMIT_NOFILE of this process (what children may raise their soft limit to). */
 export function hardFdLimit(limits: string = readFileSync('/proc/self/limits', 'utf8')): number {
@@ -76,7 +82,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     args: [...argv],
     options: {
       quick: { type: 'boolean' }, reps: { type: 'string' }, seconds: { type: 'string' }, paths: { type: 'string' },
-      scenarios: { type: 'string' }, 'idle-connections': { type: 'string' }, 'mesh-timeout': { type: 'string' },
+      scenarios: { type: 'string' }, 'idle-connections': { type: 'string' }, 'idle-read-after': { type: 'string' }, 'mesh-timeout': { type: 'string' },
       'proxy-cpus': { type: 'string' }, 'load-cpus': { type: 'string' },
       out: { type: 'string' }, help: { type: 'boolean' },
     },
@@ -98,12 +104,14 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const idleMax = maxRelayedConnections(fdLimit);
   // 10,000 is the goal; a machine whose fd limit is lower gets as many as one proxy can relay.
   const idleConnections = positiveInt(values['idle-connections'], '--idle-connections', quick ? 300 : Math.min(10_000, idleMax), idleMax);
+  const settleMs = quick ? 100 : 1000;
+  const idleReadAfterMs = values['idle-read-after'] === undefined ? settleMs : positiveInt(values['idle-read-after'], '--idle-read-after', 1, 300) * 1000;
   // Rough upper bound of the run, doubled: a stuck tool cannot keep the bench alive forever.
-  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * 20;
+  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * (20 + idleReadAfterMs / 1000);
   return Object.freeze({
     quick, reps, loadSeconds, fixedSeconds, bulkSeconds, fixedRate: 1000,
-    wrkConnections: quick ? 16 : 64, idleConnections, fdLimit,
-    meshUpSeconds: positiveInt(values['mesh-timeout'], '--mesh-timeout', quick ? 60 : 120, 600), settleMs: quick ? 100 : 1000,
+    wrkConnections: quick ? 16 : 64, idleConnections, idleReadAfterMs, fdLimit,
+    meshUpSeconds: positiveInt(values['mesh-timeout'], '--mesh-timeout', quick ? 60 : 120, 600), settleMs,
     outDir: values.out ?? join(import.meta.dirname, 'results'),
     paths: Object.freeze(paths as PathName[]),
     scenarios: values.scenarios === undefined ? undefined : Object.freeze(values.scenarios.split(',').map((s) => s.trim())),

@@ -44,7 +44,7 @@ export const idle: Scenario = {
     const t = route.target('hold');
     const pids = route.proxyPids();
     const before = rssBytes(pids);
-    const holdS = 60 + Math.ceil((n / 1000) * 20) + MAX_WAIT_MS / 1000;
+    const holdS = 60 + Math.ceil((n / 1000) * 20) + MAX_WAIT_MS / 1000 + Math.ceil(ctx.options.idleReadAfterMs / 1000);
     const holder = startTool(route.client, [
       'taskset', '-c', ctx.options.loadCpu, 'prlimit', `--nofile=${ctx.options.fdLimit}:${ctx.options.fdLimit}`, process.execPath, HOLDER, 'hold', t.host, String(t.port), String(n), String(holdS),
     ], (holdS + 10) * 1000);
@@ -71,13 +71,14 @@ export const idle: Scenario = {
         if (now > held) progressAt = Date.now();
         held = now;
       }
-      await sleep(ctx.options.settleMs);
+      await sleep(ctx.options.idleReadAfterMs);
       const during = rssBytes(pids);
       const values: Record<string, number> = { held };
       if (route.proxyCount > 0) values.kib_per_conn_per_proxy = Math.max(0, during - before) / KIB / report.opened / route.proxyCount;
       const notes: string[] = [];
       if (report.failed > 0) notes.push(`${report.failed} of ${n} connections failed to open (${report.firstError ?? '?'})`);
       if (held < report.opened) notes.push(`the server held ${held} of ${report.opened} opened connections`);
+      if (ctx.options.idleReadAfterMs !== ctx.options.settleMs) notes.push(`RSS read ${ctx.options.idleReadAfterMs / 1000} s after every connection was up (--idle-read-after)`);
       return { values, notes };
     } finally {
       holder.endInput();
