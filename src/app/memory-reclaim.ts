@@ -101,7 +101,8 @@ export interface MemoryReclaimerDeps {
   readonly now: () => number;
   /** Reclaims in every thread; resolves once they all have. */
   readonly reclaim: () => Promise<void>;
-  readonly onReclaimed: (r: { reason: ReclaimReason; rssBefore: number; rssAfter: number; held: number }) => void;
+  /** `ms`: how long the reclaim took, every thread's in turn. */
+  readonly onReclaimed: (r: { reason: ReclaimReason; rssBefore: number; rssAfter: number; held: number; ms: number }) => void;
 }
 
 /** Samples every `everyMs` and reclaims when reclaimStep says so. */
@@ -129,10 +130,12 @@ export class MemoryReclaimer {
     if (step.reclaim === undefined) return;
     this.#running = true;
     try {
+      const started = performance.now();
       await this.#deps.reclaim();
+      const ms = Math.round(performance.now() - started);
       const rssAfter = this.#deps.rss();
       this.#state = { ...this.#state, baseline: rssAfter };
-      this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held });
+      this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held, ms });
     } finally {
       this.#running = false;
     }
@@ -145,7 +148,7 @@ export class MemoryReclaimer {
 
 /**
  * The agent's reclaimer: `shared[0]` is the descriptors its workers' connections hold,
- * `shared[2]` the sources they hold back; a reclaim runs in every worker, then in this thread. Logged, and counted in
+ * `shared[2]` the sources they hold back; a reclaim runs in each worker in turn, then in this thread. Logged, and counted in
  * weft_agent_memory_reclaims_total{reason}.
  */
 export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: Int32Array, logger: Logger, registry: Registry): MemoryReclaimer {
@@ -165,7 +168,7 @@ export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: In
     },
     onReclaimed: (r) => {
       reclaims.inc({ reason: r.reason });
-      logger.info({ reason: r.reason, rssMiB: mib(r.rssBefore), rssAfterMiB: mib(r.rssAfter), heldFds: r.held }, 'memory reclaimed');
+      logger.info({ reason: r.reason, rssMiB: mib(r.rssBefore), rssAfterMiB: mib(r.rssAfter), heldFds: r.held, ms: r.ms }, 'memory reclaimed');
     },
   });
 }

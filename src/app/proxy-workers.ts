@@ -157,7 +157,8 @@ export class ProxyWorkers {
 
   /** Every worker collects its garbage and trims its heap; resolves when all have (or after a timeout). */
   async reclaim(): Promise<void> {
-    await Promise.all(this.#slots.map((s) => this.#request(s.worker, (id) => ({ type: 'reclaim', id }), (m) => (m.type === 'reclaimed' ? true : undefined))));
+    // One worker at a time: a full collection stalls its thread, and the others keep serving.
+    for (const s of this.#slots) await this.#request(s.worker, (id) => ({ type: 'reclaim', id }), (m) => (m.type === 'reclaimed' ? true : undefined));
   }
 
   /** Stops accepting, lets connections finish up to the deadline, then ends the threads. Safe to call twice. */

@@ -88,3 +88,22 @@ test('a thread\'s reclaim collects the garbage a flood left', () => {
   const after = process.memoryUsage().heapUsed;
   assert.ok(before - after > 40 * MiB, `heap ${Math.round(before / MiB)} -> ${Math.round(after / MiB)} MiB`);
 });
+
+test('MemoryReclaimer: the record says how long the reclaim took', async () => {
+  const took: number[] = [];
+  let held = 4_512;
+  const r = new MemoryReclaimer({
+    held: () => held, rss: () => 300 * MiB, now: () => 0,
+    reclaim: () => new Promise((resolve) => setTimeout(resolve, 40)),
+    onReclaimed: (x) => took.push(x.ms),
+  }, { everyMs: 3_600_000, policy: POLICY });
+  try {
+    await r.tick();
+    held = 0;
+    await r.tick();
+    assert.equal(took.length, 1);
+    assert.ok((took[0] ?? 0) >= 35 && (took[0] ?? 0) < 5_000, `ms ${String(took[0])}`);
+  } finally {
+    r.stop();
+  }
+});
