@@ -26,7 +26,7 @@ import {
 import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { SourceFairness, type FairnessLimits } from '../proxy/resilience/source-fairness.ts';
-import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
+import { DEFAULT_OUTLIER_SLOTS, OutlierEjections, OutlierTable, outlierMemory } from '../proxy/resilience/outlier-ejection.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { connectionRateVerdict } from '../proxy/resilience/rate-limit-decision.ts';
@@ -88,10 +88,12 @@ export interface ProxyLimits {
   readonly workers: number;
   /** Over a SharedArrayBuffer: [0] descriptors held by connections, [1] pending handshakes, [2] sources held back, all workers. */
   readonly shared: Int32Array;
-  /** The token buckets of every RateLimitPolicy (bucketMemory), one table for all workers. */
+  /** The token buckets of every RateLimitPolicy and retry budget reserve (bucketMemory), one table for all workers. */
   readonly buckets?: SharedArrayBuffer;
   /** DestinationPolicy connection-pool counters (counterMemory), one set for all workers. */
   readonly pools?: SharedArrayBuffer;
+  /** DestinationPolicy outlierDetection's endpoint records (outlierMemory), one table for all workers. */
+  readonly outliers?: SharedArrayBuffer;
 }
 
 export interface ProxyRuntimeDeps {
@@ -130,7 +132,7 @@ export class ProxyRuntime {
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
     this.#credentials = new WorkloadCredentials(deps.clock);
     this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] });
-    this.#outliers = new OutlierEjections(deps.clock);
+    this.#outliers = new OutlierEjections(deps.clock, new OutlierTable(options.limits?.outliers ?? outlierMemory(DEFAULT_OUTLIER_SLOTS)));
     // The listeners read the current state through this view, so a config swap is one assignment.
     const mesh: MeshView = {
       workloadByIp: (ip) => this.#state.workloadByIp(ip),
@@ -165,7 +167,9 @@ export class ProxyRuntime {
       name: 'weft_request_mirrors_total', help: 'HTTPRoute RequestMirror copies: outcome="sent", or "skipped_body" when the request body was over the 64 KiB kept for copies, by mirror Service.',
       labelNames: ['destination_service', 'outcome'], registers: [deps.registry],
     });
-    const budgets = new RetryBudgets(deps.clock);
+    // One table of token buckets for every worker: RateLimitPolicies' and the retry budgets' reserves.
+    const buckets = new BucketTable(deps.clock, options.limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS));
+    const budgets = new RetryBudgets(deps.clock, DEFAULT_RETRY_BUDGET, undefined, buckets);
     const ejections = new Counter({
       name: 'weft_outlier_ejections_total', help: 'Endpoints a DestinationPolicy outlierDetection ejected (consecutive 5xx), by destination Service.',
       labelNames: ['destination_service'], registers: [deps.registry],
@@ -231,7 +235,7 @@ export class ProxyRuntime {
     const limits = options.limits;
     const rateLimits: RateLimitStepDeps = {
       policiesFor: (w) => rateLimitsFor(this.#state, w),
-      buckets: new BucketTable(deps.clock, limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS)),
+      buckets,
       limited: (policy, shadow) => rateLimited.inc({ policy, mode: shadow ? 'shadow' : 'enforce' }),
     };
     const connectionsLimited = new Counter({

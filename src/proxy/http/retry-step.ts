@@ -7,8 +7,8 @@
 // (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and gRPC calls on any failure, other methods only
 // when nothing reached the backend. Every request routed to a Service earns that Service's
 // retry budget its share; every retry spends from it (Linkerd's: 20% plus 10/s over 10 s,
-// or the Service's DestinationPolicy retryBudget). Budgets are per worker thread: the ratio
-// holds for the agent, the 10/s reserve is per worker.
+// or the Service's DestinationPolicy retryBudget). The ratio is counted per worker thread (it
+// holds for the agent), the 10/s reserve is one bucket all workers share.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 
