@@ -105,10 +105,10 @@ async function stop(child: ChildProcess, message: unknown): Promise<void> {
   }
 }
 
-/** The environment bin/weft gives `weft control`: malloc's mmap threshold fixed, the compile cache on. */
+/** The environment bin/weft gives `weft control`: malloc's mmap threshold fixed and two arenas, the compile cache on. */
 function controlEnv(): NodeJS.ProcessEnv {
   return {
-    ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072',
+    ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2',
     NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile'),
   };
 }
