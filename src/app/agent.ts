@@ -26,6 +26,7 @@ import { fdBudget, perWorker, sharedProxyCounters } from './fd-budget.ts';
 import { agentReclaimer } from './memory-reclaim.ts';
 import { bucketMemory, DEFAULT_BUCKET_SLOTS } from '../proxy/resilience/token-bucket.ts';
 import { counterMemory } from '../proxy/resilience/concurrency-limit.ts';
+import { DEFAULT_OUTLIER_SLOTS, outlierMemory } from '../proxy/resilience/outlier-ejection.ts';
 import { raiseNofileLimit } from './nofile.ts';
 import type { CredentialMaterial } from './credentials.ts';
 import { EnrollmentReconciler, type CaptureRequest } from './enrollment.ts';
@@ -101,7 +102,7 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
     maxRequestsPerSource: perWorker(config.maxRequestsPerSource, config.workers),
     ...(config.fairness === undefined ? {} : { fairness: workerFairness(config.fairness, config.workers) }),
     ...(kernelSplice === undefined ? {} : { kernelSplice: kernelSplice.pins }),
-    limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS) },
+    limits: { budget, workers: config.workers, shared, buckets: bucketMemory(DEFAULT_BUCKET_SLOTS), pools: counterMemory(DEFAULT_BUCKET_SLOTS), outliers: outlierMemory(DEFAULT_OUTLIER_SLOTS) },
   }, logger, config.logLevel);
   workers.start();
   const inboundSockets = redirector === undefined ? undefined : new InboundSockets(redirector, workers, logger);

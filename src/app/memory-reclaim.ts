@@ -99,9 +99,10 @@ export interface MemoryReclaimerDeps {
   readonly busy?: () => boolean;
   readonly rss: () => number;
   readonly now: () => number;
-  /** Reclaims in every thread; resolves once they all have. */
-  readonly reclaim: () => Promise<void>;
-  readonly onReclaimed: (r: { reason: ReclaimReason; rssBefore: number; rssAfter: number; held: number }) => void;
+  /** Reclaims in every thread; resolves once they all have, to how long each thread was stalled (ms). */
+  readonly reclaim: () => Promise<readonly (number | undefined)[]>;
+  /** `ms`: how long the reclaim took, every thread's in turn; `stallsMs`: each thread's own stall. */
+  readonly onReclaimed: (r: { reason: ReclaimReason; rssBefore: number; rssAfter: number; held: number; ms: number; stallsMs: readonly (number | undefined)[] }) => void;
 }
 
 /** Samples every `everyMs` and reclaims when reclaimStep says so. */
@@ -129,10 +130,12 @@ export class MemoryReclaimer {
     if (step.reclaim === undefined) return;
     this.#running = true;
     try {
-      await this.#deps.reclaim();
+      const started = performance.now();
+      const stallsMs = await this.#deps.reclaim();
+      const ms = Math.round(performance.now() - started);
       const rssAfter = this.#deps.rss();
       this.#state = { ...this.#state, baseline: rssAfter };
-      this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held });
+      this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held, ms, stallsMs });
     } finally {
       this.#running = false;
     }
@@ -145,10 +148,10 @@ export class MemoryReclaimer {
 
 /**
  * The agent's reclaimer: `shared[0]` is the descriptors its workers' connections hold,
- * `shared[2]` the sources they hold back; a reclaim runs in every worker, then in this thread. Logged, and counted in
+ * `shared[2]` the sources they hold back; a reclaim runs in each worker in turn, then in this thread. Logged, and counted in
  * weft_agent_memory_reclaims_total{reason}.
  */
-export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: Int32Array, logger: Logger, registry: Registry): MemoryReclaimer {
+export function agentReclaimer(workers: { reclaim(): Promise<readonly (number | undefined)[]> }, shared: Int32Array, logger: Logger, registry: Registry): MemoryReclaimer {
   const self = threadReclaimer();
   const reclaims = new Counter({
     name: 'weft_agent_memory_reclaims_total', help: 'Garbage collections and heap trims run after a flood or churn ended', labelNames: ['reason'], registers: [registry],
@@ -160,12 +163,15 @@ export function agentReclaimer(workers: { reclaim(): Promise<void> }, shared: In
     rss: () => process.memoryUsage.rss(),
     now: () => Date.now(),
     reclaim: async () => {
-      await workers.reclaim();
+      const stalls = await workers.reclaim();
+      const started = performance.now();
       self();
+      return [...stalls, performance.now() - started];
     },
     onReclaimed: (r) => {
       reclaims.inc({ reason: r.reason });
-      logger.info({ reason: r.reason, rssMiB: mib(r.rssBefore), rssAfterMiB: mib(r.rssAfter), heldFds: r.held }, 'memory reclaimed');
+      // stallsMs: each worker's, then this thread's (how long each stopped serving).
+      logger.info({ reason: r.reason, rssMiB: mib(r.rssBefore), rssAfterMiB: mib(r.rssAfter), heldFds: r.held, ms: r.ms, stallsMs: r.stallsMs.map((x) => (x === undefined ? null : Math.round(x))) }, 'memory reclaimed');
     },
   });
 }

@@ -26,7 +26,7 @@ import {
 import { DEFAULT_RETRY_BUDGET, RetryBudgets } from '../proxy/resilience/retry-budget.ts';
 import { SourceShares } from '../proxy/resilience/source-shares.ts';
 import { SourceFairness, type FairnessLimits } from '../proxy/resilience/source-fairness.ts';
-import { OutlierEjections } from '../proxy/resilience/outlier-ejection.ts';
+import { DEFAULT_OUTLIER_SLOTS, OutlierEjections, OutlierTable, outlierMemory } from '../proxy/resilience/outlier-ejection.ts';
 import { ConcurrencyLimits, counterMemory } from '../proxy/resilience/concurrency-limit.ts';
 import { BucketTable, DEFAULT_BUCKET_SLOTS, bucketMemory } from '../proxy/resilience/token-bucket.ts';
 import { connectionRateVerdict } from '../proxy/resilience/rate-limit-decision.ts';
@@ -92,6 +92,8 @@ export interface ProxyLimits {
   readonly buckets?: SharedArrayBuffer;
   /** DestinationPolicy connection-pool counters (counterMemory), one set for all workers. */
   readonly pools?: SharedArrayBuffer;
+  /** DestinationPolicy outlierDetection's endpoint records (outlierMemory), one table for all workers. */
+  readonly outliers?: SharedArrayBuffer;
 }
 
 export interface ProxyRuntimeDeps {
@@ -130,7 +132,7 @@ export class ProxyRuntime {
   constructor(options: ProxyRuntimeOptions, deps: ProxyRuntimeDeps) {
     this.#credentials = new WorkloadCredentials(deps.clock);
     this.#state = meshStateFromContent({ trustDomain: 'cluster.local', workloads: [], services: [], policies: [], nodes: [] });
-    this.#outliers = new OutlierEjections(deps.clock);
+    this.#outliers = new OutlierEjections(deps.clock, new OutlierTable(options.limits?.outliers ?? outlierMemory(DEFAULT_OUTLIER_SLOTS)));
     // The listeners read the current state through this view, so a config swap is one assignment.
     const mesh: MeshView = {
       workloadByIp: (ip) => this.#state.workloadByIp(ip),

@@ -89,10 +89,12 @@ port.on('message', (m: ToWorker) => {
     case 'inbound-release':
       runtime.releaseInbound(m.pod);
       break;
-    case 'reclaim':
+    case 'reclaim': {
+      const started = performance.now();
       reclaim();
-      send({ type: 'reclaimed', id: m.id });
+      send({ type: 'reclaimed', id: m.id, ms: performance.now() - started });
       break;
+    }
     case 'listen':
       if (draining) break;
       runtime.listen().then(

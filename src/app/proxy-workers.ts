@@ -156,8 +156,12 @@ export class ProxyWorkers {
   }
 
   /** Every worker collects its garbage and trims its heap; resolves when all have (or after a timeout). */
-  async reclaim(): Promise<void> {
-    await Promise.all(this.#slots.map((s) => this.#request(s.worker, (id) => ({ type: 'reclaim', id }), (m) => (m.type === 'reclaimed' ? true : undefined))));
+  /** Reclaims in each worker in turn; resolves to how long each one's thread was stalled (ms; undefined for a worker that did not answer). */
+  async reclaim(): Promise<(number | undefined)[]> {
+    const stalls: (number | undefined)[] = [];
+    // One worker at a time: a full collection stalls its thread, and the others keep serving.
+    for (const s of this.#slots) stalls.push(await this.#request(s.worker, (id) => ({ type: 'reclaim', id }), (m) => (m.type === 'reclaimed' ? m.ms : undefined)));
+    return stalls;
   }
 
   /** Stops accepting, lets connections finish up to the deadline, then ends the threads. Safe to call twice. */

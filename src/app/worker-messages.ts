@@ -27,5 +27,6 @@ export type FromWorker =
   | { readonly type: 'listening' }
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[]; readonly stats: WorkerStats }
-  | { readonly type: 'reclaimed'; readonly id: number }
+  /** `ms`: how long the worker's thread was stalled by its collection and trim. */
+  | { readonly type: 'reclaimed'; readonly id: number; readonly ms: number }
   | { readonly type: 'drained' };

@@ -61,30 +61,44 @@ async function curl(state: ClusterState, fromPod: string, url: string): Promise<
   return code === 0 ? out.trim() : `curl exit ${code}`;
 }
 
-/** One line per node from its agent's Istio metrics: requests, connections and bytes, and how many were mutual TLS. */
+/** Per reporter of a node's Istio series: the total, and how much of it was over mutual TLS. */
+interface Tally {
+  all: number;
+  mtls: number;
+}
+
+function tally(t: Tally, line: string, value: number): void {
+  t.all += value;
+  if (line.includes('connection_security_policy="mutual_tls"')) t.mtls += value;
+}
+
+/**
+ * One line per node from its agent's Istio metrics: HTTP requests it sent for its pods
+ * (reporter source) and served to them (reporter destination), how many of each went over
+ * mutual TLS, and opaque TCP connections (HTTP ones are counted as requests, not here).
+ */
 async function meshSummary(state: ClusterState, tracing: boolean): Promise<string> {
   const lines: string[] = [];
   for (const n of state.plan.nodes) {
     const { stdout } = await run('nsenter', [`--net=/run/netns/${n.netns}`, 'curl', '-s', '-m', '2', `http://${n.bridgeIp}:15020/metrics`], { okStatus: [0, 7, 28] });
-    let requests = 0;
-    let opened = 0;
-    let mtls = 0;
+    const sent: Tally = { all: 0, mtls: 0 };
+    const served: Tally = { all: 0, mtls: 0 };
+    const tcp: Tally = { all: 0, mtls: 0 };
     let bytes = 0;
     let spans = 0;
     let failedSpans = 0;
     for (const line of stdout.split('\n')) {
       const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      if (line.startsWith('istio_requests_total{') && line.includes('reporter="source"')) requests += value;
-      else if (line.startsWith('istio_tcp_connections_opened_total{') && line.includes('reporter="source"')) {
-        opened += value;
-        if (line.includes('connection_security_policy="mutual_tls"')) mtls += value;
-      } else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && line.includes('reporter="source"')) {
-        bytes += value;
-      } else if (line.startsWith('weft_trace_spans_exported_total')) spans += value;
+      const source = line.includes('reporter="source"');
+      if (line.startsWith('istio_requests_total{')) tally(source ? sent : served, line, value);
+      else if (line.startsWith('istio_tcp_connections_opened_total{') && source) tally(tcp, line, value);
+      else if (/^istio_tcp_(sent|received)_bytes_total\{/.test(line) && source) bytes += value;
+      else if (line.startsWith('weft_trace_spans_exported_total')) spans += value;
       else if (line.startsWith('weft_trace_export_failures_total')) failedSpans += value;
     }
     const traced = tracing ? `, ${spans} spans exported${failedSpans > 0 ? ` (${failedSpans} failed)` : ''}` : '';
-    lines.push(`${n.name}: ${requests} HTTP requests, ${opened} outbound connections (${mtls} over mutual TLS), ${bytes} bytes${traced}`);
+    const opaque = tcp.all > 0 ? `, ${tcp.all} TCP connections out (${tcp.mtls} mTLS, ${bytes} bytes)` : '';
+    lines.push(`${n.name}: ${sent.all} requests sent (${sent.mtls} mTLS), ${served.all} served (${served.mtls} mTLS)${opaque}${traced}`);
   }
   return `  -- mesh: ${lines.join('; ')}`;
 }

@@ -41,7 +41,10 @@ test('the demo: every request through the mesh answers, and teardown is complete
   const calls = r.stdout.split('\n').filter((l) => / -> http:\/\/198\.19\./.test(l));
   assert.ok(calls.length >= 3, `the client made calls:\n${r.stdout}`);
   for (const call of calls) assert.match(call, /hello from (echo|hello)-\d-\d ns=demo node=node-\d client=198\.18\.\d\.1:/, 'answered through the agent');
-  assert.match(r.stdout, /-- mesh: node-1: [1-9]\d* HTTP requests, \d+ outbound connections \(\d+ over mutual TLS\)/);
+  const summaries = [...r.stdout.matchAll(/-- mesh: node-1: ([1-9]\d*) requests sent \(\d+ mTLS\), \d+ served \(\d+ mTLS\); node-2: 0 requests sent \(0 mTLS\), (\d+) served \((\d+) mTLS\)/g)];
+  assert.ok(summaries.length > 0, `a mesh summary line:\n${r.stdout}`);
+  // The client is on node-1: what node-2 served came through the tunnel, every request over mutual TLS.
+  for (const m of summaries) assert.equal(m[3], m[2], `node-2 served over mutual TLS: ${m[0]}`);
   // The canary HTTPRoute splits demo/hello 80/20 (50 calls: all answered, some by echo, most by hello).
   const canary = /route demo\/hello-canary \(HTTPRoute, 80\/20\): of 50 calls .* (\d+) reached hello, (\d+) echo/.exec(r.stdout) ?? assert.fail(`no canary line:\n${r.stdout}`);
   const [hello, echo] = [Number(canary[1]), Number(canary[2])];
@@ -101,7 +104,7 @@ test('the demo prints the dashboard URL, serves it while it runs, relays request
     && s.some((x) => x.kind === 2 && x.attributes['weft.node'] === 'node-2' && x.traceId === c.traceId && x.parentSpanId === c.spanId)), 10_000, 'a request traced across both agents');
   // The summary counts the exported spans (it comes every 5 calls).
   for (let i = 0; i < 40 && !lines.some((l) => /-- mesh: node-1: .*spans exported/.test(l)); i++) await new Promise((r) => setTimeout(r, 500));
-  assert.match(lines.join('\n'), /-- mesh: node-1: [1-9]\d* HTTP requests, .*spans exported/);
+  assert.match(lines.join('\n'), /-- mesh: node-1: [1-9]\d* requests sent .*spans exported/);
 
   // Ctrl-C: SIGINT to the demo's whole process group, as a terminal sends it.
   process.kill(-(demo.pid ?? 0), 'SIGINT');

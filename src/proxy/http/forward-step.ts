@@ -59,8 +59,8 @@ export interface ForwardDeps {
 export interface OutlierTracker {
   ejected(endpoint: string): boolean;
   success(endpoint: string): void;
-  /** A 5xx or a failure to get a response from `endpoint`, one of `poolSize`. */
-  failure(endpoint: string, poolSize: number): 'none' | 'ejected' | 'ejection-refused';
+  /** A 5xx or a failure to get a response from `endpoint`, one of the Service's `pool` (endpoint keys). */
+  failure(endpoint: string, pool: readonly string[]): 'none' | 'ejected' | 'ejection-refused';
 }
 
 /** HTTP/2 to ports declared h2 or gRPC, else the protocol the client spoke. */
@@ -191,7 +191,7 @@ async function attempts(
       outliers.tracker.success(k);
       return;
     }
-    const event = outliers.tracker.failure(k, endpoints.length);
+    const event = outliers.tracker.failure(k, endpoints.map(endpointKey));
     if (event !== 'none') deps.outlierEvent?.(outliers.serviceKey, event, k);
   };
   const sink = modifiedSink(x);

@@ -205,11 +205,23 @@ export class BucketTable {
   }
 
   #lock(slot: number): void {
-    // Atomics order the plain Float64 reads and writes inside against other threads' locks.
-    while (Atomics.compareExchange(this.#i32, slot * I32_PER_SLOT, 0, 1) !== 0) { /* spin: the holder is a few instructions from done */ }
+    spinLock(this.#i32, slot * I32_PER_SLOT);
   }
 
   #unlock(slot: number): void {
-    Atomics.store(this.#i32, slot * I32_PER_SLOT, 0);
+    spinUnlock(this.#i32, slot * I32_PER_SLOT);
   }
+}
+
+/**
+ * Takes the spin lock in `cells[at]` (0 free, 1 held), for a critical section of a few
+ * operations on shared memory; Atomics order the plain reads and writes inside it against
+ * other threads' locks.
+ */
+export function spinLock(cells: Int32Array, at: number): void {
+  while (Atomics.compareExchange(cells, at, 0, 1) !== 0) { /* spin: the holder is a few instructions from done */ }
+}
+
+export function spinUnlock(cells: Int32Array, at: number): void {
+  Atomics.store(cells, at, 0);
 }

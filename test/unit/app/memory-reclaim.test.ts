@@ -45,7 +45,7 @@ test('MemoryReclaimer: a flood ends, it reclaims, then settles once; growth is m
     held: () => held, rss: () => rss, now: () => now,
     reclaim: () => {
       rss = 310 * MiB;
-      return Promise.resolve();
+      return Promise.resolve([]);
     },
     onReclaimed: (x) => done.push(`${x.reason} ${x.rssBefore / MiB}->${x.rssAfter / MiB} held ${x.held}`),
   }, { everyMs: 3_600_000, policy: POLICY });
@@ -87,4 +87,26 @@ test('a thread\'s reclaim collects the garbage a flood left', () => {
   reclaim();
   const after = process.memoryUsage().heapUsed;
   assert.ok(before - after > 40 * MiB, `heap ${Math.round(before / MiB)} -> ${Math.round(after / MiB)} MiB`);
+});
+
+test('MemoryReclaimer: the record says how long the reclaim took, and each thread\'s stall', async () => {
+  const took: number[] = [];
+  let held = 4_512;
+  const r = new MemoryReclaimer({
+    held: () => held, rss: () => 300 * MiB, now: () => 0,
+    reclaim: () => new Promise((resolve) => setTimeout(() => resolve([12, 3]), 40)),
+    onReclaimed: (x) => {
+      took.push(x.ms);
+      assert.deepEqual(x.stallsMs, [12, 3], 'each thread\'s stall, as reclaim() said');
+    },
+  }, { everyMs: 3_600_000, policy: POLICY });
+  try {
+    await r.tick();
+    held = 0;
+    await r.tick();
+    assert.equal(took.length, 1);
+    assert.ok((took[0] ?? 0) >= 35 && (took[0] ?? 0) < 5_000, `ms ${String(took[0])}`);
+  } finally {
+    r.stop();
+  }
 });

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { ManualClock } from '../../../../src/core/clock.ts';
 import { isWeftError } from '../../../../src/core/errors.ts';
 import { ConcurrencyLimit, ConcurrencyLimits, connectionSpent, counterMemory } from '../../../../src/proxy/resilience/concurrency-limit.ts';
-import { OutlierEjection, ejectionAllowed } from '../../../../src/proxy/resilience/outlier-ejection.ts';
+import { OutlierEjection, OutlierEjections, OutlierTable, ejectionAllowed, outlierMemory } from '../../../../src/proxy/resilience/outlier-ejection.ts';
 
 test('maxPendingRequests 10: the 11th is refused at once; a released permit makes room; release twice is once', () => {
   const limit = new ConcurrencyLimit(10);
@@ -64,35 +64,76 @@ test('ejectionAllowed: within the percentage, and always one', () => {
 test('consecutive 5xx eject for base x times ejected; healthy intervals lower the multiplier; the cap holds', () => {
   const clock = new ManualClock(0);
   const o = new OutlierEjection(clock, { consecutive5xxErrors: 3, intervalMs: 10_000, baseEjectionMs: 30_000, maxEjectionPercent: 50 });
-  assert.deepEqual([o.failure('a', 4), o.failure('a', 4)], ['none', 'none']);
+  const pool = ['a', 'b', 'c', 'd'];
+  assert.deepEqual([o.failure('a', pool), o.failure('a', pool)], ['none', 'none']);
   o.success('a');
-  assert.deepEqual([o.failure('a', 4), o.failure('a', 4), o.failure('a', 4)], ['none', 'none', 'ejected']);
+  assert.deepEqual([o.failure('a', pool), o.failure('a', pool), o.failure('a', pool)], ['none', 'none', 'ejected']);
   assert.equal(o.ejected('a'), true);
   clock.advance(29_999);
   assert.equal(o.ejected('a'), true);
   clock.advance(1);
   assert.equal(o.ejected('a'), false);
   // Ejected again at once: twice as long.
-  for (let i = 0; i < 3; i++) o.failure('a', 4);
+  for (let i = 0; i < 3; i++) o.failure('a', pool);
   clock.advance(59_999);
   assert.equal(o.ejected('a'), true);
   clock.advance(1);
   // a and b ejected (2 of 4 = 50%); c may not be.
-  for (let i = 0; i < 3; i++) o.failure('b', 4);
-  for (let i = 0; i < 3; i++) o.failure('a', 4);
-  assert.deepEqual([o.failure('c', 4), o.failure('c', 4), o.failure('c', 4)], ['none', 'none', 'ejection-refused']);
-  assert.equal(o.ejectedCount(['a', 'b', 'c', 'd']), 2);
+  for (let i = 0; i < 3; i++) o.failure('b', pool);
+  for (let i = 0; i < 3; i++) o.failure('a', pool);
+  assert.deepEqual([o.failure('c', pool), o.failure('c', pool), o.failure('c', pool)], ['none', 'none', 'ejection-refused']);
+  assert.equal(o.ejectedCount(pool), 2);
   assert.deepEqual([o.ejections, o.refused], [4, 1]);
   // Long healthy: the multiplier decays, so the next ejection is base length again.
   clock.advance(600_000);
-  for (let i = 0; i < 3; i++) o.failure('a', 4);
+  for (let i = 0; i < 3; i++) o.failure('a', pool);
   clock.advance(30_000);
   assert.equal(o.ejected('a'), false);
-  // Nothing left to remember: every record is forgotten at the next sweep.
-  clock.advance(20_000);
-  o.ejected('x');
-  assert.equal(o.tracked, 0);
   assert.throws(() => new OutlierEjection(clock, { consecutive5xxErrors: 0, intervalMs: 1, baseEjectionMs: 1, maxEjectionPercent: 1 }), (e: unknown) => isWeftError(e, 'WEFT_PROXY_BAD_OPTION'));
+});
+
+test('outlier records are shared by the workers: 5xx in a row count over all of them, an ejection holds for all', () => {
+  const clock = new ManualClock(0);
+  const memory = outlierMemory(64);
+  const policy = { consecutive5xxErrors: 4, intervalMs: 10_000, baseEjectionMs: 30_000, maxEjectionPercent: 50 };
+  // Two workers: each its own table view over the same memory, as proxy-runtime.ts builds them.
+  const [w1, w2] = [new OutlierEjections(clock, new OutlierTable(memory)), new OutlierEjections(clock, new OutlierTable(memory))];
+  const [a1, a2] = [w1.for('shop/a', policy), w2.for('shop/a', policy)];
+  assert.ok(a1 !== undefined && a2 !== undefined);
+  const pool = ['10.0.0.1:80', '10.0.0.2:80'];
+  assert.deepEqual([a1.failure(pool[0], pool), a2.failure(pool[0], pool), a1.failure(pool[0], pool)], ['none', 'none', 'none']);
+  a2.success(pool[0]);
+  assert.deepEqual([a1.failure(pool[0], pool), a2.failure(pool[0], pool), a1.failure(pool[0], pool)], ['none', 'none', 'none'], "one worker's success resets the run");
+  assert.equal(a2.failure(pool[0], pool), 'ejected', 'the fourth in a row, counted over both workers');
+  assert.deepEqual([a1.ejected(pool[0]), a2.ejected(pool[0])], [true, true]);
+  const b1 = w1.for('shop/b', policy);
+  assert.equal(b1?.ejected(pool[0]), false, "another Service's record of the same address is its own");
+  clock.advance(30_000);
+  assert.equal(a1.ejected(pool[0]), false);
+  // A changed policy in one worker keeps the records.
+  const a3 = w1.for('shop/a', { ...policy, baseEjectionMs: 1000 });
+  assert.notEqual(a3, a1);
+  for (let i = 0; i < 4; i++) a3?.failure(pool[1], pool);
+  assert.equal(a2.ejected(pool[1]), true);
+});
+
+test('outlier table: a record with nothing to remember gives its slot to another endpoint; with none free an endpoint is not tracked', () => {
+  const clock = new ManualClock(0);
+  const policy = { consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionMs: 1000, maxEjectionPercent: 100 };
+  const table = new OutlierTable(outlierMemory(4));
+  const o = new OutlierEjection(clock, policy, table, 'shop/a');
+  const pool = Array.from({ length: 6 }, (_, i) => `10.0.0.${i}:80`);
+  for (const e of pool.slice(0, 4)) o.failure(e, pool);
+  assert.equal(table.used, 4);
+  // A fifth endpoint finds every slot in use: not tracked, and no other endpoint's run grows.
+  assert.deepEqual([o.failure(pool[4], pool), o.failure(pool[4], pool)], ['none', 'none']);
+  assert.equal(o.ejectedCount(pool), 0);
+  for (const e of pool.slice(0, 4)) o.success(e);
+  clock.advance(10_000);
+  // Back, multiplier decayed, no failures: every slot may be taken over.
+  assert.deepEqual([o.failure(pool[5], pool), o.failure(pool[5], pool)], ['none', 'ejected'], 'a slot of its own, taken over');
+  assert.equal(table.used, 4, 'bounded');
+  assert.throws(() => outlierMemory(0), (e: unknown) => isWeftError(e, 'WEFT_PROXY_BAD_OPTION'));
 });
 
 test('ConcurrencyLimits: per key, refused at once at the limit, released once; shared memory bounds the keys', () => {
