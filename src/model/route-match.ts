@@ -15,6 +15,7 @@ import type { BackendTarget, Forward, Redirect, Reject, RequestHeaders, Rewrite,
 import { GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED } from './route-decision.ts';
 import type { CompiledRule, RequestView, RouteTable } from './route-table.ts';
 import type { MeshState, ServiceAtVip } from './state.ts';
+import { EvenDraws } from '../core/even-draws.ts';
 import { WEFT_API_VERSION } from './types.ts';
 
 const WEFT_GROUP = WEFT_API_VERSION.split('/')[0];
@@ -211,22 +212,18 @@ export function decideAtVip(state: MeshState, at: ServiceAtVip, req: RouteReques
 /** A number in [0, 1) for one weighted choice of `rule`'s backends. */
 export type WeightDraw = (rule: CompiledRule) => number;
 
-/** The golden ratio's fractional part: the rotation whose multiples spread most evenly over [0, 1). */
-const GOLDEN = (Math.sqrt(5) - 1) / 2;
-
 /**
- * Weight draws that spread evenly per rule: each rule's first draw is `random()`, each next one
- * the last plus the golden ratio (mod 1). The sequence's discrepancy is O(log n / n), so the
- * share of draws under any weight's boundary is within a few draws of the weight's share, and
- * so is the share of every k-th draw (a rotation by k times the ratio is as even). State per
- * compiled rule, dropped with it (a new config compiles new rules).
+ * Weight draws that spread evenly per rule (core/even-draws.ts), each rule's sequence from a
+ * `random()` start. State per compiled rule, dropped with it (a new config compiles new rules).
  */
 export function spreadDraws(random: () => number = Math.random): WeightDraw {
-  const last = new WeakMap<CompiledRule, number>();
+  const sequences = new WeakMap<CompiledRule, EvenDraws>();
   return (rule) => {
-    const before = last.get(rule);
-    const next = before === undefined ? random() : (before + GOLDEN) % 1;
-    last.set(rule, next);
-    return next;
+    let s = sequences.get(rule);
+    if (s === undefined) {
+      s = new EvenDraws(random());
+      sequences.set(rule, s);
+    }
+    return s.next();
   };
 }
