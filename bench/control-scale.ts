@@ -105,10 +105,10 @@ async function stop(child: ChildProcess, message: unknown): Promise<void> {
   }
 }
 
-/** The environment bin/weft gives `weft control`: malloc's mmap threshold fixed, the compile cache on. */
+/** The environment bin/weft gives `weft control`: malloc's mmap threshold fixed and two arenas, the compile cache on. */
 function controlEnv(): NodeJS.ProcessEnv {
   return {
-    ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072',
+    ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2',
     NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile'),
   };
 }
@@ -235,6 +235,7 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
     await sleep(1_000);
     const writtenAt: number[] = [];
     if (o.profile !== undefined) control.send('profile' satisfies ControlChildRequest);
+    control.send('push-stats' satisfies ControlChildRequest);
     const churnCpu0 = sampleProcess(pid).cpuMs;
     const hostsCpu = (): number => hosts.reduce((n, c) => n + sampleProcess(c.pid as number).cpuMs, 0);
     const driverCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
@@ -276,6 +277,9 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
       await within(written, 60_000, 'CPU profile');
       log(`CPU profile of the churn: ${file}`);
     }
+    const pushStats = onceMessage<ControlChildMessage>(control, (m) => m.type === 'push-stats');
+    control.send('push-stats-stop' satisfies ControlChildRequest);
+    const pushes = await within(pushStats, 60_000, 'push stats');
     const churnCpuMs = churnEnd.cpuMs - churnCpu0;
     for (const c of hosts) c.send({ type: 'phase', phase: 'idle' } satisfies HostRequest);
     const reports = await reportsOf();
@@ -322,6 +326,7 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
         loadAverage: [load0[0] ?? NaN, load1[0] ?? NaN],
         agentApply: fullReport === undefined ? undefined : { updates: fullReport.applies, p50Ms: fullReport.applyP50Ms, p99Ms: fullReport.applyP99Ms, maxMs: fullReport.applyMaxMs },
         agentErrors: reports.reduce((n, r) => n + r.errors, 0), firstAgentError: reports.find((r) => r.firstError !== undefined)?.firstError,
+        pushes: pushes.type === 'push-stats' ? pushes.stats : undefined,
       },
       memory: {
         startHeapMb: heapStart.heapUsedMb, startRssAfterGcMb: heapStart.rssMb,
@@ -330,7 +335,9 @@ async function runShape(o: Options, shape: ClusterShape): Promise<ShapeResult> {
         peakRssMb: churnEnd.hwmMb, churnRssMb: rss,
       },
     };
-    log(`CPU per change ${result.churn.controlCpuMsPerChange.toFixed(2)} ms; change -> all agents p50 ${result.churn.allAgentsP50Ms.toFixed(0)} ms, p99 ${result.churn.allAgentsP99Ms.toFixed(0)} ms (${incomplete} incomplete); RSS after GC ${heapEnd.rssMb.toFixed(0)} MB`);
+    const ps = result.churn.pushes;
+    log(`CPU per change ${result.churn.controlCpuMsPerChange.toFixed(2)} ms; change -> all agents p50 ${result.churn.allAgentsP50Ms.toFixed(0)} ms, p99 ${result.churn.allAgentsP99Ms.toFixed(0)} ms (${incomplete} incomplete); `
+      + `control plane's side, publish -> every agent's stream p50 ${ps?.allWrittenP50Ms.toFixed(0)} ms, p99 ${ps?.allWrittenP99Ms.toFixed(0)} ms; ACK round trip p99 ${ps?.roundTripP99Ms.toFixed(0)} ms; RSS after GC ${heapEnd.rssMb.toFixed(0)} MB`);
     return result;
   } finally {
     for (const c of children.slice(1)) await stop(c, { type: 'stop' } satisfies HostRequest);

@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { flushCompileCache } from 'node:module';
 import { runControlPlane } from '../../src/app/control.ts';
+import { PushStatsRecorder, type PushStats } from './push-stats.ts';
 
 export interface ControlChildArgs {
   readonly kubeconfig: string;
@@ -21,20 +22,25 @@ export type ControlChildMessage =
   | { readonly type: 'ready'; readonly port: number; readonly metricsPort: number }
   | { readonly type: 'failed'; readonly error: string }
   | { readonly type: 'heap'; readonly heapUsedMb: number; readonly heapTotalMb: number; readonly rssMb: number; readonly externalMb: number }
-  | { readonly type: 'profiled'; readonly file: string };
+  | { readonly type: 'profiled'; readonly file: string }
+  | { readonly type: 'push-stats'; readonly stats: PushStats };
 
-/** Asks the child to start a CPU profile (`profile`), or to stop it and write it to `file`. */
-export type ControlChildRequest = 'heap' | 'close' | 'profile' | { readonly type: 'profile-stop'; readonly file: string };
+/**
+ * Asks the child to start a CPU profile (`profile`), or to stop it and write it to `file`;
+ * to start measuring its side of the pushes (`push-stats`) or to stop and answer (`push-stats-stop`).
+ */
+export type ControlChildRequest = 'heap' | 'close' | 'profile' | 'push-stats' | 'push-stats-stop' | { readonly type: 'profile-stop'; readonly file: string };
 
 const send = (m: ControlChildMessage): void => void process.send?.(m);
 
 async function main(args: ControlChildArgs): Promise<void> {
   try {
+    const pushes = new PushStatsRecorder();
     const cp = await runControlPlane({
       listen: '127.0.0.1:0', metrics: { host: '127.0.0.1', port: 0 }, dashboard: undefined,
       source: { kind: 'kubernetes', kubeconfig: args.kubeconfig }, caDir: args.caDir, tokensFile: args.tokensFile,
       trustDomain: 'cluster.local', serverDnsNames: [], readyFile: undefined, logLevel: 'warn',
-    });
+    }, { onServerEvent: (e) => pushes.onEvent(e) });
     const profiler = new Session();
     process.on('message', (m: ControlChildRequest) => {
       if (m === 'profile') {
@@ -48,6 +54,8 @@ async function main(args: ControlChildArgs): Promise<void> {
           send({ type: 'profiled', file: m.file });
         });
       }
+      if (m === 'push-stats') pushes.start();
+      if (m === 'push-stats-stop') send({ type: 'push-stats', stats: pushes.stop() });
       if (m === 'heap') {
         const gc = (globalThis as { gc?: () => void }).gc;
         gc?.();

@@ -2,6 +2,7 @@
 // from the first shape (the baseline) to each other one as a ratio within the run.
 
 import type { ClusterShape } from './cluster.ts';
+import type { PushStats } from './push-stats.ts';
 
 export interface ShapeResult {
   readonly shape: ClusterShape;
@@ -49,6 +50,8 @@ export interface ShapeResult {
     readonly agentApply: { readonly updates: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number } | undefined;
     readonly agentErrors: number;
     readonly firstAgentError: string | undefined;
+    /** The control plane's side, measured in its process: publish -> every agent's stream written; per push waits and ACK round trips. */
+    readonly pushes: PushStats | undefined;
   };
   readonly memory: {
     readonly startHeapMb: number;
@@ -103,6 +106,8 @@ export function markdown(r: RunResult): string {
     row('control-plane CPU per change', (x) => `${ms(x.churn.controlCpuMsPerChange)} ms`, (x) => x.churn.controlCpuMsPerChange),
     row('change -> all lightweight agents: p50 / p99 / max', (x) => `${ms(x.churn.allAgentsP50Ms)} / ${ms(x.churn.allAgentsP99Ms)} / ${ms(x.churn.allAgentsMaxMs)} ms`, (x) => x.churn.allAgentsP99Ms),
     row('change -> first agent, p50', (x) => `${ms(x.churn.firstAgentP50Ms)} ms`),
+    row('control plane\'s side: publish -> handed to every agent\'s stream, p50 / p99 / max', (x) => (x.churn.pushes === undefined ? '-' : `${ms(x.churn.pushes.allWrittenP50Ms)} / ${ms(x.churn.pushes.allWrittenP99Ms)} / ${ms(x.churn.pushes.allWrittenMaxMs)} ms (${x.churn.pushes.complete} of ${x.churn.pushes.generations} generations)`), (x) => x.churn.pushes?.allWrittenP99Ms ?? NaN),
+    row('per push: published -> written (waits for the agent\'s previous ACK); written -> ACK read, p50 / p99', (x) => (x.churn.pushes === undefined ? '-' : `${ms(x.churn.pushes.waitedP50Ms)} / ${ms(x.churn.pushes.waitedP99Ms)} ms; ${ms(x.churn.pushes.roundTripP50Ms)} / ${ms(x.churn.pushes.roundTripP99Ms)} ms`)),
     row('change -> the full agents (decoded and indexed): p50 / p99', (x) => `${ms(x.churn.fullAgentsP50Ms)} / ${ms(x.churn.fullAgentsP99Ms)} ms`, (x) => x.churn.fullAgentsP99Ms),
     row('changes not at every agent after the drain', (x) => `${x.churn.incomplete} of ${x.churn.changes}`),
     row('bytes per change, all agents (gRPC messages; resource bodies)', (x) => `${kib(x.churn.bytesPerChange)}; ${kib(x.churn.bodyBytesPerChange)}`, (x) => x.churn.bytesPerChange),
@@ -124,6 +129,7 @@ export function markdown(r: RunResult): string {
     ...perObject.map((p) => `- Memory per object: ${p}.`),
     '- CPU per change: the control plane\'s CPU (from /proc) from the first change of the churn until every agent holds every change, over the number of changes; it includes the Kubernetes watch, the model, and pushing to and hearing the ACKs of every agent.',
     '- Change -> all agents: from the write of the relabelled pod to the local API server to the last agent holding the pod\'s endpoint in its new service (lightweight agents: on receipt, before the ACK; full agents: after decoding and indexing the config).',
+    '- The control plane\'s side: measured in its own process from its server\'s events (publish = the model moved to a new generation, after the watch and the source\'s debounce); "handed to the stream" is grpc-js\'s write, before TLS and the socket. The gap to change -> all agents is the watch and debounce before the publish, and the socket, the agents\' reading and their ACKs after (one push in flight per agent: a slow ACK delays that agent\'s next push).',
     '- Bytes per change are gRPC message bytes (protobuf, before TLS) to every lightweight agent during the churn, over the number of changes.',
     '- RSS after a full GC: the control plane runs with --expose-gc and is asked to collect twice before each sample.',
     '- The machine is shared: wall-clock times move with the load (see the load average); CPU times are the steadier measure.',

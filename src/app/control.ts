@@ -16,7 +16,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError, WeftError } from '../core/errors.ts';
 import { ChannelCertificateIssuer } from '../control/channel-certificates.ts';
 import type { ControlResource } from '../control/resource.ts';
-import { ControlServer, type CsrSigner, type NodeCertificateSigner } from '../control/server.ts';
+import { ControlServer, type ControlServerEvent, type CsrSigner, type NodeCertificateSigner } from '../control/server.ts';
 import { StaticTokenReviewer, type TokenReviewer } from '../control/token-reviewer.ts';
 import type { ConfigSource, SourceChange } from '../control/source/contract.ts';
 import { snapshotChanges } from '../control/source/snapshot-changes.ts';
@@ -97,6 +97,8 @@ export interface ControlPlaneDeps {
   readonly clock?: Clock;
   /** Replaces the source the config names (tests). */
   readonly source?: ConfigSource;
+  /** Observes the gRPC server's stream events (benchmarks, tests); must not throw. */
+  readonly onServerEvent?: (event: ControlServerEvent) => void;
 }
 
 export interface RunningControlPlane {
@@ -219,6 +221,7 @@ export async function runControlPlane(config: ControlPlaneConfig, deps: ControlP
       registry,
       logger,
       clock,
+      ...(deps.onServerEvent === undefined ? {} : { onEvent: deps.onServerEvent }),
     });
     cleanups.push(() => server.close());
 

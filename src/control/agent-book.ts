@@ -318,6 +318,11 @@ export class AgentBook<M = undefined> {
     return this.#held !== undefined;
   }
 
+  /** The generation the agent holds once every part sent so far applies (undefined before its first sync is sent whole). */
+  get heldGeneration(): number | undefined {
+    return this.#held;
+  }
+
   /** The generation the agent acknowledged holding (undefined before its first sync). */
   get ackedGeneration(): number | undefined {
     return this.#acked;

@@ -45,8 +45,19 @@ export type { ResourcesFor, ResourceView } from './resource-view.ts';
 export type ControlServerEvent =
   | { readonly type: 'subscribed'; readonly node: string; readonly stream: string }
   | { readonly type: 'disconnected'; readonly node: string; readonly stream: string }
-  | { readonly type: 'pushed'; readonly node: string; readonly nonce: string; readonly changed: number; readonly removed: number }
-  | { readonly type: 'ack'; readonly node: string; readonly nonce: string }
+  /** The view moved to `generation`: every agent is to be sent the difference. */
+  | { readonly type: 'published'; readonly generation: number }
+  /**
+   * A part handed to the agent's stream. `generation`: what the agent holds once it applies
+   * it; `waitedMs`: since the first change (or the subscription) it carries, so a push that
+   * waited for the agent's previous answer or for budget says how long.
+   */
+  | {
+    readonly type: 'pushed'; readonly node: string; readonly nonce: string; readonly changed: number; readonly removed: number;
+    readonly trigger: 'subscribe' | 'change'; readonly generation: number; readonly waitedMs: number;
+  }
+  /** `roundTripMs`: from handing the part to the stream to reading its answer. */
+  | { readonly type: 'ack'; readonly node: string; readonly nonce: string; readonly roundTripMs: number }
   | { readonly type: 'nack'; readonly node: string; readonly nonce: string; readonly rejected: readonly ResourceRejection[]; readonly message: string };
 
 export interface ControlServerOptions<S> {
@@ -98,6 +109,8 @@ interface PushMeta {
   readonly startedAt: number;
   /** Budget bytes the part holds until its answer. */
   readonly bytes: number;
+  /** Monotonic ms when it was handed to the stream. */
+  readonly sentAt: number;
 }
 
 interface AgentStream {
@@ -246,6 +259,7 @@ export class ControlServer<S> {
     this.#metrics.snapshots.inc();
     const now = this.#clock.monotonic();
     const view = this.#view;
+    if (view !== undefined) this.#o.onEvent?.({ type: 'published', generation: view.generation });
     if (view !== undefined) {
       // Every agent's changes move on with the view now, busy or not (shared by the agents that hold the same generation).
       const books: AgentBook<PushMeta>[] = [];
@@ -370,7 +384,7 @@ export class ControlServer<S> {
       if (push === undefined) return this.#log.debug({ node: stream.node, nonce: req.responseNonce }, 'ACK for an unknown nonce');
       this.#metrics.acks.inc();
       answered(push.meta, !push.more);
-      this.#o.onEvent?.({ type: 'ack', node: stream.node, nonce: push.nonce });
+      this.#o.onEvent?.({ type: 'ack', node: stream.node, nonce: push.nonce, roundTripMs: this.#clock.monotonic() - push.meta.sentAt });
       this.#pump(stream);
       return;
     }
@@ -457,13 +471,17 @@ export class ControlServer<S> {
     const startedAt = part.trigger === 'change' ? (stream.changedSince ?? this.#clock.monotonic()) : stream.subscribedAt;
     if (part.trigger === 'change') stream.changedSince = undefined;
     const nonce = `${stream.id}-${++stream.seq}`;
-    book.sent(nonce, part, { trigger: part.trigger, startedAt, bytes });
+    const sentAt = this.#clock.monotonic();
+    book.sent(nonce, part, { trigger: part.trigger, startedAt, bytes, sentAt });
     stream.call.write({ systemVersion: String(this.#view?.generation ?? 0), nonce, tail: this.#tailOf(part) });
     this.#metrics.pushes.inc({ trigger: part.trigger });
     this.#metrics.pushedResources.inc({ change: 'upsert' }, part.changed.length);
     this.#metrics.pushedResources.inc({ change: 'remove' }, part.removed.length);
     this.#log.debug({ node: stream.node, nonce, changed: part.changed.length, removed: part.removed.length, more: part.more }, 'pushed config');
-    this.#o.onEvent?.({ type: 'pushed', node: stream.node, nonce, changed: part.changed.length, removed: part.removed.length });
+    this.#o.onEvent?.({
+      type: 'pushed', node: stream.node, nonce, changed: part.changed.length, removed: part.removed.length,
+      trigger: part.trigger, generation: book.heldGeneration ?? 0, waitedMs: sentAt - startedAt,
+    });
   }
 
   #fail(stream: AgentStream, err: StatusError): void {
