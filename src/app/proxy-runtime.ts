@@ -13,7 +13,7 @@ import type { Clock } from '../core/clock.ts';
 import { authorize } from '../model/authorize.ts';
 import { recheckJudge } from '../proxy/policy-recheck.ts';
 import { DryRunReporter, reportingDryRun } from '../telemetry/dry-run.ts';
-import { decideAtVip } from '../model/route-match.ts';
+import { decideAtVip, spreadDraws } from '../model/route-match.ts';
 import { meshStateFromContent, type MeshState } from '../model/state.ts';
 import type { MeshContent } from '../model/resolve.ts';
 import {
@@ -170,6 +170,7 @@ export class ProxyRuntime {
     // One table of token buckets for every worker: RateLimitPolicies' and the retry budgets' reserves.
     const buckets = new BucketTable(deps.clock, options.limits?.buckets ?? bucketMemory(DEFAULT_BUCKET_SLOTS));
     const budgets = new RetryBudgets(deps.clock, DEFAULT_RETRY_BUDGET, undefined, buckets);
+    const weightDraws = spreadDraws();
     const ejections = new Counter({
       name: 'weft_outlier_ejections_total', help: 'Endpoints a DestinationPolicy outlierDetection ejected (consecutive 5xx), by destination Service.',
       labelNames: ['destination_service'], registers: [deps.registry],
@@ -316,8 +317,9 @@ export class ProxyRuntime {
         retried: (service) => retried.inc({ destination_service: service }),
         budgetExhausted: (service) => budgetExhausted.inc({ destination_service: service }),
       })],
-      // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot.
-      route: (at, request) => decideAtVip(this.#state, at, request),
+      // Gateway API routes (HTTPRoute, GRPCRoute with a Service parent), decided over the current snapshot;
+      // weighted backends from evenly spread draws per rule (this worker's).
+      route: (at, request) => decideAtVip(this.#state, at, request, Math.random, weightDraws),
       observer: composeRequestObservers(
         requestTelemetry,
         ...(deps.requestTracer === undefined ? [] : [deps.requestTracer]),

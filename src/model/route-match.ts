@@ -3,13 +3,19 @@
 // producer routes), the first match by precedence, then the rule's action: a redirect, or
 // a weighted backend with the header edits, rewrite, mirrors and timeouts to apply; 404
 // when routes are attached but none matches, 500 for a rule that cannot forward.
-// `random` (0 <= x < 1) is the only source of chance, so tests can fix it.
+// `random` (0 <= x < 1) is the only source of chance, so tests can fix it; the weighted
+// backend choice draws from `weightDraw` (by default `random` too). The proxy passes
+// spreadDraws: per rule a sequence that covers [0, 1) evenly (a golden-ratio rotation from a
+// random start), so an 80/20 split is 80/20 within a request or two over any run of requests,
+// and over any periodic subsequence of them (every other request, say), where independent draws
+// stray by sqrt(n) (over 500 requests, +-5% is missed once in 200 runs).
 
 import type { HeaderModifier, PathModifier, RequestRedirect, RouteFilter, UrlRewrite } from './route-types.ts';
 import type { BackendTarget, Forward, Redirect, Reject, RequestHeaders, Rewrite, RouteDecision, RouteRef, RouteRequest } from './route-decision.ts';
 import { GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED } from './route-decision.ts';
 import type { CompiledRule, RequestView, RouteTable } from './route-table.ts';
 import type { MeshState, ServiceAtVip } from './state.ts';
+import { EvenDraws } from '../core/even-draws.ts';
 import { WEFT_API_VERSION } from './types.ts';
 
 const WEFT_GROUP = WEFT_API_VERSION.split('/')[0];
@@ -110,7 +116,7 @@ function reject(route: RouteRef | undefined, status: 404 | 500, reason: string, 
 }
 
 /** Carries out the filters of one rule (then of the chosen backend) for one request. */
-function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: () => number): RouteDecision {
+function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: () => number, weightDraw: WeightDraw | undefined): RouteDecision {
   const ref = rule.ref;
   const responseHeaders: HeaderModifier[] = [];
   const requestHeaders: HeaderModifier[] = [];
@@ -155,7 +161,7 @@ function act(rule: CompiledRule, table: RouteTable, req: RouteRequest, random: (
   if (rule.totalWeight === 0) {
     return reject(ref, 500, 'the rule has no backendRef with a weight above 0', responseHeaders);
   }
-  let draw = random() * rule.totalWeight;
+  let draw = (weightDraw === undefined ? random() : weightDraw(rule)) * rule.totalWeight;
   let chosen = rule.backends[rule.backends.length - 1];
   for (const b of rule.backends) {
     if (draw < b.weight) {
@@ -187,11 +193,11 @@ function redirectDecision(
  * The decision for one request to a Service port. With no route attached (or none for the
  * caller's group), the request goes to the Service itself, unchanged.
  */
-export function decideRoute(table: RouteTable, req: RouteRequest, random: () => number): RouteDecision {
+export function decideRoute(table: RouteTable, req: RouteRequest, random: () => number, weightDraw?: WeightDraw): RouteDecision {
   const group = (req.sourceNamespace === undefined ? undefined : table.consumers.get(req.sourceNamespace)) ?? table.producer;
   if (group === undefined) return table.unrouted;
   const view = requestView(req);
-  for (const m of group.matches) if (m.test(view)) return act(m.rule, table, req, random);
+  for (const m of group.matches) if (m.test(view)) return act(m.rule, table, req, random, weightDraw);
   return reject(undefined, 404, `no ${group.kind} rule attached to ${table.service.key}:${table.port} matches`);
 }
 
@@ -199,6 +205,25 @@ export function decideRoute(table: RouteTable, req: RouteRequest, random: () => 
  * The HTTP layer's one call per request to a Service VIP:port (proxy/http's RouteDecider):
  * the Service port's compiled table from the snapshot, then decideRoute.
  */
-export function decideAtVip(state: MeshState, at: ServiceAtVip, req: RouteRequest, random: () => number = Math.random): RouteDecision {
-  return decideRoute(state.routeTable(at.service, at.port.port), req, random);
+export function decideAtVip(state: MeshState, at: ServiceAtVip, req: RouteRequest, random: () => number = Math.random, weightDraw?: WeightDraw): RouteDecision {
+  return decideRoute(state.routeTable(at.service, at.port.port), req, random, weightDraw);
+}
+
+/** A number in [0, 1) for one weighted choice of `rule`'s backends. */
+export type WeightDraw = (rule: CompiledRule) => number;
+
+/**
+ * Weight draws that spread evenly per rule (core/even-draws.ts), each rule's sequence from a
+ * `random()` start. State per compiled rule, dropped with it (a new config compiles new rules).
+ */
+export function spreadDraws(random: () => number = Math.random): WeightDraw {
+  const sequences = new WeakMap<CompiledRule, EvenDraws>();
+  return (rule) => {
+    let s = sequences.get(rule);
+    if (s === undefined) {
+      s = new EvenDraws(random());
+      sequences.set(rule, s);
+    }
+    return s.next();
+  };
 }

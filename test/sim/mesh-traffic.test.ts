@@ -93,7 +93,10 @@ for (const [setup, setupArgs] of MESH_SETUPS) test(`mesh traffic on 3 nodes: bal
     const by = answeredBy(r.stdout);
     t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries(by))}`);
     assert.equal([...by.values()].reduce((a, b) => a + b, 0), REQUESTS, `every request answered:\n${r.stdout}`);
-    for (const p of ECHO_PODS) assert.ok((by.get(p) ?? 0) >= 3, `${p} answered ${by.get(p) ?? 0} times of ${REQUESTS}`);
+    // Requests are balanced by peak-EWMA latency over two random picks, so node-1's own pods take
+    // most (a remote pod wins only a pair of two remote ones: about 1 in 10 each); at least 3
+    // each missed once in ~50 runs, at least one is missed once in ~3,000.
+    for (const p of ECHO_PODS) assert.ok((by.get(p) ?? 0) >= 1, `${p} answered ${by.get(p) ?? 0} times of ${REQUESTS}`);
     assert.deepEqual([...by.keys()].filter((p) => !ECHO_PODS.includes(p)), [], 'only echo endpoints answer the echo service');
     // Captured: each endpoint sees its own node's agent as the client.
     for (const line of r.stdout.split('\n').filter((l) => l.startsWith('hello from'))) {

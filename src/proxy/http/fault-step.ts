@@ -5,13 +5,14 @@
 // retry step, so an injected abort is never retried away. A FaultInjection the route names but
 // the snapshot lacks fails the request with 500 (the Gateway API rule for an ExtensionRef that
 // cannot be carried out; `weft vet` warns of it). Draws are evenly spread per FaultInjection
-// (FaultDraws), one sequence per worker thread.
+// (core/even-draws.ts), one sequence per worker thread.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { FaultInjectionObject } from '../../model/traffic-policy-types.ts';
 import { ResponseFlags } from '../flags.ts';
-import { FaultDraws, faultFor } from '../resilience/fault-decision.ts';
+import { EvenDraws } from '../../core/even-draws.ts';
+import { faultFor } from '../resilience/fault-decision.ts';
 import type { Exchange, RequestStep } from './exchange.ts';
 import { GrpcStatus, sendLocalReply } from './local-reply.ts';
 
@@ -29,12 +30,12 @@ const MAX_SEQUENCES = 10_000;
 
 export function faultStep(deps: FaultStepDeps): RequestStep {
   const random = deps.random ?? Math.random;
-  const sequences = new Map<string, { delay: FaultDraws; abort: FaultDraws }>();
-  const drawsOf = (key: string): { delay: FaultDraws; abort: FaultDraws } => {
+  const sequences = new Map<string, { delay: EvenDraws; abort: EvenDraws }>();
+  const drawsOf = (key: string): { delay: EvenDraws; abort: EvenDraws } => {
     let s = sequences.get(key);
     if (s === undefined) {
       if (sequences.size >= MAX_SEQUENCES) sequences.delete(sequences.keys().next().value as string);
-      s = { delay: new FaultDraws(random()), abort: new FaultDraws(random()) };
+      s = { delay: new EvenDraws(random()), abort: new EvenDraws(random()) };
       sequences.set(key, s);
     }
     return s;

@@ -1,9 +1,10 @@
 // Fault injection for chaos testing, as Istio's HTTPFaultInjection: a fixed delay for a
 // percentage of requests, and an abort (an HTTP status, or a gRPC status for gRPC calls) for a
-// percentage of requests, each drawn independently. The draws come from FaultDraws: a
-// golden-ratio (Weyl) sequence from a random start, uniform like Math.random but spread so
-// evenly that any N requests in a row get the percentage to within about one request; a chaos
-// test then measures the service, not the luck of the draw. faultFor itself is pure.
+// percentage of requests, each drawn independently. The draws come from EvenDraws
+// (core/even-draws.ts): a golden-ratio (Weyl) sequence from a random start, uniform like
+// Math.random but spread so evenly that any N requests in a row get the percentage to within
+// about one request; a chaos test then measures the service, not the luck of the draw.
+// faultFor itself is pure.
 
 export interface FaultDelay {
   readonly fixedDelayMs: number;
@@ -46,21 +47,4 @@ export function faultFor(spec: FaultSpec, delayDraw: number, abortDraw: number):
     ? { httpStatus: spec.abort.httpStatus, grpcStatus: spec.abort.grpcStatus }
     : undefined;
   return delayMs === 0 && abort === undefined ? NO_FAULT : { delayMs, abort };
-}
-
-const GOLDEN = 0.6180339887498949;
-
-/** Evenly spread draws in [0, 1): frac(start + n x golden ratio). One per fault and draw kind. */
-export class FaultDraws {
-  #x: number;
-
-  constructor(start: number = Math.random()) {
-    this.#x = start - Math.floor(start);
-  }
-
-  next(): number {
-    this.#x += GOLDEN;
-    if (this.#x >= 1) this.#x -= 1;
-    return this.#x;
-  }
 }

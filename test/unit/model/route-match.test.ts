@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONSUMER_NS, decide, meshWith, outcome, parent, request, route } from './route-fixture.ts';
-import { decideAtVip, modifyPath, parseQuery } from '../../../src/model/route-match.ts';
+import { decideAtVip, decideRoute, modifyPath, parseQuery, spreadDraws } from '../../../src/model/route-match.ts';
 import { prefixMatches } from '../../../src/model/route-table.ts';
 import type { Forward, RouteDecision } from '../../../src/model/route-decision.ts';
 
@@ -167,6 +167,26 @@ test('MeshHTTPRouteWeight: weights split by the random draw; weight 0 never chos
   const d = decide(zero, 'echo', request('/'));
   assert.equal(outcome(d), 'status 500');
   assert.equal(d.kind === 'reject' ? d.grpcStatus : 0, 14);
+});
+
+test('MeshHTTPRouteWeight: spread draws hold 80/20 within two requests over any run, and over every other request', () => {
+  const s = meshWith([route('HTTPRoute', 'canary', {
+    parentRefs: [parent('echo', { port: 80 })],
+    rules: [{ backendRefs: [be('echo-v1', 8080, { weight: 80 }), be('echo-v2', 8080, { weight: 20 })] }],
+  })]);
+  const svc = s.service('mesh/echo') ?? assert.fail('no echo');
+  for (const start of [0, 0.1234, 0.5, 0.9999]) {
+    const draws = spreadDraws(() => start);
+    const picks = Array.from({ length: 1000 }, () => outcome(decideRoute(s.routeTable(svc, 80), request('/'), () => 0.5, draws)));
+    for (const n of [10, 50, 100, 333, 500, 1000]) {
+      const v2 = picks.slice(0, n).filter((p) => p === 'echo-v2:8080').length;
+      assert.ok(Math.abs(v2 - 0.2 * n) <= 2, `start ${start}: ${v2} of the first ${n} to v2`);
+      const everyOther = picks.slice(0, n).filter((_, i) => i % 2 === 1);
+      const v2Odd = everyOther.filter((p) => p === 'echo-v2:8080').length;
+      assert.ok(Math.abs(v2Odd - 0.2 * everyOther.length) <= 2, `start ${start}: ${v2Odd} of every other of the first ${n} to v2`);
+    }
+    assert.ok(picks.slice(0, 10).some((p) => p === 'echo-v1:8080') && picks.slice(0, 10).some((p) => p === 'echo-v2:8080'), 'interleaved, not in blocks');
+  }
 });
 
 test('backends that cannot be sent to get their share of 500s (unknown Service, missing port, not a Service)', () => {

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deadlineFor, formatGrpcTimeout, parseGrpcTimeout } from '../../../../src/proxy/resilience/grpc-timeout.ts';
-import { FaultDraws, NO_FAULT, faultFor } from '../../../../src/proxy/resilience/fault-decision.ts';
+import { NO_FAULT, faultFor } from '../../../../src/proxy/resilience/fault-decision.ts';
+import { EvenDraws } from '../../../../src/core/even-draws.ts';
 
 test('parseGrpcTimeout', () => {
   const cases: [string | undefined, number | undefined][] = [
@@ -47,8 +48,8 @@ test('faultFor: delay and abort drawn independently, percentages with fractions'
 
 test('a 50% abort over 400 requests lands within +-7% (in fact within 2 of 200), from any start; 10% delay likewise', () => {
   for (const start of [0, 0.123, 0.5, 0.999, Math.random()]) {
-    const delays = new FaultDraws(start);
-    const aborts = new FaultDraws(start + 0.37);
+    const delays = new EvenDraws(start);
+    const aborts = new EvenDraws(start + 0.37);
     let aborted = 0;
     let delayed = 0;
     for (let i = 0; i < 400; i++) {
@@ -59,7 +60,7 @@ test('a 50% abort over 400 requests lands within +-7% (in fact within 2 of 200),
     assert.ok(Math.abs(aborted - 200) <= 2, `start ${start}: ${aborted} of 400 aborted`);
     assert.ok(Math.abs(delayed - 40) <= 2, `start ${start}: ${delayed} of 400 delayed`);
   }
-  const draws = new FaultDraws(0.2);
+  const draws = new EvenDraws(0.2);
   const xs = Array.from({ length: 1000 }, () => draws.next());
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   // Uniform: each tenth of [0, 1) gets 100 +- 2.
