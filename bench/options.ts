@@ -107,7 +107,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const settleMs = quick ? 100 : 1000;
   const idleReadAfterMs = values['idle-read-after'] === undefined ? settleMs : positiveInt(values['idle-read-after'], '--idle-read-after', 1, 300) * 1000;
   // Rough upper bound of the run, doubled: a stuck tool cannot keep the bench alive forever.
-  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * (20 + idleReadAfterMs / 1000);
+  const perRep = 8 * (Math.max(2, loadSeconds) + 3) + 6 * (Math.max(3, fixedSeconds) + 3) + 4 * (bulkSeconds + 3) + 2 * (20 + Math.ceil(idleReadAfterMs / 1000));
   return Object.freeze({
     quick, reps, loadSeconds, fixedSeconds, bulkSeconds, fixedRate: 1000,
     wrkConnections: quick ? 16 : 64, idleConnections, idleReadAfterMs, fdLimit,
