@@ -34,6 +34,16 @@ function killTunnelSockets(pick: (s: Socket) => boolean, how: 'FIN' | 'RST' = 'F
   return victims.length;
 }
 
+/**
+ * A tunnel socket, seen from the source agent (its remote end is the inbound listener) or the
+ * destination agent (its local end is). The address counts too: a client bound to another
+ * loopback address can be given the listener's port number as its own ephemeral port.
+ */
+function isTunnelSocket(s: Socket, n: TwoNodes, end: 'local' | 'remote'): boolean {
+  const { address, port } = n.inboundAddress;
+  return end === 'local' ? s.localPort === port && s.localAddress === address : s.remotePort === port && s.remoteAddress === address;
+}
+
 /** A pod that sends without end and never reads fast: windows and buffers stay full. */
 function flooder(pods: Socket[]) {
   return (s: Socket): void => {
@@ -67,7 +77,7 @@ for (const how of ['FIN', 'RST'] as const) test(`the source agent dies mid-downl
     p.once('error', (e: NodeJS.ErrnoException) => { how = e.code ?? e.message; });
     p.once('close', () => resolve(how));
   }));
-  assert.equal(killTunnelSockets((s) => s.remotePort === n.inboundAddress.port, how), 1, 'one pooled session');
+  assert.equal(killTunnelSockets((s) => isTunnelSocket(s, n, 'remote'), how), 1, 'one pooled session');
   const t0 = Date.now();
   assert.deepEqual(await Promise.all(podEnds), ['ECONNRESET', 'ECONNRESET', 'ECONNRESET'], 'every pod saw a reset');
   assert.ok(Date.now() - t0 < 2000, `pods reset after ${Date.now() - t0} ms`);
@@ -92,7 +102,7 @@ test('the destination agent dies mid-download: the client is reset (not FIN), th
     client.once('close', () => resolve({ how, bytes }));
   });
   await new Promise((r) => setTimeout(r, 200));
-  assert.equal(killTunnelSockets((s) => s.localPort === n.inboundAddress.port), 1);
+  assert.equal(killTunnelSockets((s) => isTunnelSocket(s, n, 'local')), 1);
   const end = await got;
   assert.equal(end.how, 'ECONNRESET', `the client saw ${end.how} after ${end.bytes} bytes`);
   await until(() => n.outbound.connections === 0, 3000, 'the outbound connection recorded');
