@@ -121,11 +121,12 @@ export function weftCli(args: readonly string[], timeoutMs = 180_000): Promise<C
  * `weft sim up` with the bench manifests; throws with the CLI's own message on failure.
  * Past `timeoutS` the CLI is killed (the caller runs `down`, which reclaims what it left).
  */
-export async function upCluster(name: string, mesh: MeshMode, workDir: string, timeoutS = 180): Promise<BenchCluster> {
+export async function upCluster(name: string, mesh: MeshMode, workDir: string, timeoutS = 180, agentArgs: readonly string[] = []): Promise<BenchCluster> {
   const dir = join(workDir, 'manifests');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'bench.yaml'), benchManifests());
-  const r = await weftCli(['sim', 'up', '--name', name, '--nodes', '2', '--manifests', dir, '--mesh', mesh], timeoutS * 1000);
+  const extra = agentArgs.length === 0 ? [] : ['--agent-args', agentArgs.join(' ')];
+  const r = await weftCli(['sim', 'up', '--name', name, '--nodes', '2', '--manifests', dir, '--mesh', mesh, ...extra], timeoutS * 1000);
   if (r.timedOut) throw new Error(`weft sim up --mesh ${mesh} did not finish within ${timeoutS} s (raise the limit with --mesh-timeout)`);
   if (r.status !== 0) {
     // Progress lines (`sim NAME: ...`) say nothing about the failure.

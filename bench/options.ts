@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { fdBudget } from '../src/app/fd-budget.ts';
 
 export type PathName = 'direct' | 'haproxy' | 'weft';
 export const PATH_NAMES: readonly PathName[] = ['direct', 'haproxy', 'weft'];
@@ -63,6 +64,27 @@ export function maxRelayedConnections(fdLimit: number): number {
   return Math.max(1, Math.floor((fdLimit - 256) / 2));
 }
 
+/**
+ * Idle connections every path can hold under the same fd limit: HAProxy's two descriptors each
+ * (maxRelayedConnections), and weft's agent, which keeps part of its descriptors from
+ * connections (a reserve, pending handshakes: src/app/fd-budget.ts) and counts two per
+ * outbound connection. The bench's agents let its one client pod hold them all
+ * (weftAgentArgs), so neither proxy's cap is what the idle rows measure.
+ */
+export function idleConnectionsEveryPathHolds(fdLimit: number): number {
+  // 256 descriptors to spare, as for HAProxy: the agents' own pooled and tunnel sockets count too.
+  return Math.max(1, Math.min(maxRelayedConnections(fdLimit), Math.floor((fdBudget(fdLimit).connectionFds - 256) / 2)));
+}
+
+/**
+ * `weft agent` flags of the bench's mesh: one pod (bench-mesh/m-client) opens every idle
+ * connection, past the per-source cap an agent gives a pod by default (a quarter of its
+ * connection budget), so that pod may hold the agent's whole budget (HAProxy has no per-source cap).
+ */
+export function weftAgentArgs(fdLimit: number): string[] {
+  return ['--max-fds-per-source', String(Math.max(2, fdBudget(fdLimit).connectionFds))];
+}
+
 /** A taskset CPU list such as `0`, `0-1` or `0,2`. */
 function cpuList(v: string | undefined, flag: string, fallback: string): string {
   if (v === undefined) return fallback;
@@ -101,8 +123,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const fixedSeconds = quick ? 1 : Math.max(15, loadSeconds);
   const bulkSeconds = quick ? 1 : Math.max(5, Math.round(loadSeconds / 2));
   const fdLimit = hardFdLimit();
-  const idleMax = maxRelayedConnections(fdLimit);
-  // 10,000 is the goal; a machine whose fd limit is lower gets as many as one proxy can relay.
+  const idleMax = idleConnectionsEveryPathHolds(fdLimit);
+  // 10,000 is the goal; a machine whose fd limit is lower gets as many as every proxy can relay.
   const idleConnections = positiveInt(values['idle-connections'], '--idle-connections', quick ? 300 : Math.min(10_000, idleMax), idleMax);
   const settleMs = quick ? 100 : 1000;
   const idleReadAfterMs = values['idle-read-after'] === undefined ? settleMs : positiveInt(values['idle-read-after'], '--idle-read-after', 1, 300) * 1000;

@@ -11,6 +11,8 @@
 //          idle   N connections held open (the server sends one byte), then RSS and heap read
 //          http   C keep-alive HTTP/1.1 connections, N GETs in all, 1 KiB responses, through
 //                 the L7 path (the Service port is named http): one request in flight per connection
+//          h2     C h2c connections, N GETs in all, 1 KiB responses, through the L7 path (the Service
+//                 port is named http2): --streams S requests in flight on each connection (default 16)
 //   --kernel  same-path connections are kernel-spliced (bpf/splice.bpf.c; root and bpftool)
 //   WEFT_COST_PROF=DIR        writes a CPU profile of the measured load per proxy process there
 //   WEFT_COST_HEAP=DIR        idle: writes a heap snapshot per proxy process there while the connections are held
@@ -20,6 +22,7 @@
 // CPU (user, system) and memory (RSS, V8 heap) before and after, so costs are per unit of load.
 
 import { fork, type ChildProcess } from 'node:child_process';
+import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session } from 'node:http2';
 import { connect, createServer, type Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
@@ -47,7 +50,7 @@ const CLIENT = { same: '127.0.1.10', cross: '127.0.1.11' } as const;
 const SINK = { a: '127.0.2.20', b: '127.0.3.20' } as const;
 const VIP = { same: '198.18.200.1', cross: '198.18.200.2' } as const;
 const PORTS = { ...DEFAULT_PORTS, outbound: 25001, inboundPlain: 25006, tunnel: 25008 };
-const SINK_PORT = { conn: 18001, rr: 18002, bulk: 18003, idle: 18004, http: 18005 } as const;
+const SINK_PORT = { conn: 18001, rr: 18002, bulk: 18003, idle: 18004, http: 18005, h2: 18006 } as const;
 
 type Path = keyof typeof CLIENT;
 type Mode = keyof typeof SINK_PORT;
@@ -62,7 +65,7 @@ function workload(name: string, ip: string, node: string): Workload {
 function meshContent(): MeshContent {
   const sinkA = workload('sink-a', SINK.a, 'a');
   const sinkB = workload('sink-b', SINK.b, 'b');
-  const ports = Object.values(SINK_PORT).map((p) => ({ name: p === SINK_PORT.http ? 'http' : `tcp-${p}`, port: p, targetPort: p, protocol: 'TCP' as const }));
+  const ports = Object.values(SINK_PORT).map((p) => ({ name: p === SINK_PORT.http ? 'http' : p === SINK_PORT.h2 ? 'http2' : `tcp-${p}`, port: p, targetPort: p, protocol: 'TCP' as const }));
   const service = (name: string, vip: string, pod: Workload) => ({
     key: `cost/${name}`, name, namespace: 'cost', vip, ports, endpointSource: 'selector' as const,
     endpoints: ports.map((p) => ({ port: p.port, endpoints: [{ ip: pod.ip ?? '', port: p.targetPort, node: pod.node, workload: pod.key, weight: 1 }] })),
@@ -163,6 +166,14 @@ function runSinks(): Promise<void> {
       });
       s.on('end', () => s.end());
     }),
+    ...[SINK.a, SINK.b].map((host) => new Promise<void>((resolve) => {
+      // h2c with prior knowledge: every stream answered with the same 1 KiB.
+      const server = createH2Server({ settings: { maxConcurrentStreams: 1000 } }, (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 1024 });
+        res.end(reply);
+      });
+      server.listen({ port: SINK_PORT.h2, host }, resolve);
+    })),
     listen(SINK_PORT.idle, (s) => {
       s.write('x');
       s.resume();
@@ -175,13 +186,14 @@ interface Stats {
   readonly cpu: NodeJS.CpuUsage;
   readonly rss: number;
   readonly heapUsed: number;
+  readonly heapTotal: number;
   readonly external: number;
   readonly arrayBuffers: number;
 }
 
 function stats(): Stats {
   const m = process.memoryUsage();
-  return { cpu: process.cpuUsage(), rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  return { cpu: process.cpuUsage(), rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
 }
 
 // ---- the load generator (parent) ----
@@ -306,6 +318,37 @@ async function loadHttp(path: Path, n: number, c: number): Promise<Record<string
   return { requests: n, failed };
 }
 
+async function loadH2(path: Path, n: number, c: number, streams: number): Promise<Record<string, number>> {
+  let remaining = n;
+  let failed = 0;
+  const authority = `${path === 'same' ? 'local' : 'remote'}.cost.svc.cluster.local:${SINK_PORT.h2}`;
+  const one = (session: ClientHttp2Session): Promise<void> => new Promise((resolve) => {
+    const next = (): void => {
+      if (remaining <= 0) {
+        resolve();
+        return;
+      }
+      remaining -= 1;
+      const req = session.request({ ':path': '/', ':authority': authority });
+      req.on('response', (h) => {
+        if (h[':status'] !== 200) failed += 1;
+      });
+      req.on('error', () => { failed += 1; });
+      req.resume();
+      req.on('close', next);
+      req.end();
+    };
+    next();
+  });
+  await Promise.all(Array.from({ length: c }, async () => {
+    const session = h2connect(`http://${authority}`, { createConnection: () => dial(path, PORTS.outbound) });
+    session.on('error', () => undefined);
+    await Promise.all(Array.from({ length: streams }, () => one(session)));
+    session.close();
+  }));
+  return { requests: n, failed };
+}
+
 async function loadBulk(path: Path, mib: number, c: number): Promise<Record<string, number>> {
   await Promise.all(Array.from({ length: c }, () => uploadThrough(dial(path, PORTS.outbound), mib * 1024 * 1024)));
   return { gib: (mib * c) / 1024 };
@@ -373,14 +416,14 @@ async function main(): Promise<void> {
     allowPositionals: true,
     options: {
       path: { type: 'string', default: 'same' }, n: { type: 'string' }, c: { type: 'string' }, mib: { type: 'string', default: '256' },
-      kernel: { type: 'boolean', default: false },
+      kernel: { type: 'boolean', default: false }, streams: { type: 'string', default: '16' },
     },
   });
   const mode = (positionals[0] ?? 'conn') as Mode;
   if (!(mode in SINK_PORT)) throw new Error(`mode must be one of ${Object.keys(SINK_PORT).join(', ')}, got ${mode}`);
   const path = values.path as Path;
   if (!(path in CLIENT)) throw new Error(`--path must be same or cross, got ${path}`);
-  const n = Number(values.n ?? (mode === 'idle' ? 2000 : mode === 'rr' || mode === 'http' ? 20000 : 2000));
+  const n = Number(values.n ?? (mode === 'idle' ? 2000 : mode === 'rr' || mode === 'http' || mode === 'h2' ? 20000 : 2000));
   const c = Number(values.c ?? (mode === 'bulk' ? 1 : mode === 'idle' ? 200 : 50));
   testCa();
   for (const id of ['client-same', 'client-cross', 'sink-b']) testLeaf(spiffeId('cost', id));
@@ -397,6 +440,7 @@ async function main(): Promise<void> {
     if (mode === 'conn') await loadConn(path, 200, 20);
     else if (mode === 'rr') await loadRr(path, 2000, Math.min(c, 20));
     else if (mode === 'http') await loadHttp(path, 2000, Math.min(c, 20));
+    else if (mode === 'h2') await loadH2(path, 2000, Math.min(c, 4), Number(values.streams));
     else if (mode === 'bulk') await loadBulk(path, 16, 1);
     const prof = process.env.WEFT_COST_PROF;
     if (prof !== undefined) await Promise.all(proxies.map((p) => p.stats('profile-start')));
@@ -405,6 +449,7 @@ async function main(): Promise<void> {
     const load = mode === 'conn' ? await loadConn(path, n, c)
       : mode === 'rr' ? await loadRr(path, n, c)
         : mode === 'http' ? await loadHttp(path, n, c)
+          : mode === 'h2' ? await loadH2(path, n, c, Number(values.streams))
         : mode === 'bulk' ? await loadBulk(path, Number(values.mib), c)
           : await loadIdle(path, n, c, proxies);
     const secs = (performance.now() - t0) / 1000;
@@ -415,7 +460,7 @@ async function main(): Promise<void> {
       const a = after[i];
       return {
         name: p.name, userS: (a.cpu.user - b.cpu.user) / 1e6, systemS: (a.cpu.system - b.cpu.system) / 1e6,
-        rssBefore: b.rss, rssAfter: a.rss, heapBefore: b.heapUsed, heapAfter: a.heapUsed,
+        rssBefore: b.rss, rssAfter: a.rss, heapBefore: b.heapUsed, heapAfter: a.heapUsed, heapTotalBefore: b.heapTotal, heapTotalAfter: a.heapTotal, externalAfter: a.external, arrayBuffersAfter: a.arrayBuffers,
       };
     });
     process.stdout.write(`${JSON.stringify({ mode, path, n, c, kernel: kernel !== undefined, secs, load, proxies: per })}\n`);

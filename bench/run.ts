@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { run } from '../src/core/exec.ts';
 import { downCluster, upCluster, type BenchCluster } from './cluster.ts';
 import { machineInfo } from './machine.ts';
-import { maxRelayedConnections, parseOptions, type BenchOptions, type PathName } from './options.ts';
+import { maxRelayedConnections, parseOptions, weftAgentArgs, type BenchOptions, type PathName } from './options.ts';
 import { directPath } from './paths/direct.ts';
 import { startHaproxyPath } from './paths/haproxy.ts';
 import { unavailablePath, type BenchPath } from './paths/types.ts';
@@ -50,7 +50,7 @@ async function prepare(name: string, options: BenchOptions, workDir: string, sta
   let cluster: BenchCluster;
   if (wantWeft) {
     try {
-      cluster = await upCluster(name, 'ebpf', workDir, options.meshUpSeconds);
+      cluster = await upCluster(name, 'ebpf', workDir, options.meshUpSeconds, weftAgentArgs(options.fdLimit));
     } catch (err: unknown) {
       meshUpFailure = err instanceof Error ? err.message : String(err);
       log(`weft: ${meshUpFailure}; going on without the mesh`);

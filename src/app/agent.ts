@@ -92,8 +92,11 @@ export async function runAgent(config: AgentConfig, feed?: MeshFeed): Promise<Ru
 
   allowListenerHandover(logger);
   // Descriptors: the hard limit, with a reserve kept from the proxy for this thread's own needs.
-  const budget = fdBudget(raiseNofileLimit(logger));
+  const budget = fdBudget(raiseNofileLimit(logger), config.maxFdsPerSource);
   logger.info({ ...budget }, 'file descriptor budget');
+  if (config.maxFdsPerSource !== undefined && budget.perSourceFds < config.maxFdsPerSource) {
+    logger.warn({ asked: config.maxFdsPerSource, perSourceFds: budget.perSourceFds, nofile: budget.limit }, '--max-fds-per-source is more than all connections may hold under RLIMIT_NOFILE: capped');
+  }
   const shared = sharedProxyCounters();
   const kernelSplice = await startKernelSplice(config, logger);
   const workers = new ProxyWorkers(config.workers, {

@@ -3,7 +3,8 @@
 // and readiness endpoints, logs, BPF maps, tunnel sessions), a cap on pending TLS handshakes,
 // the rest for connections; one source may hold a quarter of that at most, and never more than
 // 16,384 (about 8,000 outbound connections: memory runs out before descriptors on a node
-// with a million of them). Pure, table-tested.
+// with a million of them), unless the operator names its own per-source cap (`weft agent
+// --max-fds-per-source`, never more than all connections may hold). Pure, table-tested.
 
 export interface FdBudget {
   /** RLIMIT_NOFILE the budget was made from. */
@@ -22,13 +23,16 @@ export interface FdBudget {
 
 export const MAX_PER_SOURCE_FDS = 16_384;
 
-export function fdBudget(limit: number): FdBudget {
+/** `perSource`: the operator's per-source cap (descriptors, all workers), instead of the default rule. */
+export function fdBudget(limit: number, perSource?: number): FdBudget {
   const n = Math.max(0, Math.floor(limit));
   const reserve = Math.min(n, Math.max(512, Math.ceil(n * 0.05)));
   const free = n - reserve;
   const maxPendingHandshakes = Math.max(Math.min(16, free), Math.min(1024, Math.floor(free * 0.05)));
   const connectionFds = Math.max(0, free - maxPendingHandshakes);
-  const perSourceFds = Math.min(MAX_PER_SOURCE_FDS, Math.max(Math.min(64, connectionFds), Math.floor(connectionFds / 4)));
+  const perSourceFds = perSource === undefined
+    ? Math.min(MAX_PER_SOURCE_FDS, Math.max(Math.min(64, connectionFds), Math.floor(connectionFds / 4)))
+    : Math.min(connectionFds, Math.max(0, Math.floor(perSource)));
   const maxPendingHandshakesPerSource = Math.max(Math.min(4, maxPendingHandshakes), Math.min(64, Math.floor(maxPendingHandshakes / 8)));
   return Object.freeze({ limit: n, reserve, connectionFds, perSourceFds, maxPendingHandshakes, maxPendingHandshakesPerSource });
 }

@@ -66,6 +66,8 @@ export interface AgentConfig {
   readonly sniffMs: number;
   /** HTTP requests of one source pod served at once by this agent (split over the workers); more wait their turn. */
   readonly maxRequestsPerSource: number;
+  /** Descriptors one source's connections may hold, all workers together (--max-fds-per-source); undefined: the budget's rule. */
+  readonly maxFdsPerSource: number | undefined;
   /** Holding back the source pod that saturates a proxy worker's event loop (source-fairness.ts); undefined: off. */
   readonly fairness: AgentFairness | undefined;
 }
@@ -88,12 +90,15 @@ export const AGENT_USAGE = `weft agent --node NAME [--mode auto|ebpf|iptables|of
             (--control HOST:PORT [--token-file F] [--ca-file F] | --manifests DIR)
             [--pod-cgroup TEMPLATE (override; default: by pod UID)] [--pin-name NAME] [--pod-interface IF] [--exclude-ports P,..] [--exclude-cidrs C,..]
             [--exclude-inbound-ports P,..] [--workers N] [--drain-seconds S] [--fail-closed] [--ready-file F] [--state-dir DIR] [--trust-domain TD] [--log-level L]
-            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off] [--max-requests-per-source N]
+            [--bpftool PATH] [--l7 on|off] [--sniff-ms MS] [--kernel-splice auto|off] [--max-requests-per-source N] [--max-fds-per-source N]
             [--fairness on|off] [--fairness-high-water U] [--fairness-low-water U] [--fairness-min-rate N] [--fairness-max-waiting N]
   --l7 off        splice every connection (no per-request routing, balancing or request metrics)
   --sniff-ms MS   how long to wait for the client's first bytes on a port that declares no protocol (1-100, default 100)
   --max-requests-per-source N  HTTP requests of one pod the agent serves at once (default 1024); more wait their
                   turn, so one pod flooding the agent cannot crowd out the others' requests
+  --max-fds-per-source N  descriptors one pod's connections may hold in the agent, all workers together (an
+                  outbound connection counts 2, one arriving through the tunnel 1); past it, its new connections are
+                  reset (default a quarter of the agent's connection budget, at most 16,384; never more than the budget)
   --fairness on   when a proxy worker's event loop is busy --fairness-high-water of the time (default 0.8, less
                   where the workers would otherwise leave the pods under a core: 0.4 for 2 workers on 2 cores), the
                   pod asking for most of its work gets its new connections and requests paced at half its
@@ -108,7 +113,7 @@ export const AGENT_FLAGS: FlagTable = Object.freeze({
   node: s, mode: s, 'capture-address': s, 'tunnel-address': s, control: s, 'token-file': s, 'ca-file': s, manifests: s,
   'pod-cgroup': s, 'pin-name': s, 'pod-interface': s, 'exclude-ports': s, 'exclude-cidrs': s, 'exclude-inbound-ports': s, workers: s, 'drain-seconds': s,
   'fail-closed': { type: 'boolean' }, 'ready-file': s, 'state-dir': s, 'trust-domain': s, 'log-level': s, bpftool: s,
-  l7: s, 'sniff-ms': s, 'kernel-splice': s, 'max-requests-per-source': s,
+  l7: s, 'sniff-ms': s, 'kernel-splice': s, 'max-requests-per-source': s, 'max-fds-per-source': s,
   fairness: s, 'fairness-high-water': s, 'fairness-low-water': s, 'fairness-min-rate': s, 'fairness-max-waiting': s,
 });
 
@@ -185,6 +190,7 @@ export function agentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv, cores: nu
     l7: oneOf(flags, 'l7', ['on', 'off'], 'on') === 'on',
     sniffMs: int(flags, 'sniff-ms', 100, 1, 100),
     maxRequestsPerSource: int(flags, 'max-requests-per-source', 1024, 1, 1_000_000),
+    maxFdsPerSource: flags['max-fds-per-source'] === undefined ? undefined : int(flags, 'max-fds-per-source', 0, 2, 16_777_216),
     fairness,
   });
 }

@@ -15,7 +15,7 @@ import { parseSockperf } from '../../bench/tools/sockperf.ts';
 import { parseIperf } from '../../bench/tools/iperf3.ts';
 import { parseH2load } from '../../bench/tools/h2load.ts';
 import { median, pairedDifferences, summarize } from '../../bench/stats.ts';
-import { hardFdLimit, maxRelayedConnections } from '../../bench/options.ts';
+import { hardFdLimit, idleConnectionsEveryPathHolds, maxRelayedConnections, weftAgentArgs } from '../../bench/options.ts';
 
 const RUN = join(import.meta.dirname, '..', '..', 'bench', 'run.ts');
 
@@ -144,4 +144,7 @@ test('tool output parsers read recorded output', () => {
   assert.deepEqual(pairedDifferences([5, 7, Number.NaN], [1, 2, 3]), [4, 5]);
   assert.equal(hardFdLimit('Max open files            1024                 20000                files\n'), 20000);
   assert.equal(maxRelayedConnections(20000), 9872);
+  // weft's agent keeps 1,950 of 20,000 from connections: 18,050 left, 256 spare, 2 per outbound connection.
+  assert.equal(idleConnectionsEveryPathHolds(20000), 8897);
+  assert.deepEqual(weftAgentArgs(20000), ['--max-fds-per-source', '18050']);
 });

@@ -22,6 +22,17 @@ for (const [limit, want] of cases) {
   });
 }
 
+test('descriptor budget: an operator\'s per-source cap replaces the rule, never past what connections may hold', () => {
+  // Past the 16,384 the rule stops at (one pod holding ~20,000 same-node connections).
+  assert.equal(fdBudget(1_048_576, 40_000).perSourceFds, 40_000);
+  // Below the quarter the rule gives.
+  assert.equal(fdBudget(20_000, 1_000).perSourceFds, 1_000);
+  // Never more than all connections of all workers may hold.
+  assert.equal(fdBudget(20_000, 100_000).perSourceFds, fdBudget(20_000).connectionFds);
+  // The rest of the budget is the same.
+  assert.deepEqual({ ...fdBudget(20_000, 1_000), perSourceFds: 0 }, { ...fdBudget(20_000), perSourceFds: 0 });
+});
+
 test('per-worker shares round up, shared counters are shared memory, /proc/self/limits is read', () => {
   assert.deepEqual([perWorker(4512, 2), perWorker(64, 3), perWorker(1, 4), perWorker(10, 0)], [2256, 22, 1, 10]);
   const c = sharedProxyCounters();

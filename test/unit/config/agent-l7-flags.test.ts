@@ -13,10 +13,12 @@ test('agent flags: L7 on and a 100 ms sniff bound by default', () => {
   assert.equal(c.l7, true);
   assert.equal(c.sniffMs, 100);
   assert.equal(c.maxRequestsPerSource, 1024);
+  assert.equal(c.maxFdsPerSource, undefined, 'the descriptor budget\'s own per-source rule');
 });
 
-test('agent flags: --max-requests-per-source 8', () => {
+test('agent flags: --max-requests-per-source 8, --max-fds-per-source 40000', () => {
   assert.equal(agentConfig({ ...base, 'max-requests-per-source': '8' }, {}, 2).maxRequestsPerSource, 8);
+  assert.equal(agentConfig({ ...base, 'max-fds-per-source': '40000' }, {}, 2).maxFdsPerSource, 40_000);
 });
 
 test('agent flags: --l7 off, --sniff-ms 20', () => {
@@ -29,6 +31,8 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ l7: 'yes' }, /--l7 "yes": must be one of on, off/],
   [{ 'sniff-ms': '250' }, /--sniff-ms "250": must be a whole number from 1 to 100/],
   [{ 'max-requests-per-source': '0' }, /--max-requests-per-source "0": must be a whole number from 1 to 1000000/],
+  [{ 'max-fds-per-source': '1' }, /--max-fds-per-source "1": must be a whole number from 2 to 16777216/],
+  [{ 'max-fds-per-source': 'lots' }, /--max-fds-per-source "lots"/],
   [{ 'sniff-ms': '0' }, /--sniff-ms "0"/],
   [{ 'sniff-ms': 'soon' }, /--sniff-ms "soon"/],
 ];
