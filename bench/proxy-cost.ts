@@ -17,6 +17,7 @@
 //   WEFT_COST_PROF=DIR        writes a CPU profile of the measured load per proxy process there
 //   WEFT_COST_HEAP=DIR        idle: writes a heap snapshot per proxy process there while the connections are held
 //   WEFT_COST_CALLGRIND=DIR   runs the proxies under valgrind --tool=callgrind (instructions)
+//   WEFT_COST_NODE_ARGS="..." more node flags for the proxy processes (e.g. --trace-gc)
 //
 // Prints one JSON line: the mode, the path, the load's own figures, and per proxy process its
 // CPU (user, system) and memory (RSS, V8 heap) before and after, so costs are per unit of load.
@@ -214,7 +215,7 @@ function spawnRole(name: string, mode: Mode): Promise<Child> {
       execPath: 'valgrind',
       execArgv: ['--tool=callgrind', `--callgrind-out-file=${join(grind, `callgrind.${name}.%p`)}`, '--smc-check=all-non-file', process.execPath, '--expose-gc'],
     }
-    : { execArgv: ['--expose-gc'] };
+    : { execArgv: ['--expose-gc', ...(isProxy ? (process.env.WEFT_COST_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') : [])] };
   const child = fork(import.meta.filename, ['--role', name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env, ...options });
   const ask = (what: string = 'stats'): Promise<Stats> => new Promise((resolve) => {
     child.once('message', (s: Stats) => resolve(s));

@@ -10,6 +10,12 @@
 // Either schedules one more reclaim `settleMs` later: a flood still going on at the first one
 // leaves garbage after it, which that one collects once the flood has ended.
 // At most once per `minIntervalMs`, so a steady heavy load does not pay a full collection often.
+// Growth that a reclaim does not give back (less than half of it, or of `growthBytes`) is memory a steady
+// load uses (V8 grows its heap under HTTP/2's allocation rate), not churn that ended: each such
+// reclaim stalls every thread for tens of ms and frees nothing, so the next one for growth waits
+// twice as long (up to `maxGrowthWaitMs`); one that gives memory back, or a flood of held
+// connections ending, starts the wait again from `minIntervalMs`. The settle after each is kept:
+// churn still going on at a reclaim gives nothing back then, and its garbage is collected once it ends.
 // Never while a proxy worker holds a source back for fair sharing (source-fairness.ts): that
 // flood is still going on, its garbage keeps coming, and a full collection in every worker
 // would stall every other pod's requests; the reclaim is kept for when the hold ends.
@@ -28,9 +34,13 @@ export interface ReclaimPolicy {
   /** When the follow-up of a triggered reclaim runs. */
   readonly settleMs: number;
   readonly minIntervalMs: number;
+  /** The longest a reclaim for growth waits after reclaims that gave nothing back. */
+  readonly maxGrowthWaitMs: number;
 }
 
-export const DEFAULT_RECLAIM_POLICY: ReclaimPolicy = Object.freeze({ minDrop: 512, growthBytes: 32 * 2 ** 20, settleMs: 20_000, minIntervalMs: 10_000 });
+export const DEFAULT_RECLAIM_POLICY: ReclaimPolicy = Object.freeze({
+  minDrop: 512, growthBytes: 32 * 2 ** 20, settleMs: 20_000, minIntervalMs: 10_000, maxGrowthWaitMs: 320_000,
+});
 
 export interface ReclaimState {
   /** Most descriptors held since the last reclaim. */
@@ -41,6 +51,10 @@ export interface ReclaimState {
   readonly lastAt: number | undefined;
   /** When the follow-up of the last triggered reclaim is due; undefined when none is. */
   readonly settleAt: number | undefined;
+  /** How long after the last reclaim one for growth may run (longer after fruitless ones); undefined: minIntervalMs. */
+  readonly growthWaitMs?: number;
+  /** How far RSS was above its lowest when the last reclaim started. */
+  readonly grownBy?: number;
 }
 
 export type ReclaimReason = 'flood-ended' | 'rss-grew' | 'settle';
@@ -66,15 +80,29 @@ export function reclaimStep(state: ReclaimState, s: ReclaimSample, policy: Recla
     : s.rss - baseline >= policy.growthBytes
       ? 'rss-grew'
       : state.settleAt !== undefined && s.now >= state.settleAt ? 'settle' : undefined;
-  const due = state.lastAt === undefined || s.now - state.lastAt >= policy.minIntervalMs;
+  const growthWaitMs = state.growthWaitMs ?? policy.minIntervalMs;
+  const wait = reason === 'rss-grew' ? growthWaitMs : policy.minIntervalMs;
+  const due = state.lastAt === undefined || s.now - state.lastAt >= wait;
   // Kept for when the hold ends: the settle reclaim is due from then on.
   if (reason !== undefined && s.busy === true) return { state: { ...state, peak, baseline, settleAt: Math.min(state.settleAt ?? s.now, s.now) }, reclaim: undefined };
   if (reason === undefined || !due) return { state: { ...state, peak, baseline }, reclaim: undefined };
   // The baseline starts again from the first sample after the reclaim has run.
   return {
-    state: { peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now, settleAt: reason === 'settle' ? undefined : s.now + policy.settleMs },
+    state: {
+      peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now, settleAt: reason === 'settle' ? undefined : s.now + policy.settleMs, growthWaitMs,
+      grownBy: Number.isFinite(baseline) ? Math.max(0, s.rss - baseline) : 0,
+    },
     reclaim: reason,
   };
+}
+
+/** After a reclaim ran: the wait for the next one for growth, by what this one gave back. */
+export function reclaimDone(state: ReclaimState, r: { readonly reason: ReclaimReason; readonly rssBefore: number; readonly rssAfter: number }, policy: ReclaimPolicy): ReclaimState {
+  const gaveBack = r.rssBefore - r.rssAfter >= Math.max(policy.growthBytes, state.grownBy ?? 0) / 2;
+  const growthWaitMs = gaveBack || r.reason === 'flood-ended'
+    ? policy.minIntervalMs
+    : Math.min(policy.maxGrowthWaitMs, 2 * (state.growthWaitMs ?? policy.minIntervalMs));
+  return { ...state, baseline: r.rssAfter, growthWaitMs };
 }
 
 /**
@@ -134,7 +162,7 @@ export class MemoryReclaimer {
       const stallsMs = await this.#deps.reclaim();
       const ms = Math.round(performance.now() - started);
       const rssAfter = this.#deps.rss();
-      this.#state = { ...this.#state, baseline: rssAfter };
+      this.#state = reclaimDone(this.#state, { reason: step.reclaim, rssBefore: sample.rss, rssAfter }, this.#policy);
       this.#deps.onReclaimed({ reason: step.reclaim, rssBefore: sample.rss, rssAfter, held: sample.held, ms, stallsMs });
     } finally {
       this.#running = false;
