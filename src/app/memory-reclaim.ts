@@ -90,7 +90,8 @@ export function reclaimStep(state: ReclaimState, s: ReclaimSample, policy: Recla
   return {
     state: {
       peak: s.held, baseline: Number.POSITIVE_INFINITY, lastAt: s.now, settleAt: reason === 'settle' ? undefined : s.now + policy.settleMs, growthWaitMs,
-      grownBy: Number.isFinite(baseline) ? Math.max(0, s.rss - baseline) : 0,
+      // baseline is at most this sample's RSS (min above).
+      grownBy: s.rss - baseline,
     },
     reclaim: reason,
   };
