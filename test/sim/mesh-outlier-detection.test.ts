@@ -101,8 +101,13 @@ test(`DestinationPolicy outlierDetection: a pod answering 500 is ejected after $
     const gap = at(2 * CONSECUTIVE) - at(2 * CONSECUTIVE - 1);
     assert.ok(gap >= 2 * BASE_S - 0.1, `the second ejection lasts ${2 * BASE_S} s: back after ${gap.toFixed(2)} s`);
   }
-  const okWhileOut = out.filter(([t0, status]) => t0 > at(CONSECUTIVE - 1) && t0 < at(CONSECUTIVE) && status === 200).length;
-  assert.ok(okWhileOut >= (BASE_S - 0.5) * RATE, `the good pods served everything while bad was out: ${okWhileOut}`);
+  // While bad was out every request was answered 200 by a good pod, and the client kept going:
+  // its pace is one request after another, so a loaded machine (the full suite) may slow it
+  // below RATE; half of it is still far from the stall of a request waiting on an ejected pod.
+  const whileOut = out.filter(([t0]) => t0 > at(CONSECUTIVE - 1) && t0 < at(CONSECUTIVE));
+  assert.ok(whileOut.every(([, status, body]) => status === 200 && body.startsWith('good-')), `only the good pods served while bad was out: ${JSON.stringify(whileOut.filter(([, status]) => status !== 200))}`);
+  const outFor = at(CONSECUTIVE) - at(CONSECUTIVE - 1);
+  assert.ok(whileOut.length >= outFor * RATE / 2, `the good pods kept serving while bad was out: ${whileOut.length} requests in ${outFor.toFixed(2)} s`);
 
   // The workers' counters reach the agent's /metrics a moment after the last request.
   const counted = new RegExp(`^weft_outlier_ejections_total\\{destination_service="demo/web"\\} ${ejections}$`, 'm');
