@@ -6,8 +6,13 @@
 //   sk_skb (verdict, on weft_splice_socks): every segment a paired socket receives is sent
 //                 out of its peer (bpf_sk_redirect_hash, egress), and its length added to
 //                 the pair's byte count, which the agent reads for the connection record.
-//                 A socket with no pair entry, or whose peer is gone, keeps its bytes
-//                 (SK_PASS): the agent reads them itself, nothing is dropped.
+//                 A socket with no pair entry, or whose peer is not in the sockhash (gone,
+//                 or not in it yet: the agent puts the two sockets in one after the other),
+//                 keeps its bytes (SK_PASS): the agent reads them itself, nothing is dropped.
+//                 Once one segment is kept so, the pair's peer is cleared and every later
+//                 segment that way is kept too: redirecting them would send them ahead of
+//                 the kept one. The agent sees the cleared peer and moves that direction
+//                 itself, in order.
 //
 // The agent fills both maps (src/redirect/kernel-splice.ts holds the byte layouts; keep the
 // two in step): a socket enters weft_splice_socks under its socket cookie, and
@@ -21,7 +26,7 @@
 #define SPLICE_ENTRIES 131072
 
 struct weft_splice_pair {
-	__u64 peer;   // socket cookie of the socket this one's bytes go out of
+	__u64 peer;   // socket cookie of the socket this one's bytes go out of; 0: kept for the agent
 	__u64 bytes;  // payload bytes moved so far, this socket -> peer
 };
 
@@ -52,10 +57,14 @@ int weft_splice_verdict(struct __sk_buff *skb)
 	if (len == 0)
 		return SK_DROP;
 	pair = bpf_map_lookup_elem(&weft_splice_pairs, &cookie);
-	if (!pair)
+	if (!pair || pair->peer == 0)
 		return SK_PASS;
-	if (bpf_sk_redirect_hash(skb, &weft_splice_socks, &pair->peer, 0) != SK_PASS)
-		return SK_PASS; // peer gone: the agent gets the bytes and sees the close
+	if (bpf_sk_redirect_hash(skb, &weft_splice_socks, &pair->peer, 0) != SK_PASS) {
+		// Peer gone (the agent sees the close) or not paired yet: from now on the agent
+		// moves this direction. Verdicts of one socket run one at a time (its lock).
+		pair->peer = 0;
+		return SK_PASS;
+	}
 	__sync_fetch_and_add(&pair->bytes, len);
 	return SK_PASS;
 }

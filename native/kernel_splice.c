@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <linux/tcp.h> // glibc's struct tcp_info predates tcpi_bytes_acked
 #include <linux/sockios.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -25,7 +26,7 @@
 
 // Must match struct weft_splice_pair in bpf/splice.bpf.c.
 struct splice_pair {
-  uint64_t peer;
+  uint64_t peer; // 0: the kernel keeps this socket's bytes for the agent
   uint64_t bytes;
 };
 
@@ -177,6 +178,23 @@ static napi_value kernel_splice_bytes(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// kernelSplicePassing(pairsFd, cookie): boolean — the kernel kept a segment of that socket for
+// the agent (its peer was not in the sockhash when it came) and keeps the rest that way too
+// (bpf/splice.bpf.c): JavaScript must move that direction. False when the pair is gone.
+static napi_value kernel_splice_passing(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  int32_t pairs;
+  uint64_t cookie;
+  if (get_args(env, info, 2, argv) != 0 || int_arg(env, argv[0], &pairs) != 0 || cookie_arg(env, argv[1], &cookie) != 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "kernelSplicePassing(pairsFd, cookie): a descriptor and a bigint cookie");
+    return NULL;
+  }
+  struct splice_pair p;
+  bool passing = map_lookup(pairs, &cookie, &p) == 0 && p.peer == 0;
+  if (napi_get_boolean(env, passing, &result) != napi_ok) return NULL;
+  return result;
+}
+
 // kernelSpliceForget(pairsFd, cookie): void — removes a pair entry (the sockhash drops a
 // socket by itself when it closes).
 static napi_value kernel_splice_forget(napi_env env, napi_callback_info info) {
@@ -278,6 +296,7 @@ int weft_kernel_splice_init(napi_env env, napi_value exports) {
          weft_export_fn(env, exports, "kernelSplicePair", kernel_splice_pair) != 0 ||
          weft_export_fn(env, exports, "kernelSpliceBytes", kernel_splice_bytes) != 0 ||
          weft_export_fn(env, exports, "kernelSpliceForget", kernel_splice_forget) != 0 ||
+         weft_export_fn(env, exports, "kernelSplicePassing", kernel_splice_passing) != 0 ||
          weft_export_fn(env, exports, "tcpQueuedTotal", tcp_queued_total) != 0 ||
          weft_export_fn(env, exports, "drainInto", drain_into) != 0 ? -1 : 0;
 }

@@ -121,6 +121,8 @@ class NativeKernelPair implements KernelPair {
 
   adopt(owner: KernelPairOwner, drained: readonly [number, number] = [0, 0]): AdoptedKernelPair {
     if (this.#released) throw new Error('the kernel pair is released');
+    // Nothing would read the bytes the kernel keeps for JavaScript: they would wait forever.
+    if (this.passing()) throw new Error('the kernel keeps bytes of this pair for JavaScript');
     const p = this.#splicer.watch(this.#a[2], this.#b[2], (id, fds) => new AdoptedNativePair(this.#splicer, id, owner, this.#a, this.#b, fds, drained));
     // The entries now belong to the adopted pair; this one answers nothing more.
     this.#released = true;
@@ -147,6 +149,10 @@ class NativeKernelPair implements KernelPair {
       // The socket is going away under us: nothing is left to wait for before its FIN.
       return Number.POSITIVE_INFINITY;
     }
+  }
+
+  passing(): boolean {
+    return !this.#released && (this.#addon.kernelSplicePassing(this.#pairs, this.#a[1]) || this.#addon.kernelSplicePassing(this.#pairs, this.#b[1]));
   }
 
   release(): void {

@@ -24,6 +24,8 @@ export interface NativeAddon {
   kernelSplicePair(socksFd: number, pairsFd: number, fdA: number, fdB: number): [bigint, bigint];
   /** Bytes the kernel moved out of the socket with that cookie; -1 once its entry is gone. */
   kernelSpliceBytes(pairsFd: number, cookie: bigint): number;
+  /** The kernel keeps that socket's bytes for JavaScript (its peer was not in the map when some came). */
+  kernelSplicePassing(pairsFd: number, cookie: bigint): boolean;
   kernelSpliceForget(pairsFd: number, cookie: bigint): void;
   /** Bytes a TCP socket has taken into its send queue since it connected (plus SYN/FIN). */
   tcpQueuedTotal(fd: number): number;

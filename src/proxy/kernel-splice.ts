@@ -40,12 +40,19 @@ export interface KernelPair {
   moved(from: Socket): number;
   /** Bytes `socket` took into its send queue since it was paired, the kernel's and ours. */
   queued(socket: Socket): number;
+  /**
+   * The kernel keeps one direction's bytes for JavaScript: a segment came while its peer was
+   * not in the kernel's map (the sockets enter it one after the other, or the peer is gone),
+   * and the rest follow it there, in order. splice() moves them; the pair cannot be adopted.
+   */
+  passing(): boolean;
   /** Forgets the pair once both sockets are done; moved() keeps its last answers. Safe twice. */
   release(): void;
   /**
    * Takes the pair's two descriptors out of JavaScript (see AdoptedKernelPair); the caller
    * destroys both net.Sockets right after, and this pair is released. Throws when the
-   * descriptors cannot be taken (nothing changed then; splice() can still watch the pair).
+   * descriptors cannot be taken, or the kernel keeps bytes for JavaScript (passing()): nothing
+   * changed then, and splice() can still watch the pair.
    * `drained`: what drainInto() moved out of each side before the pair was made (a DrainedPair
    * passes it on).
    */
@@ -191,6 +198,10 @@ class DrainedPair implements KernelPair {
 
   queued(socket: Socket): number {
     return this.#pair.queued(socket) + (socket === this.#client ? this.#drained.fromUpstream : this.#drained.fromClient);
+  }
+
+  passing(): boolean {
+    return this.#pair.passing();
   }
 
   release(): void {

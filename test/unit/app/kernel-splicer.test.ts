@@ -6,6 +6,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -40,6 +41,17 @@ function payload(n: number, seed: number): Buffer {
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function bpftoolJson(args: string[]): unknown {
+  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `bpftool ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim() === '' ? undefined : JSON.parse(r.stdout) as unknown;
+}
+
+async function eventuallyTrue(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(check(), what);
+}
 
 /** What reached one end: its bytes' hash and count, once it saw the FIN. */
 function collect(socket: Socket): Promise<{ bytes: number; sha: string }> {
@@ -276,6 +288,46 @@ test('bytes JavaScript read before the pair, from either side, are not repeated 
       assert.equal(bytes.bytesRead, up.length, 'counted once: JavaScript, the drain and the kernel');
       assert.equal(bytes.bytesWritten, down.length);
     }
+  });
+});
+
+// The race this guards against: the two sockets enter the kernel's map one after the other,
+// and a segment that reached the first before the second was in was kept for JavaScript
+// while the ones after it were redirected, ahead of it (corrupt in user space, a stall once the
+// pair was adopted). The same happens when a peer leaves the map, which is how this test
+// makes it happen at will: one socket is deleted from the sockhash with bpftool.
+test('a segment kept for JavaScript keeps the rest of its direction there, in order; such a pair is not adopted', async (t) => {
+  if (!ready(t)) return;
+  await withProgram(t, 'ks-passing', async (splicer, program) => {
+    const p = await proxied(t, splicer);
+    const atServer = collect(p.server);
+    const atClient = collect(p.client);
+    const upFirst = payload(1024 * 1024, 11);
+    const downFirst = payload(1024 * 1024 + 5, 12);
+    p.client.write(upFirst);
+    p.server.write(downFirst);
+    await eventuallyTrue(() => p.pair.moved(p.proxyClient) === upFirst.length && p.pair.moved(p.proxyUpstream) === downFirst.length, 'the first bytes went through the kernel');
+    assert.equal(p.pair.passing(), false, 'nothing kept for JavaScript yet');
+    const dump = bpftoolJson(['map', 'dump', 'pinned', program.pins.socks]) as { key: string[] }[];
+    assert.equal(dump.length, 2, 'both sockets are in the sockhash');
+    bpftoolJson(['map', 'delete', 'pinned', program.pins.socks, 'key', ...(dump[0]?.key ?? [])]);
+    const upRest = payload(3 * 1024 * 1024 + 1, 13);
+    const downRest = payload(2 * 1024 * 1024 + 7, 14);
+    p.client.write(upRest);
+    p.server.write(downRest);
+    await eventuallyTrue(() => p.pair.passing(), 'the kernel keeps a direction for JavaScript');
+    assert.throws(() => p.pair.adopt({ kernelEvent: () => undefined }), /keeps bytes of this pair for JavaScript/);
+    p.server.once('end', () => p.server.end());
+    p.client.end();
+    const up = Buffer.concat([upFirst, upRest]);
+    const down = Buffer.concat([downFirst, downRest]);
+    assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) }, 'the upload arrived once, in order');
+    assert.deepEqual(await atClient, { bytes: down.length, sha: sha(down) }, 'the answer arrived once, in order');
+    assert.equal((await p.result).outcome, 'closed');
+    assert.ok(p.proxyClient.bytesRead + p.proxyUpstream.bytesRead > 0, 'JavaScript moved what the kernel kept');
+    const bytes = kernelByteSource(p.proxyClient, p.proxyUpstream, p.pair);
+    assert.equal(bytes.bytesRead, up.length, 'counted once: the kernel and JavaScript');
+    assert.equal(bytes.bytesWritten, down.length);
   });
 });
 
