@@ -18,11 +18,11 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$root/scripts/containers.conf}"
 for tool in mmdebstrap podman strip; do
   command -v "$tool" >/dev/null || { say "$tool is missing (Debian: apt-get install mmdebstrap podman runc binutils; npm run bootstrap installs them)"; exit 1; }
 done
-[ -f bpf/build/redirect.bpf.o ] && [ -f native/build/Release/weft_native.node ] || { say "build outputs missing: run npm run bootstrap"; exit 1; }
+[ -f bpf/build/redirect.bpf.o ] && [ -f bpf/build/splice.bpf.o ] && [ -f native/build/Release/weft_native.node ] || { say "build outputs missing: run npm run bootstrap"; exit 1; }
 
 version=$(node_modules/.bin/node -p 'require("./package.json").version')
 # Inputs: every tracked file the image copies, the lockfile, the build outputs, this script.
-hash=$( { git ls-files -s src bin package.json package-lock.json scripts/image.sh; sha256sum bpf/build/redirect.bpf.o bpf/build/bpf-ids.txt native/build/Release/weft_native.node node_modules/node/bin/node; git diff HEAD -- src bin package.json; } | sha256sum | cut -c1-12)
+hash=$( { git ls-files -s src bin package.json package-lock.json scripts/image.sh; sha256sum bpf/build/redirect.bpf.o bpf/build/splice.bpf.o bpf/build/bpf-ids.txt native/build/Release/weft_native.node node_modules/node/bin/node; git diff HEAD -- src bin package.json; } | sha256sum | cut -c1-12)
 ref="localhost/weft:$version-$hash"
 if podman image exists "$ref"; then
   say "up to date: $ref ($(podman image inspect --format '{{.Size}}' "$ref" | awk '{printf "%.0f MB", $1/1e6}'))"
@@ -36,7 +36,7 @@ stage="$work/opt/weft"
 mkdir -p "$stage/bpf/build" "$stage/native/build/Release" "$work/usr/local/bin"
 say "staging the project and its production dependencies"
 cp -a src bin package.json package-lock.json "$stage/"
-cp bpf/build/redirect.bpf.o bpf/build/bpf-ids.txt "$stage/bpf/build/"
+cp bpf/build/redirect.bpf.o bpf/build/splice.bpf.o bpf/build/bpf-ids.txt "$stage/bpf/build/"
 cp native/build/Release/weft_native.node "$stage/native/build/Release/"
 (cd "$stage" && npm ci --omit=dev --offline --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
 # What no running process reads: source maps, type declarations, TypeScript sources (Node

@@ -54,7 +54,7 @@ test('the image builds offline and runs weft --version and weft vet under podman
   const user = podman(['run', '--rm', '--entrypoint', 'id', ref, '-u']);
   assert.equal(user.stdout.trim(), '65532', 'the default user is not root');
   const tools = podman(['run', '--rm', '--entrypoint', 'sh', ref, '-c',
-    'bpftool version && iptables-restore --version && iptables --version && ip -V && nsenter --version && unshare --version && mount --version && test -f /opt/weft/bpf/build/redirect.bpf.o && echo ok']);
+    'bpftool version && iptables-restore --version && iptables --version && ip -V && nsenter --version && unshare --version && mount --version && test -f /opt/weft/bpf/build/redirect.bpf.o && test -f /opt/weft/bpf/build/splice.bpf.o && echo ok']);
   assert.match(tools.stdout, /^bpftool v[\s\S]*\(nf_tables\)[\s\S]*ok\n$/, tools.stdout + tools.stderr);
   const node = '/opt/weft/node_modules/node/bin/node';
   const addon = podman(['run', '--rm', '--entrypoint', node, ref, '-e', "require('/opt/weft/native/build/Release/weft_native.node'); console.log('addon loaded')"]);
