@@ -339,8 +339,14 @@ export class ProxyRuntime {
       name: 'weft_kernel_splice_connections_total', registers: [deps.registry], labelNames: ['result'],
       help: 'Opaque connections between two pods of this node: result="kernel" when the kernel moved their bytes, else why user space did (buffered: bytes had already reached the proxy; refused: the kernel map refused the pair)',
     });
+    const kernelPassing = new Counter({
+      name: 'weft_kernel_splice_passing_total', registers: [deps.registry],
+      help: 'Kernel-spliced connections of which the kernel keeps one direction for the proxy (a segment came while the two sockets were entering its map), which then moves that direction itself, in order',
+    });
     const fair = fairness === undefined ? {} : { fairness };
-    const kernel = deps.kernel === undefined ? {} : { kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }) };
+    const kernel = deps.kernel === undefined ? {} : {
+      kernel: deps.kernel, kernelSpliced: (result: string): void => kernelSpliced.inc({ result }), kernelPassing: (): void => kernelPassing.inc(),
+    };
     this.#outbound = new OutboundListener({
       originalDestination: reader, mesh, authorize: authorizer, tunnels: this.#pool, upstream,
       health: new UpstreamHealth(deps.clock), observer, registry: this.connections, gate, splice, overload, connectionRate, ...kernel, ...fair,

@@ -106,6 +106,11 @@ export interface OutboundDeps extends ListenerCommonDeps {
   /** Told, per same-node opaque connection, whether the kernel splices it or why user space does. */
   readonly kernelSpliced?: (result: 'kernel' | KernelFallback) => void;
   /**
+   * Told when a kernel pair keeps one direction's bytes for the proxy (a segment came while
+   * the sockets were entering the kernel's map): that direction moves through JavaScript.
+   */
+  readonly kernelPassing?: () => void;
+  /**
    * A Service's DestinationPolicy tcp.maxConnections for an opaque connection to it: a permit
    * (released when the connection ends), 'overflow' (refused at once, flag UO), or undefined
    * when the Service has no limit.
@@ -358,6 +363,8 @@ export class OutboundListener implements Listener {
     for (const s of [client, upstream]) {
       if (s.destroyed || s.readableLength > 0 || s.writableLength > 0 || s.writableEnded) return false;
     }
+    // Nothing would read what the kernel keeps for the proxy once the sockets are gone.
+    if (kernel.passing()) return false;
     try {
       const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), accepted.handOver(), endpoint, permit, this.#halfClosed, client);
       accepted.record.countBytes(held, 'client');
@@ -381,6 +388,7 @@ export class OutboundListener implements Listener {
     // Bytes the sniff put back (or a server's greeting) go out first; then the kernel takes over.
     const handover = await handOverToKernel(splicer, client, upstream);
     this.#deps.kernelSpliced?.(typeof handover.result === 'string' ? handover.result : 'kernel');
+    if (typeof handover.result !== 'string' && handover.result.passing()) this.#deps.kernelPassing?.();
     return handover;
   }
 

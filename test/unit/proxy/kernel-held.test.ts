@@ -17,6 +17,7 @@ import { NativeKernelSplicer } from '../../../src/app/kernel-splicer.ts';
 import { NATIVE_ADDON_PATH } from '../../../src/core/native-addon.ts';
 import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
 import type { ByteSource, ConnectionObserver } from '../../../src/proxy/contracts.ts';
+import type { KernelSplicer } from '../../../src/proxy/kernel-splice.ts';
 import { ResponseFlags } from '../../../src/proxy/flags.ts';
 import { OutboundListener } from '../../../src/proxy/outbound.ts';
 import { TunnelPool } from '../../../src/proxy/tunnel-pool.ts';
@@ -107,7 +108,18 @@ function mapEntries(pin: string): number {
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-async function node(t: TestContext, name: string, halfClosedIdleMs?: number) {
+/** The real splicer, whose pairs say the kernel keeps a direction for the proxy (the pairing race, on demand). */
+function keepingSplicer(real: NativeKernelSplicer): KernelSplicer {
+  return {
+    drainInto: (from, to) => real.drainInto(from, to),
+    pair: (a, b) => {
+      const p = real.pair(a, b);
+      return { moved: (s) => p.moved(s), queued: (s) => p.queued(s), passing: () => true, release: () => p.release(), adopt: () => assert.fail('a keeping pair is adopted') };
+    },
+  };
+}
+
+async function node(t: TestContext, name: string, halfClosedIdleMs?: number, keeping?: () => void) {
   const program = await KernelSpliceProgram.start(name, { base: BASE });
   const splicer = new NativeKernelSplicer(program.pins);
   const mesh = new TestMesh();
@@ -132,7 +144,8 @@ async function node(t: TestContext, name: string, halfClosedIdleMs?: number) {
   const table = new OriginalDestinations();
   const pool = new TunnelPool({ credentials: testCredentials([client.identity]) });
   const outbound = new OutboundListener({
-    originalDestination: table.reader, mesh, authorize: allowAll, tunnels: pool, health: new UpstreamHealth(new ManualClock()), observer, registry, kernel: splicer,
+    originalDestination: table.reader, mesh, authorize: allowAll, tunnels: pool, health: new UpstreamHealth(new ManualClock()), observer, registry,
+    ...(keeping === undefined ? { kernel: splicer } : { kernel: keepingSplicer(splicer), kernelPassing: keeping }),
     ...(halfClosedIdleMs === undefined ? {} : { splice: { halfClosedIdleMs } }),
   }, { nodeName: 'a', host: '127.0.0.1', port: 0 });
   const address = await outbound.listen();
@@ -152,7 +165,7 @@ async function node(t: TestContext, name: string, halfClosedIdleMs?: number) {
     sockets.push(c);
     const server = await nextServer();
     sockets.push(server);
-    await until(() => splicer.adopted > held, 3000, 'the pair adopted');
+    if (keeping === undefined) await until(() => splicer.adopted > held, 3000, 'the pair adopted');
     return { client: c, server };
   };
   return { splicer, program, registry, observer, outbound, dial };
@@ -185,6 +198,29 @@ test('held in the kernel: bytes exact both ways, counted; the client FIN half-cl
   server.destroy();
   // One more than before: the splicer's epoll set, opened by its first adopted pair.
   await until(() => openFds() <= fdsBefore + 1, 3000, 'descriptors closed');
+});
+
+test('a pair whose kernel keeps a direction for the proxy is not held: splice() moves it, exact, and it is counted', async (t) => {
+  if (!ready(t)) return;
+  let kept = 0;
+  const n = await node(t, 'kh-keeping', undefined, () => {
+    kept += 1;
+  });
+  const { client, server } = await n.dial();
+  const up = payload(2 * 1024 * 1024 + 3, 4);
+  const down = payload(3 * 1024 * 1024 + 1, 5);
+  const atServer = collect(server);
+  const atClient = collect(client);
+  server.once('end', () => server.end(down));
+  client.end(up);
+  assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
+  assert.deepEqual(await atClient, { bytes: down.length, sha: sha(down) });
+  await until(() => n.observer.records[0]?.flags !== undefined, 3000, 'the record');
+  assert.equal(n.observer.records[0]?.flags, ResponseFlags.OK);
+  assert.equal(n.observer.records[0]?.read, up.length);
+  assert.equal(n.observer.records[0]?.written, down.length);
+  assert.equal(kept, 1, 'counted once');
+  assert.equal(n.splicer.adopted, 0, 'never held outside JavaScript');
 });
 
 test('held in the kernel: a FIN from the server half-closes toward the client, which goes on sending', async (t) => {
