@@ -35,7 +35,8 @@ const ALL_DONE = FIN0 | FIN1 | SHUT0 | SHUT1;
 
 export class KernelHeldConnection implements KernelPairOwner, ByteSource {
   #pair: AdoptedKernelPair | undefined;
-  readonly #done: HandedOver;
+  /** Set by start() once the pair is adopted. */
+  #done!: HandedOver;
   readonly #endpoint: Hold;
   readonly #permit: Hold | undefined;
   readonly #sweep: HalfClosedSweep;
@@ -48,8 +49,7 @@ export class KernelHeldConnection implements KernelPairOwner, ByteSource {
   lastMoved = 0;
   lastActiveAt = 0;
 
-  private constructor(done: HandedOver, endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep, clientRead: number, clientWritten: number) {
-    this.#done = done;
+  private constructor(endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep, clientRead: number, clientWritten: number) {
     this.#endpoint = endpoint;
     this.#permit = permit;
     this.#sweep = sweep;
@@ -58,16 +58,19 @@ export class KernelHeldConnection implements KernelPairOwner, ByteSource {
   }
 
   /**
-   * Adopts the pair through `adopt` (which throws when it cannot: nothing is taken then) and
-   * watches the registry's signal. The caller destroys its two sockets next.
+   * Adopts the pair through `adopt`, then takes the connection over from its handler through
+   * `handOver`, and watches the registry's signal. When `adopt` throws nothing is taken and
+   * nothing handed over: the handler still owns the connection and its record. The caller
+   * destroys its two sockets next.
    */
   static start(
-    adopt: (owner: KernelPairOwner) => AdoptedKernelPair, done: HandedOver, endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep,
+    adopt: (owner: KernelPairOwner) => AdoptedKernelPair, handOver: () => HandedOver, endpoint: Hold, permit: Hold | undefined, sweep: HalfClosedSweep,
     client: ByteSource,
   ): KernelHeldConnection {
-    const c = new KernelHeldConnection(done, endpoint, permit, sweep, client.bytesRead, client.bytesWritten);
+    const c = new KernelHeldConnection(endpoint, permit, sweep, client.bytesRead, client.bytesWritten);
     c.#pair = adopt(c);
-    const signal = done.live.signal;
+    c.#done = handOver();
+    const signal = c.#done.live.signal;
     if (signal.aborted) c.#end('aborted');
     else signal.addEventListener('abort', c, { once: true });
     return c;

@@ -356,17 +356,16 @@ export class OutboundListener implements Listener {
   /**
    * Hands a kernel pair's descriptors to the addon and drops both sockets, so the idle
    * connection costs one KernelHeldConnection; false (nothing changed) when the addon cannot
-   * take them or JavaScript still holds state the pair cannot carry (bytes buffered, a FIN
-   * sent), and splice() watches the pair instead.
+   * take them (adopt() throws, as it does when the kernel keeps bytes for the proxy) or
+   * JavaScript still holds state the pair cannot carry (bytes buffered, a FIN sent), and
+   * splice() watches the pair instead.
    */
   #holdInKernel(kernel: KernelPair, client: Socket, upstream: Socket, accepted: Accepted, endpoint: Hold, permit: Hold | undefined): boolean {
     for (const s of [client, upstream]) {
       if (s.destroyed || s.readableLength > 0 || s.writableLength > 0 || s.writableEnded) return false;
     }
-    // Nothing would read what the kernel keeps for the proxy once the sockets are gone.
-    if (kernel.passing()) return false;
     try {
-      const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), accepted.handOver(), endpoint, permit, this.#halfClosed, client);
+      const held = KernelHeldConnection.start((owner) => kernel.adopt(owner), () => accepted.handOver(), endpoint, permit, this.#halfClosed, client);
       accepted.record.countBytes(held, 'client');
     } catch {
       return false;
