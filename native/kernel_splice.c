@@ -162,19 +162,26 @@ fail:
   return NULL;
 }
 
-// kernelSpliceBytes(pairsFd, cookie): number — bytes the kernel moved from that socket to its
-// peer so far; -1 when the pair is gone.
-static napi_value kernel_splice_bytes(napi_env env, napi_callback_info info) {
-  napi_value argv[2], result;
+// The (pairsFd, cookie) arguments of a pair query, and the pair's entry: 1 found, 0 gone, -1 when
+// the arguments are wrong (a TypeError naming `usage` is pending then).
+static int pair_entry(napi_env env, napi_callback_info info, const char *usage, struct splice_pair *p) {
+  napi_value argv[2];
   int32_t pairs;
   uint64_t cookie;
   if (get_args(env, info, 2, argv) != 0 || int_arg(env, argv[0], &pairs) != 0 || cookie_arg(env, argv[1], &cookie) != 0) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "kernelSpliceBytes(pairsFd, cookie): a descriptor and a bigint cookie");
-    return NULL;
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
+    return -1;
   }
+  return map_lookup(pairs, &cookie, p) == 0 ? 1 : 0;
+}
+
+// kernelSpliceBytes(pairsFd, cookie): number — bytes the kernel moved from that socket to its
+// peer so far; -1 when the pair is gone.
+static napi_value kernel_splice_bytes(napi_env env, napi_callback_info info) {
+  napi_value result;
   struct splice_pair p;
-  double bytes = map_lookup(pairs, &cookie, &p) == 0 ? (double)p.bytes : -1;
-  if (napi_create_double(env, bytes, &result) != napi_ok) return NULL;
+  int found = pair_entry(env, info, "kernelSpliceBytes(pairsFd, cookie): a descriptor and a bigint cookie", &p);
+  if (found < 0 || napi_create_double(env, found ? (double)p.bytes : -1, &result) != napi_ok) return NULL;
   return result;
 }
 
@@ -182,16 +189,10 @@ static napi_value kernel_splice_bytes(napi_env env, napi_callback_info info) {
 // the agent (its peer was not in the sockhash when it came) and keeps the rest that way too
 // (bpf/splice.bpf.c): JavaScript must move that direction. False when the pair is gone.
 static napi_value kernel_splice_passing(napi_env env, napi_callback_info info) {
-  napi_value argv[2], result;
-  int32_t pairs;
-  uint64_t cookie;
-  if (get_args(env, info, 2, argv) != 0 || int_arg(env, argv[0], &pairs) != 0 || cookie_arg(env, argv[1], &cookie) != 0) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "kernelSplicePassing(pairsFd, cookie): a descriptor and a bigint cookie");
-    return NULL;
-  }
+  napi_value result;
   struct splice_pair p;
-  bool passing = map_lookup(pairs, &cookie, &p) == 0 && p.peer == 0;
-  if (napi_get_boolean(env, passing, &result) != napi_ok) return NULL;
+  int found = pair_entry(env, info, "kernelSplicePassing(pairsFd, cookie): a descriptor and a bigint cookie", &p);
+  if (found < 0 || napi_get_boolean(env, found == 1 && p.peer == 0, &result) != napi_ok) return NULL;
   return result;
 }
 
