@@ -6,7 +6,6 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -17,8 +16,10 @@ import { isWeftError } from '../../../src/core/errors.ts';
 import { NativeKernelSplicer } from '../../../src/app/kernel-splicer.ts';
 import { handOverToKernel, kernelByteSource, splice, tryKernelPair, type KernelPair, type SpliceResult } from '../../../src/proxy/index.ts';
 import { KernelSpliceProgram, RedirectErrors } from '../../../src/redirect/index.ts';
+import { Bpftool } from '../../../src/redirect/bpftool.ts';
 import { KERNEL_SPLICE_OBJECT } from '../../../src/redirect/kernel-splice.ts';
 import { cannotRun, needsRoot } from '../../support/root.ts';
+import { until } from '../proxy/harness.ts';
 
 const BASE = `/sys/fs/bpf/weft-test-splice-${process.pid}`;
 
@@ -41,17 +42,6 @@ function payload(n: number, seed: number): Buffer {
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-function bpftoolJson(args: string[]): unknown {
-  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `bpftool ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout.trim() === '' ? undefined : JSON.parse(r.stdout) as unknown;
-}
-
-async function eventuallyTrue(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.ok(check(), what);
-}
 
 /** What reached one end: its bytes' hash and count, once it saw the FIN. */
 function collect(socket: Socket): Promise<{ bytes: number; sha: string }> {
@@ -306,16 +296,17 @@ test('a segment kept for JavaScript keeps the rest of its direction there, in or
     const downFirst = payload(1024 * 1024 + 5, 12);
     p.client.write(upFirst);
     p.server.write(downFirst);
-    await eventuallyTrue(() => p.pair.moved(p.proxyClient) === upFirst.length && p.pair.moved(p.proxyUpstream) === downFirst.length, 'the first bytes went through the kernel');
+    await until(() => p.pair.moved(p.proxyClient) === upFirst.length && p.pair.moved(p.proxyUpstream) === downFirst.length, 5000, 'the first bytes to go through the kernel');
     assert.equal(p.pair.passing(), false, 'nothing kept for JavaScript yet');
-    const dump = bpftoolJson(['map', 'dump', 'pinned', program.pins.socks]) as { key: string[] }[];
+    const bpftool = new Bpftool();
+    const dump = await bpftool.json(['map', 'dump', 'pinned', program.pins.socks]) as { key: string[] }[];
     assert.equal(dump.length, 2, 'both sockets are in the sockhash');
-    bpftoolJson(['map', 'delete', 'pinned', program.pins.socks, 'key', ...(dump[0]?.key ?? [])]);
+    await bpftool.json(['map', 'delete', 'pinned', program.pins.socks, 'key', ...(dump[0]?.key ?? [])]);
     const upRest = payload(3 * 1024 * 1024 + 1, 13);
     const downRest = payload(2 * 1024 * 1024 + 7, 14);
     p.client.write(upRest);
     p.server.write(downRest);
-    await eventuallyTrue(() => p.pair.passing(), 'the kernel keeps a direction for JavaScript');
+    await until(() => p.pair.passing(), 5000, 'the kernel to keep a direction for JavaScript');
     assert.throws(() => p.pair.adopt({ kernelEvent: () => undefined }), /keeps bytes of this pair for JavaScript/);
     p.server.once('end', () => p.server.end());
     p.client.end();

@@ -100,6 +100,25 @@ function errorCode(s: Socket): Promise<string | undefined> {
   });
 }
 
+/**
+ * The client uploads `up` and half-closes; the server answers `down` only after that FIN (the
+ * connection is half closed meanwhile). Both arrive exact, and the first record is a clean
+ * close that counts both, to the byte.
+ */
+async function uploadThenAnswer(observer: { records: Recorded[] }, client: Socket, server: Socket, up: Buffer, down: Buffer): Promise<void> {
+  const atServer = collect(server);
+  const atClient = collect(client);
+  server.once('end', () => server.end(down));
+  client.end(up);
+  assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
+  assert.deepEqual(await atClient, { bytes: down.length, sha: sha(down) });
+  await until(() => observer.records[0]?.flags !== undefined, 3000, 'the record');
+  const r = observer.records[0];
+  assert.equal(r?.flags, ResponseFlags.OK);
+  assert.equal(r?.read, up.length, 'request bytes');
+  assert.equal(r?.written, down.length, 'response bytes');
+}
+
 /** Entries in a pinned map (bpftool's JSON dump). */
 function mapEntries(pin: string): number {
   const out = execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', pin], { encoding: 'utf8' });
@@ -114,7 +133,11 @@ function keepingSplicer(real: NativeKernelSplicer): KernelSplicer {
     drainInto: (from, to) => real.drainInto(from, to),
     pair: (a, b) => {
       const p = real.pair(a, b);
-      return { moved: (s) => p.moved(s), queued: (s) => p.queued(s), passing: () => true, release: () => p.release(), adopt: () => assert.fail('a keeping pair is adopted') };
+      return { moved: (s) => p.moved(s), queued: (s) => p.queued(s), passing: () => true, release: () => p.release(),
+        adopt: () => {
+          throw new Error('the kernel keeps bytes of this pair for JavaScript');
+        },
+      };
     },
   };
 }
@@ -177,20 +200,7 @@ test('held in the kernel: bytes exact both ways, counted; the client FIN half-cl
   const fdsBefore = openFds();
   const { client, server } = await n.dial();
   assert.equal(n.outbound.connections, 1);
-  const up = payload(8 * 1024 * 1024 + 5, 1);
-  const down = payload(12 * 1024 * 1024 + 9, 2);
-  const atServer = collect(server);
-  const atClient = collect(client);
-  // The server answers only after the client's FIN: the connection is half closed meanwhile.
-  server.once('end', () => server.end(down));
-  client.end(up);
-  assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
-  assert.deepEqual(await atClient, { bytes: down.length, sha: sha(down) });
-  await until(() => n.observer.records[0]?.flags !== undefined, 3000, 'the record');
-  const r = n.observer.records[0];
-  assert.equal(r?.flags, ResponseFlags.OK);
-  assert.equal(r?.read, up.length, 'request bytes, from the kernel');
-  assert.equal(r?.written, down.length, 'response bytes, from the kernel');
+  await uploadThenAnswer(n.observer, client, server, payload(8 * 1024 * 1024 + 5, 1), payload(12 * 1024 * 1024 + 9, 2));
   assert.equal(n.splicer.adopted, 0);
   assert.equal(n.outbound.connections, 0);
   assert.equal(mapEntries(n.program.pins.pairs), 0, 'pair entries forgotten');
@@ -207,18 +217,7 @@ test('a pair whose kernel keeps a direction for the proxy is not held: splice() 
     kept += 1;
   });
   const { client, server } = await n.dial();
-  const up = payload(2 * 1024 * 1024 + 3, 4);
-  const down = payload(3 * 1024 * 1024 + 1, 5);
-  const atServer = collect(server);
-  const atClient = collect(client);
-  server.once('end', () => server.end(down));
-  client.end(up);
-  assert.deepEqual(await atServer, { bytes: up.length, sha: sha(up) });
-  assert.deepEqual(await atClient, { bytes: down.length, sha: sha(down) });
-  await until(() => n.observer.records[0]?.flags !== undefined, 3000, 'the record');
-  assert.equal(n.observer.records[0]?.flags, ResponseFlags.OK);
-  assert.equal(n.observer.records[0]?.read, up.length);
-  assert.equal(n.observer.records[0]?.written, down.length);
+  await uploadThenAnswer(n.observer, client, server, payload(2 * 1024 * 1024 + 3, 4), payload(3 * 1024 * 1024 + 1, 5));
   assert.equal(kept, 1, 'counted once');
   assert.equal(n.splicer.adopted, 0, 'never held outside JavaScript');
 });
